@@ -1,0 +1,1 @@
+//! dait-agent

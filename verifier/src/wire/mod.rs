@@ -1,0 +1,63 @@
+//! Parsers for untrusted evidence bytes. No cryptography happens here: `parse` turns bytes into typed,
+//! borrowed values; `verify` (elsewhere) applies crypto and policy.
+
+pub mod reader;
+
+pub use reader::Reader;
+
+/// Why a piece of evidence could not be parsed.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// The input ended inside `field`.
+    #[error("truncated in {field}: need {need} bytes, have {have}")]
+    Truncated {
+        /// The field being read.
+        field: &'static str,
+        /// Bytes the field needs.
+        need: usize,
+        /// Bytes that were left.
+        have: usize,
+    },
+    /// A length read from the wire is above the cap for that field.
+    #[error("{field} length {len} is above the limit {max}")]
+    TooLong {
+        /// The field.
+        field: &'static str,
+        /// The length on the wire.
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// Bytes were left after a complete structure.
+    #[error("{extra} trailing bytes after {structure}")]
+    TrailingBytes {
+        /// The structure that ended.
+        structure: &'static str,
+        /// How many bytes were left.
+        extra: usize,
+    },
+    /// A reserved field was not zero.
+    #[error("reserved field {field} is not zero")]
+    NonZeroReserved {
+        /// The field.
+        field: &'static str,
+    },
+    /// A version this crate does not know.
+    #[error("unsupported {structure} version {version}")]
+    UnsupportedVersion {
+        /// The structure.
+        structure: &'static str,
+        /// The version on the wire.
+        version: u32,
+    },
+    /// A field holds a value the format does not allow.
+    #[error("invalid value in {field}")]
+    InvalidValue {
+        /// The field.
+        field: &'static str,
+    },
+    /// A bug in this crate, not in the input.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
