@@ -2,9 +2,12 @@
 #![forbid(unsafe_code)]
 
 pub mod collateral;
+pub mod nvidia;
+pub mod rim;
 pub mod snp;
 pub mod tdx;
 pub mod wire;
+pub mod x509;
 
 #[doc(hidden)]
 pub mod fuzzing;

@@ -1,0 +1,410 @@
+//! The small X.509 path check that NVIDIA device chains, RIM signer chains and OCSP responders need.
+//!
+//! What it does: decode DER/PEM certificates (`x509-cert`), check each certificate's signature with the next
+//! certificate's key (ECDSA P-256/P-384 with SHA-256/384, RSA PKCS#1 v1.5 with SHA-256/384/512), check the
+//! issuer/subject names line up, check every validity window at an injected time, and require that the last
+//! certificate's public key is a pinned trust anchor (SHA-256 of its SubjectPublicKeyInfo) and that it signs
+//! itself.
+//!
+//! What it does not do: name constraints, policy mappings, key usage (NVIDIA's RIM chain asserts key usages a
+//! strict RFC 5280 validator rejects, see the evidence notes), revocation by CRL. Revocation is OCSP, handled in
+//! [`crate::nvidia::ocsp`].
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+
+use base64::Engine as _;
+use der::{Decode as _, Encode as _, Reader as _, Tagged as _};
+use sha2::{Digest as _, Sha256, Sha384, Sha512};
+use x509_cert::Certificate;
+use x509_cert::spki::SubjectPublicKeyInfoOwned;
+
+/// The most certificates a chain may hold.
+pub const MAX_CHAIN_CERTS: usize = 8;
+/// The largest DER certificate accepted.
+pub const MAX_CERT_DER_LEN: usize = 16 * 1024;
+/// The largest PEM text accepted for a chain.
+pub const MAX_PEM_CHAIN_LEN: usize = 64 * 1024;
+
+/// OID of ecdsa-with-SHA256 (RFC 5758 §3.2).
+pub const OID_ECDSA_SHA256: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+/// OID of ecdsa-with-SHA384 (RFC 5758 §3.2).
+pub const OID_ECDSA_SHA384: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
+/// OID of sha256WithRSAEncryption (RFC 4055 §5).
+pub const OID_RSA_SHA256: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+/// OID of sha384WithRSAEncryption (RFC 4055 §5).
+pub const OID_RSA_SHA384: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
+/// OID of sha512WithRSAEncryption (RFC 4055 §5).
+pub const OID_RSA_SHA512: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
+const OID_EC_PUBLIC_KEY: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const OID_RSA_ENCRYPTION: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+const OID_SECP256R1: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const OID_SECP384R1: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.3.132.0.34");
+/// OID of SHA-256 (RFC 5754 §2).
+pub const OID_SHA256: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
+/// OID of SHA-384 (RFC 5754 §2).
+pub const OID_SHA384: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
+/// OID of SHA-512 (RFC 5754 §2).
+pub const OID_SHA512: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
+/// OID of SHA-1 (OCSP CertID hashes commonly use it).
+pub const OID_SHA1: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
+
+/// Why a certificate or a chain was rejected.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum X509Error {
+    /// The certificate at `index` is not valid DER X.509.
+    #[error("certificate {index} is not valid DER X.509")]
+    BadCertificate {
+        /// Position in the chain, leaf = 0.
+        index: usize,
+    },
+    /// The PEM text is malformed (no certificate block, bad base64, unterminated block).
+    #[error("malformed PEM certificate text")]
+    BadPem,
+    /// The chain is empty.
+    #[error("empty certificate chain")]
+    EmptyChain,
+    /// The certificate at `index` is outside its validity window at the given time.
+    #[error("certificate {index} is not valid at the given time")]
+    Expired {
+        /// Position in the chain, leaf = 0.
+        index: usize,
+    },
+    /// The issuer name of the certificate at `index` is not the subject of the next certificate.
+    #[error("certificate {index} was not issued by the next certificate in the chain")]
+    IssuerMismatch {
+        /// Position in the chain, leaf = 0.
+        index: usize,
+    },
+    /// The signature on the certificate at `index` does not verify with its issuer's key.
+    #[error("signature on certificate {index} does not verify")]
+    BadSignature {
+        /// Position in the chain, leaf = 0.
+        index: usize,
+    },
+    /// A public key that cannot be used (unknown curve, malformed point or modulus).
+    #[error("unsupported or malformed public key")]
+    BadPublicKey,
+    /// A signature algorithm this module does not implement.
+    #[error("unsupported signature algorithm")]
+    UnsupportedAlgorithm,
+    /// A signature that does not verify.
+    #[error("signature does not verify")]
+    SignatureMismatch,
+    /// A value too large for its cap.
+    #[error("{what} above its limit")]
+    TooLarge {
+        /// What was too large.
+        what: &'static str,
+    },
+    /// The last certificate's key is not the pinned trust anchor.
+    #[error("chain does not end at the pinned root")]
+    UntrustedRoot,
+}
+
+/// A pinned trust anchor: the SHA-256 of a root's DER SubjectPublicKeyInfo.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrustAnchor {
+    spki_sha256: [u8; 32],
+}
+
+impl TrustAnchor {
+    /// Pins the key whose SubjectPublicKeyInfo hashes to `spki_sha256`.
+    pub const fn from_spki_sha256(spki_sha256: [u8; 32]) -> Self {
+        Self { spki_sha256 }
+    }
+
+    /// Pins the key of a DER certificate.
+    pub fn from_certificate_der(der: &[u8]) -> Result<Self, X509Error> {
+        let cert = parse_der(der, 0)?;
+        Ok(Self { spki_sha256: spki_sha256(&cert)? })
+    }
+
+    /// Pins the key of the first certificate of a PEM text.
+    pub fn from_certificate_pem(pem: &[u8]) -> Result<Self, X509Error> {
+        let ders = pem_to_der(pem)?;
+        let first = ders.first().ok_or(X509Error::EmptyChain)?;
+        Self::from_certificate_der(first)
+    }
+
+    /// The pinned hash.
+    pub fn spki_sha256(&self) -> [u8; 32] {
+        self.spki_sha256
+    }
+}
+
+/// SHA-256 of a certificate's DER SubjectPublicKeyInfo.
+pub fn spki_sha256(cert: &Certificate) -> Result<[u8; 32], X509Error> {
+    let der = cert.tbs_certificate.subject_public_key_info.to_der().map_err(|_| X509Error::BadPublicKey)?;
+    Ok(Sha256::digest(&der).into())
+}
+
+/// Decodes one DER certificate; `index` names it in errors.
+pub fn parse_der(der: &[u8], index: usize) -> Result<Certificate, X509Error> {
+    if der.len() > MAX_CERT_DER_LEN {
+        return Err(X509Error::TooLarge { what: "certificate" });
+    }
+    Certificate::from_der(der).map_err(|_| X509Error::BadCertificate { index })
+}
+
+/// Splits PEM text into the DER bytes of each `CERTIFICATE` block, in order.
+pub fn pem_to_der(pem: &[u8]) -> Result<Vec<Vec<u8>>, X509Error> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    if pem.len() > MAX_PEM_CHAIN_LEN {
+        return Err(X509Error::TooLarge { what: "PEM chain" });
+    }
+    let text = core::str::from_utf8(pem).map_err(|_| X509Error::BadPem)?;
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(BEGIN) {
+        let after = rest.get(start.saturating_add(BEGIN.len())..).ok_or(X509Error::BadPem)?;
+        let end = after.find(END).ok_or(X509Error::BadPem)?;
+        let body = after.get(..end).ok_or(X509Error::BadPem)?;
+        out.push(decode_base64_lenient(body).ok_or(X509Error::BadPem)?);
+        if out.len() > MAX_CHAIN_CERTS {
+            return Err(X509Error::TooLarge { what: "chain length" });
+        }
+        rest = after.get(end.saturating_add(END.len())..).ok_or(X509Error::BadPem)?;
+    }
+    if out.is_empty() {
+        return Err(X509Error::BadPem);
+    }
+    Ok(out)
+}
+
+/// Base64 (standard alphabet, padded) with ASCII whitespace anywhere, as PEM and XML-DSig carry it.
+pub(crate) fn decode_base64_lenient(text: &str) -> Option<Vec<u8>> {
+    let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD.decode(compact.as_bytes()).ok()
+}
+
+/// Decodes a PEM chain (leaf first) into certificates.
+pub fn parse_pem_chain(pem: &[u8]) -> Result<Vec<Certificate>, X509Error> {
+    pem_to_der(pem)?.iter().enumerate().map(|(i, d)| parse_der(d, i)).collect()
+}
+
+/// Checks that `cert` is inside its validity window at `now` (seconds since the Unix epoch).
+pub fn check_validity(cert: &Certificate, now: u64, index: usize) -> Result<(), X509Error> {
+    let v = &cert.tbs_certificate.validity;
+    let nb = v.not_before.to_unix_duration().as_secs();
+    let na = v.not_after.to_unix_duration().as_secs();
+    if now < nb || now > na {
+        return Err(X509Error::Expired { index });
+    }
+    Ok(())
+}
+
+/// The DER bytes of the `tbsCertificate` exactly as they were signed (re-encoded by `der`, which is
+/// canonical DER and therefore byte-identical for any certificate `der` accepts).
+fn tbs_der(cert: &Certificate) -> Result<Vec<u8>, X509Error> {
+    cert.tbs_certificate.to_der().map_err(|_| X509Error::BadCertificate { index: 0 })
+}
+
+/// Verifies `signature` (DER ECDSA or RSA PKCS#1 v1.5 bytes, as in X.509) over `msg` with `spki`.
+pub fn verify_signature(
+    spki: &SubjectPublicKeyInfoOwned,
+    algorithm: &der::asn1::ObjectIdentifier,
+    msg: &[u8],
+    signature: &[u8],
+) -> Result<(), X509Error> {
+    let key_alg = spki.algorithm.oid;
+    let key_bytes = spki.subject_public_key.as_bytes().ok_or(X509Error::BadPublicKey)?;
+    if key_alg == OID_EC_PUBLIC_KEY {
+        let curve: der::asn1::ObjectIdentifier = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.decode_as().ok())
+            .ok_or(X509Error::BadPublicKey)?;
+        let digest: Vec<u8> = if *algorithm == OID_ECDSA_SHA384 {
+            Sha384::digest(msg).to_vec()
+        } else if *algorithm == OID_ECDSA_SHA256 {
+            Sha256::digest(msg).to_vec()
+        } else {
+            return Err(X509Error::UnsupportedAlgorithm);
+        };
+        verify_ecdsa_prehash(&curve, key_bytes, &digest, EcdsaSig::Der(signature))
+    } else if key_alg == OID_RSA_ENCRYPTION {
+        use rsa::pkcs1::DecodeRsaPublicKey as _;
+        use rsa::signature::Verifier as _;
+        let key = rsa::RsaPublicKey::from_pkcs1_der(key_bytes).map_err(|_| X509Error::BadPublicKey)?;
+        let sig = rsa::pkcs1v15::Signature::try_from(signature).map_err(|_| X509Error::SignatureMismatch)?;
+        let ok = if *algorithm == OID_RSA_SHA256 {
+            rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key).verify(msg, &sig).is_ok()
+        } else if *algorithm == OID_RSA_SHA384 {
+            rsa::pkcs1v15::VerifyingKey::<Sha384>::new(key).verify(msg, &sig).is_ok()
+        } else if *algorithm == OID_RSA_SHA512 {
+            rsa::pkcs1v15::VerifyingKey::<Sha512>::new(key).verify(msg, &sig).is_ok()
+        } else {
+            return Err(X509Error::UnsupportedAlgorithm);
+        };
+        if ok { Ok(()) } else { Err(X509Error::SignatureMismatch) }
+    } else {
+        Err(X509Error::BadPublicKey)
+    }
+}
+
+/// An ECDSA signature in one of its two encodings.
+#[derive(Clone, Copy, Debug)]
+pub enum EcdsaSig<'a> {
+    /// ASN.1 DER `Ecdsa-Sig-Value` (X.509, OCSP).
+    Der(&'a [u8]),
+    /// Raw big-endian r‖s, each the field size (SPDM, XML-DSig).
+    Raw(&'a [u8]),
+}
+
+/// Verifies an ECDSA signature over an already computed digest, for a key on `curve` given as a SEC1 point.
+pub fn verify_ecdsa_prehash(
+    curve: &der::asn1::ObjectIdentifier,
+    sec1_point: &[u8],
+    digest: &[u8],
+    sig: EcdsaSig<'_>,
+) -> Result<(), X509Error> {
+    use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
+    if *curve == OID_SECP384R1 {
+        let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(sec1_point).map_err(|_| X509Error::BadPublicKey)?;
+        let sig = match sig {
+            EcdsaSig::Der(d) => p384::ecdsa::Signature::from_der(d),
+            EcdsaSig::Raw(r) => p384::ecdsa::Signature::from_slice(r),
+        }
+        .map_err(|_| X509Error::SignatureMismatch)?;
+        key.verify_prehash(digest, &sig).map_err(|_| X509Error::SignatureMismatch)
+    } else if *curve == OID_SECP256R1 {
+        let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(sec1_point).map_err(|_| X509Error::BadPublicKey)?;
+        let sig = match sig {
+            EcdsaSig::Der(d) => p256::ecdsa::Signature::from_der(d),
+            EcdsaSig::Raw(r) => p256::ecdsa::Signature::from_slice(r),
+        }
+        .map_err(|_| X509Error::SignatureMismatch)?;
+        key.verify_prehash(digest, &sig).map_err(|_| X509Error::SignatureMismatch)
+    } else {
+        Err(X509Error::BadPublicKey)
+    }
+}
+
+/// The named curve of an EC SubjectPublicKeyInfo, and its SEC1 point.
+pub fn ec_key(spki: &SubjectPublicKeyInfoOwned) -> Result<(der::asn1::ObjectIdentifier, &[u8]), X509Error> {
+    if spki.algorithm.oid != OID_EC_PUBLIC_KEY {
+        return Err(X509Error::BadPublicKey);
+    }
+    let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.decode_as().ok()).ok_or(X509Error::BadPublicKey)?;
+    let point = spki.subject_public_key.as_bytes().ok_or(X509Error::BadPublicKey)?;
+    Ok((curve, point))
+}
+
+/// Verifies that `cert` was signed by `issuer`'s key; `index` names `cert` in errors.
+pub fn verify_issued_by(cert: &Certificate, issuer: &Certificate, index: usize) -> Result<(), X509Error> {
+    if cert.tbs_certificate.issuer != issuer.tbs_certificate.subject {
+        return Err(X509Error::IssuerMismatch { index });
+    }
+    let tbs = tbs_der(cert)?;
+    let sig = cert.signature.as_bytes().ok_or(X509Error::BadSignature { index })?;
+    verify_signature(&issuer.tbs_certificate.subject_public_key_info, &cert.signature_algorithm.oid, &tbs, sig)
+        .map_err(|e| match e {
+            X509Error::SignatureMismatch => X509Error::BadSignature { index },
+            other => other,
+        })
+}
+
+/// Verifies a chain (leaf first): every signature by the next certificate, every validity window at `now`,
+/// the last certificate self-signed with a key equal to `anchor`.
+pub fn verify_chain(chain: &[Certificate], anchor: &TrustAnchor, now: u64) -> Result<(), X509Error> {
+    if chain.is_empty() {
+        return Err(X509Error::EmptyChain);
+    }
+    if chain.len() > MAX_CHAIN_CERTS {
+        return Err(X509Error::TooLarge { what: "chain length" });
+    }
+    for (i, pair) in chain.windows(2).enumerate() {
+        if let [cert, issuer] = pair {
+            verify_issued_by(cert, issuer, i)?;
+        }
+    }
+    let last_index = chain.len().saturating_sub(1);
+    let root = chain.last().ok_or(X509Error::EmptyChain)?;
+    if spki_sha256(root)? != anchor.spki_sha256 {
+        return Err(X509Error::UntrustedRoot);
+    }
+    verify_issued_by(root, root, last_index)?;
+    for (i, cert) in chain.iter().enumerate() {
+        check_validity(cert, now, i)?;
+    }
+    Ok(())
+}
+
+/// The value of the extension `oid` in `cert`, if present.
+pub fn extension<'c>(cert: &'c Certificate, oid: &der::asn1::ObjectIdentifier) -> Option<&'c [u8]> {
+    cert.tbs_certificate
+        .extensions
+        .as_ref()?
+        .iter()
+        .find(|e| e.extn_id == *oid)
+        .map(|e| e.extn_value.as_bytes())
+}
+
+/// Collects every `SEQUENCE { hashAlgorithm OID, digest OCTET STRING }` inside a DER value (depth-limited):
+/// the FWID shape of TCG DICE (`FWID ::= SEQUENCE { hashAlg OID, digest OCTET STRING }`), wherever the
+/// containing structure puts it.
+pub fn find_fwids(der_value: &[u8]) -> Vec<(der::asn1::ObjectIdentifier, Vec<u8>)> {
+    let mut out = Vec::new();
+    collect_fwids(der_value, 0, &mut out);
+    out
+}
+
+fn collect_fwids(bytes: &[u8], depth: u8, out: &mut Vec<(der::asn1::ObjectIdentifier, Vec<u8>)>) {
+    if depth > 6 || out.len() > 16 {
+        return;
+    }
+    let Ok(mut reader) = der::SliceReader::new(bytes) else { return };
+    let mut items: Vec<der::asn1::AnyRef<'_>> = Vec::new();
+    while !reader.is_finished() {
+        let Ok(any) = reader.decode::<der::asn1::AnyRef<'_>>() else { return };
+        items.push(any);
+        if items.len() > 64 {
+            return;
+        }
+    }
+    if let [a, b] = items.as_slice()
+        && a.tag() == der::Tag::ObjectIdentifier
+        && b.tag() == der::Tag::OctetString
+        && let Ok(oid) = a.decode_as::<der::asn1::ObjectIdentifier>()
+    {
+        out.push((oid, b.value().to_vec()));
+        return;
+    }
+    for item in items {
+        if item.tag().is_constructed() {
+            collect_fwids(item.value(), depth.saturating_add(1), out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_without_blocks_is_rejected() {
+        assert!(matches!(pem_to_der(b"hello"), Err(X509Error::BadPem)));
+        assert!(matches!(pem_to_der(b"-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----"), Err(X509Error::BadPem)));
+    }
+
+    #[test]
+    fn garbage_der_is_rejected() {
+        assert!(matches!(parse_der(&[0x30, 0x03, 1, 2, 3], 2), Err(X509Error::BadCertificate { index: 2 })));
+    }
+
+    #[test]
+    fn empty_chain_is_rejected() {
+        assert!(matches!(verify_chain(&[], &TrustAnchor::from_spki_sha256([0; 32]), 0), Err(X509Error::EmptyChain)));
+    }
+}
