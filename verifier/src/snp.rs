@@ -625,42 +625,64 @@ pub fn check_policy(report: &SnpReport<'_>, product: SnpProduct, policy: &SnpPol
     Ok(())
 }
 
-/// Verifies an SNP report with its AMD chain at `now` and applies `policy`.
-pub fn verify_report(
-    report: &[u8],
-    certs: &SnpCerts<'_>,
-    policy: &SnpPolicy,
-    now: UnixTime,
-) -> Result<VerifiedSnpReport, SnpError> {
-    let parsed = SnpReport::parse(report)?;
+struct CheckedChain {
+    product: SnpProduct,
+    vek: Certificate,
+    vek_x: x509_cert::Certificate,
+}
+
+fn check_chain(certs: &SnpCerts<'_>, now: UnixTime) -> Result<CheckedChain, SnpError> {
     let (ark, ark_x) = load_cert(certs.ark, SnpCert::Ark)?;
     let (ask, ask_x) = load_cert(certs.ask, SnpCert::Ask)?;
     let (vek, vek_x) = load_cert(certs.vek, SnpCert::Vek)?;
-
-    // 1. The root is pinned, not merely self-signed.
+    // The root is pinned, not merely self-signed.
     let product = SnpProduct::from_ark_spki_sha384(&spki_sha384(&ark_x)?).ok_or(SnpError::UntrustedRoot)?;
-    // 2. Signatures down the chain (sev: RSASSA-PSS SHA-384).
+    // Signatures down the chain (sev: RSASSA-PSS SHA-384).
     (&ark, &ark).verify().map_err(|_| SnpError::ChainSignature(SnpCert::Ark))?;
     (&ark, &ask).verify().map_err(|_| SnpError::ChainSignature(SnpCert::Ask))?;
     (&ask, &vek).verify().map_err(|_| SnpError::ChainSignature(SnpCert::Vek))?;
-    // 3. Validity at `now`.
+    // Validity at `now`.
     check_validity(&ark_x, SnpCert::Ark, now)?;
     check_validity(&ask_x, SnpCert::Ask, now)?;
     check_validity(&vek_x, SnpCert::Vek, now)?;
-    // 4. The certificate kind matches the report's signing key.
-    let signing_key = parsed.signing_key().ok_or(SnpError::SigningKeyMismatch)?;
+    Ok(CheckedChain { product, vek, vek_x })
+}
+
+/// Verifies the chain alone: the ARK is a pinned AMD root, ARK → ASK/ASVK → VCEK/VLEK signatures hold and
+/// every certificate is valid at `now`. Returns the product generation of the root.
+pub fn verify_chain(certs: &SnpCerts<'_>, now: UnixTime) -> Result<SnpProduct, SnpError> {
+    check_chain(certs, now).map(|c| c.product)
+}
+
+/// Checks that the report belongs to the VCEK/VLEK certificate `vek` (PEM or DER): the certificate kind
+/// matches the report's signing key, the reported TCB equals the SPL extensions, and (VCEK) CHIP_ID equals
+/// the hwID extension. No signature is checked here.
+pub fn check_vek_binding(
+    report: &SnpReport<'_>,
+    vek: &[u8],
+    product: SnpProduct,
+    policy: &SnpPolicy,
+) -> Result<TcbVersion, SnpError> {
+    let (_, vek_x) = load_cert(vek, SnpCert::Vek)?;
+    binding(report, &vek_x, product, policy)
+}
+
+fn binding(
+    report: &SnpReport<'_>,
+    vek_x: &x509_cert::Certificate,
+    product: SnpProduct,
+    policy: &SnpPolicy,
+) -> Result<TcbVersion, SnpError> {
+    let signing_key = report.signing_key().ok_or(SnpError::SigningKeyMismatch)?;
     let kind_ok = match signing_key {
-        SigningKey::Vcek => subject_cn_contains(&vek_x, "SEV-VCEK"),
-        SigningKey::Vlek => subject_cn_contains(&vek_x, "SEV-VLEK"),
+        SigningKey::Vcek => subject_cn_contains(vek_x, "SEV-VCEK"),
+        SigningKey::Vlek => subject_cn_contains(vek_x, "SEV-VLEK"),
         SigningKey::None => false,
     };
     if !kind_ok {
         return Err(SnpError::SigningKeyMismatch);
     }
-    // 5. The report signature over the raw bytes.
-    verify_report_signature(&parsed, vek.public_key_sec1())?;
-    // 6. Reported TCB == the VEK's SPL extensions.
-    let tcb = TcbVersion::decode(parsed.reported_tcb, product);
+    let tcb = TcbVersion::decode(report.reported_tcb, product);
     let pairs: [(&'static str, &'static str, u8); 4] = [
         ("bootloader", "1.3.6.1.4.1.3704.1.3.1", tcb.bootloader),
         ("tee", "1.3.6.1.4.1.3704.1.3.2", tcb.tee),
@@ -668,35 +690,51 @@ pub fn verify_report(
         ("microcode", "1.3.6.1.4.1.3704.1.3.8", tcb.microcode),
     ];
     for (component, oid, got) in pairs {
-        if spl(&vek_x, oid)? != got {
+        if spl(vek_x, oid)? != got {
             return Err(SnpError::TcbMismatch { component });
         }
     }
     if let Some(fmc) = tcb.fmc {
-        if spl(&vek_x, "1.3.6.1.4.1.3704.1.3.9")? != fmc {
+        if spl(vek_x, "1.3.6.1.4.1.3704.1.3.9")? != fmc {
             return Err(SnpError::TcbMismatch { component: "fmc" });
         }
     }
-    // 7. CHIP_ID == hwID (VCEK only; a VLEK is not chip-bound).
+    // CHIP_ID == hwID (VCEK only; a VLEK is not chip-bound).
     if signing_key == SigningKey::Vcek {
-        if parsed.chip_id_masked() {
+        if report.chip_id_masked() {
             if !policy.allow_masked_chip_id {
                 return Err(SnpError::ChipIdMasked);
             }
         } else {
-            let hw = hw_id(&vek_x)?;
-            let (head, tail) = parsed.chip_id.split_at(hw.len().min(64));
+            let hw = hw_id(vek_x)?;
+            let (head, tail) = report.chip_id.split_at(hw.len().min(64));
             if head != hw || tail.iter().any(|b| *b != 0) {
                 return Err(SnpError::ChipIdMismatch);
             }
         }
     }
-    // 8. Policy.
-    check_policy(&parsed, product, policy)?;
+    Ok(tcb)
+}
+
+/// Verifies an SNP report with its AMD chain at `now` and applies `policy`.
+///
+/// Order: parse; chain (pinned ARK, signatures, validity); report signature over the raw bytes; VEK binding
+/// (key kind, reported TCB == SPL extensions, CHIP_ID == hwID); policy.
+pub fn verify_report(
+    report: &[u8],
+    certs: &SnpCerts<'_>,
+    policy: &SnpPolicy,
+    now: UnixTime,
+) -> Result<VerifiedSnpReport, SnpError> {
+    let parsed = SnpReport::parse(report)?;
+    let chain = check_chain(certs, now)?;
+    verify_report_signature(&parsed, chain.vek.public_key_sec1())?;
+    let tcb = binding(&parsed, &chain.vek_x, chain.product, policy)?;
+    check_policy(&parsed, chain.product, policy)?;
     Ok(VerifiedSnpReport {
-        product,
+        product: chain.product,
         version: parsed.version,
-        signing_key,
+        signing_key: parsed.signing_key().ok_or(SnpError::SigningKeyMismatch)?,
         measurement: *parsed.measurement,
         host_data: *parsed.host_data,
         report_data: *parsed.report_data,
@@ -705,6 +743,11 @@ pub fn verify_report(
         policy: parsed.policy,
         vmpl: parsed.vmpl,
     })
+}
+
+/// Decodes a report file: raw 1184 bytes, or ASCII hex.
+pub fn decode_report_file(bytes: &[u8]) -> Vec<u8> {
+    crate::tdx::decode_quote_file(bytes)
 }
 
 #[cfg(test)]
