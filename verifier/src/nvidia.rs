@@ -345,7 +345,8 @@ fn verify_spdm_signature(ev: &spdm::SpdmEvidence<'_>, leaf: &Certificate) -> Res
     }
 }
 
-fn check_fwid(leaf: &Certificate, fwid: &[u8]) -> Result<(), NvidiaError> {
+/// Checks that `leaf`'s FWID extension (2.23.133.5.4.1) carries `fwid`.
+pub fn check_fwid(leaf: &Certificate, fwid: &[u8]) -> Result<(), NvidiaError> {
     let ext = x::extension(leaf, &OID_TCG_DICE_FWID).ok_or(NvidiaError::FwidMissing)?;
     let fwids = x::find_fwids(ext);
     if fwids.is_empty() {
