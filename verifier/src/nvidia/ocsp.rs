@@ -33,6 +33,9 @@ pub enum OcspError {
     /// The responder says the certificate is revoked.
     #[error("certificate is revoked")]
     Revoked,
+    /// A delegated responder certificate lacks the id-kp-OCSPSigning extended key usage.
+    #[error("delegated OCSP responder is not authorised for OCSP signing")]
+    UnauthorizedResponder,
     /// The responder does not know the certificate.
     #[error("certificate status is unknown to the responder")]
     Unknown,
@@ -108,7 +111,7 @@ pub fn verify(response_der: &[u8], cert: &Certificate, issuer: &Certificate, now
             x::verify_issued_by(d, issuer, 0).map_err(OcspError::BadSignature)?;
             x::check_validity(d, now, 0).map_err(OcspError::BadSignature)?;
             if !is_ocsp_signer(d) {
-                return Err(OcspError::BadSignature(X509Error::UnsupportedAlgorithm));
+                return Err(OcspError::UnauthorizedResponder);
             }
             d
         }
