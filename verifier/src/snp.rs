@@ -324,6 +324,9 @@ pub enum SnpError {
     /// A certificate is outside its validity window at the given time.
     #[error("{0:?} certificate is not valid at the given time")]
     Expired(SnpCert),
+    /// The guest policy differs from the required value.
+    #[error("guest policy does not match the required value")]
+    GuestPolicyMismatch,
     /// HOST_DATA differs from the expected value.
     #[error("HOST_DATA does not match the expected value")]
     HostDataMismatch,
@@ -388,10 +391,12 @@ pub struct SnpPolicy {
     pub vmpl: Option<u32>,
     /// Minimum reported TCB.
     pub minimum_tcb: Option<TcbVersion>,
-    /// Expected launch measurement.
-    pub measurement: Option<[u8; 48]>,
-    /// Expected HOST_DATA.
-    pub host_data: Option<[u8; 32]>,
+    /// Allowed launch measurements (one per VM shape; empty = not pinned).
+    pub measurements: Vec<[u8; 48]>,
+    /// Allowed HOST_DATA values (empty = not pinned).
+    pub host_data: Vec<[u8; 32]>,
+    /// Required guest policy value (exact), when pinned.
+    pub guest_policy: Option<u64>,
     /// Expected REPORT_DATA.
     pub report_data: Option<[u8; 64]>,
 }
@@ -405,8 +410,9 @@ impl Default for SnpPolicy {
             allow_masked_chip_id: false,
             vmpl: Some(0),
             minimum_tcb: None,
-            measurement: None,
-            host_data: None,
+            measurements: Vec::new(),
+            host_data: Vec::new(),
+            guest_policy: None,
             report_data: None,
         }
     }
@@ -613,10 +619,13 @@ pub fn check_policy(report: &SnpReport<'_>, product: SnpProduct, policy: &SnpPol
             return Err(SnpError::TcbBelowMinimum);
         }
     }
-    if policy.measurement.as_ref().is_some_and(|m| m != report.measurement) {
+    if policy.guest_policy.is_some_and(|p| p != report.policy) {
+        return Err(SnpError::GuestPolicyMismatch);
+    }
+    if !policy.measurements.is_empty() && !policy.measurements.iter().any(|m| m == report.measurement) {
         return Err(SnpError::MeasurementMismatch);
     }
-    if policy.host_data.as_ref().is_some_and(|h| h != report.host_data) {
+    if !policy.host_data.is_empty() && !policy.host_data.iter().any(|h| h == report.host_data) {
         return Err(SnpError::HostDataMismatch);
     }
     if policy.report_data.as_ref().is_some_and(|d| d != report.report_data) {

@@ -521,9 +521,18 @@ fn map_qvl_error(e: &anyhow::Error) -> TdxError {
     TdxError::Other("unclassified dcap-qvl error")
 }
 
+/// One accepted VM shape: its MRTD and, when pinned, its RTMR0 (both depend on the VM shape).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TdxShape {
+    /// MRTD.
+    pub mr_td: [u8; 48],
+    /// RTMR0 for this shape, when pinned.
+    pub rtmr0: Option<[u8; 48]>,
+}
+
 /// What a TDX quote must satisfy beyond its signatures. Defaults are secure: a debug TD is rejected, only
 /// `UpToDate` is accepted, no advisory is allowed, and no measurement is pinned (set them from the
-/// published reference values).
+/// published reference values). A list that is empty means "not pinned"; a non-empty list means "one of".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TdxPolicy {
     /// Accept a debuggable TD (never in production).
@@ -532,19 +541,21 @@ pub struct TdxPolicy {
     pub accepted_tcb_statuses: Vec<TcbStatus>,
     /// Advisory IDs (e.g. `INTEL-SA-00837`) that are tolerated.
     pub allowed_advisories: Vec<String>,
-    /// Expected MRTD.
-    pub mr_td: Option<[u8; 48]>,
-    /// Expected RTMR0..RTMR3 (RTMR3 usually comes from the event-log replay instead).
+    /// Accepted VM shapes (MRTD, RTMR0).
+    pub shapes: Vec<TdxShape>,
+    /// Expected RTMR0..RTMR3, independent of shape (RTMR3 usually comes from the event-log replay instead).
     pub rtmr: [Option<[u8; 48]>; 4],
-    /// Expected MRCONFIGID.
-    pub mr_config_id: Option<[u8; 48]>,
-    /// Expected MROWNER.
-    pub mr_owner: Option<[u8; 48]>,
-    /// Expected MROWNERCONFIG.
-    pub mr_owner_config: Option<[u8; 48]>,
-    /// Expected MRSEAM (TDX module).
-    pub mr_seam: Option<[u8; 48]>,
-    /// Expected XFAM.
+    /// Allowed MRCONFIGID values.
+    pub mr_config_id: Vec<[u8; 48]>,
+    /// Allowed MROWNER values.
+    pub mr_owner: Vec<[u8; 48]>,
+    /// Allowed MROWNERCONFIG values.
+    pub mr_owner_config: Vec<[u8; 48]>,
+    /// Allowed MRSEAM values (TDX module builds).
+    pub mr_seam: Vec<[u8; 48]>,
+    /// Required TD attributes (exact).
+    pub td_attributes: Option<u64>,
+    /// Required XFAM (exact).
     pub xfam: Option<u64>,
     /// Expected REPORTDATA (the key binding and freshness).
     pub report_data: Option<[u8; 64]>,
@@ -558,12 +569,13 @@ impl Default for TdxPolicy {
             dangerous_allow_debug: false,
             accepted_tcb_statuses: vec![TcbStatus::UpToDate],
             allowed_advisories: Vec::new(),
-            mr_td: None,
+            shapes: Vec::new(),
             rtmr: [None; 4],
-            mr_config_id: None,
-            mr_owner: None,
-            mr_owner_config: None,
-            mr_seam: None,
+            mr_config_id: Vec::new(),
+            mr_owner: Vec::new(),
+            mr_owner_config: Vec::new(),
+            mr_seam: Vec::new(),
+            td_attributes: None,
             xfam: None,
             report_data: None,
             root_ca_der: INTEL_SGX_ROOT_CA_DER.to_vec(),
@@ -743,21 +755,34 @@ pub fn check_policy(quote: &TdxQuote<'_>, outcome: &TdxCryptoOutcome, policy: &T
     if let Some(adv) = outcome.advisory_ids.iter().find(|a| !policy.allowed_advisories.contains(a)) {
         return Err(TdxError::AdvisoryNotAllowed(adv.clone()));
     }
-    let pins: [(TdxRegister, Option<&[u8; 48]>, &[u8; 48]); 9] = [
-        (TdxRegister::MrTd, policy.mr_td.as_ref(), body.mr_td),
-        (TdxRegister::Rtmr(0), policy.rtmr[0].as_ref(), body.rtmr[0]),
-        (TdxRegister::Rtmr(1), policy.rtmr[1].as_ref(), body.rtmr[1]),
-        (TdxRegister::Rtmr(2), policy.rtmr[2].as_ref(), body.rtmr[2]),
-        (TdxRegister::Rtmr(3), policy.rtmr[3].as_ref(), body.rtmr[3]),
-        (TdxRegister::MrConfigId, policy.mr_config_id.as_ref(), body.mr_config_id),
-        (TdxRegister::MrOwner, policy.mr_owner.as_ref(), body.mr_owner),
-        (TdxRegister::MrOwnerConfig, policy.mr_owner_config.as_ref(), body.mr_owner_config),
-        (TdxRegister::MrSeam, policy.mr_seam.as_ref(), body.mr_seam),
+    if !policy.shapes.is_empty() {
+        let same_mrtd: Vec<&TdxShape> = policy.shapes.iter().filter(|s| &s.mr_td == body.mr_td).collect();
+        if same_mrtd.is_empty() {
+            return Err(TdxError::MeasurementMismatch { register: TdxRegister::MrTd });
+        }
+        if !same_mrtd.iter().any(|s| s.rtmr0.is_none_or(|r| &r == body.rtmr[0])) {
+            return Err(TdxError::MeasurementMismatch { register: TdxRegister::Rtmr(0) });
+        }
+    }
+    for (i, (want, got)) in policy.rtmr.iter().zip(body.rtmr.iter()).enumerate() {
+        if want.as_ref().is_some_and(|w| w != *got) {
+            let index = u8::try_from(i).map_err(|_| TdxError::Other("RTMR index"))?;
+            return Err(TdxError::MeasurementMismatch { register: TdxRegister::Rtmr(index) });
+        }
+    }
+    let lists: [(TdxRegister, &Vec<[u8; 48]>, &[u8; 48]); 4] = [
+        (TdxRegister::MrConfigId, &policy.mr_config_id, body.mr_config_id),
+        (TdxRegister::MrOwner, &policy.mr_owner, body.mr_owner),
+        (TdxRegister::MrOwnerConfig, &policy.mr_owner_config, body.mr_owner_config),
+        (TdxRegister::MrSeam, &policy.mr_seam, body.mr_seam),
     ];
-    for (register, want, got) in pins {
-        if want.is_some_and(|w| w != got) {
+    for (register, allowed, got) in lists {
+        if !allowed.is_empty() && !allowed.iter().any(|a| a == got) {
             return Err(TdxError::MeasurementMismatch { register });
         }
+    }
+    if policy.td_attributes.is_some_and(|a| a != body.td_attributes_u64()) {
+        return Err(TdxError::TdAttributes("not the required value"));
     }
     if policy.xfam.is_some_and(|x| x != body.xfam_u64()) {
         return Err(TdxError::XfamMismatch);

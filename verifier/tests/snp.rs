@@ -364,18 +364,26 @@ fn snp_policy_rejections_have_their_own_variants() {
         SnpError::ReportDataMismatch
     );
     assert_eq!(
-        verify(SnpPolicy { measurement: Some([7u8; 48]), ..SnpPolicy::default() }).unwrap_err(),
+        verify(SnpPolicy { measurements: vec![[7u8; 48]], ..SnpPolicy::default() }).unwrap_err(),
         SnpError::MeasurementMismatch
     );
     assert_eq!(
-        verify(SnpPolicy { host_data: Some([7u8; 32]), ..SnpPolicy::default() }).unwrap_err(),
+        verify(SnpPolicy { host_data: vec![[7u8; 32]], ..SnpPolicy::default() }).unwrap_err(),
         SnpError::HostDataMismatch
+    );
+    assert_eq!(
+        verify(SnpPolicy { guest_policy: Some(0x30000 | snp::POLICY_SMT), ..SnpPolicy::default() }).is_ok(),
+        true
+    );
+    assert_eq!(
+        verify(SnpPolicy { guest_policy: Some(0x70000), ..SnpPolicy::default() }).unwrap_err(),
+        SnpError::GuestPolicyMismatch
     );
     assert_eq!(verify(SnpPolicy { allow_smt: false, ..SnpPolicy::default() }).unwrap_err(), SnpError::Smt);
     let parsed = SnpReport::parse(&s.report).unwrap();
     let ok = SnpPolicy {
-        measurement: Some(*parsed.measurement),
-        host_data: Some(*parsed.host_data),
+        measurements: vec![[1u8; 48], *parsed.measurement],
+        host_data: vec![*parsed.host_data],
         report_data: Some(*parsed.report_data),
         ..SnpPolicy::default()
     };

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use dait_verifier::UnixTime;
 use dait_verifier::collateral::{PcsFiles, TdxCollateral};
 use dait_verifier::tdx::{
-    self, INTEL_SGX_ROOT_CA_DER, TcbStatus, TdBodyKind, TdxError, TdxPolicy, TdxQuote, TdxRegister,
+    self, INTEL_SGX_ROOT_CA_DER, TcbStatus, TdBodyKind, TdxError, TdxPolicy, TdxQuote, TdxRegister, TdxShape,
     decode_quote_file, verify_quote,
 };
 use dait_verifier::wire::ParseError;
@@ -520,9 +520,13 @@ fn tdx_measurement_pins_and_wrong_nonce() {
     let raw = quote(A4_QUOTE);
     let q = TdxQuote::parse(&raw).unwrap();
     let exact = TdxPolicy {
-        mr_td: Some(*q.body.mr_td),
-        rtmr: [Some(*q.body.rtmr[0]), Some(*q.body.rtmr[1]), Some(*q.body.rtmr[2]), None],
-        mr_config_id: Some([0; 48]),
+        shapes: vec![
+            TdxShape { mr_td: [9; 48], rtmr0: None },
+            TdxShape { mr_td: *q.body.mr_td, rtmr0: Some(*q.body.rtmr[0]) },
+        ],
+        rtmr: [None, Some(*q.body.rtmr[1]), Some(*q.body.rtmr[2]), None],
+        mr_config_id: vec![[1; 48], [0; 48]],
+        td_attributes: Some(q.body.td_attributes_u64()),
         xfam: Some(q.body.xfam_u64()),
         report_data: Some(*q.body.report_data),
         ..TdxPolicy::default()
@@ -530,8 +534,15 @@ fn tdx_measurement_pins_and_wrong_nonce() {
     let v = a4(&raw, &exact).unwrap();
     assert_eq!(v.mr_td(), q.body.mr_td);
     let mut bad = exact.clone();
-    bad.mr_td.as_mut().unwrap()[0] ^= 1;
+    bad.shapes[1].mr_td[0] ^= 1;
     assert_eq!(a4(&raw, &bad).unwrap_err(), TdxError::MeasurementMismatch { register: TdxRegister::MrTd });
+    let mut bad = exact.clone();
+    bad.shapes[1].rtmr0.as_mut().unwrap()[0] ^= 1;
+    assert_eq!(a4(&raw, &bad).unwrap_err(), TdxError::MeasurementMismatch { register: TdxRegister::Rtmr(0) });
+    let bad = TdxPolicy { mr_config_id: vec![[1; 48]], ..exact.clone() };
+    assert_eq!(a4(&raw, &bad).unwrap_err(), TdxError::MeasurementMismatch { register: TdxRegister::MrConfigId });
+    let bad = TdxPolicy { td_attributes: Some(0), ..exact.clone() };
+    assert!(matches!(a4(&raw, &bad).unwrap_err(), TdxError::TdAttributes(_)));
     let mut bad = exact.clone();
     bad.rtmr[2].as_mut().unwrap()[47] ^= 1;
     assert_eq!(a4(&raw, &bad).unwrap_err(), TdxError::MeasurementMismatch { register: TdxRegister::Rtmr(2) });
