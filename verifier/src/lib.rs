@@ -6,6 +6,7 @@ pub mod nvidia;
 pub mod rim;
 pub mod snp;
 pub mod tdx;
+pub mod tpm;
 pub mod wire;
 pub mod x509;
 
