@@ -28,8 +28,8 @@ pub mod spdm;
 use sha2::{Digest as _, Sha256, Sha384};
 use x509_cert::Certificate;
 
-use crate::rim::{self, RimError, VerifiedRim};
 use crate::UnixTime;
+use crate::rim::{self, RimError, VerifiedRim};
 use crate::wire::ParseError;
 use crate::x509::{self as x, TrustAnchor, X509Error};
 
@@ -37,15 +37,18 @@ use crate::x509::{self as x, TrustAnchor, X509Error};
 /// 9999-12-31), the root of every Hopper device certificate chain. Provenance: the root certificate NVIDIA
 /// ships with its local GPU verifier (nvtrust `verifier_device_root.pem`), certificate SHA-256
 /// 102bf659d5419614c9d8e6aecebc80454eb26b1df6a769ac720b9a690b167b48.
-pub const DEVICE_IDENTITY_ROOT_SPKI_SHA256: [u8; 32] = hex32(b"a90c4eb5acfd3e3d03a25db6a26b84f720ad0503196c627c21ddd48dd85b06a4");
+pub const DEVICE_IDENTITY_ROOT_SPKI_SHA256: [u8; 32] =
+    hex32(b"a90c4eb5acfd3e3d03a25db6a26b84f720ad0503196c627c21ddd48dd85b06a4");
 
 /// SHA-256 of the DER SubjectPublicKeyInfo of "NVIDIA CoRIM signing Root CA" (P-384, valid 2023-03-16 to
 /// 2053-03-08), the root of the RIM signer chains. Provenance: nvtrust `verifier_RIM_root.pem`, certificate
 /// SHA-256 12977b5115acb0381179279fffeb5a8c4d264971ebb32298023a465fa41df5d1.
-pub const RIM_ROOT_SPKI_SHA256: [u8; 32] = hex32(b"dec1dc316477aa851eebdf51327ae9f864bc8d89254657ed1e7eb9168af1e1a3");
+pub const RIM_ROOT_SPKI_SHA256: [u8; 32] =
+    hex32(b"dec1dc316477aa851eebdf51327ae9f864bc8d89254657ed1e7eb9168af1e1a3");
 
 /// OID of the TCG DICE FWID-bearing extension NVIDIA puts in the device certificates (2.23.133.5.4.1).
-pub const OID_TCG_DICE_FWID: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.23.133.5.4.1");
+pub const OID_TCG_DICE_FWID: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("2.23.133.5.4.1");
 
 const fn hex32(s: &[u8; 64]) -> [u8; 32] {
     const fn nib(c: u8) -> u8 {
@@ -101,7 +104,11 @@ pub struct GpuPolicy {
 
 impl Default for GpuPolicy {
     fn default() -> Self {
-        Self { require_rim_match: true, require_ocsp: true, require_fwid_match: true }
+        Self {
+            require_rim_match: true,
+            require_ocsp: true,
+            require_fwid_match: true,
+        }
     }
 }
 
@@ -236,7 +243,11 @@ pub struct MeasurementComparison {
 impl MeasurementComparison {
     /// SPDM block indices with the given outcome.
     pub fn indices(&self, outcome: IndexOutcome) -> Vec<u16> {
-        self.outcomes.iter().filter(|(_, o)| *o == outcome).map(|(i, _)| *i).collect()
+        self.outcomes
+            .iter()
+            .filter(|(_, o)| *o == outcome)
+            .map(|(i, _)| *i)
+            .collect()
     }
 }
 
@@ -249,7 +260,10 @@ pub fn compare_measurements(
     let mut golden: BTreeMap<u16, &rim::GoldenMeasurement> = BTreeMap::new();
     for set in rims {
         for g in set.iter().filter(|g| g.active) {
-            let block_index = g.index.checked_add(1).ok_or(NvidiaError::RimConflict { rim_index: g.index })?;
+            let block_index = g
+                .index
+                .checked_add(1)
+                .ok_or(NvidiaError::RimConflict { rim_index: g.index })?;
             if golden.insert(block_index, g).is_some() {
                 return Err(NvidiaError::RimConflict { rim_index: g.index });
             }
@@ -260,15 +274,21 @@ pub fn compare_measurements(
         let idx = u16::from(b.index);
         let outcome = match golden.get(&idx) {
             None => IndexOutcome::NotInRim,
-            Some(g) if g.alternatives.iter().any(|a| a.as_slice() == b.value) => IndexOutcome::Match,
+            Some(g) if g.alternatives.iter().any(|a| a.as_slice() == b.value) => {
+                IndexOutcome::Match
+            }
             Some(_) => IndexOutcome::Mismatch,
         };
         outcomes.insert(idx, outcome);
     }
     for idx in golden.keys() {
-        outcomes.entry(*idx).or_insert(IndexOutcome::MissingFromReport);
+        outcomes
+            .entry(*idx)
+            .or_insert(IndexOutcome::MissingFromReport);
     }
-    Ok(MeasurementComparison { outcomes: outcomes.into_iter().collect() })
+    Ok(MeasurementComparison {
+        outcomes: outcomes.into_iter().collect(),
+    })
 }
 
 /// A GPU whose evidence verified. Only [`verify_gpu`] constructs it.
@@ -334,11 +354,19 @@ pub fn gpu_nonce(report_data: &[u8; 64], index: u32) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn verify_spdm_signature(ev: &spdm::SpdmEvidence<'_>, leaf: &Certificate) -> Result<(), NvidiaError> {
-    let (curve, point) =
-        x::ec_key(&leaf.tbs_certificate.subject_public_key_info).map_err(|_| NvidiaError::LeafKeyUnsupported)?;
+fn verify_spdm_signature(
+    ev: &spdm::SpdmEvidence<'_>,
+    leaf: &Certificate,
+) -> Result<(), NvidiaError> {
+    let (curve, point) = x::ec_key(&leaf.tbs_certificate.subject_public_key_info)
+        .map_err(|_| NvidiaError::LeafKeyUnsupported)?;
     let digest = Sha384::digest(ev.signed);
-    match x::verify_ecdsa_prehash(&curve, point, &digest, x::EcdsaSig::Raw(ev.response.signature)) {
+    match x::verify_ecdsa_prehash(
+        &curve,
+        point,
+        &digest,
+        x::EcdsaSig::Raw(ev.response.signature),
+    ) {
         Ok(()) => Ok(()),
         Err(X509Error::BadPublicKey) => Err(NvidiaError::LeafKeyUnsupported),
         Err(_) => Err(NvidiaError::SignatureMismatch),
@@ -352,10 +380,19 @@ pub fn check_fwid(leaf: &Certificate, fwid: &[u8]) -> Result<(), NvidiaError> {
     if fwids.is_empty() {
         return Err(NvidiaError::FwidMissing);
     }
-    if fwids.iter().any(|(_, d)| d.as_slice() == fwid) { Ok(()) } else { Err(NvidiaError::FwidMismatch) }
+    if fwids.iter().any(|(_, d)| d.as_slice() == fwid) {
+        Ok(())
+    } else {
+        Err(NvidiaError::FwidMismatch)
+    }
 }
 
-fn check_ocsp(chain: &[Certificate], responses: &[&[u8]], require: bool, now: u64) -> Result<usize, NvidiaError> {
+fn check_ocsp(
+    chain: &[Certificate],
+    responses: &[&[u8]],
+    require: bool,
+    now: u64,
+) -> Result<usize, NvidiaError> {
     let mut checked = 0usize;
     for (index, pair) in chain.windows(2).enumerate() {
         let [cert, issuer] = pair else { continue };
@@ -364,7 +401,8 @@ fn check_ocsp(chain: &[Certificate], responses: &[&[u8]], require: bool, now: u6
             match ocsp::verify(r, cert, issuer, UnixTime::from_secs(now)) {
                 Err(ocsp::OcspError::NoMatchingResponse) => {}
                 // A malformed or foreign response is judged only if nothing better covers this certificate.
-                Err(ocsp::OcspError::Malformed | ocsp::OcspError::BadSignature(_)) if outcome.is_some() => {}
+                Err(ocsp::OcspError::Malformed | ocsp::OcspError::BadSignature(_))
+                    if outcome.is_some() => {}
                 other => {
                     let done = other.is_ok();
                     outcome = Some(other);
@@ -419,7 +457,9 @@ pub fn verify_gpu(
     }
     let chain = x::parse_pem_chain(input.cert_chain_pem).map_err(NvidiaError::Chain)?;
     x::verify_chain(&chain, &roots.device_identity, now).map_err(NvidiaError::Chain)?;
-    let leaf = chain.first().ok_or(NvidiaError::Chain(X509Error::EmptyChain))?;
+    let leaf = chain
+        .first()
+        .ok_or(NvidiaError::Chain(X509Error::EmptyChain))?;
     verify_spdm_signature(&ev, leaf)?;
 
     let opaque = opaque::parse(ev.response.opaque).map_err(NvidiaError::Opaque)?;
@@ -436,8 +476,20 @@ pub fn verify_gpu(
 
     let driver_version = opaque.driver_version();
     let vbios_version = opaque.vbios_version();
-    let driver = verify_rim_for("driver", input.driver_rim, roots, now, policy.require_rim_match)?;
-    let vbios = verify_rim_for("vbios", input.vbios_rim, roots, now, policy.require_rim_match)?;
+    let driver = verify_rim_for(
+        "driver",
+        input.driver_rim,
+        roots,
+        now,
+        policy.require_rim_match,
+    )?;
+    let vbios = verify_rim_for(
+        "vbios",
+        input.vbios_rim,
+        roots,
+        now,
+        policy.require_rim_match,
+    )?;
     let mut sets: Vec<&[rim::GoldenMeasurement]> = Vec::new();
     if let Some(d) = &driver {
         if !versions_equal(d.version(), driver_version.as_deref()) {
@@ -459,10 +511,14 @@ pub fn verify_gpu(
             for (block_index, o) in &c.outcomes {
                 match o {
                     IndexOutcome::Mismatch => {
-                        return Err(NvidiaError::MeasurementMismatch { block_index: *block_index });
+                        return Err(NvidiaError::MeasurementMismatch {
+                            block_index: *block_index,
+                        });
                     }
                     IndexOutcome::MissingFromReport => {
-                        return Err(NvidiaError::MeasurementMissing { block_index: *block_index });
+                        return Err(NvidiaError::MeasurementMissing {
+                            block_index: *block_index,
+                        });
                     }
                     _ => {}
                 }
@@ -473,7 +529,12 @@ pub fn verify_gpu(
 
     Ok(VerifiedGpu {
         nonce: *ev.request.nonce,
-        measurements: ev.response.blocks.iter().map(|b| (b.index, b.value.to_vec())).collect(),
+        measurements: ev
+            .response
+            .blocks
+            .iter()
+            .map(|b| (b.index, b.value.to_vec()))
+            .collect(),
         driver_version,
         vbios_version,
         fwid: fwid.map(<[u8]>::to_vec),
@@ -510,7 +571,10 @@ pub fn verify_gpus(
     if inputs.len() != expected_nonces.len() {
         return Err(GpuSetError {
             index: 0,
-            source: NvidiaError::NonceCountMismatch { gpus: inputs.len(), nonces: expected_nonces.len() },
+            source: NvidiaError::NonceCountMismatch {
+                gpus: inputs.len(),
+                nonces: expected_nonces.len(),
+            },
         });
     }
     inputs
@@ -518,12 +582,14 @@ pub fn verify_gpus(
         .zip(expected_nonces)
         .enumerate()
         .map(|(index, (input, nonce))| {
-            verify_gpu(input, nonce, policy, roots, now).map_err(|source| GpuSetError { index, source })
+            verify_gpu(input, nonce, policy, roots, now)
+                .map_err(|source| GpuSetError { index, source })
         })
         .collect()
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -120,7 +120,7 @@ impl VerifiedRim {
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
     let s = s.as_bytes();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     s.chunks_exact(2)
@@ -135,20 +135,36 @@ fn extract(root: &Element) -> Result<Rim, RimError> {
     if root.ns.as_deref() != Some(NS_SWID) || root.local != "SoftwareIdentity" {
         return Err(RimError::Malformed("SoftwareIdentity root"));
     }
-    let tag_id = root.attr("tagId").ok_or(RimError::Malformed("tagId"))?.to_owned();
-    let meta = root.child(NS_SWID, "Meta").ok_or(RimError::Malformed("Meta"))?;
-    let version = meta.attr("colloquialVersion").ok_or(RimError::Malformed("colloquialVersion"))?.to_owned();
+    let tag_id = root
+        .attr("tagId")
+        .ok_or(RimError::Malformed("tagId"))?
+        .to_owned();
+    let meta = root
+        .child(NS_SWID, "Meta")
+        .ok_or(RimError::Malformed("Meta"))?;
+    let version = meta
+        .attr("colloquialVersion")
+        .ok_or(RimError::Malformed("colloquialVersion"))?
+        .to_owned();
     let product = meta.attr("product").unwrap_or_default().to_owned();
-    let payload = root.child(NS_SWID, "Payload").ok_or(RimError::Malformed("Payload"))?;
+    let payload = root
+        .child(NS_SWID, "Payload")
+        .ok_or(RimError::Malformed("Payload"))?;
     let mut measurements = Vec::new();
-    for res in payload.elements().filter(|e| e.ns.as_deref() == Some(NS_SWID) && e.local == "Resource") {
+    for res in payload
+        .elements()
+        .filter(|e| e.ns.as_deref() == Some(NS_SWID) && e.local == "Resource")
+    {
         if res.attr("type") != Some("Measurement") {
             continue;
         }
         if measurements.len() >= MAX_MEASUREMENTS {
             return Err(RimError::Malformed("Payload (too many measurements)"));
         }
-        let index: u16 = res.attr("index").and_then(|v| v.parse().ok()).ok_or(RimError::Malformed("Resource/@index"))?;
+        let index: u16 = res
+            .attr("index")
+            .and_then(|v| v.parse().ok())
+            .ok_or(RimError::Malformed("Resource/@index"))?;
         let active = match res.attr("active") {
             Some(v) if v.eq_ignore_ascii_case("true") => true,
             Some(v) if v.eq_ignore_ascii_case("false") => false,
@@ -167,13 +183,25 @@ fn extract(root: &Element) -> Result<Rim, RimError> {
                 .iter()
                 .find(|a| a.ns.as_deref() == Some(NS_SHA384) && a.local == name)
                 .ok_or(RimError::Malformed("Resource/@Hash"))?;
-            let bytes = decode_hex(&v.value).filter(|b| b.len() == 48).ok_or(RimError::Malformed("Resource/@Hash"))?;
+            let bytes = decode_hex(&v.value)
+                .filter(|b| b.len() == 48)
+                .ok_or(RimError::Malformed("Resource/@Hash"))?;
             alternatives.push(bytes);
         }
         let name = res.attr("name").unwrap_or_default().to_owned();
-        measurements.push(GoldenMeasurement { index, active, alternatives, name });
+        measurements.push(GoldenMeasurement {
+            index,
+            active,
+            alternatives,
+            name,
+        });
     }
-    Ok(Rim { tag_id, version, product, measurements })
+    Ok(Rim {
+        tag_id,
+        version,
+        product,
+        measurements,
+    })
 }
 
 /// Parses a RIM's content without checking its signature (for inspection and tests).
@@ -212,24 +240,37 @@ fn root_bindings(root: &Element) -> Bindings {
 
 /// Verifies a RIM's enveloped XML-DSig signature and its signer chain to `anchor` at `now` (Unix seconds),
 /// then returns its content.
-pub fn verify_rim(bytes: &[u8], anchor: &TrustAnchor, now: UnixTime) -> Result<VerifiedRim, RimError> {
+pub fn verify_rim(
+    bytes: &[u8],
+    anchor: &TrustAnchor,
+    now: UnixTime,
+) -> Result<VerifiedRim, RimError> {
     let now = now.as_secs();
     let root = xml::parse(bytes).map_err(RimError::Xml)?;
-    let mut sigs = root.elements().filter(|e| e.ns.as_deref() == Some(NS_DSIG) && e.local == "Signature");
+    let mut sigs = root
+        .elements()
+        .filter(|e| e.ns.as_deref() == Some(NS_DSIG) && e.local == "Signature");
     let signature = sigs.next().ok_or(RimError::Malformed("Signature"))?;
     if sigs.next().is_some() {
         return Err(RimError::Unsupported("more than one Signature"));
     }
     let signed_info = ds(signature, "SignedInfo")?;
-    let si_mode = mode_of(alg(ds(signed_info, "CanonicalizationMethod")?, "CanonicalizationMethod")?)?;
+    let si_mode = mode_of(alg(
+        ds(signed_info, "CanonicalizationMethod")?,
+        "CanonicalizationMethod",
+    )?)?;
     let sig_alg = alg(ds(signed_info, "SignatureMethod")?, "SignatureMethod")?;
-    let mut refs = signed_info.elements().filter(|e| e.ns.as_deref() == Some(NS_DSIG) && e.local == "Reference");
+    let mut refs = signed_info
+        .elements()
+        .filter(|e| e.ns.as_deref() == Some(NS_DSIG) && e.local == "Reference");
     let reference = refs.next().ok_or(RimError::Malformed("Reference"))?;
     if refs.next().is_some() {
         return Err(RimError::Unsupported("more than one Reference"));
     }
     if reference.attr("URI") != Some("") {
-        return Err(RimError::Unsupported("Reference URI other than the whole document"));
+        return Err(RimError::Unsupported(
+            "Reference URI other than the whole document",
+        ));
     }
     let transforms: Vec<&str> = match reference.child(NS_DSIG, "Transforms") {
         Some(t) => t
@@ -245,8 +286,8 @@ pub fn verify_rim(bytes: &[u8], anchor: &TrustAnchor, now: UnixTime) -> Result<V
         _ => return Err(RimError::Unsupported("transform list")),
     };
     let digest_alg = alg(ds(reference, "DigestMethod")?, "DigestMethod")?;
-    let expected_digest =
-        x::decode_base64_lenient(&ds(reference, "DigestValue")?.text()).ok_or(RimError::Malformed("DigestValue"))?;
+    let expected_digest = x::decode_base64_lenient(&ds(reference, "DigestValue")?.text())
+        .ok_or(RimError::Malformed("DigestValue"))?;
 
     // 1. Reference: the canonical document without the Signature element.
     let canonical_doc = c14n::canonicalize(&root, &Bindings::new(), ref_mode, Some(signature));
@@ -269,17 +310,25 @@ pub fn verify_rim(bytes: &[u8], anchor: &TrustAnchor, now: UnixTime) -> Result<V
         .enumerate()
     {
         if i >= x::MAX_CHAIN_CERTS {
-            return Err(RimError::Chain(X509Error::TooLarge { what: "chain length" }));
+            return Err(RimError::Chain(X509Error::TooLarge {
+                what: "chain length",
+            }));
         }
-        let der = x::decode_base64_lenient(&c.text()).ok_or(RimError::Malformed("X509Certificate"))?;
+        let der =
+            x::decode_base64_lenient(&c.text()).ok_or(RimError::Malformed("X509Certificate"))?;
         chain.push(x::parse_der(&der, i).map_err(RimError::Chain)?);
     }
-    let signer = chain.first().ok_or(RimError::Malformed("X509Certificate"))?;
+    let signer = chain
+        .first()
+        .ok_or(RimError::Malformed("X509Certificate"))?;
     verify_xml_signature(sig_alg, signer, canonical_si.as_bytes(), &sig_value)?;
     x::verify_chain(&chain, anchor, now).map_err(RimError::Chain)?;
 
     let rim = extract(&root)?;
-    Ok(VerifiedRim { rim, signer_subject: signer.tbs_certificate.subject.to_string() })
+    Ok(VerifiedRim {
+        rim,
+        signer_subject: signer.tbs_certificate.subject.to_string(),
+    })
 }
 
 fn verify_xml_signature(
@@ -290,8 +339,12 @@ fn verify_xml_signature(
 ) -> Result<(), RimError> {
     let spki = &signer.tbs_certificate.subject_public_key_info;
     let (ecdsa_digest, rsa_oid) = match sig_alg {
-        "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384" => (Some(Sha384::digest(msg).to_vec()), None),
-        "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256" => (Some(Sha256::digest(msg).to_vec()), None),
+        "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384" => {
+            (Some(Sha384::digest(msg).to_vec()), None)
+        }
+        "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256" => {
+            (Some(Sha256::digest(msg).to_vec()), None)
+        }
         "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256" => (None, Some(x::OID_RSA_SHA256)),
         "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384" => (None, Some(x::OID_RSA_SHA384)),
         "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512" => (None, Some(x::OID_RSA_SHA512)),
@@ -315,7 +368,13 @@ fn verify_xml_signature(
 /// tests and diagnostics.
 pub fn canonical_content(bytes: &[u8]) -> Result<String, RimError> {
     let root = xml::parse(bytes).map_err(RimError::Xml)?;
-    let sig = root.elements().find(|e| e.ns.as_deref() == Some(NS_DSIG) && e.local == "Signature");
-    Ok(c14n::canonicalize(&root, &Bindings::new(), Mode::Inclusive, sig))
+    let sig = root
+        .elements()
+        .find(|e| e.ns.as_deref() == Some(NS_DSIG) && e.local == "Signature");
+    Ok(c14n::canonicalize(
+        &root,
+        &Bindings::new(),
+        Mode::Inclusive,
+        sig,
+    ))
 }
-

@@ -148,7 +148,11 @@ fn tpm2b<'a>(r: &mut Reader<'a>, field: &'static str) -> Result<&'a [u8], ParseE
 /// Parses a quote's TPMS_ATTEST, rejecting trailing bytes. The magic and type are returned, not judged.
 pub fn parse_attest(bytes: &[u8]) -> Result<TpmsAttest<'_>, ParseError> {
     if bytes.len() > MAX_ATTEST_LEN {
-        return Err(ParseError::TooLong { field: "tpms_attest", len: bytes.len(), max: MAX_ATTEST_LEN });
+        return Err(ParseError::TooLong {
+            field: "tpms_attest",
+            len: bytes.len(),
+            max: MAX_ATTEST_LEN,
+        });
     }
     let mut r = Reader::new(bytes);
     let magic = r.u32_be("attest.magic")?;
@@ -176,9 +180,14 @@ pub fn parse_attest(bytes: &[u8]) -> Result<TpmsAttest<'_>, ParseError> {
     let restart_count = r.u32_be("attest.clock_info.restart_count")?;
     let safe = r.u8("attest.clock_info.safe")?;
     let firmware_version = r.u64_be("attest.firmware_version")?;
-    let count = usize::try_from(r.u32_be("attest.pcr_select.count")?).map_err(|_| ParseError::Internal("u32"))?;
+    let count = usize::try_from(r.u32_be("attest.pcr_select.count")?)
+        .map_err(|_| ParseError::Internal("u32"))?;
     if count > MAX_PCR_SELECTIONS {
-        return Err(ParseError::TooLong { field: "attest.pcr_select.count", len: count, max: MAX_PCR_SELECTIONS });
+        return Err(ParseError::TooLong {
+            field: "attest.pcr_select.count",
+            len: count,
+            max: MAX_PCR_SELECTIONS,
+        });
     }
     let mut pcr_select = Vec::with_capacity(count);
     for _ in 0..count {
@@ -193,7 +202,9 @@ pub fn parse_attest(bytes: &[u8]) -> Result<TpmsAttest<'_>, ParseError> {
                         .checked_mul(8)
                         .and_then(|v| v.checked_add(usize::from(bit)))
                         .and_then(|v| u8::try_from(v).ok())
-                        .ok_or(ParseError::InvalidValue { field: "attest.pcr_select.pcr_select" })?;
+                        .ok_or(ParseError::InvalidValue {
+                            field: "attest.pcr_select.pcr_select",
+                        })?;
                     pcrs.push(idx);
                 }
             }
@@ -279,7 +290,8 @@ impl AkPublic {
             return Ok(Self::Rsa(k));
         }
         use der::Decode as _;
-        let spki = x509_cert::spki::SubjectPublicKeyInfoOwned::from_der(der).map_err(|_| TpmError::BadAkPublic)?;
+        let spki = x509_cert::spki::SubjectPublicKeyInfoOwned::from_der(der)
+            .map_err(|_| TpmError::BadAkPublic)?;
         let (curve, point) = crate::x509::ec_key(&spki).map_err(|_| TpmError::BadAkPublic)?;
         match curve.to_string().as_str() {
             "1.2.840.10045.3.1.7" => Ok(Self::P256(point.to_vec())),
@@ -322,8 +334,11 @@ impl AkPublic {
                     e => e,
                 };
                 let n = tpm2b(&mut r, "public.unique.rsa")?;
-                let key = rsa::RsaPublicKey::new(rsa::BigUint::from_bytes_be(n), rsa::BigUint::from(exponent))
-                    .map_err(|_| TpmError::BadAkPublic)?;
+                let key = rsa::RsaPublicKey::new(
+                    rsa::BigUint::from_bytes_be(n),
+                    rsa::BigUint::from(exponent),
+                )
+                .map_err(|_| TpmError::BadAkPublic)?;
                 Self::Rsa(key)
             }
             ALG_ECC => {
@@ -416,17 +431,29 @@ fn verify_signature(ak: &AkPublic, msg: &[u8], sig: QuoteSignature<'_>) -> Resul
     use rsa::signature::Verifier as _;
     let parsed = match sig {
         QuoteSignature::Tpmt(b) => parse_signature(b)?,
-        QuoteSignature::RsaSsaSha256(s) => TpmtSignature::RsaSsa { hash: ALG_SHA256, sig: s },
+        QuoteSignature::RsaSsaSha256(s) => TpmtSignature::RsaSsa {
+            hash: ALG_SHA256,
+            sig: s,
+        },
     };
     match (ak, parsed) {
         (AkPublic::Rsa(key), TpmtSignature::RsaSsa { hash, sig }) => {
-            let s = rsa::pkcs1v15::Signature::try_from(sig).map_err(|_| TpmError::SignatureMismatch)?;
+            let s =
+                rsa::pkcs1v15::Signature::try_from(sig).map_err(|_| TpmError::SignatureMismatch)?;
             let ok = match hash {
-                ALG_SHA256 => rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key.clone()).verify(msg, &s).is_ok(),
-                ALG_SHA384 => rsa::pkcs1v15::VerifyingKey::<Sha384>::new(key.clone()).verify(msg, &s).is_ok(),
+                ALG_SHA256 => rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key.clone())
+                    .verify(msg, &s)
+                    .is_ok(),
+                ALG_SHA384 => rsa::pkcs1v15::VerifyingKey::<Sha384>::new(key.clone())
+                    .verify(msg, &s)
+                    .is_ok(),
                 _ => return Err(TpmError::Unsupported("signature hash")),
             };
-            if ok { Ok(()) } else { Err(TpmError::SignatureMismatch) }
+            if ok {
+                Ok(())
+            } else {
+                Err(TpmError::SignatureMismatch)
+            }
         }
         (AkPublic::P256(point) | AkPublic::P384(point), TpmtSignature::Ecdsa { hash, r, s }) => {
             let digest = match hash {
@@ -447,8 +474,13 @@ fn verify_signature(ak: &AkPublic, msg: &[u8], sig: QuoteSignature<'_>) -> Resul
                 raw.extend_from_slice(part);
             }
             let oid = der::asn1::ObjectIdentifier::new(curve).map_err(|_| TpmError::BadAkPublic)?;
-            crate::x509::verify_ecdsa_prehash(&oid, point, &digest, crate::x509::EcdsaSig::Raw(&raw))
-                .map_err(|_| TpmError::SignatureMismatch)
+            crate::x509::verify_ecdsa_prehash(
+                &oid,
+                point,
+                &digest,
+                crate::x509::EcdsaSig::Raw(&raw),
+            )
+            .map_err(|_| TpmError::SignatureMismatch)
         }
         _ => Err(TpmError::Unsupported("signature scheme for this key")),
     }
@@ -483,7 +515,10 @@ pub fn verify_quote(
         selected.extend_from_slice(&sel.pcrs);
     }
     if selected.len() != input.pcrs.len() {
-        return Err(TpmError::PcrCountMismatch { selected: selected.len(), supplied: input.pcrs.len() });
+        return Err(TpmError::PcrCountMismatch {
+            selected: selected.len(),
+            supplied: input.pcrs.len(),
+        });
     }
     let mut h = Sha256::new();
     for v in input.pcrs {
@@ -494,7 +529,10 @@ pub fn verify_quote(
         return Err(TpmError::PcrDigestMismatch);
     }
     Ok(VerifiedTpmQuote {
-        pcrs: selected.into_iter().zip(input.pcrs.iter().copied()).collect(),
+        pcrs: selected
+            .into_iter()
+            .zip(input.pcrs.iter().copied())
+            .collect(),
         extra_data: attest.extra_data.to_vec(),
         clock: attest.clock,
         reset_count: attest.reset_count,
@@ -528,7 +566,11 @@ impl AzureQuote<'_> {
 
 fn bincode_len(r: &mut Reader<'_>, field: &'static str, max: usize) -> Result<usize, ParseError> {
     let len = r.u64_le(field)?;
-    let len = usize::try_from(len).map_err(|_| ParseError::TooLong { field, len: usize::MAX, max })?;
+    let len = usize::try_from(len).map_err(|_| ParseError::TooLong {
+        field,
+        len: usize::MAX,
+        max,
+    })?;
     if len > max {
         return Err(ParseError::TooLong { field, len, max });
     }
@@ -548,7 +590,11 @@ pub fn parse_azure_quote(bytes: &[u8]) -> Result<AzureQuote<'_>, ParseError> {
         pcrs.push(*r.take_array::<32>("azure_quote.pcrs")?);
     }
     r.finish("azure_quote")?;
-    Ok(AzureQuote { signature, message, pcrs })
+    Ok(AzureQuote {
+        signature,
+        message,
+        pcrs,
+    })
 }
 
 /// Hardware report kind in an Azure HCL report (IGVM request data `report_type`).
@@ -582,7 +628,9 @@ pub fn verify_hcl_ak_binding<'a>(hcl: &'a [u8], ak: &AkPublic) -> Result<HclBind
     let mut r = Reader::new(hcl);
     let magic = r.take_array::<4>("hcl.signature")?;
     if magic != b"HCLA" {
-        return Err(TpmError::Parse(ParseError::InvalidValue { field: "hcl.signature" }));
+        return Err(TpmError::Parse(ParseError::InvalidValue {
+            field: "hcl.signature",
+        }));
     }
     r.take("hcl.header", HCL_HEADER_LEN.saturating_sub(4))?;
     let hw = r.take("hcl.hardware_report", HCL_HW_REPORT_LEN)?;
@@ -590,7 +638,8 @@ pub fn verify_hcl_ak_binding<'a>(hcl: &'a [u8], ak: &AkPublic) -> Result<HclBind
     let _version = r.u32_le("hcl.igvm.version")?;
     let report_type = r.u32_le("hcl.igvm.report_type")?;
     let hash_type = r.u32_le("hcl.igvm.report_data_hash_type")?;
-    let var_len = usize::try_from(r.u32_le("hcl.igvm.variable_data_size")?).map_err(|_| ParseError::Internal("u32"))?;
+    let var_len = usize::try_from(r.u32_le("hcl.igvm.variable_data_size")?)
+        .map_err(|_| ParseError::Internal("u32"))?;
     let var = r.take("hcl.igvm.variable_data", var_len)?;
     // The rest of the HCL report buffer is padding; it is not covered by anything and is ignored.
     let (kind, rd_offset, hw_len) = match report_type {
@@ -608,30 +657,46 @@ pub fn verify_hcl_ak_binding<'a>(hcl: &'a [u8], ak: &AkPublic) -> Result<HclBind
     if var_hash.as_slice() != report_data {
         return Err(TpmError::ReportDataMismatch);
     }
-    let hardware_report = hw.get(..hw_len).ok_or(TpmError::Parse(ParseError::Internal("hardware report")))?;
+    let hardware_report = hw
+        .get(..hw_len)
+        .ok_or(TpmError::Parse(ParseError::Internal("hardware report")))?;
 
     let json: serde_json::Value = serde_json::from_slice(var).map_err(|_| TpmError::BadHclData)?;
-    let keys = json.get("keys").and_then(|k| k.as_array()).ok_or(TpmError::BadHclData)?;
+    let keys = json
+        .get("keys")
+        .and_then(|k| k.as_array())
+        .ok_or(TpmError::BadHclData)?;
     let jwk = keys
         .iter()
         .find(|k| k.get("kid").and_then(|v| v.as_str()) == Some("HCLAkPub"))
         .ok_or(TpmError::BadHclData)?;
     let field = |name: &str| -> Result<Vec<u8>, TpmError> {
         use base64::Engine as _;
-        let s = jwk.get(name).and_then(|v| v.as_str()).ok_or(TpmError::BadHclData)?;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).map_err(|_| TpmError::BadHclData)
+        let s = jwk
+            .get(name)
+            .and_then(|v| v.as_str())
+            .ok_or(TpmError::BadHclData)?;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s.trim_end_matches('='))
+            .map_err(|_| TpmError::BadHclData)
     };
     if jwk.get("kty").and_then(|v| v.as_str()) != Some("RSA") {
         return Err(TpmError::Unsupported("HCLAkPub key type"));
     }
     let n = field("n")?;
     let e = field("e")?;
-    let AkPublic::Rsa(key) = ak else { return Err(TpmError::AkMismatch) };
+    let AkPublic::Rsa(key) = ak else {
+        return Err(TpmError::AkMismatch);
+    };
     use rsa::traits::PublicKeyParts as _;
     if key.n().to_bytes_be() != strip_zeros(&n) || key.e().to_bytes_be() != strip_zeros(&e) {
         return Err(TpmError::AkMismatch);
     }
-    Ok(HclBinding { kind, hardware_report, variable_data: var })
+    Ok(HclBinding {
+        kind,
+        hardware_report,
+        variable_data: var,
+    })
 }
 
 fn strip_zeros(b: &[u8]) -> Vec<u8> {
@@ -640,6 +705,7 @@ fn strip_zeros(b: &[u8]) -> Vec<u8> {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -651,6 +717,9 @@ mod tests {
 
     #[test]
     fn unknown_signature_algorithm_is_unsupported() {
-        assert!(matches!(parse_signature(&[0, 0x16, 0, 0xb, 0, 0]), Err(TpmError::Unsupported(_))));
+        assert!(matches!(
+            parse_signature(&[0, 0x16, 0, 0xb, 0, 0]),
+            Err(TpmError::Unsupported(_))
+        ));
     }
 }

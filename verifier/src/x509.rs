@@ -34,27 +34,40 @@ pub const MAX_CERT_DER_LEN: usize = 16 * 1024;
 pub const MAX_PEM_CHAIN_LEN: usize = 64 * 1024;
 
 /// OID of ecdsa-with-SHA256 (RFC 5758 §3.2).
-pub const OID_ECDSA_SHA256: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+pub const OID_ECDSA_SHA256: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
 /// OID of ecdsa-with-SHA384 (RFC 5758 §3.2).
-pub const OID_ECDSA_SHA384: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
+pub const OID_ECDSA_SHA384: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
 /// OID of sha256WithRSAEncryption (RFC 4055 §5).
-pub const OID_RSA_SHA256: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+pub const OID_RSA_SHA256: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
 /// OID of sha384WithRSAEncryption (RFC 4055 §5).
-pub const OID_RSA_SHA384: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
+pub const OID_RSA_SHA384: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
 /// OID of sha512WithRSAEncryption (RFC 4055 §5).
-pub const OID_RSA_SHA512: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
-const OID_EC_PUBLIC_KEY: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
-const OID_RSA_ENCRYPTION: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-const OID_SECP256R1: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
-const OID_SECP384R1: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.3.132.0.34");
+pub const OID_RSA_SHA512: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
+const OID_EC_PUBLIC_KEY: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const OID_RSA_ENCRYPTION: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+const OID_SECP256R1: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const OID_SECP384R1: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.3.132.0.34");
 /// OID of SHA-256 (RFC 5754 §2).
-pub const OID_SHA256: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
+pub const OID_SHA256: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
 /// OID of SHA-384 (RFC 5754 §2).
-pub const OID_SHA384: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
+pub const OID_SHA384: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
 /// OID of SHA-512 (RFC 5754 §2).
-pub const OID_SHA512: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
+pub const OID_SHA512: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
 /// OID of SHA-1 (OCSP CertID hashes commonly use it).
-pub const OID_SHA1: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
+pub const OID_SHA1: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
 
 /// Why a certificate or a chain was rejected.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -125,7 +138,9 @@ impl TrustAnchor {
     /// Pins the key of a DER certificate.
     pub fn from_certificate_der(der: &[u8]) -> Result<Self, X509Error> {
         let cert = parse_der(der, 0)?;
-        Ok(Self { spki_sha256: spki_sha256(&cert)? })
+        Ok(Self {
+            spki_sha256: spki_sha256(&cert)?,
+        })
     }
 
     /// Pins the key of the first certificate of a PEM text.
@@ -143,14 +158,20 @@ impl TrustAnchor {
 
 /// SHA-256 of a certificate's DER SubjectPublicKeyInfo.
 pub fn spki_sha256(cert: &Certificate) -> Result<[u8; 32], X509Error> {
-    let der = cert.tbs_certificate.subject_public_key_info.to_der().map_err(|_| X509Error::BadPublicKey)?;
+    let der = cert
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(|_| X509Error::BadPublicKey)?;
     Ok(Sha256::digest(&der).into())
 }
 
 /// Decodes one DER certificate; `index` names it in errors.
 pub fn parse_der(der: &[u8], index: usize) -> Result<Certificate, X509Error> {
     if der.len() > MAX_CERT_DER_LEN {
-        return Err(X509Error::TooLarge { what: "certificate" });
+        return Err(X509Error::TooLarge {
+            what: "certificate",
+        });
     }
     Certificate::from_der(der).map_err(|_| X509Error::BadCertificate { index })
 }
@@ -166,14 +187,20 @@ pub fn pem_to_der(pem: &[u8]) -> Result<Vec<Vec<u8>>, X509Error> {
     let mut out = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find(BEGIN) {
-        let after = rest.get(start.saturating_add(BEGIN.len())..).ok_or(X509Error::BadPem)?;
+        let after = rest
+            .get(start.saturating_add(BEGIN.len())..)
+            .ok_or(X509Error::BadPem)?;
         let end = after.find(END).ok_or(X509Error::BadPem)?;
         let body = after.get(..end).ok_or(X509Error::BadPem)?;
         out.push(decode_base64_lenient(body).ok_or(X509Error::BadPem)?);
         if out.len() > MAX_CHAIN_CERTS {
-            return Err(X509Error::TooLarge { what: "chain length" });
+            return Err(X509Error::TooLarge {
+                what: "chain length",
+            });
         }
-        rest = after.get(end.saturating_add(END.len())..).ok_or(X509Error::BadPem)?;
+        rest = after
+            .get(end.saturating_add(END.len())..)
+            .ok_or(X509Error::BadPem)?;
     }
     if out.is_empty() {
         return Err(X509Error::BadPem);
@@ -184,12 +211,18 @@ pub fn pem_to_der(pem: &[u8]) -> Result<Vec<Vec<u8>>, X509Error> {
 /// Base64 (standard alphabet, padded) with ASCII whitespace anywhere, as PEM and XML-DSig carry it.
 pub(crate) fn decode_base64_lenient(text: &str) -> Option<Vec<u8>> {
     let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD.decode(compact.as_bytes()).ok()
+    base64::engine::general_purpose::STANDARD
+        .decode(compact.as_bytes())
+        .ok()
 }
 
 /// Decodes a PEM chain (leaf first) into certificates.
 pub fn parse_pem_chain(pem: &[u8]) -> Result<Vec<Certificate>, X509Error> {
-    pem_to_der(pem)?.iter().enumerate().map(|(i, d)| parse_der(d, i)).collect()
+    pem_to_der(pem)?
+        .iter()
+        .enumerate()
+        .map(|(i, d)| parse_der(d, i))
+        .collect()
 }
 
 /// Checks that `cert` is inside its validity window at `now` (seconds since the Unix epoch).
@@ -206,7 +239,9 @@ pub fn check_validity(cert: &Certificate, now: u64, index: usize) -> Result<(), 
 /// The DER bytes of the `tbsCertificate` exactly as they were signed (re-encoded by `der`, which is
 /// canonical DER and therefore byte-identical for any certificate `der` accepts).
 fn tbs_der(cert: &Certificate) -> Result<Vec<u8>, X509Error> {
-    cert.tbs_certificate.to_der().map_err(|_| X509Error::BadCertificate { index: 0 })
+    cert.tbs_certificate
+        .to_der()
+        .map_err(|_| X509Error::BadCertificate { index: 0 })
 }
 
 /// Verifies `signature` (DER ECDSA or RSA PKCS#1 v1.5 bytes, as in X.509) over `msg` with `spki`.
@@ -217,7 +252,10 @@ pub fn verify_signature(
     signature: &[u8],
 ) -> Result<(), X509Error> {
     let key_alg = spki.algorithm.oid;
-    let key_bytes = spki.subject_public_key.as_bytes().ok_or(X509Error::BadPublicKey)?;
+    let key_bytes = spki
+        .subject_public_key
+        .as_bytes()
+        .ok_or(X509Error::BadPublicKey)?;
     if key_alg == OID_EC_PUBLIC_KEY {
         let curve: der::asn1::ObjectIdentifier = spki
             .algorithm
@@ -236,18 +274,30 @@ pub fn verify_signature(
     } else if key_alg == OID_RSA_ENCRYPTION {
         use rsa::pkcs1::DecodeRsaPublicKey as _;
         use rsa::signature::Verifier as _;
-        let key = rsa::RsaPublicKey::from_pkcs1_der(key_bytes).map_err(|_| X509Error::BadPublicKey)?;
-        let sig = rsa::pkcs1v15::Signature::try_from(signature).map_err(|_| X509Error::SignatureMismatch)?;
+        let key =
+            rsa::RsaPublicKey::from_pkcs1_der(key_bytes).map_err(|_| X509Error::BadPublicKey)?;
+        let sig = rsa::pkcs1v15::Signature::try_from(signature)
+            .map_err(|_| X509Error::SignatureMismatch)?;
         let ok = if *algorithm == OID_RSA_SHA256 {
-            rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key).verify(msg, &sig).is_ok()
+            rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key)
+                .verify(msg, &sig)
+                .is_ok()
         } else if *algorithm == OID_RSA_SHA384 {
-            rsa::pkcs1v15::VerifyingKey::<Sha384>::new(key).verify(msg, &sig).is_ok()
+            rsa::pkcs1v15::VerifyingKey::<Sha384>::new(key)
+                .verify(msg, &sig)
+                .is_ok()
         } else if *algorithm == OID_RSA_SHA512 {
-            rsa::pkcs1v15::VerifyingKey::<Sha512>::new(key).verify(msg, &sig).is_ok()
+            rsa::pkcs1v15::VerifyingKey::<Sha512>::new(key)
+                .verify(msg, &sig)
+                .is_ok()
         } else {
             return Err(X509Error::UnsupportedAlgorithm);
         };
-        if ok { Ok(()) } else { Err(X509Error::SignatureMismatch) }
+        if ok {
+            Ok(())
+        } else {
+            Err(X509Error::SignatureMismatch)
+        }
     } else {
         Err(X509Error::BadPublicKey)
     }
@@ -271,58 +321,90 @@ pub fn verify_ecdsa_prehash(
 ) -> Result<(), X509Error> {
     use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
     if *curve == OID_SECP384R1 {
-        let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(sec1_point).map_err(|_| X509Error::BadPublicKey)?;
+        let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(sec1_point)
+            .map_err(|_| X509Error::BadPublicKey)?;
         let sig = match sig {
             EcdsaSig::Der(d) => p384::ecdsa::Signature::from_der(d),
             EcdsaSig::Raw(r) => p384::ecdsa::Signature::from_slice(r),
         }
         .map_err(|_| X509Error::SignatureMismatch)?;
-        key.verify_prehash(digest, &sig).map_err(|_| X509Error::SignatureMismatch)
+        key.verify_prehash(digest, &sig)
+            .map_err(|_| X509Error::SignatureMismatch)
     } else if *curve == OID_SECP256R1 {
-        let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(sec1_point).map_err(|_| X509Error::BadPublicKey)?;
+        let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(sec1_point)
+            .map_err(|_| X509Error::BadPublicKey)?;
         let sig = match sig {
             EcdsaSig::Der(d) => p256::ecdsa::Signature::from_der(d),
             EcdsaSig::Raw(r) => p256::ecdsa::Signature::from_slice(r),
         }
         .map_err(|_| X509Error::SignatureMismatch)?;
-        key.verify_prehash(digest, &sig).map_err(|_| X509Error::SignatureMismatch)
+        key.verify_prehash(digest, &sig)
+            .map_err(|_| X509Error::SignatureMismatch)
     } else {
         Err(X509Error::BadPublicKey)
     }
 }
 
 /// The named curve of an EC SubjectPublicKeyInfo, and its SEC1 point.
-pub fn ec_key(spki: &SubjectPublicKeyInfoOwned) -> Result<(der::asn1::ObjectIdentifier, &[u8]), X509Error> {
+pub fn ec_key(
+    spki: &SubjectPublicKeyInfoOwned,
+) -> Result<(der::asn1::ObjectIdentifier, &[u8]), X509Error> {
     if spki.algorithm.oid != OID_EC_PUBLIC_KEY {
         return Err(X509Error::BadPublicKey);
     }
-    let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.decode_as().ok()).ok_or(X509Error::BadPublicKey)?;
-    let point = spki.subject_public_key.as_bytes().ok_or(X509Error::BadPublicKey)?;
+    let curve = spki
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.decode_as().ok())
+        .ok_or(X509Error::BadPublicKey)?;
+    let point = spki
+        .subject_public_key
+        .as_bytes()
+        .ok_or(X509Error::BadPublicKey)?;
     Ok((curve, point))
 }
 
 /// Verifies that `cert` was signed by `issuer`'s key; `index` names `cert` in errors.
-pub fn verify_issued_by(cert: &Certificate, issuer: &Certificate, index: usize) -> Result<(), X509Error> {
+pub fn verify_issued_by(
+    cert: &Certificate,
+    issuer: &Certificate,
+    index: usize,
+) -> Result<(), X509Error> {
     if cert.tbs_certificate.issuer != issuer.tbs_certificate.subject {
         return Err(X509Error::IssuerMismatch { index });
     }
     let tbs = tbs_der(cert)?;
-    let sig = cert.signature.as_bytes().ok_or(X509Error::BadSignature { index })?;
-    verify_signature(&issuer.tbs_certificate.subject_public_key_info, &cert.signature_algorithm.oid, &tbs, sig)
-        .map_err(|e| match e {
-            X509Error::SignatureMismatch => X509Error::BadSignature { index },
-            other => other,
-        })
+    let sig = cert
+        .signature
+        .as_bytes()
+        .ok_or(X509Error::BadSignature { index })?;
+    verify_signature(
+        &issuer.tbs_certificate.subject_public_key_info,
+        &cert.signature_algorithm.oid,
+        &tbs,
+        sig,
+    )
+    .map_err(|e| match e {
+        X509Error::SignatureMismatch => X509Error::BadSignature { index },
+        other => other,
+    })
 }
 
 /// Verifies a chain (leaf first): every signature by the next certificate, every validity window at `now`,
 /// the last certificate self-signed with a key equal to `anchor`.
-pub fn verify_chain(chain: &[Certificate], anchor: &TrustAnchor, now: u64) -> Result<(), X509Error> {
+pub fn verify_chain(
+    chain: &[Certificate],
+    anchor: &TrustAnchor,
+    now: u64,
+) -> Result<(), X509Error> {
     if chain.is_empty() {
         return Err(X509Error::EmptyChain);
     }
     if chain.len() > MAX_CHAIN_CERTS {
-        return Err(X509Error::TooLarge { what: "chain length" });
+        return Err(X509Error::TooLarge {
+            what: "chain length",
+        });
     }
     for (i, pair) in chain.windows(2).enumerate() {
         if let [cert, issuer] = pair {
@@ -364,10 +446,14 @@ fn collect_fwids(bytes: &[u8], depth: u8, out: &mut Vec<(der::asn1::ObjectIdenti
     if depth > 6 || out.len() > 16 {
         return;
     }
-    let Ok(mut reader) = der::SliceReader::new(bytes) else { return };
+    let Ok(mut reader) = der::SliceReader::new(bytes) else {
+        return;
+    };
     let mut items: Vec<der::asn1::AnyRef<'_>> = Vec::new();
     while !reader.is_finished() {
-        let Ok(any) = reader.decode::<der::asn1::AnyRef<'_>>() else { return };
+        let Ok(any) = reader.decode::<der::asn1::AnyRef<'_>>() else {
+            return;
+        };
         items.push(any);
         if items.len() > 64 {
             return;
@@ -389,22 +475,32 @@ fn collect_fwids(bytes: &[u8], depth: u8, out: &mut Vec<(der::asn1::ObjectIdenti
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 
     #[test]
     fn pem_without_blocks_is_rejected() {
         assert!(matches!(pem_to_der(b"hello"), Err(X509Error::BadPem)));
-        assert!(matches!(pem_to_der(b"-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----"), Err(X509Error::BadPem)));
+        assert!(matches!(
+            pem_to_der(b"-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----"),
+            Err(X509Error::BadPem)
+        ));
     }
 
     #[test]
     fn garbage_der_is_rejected() {
-        assert!(matches!(parse_der(&[0x30, 0x03, 1, 2, 3], 2), Err(X509Error::BadCertificate { index: 2 })));
+        assert!(matches!(
+            parse_der(&[0x30, 0x03, 1, 2, 3], 2),
+            Err(X509Error::BadCertificate { index: 2 })
+        ));
     }
 
     #[test]
     fn empty_chain_is_rejected() {
-        assert!(matches!(verify_chain(&[], &TrustAnchor::from_spki_sha256([0; 32]), 0), Err(X509Error::EmptyChain)));
+        assert!(matches!(
+            verify_chain(&[], &TrustAnchor::from_spki_sha256([0; 32]), 0),
+            Err(X509Error::EmptyChain)
+        ));
     }
 }

@@ -1,5 +1,10 @@
 //! NVIDIA H100 SPDM evidence from the evidence set: outcomes the source repositories assert, and negatives.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::path::PathBuf;
 
@@ -54,11 +59,18 @@ fn roots() -> NvidiaRoots {
 
 /// No OCSP response exists in the evidence set, and the 2025 report has no matching RIMs.
 fn no_ocsp() -> GpuPolicy {
-    GpuPolicy { require_ocsp: false, ..GpuPolicy::default() }
+    GpuPolicy {
+        require_ocsp: false,
+        ..GpuPolicy::default()
+    }
 }
 
 fn no_ocsp_no_rim() -> GpuPolicy {
-    GpuPolicy { require_ocsp: false, require_rim_match: false, ..GpuPolicy::default() }
+    GpuPolicy {
+        require_ocsp: false,
+        require_rim_match: false,
+        ..GpuPolicy::default()
+    }
 }
 
 struct Sample {
@@ -70,10 +82,20 @@ struct Sample {
 
 impl Sample {
     fn y2023() -> Self {
-        Self { spdm: read_hex(R2023), chain: read(C2023), driver: read(DRIVER_RIM), vbios: read(VBIOS_RIM) }
+        Self {
+            spdm: read_hex(R2023),
+            chain: read(C2023),
+            driver: read(DRIVER_RIM),
+            vbios: read(VBIOS_RIM),
+        }
     }
     fn y2025() -> Self {
-        Self { spdm: read_hex(R2025), chain: read(C2025), driver: read(DRIVER_RIM), vbios: read(VBIOS_RIM) }
+        Self {
+            spdm: read_hex(R2025),
+            chain: read(C2025),
+            driver: read(DRIVER_RIM),
+            vbios: read(VBIOS_RIM),
+        }
     }
     fn input(&self) -> GpuEvidenceInput<'_> {
         GpuEvidenceInput {
@@ -85,7 +107,11 @@ impl Sample {
         }
     }
     fn input_without_rims(&self) -> GpuEvidenceInput<'_> {
-        GpuEvidenceInput { driver_rim: None, vbios_rim: None, ..self.input() }
+        GpuEvidenceInput {
+            driver_rim: None,
+            vbios_rim: None,
+            ..self.input()
+        }
     }
 }
 
@@ -93,11 +119,15 @@ impl Sample {
 #[test]
 fn a2_2023_report_matches_its_rims() {
     let s = Sample::y2023();
-    let v = nvidia::verify_gpu(&s.input(), &nonce(NONCE_2023), &no_ocsp(), &roots(), PINNED).unwrap();
+    let v =
+        nvidia::verify_gpu(&s.input(), &nonce(NONCE_2023), &no_ocsp(), &roots(), PINNED).unwrap();
     assert_eq!(v.driver_version(), Some("545.00"));
     assert_eq!(v.vbios_version(), Some("96.00.5E.00.01"));
     assert_eq!(v.measurements().len(), 64);
-    assert!(v.fwid().is_none(), "the 2023 report's opaque data has no FWID");
+    assert!(
+        v.fwid().is_none(),
+        "the 2023 report's opaque data has no FWID"
+    );
     let c = v.comparison().unwrap();
     assert_eq!(c.indices(IndexOutcome::Match).len(), 33);
     assert!(c.indices(IndexOutcome::Mismatch).is_empty());
@@ -112,44 +142,85 @@ fn a2_2023_report_matches_its_rims() {
 #[test]
 fn a1_2025_report_verifies_and_matches_trustee_claims() {
     let s = Sample::y2025();
-    let v = nvidia::verify_gpu(&s.input_without_rims(), &nonce(NONCE_2025), &no_ocsp_no_rim(), &roots(), PINNED)
-        .unwrap();
-    let claims: serde_json::Value =
-        serde_json::from_slice(&read("nvidia/trustee__expected_claims_for_nvtrust_h100_2025_report.json")).unwrap();
+    let v = nvidia::verify_gpu(
+        &s.input_without_rims(),
+        &nonce(NONCE_2025),
+        &no_ocsp_no_rim(),
+        &roots(),
+        PINNED,
+    )
+    .unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&read(
+        "nvidia/trustee__expected_claims_for_nvtrust_h100_2025_report.json",
+    ))
+    .unwrap();
     let cfg = &claims["config"];
     assert_eq!(v.driver_version(), cfg["driver_version"].as_str());
-    assert!(v.vbios_version().unwrap().eq_ignore_ascii_case(cfg["vbios_version"].as_str().unwrap()));
-    assert_eq!(hex::encode(v.fwid().unwrap()), cfg["fwid"].as_str().unwrap());
+    assert!(
+        v.vbios_version()
+            .unwrap()
+            .eq_ignore_ascii_case(cfg["vbios_version"].as_str().unwrap())
+    );
+    assert_eq!(
+        hex::encode(v.fwid().unwrap()),
+        cfg["fwid"].as_str().unwrap()
+    );
     assert!(v.fwid_checked());
     let m = claims["measurements"].as_object().unwrap();
     assert_eq!(m.len(), 64);
     for (index, value) in v.measurements() {
-        assert_eq!(hex::encode(value), m[&index.to_string()].as_str().unwrap(), "block {index}");
+        assert_eq!(
+            hex::encode(value),
+            m[&index.to_string()].as_str().unwrap(),
+            "block {index}"
+        );
     }
     // Today (2026-11-22) the device chain is still valid (to 9999).
     let today = UnixTime::from_secs(1_795_305_600);
-    nvidia::verify_gpu(&s.input_without_rims(), &nonce(NONCE_2025), &no_ocsp_no_rim(), &roots(), today).unwrap();
+    nvidia::verify_gpu(
+        &s.input_without_rims(),
+        &nonce(NONCE_2025),
+        &no_ocsp_no_rim(),
+        &roots(),
+        today,
+    )
+    .unwrap();
 }
 
 // nvidia-A1: the 2023 test RIMs do not match the 2025 report (collector check: 0-based RIM indices below).
 #[test]
 fn a1_2025_report_does_not_match_the_2023_rims() {
     let s = Sample::y2025();
-    let err = nvidia::verify_gpu(&s.input(), &nonce(NONCE_2025), &no_ocsp(), &roots(), PINNED).unwrap_err();
-    assert!(matches!(err, NvidiaError::RimVersionMismatch { which: "driver" }), "{err:?}");
+    let err = nvidia::verify_gpu(&s.input(), &nonce(NONCE_2025), &no_ocsp(), &roots(), PINNED)
+        .unwrap_err();
+    assert!(
+        matches!(err, NvidiaError::RimVersionMismatch { which: "driver" }),
+        "{err:?}"
+    );
 
     let ev = spdm::parse(&s.spdm).unwrap();
     let d = rim::parse_rim(&s.driver).unwrap();
     let b = rim::parse_rim(&s.vbios).unwrap();
-    let c = nvidia::compare_measurements(&ev.response.blocks, &[&d.measurements, &b.measurements]).unwrap();
-    let rim_indices: Vec<u16> = c.indices(IndexOutcome::Mismatch).iter().map(|i| i - 1).collect();
-    assert_eq!(rim_indices, [1, 2, 3, 7, 9, 11, 21, 22, 25, 26, 27, 29, 30, 31, 32, 34, 36, 37, 39, 40]);
+    let c = nvidia::compare_measurements(&ev.response.blocks, &[&d.measurements, &b.measurements])
+        .unwrap();
+    let rim_indices: Vec<u16> = c
+        .indices(IndexOutcome::Mismatch)
+        .iter()
+        .map(|i| i - 1)
+        .collect();
+    assert_eq!(
+        rim_indices,
+        [
+            1, 2, 3, 7, 9, 11, 21, 22, 25, 26, 27, 29, 30, 31, 32, 34, 36, 37, 39, 40
+        ]
+    );
 }
 
 #[test]
 fn wrong_nonce_is_rejected() {
     let s = Sample::y2023();
-    let err = nvidia::verify_gpu(&s.input(), &nonce(NONCE_2025), &no_ocsp(), &roots(), PINNED).unwrap_err();
+    let err = nvidia::verify_gpu(&s.input(), &nonce(NONCE_2025), &no_ocsp(), &roots(), PINNED)
+        .unwrap_err();
     assert!(matches!(err, NvidiaError::NonceMismatch), "{err:?}");
 }
 
@@ -157,7 +228,8 @@ fn wrong_nonce_is_rejected() {
 fn flipped_request_nonce_bit_is_a_nonce_mismatch() {
     let mut s = Sample::y2023();
     s.spdm[4] ^= 1;
-    let err = nvidia::verify_gpu(&s.input(), &nonce(NONCE_2023), &no_ocsp(), &roots(), PINNED).unwrap_err();
+    let err = nvidia::verify_gpu(&s.input(), &nonce(NONCE_2023), &no_ocsp(), &roots(), PINNED)
+        .unwrap_err();
     assert!(matches!(err, NvidiaError::NonceMismatch), "{err:?}");
 }
 
@@ -171,11 +243,21 @@ fn flipped_bits_in_signed_fields_break_the_signature() {
     let first_block_value = spdm::REQUEST_LEN + 8 + 7;
     let block2_value = first_block_value + 55;
     let response_nonce = spdm::REQUEST_LEN + 8 + 64 * 55;
-    for pos in [block2_value, response_nonce, opaque_at + 5, sig_at + 3, sig_at + 95] {
+    for pos in [
+        block2_value,
+        response_nonce,
+        opaque_at + 5,
+        sig_at + 3,
+        sig_at + 95,
+    ] {
         let mut s = Sample::y2023();
         s.spdm[pos] ^= 0x10;
-        let err = nvidia::verify_gpu(&s.input(), &nonce(NONCE_2023), &no_ocsp(), &roots(), PINNED).unwrap_err();
-        assert!(matches!(err, NvidiaError::SignatureMismatch), "byte {pos}: {err:?}");
+        let err = nvidia::verify_gpu(&s.input(), &nonce(NONCE_2023), &no_ocsp(), &roots(), PINNED)
+            .unwrap_err();
+        assert!(
+            matches!(err, NvidiaError::SignatureMismatch),
+            "byte {pos}: {err:?}"
+        );
     }
 }
 
@@ -185,11 +267,28 @@ fn truncation_at_every_field_boundary_is_a_parse_error() {
     let bounds = spdm::field_boundaries(&s.spdm).unwrap();
     assert_eq!(*bounds.last().unwrap(), s.spdm.len());
     assert!(bounds.len() > 64 * 6);
-    for cut in bounds.iter().copied().filter(|c| *c < s.spdm.len()).chain([0]) {
-        let t = Sample { spdm: s.spdm[..cut].to_vec(), ..Sample::y2025() };
-        let err = nvidia::verify_gpu(&t.input(), &nonce(NONCE_2025), &no_ocsp_no_rim(), &roots(), PINNED)
-            .unwrap_err();
-        assert!(matches!(err, NvidiaError::Parse(ParseError::Truncated { .. })), "cut {cut}: {err:?}");
+    for cut in bounds
+        .iter()
+        .copied()
+        .filter(|c| *c < s.spdm.len())
+        .chain([0])
+    {
+        let t = Sample {
+            spdm: s.spdm[..cut].to_vec(),
+            ..Sample::y2025()
+        };
+        let err = nvidia::verify_gpu(
+            &t.input(),
+            &nonce(NONCE_2025),
+            &no_ocsp_no_rim(),
+            &roots(),
+            PINNED,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, NvidiaError::Parse(ParseError::Truncated { .. })),
+            "cut {cut}: {err:?}"
+        );
     }
     // And every other length too: never a panic, always a parse error.
     for cut in 0..s.spdm.len() {
@@ -201,26 +300,52 @@ fn truncation_at_every_field_boundary_is_a_parse_error() {
 fn appended_byte_is_rejected() {
     let mut s = Sample::y2025();
     s.spdm.push(0);
-    let err = nvidia::verify_gpu(&s.input(), &nonce(NONCE_2025), &no_ocsp_no_rim(), &roots(), PINNED).unwrap_err();
-    assert!(matches!(err, NvidiaError::Parse(ParseError::TrailingBytes { .. })), "{err:?}");
+    let err = nvidia::verify_gpu(
+        &s.input(),
+        &nonce(NONCE_2025),
+        &no_ocsp_no_rim(),
+        &roots(),
+        PINNED,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, NvidiaError::Parse(ParseError::TrailingBytes { .. })),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn chain_before_its_validity_is_rejected() {
     // 2020-01-01: before every certificate's notBefore (2020-10-17 and later).
     let s = Sample::y2025();
-    let err = nvidia::verify_gpu(&s.input(), &nonce(NONCE_2025), &no_ocsp_no_rim(), &roots(), UnixTime::from_secs(1_577_836_800))
-        .unwrap_err();
-    assert!(matches!(err, NvidiaError::Chain(X509Error::Expired { .. })), "{err:?}");
+    let err = nvidia::verify_gpu(
+        &s.input(),
+        &nonce(NONCE_2025),
+        &no_ocsp_no_rim(),
+        &roots(),
+        UnixTime::from_secs(1_577_836_800),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, NvidiaError::Chain(X509Error::Expired { .. })),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn expired_rims_are_rejected_today() {
     let s = Sample::y2023();
     let today = UnixTime::from_secs(1_795_305_600);
-    let err = nvidia::verify_gpu(&s.input(), &nonce(NONCE_2023), &no_ocsp(), &roots(), today).unwrap_err();
+    let err = nvidia::verify_gpu(&s.input(), &nonce(NONCE_2023), &no_ocsp(), &roots(), today)
+        .unwrap_err();
     assert!(
-        matches!(err, NvidiaError::Rim { which: "driver", source: RimError::Chain(X509Error::Expired { index: 0 }) }),
+        matches!(
+            err,
+            NvidiaError::Rim {
+                which: "driver",
+                source: RimError::Chain(X509Error::Expired { index: 0 })
+            }
+        ),
         "{err:?}"
     );
 }
@@ -228,16 +353,24 @@ fn expired_rims_are_rejected_today() {
 #[test]
 fn wrong_device_root_is_rejected() {
     let s = Sample::y2023();
-    let wrong = NvidiaRoots { device_identity: roots().rim_signing, ..roots() };
-    let err = nvidia::verify_gpu(&s.input(), &nonce(NONCE_2023), &no_ocsp(), &wrong, PINNED).unwrap_err();
-    assert!(matches!(err, NvidiaError::Chain(X509Error::UntrustedRoot)), "{err:?}");
+    let wrong = NvidiaRoots {
+        device_identity: roots().rim_signing,
+        ..roots()
+    };
+    let err =
+        nvidia::verify_gpu(&s.input(), &nonce(NONCE_2023), &no_ocsp(), &wrong, PINNED).unwrap_err();
+    assert!(
+        matches!(err, NvidiaError::Chain(X509Error::UntrustedRoot)),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn other_gpus_chain_does_not_verify_the_report() {
     let mut s = Sample::y2023();
     s.chain = read(C2025);
-    let err = nvidia::verify_gpu(&s.input(), &nonce(NONCE_2023), &no_ocsp(), &roots(), PINNED).unwrap_err();
+    let err = nvidia::verify_gpu(&s.input(), &nonce(NONCE_2023), &no_ocsp(), &roots(), PINNED)
+        .unwrap_err();
     assert!(matches!(err, NvidiaError::SignatureMismatch), "{err:?}");
 }
 
@@ -256,9 +389,25 @@ fn chain_with_a_certificate_removed_is_rejected() {
         pem.push_str(&base64::engine::general_purpose::STANDARD.encode(d));
         pem.push_str("\n-----END CERTIFICATE-----\n");
     }
-    let t = Sample { chain: pem.into_bytes(), ..Sample::y2025() };
-    let err = nvidia::verify_gpu(&t.input(), &nonce(NONCE_2025), &no_ocsp_no_rim(), &roots(), PINNED).unwrap_err();
-    assert!(matches!(err, NvidiaError::Chain(X509Error::IssuerMismatch { index: 1 })), "{err:?}");
+    let t = Sample {
+        chain: pem.into_bytes(),
+        ..Sample::y2025()
+    };
+    let err = nvidia::verify_gpu(
+        &t.input(),
+        &nonce(NONCE_2025),
+        &no_ocsp_no_rim(),
+        &roots(),
+        PINNED,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NvidiaError::Chain(X509Error::IssuerMismatch { index: 1 })
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -270,9 +419,15 @@ fn fwid_of_another_gpu_is_rejected() {
     )
     .unwrap();
     nvidia::check_fwid(&leaf_2025, &fwid_2025).unwrap();
-    assert!(matches!(nvidia::check_fwid(&leaf_2023, &fwid_2025), Err(NvidiaError::FwidMismatch)));
+    assert!(matches!(
+        nvidia::check_fwid(&leaf_2023, &fwid_2025),
+        Err(NvidiaError::FwidMismatch)
+    ));
     let root = x509::parse_pem_chain(&read(C2023)).unwrap().pop().unwrap();
-    assert!(matches!(nvidia::check_fwid(&root, &fwid_2025), Err(NvidiaError::FwidMissing)));
+    assert!(matches!(
+        nvidia::check_fwid(&root, &fwid_2025),
+        Err(NvidiaError::FwidMissing)
+    ));
 }
 
 #[test]
@@ -281,17 +436,36 @@ fn changed_golden_value_is_a_measurement_mismatch() {
     let ev = spdm::parse(&s.spdm).unwrap();
     let mut d = rim::parse_rim(&s.driver).unwrap();
     let b = rim::parse_rim(&s.vbios).unwrap();
-    let c = nvidia::compare_measurements(&ev.response.blocks, &[&d.measurements, &b.measurements]).unwrap();
+    let c = nvidia::compare_measurements(&ev.response.blocks, &[&d.measurements, &b.measurements])
+        .unwrap();
     assert!(c.indices(IndexOutcome::Mismatch).is_empty());
     d.measurements[7].alternatives[0][0] ^= 1;
-    let c = nvidia::compare_measurements(&ev.response.blocks, &[&d.measurements, &b.measurements]).unwrap();
+    let c = nvidia::compare_measurements(&ev.response.blocks, &[&d.measurements, &b.measurements])
+        .unwrap();
     assert_eq!(c.indices(IndexOutcome::Mismatch), [8]);
     // The signed RIM cannot be changed that way: its digest breaks (see nvidia_rim.rs); through verify_gpu a
     // changed document is a RIM error.
-    let changed = String::from_utf8(s.driver.clone()).unwrap().replacen("ns2:Hash0=\"0e0ee161", "ns2:Hash0=\"1e0ee161", 1);
-    let t = Sample { driver: changed.into_bytes(), ..Sample::y2023() };
-    let err = nvidia::verify_gpu(&t.input(), &nonce(NONCE_2023), &no_ocsp(), &roots(), PINNED).unwrap_err();
-    assert!(matches!(err, NvidiaError::Rim { which: "driver", source: RimError::DigestMismatch }), "{err:?}");
+    let changed = String::from_utf8(s.driver.clone()).unwrap().replacen(
+        "ns2:Hash0=\"0e0ee161",
+        "ns2:Hash0=\"1e0ee161",
+        1,
+    );
+    let t = Sample {
+        driver: changed.into_bytes(),
+        ..Sample::y2023()
+    };
+    let err = nvidia::verify_gpu(&t.input(), &nonce(NONCE_2023), &no_ocsp(), &roots(), PINNED)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NvidiaError::Rim {
+                which: "driver",
+                source: RimError::DigestMismatch
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -299,32 +473,62 @@ fn rim_index_defined_twice_is_a_conflict() {
     let s = Sample::y2023();
     let ev = spdm::parse(&s.spdm).unwrap();
     let d = rim::parse_rim(&s.driver).unwrap();
-    let err = nvidia::compare_measurements(&ev.response.blocks, &[&d.measurements, &d.measurements]).unwrap_err();
-    assert!(matches!(err, NvidiaError::RimConflict { rim_index: 7 }), "{err:?}");
+    let err =
+        nvidia::compare_measurements(&ev.response.blocks, &[&d.measurements, &d.measurements])
+            .unwrap_err();
+    assert!(
+        matches!(err, NvidiaError::RimConflict { rim_index: 7 }),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn missing_rims_fail_when_required() {
     let s = Sample::y2023();
-    let err = nvidia::verify_gpu(&s.input_without_rims(), &nonce(NONCE_2023), &no_ocsp(), &roots(), PINNED)
-        .unwrap_err();
-    assert!(matches!(err, NvidiaError::RimMissing { which: "driver" }), "{err:?}");
+    let err = nvidia::verify_gpu(
+        &s.input_without_rims(),
+        &nonce(NONCE_2023),
+        &no_ocsp(),
+        &roots(),
+        PINNED,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, NvidiaError::RimMissing { which: "driver" }),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn default_policy_requires_ocsp() {
     let s = Sample::y2023();
-    let err = nvidia::verify_gpu(&s.input(), &nonce(NONCE_2023), &GpuPolicy::default(), &roots(), PINNED)
-        .unwrap_err();
-    assert!(matches!(err, NvidiaError::OcspMissing { index: 0 }), "{err:?}");
+    let err = nvidia::verify_gpu(
+        &s.input(),
+        &nonce(NONCE_2023),
+        &GpuPolicy::default(),
+        &roots(),
+        PINNED,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, NvidiaError::OcspMissing { index: 0 }),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn vbios_rim_in_the_driver_slot_is_a_version_mismatch() {
     let s = Sample::y2023();
-    let t = Sample { driver: s.vbios.clone(), ..Sample::y2023() };
-    let err = nvidia::verify_gpu(&t.input(), &nonce(NONCE_2023), &no_ocsp(), &roots(), PINNED).unwrap_err();
-    assert!(matches!(err, NvidiaError::RimVersionMismatch { which: "driver" }), "{err:?}");
+    let t = Sample {
+        driver: s.vbios.clone(),
+        ..Sample::y2023()
+    };
+    let err = nvidia::verify_gpu(&t.input(), &nonce(NONCE_2023), &no_ocsp(), &roots(), PINNED)
+        .unwrap_err();
+    assert!(
+        matches!(err, NvidiaError::RimVersionMismatch { which: "driver" }),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -332,16 +536,38 @@ fn several_gpus_each_against_their_own_nonce() {
     let a = Sample::y2023();
     let b = Sample::y2025();
     let inputs = [a.input_without_rims(), b.input_without_rims()];
-    let v = nvidia::verify_gpus(&inputs, &[nonce(NONCE_2023), nonce(NONCE_2025)], &no_ocsp_no_rim(), &roots(), PINNED)
-        .unwrap();
+    let v = nvidia::verify_gpus(
+        &inputs,
+        &[nonce(NONCE_2023), nonce(NONCE_2025)],
+        &no_ocsp_no_rim(),
+        &roots(),
+        PINNED,
+    )
+    .unwrap();
     assert_eq!(v.len(), 2);
     assert_eq!(v[1].nonce(), &nonce(NONCE_2025));
-    let err = nvidia::verify_gpus(&inputs, &[nonce(NONCE_2023), nonce(NONCE_2023)], &no_ocsp_no_rim(), &roots(), PINNED)
-        .unwrap_err();
+    let err = nvidia::verify_gpus(
+        &inputs,
+        &[nonce(NONCE_2023), nonce(NONCE_2023)],
+        &no_ocsp_no_rim(),
+        &roots(),
+        PINNED,
+    )
+    .unwrap_err();
     assert_eq!(err.index, 1);
     assert!(matches!(err.source, NvidiaError::NonceMismatch));
-    let err = nvidia::verify_gpus(&inputs, &[nonce(NONCE_2023)], &no_ocsp_no_rim(), &roots(), PINNED).unwrap_err();
-    assert!(matches!(err.source, NvidiaError::NonceCountMismatch { gpus: 2, nonces: 1 }));
+    let err = nvidia::verify_gpus(
+        &inputs,
+        &[nonce(NONCE_2023)],
+        &no_ocsp_no_rim(),
+        &roots(),
+        PINNED,
+    )
+    .unwrap_err();
+    assert!(matches!(
+        err.source,
+        NvidiaError::NonceCountMismatch { gpus: 2, nonces: 1 }
+    ));
 }
 
 #[test]
@@ -353,16 +579,27 @@ fn parsed_fields_match_the_collector_notes() {
     assert_eq!(ev.request.slot_id, 0);
     assert_eq!(ev.response.blocks.len(), 64);
     assert_eq!(ev.response.opaque.len(), 422);
-    let nonzero: Vec<u8> =
-        ev.response.blocks.iter().filter(|b| b.value.iter().any(|x| *x != 0)).map(|b| b.index).collect();
+    let nonzero: Vec<u8> = ev
+        .response
+        .blocks
+        .iter()
+        .filter(|b| b.value.iter().any(|x| *x != 0))
+        .map(|b| b.index)
+        .collect();
     assert_eq!(
         nonzero,
-        [2, 3, 4, 5, 6, 7, 8, 10, 12, 22, 23, 26, 27, 28, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41]
+        [
+            2, 3, 4, 5, 6, 7, 8, 10, 12, 22, 23, 26, 27, 28, 30, 31, 32, 33, 34, 35, 36, 37, 38,
+            39, 40, 41
+        ]
     );
     let o = nvidia::opaque::parse(ev.response.opaque).unwrap();
     assert_eq!(o.project().as_deref(), Some("1010"));
     assert_eq!(o.project_sku().as_deref(), Some("0200"));
     assert_eq!(o.chip_sku().as_deref(), Some("882"));
-    assert_eq!(o.get(nvidia::opaque::TYPE_BOARD_ID), Some(&[0xb1, 0x03, 0, 0][..]));
+    assert_eq!(
+        o.get(nvidia::opaque::TYPE_BOARD_ID),
+        Some(&[0xb1, 0x03, 0, 0][..])
+    );
     assert_eq!(o.get(nvidia::opaque::TYPE_NVDEC0_STATUS), Some(&[0x55][..]));
 }

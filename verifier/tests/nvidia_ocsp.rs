@@ -1,7 +1,12 @@
 //! OCSP for GPU certificate chains. The evidence set holds no real OCSP response, so these tests build
 //! RFC 6960 responses with their own test CA (`rcgen` certificates, DER encoded with `x509-ocsp`, signed
 //! with P-384), and check that the real chain rejects a response not signed by its issuer.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,8 +20,8 @@ use sha2::{Digest as _, Sha384};
 use x509_cert::Certificate;
 use x509_cert::spki::AlgorithmIdentifierOwned;
 use x509_ocsp::{
-    BasicOcspResponse, CertId, CertStatus, OcspGeneralizedTime, OcspResponse, OcspResponseStatus, ResponderId,
-    ResponseBytes, ResponseData, RevokedInfo, SingleResponse, Version,
+    BasicOcspResponse, CertId, CertStatus, OcspGeneralizedTime, OcspResponse, OcspResponseStatus,
+    ResponderId, ResponseBytes, ResponseData, RevokedInfo, SingleResponse, Version,
 };
 
 use dait_verifier::UnixTime;
@@ -44,18 +49,24 @@ fn pki() -> Pki {
     let ca_kp = KeyPair::generate_for(alg).unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "Test GPU CA");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Test GPU CA");
     let ca = ca_params.self_signed(&ca_kp).unwrap();
 
     let leaf_kp = KeyPair::generate_for(alg).unwrap();
     let mut leaf_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    leaf_params.distinguished_name.push(DnType::CommonName, "Test GPU leaf");
+    leaf_params
+        .distinguished_name
+        .push(DnType::CommonName, "Test GPU leaf");
     leaf_params.serial_number = Some(rcgen::SerialNumber::from(vec![0x11, 0x22, 0x33]));
     let leaf = leaf_params.signed_by(&leaf_kp, &ca, &ca_kp).unwrap();
 
     let resp_kp = KeyPair::generate_for(alg).unwrap();
     let mut resp_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    resp_params.distinguished_name.push(DnType::CommonName, "Test OCSP responder");
+    resp_params
+        .distinguished_name
+        .push(DnType::CommonName, "Test OCSP responder");
     resp_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::OcspSigning];
     let responder = resp_params.signed_by(&resp_kp, &ca, &ca_kp).unwrap();
 
@@ -75,7 +86,10 @@ fn gt(secs: u64) -> OcspGeneralizedTime {
 }
 
 fn sha384_alg() -> AlgorithmIdentifierOwned {
-    AlgorithmIdentifierOwned { oid: x509::OID_SHA384, parameters: None }
+    AlgorithmIdentifierOwned {
+        oid: x509::OID_SHA384,
+        parameters: None,
+    }
 }
 
 struct Build<'a> {
@@ -90,7 +104,12 @@ struct Build<'a> {
 
 fn build(b: Build<'_>) -> Vec<u8> {
     let issuer_name = b.issuer.tbs_certificate.subject.to_der().unwrap();
-    let issuer_key = b.issuer.tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes();
+    let issuer_key = b
+        .issuer
+        .tbs_certificate
+        .subject_public_key_info
+        .subject_public_key
+        .raw_bytes();
     let cert_id = CertId {
         hash_algorithm: sha384_alg(),
         issuer_name_hash: OctetString::new(Sha384::digest(&issuer_name).to_vec()).unwrap(),
@@ -113,7 +132,10 @@ fn build(b: Build<'_>) -> Vec<u8> {
     let sig: p384::ecdsa::DerSignature = b.key.sign(&tbs.to_der().unwrap());
     let basic = BasicOcspResponse {
         tbs_response_data: tbs,
-        signature_algorithm: AlgorithmIdentifierOwned { oid: x509::OID_ECDSA_SHA384, parameters: None },
+        signature_algorithm: AlgorithmIdentifierOwned {
+            oid: x509::OID_ECDSA_SHA384,
+            parameters: None,
+        },
         signature: BitString::from_bytes(sig.as_bytes()).unwrap(),
         certs: b.include.map(|c| vec![c.clone()]),
     };
@@ -155,39 +177,70 @@ fn good_response_signed_by_the_issuer_verifies() {
 #[test]
 fn good_response_from_a_delegated_responder_verifies() {
     let p = pki();
-    let r = build(Build { key: &p.responder_key, include: Some(&p.responder), ..good(&p) });
+    let r = build(Build {
+        key: &p.responder_key,
+        include: Some(&p.responder),
+        ..good(&p)
+    });
     ocsp::verify(&r, &p.leaf, &p.ca, now()).unwrap();
 }
 
 #[test]
 fn revoked_certificate_is_rejected() {
     let p = pki();
-    let status = CertStatus::Revoked(RevokedInfo { revocation_time: gt(NOW - 7200), revocation_reason: None });
+    let status = CertStatus::Revoked(RevokedInfo {
+        revocation_time: gt(NOW - 7200),
+        revocation_reason: None,
+    });
     let r = build(Build { status, ..good(&p) });
-    assert!(matches!(ocsp::verify(&r, &p.leaf, &p.ca, now()), Err(OcspError::Revoked)));
+    assert!(matches!(
+        ocsp::verify(&r, &p.leaf, &p.ca, now()),
+        Err(OcspError::Revoked)
+    ));
 }
 
 #[test]
 fn unknown_status_is_rejected() {
     let p = pki();
-    let r = build(Build { status: CertStatus::unknown(), ..good(&p) });
-    assert!(matches!(ocsp::verify(&r, &p.leaf, &p.ca, now()), Err(OcspError::Unknown)));
+    let r = build(Build {
+        status: CertStatus::unknown(),
+        ..good(&p)
+    });
+    assert!(matches!(
+        ocsp::verify(&r, &p.leaf, &p.ca, now()),
+        Err(OcspError::Unknown)
+    ));
 }
 
 #[test]
 fn stale_and_future_responses_are_rejected() {
     let p = pki();
     let r = build(good(&p));
-    assert!(matches!(ocsp::verify(&r, &p.leaf, &p.ca, UnixTime::from_secs(NOW + 86_401)), Err(OcspError::Stale)));
-    assert!(matches!(ocsp::verify(&r, &p.leaf, &p.ca, UnixTime::from_secs(NOW - 3601)), Err(OcspError::Stale)));
-    let r = build(Build { next_update: None, ..good(&p) });
-    assert!(matches!(ocsp::verify(&r, &p.leaf, &p.ca, now()), Err(OcspError::Stale)));
+    assert!(matches!(
+        ocsp::verify(&r, &p.leaf, &p.ca, UnixTime::from_secs(NOW + 86_401)),
+        Err(OcspError::Stale)
+    ));
+    assert!(matches!(
+        ocsp::verify(&r, &p.leaf, &p.ca, UnixTime::from_secs(NOW - 3601)),
+        Err(OcspError::Stale)
+    ));
+    let r = build(Build {
+        next_update: None,
+        ..good(&p)
+    });
+    assert!(matches!(
+        ocsp::verify(&r, &p.leaf, &p.ca, now()),
+        Err(OcspError::Stale)
+    ));
 }
 
 #[test]
 fn response_signed_by_another_key_is_rejected() {
     let p = pki();
-    let r = build(Build { key: &p.other_key, ..good(&p) });
+    let r = build(Build {
+        key: &p.other_key,
+        ..good(&p)
+    });
     assert!(matches!(
         ocsp::verify(&r, &p.leaf, &p.ca, now()),
         Err(OcspError::BadSignature(X509Error::SignatureMismatch))
@@ -198,15 +251,28 @@ fn response_signed_by_another_key_is_rejected() {
 fn delegated_responder_without_ocsp_signing_is_rejected() {
     let p = pki();
     // The leaf is issued by the CA but is not an OCSP signer; sign with a key that is not the leaf's either.
-    let r = build(Build { key: &p.other_key, include: Some(&p.leaf), ..good(&p) });
-    assert!(matches!(ocsp::verify(&r, &p.leaf, &p.ca, now()), Err(OcspError::UnauthorizedResponder)));
+    let r = build(Build {
+        key: &p.other_key,
+        include: Some(&p.leaf),
+        ..good(&p)
+    });
+    assert!(matches!(
+        ocsp::verify(&r, &p.leaf, &p.ca, now()),
+        Err(OcspError::UnauthorizedResponder)
+    ));
 }
 
 #[test]
 fn response_for_another_certificate_does_not_cover_this_one() {
     let p = pki();
-    let r = build(Build { cert: &p.responder, ..good(&p) });
-    assert!(matches!(ocsp::verify(&r, &p.leaf, &p.ca, now()), Err(OcspError::NoMatchingResponse)));
+    let r = build(Build {
+        cert: &p.responder,
+        ..good(&p)
+    });
+    assert!(matches!(
+        ocsp::verify(&r, &p.leaf, &p.ca, now()),
+        Err(OcspError::NoMatchingResponse)
+    ));
 }
 
 #[test]
@@ -218,7 +284,13 @@ fn flipped_bit_and_truncation_are_rejected() {
     flipped[last] ^= 1;
     assert!(ocsp::verify(&flipped, &p.leaf, &p.ca, now()).is_err());
     for cut in 0..r.len() {
-        assert!(matches!(ocsp::verify(&r[..cut], &p.leaf, &p.ca, now()), Err(OcspError::Malformed)), "cut {cut}");
+        assert!(
+            matches!(
+                ocsp::verify(&r[..cut], &p.leaf, &p.ca, now()),
+                Err(OcspError::Malformed)
+            ),
+            "cut {cut}"
+        );
     }
 }
 
@@ -226,18 +298,32 @@ fn evidence(rel: &str) -> Vec<u8> {
     let dir = std::env::var_os("DAIT_EVIDENCE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/evidence"));
-    assert!(dir.join("manifest.json").is_file(), "evidence directory {} not found: set DAIT_EVIDENCE_DIR", dir.display());
+    assert!(
+        dir.join("manifest.json").is_file(),
+        "evidence directory {} not found: set DAIT_EVIDENCE_DIR",
+        dir.display()
+    );
     std::fs::read(dir.join(rel)).unwrap()
 }
 
 #[test]
 fn real_gpu_chain_rejects_a_response_not_signed_by_its_issuer() {
     let p = pki();
-    let spdm = hex::decode(String::from_utf8(evidence("nvidia/nvtrust__h100_2025_report.hex")).unwrap().trim()).unwrap();
+    let spdm = hex::decode(
+        String::from_utf8(evidence("nvidia/nvtrust__h100_2025_report.hex"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
     let chain_pem = evidence("nvidia/nvtrust__h100_2025_cert_chain.pem");
     let chain = x509::parse_pem_chain(&chain_pem).unwrap();
     // A response naming the real leaf and its real issuer, signed by a key that is not the issuer's.
-    let r = build(Build { cert: &chain[0], issuer: &chain[1], key: &p.ca_key, ..good(&p) });
+    let r = build(Build {
+        cert: &chain[0],
+        issuer: &chain[1],
+        key: &p.ca_key,
+        ..good(&p)
+    });
     let responses = [r.as_slice()];
     let input = GpuEvidenceInput {
         spdm: &spdm,
@@ -246,9 +332,25 @@ fn real_gpu_chain_rejects_a_response_not_signed_by_its_issuer() {
         vbios_rim: None,
         ocsp_responses: &responses,
     };
-    let policy = GpuPolicy { require_rim_match: false, ..GpuPolicy::default() };
+    let policy = GpuPolicy {
+        require_rim_match: false,
+        ..GpuPolicy::default()
+    };
     let nonce: [u8; 32] =
-        hex::decode("931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb").unwrap().try_into().unwrap();
-    let err = nvidia::verify_gpu(&input, &nonce, &policy, &NvidiaRoots::pinned(), now()).unwrap_err();
-    assert!(matches!(err, NvidiaError::Ocsp { index: 0, source: OcspError::BadSignature(_) }), "{err:?}");
+        hex::decode("931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb")
+            .unwrap()
+            .try_into()
+            .unwrap();
+    let err =
+        nvidia::verify_gpu(&input, &nonce, &policy, &NvidiaRoots::pinned(), now()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NvidiaError::Ocsp {
+                index: 0,
+                source: OcspError::BadSignature(_)
+            }
+        ),
+        "{err:?}"
+    );
 }

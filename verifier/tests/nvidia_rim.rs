@@ -36,21 +36,40 @@ fn roots() -> NvidiaRoots {
 
 #[test]
 fn sample_rims_verify_at_pinned_time() {
-    for (file, version, active) in [(DRIVER_RIM, "545.00", 21), (VBIOS_RIM, "96.00.5E.00.01", 12), (VBIOS_RIM_PROD, "96.00.5E.00.01", 12)] {
-        let v = rim::verify_rim(&read(file), &roots().rim_signing, PINNED).unwrap_or_else(|e| panic!("{file}: {e}"));
+    for (file, version, active) in [
+        (DRIVER_RIM, "545.00", 21),
+        (VBIOS_RIM, "96.00.5E.00.01", 12),
+        (VBIOS_RIM_PROD, "96.00.5E.00.01", 12),
+    ] {
+        let v = rim::verify_rim(&read(file), &roots().rim_signing, PINNED)
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_eq!(v.version(), version, "{file}");
         assert_eq!(v.measurements().len(), 64, "{file}");
-        assert_eq!(v.measurements().iter().filter(|m| m.active).count(), active, "{file}");
-        assert!(v.signer_subject().contains("HCC RIM L4 Signer"), "{}", v.signer_subject());
+        assert_eq!(
+            v.measurements().iter().filter(|m| m.active).count(),
+            active,
+            "{file}"
+        );
+        assert!(
+            v.signer_subject().contains("HCC RIM L4 Signer"),
+            "{}",
+            v.signer_subject()
+        );
     }
 }
 
 #[test]
 fn rim_root_pin_matches_the_evidence_root_certificate() {
     let pem = read("nvidia/nvidia_rim_root.pem");
-    assert_eq!(TrustAnchor::from_certificate_pem(&pem).unwrap(), roots().rim_signing);
+    assert_eq!(
+        TrustAnchor::from_certificate_pem(&pem).unwrap(),
+        roots().rim_signing
+    );
     let pem = read("nvidia/nvidia_device_identity_root.pem");
-    assert_eq!(TrustAnchor::from_certificate_pem(&pem).unwrap(), roots().device_identity);
+    assert_eq!(
+        TrustAnchor::from_certificate_pem(&pem).unwrap(),
+        roots().device_identity
+    );
 }
 
 #[test]
@@ -58,13 +77,19 @@ fn expired_rim_signer_is_rejected_today() {
     // 2026-11-22: the L4 signer expired 2025-06-26.
     let now = UnixTime::from_secs(1_795_305_600);
     let err = rim::verify_rim(&read(DRIVER_RIM), &roots().rim_signing, now).unwrap_err();
-    assert!(matches!(err, RimError::Chain(X509Error::Expired { index: 0 })), "{err:?}");
+    assert!(
+        matches!(err, RimError::Chain(X509Error::Expired { index: 0 })),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn rim_with_wrong_root_is_rejected() {
     let err = rim::verify_rim(&read(DRIVER_RIM), &roots().device_identity, PINNED).unwrap_err();
-    assert!(matches!(err, RimError::Chain(X509Error::UntrustedRoot)), "{err:?}");
+    assert!(
+        matches!(err, RimError::Chain(X509Error::UntrustedRoot)),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -84,7 +109,11 @@ fn flipped_signature_bit_is_rejected() {
     let start = text.find("<ds:SignatureValue>").unwrap() + "<ds:SignatureValue>".len();
     let mut bytes = text.into_bytes();
     // Base64 'A'..'Z' etc: switch one character to another valid one.
-    bytes[start + 10] = if bytes[start + 10] == b'A' { b'B' } else { b'A' };
+    bytes[start + 10] = if bytes[start + 10] == b'A' {
+        b'B'
+    } else {
+        b'A'
+    };
     let err = rim::verify_rim(&bytes, &roots().rim_signing, PINNED).unwrap_err();
     assert!(matches!(err, RimError::SignatureMismatch), "{err:?}");
 }

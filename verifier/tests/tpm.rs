@@ -1,5 +1,10 @@
 //! Azure vTPM quote from the evidence set: the outcomes az-cvm-vtpm's tests assert, and negatives.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::path::PathBuf;
 
@@ -47,8 +52,14 @@ fn reversed_signature_is_rejected() {
     let bytes = read(QUOTE);
     let q = tpm::parse_azure_quote(&bytes).unwrap();
     let reversed: Vec<u8> = q.signature.iter().rev().copied().collect();
-    let input = TpmQuoteInput { signature: QuoteSignature::RsaSsaSha256(&reversed), ..q.input() };
-    assert!(matches!(tpm::verify_quote(&input, &ak(), NONCE), Err(TpmError::SignatureMismatch)));
+    let input = TpmQuoteInput {
+        signature: QuoteSignature::RsaSsaSha256(&reversed),
+        ..q.input()
+    };
+    assert!(matches!(
+        tpm::verify_quote(&input, &ak(), NONCE),
+        Err(TpmError::SignatureMismatch)
+    ));
 }
 
 // az-cvm-vtpm: nonce [1,2,3,4] → NonceMismatch.
@@ -56,7 +67,10 @@ fn reversed_signature_is_rejected() {
 fn wrong_nonce_is_rejected() {
     let bytes = read(QUOTE);
     let q = tpm::parse_azure_quote(&bytes).unwrap();
-    assert!(matches!(tpm::verify_quote(&q.input(), &ak(), &[1, 2, 3, 4]), Err(TpmError::NonceMismatch)));
+    assert!(matches!(
+        tpm::verify_quote(&q.input(), &ak(), &[1, 2, 3, 4]),
+        Err(TpmError::NonceMismatch)
+    ));
 }
 
 #[test]
@@ -66,39 +80,75 @@ fn flipped_bits_are_rejected_each_with_its_own_error() {
     // Signature bit.
     let mut sig = q.signature.to_vec();
     sig[100] ^= 1;
-    let input = TpmQuoteInput { signature: QuoteSignature::RsaSsaSha256(&sig), ..q.input() };
-    assert!(matches!(tpm::verify_quote(&input, &ak(), NONCE), Err(TpmError::SignatureMismatch)));
+    let input = TpmQuoteInput {
+        signature: QuoteSignature::RsaSsaSha256(&sig),
+        ..q.input()
+    };
+    assert!(matches!(
+        tpm::verify_quote(&input, &ak(), NONCE),
+        Err(TpmError::SignatureMismatch)
+    ));
     // A PCR value (the measurement) → the digest no longer matches.
     let mut pcrs = q.pcrs.clone();
     pcrs[4][0] ^= 1;
-    let input = TpmQuoteInput { pcrs: &pcrs, ..q.input() };
-    assert!(matches!(tpm::verify_quote(&input, &ak(), NONCE), Err(TpmError::PcrDigestMismatch)));
+    let input = TpmQuoteInput {
+        pcrs: &pcrs,
+        ..q.input()
+    };
+    assert!(matches!(
+        tpm::verify_quote(&input, &ak(), NONCE),
+        Err(TpmError::PcrDigestMismatch)
+    ));
     // The qualifying data inside the signed message (the report data) → the signature breaks.
     let mut msg = q.message.to_vec();
     let at = msg.windows(NONCE.len()).position(|w| w == NONCE).unwrap();
     msg[at] ^= 1;
-    let input = TpmQuoteInput { attest: &msg, ..q.input() };
-    assert!(matches!(tpm::verify_quote(&input, &ak(), NONCE), Err(TpmError::SignatureMismatch)));
+    let input = TpmQuoteInput {
+        attest: &msg,
+        ..q.input()
+    };
+    assert!(matches!(
+        tpm::verify_quote(&input, &ak(), NONCE),
+        Err(TpmError::SignatureMismatch)
+    ));
     // The magic → not TPM-generated.
     let mut msg = q.message.to_vec();
     msg[0] ^= 1;
-    let input = TpmQuoteInput { attest: &msg, ..q.input() };
-    assert!(matches!(tpm::verify_quote(&input, &ak(), NONCE), Err(TpmError::NotTpmGenerated)));
+    let input = TpmQuoteInput {
+        attest: &msg,
+        ..q.input()
+    };
+    assert!(matches!(
+        tpm::verify_quote(&input, &ak(), NONCE),
+        Err(TpmError::NotTpmGenerated)
+    ));
     // The type → not a quote.
     let mut msg = q.message.to_vec();
     msg[5] ^= 1;
-    let input = TpmQuoteInput { attest: &msg, ..q.input() };
-    assert!(matches!(tpm::verify_quote(&input, &ak(), NONCE), Err(TpmError::WrongType)));
+    let input = TpmQuoteInput {
+        attest: &msg,
+        ..q.input()
+    };
+    assert!(matches!(
+        tpm::verify_quote(&input, &ak(), NONCE),
+        Err(TpmError::WrongType)
+    ));
 }
 
 #[test]
 fn missing_pcr_value_is_a_count_mismatch() {
     let bytes = read(QUOTE);
     let q = tpm::parse_azure_quote(&bytes).unwrap();
-    let input = TpmQuoteInput { pcrs: &q.pcrs[..23], ..q.input() };
+    let input = TpmQuoteInput {
+        pcrs: &q.pcrs[..23],
+        ..q.input()
+    };
     assert!(matches!(
         tpm::verify_quote(&input, &ak(), NONCE),
-        Err(TpmError::PcrCountMismatch { selected: 24, supplied: 23 })
+        Err(TpmError::PcrCountMismatch {
+            selected: 24,
+            supplied: 23
+        })
     ));
 }
 
@@ -107,23 +157,38 @@ fn truncation_at_every_byte_and_trailing_bytes_are_rejected() {
     let bytes = read(QUOTE);
     let q = tpm::parse_azure_quote(&bytes).unwrap();
     for cut in 0..q.message.len() {
-        let input = TpmQuoteInput { attest: &q.message[..cut], ..q.input() };
+        let input = TpmQuoteInput {
+            attest: &q.message[..cut],
+            ..q.input()
+        };
         let err = tpm::verify_quote(&input, &ak(), NONCE).unwrap_err();
-        assert!(matches!(err, TpmError::Parse(ParseError::Truncated { .. })), "cut {cut}: {err:?}");
+        assert!(
+            matches!(err, TpmError::Parse(ParseError::Truncated { .. })),
+            "cut {cut}: {err:?}"
+        );
     }
     let mut longer = q.message.to_vec();
     longer.push(0);
-    let input = TpmQuoteInput { attest: &longer, ..q.input() };
+    let input = TpmQuoteInput {
+        attest: &longer,
+        ..q.input()
+    };
     assert!(matches!(
         tpm::verify_quote(&input, &ak(), NONCE),
         Err(TpmError::Parse(ParseError::TrailingBytes { .. }))
     ));
     for cut in 0..bytes.len() {
-        assert!(tpm::parse_azure_quote(&bytes[..cut]).is_err(), "container cut {cut}");
+        assert!(
+            tpm::parse_azure_quote(&bytes[..cut]).is_err(),
+            "container cut {cut}"
+        );
     }
     let mut longer = bytes.clone();
     longer.push(0);
-    assert!(matches!(tpm::parse_azure_quote(&longer), Err(ParseError::TrailingBytes { .. })));
+    assert!(matches!(
+        tpm::parse_azure_quote(&longer),
+        Err(ParseError::TrailingBytes { .. })
+    ));
 }
 
 #[test]
@@ -133,16 +198,27 @@ fn another_key_does_not_verify() {
     let q = tpm::parse_azure_quote(&bytes).unwrap();
     let hcl = read("snp/kinvolk__azure_hcl_report_snp.bin");
     let hcl_ak = hcl_ak_public(&hcl);
-    assert!(matches!(tpm::verify_quote(&q.input(), &hcl_ak, NONCE), Err(TpmError::SignatureMismatch)));
+    assert!(matches!(
+        tpm::verify_quote(&q.input(), &hcl_ak, NONCE),
+        Err(TpmError::SignatureMismatch)
+    ));
 }
 
 fn hcl_ak_public(hcl: &[u8]) -> AkPublic {
     use base64::Engine as _;
     let start = hcl.windows(8).position(|w| w == b"{\"keys\":").unwrap();
-    let end = start + hcl[start..].iter().position(|b| *b == 0).unwrap_or(hcl.len() - start);
+    let end = start
+        + hcl[start..]
+            .iter()
+            .position(|b| *b == 0)
+            .unwrap_or(hcl.len() - start);
     let json: serde_json::Value = serde_json::from_slice(&hcl[start..end]).unwrap();
     let k = &json["keys"][0];
-    let dec = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).unwrap();
+    let dec = |s: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .unwrap()
+    };
     let n = rsa::BigUint::from_bytes_be(&dec(k["n"].as_str().unwrap()));
     let e = rsa::BigUint::from_bytes_be(&dec(k["e"].as_str().unwrap()));
     AkPublic::Rsa(rsa::RsaPublicKey::new(n, e).unwrap())
@@ -160,12 +236,24 @@ fn hcl_reports_bind_their_own_ak_but_not_the_sample_quotes_ak() {
         let own = hcl_ak_public(&hcl);
         let b = tpm::verify_hcl_ak_binding(&hcl, &own).unwrap();
         assert_eq!(b.kind, kind);
-        assert!(matches!(tpm::verify_hcl_ak_binding(&hcl, &ak()), Err(TpmError::AkMismatch)), "{file}");
+        assert!(
+            matches!(
+                tpm::verify_hcl_ak_binding(&hcl, &ak()),
+                Err(TpmError::AkMismatch)
+            ),
+            "{file}"
+        );
         // Changing the variable data breaks the report_data binding.
         let mut changed = hcl.clone();
         let at = changed.windows(8).position(|w| w == b"{\"keys\":").unwrap();
         changed[at + 10] ^= 1;
-        assert!(matches!(tpm::verify_hcl_ak_binding(&changed, &own), Err(TpmError::ReportDataMismatch)), "{file}");
+        assert!(
+            matches!(
+                tpm::verify_hcl_ak_binding(&changed, &own),
+                Err(TpmError::ReportDataMismatch)
+            ),
+            "{file}"
+        );
     }
 }
 
@@ -176,7 +264,9 @@ fn tpm2b_public_and_tpmt_signature_forms_verify() {
     use rsa::traits::PublicKeyParts as _;
     let bytes = read(QUOTE);
     let q = tpm::parse_azure_quote(&bytes).unwrap();
-    let AkPublic::Rsa(key) = ak() else { panic!("RSA AK") };
+    let AkPublic::Rsa(key) = ak() else {
+        panic!("RSA AK")
+    };
     let n = key.n().to_bytes_be();
     let mut area = Vec::new();
     area.extend_from_slice(&tpm::ALG_RSA.to_be_bytes());
@@ -200,9 +290,15 @@ fn tpm2b_public_and_tpmt_signature_forms_verify() {
     sig.extend_from_slice(&tpm::ALG_SHA256.to_be_bytes());
     sig.extend_from_slice(&(q.signature.len() as u16).to_be_bytes());
     sig.extend_from_slice(q.signature);
-    let input = TpmQuoteInput { signature: QuoteSignature::Tpmt(&sig), ..q.input() };
+    let input = TpmQuoteInput {
+        signature: QuoteSignature::Tpmt(&sig),
+        ..q.input()
+    };
     tpm::verify_quote(&input, &ak2, NONCE).unwrap();
 
     public.push(0);
-    assert!(matches!(AkPublic::from_tpm2b_public(&public), Err(TpmError::Parse(ParseError::TrailingBytes { .. }))));
+    assert!(matches!(
+        AkPublic::from_tpm2b_public(&public),
+        Err(TpmError::Parse(ParseError::TrailingBytes { .. }))
+    ));
 }

@@ -10,9 +10,11 @@ use crate::x509::{self as x, X509Error};
 
 /// The largest OCSP response accepted.
 pub const MAX_OCSP_LEN: usize = 16 * 1024;
-const OID_OCSP_BASIC: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.1");
+const OID_OCSP_BASIC: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.1");
 const OID_EKU: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.5.29.37");
-const OID_KP_OCSP_SIGNING: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.9");
+const OID_KP_OCSP_SIGNING: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.9");
 
 /// Why an OCSP response was rejected.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -68,28 +70,49 @@ fn hash_by(oid: &der::asn1::ObjectIdentifier, data: &[u8]) -> Result<Vec<u8>, Oc
     }
 }
 
-fn matches(single: &SingleResponse, cert: &Certificate, issuer: &Certificate) -> Result<bool, OcspError> {
+fn matches(
+    single: &SingleResponse,
+    cert: &Certificate,
+    issuer: &Certificate,
+) -> Result<bool, OcspError> {
     let id = &single.cert_id;
     if id.serial_number != cert.tbs_certificate.serial_number {
         return Ok(false);
     }
     let alg = id.hash_algorithm.oid;
-    let name_der = issuer.tbs_certificate.subject.to_der().map_err(|_| OcspError::Malformed)?;
-    let key_bits = issuer.tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes();
+    let name_der = issuer
+        .tbs_certificate
+        .subject
+        .to_der()
+        .map_err(|_| OcspError::Malformed)?;
+    let key_bits = issuer
+        .tbs_certificate
+        .subject_public_key_info
+        .subject_public_key
+        .raw_bytes();
     Ok(hash_by(&alg, &name_der)? == id.issuer_name_hash.as_bytes()
         && hash_by(&alg, key_bits)? == id.issuer_key_hash.as_bytes())
 }
 
 fn is_ocsp_signer(cert: &Certificate) -> bool {
-    let Some(value) = x::extension(cert, &OID_EKU) else { return false };
-    let Ok(eku) = x509_cert::ext::pkix::ExtendedKeyUsage::from_der(value) else { return false };
+    let Some(value) = x::extension(cert, &OID_EKU) else {
+        return false;
+    };
+    let Ok(eku) = x509_cert::ext::pkix::ExtendedKeyUsage::from_der(value) else {
+        return false;
+    };
     eku.0.contains(&OID_KP_OCSP_SIGNING)
 }
 
 /// Verifies `response_der` for `cert` issued by `issuer` at `now` (Unix seconds): signature by the issuer or by
 /// a responder certificate the issuer signed for OCSP signing (RFC 6960 §4.2.2.2), status good, and
 /// thisUpdate ≤ now ≤ nextUpdate.
-pub fn verify(response_der: &[u8], cert: &Certificate, issuer: &Certificate, now: UnixTime) -> Result<OcspGood, OcspError> {
+pub fn verify(
+    response_der: &[u8],
+    cert: &Certificate,
+    issuer: &Certificate,
+    now: UnixTime,
+) -> Result<OcspGood, OcspError> {
     let now = now.as_secs();
     if response_der.len() > MAX_OCSP_LEN {
         return Err(OcspError::Malformed);
@@ -102,12 +125,16 @@ pub fn verify(response_der: &[u8], cert: &Certificate, issuer: &Certificate, now
     if bytes.response_type != OID_OCSP_BASIC {
         return Err(OcspError::NotSuccessful);
     }
-    let basic = BasicOcspResponse::from_der(bytes.response.as_bytes()).map_err(|_| OcspError::Malformed)?;
+    let basic =
+        BasicOcspResponse::from_der(bytes.response.as_bytes()).map_err(|_| OcspError::Malformed)?;
 
     // The signer: the issuer itself, or a delegated responder certificate it issued.
     let delegated = basic.certs.as_ref().and_then(|c| c.first());
     let signer = match delegated {
-        Some(d) if d.tbs_certificate.subject_public_key_info != issuer.tbs_certificate.subject_public_key_info => {
+        Some(d)
+            if d.tbs_certificate.subject_public_key_info
+                != issuer.tbs_certificate.subject_public_key_info =>
+        {
             x::verify_issued_by(d, issuer, 0).map_err(OcspError::BadSignature)?;
             x::check_validity(d, now, 0).map_err(OcspError::BadSignature)?;
             if !is_ocsp_signer(d) {
@@ -117,10 +144,18 @@ pub fn verify(response_der: &[u8], cert: &Certificate, issuer: &Certificate, now
         }
         _ => issuer,
     };
-    let tbs = basic.tbs_response_data.to_der().map_err(|_| OcspError::Malformed)?;
+    let tbs = basic
+        .tbs_response_data
+        .to_der()
+        .map_err(|_| OcspError::Malformed)?;
     let sig = basic.signature.as_bytes().ok_or(OcspError::Malformed)?;
-    x::verify_signature(&signer.tbs_certificate.subject_public_key_info, &basic.signature_algorithm.oid, &tbs, sig)
-        .map_err(OcspError::BadSignature)?;
+    x::verify_signature(
+        &signer.tbs_certificate.subject_public_key_info,
+        &basic.signature_algorithm.oid,
+        &tbs,
+        sig,
+    )
+    .map_err(OcspError::BadSignature)?;
 
     let mut found = None;
     for single in &basic.tbs_response_data.responses {
@@ -131,12 +166,18 @@ pub fn verify(response_der: &[u8], cert: &Certificate, issuer: &Certificate, now
     }
     let single = found.ok_or(OcspError::NoMatchingResponse)?;
     let this_update = single.this_update.0.to_unix_duration().as_secs();
-    let next_update = single.next_update.map(|t| t.0.to_unix_duration().as_secs()).ok_or(OcspError::Stale)?;
+    let next_update = single
+        .next_update
+        .map(|t| t.0.to_unix_duration().as_secs())
+        .ok_or(OcspError::Stale)?;
     if now < this_update || now > next_update {
         return Err(OcspError::Stale);
     }
     match single.cert_status {
-        CertStatus::Good(_) => Ok(OcspGood { this_update, next_update }),
+        CertStatus::Good(_) => Ok(OcspGood {
+            this_update,
+            next_update,
+        }),
         CertStatus::Revoked(_) => Err(OcspError::Revoked),
         CertStatus::Unknown(_) => Err(OcspError::Unknown),
     }

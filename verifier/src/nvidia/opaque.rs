@@ -54,7 +54,10 @@ pub struct OpaqueData<'a> {
 impl<'a> OpaqueData<'a> {
     /// The value of the first entry of `kind`.
     pub fn get(&self, kind: u16) -> Option<&'a [u8]> {
-        self.entries.iter().find(|e| e.kind == kind).map(|e| e.value)
+        self.entries
+            .iter()
+            .find(|e| e.kind == kind)
+            .map(|e| e.value)
     }
 
     /// Driver version, e.g. `550.90.07`.
@@ -101,7 +104,11 @@ pub fn parse(bytes: &[u8]) -> Result<OpaqueData<'_>, ParseError> {
     let mut entries = Vec::new();
     while r.remaining() > 0 {
         if entries.len() >= MAX_ENTRIES {
-            return Err(ParseError::TooLong { field: "opaque.entries", len: entries.len(), max: MAX_ENTRIES });
+            return Err(ParseError::TooLong {
+                field: "opaque.entries",
+                len: entries.len(),
+                max: MAX_ENTRIES,
+            });
         }
         let kind = r.u16_le("opaque.data_type")?;
         let len = usize::from(r.u16_le("opaque.data_size")?);
@@ -113,6 +120,7 @@ pub fn parse(bytes: &[u8]) -> Result<OpaqueData<'_>, ParseError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -125,6 +133,12 @@ mod tests {
 
     #[test]
     fn truncated_entry_is_rejected() {
-        assert!(matches!(parse(&[3, 0, 5, 0, b'a']), Err(ParseError::Truncated { field: "opaque.data", .. })));
+        assert!(matches!(
+            parse(&[3, 0, 5, 0, b'a']),
+            Err(ParseError::Truncated {
+                field: "opaque.data",
+                ..
+            })
+        ));
     }
 }

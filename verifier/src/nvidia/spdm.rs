@@ -86,43 +86,70 @@ pub fn parse(bytes: &[u8]) -> Result<SpdmEvidence<'_>, ParseError> {
     let response_start = r.offset();
     let (response, sig_offset) = parse_response(&mut r, response_start)?;
     r.finish("spdm.measurements_response")?;
-    let signed = bytes.get(..sig_offset).ok_or(ParseError::Internal("signed range"))?;
-    Ok(SpdmEvidence { request, response, signed })
+    let signed = bytes
+        .get(..sig_offset)
+        .ok_or(ParseError::Internal("signed range"))?;
+    Ok(SpdmEvidence {
+        request,
+        response,
+        signed,
+    })
 }
 
 fn parse_request<'a>(r: &mut Reader<'a>) -> Result<MeasurementsRequest<'a>, ParseError> {
     let version = r.u8("request.spdm_version")?;
     if version != SPDM_VERSION_11 {
-        return Err(ParseError::UnsupportedVersion { structure: "spdm request", version: version.into() });
+        return Err(ParseError::UnsupportedVersion {
+            structure: "spdm request",
+            version: version.into(),
+        });
     }
     if r.u8("request.code")? != CODE_GET_MEASUREMENTS {
-        return Err(ParseError::InvalidValue { field: "request.code" });
+        return Err(ParseError::InvalidValue {
+            field: "request.code",
+        });
     }
     let attributes = r.u8("request.param1")?;
     if attributes & 1 == 0 {
         // Without a signature there is no nonce and nothing to verify.
-        return Err(ParseError::InvalidValue { field: "request.param1 (signature not requested)" });
+        return Err(ParseError::InvalidValue {
+            field: "request.param1 (signature not requested)",
+        });
     }
     let operation = r.u8("request.param2")?;
     let nonce = r.take_array::<NONCE_LEN>("request.nonce")?;
     let slot_id = r.u8("request.slot_id")?;
-    Ok(MeasurementsRequest { attributes, operation, nonce, slot_id })
+    Ok(MeasurementsRequest {
+        attributes,
+        operation,
+        nonce,
+        slot_id,
+    })
 }
 
-fn parse_response<'a>(r: &mut Reader<'a>, _start: usize) -> Result<(MeasurementsResponse<'a>, usize), ParseError> {
+fn parse_response<'a>(
+    r: &mut Reader<'a>,
+    _start: usize,
+) -> Result<(MeasurementsResponse<'a>, usize), ParseError> {
     let version = r.u8("response.spdm_version")?;
     if version != SPDM_VERSION_11 {
-        return Err(ParseError::UnsupportedVersion { structure: "spdm response", version: version.into() });
+        return Err(ParseError::UnsupportedVersion {
+            structure: "spdm response",
+            version: version.into(),
+        });
     }
     if r.u8("response.code")? != CODE_MEASUREMENTS {
-        return Err(ParseError::InvalidValue { field: "response.code" });
+        return Err(ParseError::InvalidValue {
+            field: "response.code",
+        });
     }
     let param1 = r.u8("response.param1")?;
     let param2 = r.u8("response.param2")?;
     let number_of_blocks = usize::from(r.u8("response.number_of_blocks")?);
     let len_bytes = r.take_array::<3>("response.measurement_record_length")?;
     let [l0, l1, l2] = *len_bytes;
-    let record_len = usize::try_from(u32::from_le_bytes([l0, l1, l2, 0])).map_err(|_| ParseError::Internal("u32 fits usize"))?;
+    let record_len = usize::try_from(u32::from_le_bytes([l0, l1, l2, 0]))
+        .map_err(|_| ParseError::Internal("u32 fits usize"))?;
     let mut record = r.sub("response.measurement_record", record_len, MAX_RECORD_LEN)?;
     let mut blocks = Vec::with_capacity(number_of_blocks.min(MAX_BLOCKS));
     for _ in 0..number_of_blocks {
@@ -131,25 +158,48 @@ fn parse_response<'a>(r: &mut Reader<'a>, _start: usize) -> Result<(Measurements
     record.finish("response.measurement_record")?;
     let nonce = r.take_array::<NONCE_LEN>("response.nonce")?;
     let opaque_len = usize::from(r.u16_le("response.opaque_length")?);
-    let opaque = r.sub("response.opaque_data", opaque_len, MAX_OPAQUE_LEN)?.rest();
+    let opaque = r
+        .sub("response.opaque_data", opaque_len, MAX_OPAQUE_LEN)?
+        .rest();
     let sig_offset = r.offset();
     let signature = r.take_array::<P384_SIGNATURE_LEN>("response.signature")?;
-    Ok((MeasurementsResponse { param1, param2, blocks, nonce, opaque, signature }, sig_offset))
+    Ok((
+        MeasurementsResponse {
+            param1,
+            param2,
+            blocks,
+            nonce,
+            opaque,
+            signature,
+        },
+        sig_offset,
+    ))
 }
 
 fn parse_block<'a>(r: &mut Reader<'a>) -> Result<MeasurementBlock<'a>, ParseError> {
     let index = r.u8("block.index")?;
     let spec = r.u8("block.measurement_specification")?;
     let size = usize::from(r.u16_le("block.measurement_size")?);
-    let mut m = r.sub("block.measurement", size, MAX_MEASUREMENT_LEN.saturating_add(3))?;
+    let mut m = r.sub(
+        "block.measurement",
+        size,
+        MAX_MEASUREMENT_LEN.saturating_add(3),
+    )?;
     if spec & 1 == 0 {
-        return Err(ParseError::InvalidValue { field: "block.measurement_specification (not DMTF)" });
+        return Err(ParseError::InvalidValue {
+            field: "block.measurement_specification (not DMTF)",
+        });
     }
     let value_type = m.u8("block.dmtf.value_type")?;
     let value_size = usize::from(m.u16_le("block.dmtf.value_size")?);
     let value = m.take("block.dmtf.value", value_size)?;
     m.finish("block.measurement")?;
-    Ok(MeasurementBlock { index, spec, value_type, value })
+    Ok(MeasurementBlock {
+        index,
+        spec,
+        value_type,
+        value,
+    })
 }
 
 /// Byte offsets where one field ends and the next begins, for truncation tests over real samples.

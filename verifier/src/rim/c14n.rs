@@ -20,7 +20,12 @@ pub type Bindings = BTreeMap<String, String>;
 
 /// Canonicalises `el` as the apex of a document subset. `inherited` holds the namespace bindings in scope
 /// from its ancestors (empty for a root element). `skip` is left out with its subtree, compared by address.
-pub fn canonicalize(el: &Element, inherited: &Bindings, mode: Mode, skip: Option<&Element>) -> String {
+pub fn canonicalize(
+    el: &Element,
+    inherited: &Bindings,
+    mode: Mode,
+    skip: Option<&Element>,
+) -> String {
     let mut out = String::new();
     write_element(el, inherited, &Bindings::new(), mode, skip, &mut out);
     out
@@ -61,7 +66,10 @@ fn write_element(
                 }
             }
             // An unprefixed element with no default namespace in scope, under a rendered default: undeclare.
-            if el.prefix.is_empty() && !in_scope.contains_key("") && rendered.get("").is_some_and(|u| !u.is_empty()) {
+            if el.prefix.is_empty()
+                && !in_scope.contains_key("")
+                && rendered.get("").is_some_and(|u| !u.is_empty())
+            {
                 decls.push(("", ""));
             }
         }
@@ -81,7 +89,9 @@ fn write_element(
         now_rendered.insert((*p).to_owned(), (*u).to_owned());
     }
     let mut attrs: Vec<_> = el.attrs.iter().collect();
-    attrs.sort_by(|a, b| (a.ns.as_deref().unwrap_or(""), &a.local).cmp(&(b.ns.as_deref().unwrap_or(""), &b.local)));
+    attrs.sort_by(|a, b| {
+        (a.ns.as_deref().unwrap_or(""), &a.local).cmp(&(b.ns.as_deref().unwrap_or(""), &b.local))
+    });
     for a in attrs {
         out.push(' ');
         out.push_str(&a.qname);
@@ -145,6 +155,7 @@ fn escape_attr(s: &str, out: &mut String) {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::super::xml::parse;
     use super::*;
@@ -155,17 +166,26 @@ mod tests {
         let doc = parse(b"<doc xmlns:b=\"urn:b\" xmlns=\"urn:a\"><e1   b:x=\"1\" a=\"2\"/><e2 xmlns=\"urn:a\">t&amp;&gt;</e2></doc>")
             .expect("parse");
         let c = canonicalize(&doc, &Bindings::new(), Mode::Inclusive, None);
-        assert_eq!(c, "<doc xmlns=\"urn:a\" xmlns:b=\"urn:b\"><e1 a=\"2\" b:x=\"1\"></e1><e2>t&amp;&gt;</e2></doc>");
+        assert_eq!(
+            c,
+            "<doc xmlns=\"urn:a\" xmlns:b=\"urn:b\"><e1 a=\"2\" b:x=\"1\"></e1><e2>t&amp;&gt;</e2></doc>"
+        );
     }
 
     #[test]
     fn exclusive_renders_only_used_namespaces() {
-        let doc = parse(b"<r xmlns:a=\"urn:a\" xmlns:b=\"urn:b\"><a:x><b:y/></a:x></r>").expect("parse");
-        let Some(Node::Element(x)) = doc.children.first() else { panic!("child") };
+        let doc =
+            parse(b"<r xmlns:a=\"urn:a\" xmlns:b=\"urn:b\"><a:x><b:y/></a:x></r>").expect("parse");
+        let Some(Node::Element(x)) = doc.children.first() else {
+            panic!("child")
+        };
         let mut inh = Bindings::new();
         inh.insert("a".into(), "urn:a".into());
         inh.insert("b".into(), "urn:b".into());
-        assert_eq!(canonicalize(x, &inh, Mode::Exclusive, None), "<a:x xmlns:a=\"urn:a\"><b:y xmlns:b=\"urn:b\"></b:y></a:x>");
+        assert_eq!(
+            canonicalize(x, &inh, Mode::Exclusive, None),
+            "<a:x xmlns:a=\"urn:a\"><b:y xmlns:b=\"urn:b\"></b:y></a:x>"
+        );
         assert_eq!(
             canonicalize(x, &inh, Mode::Inclusive, None),
             "<a:x xmlns:a=\"urn:a\" xmlns:b=\"urn:b\"><b:y></b:y></a:x>"

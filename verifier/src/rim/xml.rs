@@ -71,7 +71,10 @@ pub struct Element {
 impl Element {
     /// The value of the unprefixed attribute `local`.
     pub fn attr(&self, local: &str) -> Option<&str> {
-        self.attrs.iter().find(|a| a.ns.is_none() && a.local == local).map(|a| a.value.as_str())
+        self.attrs
+            .iter()
+            .find(|a| a.ns.is_none() && a.local == local)
+            .map(|a| a.value.as_str())
     }
 
     /// Child elements.
@@ -84,7 +87,8 @@ impl Element {
 
     /// The first child element with namespace `ns` and local name `local`.
     pub fn child(&self, ns: &str, local: &str) -> Option<&Element> {
-        self.elements().find(|e| e.ns.as_deref() == Some(ns) && e.local == local)
+        self.elements()
+            .find(|e| e.ns.as_deref() == Some(ns) && e.local == local)
     }
 
     /// Concatenated text of the direct text children.
@@ -111,7 +115,9 @@ fn normalise_line_ends(s: &str) -> String {
 }
 
 fn unescape(s: &str) -> Result<String, XmlError> {
-    quick_xml::escape::unescape(s).map(std::borrow::Cow::into_owned).map_err(|_| XmlError::Malformed)
+    quick_xml::escape::unescape(s)
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|_| XmlError::Malformed)
 }
 
 /// Namespace scope: a stack of (prefix, uri) bindings.
@@ -124,20 +130,32 @@ impl Scope {
         if prefix == "xml" {
             return Some("http://www.w3.org/XML/1998/namespace");
         }
-        self.bindings.iter().rev().find(|(p, _)| p == prefix).map(|(_, u)| u.as_str()).filter(|u| !u.is_empty())
+        self.bindings
+            .iter()
+            .rev()
+            .find(|(p, _)| p == prefix)
+            .map(|(_, u)| u.as_str())
+            .filter(|u| !u.is_empty())
     }
 }
 
 fn start_element(e: &BytesStart<'_>, scope: &mut Scope) -> Result<(Element, usize), XmlError> {
-    let qname = std::str::from_utf8(e.name().as_ref()).map_err(|_| XmlError::Malformed)?.to_owned();
+    let qname = std::str::from_utf8(e.name().as_ref())
+        .map_err(|_| XmlError::Malformed)?
+        .to_owned();
     let mut ns_decls = Vec::new();
     let mut raw_attrs = Vec::new();
     for a in e.attributes().with_checks(true) {
         let a = a.map_err(|_| XmlError::Malformed)?;
-        let key = std::str::from_utf8(a.key.as_ref()).map_err(|_| XmlError::Malformed)?.to_owned();
+        let key = std::str::from_utf8(a.key.as_ref())
+            .map_err(|_| XmlError::Malformed)?
+            .to_owned();
         let raw = std::str::from_utf8(&a.value).map_err(|_| XmlError::Malformed)?;
         // XML 1.0 §3.3.3: literal whitespace in attribute values becomes a space; character references stay.
-        let normalised: String = normalise_line_ends(raw).chars().map(|c| if c == '\t' || c == '\n' { ' ' } else { c }).collect();
+        let normalised: String = normalise_line_ends(raw)
+            .chars()
+            .map(|c| if c == '\t' || c == '\n' { ' ' } else { c })
+            .collect();
         let value = unescape(&normalised)?;
         if key == "xmlns" {
             ns_decls.push((String::new(), value));
@@ -164,10 +182,20 @@ fn start_element(e: &BytesStart<'_>, scope: &mut Scope) -> Result<(Element, usiz
         let ans = if p.is_empty() {
             None
         } else {
-            Some(scope.lookup(p).ok_or(XmlError::Unsupported("undeclared attribute prefix"))?.to_owned())
+            Some(
+                scope
+                    .lookup(p)
+                    .ok_or(XmlError::Unsupported("undeclared attribute prefix"))?
+                    .to_owned(),
+            )
         };
         let local = l.to_owned();
-        attrs.push(Attr { qname: key, ns: ans, local, value });
+        attrs.push(Attr {
+            qname: key,
+            ns: ans,
+            local,
+            value,
+        });
     }
     let el = Element {
         prefix: prefix.to_owned(),
@@ -191,7 +219,9 @@ pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
     let mut reader = quick_xml::Reader::from_str(text);
     reader.config_mut().trim_text(false);
     reader.config_mut().check_end_names = true;
-    let mut scope = Scope { bindings: Vec::new() };
+    let mut scope = Scope {
+        bindings: Vec::new(),
+    };
     let mut stack: Vec<(Element, usize)> = Vec::new();
     let mut root: Option<Element> = None;
     let mut count = 0usize;
@@ -218,12 +248,16 @@ pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
                     return Err(XmlError::TooLarge("element count"));
                 }
                 let (el, pushed) = start_element(&e, &mut scope)?;
-                scope.bindings.truncate(scope.bindings.len().saturating_sub(pushed));
+                scope
+                    .bindings
+                    .truncate(scope.bindings.len().saturating_sub(pushed));
                 attach(&mut stack, &mut root, el);
             }
             Event::End(_) => {
                 let (el, pushed) = stack.pop().ok_or(XmlError::Malformed)?;
-                scope.bindings.truncate(scope.bindings.len().saturating_sub(pushed));
+                scope
+                    .bindings
+                    .truncate(scope.bindings.len().saturating_sub(pushed));
                 attach(&mut stack, &mut root, el);
             }
             Event::Text(t) => {
@@ -275,12 +309,16 @@ fn push_text(stack: &mut [(Element, usize)], text: String) -> Result<(), XmlErro
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 
     #[test]
     fn doctype_is_refused() {
-        assert!(matches!(parse(b"<!DOCTYPE a [<!ENTITY x \"y\">]><a/>"), Err(XmlError::Unsupported("DOCTYPE"))));
+        assert!(matches!(
+            parse(b"<!DOCTYPE a [<!ENTITY x \"y\">]><a/>"),
+            Err(XmlError::Unsupported("DOCTYPE"))
+        ));
     }
 
     #[test]
