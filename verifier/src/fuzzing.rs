@@ -15,3 +15,36 @@ pub fn snp_report(data: &[u8]) {
         let _ = crate::snp::TcbVersion::decode(r.reported_tcb, crate::snp::SnpProduct::Turin);
     }
 }
+
+/// Parses bytes as NVIDIA SPDM evidence (request ‖ response) and its opaque data; must never panic.
+pub fn nvidia_evidence(data: &[u8]) {
+    if let Ok(ev) = crate::nvidia::spdm::parse(data)
+        && let Ok(o) = crate::nvidia::opaque::parse(ev.response.opaque)
+    {
+        let _ = o.driver_version();
+        let _ = o.vbios_version();
+    }
+    let _ = crate::nvidia::opaque::parse(data);
+}
+
+/// Parses bytes as a RIM (SWID XML), canonicalises it, and runs signature verification against the pinned
+/// root at a fixed time; must never panic.
+pub fn rim_xml(data: &[u8]) {
+    let _ = crate::rim::parse_rim(data);
+    let _ = crate::rim::canonical_content(data);
+    let _ = crate::rim::verify_rim(
+        data,
+        &crate::nvidia::NvidiaRoots::pinned().rim_signing,
+        crate::UnixTime::from_secs(1_717_200_000),
+    );
+}
+
+/// Parses bytes as a vTPM quote (Azure container, TPMS_ATTEST, TPMT_SIGNATURE, TPM2B_PUBLIC); must never panic.
+pub fn tpm_quote(data: &[u8]) {
+    if let Ok(q) = crate::tpm::parse_azure_quote(data) {
+        let _ = crate::tpm::parse_attest(q.message);
+    }
+    let _ = crate::tpm::parse_attest(data);
+    let _ = crate::tpm::parse_signature(data);
+    let _ = crate::tpm::AkPublic::from_tpm2b_public(data);
+}
