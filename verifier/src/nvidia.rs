@@ -422,17 +422,33 @@ fn check_ocsp(
     Ok(checked)
 }
 
+/// Work shared by the GPUs of one verification: certificate signatures and RIMs already verified (for the
+/// same roots and time). Only successes are remembered.
+#[derive(Debug, Default)]
+struct Shared {
+    signatures: x::SignatureCache,
+    rims: std::collections::HashMap<[u8; 32], VerifiedRim>,
+}
+
 fn verify_rim_for(
     which: &'static str,
     xml: Option<&[u8]>,
     roots: &NvidiaRoots,
     now: u64,
     require: bool,
+    shared: &mut Shared,
 ) -> Result<Option<VerifiedRim>, NvidiaError> {
     match xml {
-        Some(x) => rim::verify_rim(x, &roots.rim_signing, UnixTime::from_secs(now))
-            .map(Some)
-            .map_err(|source| NvidiaError::Rim { which, source }),
+        Some(x) => {
+            let key: [u8; 32] = Sha256::digest(x).into();
+            if let Some(v) = shared.rims.get(&key) {
+                return Ok(Some(v.clone()));
+            }
+            let v = rim::verify_rim(x, &roots.rim_signing, UnixTime::from_secs(now))
+                .map_err(|source| NvidiaError::Rim { which, source })?;
+            shared.rims.insert(key, v.clone());
+            Ok(Some(v))
+        }
         None if require => Err(NvidiaError::RimMissing { which }),
         None => Ok(None),
     }
@@ -450,13 +466,32 @@ pub fn verify_gpu(
     roots: &NvidiaRoots,
     now: UnixTime,
 ) -> Result<VerifiedGpu, NvidiaError> {
+    verify_gpu_shared(
+        input,
+        expected_nonce,
+        policy,
+        roots,
+        now,
+        &mut Shared::default(),
+    )
+}
+
+fn verify_gpu_shared(
+    input: &GpuEvidenceInput<'_>,
+    expected_nonce: &[u8; 32],
+    policy: &GpuPolicy,
+    roots: &NvidiaRoots,
+    now: UnixTime,
+    shared: &mut Shared,
+) -> Result<VerifiedGpu, NvidiaError> {
     let now = now.as_secs();
     let ev = spdm::parse(input.spdm).map_err(NvidiaError::Parse)?;
     if ev.request.nonce != expected_nonce {
         return Err(NvidiaError::NonceMismatch);
     }
     let chain = x::parse_pem_chain(input.cert_chain_pem).map_err(NvidiaError::Chain)?;
-    x::verify_chain(&chain, &roots.device_identity, now).map_err(NvidiaError::Chain)?;
+    x::verify_chain_cached(&chain, &roots.device_identity, now, &mut shared.signatures)
+        .map_err(NvidiaError::Chain)?;
     let leaf = chain
         .first()
         .ok_or(NvidiaError::Chain(X509Error::EmptyChain))?;
@@ -482,6 +517,7 @@ pub fn verify_gpu(
         roots,
         now,
         policy.require_rim_match,
+        shared,
     )?;
     let vbios = verify_rim_for(
         "vbios",
@@ -489,6 +525,7 @@ pub fn verify_gpu(
         roots,
         now,
         policy.require_rim_match,
+        shared,
     )?;
     let mut sets: Vec<&[rim::GoldenMeasurement]> = Vec::new();
     if let Some(d) = &driver {
@@ -561,6 +598,7 @@ pub struct GpuSetError {
 }
 
 /// Verifies N GPU evidences, the i-th against `expected_nonces[i]`; the first failure names its GPU.
+/// Certificate signatures and RIMs common to several GPUs are verified once.
 pub fn verify_gpus(
     inputs: &[GpuEvidenceInput<'_>],
     expected_nonces: &[[u8; 32]],
@@ -577,12 +615,13 @@ pub fn verify_gpus(
             },
         });
     }
+    let mut shared = Shared::default();
     inputs
         .iter()
         .zip(expected_nonces)
         .enumerate()
         .map(|(index, (input, nonce))| {
-            verify_gpu(input, nonce, policy, roots, now)
+            verify_gpu_shared(input, nonce, policy, roots, now, &mut shared)
                 .map_err(|source| GpuSetError { index, source })
         })
         .collect()

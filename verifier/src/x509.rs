@@ -398,6 +398,63 @@ pub fn verify_chain(
     anchor: &TrustAnchor,
     now: u64,
 ) -> Result<(), X509Error> {
+    verify_chain_cached(chain, anchor, now, &mut SignatureCache::default())
+}
+
+/// Certificate signatures already verified, so that chains sharing intermediates (several GPUs of one
+/// machine, RIMs signed by one signer) verify each signature once. Keyed by SHA-256 of the certificate's
+/// DER and the issuer's SubjectPublicKeyInfo DER; only successes are remembered.
+#[derive(Clone, Debug, Default)]
+pub struct SignatureCache {
+    ok: std::collections::HashSet<[u8; 32]>,
+}
+
+impl SignatureCache {
+    fn key(cert: &Certificate, issuer: &Certificate) -> Result<[u8; 32], X509Error> {
+        let c = cert
+            .to_der()
+            .map_err(|_| X509Error::BadCertificate { index: 0 })?;
+        let i = issuer
+            .tbs_certificate
+            .subject_public_key_info
+            .to_der()
+            .map_err(|_| X509Error::BadPublicKey)?;
+        let mut h = Sha256::new();
+        h.update((c.len() as u64).to_be_bytes());
+        h.update(&c);
+        h.update(&i);
+        Ok(h.finalize().into())
+    }
+
+    /// [`verify_issued_by`], remembered.
+    pub fn verify_issued_by(
+        &mut self,
+        cert: &Certificate,
+        issuer: &Certificate,
+        index: usize,
+    ) -> Result<(), X509Error> {
+        let key = Self::key(cert, issuer)?;
+        if self.ok.contains(&key) {
+            // Names are compared again: they are part of the certificate, but cheap and explicit.
+            return if cert.tbs_certificate.issuer == issuer.tbs_certificate.subject {
+                Ok(())
+            } else {
+                Err(X509Error::IssuerMismatch { index })
+            };
+        }
+        verify_issued_by(cert, issuer, index)?;
+        self.ok.insert(key);
+        Ok(())
+    }
+}
+
+/// [`verify_chain`] with a [`SignatureCache`].
+pub fn verify_chain_cached(
+    chain: &[Certificate],
+    anchor: &TrustAnchor,
+    now: u64,
+    cache: &mut SignatureCache,
+) -> Result<(), X509Error> {
     if chain.is_empty() {
         return Err(X509Error::EmptyChain);
     }
@@ -408,7 +465,7 @@ pub fn verify_chain(
     }
     for (i, pair) in chain.windows(2).enumerate() {
         if let [cert, issuer] = pair {
-            verify_issued_by(cert, issuer, i)?;
+            cache.verify_issued_by(cert, issuer, i)?;
         }
     }
     let last_index = chain.len().saturating_sub(1);
@@ -416,7 +473,7 @@ pub fn verify_chain(
     if spki_sha256(root)? != anchor.spki_sha256 {
         return Err(X509Error::UntrustedRoot);
     }
-    verify_issued_by(root, root, last_index)?;
+    cache.verify_issued_by(root, root, last_index)?;
     for (i, cert) in chain.iter().enumerate() {
         check_validity(cert, now, i)?;
     }

@@ -603,3 +603,64 @@ fn parsed_fields_match_the_collector_notes() {
     );
     assert_eq!(o.get(nvidia::opaque::TYPE_NVDEC0_STATUS), Some(&[0x55][..]));
 }
+
+#[test]
+fn shared_work_across_gpus_does_not_hide_a_bad_gpu() {
+    let good = Sample::y2023();
+    let mut flipped = Sample::y2023();
+    let last = flipped.spdm.len() - 1;
+    flipped.spdm[last] ^= 1;
+    let changed_rim = Sample {
+        driver: String::from_utf8(good.driver.clone())
+            .unwrap()
+            .replacen("ns2:Hash0=\"0e0ee161", "ns2:Hash0=\"1e0ee161", 1)
+            .into_bytes(),
+        ..Sample::y2023()
+    };
+    let n = nonce(NONCE_2023);
+    let ok = nvidia::verify_gpus(
+        &[good.input(), good.input(), good.input()],
+        &[n, n, n],
+        &no_ocsp(),
+        &roots(),
+        PINNED,
+    )
+    .unwrap();
+    assert_eq!(ok.len(), 3);
+    let err = nvidia::verify_gpus(
+        &[good.input(), flipped.input()],
+        &[n, n],
+        &no_ocsp(),
+        &roots(),
+        PINNED,
+    )
+    .unwrap_err();
+    assert_eq!(err.index, 1);
+    assert!(
+        matches!(err.source, NvidiaError::SignatureMismatch),
+        "{err:?}"
+    );
+    let err = nvidia::verify_gpus(
+        &[good.input(), changed_rim.input()],
+        &[n, n],
+        &no_ocsp(),
+        &roots(),
+        PINNED,
+    )
+    .unwrap_err();
+    assert_eq!(err.index, 1);
+    assert!(
+        matches!(
+            err.source,
+            NvidiaError::Rim {
+                which: "driver",
+                source: RimError::DigestMismatch
+            }
+        ),
+        "{err:?}"
+    );
+    // A later GPU verified at a time its RIMs are expired is judged on its own: a fresh call.
+    let today = UnixTime::from_secs(1_795_305_600);
+    let err = nvidia::verify_gpus(&[good.input()], &[n], &no_ocsp(), &roots(), today).unwrap_err();
+    assert!(matches!(err.source, NvidiaError::Rim { .. }), "{err:?}");
+}
