@@ -10,6 +10,11 @@
 //! request followed by the MEASUREMENTS response; the signature is ECDSA P-384 over SHA-384 of
 //! request ‖ response-without-signature, raw r‖s, by the first (leaf, "GSP FMC") certificate of the chain; RIM
 //! index `i` holds the golden value of measurement block index `i + 1`.
+//!
+//! Not covered: the GPU's CC mode and "production vs debug" state are not fields of the signed evidence in the
+//! Hopper samples this was built against (NVIDIA's verifiers read CC mode from the driver, unsigned); they are
+//! bound only indirectly, through the measurements that the RIMs pin. [`GpuPolicy`] therefore has no such
+//! switch; unknown opaque-data types are kept raw in [`opaque::OpaqueData`] for a later policy.
 #![cfg_attr(
     not(test),
     deny(
