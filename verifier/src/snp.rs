@@ -78,6 +78,25 @@ impl SnpProduct {
     }
 }
 
+/// AMD's ARK certificate (PEM) for a generation, as shipped by the `sev` crate; its key is checked against
+/// the pinned fingerprints like any other ARK.
+pub fn amd_ark_pem(product: SnpProduct) -> &'static [u8] {
+    match product {
+        SnpProduct::Milan => sev::certs::snp::builtin::milan::ARK,
+        SnpProduct::Genoa => sev::certs::snp::builtin::genoa::ARK,
+        SnpProduct::Turin => sev::certs::snp::builtin::turin::ARK,
+    }
+}
+
+/// AMD's ASK certificate (PEM) for a generation (VCEK chains), as shipped by the `sev` crate.
+pub fn amd_ask_pem(product: SnpProduct) -> &'static [u8] {
+    match product {
+        SnpProduct::Milan => sev::certs::snp::builtin::milan::ASK,
+        SnpProduct::Genoa => sev::certs::snp::builtin::genoa::ASK,
+        SnpProduct::Turin => sev::certs::snp::builtin::turin::ASK,
+    }
+}
+
 /// A decoded TCB_VERSION (SEV-SNP ABI "TCB_VERSION Structure"; Turin moved the fields).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
 pub struct TcbVersion {

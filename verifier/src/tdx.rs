@@ -470,13 +470,13 @@ fn map_qvl_error(e: &anyhow::Error) -> TdxError {
     if has("ISV enclave report signature") || has("Signature is invalid for quote") || has("ISV report") {
         return TdxError::Signature("quote");
     }
-    if has("CertExpired") || has("CertNotValidYet") || has("expired") && has("ert") {
+    if has("CertExpired") || has("CertNotValidYet") || (has("expired") && has("ert")) {
         return TdxError::Chain("certificate outside its validity window");
     }
     if has("InvalidCrlSignatureForPublicKey") {
         return TdxError::Chain("CRL not signed by the trust anchor");
     }
-    if has("CrlExpired") || has("CRL") && has("xpired") {
+    if has("CrlExpired") || (has("CRL") && has("xpired")) {
         return TdxError::CollateralExpired("CRL");
     }
     if has("CertRevoked") {

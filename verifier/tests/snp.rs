@@ -431,3 +431,16 @@ fn snp_signature_covers_raw_bytes_only_up_to_0x2a0() {
     reserved[0x1F8] = 1;
     assert_eq!(SnpReport::parse(&reserved), Err(ParseError::NonZeroReserved { field: "report.reserved_1f8" }));
 }
+
+/// The ARK/ASK certificates the `sev` crate ships are the evidence set's AMD files, and their keys are the
+/// pinned ones.
+#[test]
+fn snp_builtin_amd_certs_are_the_pinned_ones() {
+    for (g, product) in [("milan", SnpProduct::Milan), ("genoa", SnpProduct::Genoa), ("turin", SnpProduct::Turin)] {
+        let der = |pem: &[u8]| sev::certs::snp::Certificate::from_pem(pem).unwrap().to_der().unwrap();
+        assert_eq!(der(snp::amd_ark_pem(product)), der(&read(&format!("snp/amd_{g}_ark.pem"))), "{g} ARK");
+        assert_eq!(der(snp::amd_ask_pem(product)), der(&read(&format!("snp/amd_{g}_ask.pem"))), "{g} ASK");
+        let certs = SnpCerts { ark: snp::amd_ark_pem(product), ask: snp::amd_ark_pem(product), vek: snp::amd_ask_pem(product) };
+        assert_eq!(verify_chain(&certs, at("2025-01-01T00:00:00Z")), Ok(product));
+    }
+}

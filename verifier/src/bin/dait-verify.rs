@@ -1,0 +1,450 @@
+//! `dait-verify`: verifies attestation evidence offline.
+//!
+//! ```text
+//! dait-verify evidence --tdx-quote quote.bin --collateral collateral.json --at 2025-07-19T10:00:34Z
+//! dait-verify evidence --tdx-quote quote.bin --collateral pcs-dir/ --at 1739419232 --json
+//! dait-verify evidence --snp-report report.bin --vcek vcek.der [--ask ask.pem --ark ark.pem] --at <time>
+//! ```
+//!
+//! Exit status: 0 every given piece of evidence verified; 1 one was rejected; 2 usage or I/O error.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use dait_verifier::UnixTime;
+use dait_verifier::collateral::{PcsFiles, TdxCollateral};
+use dait_verifier::snp::{self, SnpCerts, SnpPolicy, SnpProduct};
+use dait_verifier::tdx::{self, TcbStatus, TdxPolicy, TdxShape};
+use serde::{Deserialize, Serialize};
+
+#[derive(Parser, Debug)]
+#[command(name = "dait-verify", version, about = "Verifies dait attestation evidence offline")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Verify evidence files (one or more platforms) against collateral at a given time.
+    Evidence(EvidenceArgs),
+}
+
+/// Arguments of `evidence`. Each platform is a flattened group; add a group per new evidence kind.
+#[derive(Args, Debug)]
+struct EvidenceArgs {
+    #[command(flatten)]
+    tdx: TdxArgs,
+    #[command(flatten)]
+    snp: SnpArgs,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+struct TdxArgs {
+    /// TDX quote (v4/v5), raw or hex.
+    #[arg(long, value_name = "FILE", requires = "collateral")]
+    tdx_quote: Option<PathBuf>,
+    /// Collateral: a JSON bundle (QuoteCollateralV3 layout) or a directory of PCS files (TCB Info JSON
+    /// `*tcb*info*.json`, QE Identity JSON `*qe*identity*.json`, PCK CRL `*pck*crl*.der`, root CRL
+    /// `*root*crl*.der`, issuer chains `*.pem`).
+    #[arg(long, value_name = "FILE|DIR")]
+    collateral: Option<PathBuf>,
+    /// Accept this TCB status besides UpToDate (repeatable), e.g. SWHardeningNeeded, OutOfDate.
+    #[arg(long = "accept-tcb", value_name = "STATUS")]
+    accept_tcb: Vec<String>,
+    /// Tolerate this advisory ID (repeatable), e.g. INTEL-SA-00837.
+    #[arg(long = "allow-advisory", value_name = "ID")]
+    allow_advisory: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct SnpArgs {
+    /// SNP attestation report (1184 bytes), raw or hex.
+    #[arg(long, value_name = "FILE", requires = "vcek")]
+    snp_report: Option<PathBuf>,
+    /// VCEK or VLEK certificate (PEM or DER).
+    #[arg(long, value_name = "FILE", alias = "vlek")]
+    vcek: Option<PathBuf>,
+    /// ASK (or ASVK) certificate, PEM or DER; default: AMD's, for each generation in turn.
+    #[arg(long, value_name = "FILE")]
+    ask: Option<PathBuf>,
+    /// ARK certificate, PEM or DER (must be a pinned AMD root); default: AMD's, for each generation.
+    #[arg(long, value_name = "FILE")]
+    ark: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct CommonArgs {
+    /// Verification time: RFC 3339 UTC (2025-07-19T10:00:34Z) or Unix seconds; default: the system clock.
+    #[arg(long, value_name = "TIME")]
+    at: Option<String>,
+    /// Reference measurements JSON (`measurements/reference/<release>.json`): pins MRTD/RTMRs/MRCONFIGID...
+    /// and the SNP launch measurement, host data and guest policy.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Expected REPORTDATA / REPORT_DATA (128 hex digits).
+    #[arg(long, value_name = "HEX")]
+    report_data: Option<String>,
+    /// Accept a debuggable TD / guest (never in production).
+    #[arg(long)]
+    dangerous_allow_debug: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The outcome for one piece of evidence.
+#[derive(Serialize, Debug)]
+struct Item {
+    kind: &'static str,
+    file: String,
+    verified: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    claims: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Serialize, Debug)]
+struct Outcome {
+    verified: bool,
+    at: u64,
+    evidence: Vec<Item>,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    match run(cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("dait-verify: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<bool> {
+    let Command::Evidence(args) = cli.command;
+    let now = match &args.common.at {
+        Some(t) => parse_time(t)?,
+        None => UnixTime::from_secs(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).context("system clock")?.as_secs(),
+        ),
+    };
+    let reference = match &args.common.policy {
+        Some(p) => Some(Reference::load(p)?),
+        None => None,
+    };
+    let report_data = match &args.common.report_data {
+        Some(h) => Some(
+            <[u8; 64]>::try_from(hex::decode(h.trim()).context("--report-data is not hex")?)
+                .map_err(|_| anyhow::anyhow!("--report-data must be 64 bytes"))?,
+        ),
+        None => None,
+    };
+    let mut items = Vec::new();
+    if let Some(q) = &args.tdx.tdx_quote {
+        let mut policy = tdx_policy(&args.tdx, reference.as_ref())?;
+        policy.report_data = report_data;
+        policy.dangerous_allow_debug = args.common.dangerous_allow_debug;
+        items.push(verify_tdx(q, args.tdx.collateral.as_deref(), &policy, now)?);
+    }
+    if let Some(r) = &args.snp.snp_report {
+        let mut policy = snp_policy(reference.as_ref());
+        policy.report_data = report_data;
+        policy.dangerous_allow_debug = args.common.dangerous_allow_debug;
+        items.push(verify_snp(r, &args.snp, &policy, now)?);
+    }
+    if items.is_empty() {
+        bail!("nothing to verify: give --tdx-quote or --snp-report");
+    }
+    let outcome = Outcome { verified: items.iter().all(|i| i.verified), at: now.as_secs(), evidence: items };
+    if args.common.json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+    } else {
+        print_human(&outcome);
+    }
+    Ok(outcome.verified)
+}
+
+fn parse_time(t: &str) -> anyhow::Result<UnixTime> {
+    if t.bytes().all(|c| c.is_ascii_digit()) {
+        return Ok(UnixTime::from_secs(t.parse().context("--at")?));
+    }
+    UnixTime::parse_rfc3339(t).with_context(|| format!("--at {t:?} is neither RFC 3339 UTC nor Unix seconds"))
+}
+
+fn read(p: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(p).with_context(|| format!("reading {}", p.display()))
+}
+
+fn print_human(o: &Outcome) {
+    for i in &o.evidence {
+        let verdict = if i.verified { "VERIFIED" } else { "REJECTED" };
+        println!("{} {}: {verdict}", i.kind, i.file);
+        if let Some(e) = &i.error {
+            println!("  reason: {e}");
+        }
+        for (k, v) in &i.claims {
+            match v {
+                serde_json::Value::String(s) => println!("  {k}: {s}"),
+                other => println!("  {k}: {other}"),
+            }
+        }
+    }
+    println!("{}", if o.verified { "result: verified" } else { "result: rejected" });
+}
+
+// ---- TDX ----------------------------------------------------------------------------------------
+
+fn load_collateral(path: &Path) -> anyhow::Result<TdxCollateral> {
+    if !path.is_dir() {
+        return TdxCollateral::from_bundle_json(&read(path)?)
+            .with_context(|| format!("{} is not a collateral bundle", path.display()));
+    }
+    let mut names: Vec<PathBuf> = std::fs::read_dir(path)
+        .with_context(|| format!("listing {}", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    names.sort();
+    let find = |pred: &dyn Fn(&str) -> bool, what: &str| -> anyhow::Result<Vec<u8>> {
+        let hits: Vec<&PathBuf> = names
+            .iter()
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).map(|n| n.to_ascii_lowercase()).is_some_and(|n| pred(&n)))
+            .collect();
+        match hits.as_slice() {
+            [one] => read(one),
+            [] => bail!("{}: no {what} file", path.display()),
+            _ => bail!("{}: more than one {what} file", path.display()),
+        }
+    };
+    let tcb = find(&|n| n.ends_with(".json") && n.contains("tcb") && n.contains("info"), "TCB Info JSON")?;
+    let qe = find(&|n| n.ends_with(".json") && n.contains("qe") && n.contains("identity"), "QE Identity JSON")?;
+    let pck_crl = find(&|n| n.ends_with(".der") && n.contains("pck") && n.contains("crl"), "PCK CRL")?;
+    let root_crl = find(&|n| n.ends_with(".der") && n.contains("root") && n.contains("crl"), "root CA CRL")?;
+    let tcb_chain = find(
+        &|n| n.ends_with(".pem") && (n.contains("tcb_info_issuer") || n.contains("tcb_signing_chain") || n.contains("tcb-info-issuer")),
+        "TCB Info issuer chain",
+    )?;
+    let qe_chain = find(
+        &|n| n.ends_with(".pem") && (n.contains("qe_identity_issuer") || n.contains("enclave-identity-issuer")),
+        "QE Identity issuer chain",
+    )
+    .unwrap_or_else(|_| tcb_chain.clone());
+    let crl_chain = find(&|n| n.ends_with(".pem") && n.contains("pck") && (n.contains("crl") || n.contains("chain")), "PCK CRL issuer chain")
+        .unwrap_or_default();
+    let files = PcsFiles {
+        tcb_info_json: &tcb,
+        qe_identity_json: &qe,
+        pck_crl_der: &pck_crl,
+        root_ca_crl_der: &root_crl,
+        tcb_info_issuer_chain_pem: &tcb_chain,
+        qe_identity_issuer_chain_pem: &qe_chain,
+        pck_crl_issuer_chain_pem: &crl_chain,
+    };
+    TdxCollateral::from_pcs_files(&files).with_context(|| format!("{}: PCS files", path.display()))
+}
+
+fn tcb_status_named(s: &str) -> anyhow::Result<TcbStatus> {
+    let all = [
+        TcbStatus::UpToDate,
+        TcbStatus::SwHardeningNeeded,
+        TcbStatus::ConfigurationNeeded,
+        TcbStatus::ConfigurationAndSwHardeningNeeded,
+        TcbStatus::OutOfDate,
+        TcbStatus::OutOfDateConfigurationNeeded,
+        TcbStatus::TdRelaunchAdvised,
+        TcbStatus::TdRelaunchAdvisedConfigurationNeeded,
+    ];
+    all.into_iter().find(|t| t.as_str().eq_ignore_ascii_case(s)).with_context(|| format!("unknown TCB status {s:?}"))
+}
+
+fn tdx_policy(args: &TdxArgs, reference: Option<&Reference>) -> anyhow::Result<TdxPolicy> {
+    let mut p = TdxPolicy::default();
+    for s in &args.accept_tcb {
+        p.accepted_tcb_statuses.push(tcb_status_named(s)?);
+    }
+    p.allowed_advisories.clone_from(&args.allow_advisory);
+    if let Some(t) = reference.and_then(|r| r.tdx.as_ref()) {
+        p.shapes = t.shapes.iter().map(|s| TdxShape { mr_td: s.mrtd.0, rtmr0: Some(s.rtmr0.0) }).collect();
+        p.rtmr[1] = Some(t.rtmr1.0);
+        p.rtmr[2] = Some(t.rtmr2.0);
+        p.mr_config_id = t.mr_config_id.iter().map(|h| h.0).collect();
+        p.mr_owner = t.mr_owner.iter().map(|h| h.0).collect();
+        p.mr_owner_config = t.mr_owner_config.iter().map(|h| h.0).collect();
+        p.td_attributes = Some(u64::from_le_bytes(t.td_attributes.0));
+        p.xfam = t.xfam.as_ref().map(|x| u64::from_le_bytes(x.0));
+    }
+    Ok(p)
+}
+
+fn verify_tdx(quote: &Path, collateral: Option<&Path>, policy: &TdxPolicy, now: UnixTime) -> anyhow::Result<Item> {
+    let raw = tdx::decode_quote_file(&read(quote)?);
+    let collateral_path = collateral.context("--tdx-quote needs --collateral")?;
+    let collateral = load_collateral(collateral_path)?;
+    let mut item = Item {
+        kind: "tdx",
+        file: quote.display().to_string(),
+        verified: false,
+        error: None,
+        claims: serde_json::Map::new(),
+    };
+    match tdx::verify_quote(&raw, &collateral, policy, now) {
+        Ok(v) => {
+            item.verified = true;
+            let c = &mut item.claims;
+            c.insert("tcb_status".into(), v.tcb_status().as_str().into());
+            c.insert("advisory_ids".into(), v.advisory_ids().to_vec().into());
+            c.insert("quote_version".into(), v.version().into());
+            c.insert("mr_td".into(), hex::encode(v.mr_td()).into());
+            for (i, r) in v.rtmr().iter().enumerate() {
+                c.insert(format!("rtmr{i}"), hex::encode(r).into());
+            }
+            c.insert("mr_config_id".into(), hex::encode(v.mr_config_id()).into());
+            c.insert("mr_owner".into(), hex::encode(v.mr_owner()).into());
+            c.insert("mr_seam".into(), hex::encode(v.mr_seam()).into());
+            c.insert("td_attributes".into(), format!("{:016x}", v.td_attributes()).into());
+            c.insert("xfam".into(), format!("{:016x}", v.xfam()).into());
+            c.insert("report_data".into(), hex::encode(v.report_data()).into());
+        }
+        Err(e) => item.error = Some(e.to_string()),
+    }
+    Ok(item)
+}
+
+// ---- SNP ----------------------------------------------------------------------------------------
+
+fn snp_policy(reference: Option<&Reference>) -> SnpPolicy {
+    let mut p = SnpPolicy::default();
+    if let Some(s) = reference.and_then(|r| r.snp.as_ref()) {
+        p.measurements = s.shapes.iter().map(|x| x.measurement.0).collect();
+        p.host_data = s.host_data.iter().map(|h| h.0).collect();
+        p.guest_policy = Some(s.guest_policy);
+    }
+    p
+}
+
+fn verify_snp(report: &Path, args: &SnpArgs, policy: &SnpPolicy, now: UnixTime) -> anyhow::Result<Item> {
+    let raw = snp::decode_report_file(&read(report)?);
+    let vek = read(args.vcek.as_deref().context("--snp-report needs --vcek")?)?;
+    let ark_file = args.ark.as_deref().map(read).transpose()?;
+    let ask_file = args.ask.as_deref().map(read).transpose()?;
+    let mut item = Item {
+        kind: "snp",
+        file: report.display().to_string(),
+        verified: false,
+        error: None,
+        claims: serde_json::Map::new(),
+    };
+    // Without --ark/--ask, try AMD's certificates of each generation; report the first success, or the
+    // error of the generation whose ASK signs the VEK (else the last error).
+    let mut result = None;
+    for product in [SnpProduct::Milan, SnpProduct::Genoa, SnpProduct::Turin] {
+        let ark = ark_file.as_deref().unwrap_or(snp::amd_ark_pem(product));
+        let ask = ask_file.as_deref().unwrap_or(snp::amd_ask_pem(product));
+        let certs = SnpCerts { ark, ask, vek: &vek };
+        let r = snp::verify_report(&raw, &certs, policy, now);
+        let chain_ok = !matches!(r, Err(snp::SnpError::ChainSignature(_)));
+        let done = r.is_ok() || chain_ok || (ark_file.is_some() && ask_file.is_some());
+        result = Some(r);
+        if done {
+            break;
+        }
+    }
+    match result.context("no SNP verification ran")? {
+        Ok(v) => {
+            item.verified = true;
+            let c = &mut item.claims;
+            c.insert("product".into(), format!("{:?}", v.product()).into());
+            c.insert("report_version".into(), v.version().into());
+            c.insert("signing_key".into(), format!("{:?}", v.signing_key()).into());
+            c.insert("measurement".into(), hex::encode(v.measurement()).into());
+            c.insert("host_data".into(), hex::encode(v.host_data()).into());
+            c.insert("report_data".into(), hex::encode(v.report_data()).into());
+            c.insert("chip_id".into(), hex::encode(v.chip_id()).into());
+            c.insert("reported_tcb".into(), serde_json::to_value(v.reported_tcb())?);
+            c.insert("guest_policy".into(), format!("{:#x}", v.guest_policy()).into());
+            c.insert("vmpl".into(), v.vmpl().into());
+        }
+        Err(e) => item.error = Some(e.to_string()),
+    }
+    Ok(item)
+}
+
+// ---- reference JSON (seam) ----------------------------------------------------------------------
+
+// The reference file's schema belongs to `dait-measure` (`ReferenceMeasurements`). Until the verifier links
+// that crate, this reads the fields the policies need from the same JSON (unknown fields are ignored here;
+// `dait-measure` validates the whole file).
+
+#[derive(Deserialize, Debug)]
+struct Reference {
+    #[serde(default)]
+    tdx: Option<RefTdx>,
+    #[serde(default)]
+    snp: Option<RefSnp>,
+}
+
+#[derive(Deserialize, Debug)]
+struct RefTdx {
+    shapes: Vec<RefTdxShape>,
+    rtmr1: Hex<48>,
+    rtmr2: Hex<48>,
+    #[serde(default)]
+    mr_config_id: Vec<Hex<48>>,
+    #[serde(default)]
+    mr_owner: Vec<Hex<48>>,
+    #[serde(default)]
+    mr_owner_config: Vec<Hex<48>>,
+    td_attributes: Hex<8>,
+    #[serde(default)]
+    xfam: Option<Hex<8>>,
+}
+
+#[derive(Deserialize, Debug)]
+struct RefTdxShape {
+    mrtd: Hex<48>,
+    rtmr0: Hex<48>,
+}
+
+#[derive(Deserialize, Debug)]
+struct RefSnp {
+    shapes: Vec<RefSnpShape>,
+    #[serde(default)]
+    host_data: Vec<Hex<32>>,
+    guest_policy: u64,
+}
+
+#[derive(Deserialize, Debug)]
+struct RefSnpShape {
+    measurement: Hex<48>,
+}
+
+#[derive(Debug)]
+struct Hex<const N: usize>([u8; N]);
+
+impl<'de, const N: usize> Deserialize<'de> for Hex<N> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let v = hex::decode(s.trim()).map_err(serde::de::Error::custom)?;
+        let a = <[u8; N]>::try_from(v).map_err(|_| serde::de::Error::custom(format!("expected {N} bytes of hex")))?;
+        Ok(Self(a))
+    }
+}
+
+impl Reference {
+    fn load(p: &Path) -> anyhow::Result<Self> {
+        serde_json::from_slice(&read(p)?).with_context(|| format!("{} is not a reference measurements file", p.display()))
+    }
+}
