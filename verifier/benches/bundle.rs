@@ -19,7 +19,11 @@ fn evidence_dir() -> PathBuf {
         Some(d) => PathBuf::from(d),
         None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/evidence"),
     };
-    assert!(dir.join("manifest.json").is_file(), "evidence set not found at {}", dir.display());
+    assert!(
+        dir.join("manifest.json").is_file(),
+        "evidence set not found at {}",
+        dir.display()
+    );
     dir
 }
 
@@ -55,14 +59,25 @@ fn bench(c: &mut Criterion) {
 
     // GPUs: the 2023 H100 report with its driver and VBIOS RIMs, 8 times (no OCSP response exists in the
     // evidence set, so OCSP is not required here); inside the RIM signers' validity.
-    let spdm = hex::decode(String::from_utf8(read("nvidia/nvtrust__h100_2023_report.hex")).unwrap().trim()).unwrap();
+    let spdm = hex::decode(
+        String::from_utf8(read("nvidia/nvtrust__h100_2023_report.hex"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
     let chain = read("nvidia/nvtrust__h100_2023_cert_chain.pem");
     let driver = read("nvidia/nvtrust__driver_rim_545.00_test_no_gpu.swidtag");
     let vbios = read("nvidia/nvtrust__vbios_rim_96.00.5E.00.01_test_no_gpu.swidtag");
     let gpu_nonce: [u8; 32] =
-        hex::decode("4cff7f5380ead8fad8ec2c531c110aca4302a88f603792801a8ca29ee151af2e").unwrap().try_into().unwrap();
+        hex::decode("4cff7f5380ead8fad8ec2c531c110aca4302a88f603792801a8ca29ee151af2e")
+            .unwrap()
+            .try_into()
+            .unwrap();
     let gpu_now = UnixTime::from_secs(1_717_200_000);
-    let gpu_policy = GpuPolicy { require_ocsp: false, ..GpuPolicy::default() };
+    let gpu_policy = GpuPolicy {
+        require_ocsp: false,
+        ..GpuPolicy::default()
+    };
     let roots = NvidiaRoots::pinned();
     let input = GpuEvidenceInput {
         spdm: &spdm,
@@ -76,15 +91,35 @@ fn bench(c: &mut Criterion) {
 
     // Sanity: everything verifies before it is timed.
     let collateral = TdxCollateral::from_bundle_json(&collateral_json).unwrap();
-    assert_eq!(tdx::verify_quote(&quote, &collateral, &policy, tdx_now).unwrap().tcb_status(), TcbStatus::UpToDate);
-    assert_eq!(nvidia::verify_gpus(&inputs, &nonces, &gpu_policy, &roots, gpu_now).unwrap().len(), 8);
+    assert_eq!(
+        tdx::verify_quote(&quote, &collateral, &policy, tdx_now)
+            .unwrap()
+            .tcb_status(),
+        TcbStatus::UpToDate
+    );
+    assert_eq!(
+        nvidia::verify_gpus(&inputs, &nonces, &gpu_policy, &roots, gpu_now)
+            .unwrap()
+            .len(),
+        8
+    );
     let qvl = qvl_collateral(&collateral_json);
     let qvl_verifier = dcap_qvl::verify::QuoteVerifier::new(INTEL_SGX_ROOT_CA_DER.to_vec());
-    assert_eq!(qvl_verifier.verify(&quote, &qvl, tdx_now.as_secs()).unwrap().status, "UpToDate");
+    assert_eq!(
+        qvl_verifier
+            .verify(&quote, &qvl, tdx_now.as_secs())
+            .unwrap()
+            .status,
+        "UpToDate"
+    );
 
     let mut g = c.benchmark_group("bundle");
     g.bench_function("dcap_qvl_verify_alone", |b| {
-        b.iter(|| qvl_verifier.verify(black_box(&quote), black_box(&qvl), tdx_now.as_secs()).unwrap())
+        b.iter(|| {
+            qvl_verifier
+                .verify(black_box(&quote), black_box(&qvl), tdx_now.as_secs())
+                .unwrap()
+        })
     });
     g.bench_function("tdx_quote_with_collateral_json", |b| {
         b.iter(|| {
@@ -93,13 +128,16 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.bench_function("gpu_reports_x8", |b| {
-        b.iter(|| nvidia::verify_gpus(black_box(&inputs), &nonces, &gpu_policy, &roots, gpu_now).unwrap())
+        b.iter(|| {
+            nvidia::verify_gpus(black_box(&inputs), &nonces, &gpu_policy, &roots, gpu_now).unwrap()
+        })
     });
     g.bench_function("tdx_plus_8_gpus", |b| {
         b.iter(|| {
             let c = TdxCollateral::from_bundle_json(black_box(&collateral_json)).unwrap();
             let t = tdx::verify_quote(black_box(&quote), &c, &policy, tdx_now).unwrap();
-            let g = nvidia::verify_gpus(black_box(&inputs), &nonces, &gpu_policy, &roots, gpu_now).unwrap();
+            let g = nvidia::verify_gpus(black_box(&inputs), &nonces, &gpu_policy, &roots, gpu_now)
+                .unwrap();
             (t, g)
         })
     });

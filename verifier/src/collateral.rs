@@ -60,7 +60,8 @@ impl UnixTime {
         if !matches!(rest, b"Z" | b"z" | b"+00:00") {
             return Err(bad);
         }
-        if year < 1970 || !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        if year < 1970 || !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month)
+        {
             return Err(bad);
         }
         if hour > 23 || min > 59 || sec > 60 {
@@ -78,7 +79,7 @@ impl UnixTime {
 }
 
 fn is_leap(y: u64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+    (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400)
 }
 
 fn days_in_month(y: u64, m: u64) -> u64 {
@@ -174,7 +175,9 @@ fn unhex(field: &'static str, s: &str) -> Result<Vec<u8>, CollateralError> {
 }
 
 fn utf8(field: &'static str, b: &[u8]) -> Result<String, CollateralError> {
-    core::str::from_utf8(b).map(str::to_owned).map_err(|_| CollateralError::Utf8 { field })
+    core::str::from_utf8(b)
+        .map(str::to_owned)
+        .map_err(|_| CollateralError::Utf8 { field })
 }
 
 /// The raw files of a PCS collateral set, borrowed.
@@ -199,8 +202,9 @@ pub struct PcsFiles<'a> {
 impl TdxCollateral {
     /// Loads a JSON bundle in the `QuoteCollateralV3` layout (hex-encoded CRLs and signatures).
     pub fn from_bundle_json(json: &[u8]) -> Result<Self, CollateralError> {
-        let b: BundleJson =
-            serde_json::from_slice(json).map_err(|_| CollateralError::Json { document: "collateral bundle" })?;
+        let b: BundleJson = serde_json::from_slice(json).map_err(|_| CollateralError::Json {
+            document: "collateral bundle",
+        })?;
         Ok(Self {
             inner: dcap_qvl::QuoteCollateralV3 {
                 pck_crl_issuer_chain: b.pck_crl_issuer_chain,
@@ -220,19 +224,29 @@ impl TdxCollateral {
     /// Loads the raw PCS files. The signed `tcbInfo` / `enclaveIdentity` bodies are kept byte for byte as
     /// served (the signature covers those exact bytes; nothing is re-serialised).
     pub fn from_pcs_files(files: &PcsFiles<'_>) -> Result<Self, CollateralError> {
-        let tcb: PcsTcbInfo<'_> = serde_json::from_slice(files.tcb_info_json)
-            .map_err(|_| CollateralError::Json { document: "TCB Info" })?;
-        let qe: PcsQeIdentity<'_> = serde_json::from_slice(files.qe_identity_json)
-            .map_err(|_| CollateralError::Json { document: "QE Identity" })?;
+        let tcb: PcsTcbInfo<'_> =
+            serde_json::from_slice(files.tcb_info_json).map_err(|_| CollateralError::Json {
+                document: "TCB Info",
+            })?;
+        let qe: PcsQeIdentity<'_> =
+            serde_json::from_slice(files.qe_identity_json).map_err(|_| CollateralError::Json {
+                document: "QE Identity",
+            })?;
         Ok(Self {
             inner: dcap_qvl::QuoteCollateralV3 {
                 pck_crl_issuer_chain: utf8("pck_crl_issuer_chain", files.pck_crl_issuer_chain_pem)?,
                 root_ca_crl: files.root_ca_crl_der.to_vec(),
                 pck_crl: files.pck_crl_der.to_vec(),
-                tcb_info_issuer_chain: utf8("tcb_info_issuer_chain", files.tcb_info_issuer_chain_pem)?,
+                tcb_info_issuer_chain: utf8(
+                    "tcb_info_issuer_chain",
+                    files.tcb_info_issuer_chain_pem,
+                )?,
                 tcb_info: tcb.tcb_info.get().to_owned(),
                 tcb_info_signature: unhex("tcb_info signature", &tcb.signature)?,
-                qe_identity_issuer_chain: utf8("qe_identity_issuer_chain", files.qe_identity_issuer_chain_pem)?,
+                qe_identity_issuer_chain: utf8(
+                    "qe_identity_issuer_chain",
+                    files.qe_identity_issuer_chain_pem,
+                )?,
                 qe_identity: qe.enclave_identity.get().to_owned(),
                 qe_identity_signature: unhex("qe_identity signature", &qe.signature)?,
                 pck_certificate_chain: None,
@@ -264,16 +278,38 @@ mod tests {
 
     #[test]
     fn rfc3339_parses_known_instants() {
-        assert_eq!(UnixTime::parse_rfc3339("1970-01-01T00:00:00Z"), Ok(UnixTime::from_secs(0)));
-        assert_eq!(UnixTime::parse_rfc3339("2025-07-19T10:00:34Z"), Ok(UnixTime::from_secs(1_752_919_234)));
-        assert_eq!(UnixTime::parse_rfc3339("2025-09-10T00:00:00.123Z"), Ok(UnixTime::from_secs(1_757_462_400)));
-        assert_eq!(UnixTime::parse_rfc3339("2024-02-29T00:00:00+00:00"), Ok(UnixTime::from_secs(1_709_164_800)));
+        assert_eq!(
+            UnixTime::parse_rfc3339("1970-01-01T00:00:00Z"),
+            Ok(UnixTime::from_secs(0))
+        );
+        assert_eq!(
+            UnixTime::parse_rfc3339("2025-07-19T10:00:34Z"),
+            Ok(UnixTime::from_secs(1_752_919_234))
+        );
+        assert_eq!(
+            UnixTime::parse_rfc3339("2025-09-10T00:00:00.123Z"),
+            Ok(UnixTime::from_secs(1_757_462_400))
+        );
+        assert_eq!(
+            UnixTime::parse_rfc3339("2024-02-29T00:00:00+00:00"),
+            Ok(UnixTime::from_secs(1_709_164_800))
+        );
     }
 
     #[test]
     fn rfc3339_rejects_garbage() {
-        for s in ["", "2025-02-30T00:00:00Z", "2025-07-19 10:00:34", "2025-07-19T10:00:34+02:00", "abcd-07-19T10:00:34Z"] {
-            assert_eq!(UnixTime::parse_rfc3339(s), Err(CollateralError::BadTime), "{s}");
+        for s in [
+            "",
+            "2025-02-30T00:00:00Z",
+            "2025-07-19 10:00:34",
+            "2025-07-19T10:00:34+02:00",
+            "abcd-07-19T10:00:34Z",
+        ] {
+            assert_eq!(
+                UnixTime::parse_rfc3339(s),
+                Err(CollateralError::BadTime),
+                "{s}"
+            );
         }
     }
 }

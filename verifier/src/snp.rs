@@ -41,16 +41,13 @@ pub const POLICY_DEBUG: u64 = 1 << 19;
 /// SHA-384 of the SubjectPublicKeyInfo (DER) of AMD's ARK-Milan. Provenance: `amd_milan_ark.pem` of the
 /// evidence set (AMD KDS `vcek/v1/Milan/cert_chain`, as shipped by virtee/sev `src/certs/snp/builtin/milan`),
 /// CN=ARK-Milan, serial 0x010000, valid 2020-10-22..2045-10-22.
-pub const ARK_MILAN_SPKI_SHA384: &str =
-    "1249f67f15cf229a4069195e1a9ce537d1765ef706a1f4a123c36be9518786515d25ecc007f366b564d2b3f31c48082e";
+pub const ARK_MILAN_SPKI_SHA384: &str = "1249f67f15cf229a4069195e1a9ce537d1765ef706a1f4a123c36be9518786515d25ecc007f366b564d2b3f31c48082e";
 /// ARK-Genoa: `amd_genoa_ark.pem` (AMD KDS `vcek/v1/Genoa/cert_chain`), serial 0x020000, valid
 /// 2022-01-26..2047-01-26.
-pub const ARK_GENOA_SPKI_SHA384: &str =
-    "32ab53a6ce5ec14926207396e5c475ae768a6a9831b7e860b5acf2e1c1dff222bc5a8bfc43eb5e06393189c1f246d880";
+pub const ARK_GENOA_SPKI_SHA384: &str = "32ab53a6ce5ec14926207396e5c475ae768a6a9831b7e860b5acf2e1c1dff222bc5a8bfc43eb5e06393189c1f246d880";
 /// ARK-Turin: `amd_turin_ark.pem` (AMD KDS `vcek/v1/Turin/cert_chain`), serial 0x030000, valid
 /// 2023-05-15..2048-05-15.
-pub const ARK_TURIN_SPKI_SHA384: &str =
-    "3475f08a9727f8ac9a1deaea5f2a2097aa59d64d05c2a678c229c873e6359d3a6926287a2a22cd5f88a385e333a2fcc5";
+pub const ARK_TURIN_SPKI_SHA384: &str = "3475f08a9727f8ac9a1deaea5f2a2097aa59d64d05c2a678c229c873e6359d3a6926287a2a22cd5f88a385e333a2fcc5";
 
 /// EPYC generation, identified by the pinned ARK the chain ends in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -117,10 +114,20 @@ impl TcbVersion {
     pub fn decode(raw: u64, product: SnpProduct) -> Self {
         let b = raw.to_le_bytes();
         match product {
-            SnpProduct::Milan | SnpProduct::Genoa => {
-                Self { fmc: None, bootloader: b[0], tee: b[1], snp: b[6], microcode: b[7] }
-            }
-            SnpProduct::Turin => Self { fmc: Some(b[0]), bootloader: b[1], tee: b[2], snp: b[3], microcode: b[7] },
+            SnpProduct::Milan | SnpProduct::Genoa => Self {
+                fmc: None,
+                bootloader: b[0],
+                tee: b[1],
+                snp: b[6],
+                microcode: b[7],
+            },
+            SnpProduct::Turin => Self {
+                fmc: Some(b[0]),
+                bootloader: b[1],
+                tee: b[2],
+                snp: b[3],
+                microcode: b[7],
+            },
         }
     }
 
@@ -210,7 +217,10 @@ impl<'a> SnpReport<'a> {
         let mut r = Reader::new(bytes);
         let version = r.u32_le("report.version")?;
         if version != 2 && version != 3 {
-            return Err(ParseError::UnsupportedVersion { structure: "SNP report", version });
+            return Err(ParseError::UnsupportedVersion {
+                structure: "SNP report",
+                version,
+            });
         }
         let guest_svn = r.u32_le("report.guest_svn")?;
         let policy = r.u64_le("report.policy")?;
@@ -232,7 +242,9 @@ impl<'a> SnpReport<'a> {
         let reported_tcb = r.u64_le("report.reported_tcb")?;
         let cpuid_fam_mod_step = *r.take_array::<3>("report.cpuid")?;
         if version == 2 && cpuid_fam_mod_step != [0; 3] {
-            return Err(ParseError::NonZeroReserved { field: "report.cpuid" });
+            return Err(ParseError::NonZeroReserved {
+                field: "report.cpuid",
+            });
         }
         r.expect_zero::<21>("report.reserved_18b")?;
         let chip_id = r.take_array("report.chip_id")?;
@@ -243,7 +255,9 @@ impl<'a> SnpReport<'a> {
         r.expect_zero::<1>("report.reserved_1ef")?;
         let launch_tcb = r.u64_le("report.launch_tcb")?;
         r.expect_zero::<168>("report.reserved_1f8")?;
-        let signed_bytes = bytes.get(..SIGNED_LEN).ok_or(ParseError::Internal("signed length"))?;
+        let signed_bytes = bytes
+            .get(..SIGNED_LEN)
+            .ok_or(ParseError::Internal("signed length"))?;
         let signature_r = r.take_array("report.signature.r")?;
         let signature_s = r.take_array("report.signature.s")?;
         r.expect_zero::<368>("report.signature.reserved")?;
@@ -528,7 +542,10 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-fn load_cert(bytes: &[u8], which: SnpCert) -> Result<(Certificate, x509_cert::Certificate), SnpError> {
+fn load_cert(
+    bytes: &[u8],
+    which: SnpCert,
+) -> Result<(Certificate, x509_cert::Certificate), SnpError> {
     let sev_cert = if find(bytes, b"-----BEGIN").is_some() {
         Certificate::from_pem(bytes)
     } else {
@@ -540,7 +557,11 @@ fn load_cert(bytes: &[u8], which: SnpCert) -> Result<(Certificate, x509_cert::Ce
     Ok((sev_cert, x))
 }
 
-fn check_validity(cert: &x509_cert::Certificate, which: SnpCert, now: UnixTime) -> Result<(), SnpError> {
+fn check_validity(
+    cert: &x509_cert::Certificate,
+    which: SnpCert,
+    now: UnixTime,
+) -> Result<(), SnpError> {
     let v = &cert.tbs_certificate.validity;
     let nb = v.not_before.to_unix_duration().as_secs();
     let na = v.not_after.to_unix_duration().as_secs();
@@ -552,7 +573,11 @@ fn check_validity(cert: &x509_cert::Certificate, which: SnpCert, now: UnixTime) 
 
 fn spki_sha384(cert: &x509_cert::Certificate) -> Result<Vec<u8>, SnpError> {
     use x509_cert::der::Encode as _;
-    let spki = cert.tbs_certificate.subject_public_key_info.to_der().map_err(|_| SnpError::CertParse(SnpCert::Ark))?;
+    let spki = cert
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(|_| SnpError::CertParse(SnpCert::Ark))?;
     Ok(sha2::Sha384::digest(&spki).to_vec())
 }
 
@@ -610,17 +635,25 @@ fn le72_to_be48(field: &[u8; 72]) -> Option<[u8; 48]> {
 /// Checks the report signature over the raw bytes 0x000..0x2A0 with a P-384 public key (SEC1 bytes).
 pub fn verify_report_signature(report: &SnpReport<'_>, vek_sec1: &[u8]) -> Result<(), SnpError> {
     if report.signature_algo != 1 {
-        return Err(SnpError::UnsupportedSignatureAlgorithm(report.signature_algo));
+        return Err(SnpError::UnsupportedSignatureAlgorithm(
+            report.signature_algo,
+        ));
     }
     let r = le72_to_be48(report.signature_r).ok_or(SnpError::Signature)?;
     let s = le72_to_be48(report.signature_s).ok_or(SnpError::Signature)?;
     let sig = p384::ecdsa::Signature::from_scalars(r, s).map_err(|_| SnpError::Signature)?;
-    let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(vek_sec1).map_err(|_| SnpError::CertParse(SnpCert::Vek))?;
-    key.verify(report.signed_bytes, &sig).map_err(|_| SnpError::Signature)
+    let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(vek_sec1)
+        .map_err(|_| SnpError::CertParse(SnpCert::Vek))?;
+    key.verify(report.signed_bytes, &sig)
+        .map_err(|_| SnpError::Signature)
 }
 
 /// Applies the policy to a report whose signature and chain verified.
-pub fn check_policy(report: &SnpReport<'_>, product: SnpProduct, policy: &SnpPolicy) -> Result<(), SnpError> {
+pub fn check_policy(
+    report: &SnpReport<'_>,
+    product: SnpProduct,
+    policy: &SnpPolicy,
+) -> Result<(), SnpError> {
     if report.debug_allowed() && !policy.dangerous_allow_debug {
         return Err(SnpError::Debug);
     }
@@ -633,21 +666,27 @@ pub fn check_policy(report: &SnpReport<'_>, product: SnpProduct, policy: &SnpPol
     if policy.vmpl.is_some_and(|v| v != report.vmpl) {
         return Err(SnpError::Vmpl(report.vmpl));
     }
-    if let Some(min) = &policy.minimum_tcb {
-        if !TcbVersion::decode(report.reported_tcb, product).at_least(min) {
-            return Err(SnpError::TcbBelowMinimum);
-        }
+    if let Some(min) = &policy.minimum_tcb
+        && !TcbVersion::decode(report.reported_tcb, product).at_least(min)
+    {
+        return Err(SnpError::TcbBelowMinimum);
     }
     if policy.guest_policy.is_some_and(|p| p != report.policy) {
         return Err(SnpError::GuestPolicyMismatch);
     }
-    if !policy.measurements.is_empty() && !policy.measurements.iter().any(|m| m == report.measurement) {
+    if !policy.measurements.is_empty()
+        && !policy.measurements.iter().any(|m| m == report.measurement)
+    {
         return Err(SnpError::MeasurementMismatch);
     }
     if !policy.host_data.is_empty() && !policy.host_data.iter().any(|h| h == report.host_data) {
         return Err(SnpError::HostDataMismatch);
     }
-    if policy.report_data.as_ref().is_some_and(|d| d != report.report_data) {
+    if policy
+        .report_data
+        .as_ref()
+        .is_some_and(|d| d != report.report_data)
+    {
         return Err(SnpError::ReportDataMismatch);
     }
     Ok(())
@@ -664,16 +703,27 @@ fn check_chain(certs: &SnpCerts<'_>, now: UnixTime) -> Result<CheckedChain, SnpE
     let (ask, ask_x) = load_cert(certs.ask, SnpCert::Ask)?;
     let (vek, vek_x) = load_cert(certs.vek, SnpCert::Vek)?;
     // The root is pinned, not merely self-signed.
-    let product = SnpProduct::from_ark_spki_sha384(&spki_sha384(&ark_x)?).ok_or(SnpError::UntrustedRoot)?;
+    let product =
+        SnpProduct::from_ark_spki_sha384(&spki_sha384(&ark_x)?).ok_or(SnpError::UntrustedRoot)?;
     // Signatures down the chain (sev: RSASSA-PSS SHA-384).
-    (&ark, &ark).verify().map_err(|_| SnpError::ChainSignature(SnpCert::Ark))?;
-    (&ark, &ask).verify().map_err(|_| SnpError::ChainSignature(SnpCert::Ask))?;
-    (&ask, &vek).verify().map_err(|_| SnpError::ChainSignature(SnpCert::Vek))?;
+    (&ark, &ark)
+        .verify()
+        .map_err(|_| SnpError::ChainSignature(SnpCert::Ark))?;
+    (&ark, &ask)
+        .verify()
+        .map_err(|_| SnpError::ChainSignature(SnpCert::Ask))?;
+    (&ask, &vek)
+        .verify()
+        .map_err(|_| SnpError::ChainSignature(SnpCert::Vek))?;
     // Validity at `now`.
     check_validity(&ark_x, SnpCert::Ark, now)?;
     check_validity(&ask_x, SnpCert::Ask, now)?;
     check_validity(&vek_x, SnpCert::Vek, now)?;
-    Ok(CheckedChain { product, vek, vek_x })
+    Ok(CheckedChain {
+        product,
+        vek,
+        vek_x,
+    })
 }
 
 /// Verifies the chain alone: the ARK is a pinned AMD root, ARK → ASK/ASVK → VCEK/VLEK signatures hold and
@@ -722,10 +772,10 @@ fn binding(
             return Err(SnpError::TcbMismatch { component });
         }
     }
-    if let Some(fmc) = tcb.fmc {
-        if spl(vek_x, "1.3.6.1.4.1.3704.1.3.9")? != fmc {
-            return Err(SnpError::TcbMismatch { component: "fmc" });
-        }
+    if let Some(fmc) = tcb.fmc
+        && spl(vek_x, "1.3.6.1.4.1.3704.1.3.9")? != fmc
+    {
+        return Err(SnpError::TcbMismatch { component: "fmc" });
     }
     // CHIP_ID == hwID (VCEK only; a VLEK is not chip-bound).
     if signing_key == SigningKey::Vcek {
@@ -779,6 +829,7 @@ pub fn decode_report_file(bytes: &[u8]) -> Vec<u8> {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -787,10 +838,25 @@ mod tests {
         let raw = 0xd517_0000_0000_0004_u64;
         assert_eq!(
             TcbVersion::decode(raw, SnpProduct::Milan),
-            TcbVersion { fmc: None, bootloader: 4, tee: 0, snp: 0x17, microcode: 0xd5 }
+            TcbVersion {
+                fmc: None,
+                bootloader: 4,
+                tee: 0,
+                snp: 0x17,
+                microcode: 0xd5
+            }
         );
         let t = TcbVersion::decode(0x4800_0000_1b01_0403, SnpProduct::Turin);
-        assert_eq!(t, TcbVersion { fmc: Some(3), bootloader: 4, tee: 1, snp: 0x1b, microcode: 0x48 });
+        assert_eq!(
+            t,
+            TcbVersion {
+                fmc: Some(3),
+                bootloader: 4,
+                tee: 1,
+                snp: 0x1b,
+                microcode: 0x48
+            }
+        );
     }
 
     #[test]

@@ -28,8 +28,9 @@ pub const TEE_TYPE_TDX: u32 = 0x81;
 /// Attestation key type 2: ECDSA-256 with P-256.
 pub const ATTESTATION_KEY_ECDSA_P256: u16 = 2;
 /// Intel's QE vendor ID.
-pub const INTEL_QE_VENDOR_ID: [u8; 16] =
-    [0x93, 0x9a, 0x72, 0x33, 0xf7, 0x9c, 0x4c, 0xa9, 0x94, 0x0a, 0x0d, 0xb3, 0x95, 0x7f, 0x06, 0x07];
+pub const INTEL_QE_VENDOR_ID: [u8; 16] = [
+    0x93, 0x9a, 0x72, 0x33, 0xf7, 0x9c, 0x4c, 0xa9, 0x94, 0x0a, 0x0d, 0xb3, 0x95, 0x7f, 0x06, 0x07,
+];
 /// Cap on the signature-data length (real quotes carry about 4.3 KiB).
 pub const MAX_SIGNATURE_DATA_LEN: usize = 64 * 1024;
 /// Cap on a certification-data body (the PCK chain PEM).
@@ -178,9 +179,10 @@ fn parse_body<'a>(r: &mut Reader<'a>, kind: TdBodyKind) -> Result<TdReport<'a>, 
     let report_data = r.take_array("td_report.report_data")?;
     let (tee_tcb_svn2, mr_service_td) = match kind {
         TdBodyKind::Td10 => (None, None),
-        TdBodyKind::Td15 => {
-            (Some(r.take_array("td_report.tee_tcb_svn2")?), Some(r.take_array("td_report.mr_service_td")?))
-        }
+        TdBodyKind::Td15 => (
+            Some(r.take_array("td_report.tee_tcb_svn2")?),
+            Some(r.take_array("td_report.mr_service_td")?),
+        ),
     };
     Ok(TdReport {
         kind,
@@ -206,10 +208,16 @@ fn parse_signature_data<'a>(mut r: Reader<'a>) -> Result<QuoteSignatureData<'a>,
     let attestation_key = r.take_array("signature_data.attestation_key")?;
     let outer_type = r.u16_le("signature_data.cert_data_type")?;
     if outer_type != 6 {
-        return Err(ParseError::InvalidValue { field: "signature_data.cert_data_type" });
+        return Err(ParseError::InvalidValue {
+            field: "signature_data.cert_data_type",
+        });
     }
     let outer_len = r.u32_le("signature_data.cert_data_size")?;
-    let mut c = r.sub("signature_data.cert_data", usize::try_from(outer_len).unwrap_or(usize::MAX), MAX_SIGNATURE_DATA_LEN)?;
+    let mut c = r.sub(
+        "signature_data.cert_data",
+        usize::try_from(outer_len).unwrap_or(usize::MAX),
+        MAX_SIGNATURE_DATA_LEN,
+    )?;
     r.finish("signature_data")?;
     let qe_report = c.take_array("qe_cert_data.qe_report")?;
     let qe_report_signature = c.take_array("qe_cert_data.qe_report_signature")?;
@@ -217,10 +225,16 @@ fn parse_signature_data<'a>(mut r: Reader<'a>) -> Result<QuoteSignatureData<'a>,
     let qe_auth_data = c.take("qe_cert_data.qe_auth_data", usize::from(auth_len))?;
     let cert_data_type = c.u16_le("qe_cert_data.cert_data_type")?;
     if cert_data_type != 5 {
-        return Err(ParseError::InvalidValue { field: "qe_cert_data.cert_data_type" });
+        return Err(ParseError::InvalidValue {
+            field: "qe_cert_data.cert_data_type",
+        });
     }
     let chain_len = c.u32_le("qe_cert_data.cert_data_size")?;
-    let chain = c.sub("qe_cert_data.pck_chain", usize::try_from(chain_len).unwrap_or(usize::MAX), MAX_CERT_DATA_LEN)?;
+    let chain = c.sub(
+        "qe_cert_data.pck_chain",
+        usize::try_from(chain_len).unwrap_or(usize::MAX),
+        MAX_CERT_DATA_LEN,
+    )?;
     c.finish("qe_cert_data")?;
     Ok(QuoteSignatureData {
         quote_signature,
@@ -240,21 +254,36 @@ impl<'a> TdxQuote<'a> {
         let mut r = Reader::new(bytes);
         let version = r.u16_le("header.version")?;
         if version != 4 && version != 5 {
-            return Err(ParseError::UnsupportedVersion { structure: "TDX quote", version: u32::from(version) });
+            return Err(ParseError::UnsupportedVersion {
+                structure: "TDX quote",
+                version: u32::from(version),
+            });
         }
         let attestation_key_type = r.u16_le("header.attestation_key_type")?;
         if attestation_key_type != ATTESTATION_KEY_ECDSA_P256 {
-            return Err(ParseError::InvalidValue { field: "header.attestation_key_type" });
+            return Err(ParseError::InvalidValue {
+                field: "header.attestation_key_type",
+            });
         }
         let tee_type = r.u32_le("header.tee_type")?;
         if tee_type != TEE_TYPE_TDX {
-            return Err(ParseError::InvalidValue { field: "header.tee_type" });
+            return Err(ParseError::InvalidValue {
+                field: "header.tee_type",
+            });
         }
         let qe_svn = r.u16_le("header.qe_svn")?;
         let pce_svn = r.u16_le("header.pce_svn")?;
         let qe_vendor_id = r.take_array("header.qe_vendor_id")?;
         let user_data = r.take_array("header.user_data")?;
-        let header = QuoteHeader { version, attestation_key_type, tee_type, qe_svn, pce_svn, qe_vendor_id, user_data };
+        let header = QuoteHeader {
+            version,
+            attestation_key_type,
+            tee_type,
+            qe_svn,
+            pce_svn,
+            qe_vendor_id,
+            user_data,
+        };
 
         let (body_type, body) = if version == 4 {
             let mut b = r.sub("td_report", TD10_BODY_LEN, TD10_BODY_LEN)?;
@@ -268,11 +297,16 @@ impl<'a> TdxQuote<'a> {
                 2 => (TdBodyKind::Td10, TD10_BODY_LEN),
                 3 => (TdBodyKind::Td15, TD15_BODY_LEN),
                 other => {
-                    return Err(ParseError::UnsupportedVersion { structure: "TD quote body type", version: u32::from(other) });
+                    return Err(ParseError::UnsupportedVersion {
+                        structure: "TD quote body type",
+                        version: u32::from(other),
+                    });
                 }
             };
             if usize::try_from(size).ok() != Some(want) {
-                return Err(ParseError::InvalidValue { field: "body_descriptor.size" });
+                return Err(ParseError::InvalidValue {
+                    field: "body_descriptor.size",
+                });
             }
             let mut b = r.sub("td_report", want, want)?;
             let body = parse_body(&mut b, kind)?;
@@ -281,19 +315,35 @@ impl<'a> TdxQuote<'a> {
         };
 
         let sig_len = r.u32_le("signature_data_len")?;
-        let sig = r.sub("signature_data", usize::try_from(sig_len).unwrap_or(usize::MAX), MAX_SIGNATURE_DATA_LEN)?;
+        let sig = r.sub(
+            "signature_data",
+            usize::try_from(sig_len).unwrap_or(usize::MAX),
+            MAX_SIGNATURE_DATA_LEN,
+        )?;
         let signature = parse_signature_data(sig)?;
         let used = r.offset();
         let padding = r.remaining();
         r.finish_zero_padded("TDX quote")?;
-        let exact = bytes.get(..used).ok_or(ParseError::Internal("quote length"))?;
-        Ok(Self { header, body_type, body, signature, bytes: exact, padding })
+        let exact = bytes
+            .get(..used)
+            .ok_or(ParseError::Internal("quote length"))?;
+        Ok(Self {
+            header,
+            body_type,
+            body,
+            signature,
+            bytes: exact,
+            padding,
+        })
     }
 
     /// The PCK chain PEM without a trailing NUL.
     pub fn pck_chain_pem(&self) -> &'a [u8] {
         let pem = self.signature.pck_chain_pem;
-        let end = pem.iter().rposition(|b| *b != 0).map_or(0, |i| i.saturating_add(1));
+        let end = pem
+            .iter()
+            .rposition(|b| *b != 0)
+            .map_or(0, |i| i.saturating_add(1));
         pem.get(..end).unwrap_or(pem)
     }
 }
@@ -467,7 +517,10 @@ fn map_qvl_error(e: &anyhow::Error) -> TdxError {
     if has("Signature is invalid for qe_identity") {
         return TdxError::CollateralInvalid("QE Identity signature");
     }
-    if has("ISV enclave report signature") || has("Signature is invalid for quote") || has("ISV report") {
+    if has("ISV enclave report signature")
+        || has("Signature is invalid for quote")
+        || has("ISV report")
+    {
         return TdxError::Signature("quote");
     }
     if has("CertExpired") || has("CertNotValidYet") || (has("expired") && has("ert")) {
@@ -482,10 +535,17 @@ fn map_qvl_error(e: &anyhow::Error) -> TdxError {
     if has("CertRevoked") {
         return TdxError::Chain("certificate revoked");
     }
-    if has("UnknownIssuer") || has("BadSignature") || has("InvalidSignatureForPublicKey") || has("root ca") {
+    if has("UnknownIssuer")
+        || has("BadSignature")
+        || has("InvalidSignatureForPublicKey")
+        || has("root ca")
+    {
         return TdxError::Chain("unknown issuer or bad certificate signature");
     }
-    if has("PCK certificate") || has("Certificate chain is too short") || has("Failed to extract PCK") {
+    if has("PCK certificate")
+        || has("Certificate chain is too short")
+        || has("Failed to extract PCK")
+    {
         return TdxError::Chain("PCK chain");
     }
     if has("Fmspc mismatch") || has("non-TDX TCB info") || has("QE Identity id/version") {
@@ -494,7 +554,12 @@ fn map_qvl_error(e: &anyhow::Error) -> TdxError {
     if has("Failed to decode TcbInfo") || has("Failed to decode QeIdentity") || has("CRL") {
         return TdxError::CollateralInvalid("malformed collateral");
     }
-    if has("MRSIGNER") || has("ISVPRODID") || has("QE ISVSVN") || has("MISCSELECT") || has("QE report attributes") {
+    if has("MRSIGNER")
+        || has("ISVPRODID")
+        || has("QE ISVSVN")
+        || has("MISCSELECT")
+        || has("QE report attributes")
+    {
         return TdxError::Chain("QE report does not match the QE Identity");
     }
     if has("Debug mode is enabled") {
@@ -515,7 +580,8 @@ fn map_qvl_error(e: &anyhow::Error) -> TdxError {
     if has("SERVTD_EXT") || has("MR service TD") {
         return TdxError::TdAttributes("service TD");
     }
-    if has("decode quote") || has("quote version") || has("attestation key type") || has("TEE type") {
+    if has("decode quote") || has("quote version") || has("attestation key type") || has("TEE type")
+    {
         return TdxError::Malformed(ParseError::InvalidValue { field: "quote" });
     }
     TdxError::Other("unclassified dcap-qvl error")
@@ -737,11 +803,18 @@ pub fn verify_crypto(
         .verify(quote.bytes, &collateral.inner, now.as_secs())
         .map_err(|e| map_qvl_error(&e))?;
     let tcb_status = TcbStatus::from_qvl(&report.status).ok_or(TdxError::UnknownTcbStatus)?;
-    Ok(TdxCryptoOutcome { tcb_status, advisory_ids: report.advisory_ids })
+    Ok(TdxCryptoOutcome {
+        tcb_status,
+        advisory_ids: report.advisory_ids,
+    })
 }
 
 /// Applies the policy to a parsed quote whose signatures verified with `outcome`.
-pub fn check_policy(quote: &TdxQuote<'_>, outcome: &TdxCryptoOutcome, policy: &TdxPolicy) -> Result<(), TdxError> {
+pub fn check_policy(
+    quote: &TdxQuote<'_>,
+    outcome: &TdxCryptoOutcome,
+    policy: &TdxPolicy,
+) -> Result<(), TdxError> {
     let body = &quote.body;
     if body.is_debug() && !policy.dangerous_allow_debug {
         return Err(TdxError::Debug);
@@ -752,28 +825,54 @@ pub fn check_policy(quote: &TdxQuote<'_>, outcome: &TdxCryptoOutcome, policy: &T
     if !policy.accepted_tcb_statuses.contains(&outcome.tcb_status) {
         return Err(TdxError::TcbNotAccepted(outcome.tcb_status));
     }
-    if let Some(adv) = outcome.advisory_ids.iter().find(|a| !policy.allowed_advisories.contains(a)) {
+    if let Some(adv) = outcome
+        .advisory_ids
+        .iter()
+        .find(|a| !policy.allowed_advisories.contains(a))
+    {
         return Err(TdxError::AdvisoryNotAllowed(adv.clone()));
     }
     if !policy.shapes.is_empty() {
-        let same_mrtd: Vec<&TdxShape> = policy.shapes.iter().filter(|s| &s.mr_td == body.mr_td).collect();
+        let same_mrtd: Vec<&TdxShape> = policy
+            .shapes
+            .iter()
+            .filter(|s| &s.mr_td == body.mr_td)
+            .collect();
         if same_mrtd.is_empty() {
-            return Err(TdxError::MeasurementMismatch { register: TdxRegister::MrTd });
+            return Err(TdxError::MeasurementMismatch {
+                register: TdxRegister::MrTd,
+            });
         }
-        if !same_mrtd.iter().any(|s| s.rtmr0.is_none_or(|r| &r == body.rtmr[0])) {
-            return Err(TdxError::MeasurementMismatch { register: TdxRegister::Rtmr(0) });
+        if !same_mrtd
+            .iter()
+            .any(|s| s.rtmr0.is_none_or(|r| &r == body.rtmr[0]))
+        {
+            return Err(TdxError::MeasurementMismatch {
+                register: TdxRegister::Rtmr(0),
+            });
         }
     }
     for (i, (want, got)) in policy.rtmr.iter().zip(body.rtmr.iter()).enumerate() {
         if want.as_ref().is_some_and(|w| w != *got) {
             let index = u8::try_from(i).map_err(|_| TdxError::Other("RTMR index"))?;
-            return Err(TdxError::MeasurementMismatch { register: TdxRegister::Rtmr(index) });
+            return Err(TdxError::MeasurementMismatch {
+                register: TdxRegister::Rtmr(index),
+            });
         }
     }
-    let lists: [(TdxRegister, &Vec<[u8; 48]>, &[u8; 48]); 4] = [
-        (TdxRegister::MrConfigId, &policy.mr_config_id, body.mr_config_id),
+    type AllowList<'p, 'q> = (TdxRegister, &'p Vec<[u8; 48]>, &'q [u8; 48]);
+    let lists: [AllowList<'_, '_>; 4] = [
+        (
+            TdxRegister::MrConfigId,
+            &policy.mr_config_id,
+            body.mr_config_id,
+        ),
         (TdxRegister::MrOwner, &policy.mr_owner, body.mr_owner),
-        (TdxRegister::MrOwnerConfig, &policy.mr_owner_config, body.mr_owner_config),
+        (
+            TdxRegister::MrOwnerConfig,
+            &policy.mr_owner_config,
+            body.mr_owner_config,
+        ),
         (TdxRegister::MrSeam, &policy.mr_seam, body.mr_seam),
     ];
     for (register, allowed, got) in lists {
@@ -781,13 +880,20 @@ pub fn check_policy(quote: &TdxQuote<'_>, outcome: &TdxCryptoOutcome, policy: &T
             return Err(TdxError::MeasurementMismatch { register });
         }
     }
-    if policy.td_attributes.is_some_and(|a| a != body.td_attributes_u64()) {
+    if policy
+        .td_attributes
+        .is_some_and(|a| a != body.td_attributes_u64())
+    {
         return Err(TdxError::TdAttributes("not the required value"));
     }
     if policy.xfam.is_some_and(|x| x != body.xfam_u64()) {
         return Err(TdxError::XfamMismatch);
     }
-    if policy.report_data.as_ref().is_some_and(|r| r != body.report_data) {
+    if policy
+        .report_data
+        .as_ref()
+        .is_some_and(|r| r != body.report_data)
+    {
         return Err(TdxError::ReportDataMismatch);
     }
     Ok(())
@@ -832,10 +938,12 @@ pub fn decode_quote_file(bytes: &[u8]) -> Vec<u8> {
     let text = core::str::from_utf8(bytes).ok().map(str::trim);
     if let Some(t) = text {
         let t = t.strip_prefix("0x").unwrap_or(t);
-        if !t.is_empty() && t.len() % 2 == 0 && t.bytes().all(|c| c.is_ascii_hexdigit()) {
-            if let Ok(v) = hex::decode(t) {
-                return v;
-            }
+        if !t.is_empty()
+            && t.len().is_multiple_of(2)
+            && t.bytes().all(|c| c.is_ascii_hexdigit())
+            && let Ok(v) = hex::decode(t)
+        {
+            return v;
         }
     }
     bytes.to_vec()
@@ -865,10 +973,19 @@ mod tests {
 
     #[test]
     fn empty_and_wrong_version_are_refused() {
-        assert!(matches!(TdxQuote::parse(&[]), Err(ParseError::Truncated { field: "header.version", .. })));
+        assert!(matches!(
+            TdxQuote::parse(&[]),
+            Err(ParseError::Truncated {
+                field: "header.version",
+                ..
+            })
+        ));
         assert!(matches!(
             TdxQuote::parse(&[3, 0, 2, 0]),
-            Err(ParseError::UnsupportedVersion { structure: "TDX quote", version: 3 })
+            Err(ParseError::UnsupportedVersion {
+                structure: "TDX quote",
+                version: 3
+            })
         ));
     }
 

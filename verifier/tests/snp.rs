@@ -1,12 +1,17 @@
 //! SEV-SNP verification against the real evidence set (`$DAIT_EVIDENCE_DIR` or `<workspace>/../shared/evidence`).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 
 use std::path::PathBuf;
 
 use dait_verifier::UnixTime;
 use dait_verifier::snp::{
-    self, SigningKey, SnpCert, SnpCerts, SnpError, SnpPolicy, SnpProduct, SnpReport, TcbVersion, check_vek_binding,
-    decode_report_file, split_pem_certs, verify_chain, verify_report,
+    self, SigningKey, SnpCert, SnpCerts, SnpError, SnpPolicy, SnpProduct, SnpReport, TcbVersion,
+    check_vek_binding, decode_report_file, split_pem_certs, verify_chain, verify_report,
 };
 use dait_verifier::wire::ParseError;
 use sha2::Digest as _;
@@ -35,7 +40,13 @@ fn at(s: &str) -> UnixTime {
 
 fn manifest_fields(id: &str) -> serde_json::Value {
     let m: serde_json::Value = serde_json::from_slice(&read("manifest.json")).unwrap();
-    m["samples"].as_array().unwrap().iter().find(|s| s["id"] == id).unwrap()["extracted_fields"].clone()
+    m["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap()["extracted_fields"]
+        .clone()
 }
 
 fn field(v: &serde_json::Value, k: &str) -> Vec<u8> {
@@ -52,7 +63,11 @@ struct Sample {
 
 impl Sample {
     fn certs(&self) -> SnpCerts<'_> {
-        SnpCerts { ark: &self.ark, ask: &self.ask, vek: &self.vek }
+        SnpCerts {
+            ark: &self.ark,
+            ask: &self.ask,
+            vek: &self.vek,
+        }
     }
 }
 
@@ -93,19 +108,59 @@ fn dstack_now() -> UnixTime {
 
 fn check_fields(id: &str, r: &SnpReport<'_>) {
     let f = manifest_fields(id);
-    assert_eq!(u64::from(r.version), f["version"].as_u64().unwrap(), "{id} version");
-    assert_eq!(&r.report_data[..], &field(&f, "report_data")[..], "{id} report_data");
-    assert_eq!(&r.measurement[..], &field(&f, "measurement")[..], "{id} measurement");
-    assert_eq!(&r.host_data[..], &field(&f, "host_data")[..], "{id} host_data");
+    assert_eq!(
+        u64::from(r.version),
+        f["version"].as_u64().unwrap(),
+        "{id} version"
+    );
+    assert_eq!(
+        &r.report_data[..],
+        &field(&f, "report_data")[..],
+        "{id} report_data"
+    );
+    assert_eq!(
+        &r.measurement[..],
+        &field(&f, "measurement")[..],
+        "{id} measurement"
+    );
+    assert_eq!(
+        &r.host_data[..],
+        &field(&f, "host_data")[..],
+        "{id} host_data"
+    );
     assert_eq!(&r.chip_id[..], &field(&f, "chip_id")[..], "{id} chip_id");
-    assert_eq!(&r.report_id[..], &field(&f, "report_id")[..], "{id} report_id");
-    assert_eq!(&r.id_key_digest[..], &field(&f, "id_key_digest")[..], "{id} id_key_digest");
-    assert_eq!(format!("{:#x}", r.policy), f["policy_hex"].as_str().unwrap(), "{id} policy");
+    assert_eq!(
+        &r.report_id[..],
+        &field(&f, "report_id")[..],
+        "{id} report_id"
+    );
+    assert_eq!(
+        &r.id_key_digest[..],
+        &field(&f, "id_key_digest")[..],
+        "{id} id_key_digest"
+    );
+    assert_eq!(
+        format!("{:#x}", r.policy),
+        f["policy_hex"].as_str().unwrap(),
+        "{id} policy"
+    );
     assert_eq!(u64::from(r.vmpl), f["vmpl"].as_u64().unwrap(), "{id} vmpl");
-    assert_eq!(r.platform_info, f["platform_info"].as_u64().unwrap(), "{id} platform_info");
+    assert_eq!(
+        r.platform_info,
+        f["platform_info"].as_u64().unwrap(),
+        "{id} platform_info"
+    );
     assert_eq!(r.signing_key(), Some(SigningKey::Vcek), "{id} signing key");
-    assert_eq!(format!("{:#018x}", r.reported_tcb), f["reported_tcb"]["hex"].as_str().unwrap(), "{id} reported_tcb");
-    assert_eq!(format!("{:#018x}", r.current_tcb), f["current_tcb"]["hex"].as_str().unwrap(), "{id} current_tcb");
+    assert_eq!(
+        format!("{:#018x}", r.reported_tcb),
+        f["reported_tcb"]["hex"].as_str().unwrap(),
+        "{id} reported_tcb"
+    );
+    assert_eq!(
+        format!("{:#018x}", r.current_tcb),
+        f["current_tcb"]["hex"].as_str().unwrap(),
+        "{id} current_tcb"
+    );
 }
 
 // ---- manifest samples -------------------------------------------------------------------------------
@@ -115,9 +170,24 @@ fn check_fields(id: &str, r: &SnpReport<'_>) {
 fn snp_a1_virtee_milan_verifies() {
     let s = virtee_milan();
     check_fields("snp-A1-virtee-milan", &SnpReport::parse(&s.report).unwrap());
-    let v = verify_report(&s.report, &s.certs(), &SnpPolicy::default(), at("2025-01-01T00:00:00Z")).unwrap();
+    let v = verify_report(
+        &s.report,
+        &s.certs(),
+        &SnpPolicy::default(),
+        at("2025-01-01T00:00:00Z"),
+    )
+    .unwrap();
     assert_eq!(v.product(), SnpProduct::Milan);
-    assert_eq!(v.reported_tcb(), TcbVersion { fmc: None, bootloader: 3, tee: 0, snp: 8, microcode: 115 });
+    assert_eq!(
+        v.reported_tcb(),
+        TcbVersion {
+            fmc: None,
+            bootloader: 3,
+            tee: 0,
+            snp: 8,
+            microcode: 115
+        }
+    );
 }
 
 /// virtee milan_chain_invalid: VCEK byte 40 ^= 0xff makes the chain fail.
@@ -126,7 +196,13 @@ fn snp_a1_virtee_vcek_byte40_flipped_fails_chain() {
     let mut s = virtee_milan();
     s.vek[40] ^= 0xff;
     let err = verify_chain(&s.certs(), at("2025-01-01T00:00:00Z")).unwrap_err();
-    assert!(matches!(err, SnpError::ChainSignature(SnpCert::Vek) | SnpError::CertParse(SnpCert::Vek)), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            SnpError::ChainSignature(SnpCert::Vek) | SnpError::CertParse(SnpCert::Vek)
+        ),
+        "{err:?}"
+    );
 }
 
 /// virtee milan_report_invalid: report byte 21 ^= 0x80 makes the signature fail.
@@ -134,7 +210,13 @@ fn snp_a1_virtee_vcek_byte40_flipped_fails_chain() {
 fn snp_a1_virtee_report_byte21_flipped_fails_signature() {
     let mut s = virtee_milan();
     s.report[21] ^= 0x80;
-    let err = verify_report(&s.report, &s.certs(), &SnpPolicy::default(), at("2025-01-01T00:00:00Z")).unwrap_err();
+    let err = verify_report(
+        &s.report,
+        &s.certs(),
+        &SnpPolicy::default(),
+        at("2025-01-01T00:00:00Z"),
+    )
+    .unwrap_err();
     assert_eq!(err, SnpError::Signature);
 }
 
@@ -144,30 +226,71 @@ fn snp_turin_vcek_chain_verifies() {
     let chain = read("snp/virtee__turin_cert_chain.pem");
     let blocks = split_pem_certs(&chain);
     let vek = read("snp/virtee__turin_vcek.der");
-    let certs = SnpCerts { ask: blocks[0], ark: blocks[1], vek: &vek };
-    assert_eq!(verify_chain(&certs, at("2025-01-01T00:00:00Z")), Ok(SnpProduct::Turin));
+    let certs = SnpCerts {
+        ask: blocks[0],
+        ark: blocks[1],
+        vek: &vek,
+    };
+    assert_eq!(
+        verify_chain(&certs, at("2025-01-01T00:00:00Z")),
+        Ok(SnpProduct::Turin)
+    );
     // The same VCEK under the Milan root does not verify.
     let ark = read("snp/amd_milan_ark.pem");
     let ask = read("snp/amd_milan_ask.pem");
-    let wrong = SnpCerts { ark: &ark, ask: &ask, vek: &vek };
-    assert_eq!(verify_chain(&wrong, at("2025-01-01T00:00:00Z")), Err(SnpError::ChainSignature(SnpCert::Vek)));
+    let wrong = SnpCerts {
+        ark: &ark,
+        ask: &ask,
+        vek: &vek,
+    };
+    assert_eq!(
+        verify_chain(&wrong, at("2025-01-01T00:00:00Z")),
+        Err(SnpError::ChainSignature(SnpCert::Vek))
+    );
 }
 
 /// The pinned roots are the three AMD ARKs of the evidence set, and each signs its ASK and VLEK ASVK.
 #[test]
 fn snp_pinned_roots_match_amd_files() {
-    for (g, product) in [("milan", SnpProduct::Milan), ("genoa", SnpProduct::Genoa), ("turin", SnpProduct::Turin)] {
-        for file in [format!("snp/go-sev-guest__ask_ark_{g}.pem"), format!("snp/go-sev-guest__ask_ark_{g}_vlek.pem")] {
+    for (g, product) in [
+        ("milan", SnpProduct::Milan),
+        ("genoa", SnpProduct::Genoa),
+        ("turin", SnpProduct::Turin),
+    ] {
+        for file in [
+            format!("snp/go-sev-guest__ask_ark_{g}.pem"),
+            format!("snp/go-sev-guest__ask_ark_{g}_vlek.pem"),
+        ] {
             let p = evidence_dir().join(&file);
-            let file = if p.is_file() { file } else { format!("snp/go-sev-guest__ask_ark_{g}_vcek.pem") };
+            let file = if p.is_file() {
+                file
+            } else {
+                format!("snp/go-sev-guest__ask_ark_{g}_vcek.pem")
+            };
             let chain = read(&file);
             let b = split_pem_certs(&chain);
             // ASK/ASVK as the "VEK" position is refused (not a VCEK), but the two-link CA chain must hold:
             // check it through verify_chain with the ASK also in the VEK slot.
-            let certs = SnpCerts { ark: b[1], ask: b[0], vek: b[0] };
-            assert_eq!(verify_chain(&certs, at("2025-01-01T00:00:00Z")), Err(SnpError::ChainSignature(SnpCert::Vek)), "{file}");
-            let self_chain = SnpCerts { ark: b[1], ask: b[1], vek: b[0] };
-            assert_eq!(verify_chain(&self_chain, at("2025-01-01T00:00:00Z")), Ok(product), "{file}");
+            let certs = SnpCerts {
+                ark: b[1],
+                ask: b[0],
+                vek: b[0],
+            };
+            assert_eq!(
+                verify_chain(&certs, at("2025-01-01T00:00:00Z")),
+                Err(SnpError::ChainSignature(SnpCert::Vek)),
+                "{file}"
+            );
+            let self_chain = SnpCerts {
+                ark: b[1],
+                ask: b[1],
+                vek: b[0],
+            };
+            assert_eq!(
+                verify_chain(&self_chain, at("2025-01-01T00:00:00Z")),
+                Ok(product),
+                "{file}"
+            );
         }
     }
 }
@@ -182,21 +305,57 @@ fn snp_a2_go_sev_guest_milan() {
     check_fields("snp-A2-go-sev-guest-milan", &parsed);
     assert!(parsed.debug_allowed() && parsed.smt_allowed() && !parsed.migrate_ma_allowed());
     let now = at("2022-09-24T01:00:00Z");
-    assert_eq!(verify_report(&s.report, &s.certs(), &SnpPolicy::default(), now).unwrap_err(), SnpError::Debug);
-    let policy = SnpPolicy { dangerous_allow_debug: true, ..SnpPolicy::default() };
+    assert_eq!(
+        verify_report(&s.report, &s.certs(), &SnpPolicy::default(), now).unwrap_err(),
+        SnpError::Debug
+    );
+    let policy = SnpPolicy {
+        dangerous_allow_debug: true,
+        ..SnpPolicy::default()
+    };
     let v = verify_report(&s.report, &s.certs(), &policy, now).unwrap();
-    assert_eq!(v.reported_tcb(), TcbVersion { fmc: None, bootloader: 2, tee: 0, snp: 5, microcode: 68 });
-    assert_eq!(v.chip_id()[..], field(&manifest_fields("snp-A2-go-sev-guest-milan"), "chip_id")[..]);
+    assert_eq!(
+        v.reported_tcb(),
+        TcbVersion {
+            fmc: None,
+            bootloader: 2,
+            tee: 0,
+            snp: 5,
+            microcode: 68
+        }
+    );
+    assert_eq!(
+        v.chip_id()[..],
+        field(&manifest_fields("snp-A2-go-sev-guest-milan"), "chip_id")[..]
+    );
     // tools/check: minimum TCB 4901323769462652930 passes, ...931 fails (raw u64 comparison there; here per
     // component: the report's own TCB passes, one more microcode fails).
-    let at_min = SnpPolicy { minimum_tcb: Some(v.reported_tcb()), ..policy.clone() };
+    let at_min = SnpPolicy {
+        minimum_tcb: Some(v.reported_tcb()),
+        ..policy.clone()
+    };
     assert!(verify_report(&s.report, &s.certs(), &at_min, now).is_ok());
-    let above = TcbVersion { microcode: 69, ..v.reported_tcb() };
-    let too_high = SnpPolicy { minimum_tcb: Some(above), ..policy.clone() };
-    assert_eq!(verify_report(&s.report, &s.certs(), &too_high, now).unwrap_err(), SnpError::TcbBelowMinimum);
+    let above = TcbVersion {
+        microcode: 69,
+        ..v.reported_tcb()
+    };
+    let too_high = SnpPolicy {
+        minimum_tcb: Some(above),
+        ..policy.clone()
+    };
+    assert_eq!(
+        verify_report(&s.report, &s.certs(), &too_high, now).unwrap_err(),
+        SnpError::TcbBelowMinimum
+    );
     // vmpl 1 fails.
-    let vmpl1 = SnpPolicy { vmpl: Some(1), ..policy };
-    assert_eq!(verify_report(&s.report, &s.certs(), &vmpl1, now).unwrap_err(), SnpError::Vmpl(0));
+    let vmpl1 = SnpPolicy {
+        vmpl: Some(1),
+        ..policy
+    };
+    assert_eq!(
+        verify_report(&s.report, &s.certs(), &vmpl1, now).unwrap_err(),
+        SnpError::Vmpl(0)
+    );
 }
 
 /// go-sev-guest TestVerifyVcekCert: before the VCEK's notBefore the chain is refused.
@@ -228,13 +387,24 @@ fn snp_a3_azure_hcl_report() {
     let pem = read("snp/kinvolk__azure_vcek_ask_ark.pem");
     let b = split_pem_certs(&pem);
     assert_eq!(b.len(), 3);
-    let certs = SnpCerts { vek: b[0], ask: b[1], ark: b[2] };
+    let certs = SnpCerts {
+        vek: b[0],
+        ask: b[1],
+        ark: b[2],
+    };
     let now = at("2025-01-01T00:00:00Z");
     assert_eq!(verify_chain(&certs, now), Ok(SnpProduct::Milan));
     // "ASK is not self-signed": the chain with the ASK in place of the ARK is refused (not a pinned root).
-    let bad = SnpCerts { vek: b[0], ask: b[1], ark: b[1] };
+    let bad = SnpCerts {
+        vek: b[0],
+        ask: b[1],
+        ark: b[1],
+    };
     assert_eq!(verify_chain(&bad, now), Err(SnpError::UntrustedRoot));
-    assert_eq!(verify_report(raw, &certs, &SnpPolicy::default(), now).unwrap_err(), SnpError::Signature);
+    assert_eq!(
+        verify_report(raw, &certs, &SnpPolicy::default(), now).unwrap_err(),
+        SnpError::Signature
+    );
 }
 
 /// snp-A4 (dstack sev_snp_verify.rs): offline ARK(Milan) -> ASK -> VCEK -> report PASS, report v3.
@@ -246,10 +416,22 @@ fn snp_a4_dstack_milan_v3_verifies() {
     assert_eq!(parsed.cpuid_fam_mod_step, [0x19, 0x01, 0x01]);
     let mut want = [0u8; 64];
     want[..24].copy_from_slice(b"attest-test-fixture-2026");
-    let policy = SnpPolicy { report_data: Some(want), ..SnpPolicy::default() };
+    let policy = SnpPolicy {
+        report_data: Some(want),
+        ..SnpPolicy::default()
+    };
     let v = verify_report(&s.report, &s.certs(), &policy, dstack_now()).unwrap();
     assert_eq!(v.version(), 3);
-    assert_eq!(v.reported_tcb(), TcbVersion { fmc: None, bootloader: 4, tee: 0, snp: 23, microcode: 213 });
+    assert_eq!(
+        v.reported_tcb(),
+        TcbVersion {
+            fmc: None,
+            bootloader: 4,
+            tee: 0,
+            snp: 23,
+            microcode: 213
+        }
+    );
     assert_ne!(v.measurement(), &[0u8; 48]);
     assert_ne!(v.host_data(), &[0u8; 32]);
     // The container holds the same report at offset 4.
@@ -277,10 +459,18 @@ fn snp_a4_zeroed_and_short_reports_are_malformed() {
     let zero = vec![0u8; snp::REPORT_LEN];
     assert!(matches!(
         verify_report(&zero, &s.certs(), &SnpPolicy::default(), dstack_now()),
-        Err(SnpError::Malformed(ParseError::UnsupportedVersion { version: 0, .. }))
+        Err(SnpError::Malformed(ParseError::UnsupportedVersion {
+            version: 0,
+            ..
+        }))
     ));
     assert!(matches!(
-        verify_report(&s.report[..200], &s.certs(), &SnpPolicy::default(), dstack_now()),
+        verify_report(
+            &s.report[..200],
+            &s.certs(),
+            &SnpPolicy::default(),
+            dstack_now()
+        ),
         Err(SnpError::Malformed(ParseError::Truncated { .. }))
     ));
 }
@@ -289,13 +479,27 @@ fn snp_a4_zeroed_and_short_reports_are_malformed() {
 #[test]
 fn snp_a4_bad_ask_and_ask_as_vcek_fail() {
     let s = dstack_milan_v3();
-    let ask_der = sev::certs::snp::Certificate::from_pem(&s.ask).unwrap().to_der().unwrap();
+    let ask_der = sev::certs::snp::Certificate::from_pem(&s.ask)
+        .unwrap()
+        .to_der()
+        .unwrap();
     let mut bad = ask_der.clone();
     let last = bad.len() - 1;
     bad[last] ^= 0x01;
-    let certs = SnpCerts { ark: &s.ark, ask: &bad, vek: &s.vek };
-    assert_eq!(verify_chain(&certs, dstack_now()), Err(SnpError::ChainSignature(SnpCert::Ask)));
-    let as_vcek = SnpCerts { ark: &s.ark, ask: &s.ask, vek: &s.ask };
+    let certs = SnpCerts {
+        ark: &s.ark,
+        ask: &bad,
+        vek: &s.vek,
+    };
+    assert_eq!(
+        verify_chain(&certs, dstack_now()),
+        Err(SnpError::ChainSignature(SnpCert::Ask))
+    );
+    let as_vcek = SnpCerts {
+        ark: &s.ark,
+        ask: &s.ask,
+        vek: &s.ask,
+    };
     assert_eq!(
         verify_report(&s.report, &as_vcek, &SnpPolicy::default(), dstack_now()).unwrap_err(),
         SnpError::ChainSignature(SnpCert::Vek)
@@ -324,13 +528,22 @@ fn snp_truncation_everywhere_and_trailing_byte() {
         }
     }
     for len in 0..s.report.len() {
-        assert!(matches!(SnpReport::parse(&s.report[..len]), Err(ParseError::Truncated { .. })), "len {len}");
+        assert!(
+            matches!(
+                SnpReport::parse(&s.report[..len]),
+                Err(ParseError::Truncated { .. })
+            ),
+            "len {len}"
+        );
     }
     let mut longer = s.report.clone();
     longer.push(0);
     assert!(matches!(
         verify_report(&longer, &s.certs(), &SnpPolicy::default(), dstack_now()),
-        Err(SnpError::Malformed(ParseError::TrailingBytes { extra: 1, .. }))
+        Err(SnpError::Malformed(ParseError::TrailingBytes {
+            extra: 1,
+            ..
+        }))
     ));
 }
 
@@ -338,7 +551,13 @@ fn snp_truncation_everywhere_and_trailing_byte() {
 #[test]
 fn snp_expired_vcek_is_refused() {
     let s = dstack_milan_v3();
-    let err = verify_report(&s.report, &s.certs(), &SnpPolicy::default(), at("2033-06-18T00:00:00Z")).unwrap_err();
+    let err = verify_report(
+        &s.report,
+        &s.certs(),
+        &SnpPolicy::default(),
+        at("2033-06-18T00:00:00Z"),
+    )
+    .unwrap_err();
     assert_eq!(err, SnpError::Expired(SnpCert::Vek));
 }
 
@@ -347,10 +566,24 @@ fn snp_expired_vcek_is_refused() {
 fn snp_wrong_root_is_refused() {
     let s = dstack_milan_v3();
     let genoa = read("snp/amd_genoa_ark.pem");
-    let certs = SnpCerts { ark: &genoa, ask: &s.ask, vek: &s.vek };
-    assert_eq!(verify_chain(&certs, dstack_now()), Err(SnpError::ChainSignature(SnpCert::Ask)));
-    let certs = SnpCerts { ark: &s.ask, ask: &s.ask, vek: &s.vek };
-    assert_eq!(verify_chain(&certs, dstack_now()), Err(SnpError::UntrustedRoot));
+    let certs = SnpCerts {
+        ark: &genoa,
+        ask: &s.ask,
+        vek: &s.vek,
+    };
+    assert_eq!(
+        verify_chain(&certs, dstack_now()),
+        Err(SnpError::ChainSignature(SnpCert::Ask))
+    );
+    let certs = SnpCerts {
+        ark: &s.ask,
+        ask: &s.ask,
+        vek: &s.vek,
+    };
+    assert_eq!(
+        verify_chain(&certs, dstack_now()),
+        Err(SnpError::UntrustedRoot)
+    );
 }
 
 /// Policy: wrong nonce, measurement, host data; SMT forbidden; debug and migration agent bits.
@@ -360,26 +593,52 @@ fn snp_policy_rejections_have_their_own_variants() {
     let now = dstack_now();
     let verify = |p: SnpPolicy| verify_report(&s.report, &s.certs(), &p, now);
     assert_eq!(
-        verify(SnpPolicy { report_data: Some([7u8; 64]), ..SnpPolicy::default() }).unwrap_err(),
+        verify(SnpPolicy {
+            report_data: Some([7u8; 64]),
+            ..SnpPolicy::default()
+        })
+        .unwrap_err(),
         SnpError::ReportDataMismatch
     );
     assert_eq!(
-        verify(SnpPolicy { measurements: vec![[7u8; 48]], ..SnpPolicy::default() }).unwrap_err(),
+        verify(SnpPolicy {
+            measurements: vec![[7u8; 48]],
+            ..SnpPolicy::default()
+        })
+        .unwrap_err(),
         SnpError::MeasurementMismatch
     );
     assert_eq!(
-        verify(SnpPolicy { host_data: vec![[7u8; 32]], ..SnpPolicy::default() }).unwrap_err(),
+        verify(SnpPolicy {
+            host_data: vec![[7u8; 32]],
+            ..SnpPolicy::default()
+        })
+        .unwrap_err(),
         SnpError::HostDataMismatch
     );
-    assert_eq!(
-        verify(SnpPolicy { guest_policy: Some(0x30000 | snp::POLICY_SMT), ..SnpPolicy::default() }).is_ok(),
-        true
+    assert!(
+        verify(SnpPolicy {
+            guest_policy: Some(0x30000 | snp::POLICY_SMT),
+            ..SnpPolicy::default()
+        })
+        .is_ok()
     );
     assert_eq!(
-        verify(SnpPolicy { guest_policy: Some(0x70000), ..SnpPolicy::default() }).unwrap_err(),
+        verify(SnpPolicy {
+            guest_policy: Some(0x70000),
+            ..SnpPolicy::default()
+        })
+        .unwrap_err(),
         SnpError::GuestPolicyMismatch
     );
-    assert_eq!(verify(SnpPolicy { allow_smt: false, ..SnpPolicy::default() }).unwrap_err(), SnpError::Smt);
+    assert_eq!(
+        verify(SnpPolicy {
+            allow_smt: false,
+            ..SnpPolicy::default()
+        })
+        .unwrap_err(),
+        SnpError::Smt
+    );
     let parsed = SnpReport::parse(&s.report).unwrap();
     let ok = SnpPolicy {
         measurements: vec![[1u8; 48], *parsed.measurement],
@@ -391,10 +650,16 @@ fn snp_policy_rejections_have_their_own_variants() {
     // Policy bits on a parsed report (signed bits cannot be flipped without breaking the signature).
     let mut debug = parsed;
     debug.policy |= snp::POLICY_DEBUG;
-    assert_eq!(snp::check_policy(&debug, SnpProduct::Milan, &ok), Err(SnpError::Debug));
+    assert_eq!(
+        snp::check_policy(&debug, SnpProduct::Milan, &ok),
+        Err(SnpError::Debug)
+    );
     let mut ma = parsed;
     ma.policy |= snp::POLICY_MIGRATE_MA;
-    assert_eq!(snp::check_policy(&ma, SnpProduct::Milan, &ok), Err(SnpError::MigrationAgent));
+    assert_eq!(
+        snp::check_policy(&ma, SnpProduct::Milan, &ok),
+        Err(SnpError::MigrationAgent)
+    );
 }
 
 /// Reported TCB must equal the VCEK SPL extensions, and CHIP_ID the hwID.
@@ -407,12 +672,17 @@ fn snp_vek_binding_detects_other_chips_and_tcbs() {
     let r2 = SnpReport::parse(&a2.report).unwrap();
     assert_eq!(
         check_vek_binding(&r2, &a1.vek, SnpProduct::Milan, &policy),
-        Err(SnpError::TcbMismatch { component: "bootloader" })
+        Err(SnpError::TcbMismatch {
+            component: "bootloader"
+        })
     );
     // The Azure report has the same reported TCB as the virtee VCEK but another chip.
     let hcl = read("snp/kinvolk__azure_hcl_report_snp.bin");
     let r3 = SnpReport::parse(&hcl[0x20..0x20 + snp::REPORT_LEN]).unwrap();
-    assert_eq!(check_vek_binding(&r3, &a1.vek, SnpProduct::Milan, &policy), Err(SnpError::ChipIdMismatch));
+    assert_eq!(
+        check_vek_binding(&r3, &a1.vek, SnpProduct::Milan, &policy),
+        Err(SnpError::ChipIdMismatch)
+    );
     // And each report binds to its own VCEK.
     let r1 = SnpReport::parse(&a1.report).unwrap();
     assert!(check_vek_binding(&r1, &a1.vek, SnpProduct::Milan, &policy).is_ok());
@@ -429,18 +699,47 @@ fn snp_signature_covers_raw_bytes_only_up_to_0x2a0() {
     assert_eq!(r.signed_bytes, &s.report[..0x2A0]);
     let mut reserved = s.report.clone();
     reserved[0x1F8] = 1;
-    assert_eq!(SnpReport::parse(&reserved), Err(ParseError::NonZeroReserved { field: "report.reserved_1f8" }));
+    assert_eq!(
+        SnpReport::parse(&reserved),
+        Err(ParseError::NonZeroReserved {
+            field: "report.reserved_1f8"
+        })
+    );
 }
 
 /// The ARK/ASK certificates the `sev` crate ships are the evidence set's AMD files, and their keys are the
 /// pinned ones.
 #[test]
 fn snp_builtin_amd_certs_are_the_pinned_ones() {
-    for (g, product) in [("milan", SnpProduct::Milan), ("genoa", SnpProduct::Genoa), ("turin", SnpProduct::Turin)] {
-        let der = |pem: &[u8]| sev::certs::snp::Certificate::from_pem(pem).unwrap().to_der().unwrap();
-        assert_eq!(der(snp::amd_ark_pem(product)), der(&read(&format!("snp/amd_{g}_ark.pem"))), "{g} ARK");
-        assert_eq!(der(snp::amd_ask_pem(product)), der(&read(&format!("snp/amd_{g}_ask.pem"))), "{g} ASK");
-        let certs = SnpCerts { ark: snp::amd_ark_pem(product), ask: snp::amd_ark_pem(product), vek: snp::amd_ask_pem(product) };
-        assert_eq!(verify_chain(&certs, at("2025-01-01T00:00:00Z")), Ok(product));
+    for (g, product) in [
+        ("milan", SnpProduct::Milan),
+        ("genoa", SnpProduct::Genoa),
+        ("turin", SnpProduct::Turin),
+    ] {
+        let der = |pem: &[u8]| {
+            sev::certs::snp::Certificate::from_pem(pem)
+                .unwrap()
+                .to_der()
+                .unwrap()
+        };
+        assert_eq!(
+            der(snp::amd_ark_pem(product)),
+            der(&read(&format!("snp/amd_{g}_ark.pem"))),
+            "{g} ARK"
+        );
+        assert_eq!(
+            der(snp::amd_ask_pem(product)),
+            der(&read(&format!("snp/amd_{g}_ask.pem"))),
+            "{g} ASK"
+        );
+        let certs = SnpCerts {
+            ark: snp::amd_ark_pem(product),
+            ask: snp::amd_ark_pem(product),
+            vek: snp::amd_ask_pem(product),
+        };
+        assert_eq!(
+            verify_chain(&certs, at("2025-01-01T00:00:00Z")),
+            Ok(product)
+        );
     }
 }

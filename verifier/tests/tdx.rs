@@ -1,13 +1,18 @@
 //! TDX verification against the real evidence set (`$DAIT_EVIDENCE_DIR` or `<workspace>/../shared/evidence`).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 
 use std::path::PathBuf;
 
 use dait_verifier::UnixTime;
 use dait_verifier::collateral::{PcsFiles, TdxCollateral};
 use dait_verifier::tdx::{
-    self, INTEL_SGX_ROOT_CA_DER, TcbStatus, TdBodyKind, TdxError, TdxPolicy, TdxQuote, TdxRegister, TdxShape,
-    decode_quote_file, verify_quote,
+    self, INTEL_SGX_ROOT_CA_DER, TcbStatus, TdBodyKind, TdxError, TdxPolicy, TdxQuote, TdxRegister,
+    TdxShape, decode_quote_file, verify_quote,
 };
 use dait_verifier::wire::ParseError;
 
@@ -54,7 +59,9 @@ fn any_tcb() -> TdxPolicy {
             TcbStatus::TdRelaunchAdvised,
             TcbStatus::TdRelaunchAdvisedConfigurationNeeded,
         ],
-        allowed_advisories: ["INTEL-SA-00960", "INTEL-SA-00982", "INTEL-SA-00986"].map(String::from).to_vec(),
+        allowed_advisories: ["INTEL-SA-00960", "INTEL-SA-00982", "INTEL-SA-00986"]
+            .map(String::from)
+            .to_vec(),
         ..TdxPolicy::default()
     }
 }
@@ -78,12 +85,21 @@ fn hexf(v: &serde_json::Value, k: &str) -> Vec<u8> {
 fn every_tdx_quote_parses_to_the_manifest_fields() {
     let m = manifest();
     let mut seen = 0;
-    for s in m["samples"].as_array().unwrap().iter().filter(|s| s["kind"] == "tdx") {
+    for s in m["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "tdx")
+    {
         let id = s["id"].as_str().unwrap();
         let file = s["files"]["quote"].as_str().unwrap();
         let f = &s["extracted_fields"];
         let raw = quote(file);
-        assert_eq!(raw.len() as u64, f["quote_length"].as_u64().unwrap(), "{id} length");
+        assert_eq!(
+            raw.len() as u64,
+            f["quote_length"].as_u64().unwrap(),
+            "{id} length"
+        );
         // The go-tdx-guest SPR quote carries a non-zero test suffix ("extra bytes(only for testing
         // purpose)"): the strict parser refuses it; parse the structure without it.
         let trailing = f["trailing_bytes_after_sigdata"].as_u64().unwrap() as usize;
@@ -93,36 +109,74 @@ fn every_tdx_quote_parses_to_the_manifest_fields() {
                 q
             }
             Err(ParseError::TrailingBytes { extra, .. }) => {
-                assert_eq!(id, "tdx-A1-go-tdx-guest-spr-e4-v4", "only the A1 test suffix is non-zero");
+                assert_eq!(
+                    id, "tdx-A1-go-tdx-guest-spr-e4-v4",
+                    "only the A1 test suffix is non-zero"
+                );
                 assert_eq!(extra, trailing);
                 TdxQuote::parse(&raw[..raw.len() - trailing]).unwrap()
             }
             Err(e) => panic!("{id}: {e:?}"),
         };
-        assert_eq!(u64::from(q.header.version), f["version"].as_u64().unwrap(), "{id}");
+        assert_eq!(
+            u64::from(q.header.version),
+            f["version"].as_u64().unwrap(),
+            "{id}"
+        );
         let b = &q.body;
         assert_eq!(&b.tee_tcb_svn[..], &hexf(f, "tee_tcb_svn")[..], "{id}");
         assert_eq!(&b.mr_seam[..], &hexf(f, "mr_seam")[..], "{id}");
-        assert_eq!(&b.mr_signer_seam[..], &hexf(f, "mr_signer_seam")[..], "{id}");
+        assert_eq!(
+            &b.mr_signer_seam[..],
+            &hexf(f, "mr_signer_seam")[..],
+            "{id}"
+        );
         assert_eq!(&b.td_attributes[..], &hexf(f, "td_attributes")[..], "{id}");
-        assert_eq!(b.is_debug(), f["td_attributes_debug_bit"].as_str() == Some("True"), "{id}");
+        assert_eq!(
+            b.is_debug(),
+            f["td_attributes_debug_bit"].as_str() == Some("True"),
+            "{id}"
+        );
         assert_eq!(&b.xfam[..], &hexf(f, "xfam")[..], "{id}");
         assert_eq!(&b.mr_td[..], &hexf(f, "mr_td")[..], "{id}");
         assert_eq!(&b.mr_config_id[..], &hexf(f, "mr_config_id")[..], "{id}");
         assert_eq!(&b.mr_owner[..], &hexf(f, "mr_owner")[..], "{id}");
-        assert_eq!(&b.mr_owner_config[..], &hexf(f, "mr_owner_config")[..], "{id}");
+        assert_eq!(
+            &b.mr_owner_config[..],
+            &hexf(f, "mr_owner_config")[..],
+            "{id}"
+        );
         for i in 0..4 {
-            assert_eq!(&b.rtmr[i][..], &hexf(f, &format!("rtmr{i}"))[..], "{id} rtmr{i}");
+            assert_eq!(
+                &b.rtmr[i][..],
+                &hexf(f, &format!("rtmr{i}"))[..],
+                "{id} rtmr{i}"
+            );
         }
         assert_eq!(&b.report_data[..], &hexf(f, "report_data")[..], "{id}");
         if q.header.version == 5 {
-            assert_eq!(u64::from(q.body_type.unwrap()), f["body_type"].as_u64().unwrap(), "{id}");
+            assert_eq!(
+                u64::from(q.body_type.unwrap()),
+                f["body_type"].as_u64().unwrap(),
+                "{id}"
+            );
             assert_eq!(b.kind, TdBodyKind::Td15);
-            assert_eq!(&b.tee_tcb_svn2.unwrap()[..], &hexf(f, "tee_tcb_svn2")[..], "{id}");
-            assert_eq!(&b.mr_service_td.unwrap()[..], &hexf(f, "mr_servicetd")[..], "{id}");
+            assert_eq!(
+                &b.tee_tcb_svn2.unwrap()[..],
+                &hexf(f, "tee_tcb_svn2")[..],
+                "{id}"
+            );
+            assert_eq!(
+                &b.mr_service_td.unwrap()[..],
+                &hexf(f, "mr_servicetd")[..],
+                "{id}"
+            );
         }
         let pem = q.pck_chain_pem();
-        assert!(pem.starts_with(b"-----BEGIN CERTIFICATE-----") && pem.ends_with(b"-----\n"), "{id}");
+        assert!(
+            pem.starts_with(b"-----BEGIN CERTIFICATE-----") && pem.ends_with(b"-----\n"),
+            "{id}"
+        );
         seen += 1;
     }
     assert_eq!(seen, 10, "every TDX sample of the manifest was checked");
@@ -130,7 +184,10 @@ fn every_tdx_quote_parses_to_the_manifest_fields() {
 
 #[test]
 fn pinned_root_equals_the_evidence_set_copy() {
-    assert_eq!(INTEL_SGX_ROOT_CA_DER, &read("tdx/intel_sgx_root_ca.der")[..]);
+    assert_eq!(
+        INTEL_SGX_ROOT_CA_DER,
+        &read("tdx/intel_sgx_root_ca.der")[..]
+    );
 }
 
 // ---- manifest outcomes at the pinned times --------------------------------------------------------
@@ -138,8 +195,13 @@ fn pinned_root_equals_the_evidence_set_copy() {
 /// tdx-A4 (dcap-qvl could_parse_tdx_quote): UpToDate, no advisories, at min(nextUpdate) - 1 s.
 #[test]
 fn tdx_a4_dcap_qvl_v4_is_up_to_date() {
-    let v = verify_quote(&quote(A4_QUOTE), &bundle(A4_BUNDLE), &TdxPolicy::default(), UnixTime::from_secs(A4_NOW))
-        .unwrap();
+    let v = verify_quote(
+        &quote(A4_QUOTE),
+        &bundle(A4_BUNDLE),
+        &TdxPolicy::default(),
+        UnixTime::from_secs(A4_NOW),
+    )
+    .unwrap();
     assert_eq!(v.tcb_status(), TcbStatus::UpToDate);
     assert!(v.advisory_ids().is_empty());
     assert_eq!(v.version(), 4);
@@ -170,7 +232,10 @@ fn tdx_a1_go_tdx_guest_spr_no_matching_tcb_level() {
     let raw = &raw[..raw.len() - 39];
     let c = bundle("tdx/go-tdx-guest__spr-e4_collateral_bundle.qvl.json");
     let policy = any_tcb();
-    assert_eq!(verify_quote(raw, &c, &policy, at("2023-07-01T01:00:00Z")).unwrap_err(), TdxError::TcbNotSupported);
+    assert_eq!(
+        verify_quote(raw, &c, &policy, at("2023-07-01T01:00:00Z")).unwrap_err(),
+        TdxError::TcbNotSupported
+    );
     // dcap-qvl checks the CRLs first, so the first expired item it names is a CRL.
     assert!(matches!(
         verify_quote(raw, &c, &policy, at("2053-07-01T01:00:00Z")).unwrap_err(),
@@ -198,7 +263,10 @@ fn tdx_a1_pcs_files_equal_the_bundle() {
         pck_crl_issuer_chain_pem: &crl_chain,
     };
     let from_files = TdxCollateral::from_pcs_files(&files).unwrap();
-    assert_eq!(from_files, bundle("tdx/go-tdx-guest__spr-e4_collateral_bundle.qvl.json"));
+    assert_eq!(
+        from_files,
+        bundle("tdx/go-tdx-guest__spr-e4_collateral_bundle.qvl.json")
+    );
     let raw = quote("tdx/go-tdx-guest__spr-e4_v4_quote.bin");
     let raw = &raw[..raw.len() - 39];
     assert_eq!(
@@ -222,7 +290,10 @@ fn tdx_a1_go_tdx_guest_mutations() {
     // 0x00 = 3: quote format not supported.
     assert!(matches!(
         with(0x00, 3),
-        Err(TdxError::Malformed(ParseError::UnsupportedVersion { structure: "TDX quote", version: 3 }))
+        Err(TdxError::Malformed(ParseError::UnsupportedVersion {
+            structure: "TDX quote",
+            version: 3
+        }))
     ));
     // 0x278 = 0x10: certification data size no longer matches.
     assert!(matches!(with(0x278, 0x10), Err(TdxError::Malformed(_))));
@@ -235,11 +306,19 @@ fn tdx_a1_go_tdx_guest_mutations() {
     // go-tdx-guest checks that copy, this verifier does not use it (the anchor is the pinned root), so the
     // outcome is the unmodified quote's.
     for off in [0x1329usize, 0x1343] {
-        assert_eq!(with(off, 0x32).unwrap_err(), TdxError::TcbNotSupported, "offset {off:#x}");
+        assert_eq!(
+            with(off, 0x32).unwrap_err(),
+            TdxError::TcbNotSupported,
+            "offset {off:#x}"
+        );
     }
     // Header / body bytes: the quote signature fails.
     for off in [0x1Eusize, 0x3C] {
-        assert_eq!(with(off, 0x32).unwrap_err(), TdxError::Signature("quote"), "offset {off:#x}");
+        assert_eq!(
+            with(off, 0x32).unwrap_err(),
+            TdxError::Signature("quote"),
+            "offset {off:#x}"
+        );
     }
 }
 
@@ -264,19 +343,35 @@ fn tdx_a2_v5_tdx15_with_feb2026_bundle() {
 #[test]
 fn tdx_a2_v5_descriptor_errors() {
     let raw = quote("tdx/go-tdx-guest__v5_tdx15_quote.bin");
-    assert!(matches!(TdxQuote::parse(&raw[..100]), Err(ParseError::Truncated { .. })));
+    assert!(matches!(
+        TdxQuote::parse(&raw[..100]),
+        Err(ParseError::Truncated { .. })
+    ));
     let mut t1 = raw.clone();
     t1[48] = 1;
     assert!(matches!(
         TdxQuote::parse(&t1),
-        Err(ParseError::UnsupportedVersion { structure: "TD quote body type", version: 1 })
+        Err(ParseError::UnsupportedVersion {
+            structure: "TD quote body type",
+            version: 1
+        })
     ));
     let mut s999 = raw.clone();
     s999[50..54].copy_from_slice(&999u32.to_le_bytes());
-    assert_eq!(TdxQuote::parse(&s999), Err(ParseError::InvalidValue { field: "body_descriptor.size" }));
+    assert_eq!(
+        TdxQuote::parse(&s999),
+        Err(ParseError::InvalidValue {
+            field: "body_descriptor.size"
+        })
+    );
     let mut t2 = raw.clone();
     t2[48] = 2;
-    assert_eq!(TdxQuote::parse(&t2), Err(ParseError::InvalidValue { field: "body_descriptor.size" }));
+    assert_eq!(
+        TdxQuote::parse(&t2),
+        Err(ParseError::InvalidValue {
+            field: "body_descriptor.size"
+        })
+    );
 }
 
 /// tdx-A5 (dcap-qvl verify_tcb_override fixture): the source asserts UpToDate only after overriding the
@@ -303,14 +398,20 @@ fn tdx_a8_dcap_rs_gcp_is_out_of_date() {
     let c = bundle("tdx/dcap-rs__gcp_collateral_bundle_feb2025.qvl.json");
     let v = verify_quote(&raw, &c, &any_tcb(), now).unwrap();
     assert_eq!(v.tcb_status(), TcbStatus::OutOfDate);
-    assert_eq!(v.advisory_ids(), ["INTEL-SA-00960", "INTEL-SA-00982", "INTEL-SA-00986"]);
+    assert_eq!(
+        v.advisory_ids(),
+        ["INTEL-SA-00960", "INTEL-SA-00982", "INTEL-SA-00986"]
+    );
     // Default policy: OutOfDate is not accepted.
     assert_eq!(
         verify_quote(&raw, &c, &TdxPolicy::default(), now).unwrap_err(),
         TdxError::TcbNotAccepted(TcbStatus::OutOfDate)
     );
     // OutOfDate accepted but no advisory allowed.
-    let no_adv = TdxPolicy { allowed_advisories: vec![], ..any_tcb() };
+    let no_adv = TdxPolicy {
+        allowed_advisories: vec![],
+        ..any_tcb()
+    };
     assert_eq!(
         verify_quote(&raw, &c, &no_adv, now).unwrap_err(),
         TdxError::AdvisoryNotAllowed("INTEL-SA-00960".into())
@@ -333,7 +434,10 @@ fn tdx_a8_dcap_rs_gcp_is_out_of_date() {
     };
     let from_files = TdxCollateral::from_pcs_files(&files).unwrap();
     let v2 = verify_quote(&raw, &from_files, &any_tcb(), now).unwrap();
-    assert_eq!((v2.tcb_status(), v2.advisory_ids()), (v.tcb_status(), v.advisory_ids()));
+    assert_eq!(
+        (v2.tcb_status(), v2.advisory_ids()),
+        (v.tcb_status(), v.advisory_ids())
+    );
 }
 
 /// tdx-A3 (go-tdx-guest TestReplayCcelWithTdQuote): REPORTDATA equals nonce.dat. The source does not test
@@ -345,10 +449,15 @@ fn tdx_a8_dcap_rs_gcp_is_out_of_date() {
 #[test]
 fn tdx_a3_gcp_cos113_report_data_is_the_nonce() {
     let raw = quote("tdx/go-tdx-guest__gcp-cos113_v4_quote_8000B.bin");
-    let nonce: [u8; 64] = read("tdx/go-tdx-guest__gcp-cos113_nonce.bin").try_into().unwrap();
+    let nonce: [u8; 64] = read("tdx/go-tdx-guest__gcp-cos113_nonce.bin")
+        .try_into()
+        .unwrap();
     let c = bundle("tdx/dcap-rs__gcp_collateral_bundle_feb2025.qvl.json");
     let now = UnixTime::from_secs(1_739_419_232);
-    let policy = TdxPolicy { report_data: Some(nonce), ..any_tcb() };
+    let policy = TdxPolicy {
+        report_data: Some(nonce),
+        ..any_tcb()
+    };
     let v = verify_quote(&raw, &c, &policy, now).unwrap();
     assert_eq!(v.tcb_status(), TcbStatus::UpToDate);
     assert!(v.advisory_ids().is_empty());
@@ -356,18 +465,34 @@ fn tdx_a3_gcp_cos113_report_data_is_the_nonce() {
     // A wrong nonce is refused with its own variant.
     let mut other = nonce;
     other[0] ^= 1;
-    let wrong = TdxPolicy { report_data: Some(other), ..any_tcb() };
-    assert_eq!(verify_quote(&raw, &c, &wrong, now).unwrap_err(), TdxError::ReportDataMismatch);
+    let wrong = TdxPolicy {
+        report_data: Some(other),
+        ..any_tcb()
+    };
+    assert_eq!(
+        verify_quote(&raw, &c, &wrong, now).unwrap_err(),
+        TdxError::ReportDataMismatch
+    );
 }
 
 /// tdx-A7 / tdx-A10 (parse-only in their sources): with the b0c06f collateral of the set, dcap-qvl finds no
 /// matching TCB level (as the collector recorded).
 #[test]
 fn tdx_a7_a10_parse_and_have_no_matching_level_under_a4_collateral() {
-    for f in ["tdx/dcap-qvl__tappd_v4_quote.hex", "tdx/dcap-qvl__tdx-quote_v4_0x.hex", "tdx/dstack__ra-tls_v4_quote.bin"] {
+    for f in [
+        "tdx/dcap-qvl__tappd_v4_quote.hex",
+        "tdx/dcap-qvl__tdx-quote_v4_0x.hex",
+        "tdx/dstack__ra-tls_v4_quote.bin",
+    ] {
         let raw = quote(f);
         assert_eq!(TdxQuote::parse(&raw).unwrap().padding, 70, "{f}");
-        let err = verify_quote(&raw, &bundle(A4_BUNDLE), &any_tcb(), UnixTime::from_secs(A4_NOW)).unwrap_err();
+        let err = verify_quote(
+            &raw,
+            &bundle(A4_BUNDLE),
+            &any_tcb(),
+            UnixTime::from_secs(A4_NOW),
+        )
+        .unwrap_err();
         assert_eq!(err, TdxError::TcbNotSupported, "{f}");
     }
 }
@@ -386,19 +511,34 @@ const SIG: usize = BODY + 584 + 4;
 #[test]
 fn tdx_flipped_bit_in_signature_measurement_and_report_data() {
     let raw = quote(A4_QUOTE);
-    for (off, what) in [(SIG, "signature"), (MR_TD, "mr_td"), (REPORT_DATA, "report_data"), (MR_TD + 48 * 4, "rtmr0")] {
+    for (off, what) in [
+        (SIG, "signature"),
+        (MR_TD, "mr_td"),
+        (REPORT_DATA, "report_data"),
+        (MR_TD + 48 * 4, "rtmr0"),
+    ] {
         let mut q = raw.clone();
         q[off] ^= 0x01;
-        assert_eq!(a4(&q, &TdxPolicy::default()).unwrap_err(), TdxError::Signature("quote"), "{what}");
+        assert_eq!(
+            a4(&q, &TdxPolicy::default()).unwrap_err(),
+            TdxError::Signature("quote"),
+            "{what}"
+        );
     }
     // QE report (inside the signature data) -> QE report signature.
     let mut q = raw.clone();
     q[SIG + 64 + 64 + 6 + 10] ^= 0x01;
-    assert_eq!(a4(&q, &TdxPolicy::default()).unwrap_err(), TdxError::Signature("QE report"));
+    assert_eq!(
+        a4(&q, &TdxPolicy::default()).unwrap_err(),
+        TdxError::Signature("QE report")
+    );
     // Attestation key -> the QE report no longer binds it.
     let mut q = raw.clone();
     q[SIG + 64 + 5] ^= 0x01;
-    assert!(matches!(a4(&q, &TdxPolicy::default()).unwrap_err(), TdxError::Signature(_)));
+    assert!(matches!(
+        a4(&q, &TdxPolicy::default()).unwrap_err(),
+        TdxError::Signature(_)
+    ));
 }
 
 #[test]
@@ -427,7 +567,13 @@ fn tdx_truncation_at_every_boundary_and_everywhere() {
         }
     }
     for len in 0..end {
-        assert!(matches!(TdxQuote::parse(&raw[..len]), Err(ParseError::Truncated { .. })), "len {len}");
+        assert!(
+            matches!(
+                TdxQuote::parse(&raw[..len]),
+                Err(ParseError::Truncated { .. })
+            ),
+            "len {len}"
+        );
     }
     // Inner boundaries: shrink the declared signature-data length so the inner structures run out.
     let sig_len = u32::from_le_bytes(raw[BODY + 584..SIG].try_into().unwrap()) as usize;
@@ -457,7 +603,10 @@ fn tdx_trailing_bytes_zero_padding_is_accepted_nonzero_is_not() {
     raw.push(1);
     assert!(matches!(
         a4(&raw, &TdxPolicy::default()),
-        Err(TdxError::Malformed(ParseError::TrailingBytes { structure: "TDX quote", extra: 72 }))
+        Err(TdxError::Malformed(ParseError::TrailingBytes {
+            structure: "TDX quote",
+            extra: 72
+        }))
     ));
 }
 
@@ -480,7 +629,11 @@ fn tdx_expired_collateral_and_not_yet_valid() {
 fn tdx_tampered_collateral_is_invalid() {
     let raw = quote(A4_QUOTE);
     let mut json: serde_json::Value = serde_json::from_slice(&read(A4_BUNDLE)).unwrap();
-    let tcb = json["tcb_info"].as_str().unwrap().replacen("\"tcbEvaluationDataNumber\":", "\"tcbEvaluationDataNumber\": ", 1);
+    let tcb = json["tcb_info"].as_str().unwrap().replacen(
+        "\"tcbEvaluationDataNumber\":",
+        "\"tcbEvaluationDataNumber\": ",
+        1,
+    );
     json["tcb_info"] = serde_json::Value::String(tcb);
     let c = TdxCollateral::from_bundle_json(&serde_json::to_vec(&json).unwrap()).unwrap();
     assert_eq!(
@@ -494,8 +647,14 @@ fn tdx_wrong_root_is_refused() {
     let raw = quote(A4_QUOTE);
     // The TCB signing certificate is a real Intel P-256 certificate, but not the root of the PCK chain.
     let pem = read("tdx/dcap-rs__tcb_signing_cert_old.pem");
-    let der = sev::certs::snp::Certificate::from_pem(&pem).unwrap().to_der().unwrap();
-    let policy = TdxPolicy { root_ca_der: der, ..TdxPolicy::default() };
+    let der = sev::certs::snp::Certificate::from_pem(&pem)
+        .unwrap()
+        .to_der()
+        .unwrap();
+    let policy = TdxPolicy {
+        root_ca_der: der,
+        ..TdxPolicy::default()
+    };
     assert!(matches!(a4(&raw, &policy).unwrap_err(), TdxError::Chain(_)));
 }
 
@@ -505,13 +664,25 @@ fn tdx_debug_td_is_refused() {
     // A real debug quote would verify; flipping the bit on a real quote breaks its signature first.
     let mut q = raw.clone();
     q[BODY + 16 + 48 + 48 + 8] |= 0x01;
-    assert_eq!(a4(&q, &TdxPolicy::default()).unwrap_err(), TdxError::Signature("quote"));
+    assert_eq!(
+        a4(&q, &TdxPolicy::default()).unwrap_err(),
+        TdxError::Signature("quote")
+    );
     // The policy check itself, on the parsed debug body with a verified outcome.
     let parsed = TdxQuote::parse(&q).unwrap();
     assert!(parsed.body.is_debug());
-    let outcome = tdx::TdxCryptoOutcome { tcb_status: TcbStatus::UpToDate, advisory_ids: vec![] };
-    assert_eq!(tdx::check_policy(&parsed, &outcome, &TdxPolicy::default()), Err(TdxError::Debug));
-    let allow = TdxPolicy { dangerous_allow_debug: true, ..TdxPolicy::default() };
+    let outcome = tdx::TdxCryptoOutcome {
+        tcb_status: TcbStatus::UpToDate,
+        advisory_ids: vec![],
+    };
+    assert_eq!(
+        tdx::check_policy(&parsed, &outcome, &TdxPolicy::default()),
+        Err(TdxError::Debug)
+    );
+    let allow = TdxPolicy {
+        dangerous_allow_debug: true,
+        ..TdxPolicy::default()
+    };
     assert_eq!(tdx::check_policy(&parsed, &outcome, &allow), Ok(()));
 }
 
@@ -521,8 +692,14 @@ fn tdx_measurement_pins_and_wrong_nonce() {
     let q = TdxQuote::parse(&raw).unwrap();
     let exact = TdxPolicy {
         shapes: vec![
-            TdxShape { mr_td: [9; 48], rtmr0: None },
-            TdxShape { mr_td: *q.body.mr_td, rtmr0: Some(*q.body.rtmr[0]) },
+            TdxShape {
+                mr_td: [9; 48],
+                rtmr0: None,
+            },
+            TdxShape {
+                mr_td: *q.body.mr_td,
+                rtmr0: Some(*q.body.rtmr[0]),
+            },
         ],
         rtmr: [None, Some(*q.body.rtmr[1]), Some(*q.body.rtmr[2]), None],
         mr_config_id: vec![[1; 48], [0; 48]],
@@ -535,21 +712,52 @@ fn tdx_measurement_pins_and_wrong_nonce() {
     assert_eq!(v.mr_td(), q.body.mr_td);
     let mut bad = exact.clone();
     bad.shapes[1].mr_td[0] ^= 1;
-    assert_eq!(a4(&raw, &bad).unwrap_err(), TdxError::MeasurementMismatch { register: TdxRegister::MrTd });
+    assert_eq!(
+        a4(&raw, &bad).unwrap_err(),
+        TdxError::MeasurementMismatch {
+            register: TdxRegister::MrTd
+        }
+    );
     let mut bad = exact.clone();
     bad.shapes[1].rtmr0.as_mut().unwrap()[0] ^= 1;
-    assert_eq!(a4(&raw, &bad).unwrap_err(), TdxError::MeasurementMismatch { register: TdxRegister::Rtmr(0) });
-    let bad = TdxPolicy { mr_config_id: vec![[1; 48]], ..exact.clone() };
-    assert_eq!(a4(&raw, &bad).unwrap_err(), TdxError::MeasurementMismatch { register: TdxRegister::MrConfigId });
-    let bad = TdxPolicy { td_attributes: Some(0), ..exact.clone() };
-    assert!(matches!(a4(&raw, &bad).unwrap_err(), TdxError::TdAttributes(_)));
+    assert_eq!(
+        a4(&raw, &bad).unwrap_err(),
+        TdxError::MeasurementMismatch {
+            register: TdxRegister::Rtmr(0)
+        }
+    );
+    let bad = TdxPolicy {
+        mr_config_id: vec![[1; 48]],
+        ..exact.clone()
+    };
+    assert_eq!(
+        a4(&raw, &bad).unwrap_err(),
+        TdxError::MeasurementMismatch {
+            register: TdxRegister::MrConfigId
+        }
+    );
+    let bad = TdxPolicy {
+        td_attributes: Some(0),
+        ..exact.clone()
+    };
+    assert!(matches!(
+        a4(&raw, &bad).unwrap_err(),
+        TdxError::TdAttributes(_)
+    ));
     let mut bad = exact.clone();
     bad.rtmr[2].as_mut().unwrap()[47] ^= 1;
-    assert_eq!(a4(&raw, &bad).unwrap_err(), TdxError::MeasurementMismatch { register: TdxRegister::Rtmr(2) });
-    let bad = TdxPolicy { xfam: Some(0), ..exact.clone() };
+    assert_eq!(
+        a4(&raw, &bad).unwrap_err(),
+        TdxError::MeasurementMismatch {
+            register: TdxRegister::Rtmr(2)
+        }
+    );
+    let bad = TdxPolicy {
+        xfam: Some(0),
+        ..exact.clone()
+    };
     assert_eq!(a4(&raw, &bad).unwrap_err(), TdxError::XfamMismatch);
     let mut bad = exact;
     bad.report_data.as_mut().unwrap()[63] ^= 1;
     assert_eq!(a4(&raw, &bad).unwrap_err(), TdxError::ReportDataMismatch);
 }
-

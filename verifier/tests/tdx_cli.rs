@@ -1,6 +1,11 @@
 //! `dait-verify evidence` end to end on the real evidence set (feature `cli`).
 #![cfg(feature = "cli")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -23,7 +28,10 @@ fn ev(rel: &str) -> String {
 }
 
 fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_dait-verify")).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_dait-verify"))
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap(),
         String::from_utf8(out.stdout).unwrap(),
@@ -69,7 +77,10 @@ fn tdx_out_of_date_is_rejected_exit_1_unless_accepted() {
     let args: Vec<&str> = base.iter().map(String::as_str).collect();
     let (code, out, _) = run(&args);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("REJECTED") && out.contains("OutOfDate"), "{out}");
+    assert!(
+        out.contains("REJECTED") && out.contains("OutOfDate"),
+        "{out}"
+    );
     let mut more = args.clone();
     more.extend([
         "--accept-tcb",
@@ -190,8 +201,30 @@ fn snp_explicit_chain_files_and_a_wrong_root() {
 fn usage_and_io_errors_exit_2() {
     assert_eq!(run(&["evidence", "--bogus"]).0, 2);
     assert_eq!(run(&["evidence"]).0, 2);
-    assert_eq!(run(&["evidence", "--tdx-quote", "/nonexistent/q", "--collateral", "/nonexistent/c"]).0, 2);
-    assert_eq!(run(&["evidence", "--snp-report", "x", "--vcek", "y", "--at", "yesterday"]).0, 2);
+    assert_eq!(
+        run(&[
+            "evidence",
+            "--tdx-quote",
+            "/nonexistent/q",
+            "--collateral",
+            "/nonexistent/c"
+        ])
+        .0,
+        2
+    );
+    assert_eq!(
+        run(&[
+            "evidence",
+            "--snp-report",
+            "x",
+            "--vcek",
+            "y",
+            "--at",
+            "yesterday"
+        ])
+        .0,
+        2
+    );
 }
 
 #[test]

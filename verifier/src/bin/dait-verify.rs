@@ -20,7 +20,11 @@ use dait_verifier::tdx::{self, TcbStatus, TdxPolicy, TdxShape};
 use serde::{Deserialize, Serialize};
 
 #[derive(Parser, Debug)]
-#[command(name = "dait-verify", version, about = "Verifies dait attestation evidence offline")]
+#[command(
+    name = "dait-verify",
+    version,
+    about = "Verifies dait attestation evidence offline"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -121,7 +125,11 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     match run(cli) {
@@ -139,7 +147,10 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     let now = match &args.common.at {
         Some(t) => parse_time(t)?,
         None => UnixTime::from_secs(
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).context("system clock")?.as_secs(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .context("system clock")?
+                .as_secs(),
         ),
     };
     let reference = match &args.common.policy {
@@ -169,7 +180,11 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     if items.is_empty() {
         bail!("nothing to verify: give --tdx-quote or --snp-report");
     }
-    let outcome = Outcome { verified: items.iter().all(|i| i.verified), at: now.as_secs(), evidence: items };
+    let outcome = Outcome {
+        verified: items.iter().all(|i| i.verified),
+        at: now.as_secs(),
+        evidence: items,
+    };
     if args.common.json {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
     } else {
@@ -182,7 +197,8 @@ fn parse_time(t: &str) -> anyhow::Result<UnixTime> {
     if t.bytes().all(|c| c.is_ascii_digit()) {
         return Ok(UnixTime::from_secs(t.parse().context("--at")?));
     }
-    UnixTime::parse_rfc3339(t).with_context(|| format!("--at {t:?} is neither RFC 3339 UTC nor Unix seconds"))
+    UnixTime::parse_rfc3339(t)
+        .with_context(|| format!("--at {t:?} is neither RFC 3339 UTC nor Unix seconds"))
 }
 
 fn read(p: &Path) -> anyhow::Result<Vec<u8>> {
@@ -203,7 +219,14 @@ fn print_human(o: &Outcome) {
             }
         }
     }
-    println!("{}", if o.verified { "result: verified" } else { "result: rejected" });
+    println!(
+        "{}",
+        if o.verified {
+            "result: verified"
+        } else {
+            "result: rejected"
+        }
+    );
 }
 
 // ---- TDX ----------------------------------------------------------------------------------------
@@ -221,7 +244,12 @@ fn load_collateral(path: &Path) -> anyhow::Result<TdxCollateral> {
     let find = |pred: &dyn Fn(&str) -> bool, what: &str| -> anyhow::Result<Vec<u8>> {
         let hits: Vec<&PathBuf> = names
             .iter()
-            .filter(|p| p.file_name().and_then(|n| n.to_str()).map(|n| n.to_ascii_lowercase()).is_some_and(|n| pred(&n)))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .map(|n| n.to_ascii_lowercase())
+                    .is_some_and(|n| pred(&n))
+            })
             .collect();
         match hits.as_slice() {
             [one] => read(one),
@@ -229,21 +257,44 @@ fn load_collateral(path: &Path) -> anyhow::Result<TdxCollateral> {
             _ => bail!("{}: more than one {what} file", path.display()),
         }
     };
-    let tcb = find(&|n| n.ends_with(".json") && n.contains("tcb") && n.contains("info"), "TCB Info JSON")?;
-    let qe = find(&|n| n.ends_with(".json") && n.contains("qe") && n.contains("identity"), "QE Identity JSON")?;
-    let pck_crl = find(&|n| n.ends_with(".der") && n.contains("pck") && n.contains("crl"), "PCK CRL")?;
-    let root_crl = find(&|n| n.ends_with(".der") && n.contains("root") && n.contains("crl"), "root CA CRL")?;
+    let tcb = find(
+        &|n| n.ends_with(".json") && n.contains("tcb") && n.contains("info"),
+        "TCB Info JSON",
+    )?;
+    let qe = find(
+        &|n| n.ends_with(".json") && n.contains("qe") && n.contains("identity"),
+        "QE Identity JSON",
+    )?;
+    let pck_crl = find(
+        &|n| n.ends_with(".der") && n.contains("pck") && n.contains("crl"),
+        "PCK CRL",
+    )?;
+    let root_crl = find(
+        &|n| n.ends_with(".der") && n.contains("root") && n.contains("crl"),
+        "root CA CRL",
+    )?;
     let tcb_chain = find(
-        &|n| n.ends_with(".pem") && (n.contains("tcb_info_issuer") || n.contains("tcb_signing_chain") || n.contains("tcb-info-issuer")),
+        &|n| {
+            n.ends_with(".pem")
+                && (n.contains("tcb_info_issuer")
+                    || n.contains("tcb_signing_chain")
+                    || n.contains("tcb-info-issuer"))
+        },
         "TCB Info issuer chain",
     )?;
     let qe_chain = find(
-        &|n| n.ends_with(".pem") && (n.contains("qe_identity_issuer") || n.contains("enclave-identity-issuer")),
+        &|n| {
+            n.ends_with(".pem")
+                && (n.contains("qe_identity_issuer") || n.contains("enclave-identity-issuer"))
+        },
         "QE Identity issuer chain",
     )
     .unwrap_or_else(|_| tcb_chain.clone());
-    let crl_chain = find(&|n| n.ends_with(".pem") && n.contains("pck") && (n.contains("crl") || n.contains("chain")), "PCK CRL issuer chain")
-        .unwrap_or_default();
+    let crl_chain = find(
+        &|n| n.ends_with(".pem") && n.contains("pck") && (n.contains("crl") || n.contains("chain")),
+        "PCK CRL issuer chain",
+    )
+    .unwrap_or_default();
     let files = PcsFiles {
         tcb_info_json: &tcb,
         qe_identity_json: &qe,
@@ -267,7 +318,9 @@ fn tcb_status_named(s: &str) -> anyhow::Result<TcbStatus> {
         TcbStatus::TdRelaunchAdvised,
         TcbStatus::TdRelaunchAdvisedConfigurationNeeded,
     ];
-    all.into_iter().find(|t| t.as_str().eq_ignore_ascii_case(s)).with_context(|| format!("unknown TCB status {s:?}"))
+    all.into_iter()
+        .find(|t| t.as_str().eq_ignore_ascii_case(s))
+        .with_context(|| format!("unknown TCB status {s:?}"))
 }
 
 fn tdx_policy(args: &TdxArgs, reference: Option<&Reference>) -> anyhow::Result<TdxPolicy> {
@@ -277,7 +330,14 @@ fn tdx_policy(args: &TdxArgs, reference: Option<&Reference>) -> anyhow::Result<T
     }
     p.allowed_advisories.clone_from(&args.allow_advisory);
     if let Some(t) = reference.and_then(|r| r.tdx.as_ref()) {
-        p.shapes = t.shapes.iter().map(|s| TdxShape { mr_td: s.mrtd.0, rtmr0: Some(s.rtmr0.0) }).collect();
+        p.shapes = t
+            .shapes
+            .iter()
+            .map(|s| TdxShape {
+                mr_td: s.mrtd.0,
+                rtmr0: Some(s.rtmr0.0),
+            })
+            .collect();
         p.rtmr[1] = Some(t.rtmr1.0);
         p.rtmr[2] = Some(t.rtmr2.0);
         p.mr_config_id = t.mr_config_id.iter().map(|h| h.0).collect();
@@ -289,7 +349,12 @@ fn tdx_policy(args: &TdxArgs, reference: Option<&Reference>) -> anyhow::Result<T
     Ok(p)
 }
 
-fn verify_tdx(quote: &Path, collateral: Option<&Path>, policy: &TdxPolicy, now: UnixTime) -> anyhow::Result<Item> {
+fn verify_tdx(
+    quote: &Path,
+    collateral: Option<&Path>,
+    policy: &TdxPolicy,
+    now: UnixTime,
+) -> anyhow::Result<Item> {
     let raw = tdx::decode_quote_file(&read(quote)?);
     let collateral_path = collateral.context("--tdx-quote needs --collateral")?;
     let collateral = load_collateral(collateral_path)?;
@@ -314,7 +379,10 @@ fn verify_tdx(quote: &Path, collateral: Option<&Path>, policy: &TdxPolicy, now: 
             c.insert("mr_config_id".into(), hex::encode(v.mr_config_id()).into());
             c.insert("mr_owner".into(), hex::encode(v.mr_owner()).into());
             c.insert("mr_seam".into(), hex::encode(v.mr_seam()).into());
-            c.insert("td_attributes".into(), format!("{:016x}", v.td_attributes()).into());
+            c.insert(
+                "td_attributes".into(),
+                format!("{:016x}", v.td_attributes()).into(),
+            );
             c.insert("xfam".into(), format!("{:016x}", v.xfam()).into());
             c.insert("report_data".into(), hex::encode(v.report_data()).into());
         }
@@ -335,7 +403,12 @@ fn snp_policy(reference: Option<&Reference>) -> SnpPolicy {
     p
 }
 
-fn verify_snp(report: &Path, args: &SnpArgs, policy: &SnpPolicy, now: UnixTime) -> anyhow::Result<Item> {
+fn verify_snp(
+    report: &Path,
+    args: &SnpArgs,
+    policy: &SnpPolicy,
+    now: UnixTime,
+) -> anyhow::Result<Item> {
     let raw = snp::decode_report_file(&read(report)?);
     let vek = read(args.vcek.as_deref().context("--snp-report needs --vcek")?)?;
     let ark_file = args.ark.as_deref().map(read).transpose()?;
@@ -353,7 +426,11 @@ fn verify_snp(report: &Path, args: &SnpArgs, policy: &SnpPolicy, now: UnixTime) 
     for product in [SnpProduct::Milan, SnpProduct::Genoa, SnpProduct::Turin] {
         let ark = ark_file.as_deref().unwrap_or(snp::amd_ark_pem(product));
         let ask = ask_file.as_deref().unwrap_or(snp::amd_ask_pem(product));
-        let certs = SnpCerts { ark, ask, vek: &vek };
+        let certs = SnpCerts {
+            ark,
+            ask,
+            vek: &vek,
+        };
         let r = snp::verify_report(&raw, &certs, policy, now);
         let chain_ok = !matches!(r, Err(snp::SnpError::ChainSignature(_)));
         let done = r.is_ok() || chain_ok || (ark_file.is_some() && ask_file.is_some());
@@ -368,13 +445,22 @@ fn verify_snp(report: &Path, args: &SnpArgs, policy: &SnpPolicy, now: UnixTime) 
             let c = &mut item.claims;
             c.insert("product".into(), format!("{:?}", v.product()).into());
             c.insert("report_version".into(), v.version().into());
-            c.insert("signing_key".into(), format!("{:?}", v.signing_key()).into());
+            c.insert(
+                "signing_key".into(),
+                format!("{:?}", v.signing_key()).into(),
+            );
             c.insert("measurement".into(), hex::encode(v.measurement()).into());
             c.insert("host_data".into(), hex::encode(v.host_data()).into());
             c.insert("report_data".into(), hex::encode(v.report_data()).into());
             c.insert("chip_id".into(), hex::encode(v.chip_id()).into());
-            c.insert("reported_tcb".into(), serde_json::to_value(v.reported_tcb())?);
-            c.insert("guest_policy".into(), format!("{:#x}", v.guest_policy()).into());
+            c.insert(
+                "reported_tcb".into(),
+                serde_json::to_value(v.reported_tcb())?,
+            );
+            c.insert(
+                "guest_policy".into(),
+                format!("{:#x}", v.guest_policy()).into(),
+            );
             c.insert("vmpl".into(), v.vmpl().into());
         }
         Err(e) => item.error = Some(e.to_string()),
@@ -438,13 +524,15 @@ impl<'de, const N: usize> Deserialize<'de> for Hex<N> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         let v = hex::decode(s.trim()).map_err(serde::de::Error::custom)?;
-        let a = <[u8; N]>::try_from(v).map_err(|_| serde::de::Error::custom(format!("expected {N} bytes of hex")))?;
+        let a = <[u8; N]>::try_from(v)
+            .map_err(|_| serde::de::Error::custom(format!("expected {N} bytes of hex")))?;
         Ok(Self(a))
     }
 }
 
 impl Reference {
     fn load(p: &Path) -> anyhow::Result<Self> {
-        serde_json::from_slice(&read(p)?).with_context(|| format!("{} is not a reference measurements file", p.display()))
+        serde_json::from_slice(&read(p)?)
+            .with_context(|| format!("{} is not a reference measurements file", p.display()))
     }
 }
