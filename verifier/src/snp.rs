@@ -784,9 +784,9 @@ fn binding(
                 return Err(SnpError::ChipIdMasked);
             }
         } else {
+            // Milan/Genoa: hwID is the 64-byte CHIP_ID. Turin: hwID is 8 bytes, the leading bytes of CHIP_ID.
             let hw = hw_id(vek_x)?;
-            let (head, tail) = report.chip_id.split_at(hw.len().min(64));
-            if head != hw || tail.iter().any(|b| *b != 0) {
+            if hw.is_empty() || report.chip_id.get(..hw.len()) != Some(hw) {
                 return Err(SnpError::ChipIdMismatch);
             }
         }

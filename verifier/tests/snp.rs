@@ -743,3 +743,28 @@ fn snp_builtin_amd_certs_are_the_pinned_ones() {
         );
     }
 }
+
+/// The report's KEY_INFO decides the certificate kind; a masked CHIP_ID is refused unless allowed.
+#[test]
+fn snp_key_info_signing_key_and_masked_chip_id() {
+    let a1 = virtee_milan();
+    let r = SnpReport::parse(&a1.report).unwrap();
+    let mut vlek = r;
+    vlek.key_info |= 1 << 2;
+    assert_eq!(vlek.signing_key(), Some(SigningKey::Vlek));
+    assert_eq!(
+        check_vek_binding(&vlek, &a1.vek, SnpProduct::Milan, &SnpPolicy::default()),
+        Err(SnpError::SigningKeyMismatch)
+    );
+    let mut masked = r;
+    masked.key_info |= 0b10;
+    assert_eq!(
+        check_vek_binding(&masked, &a1.vek, SnpProduct::Milan, &SnpPolicy::default()),
+        Err(SnpError::ChipIdMasked)
+    );
+    let allow = SnpPolicy {
+        allow_masked_chip_id: true,
+        ..SnpPolicy::default()
+    };
+    assert!(check_vek_binding(&masked, &a1.vek, SnpProduct::Milan, &allow).is_ok());
+}
