@@ -4,6 +4,9 @@
 //! dait-verify evidence --tdx-quote quote.bin --collateral collateral.json --at 2025-07-19T10:00:34Z
 //! dait-verify evidence --tdx-quote quote.bin --collateral pcs-dir/ --at 1739419232 --json
 //! dait-verify evidence --snp-report report.bin --vcek vcek.der [--ask ask.pem --ark ark.pem] --at <time>
+//! dait-verify evidence --gpu-report spdm.hex --gpu-chain chain.pem --driver-rim d.swidtag --vbios-rim v.swidtag \
+//!     --gpu-ocsp leaf.ocsp.der --gpu-nonce <64 hex> --at <time>
+//! dait-verify evidence --tpm-quote quote.bin --ak-pub ak.pem --tpm-qualifying-data <hex> [--hcl-report hcl.bin]
 //! ```
 //!
 //! Exit status: 0 every given piece of evidence verified; 1 one was rejected; 2 usage or I/O error.
@@ -43,6 +46,10 @@ struct EvidenceArgs {
     tdx: TdxArgs,
     #[command(flatten)]
     snp: SnpArgs,
+    #[command(flatten)]
+    gpu: GpuArgs,
+    #[command(flatten)]
+    tpm: TpmArgs,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -177,8 +184,14 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         policy.dangerous_allow_debug = args.common.dangerous_allow_debug;
         items.push(verify_snp(r, &args.snp, &policy, now)?);
     }
+    if let Some(r) = &args.gpu.gpu_report {
+        items.push(verify_gpu_file(r, &args.gpu, report_data.as_ref(), now)?);
+    }
+    if let Some(q) = &args.tpm.tpm_quote {
+        items.push(verify_tpm_file(q, &args.tpm, report_data.as_ref())?);
+    }
     if items.is_empty() {
-        bail!("nothing to verify: give --tdx-quote or --snp-report");
+        bail!("nothing to verify: give --tdx-quote, --snp-report, --gpu-report or --tpm-quote");
     }
     let outcome = Outcome {
         verified: items.iter().all(|i| i.verified),
@@ -535,4 +548,192 @@ impl Reference {
         serde_json::from_slice(&read(p)?)
             .with_context(|| format!("{} is not a reference measurements file", p.display()))
     }
+}
+
+// ---- NVIDIA GPU and vTPM ------------------------------------------------------------------------
+
+#[derive(Args, Debug)]
+struct GpuArgs {
+    /// NVIDIA SPDM evidence: GET_MEASUREMENTS request followed by the MEASUREMENTS response, raw or hex.
+    #[arg(long, value_name = "FILE", requires = "gpu_chain")]
+    gpu_report: Option<PathBuf>,
+    /// The GPU's device certificate chain (PEM, leaf first, ending at NVIDIA's Device Identity CA).
+    #[arg(long, value_name = "FILE")]
+    gpu_chain: Option<PathBuf>,
+    /// Driver RIM (SWID XML).
+    #[arg(long, value_name = "FILE")]
+    driver_rim: Option<PathBuf>,
+    /// VBIOS RIM (SWID XML).
+    #[arg(long, value_name = "FILE")]
+    vbios_rim: Option<PathBuf>,
+    /// DER OCSP response for a certificate of the GPU chain (repeatable).
+    #[arg(long, value_name = "FILE")]
+    gpu_ocsp: Vec<PathBuf>,
+    /// Expected SPDM nonce (64 hex digits); default: derived from --report-data for GPU 0.
+    #[arg(long, value_name = "HEX")]
+    gpu_nonce: Option<String>,
+    /// Do not require OCSP responses for the GPU chain.
+    #[arg(long)]
+    dangerous_skip_gpu_ocsp: bool,
+    /// Do not require RIMs nor compare measurements with them.
+    #[arg(long)]
+    dangerous_skip_gpu_rims: bool,
+}
+
+#[derive(Args, Debug)]
+struct TpmArgs {
+    /// vTPM quote in the Azure vTPM tooling container (signature, TPMS_ATTEST, PCR values).
+    #[arg(long, value_name = "FILE", requires = "ak_pub")]
+    tpm_quote: Option<PathBuf>,
+    /// The attestation key: PEM SubjectPublicKeyInfo, or a raw TPM2B_PUBLIC.
+    #[arg(long, value_name = "FILE")]
+    ak_pub: Option<PathBuf>,
+    /// Expected qualifying data (hex); default: derived from --report-data.
+    #[arg(long, value_name = "HEX")]
+    tpm_qualifying_data: Option<String>,
+    /// Azure HCL report: also check that it binds the attestation key (its hardware report is not verified here).
+    #[arg(long, value_name = "FILE")]
+    hcl_report: Option<PathBuf>,
+}
+
+fn hex_or_raw(bytes: Vec<u8>) -> Vec<u8> {
+    let text: Option<String> = std::str::from_utf8(&bytes)
+        .ok()
+        .map(|t| t.split_whitespace().collect());
+    match text.as_deref().map(|t| t.strip_prefix("0x").unwrap_or(t)) {
+        Some(t) if !t.is_empty() => hex::decode(t).unwrap_or(bytes),
+        _ => bytes,
+    }
+}
+
+fn verify_gpu_file(
+    report: &Path,
+    args: &GpuArgs,
+    report_data: Option<&[u8; 64]>,
+    now: UnixTime,
+) -> anyhow::Result<Item> {
+    use dait_verifier::nvidia::{self, GpuEvidenceInput, GpuPolicy, NvidiaRoots};
+    let spdm = hex_or_raw(read(report)?);
+    let chain = read(
+        args.gpu_chain
+            .as_deref()
+            .context("--gpu-report needs --gpu-chain")?,
+    )?;
+    let driver = args.driver_rim.as_deref().map(read).transpose()?;
+    let vbios = args.vbios_rim.as_deref().map(read).transpose()?;
+    let ocsp: Vec<Vec<u8>> = args
+        .gpu_ocsp
+        .iter()
+        .map(|p| read(p))
+        .collect::<Result<_, _>>()?;
+    let ocsp_refs: Vec<&[u8]> = ocsp.iter().map(Vec::as_slice).collect();
+    let nonce: [u8; 32] = match (&args.gpu_nonce, report_data) {
+        (Some(h), _) => {
+            <[u8; 32]>::try_from(hex::decode(h.trim()).context("--gpu-nonce is not hex")?)
+                .map_err(|_| anyhow::anyhow!("--gpu-nonce must be 32 bytes"))?
+        }
+        (None, Some(rd)) => nvidia::gpu_nonce(rd, 0),
+        (None, None) => bail!("--gpu-report needs --gpu-nonce or --report-data"),
+    };
+    let policy = GpuPolicy {
+        require_ocsp: !args.dangerous_skip_gpu_ocsp,
+        require_rim_match: !args.dangerous_skip_gpu_rims,
+        ..GpuPolicy::default()
+    };
+    let input = GpuEvidenceInput {
+        spdm: &spdm,
+        cert_chain_pem: &chain,
+        driver_rim: driver.as_deref(),
+        vbios_rim: vbios.as_deref(),
+        ocsp_responses: &ocsp_refs,
+    };
+    let mut item = Item {
+        kind: "nvidia-gpu",
+        file: report.display().to_string(),
+        verified: false,
+        error: None,
+        claims: serde_json::Map::new(),
+    };
+    match nvidia::verify_gpu(&input, &nonce, &policy, &NvidiaRoots::pinned(), now) {
+        Ok(v) => {
+            item.verified = true;
+            let c = &mut item.claims;
+            c.insert("nonce".into(), hex::encode(v.nonce()).into());
+            c.insert("driver_version".into(), v.driver_version().into());
+            c.insert("vbios_version".into(), v.vbios_version().into());
+            c.insert("fwid".into(), v.fwid().map(hex::encode).into());
+            c.insert("ocsp_good".into(), v.ocsp_checked().into());
+            if let Some(cmp) = v.comparison() {
+                let matched = cmp.indices(nvidia::IndexOutcome::Match);
+                c.insert("rim_matched_indices".into(), matched.into());
+            }
+            let m: serde_json::Map<String, serde_json::Value> = v
+                .measurements()
+                .iter()
+                .map(|(i, d)| (i.to_string(), hex::encode(d).into()))
+                .collect();
+            c.insert("measurements".into(), m.into());
+        }
+        Err(e) => item.error = Some(format!("{e:#}")),
+    }
+    Ok(item)
+}
+
+fn verify_tpm_file(
+    quote: &Path,
+    args: &TpmArgs,
+    report_data: Option<&[u8; 64]>,
+) -> anyhow::Result<Item> {
+    use dait_verifier::tpm::{self, AkPublic};
+    let bytes = read(quote)?;
+    let ak_bytes = read(
+        args.ak_pub
+            .as_deref()
+            .context("--tpm-quote needs --ak-pub")?,
+    )?;
+    let ak = match std::str::from_utf8(&ak_bytes) {
+        Ok(t) if t.contains("-----BEGIN") => AkPublic::from_spki_pem(t),
+        _ => AkPublic::from_tpm2b_public(&ak_bytes),
+    }
+    .map_err(|e| anyhow::anyhow!("--ak-pub: {e}"))?;
+    let expected: Vec<u8> = match (&args.tpm_qualifying_data, report_data) {
+        (Some(h), _) => hex::decode(h.trim()).context("--tpm-qualifying-data is not hex")?,
+        (None, Some(rd)) => tpm::qualifying_data(rd).to_vec(),
+        (None, None) => bail!("--tpm-quote needs --tpm-qualifying-data or --report-data"),
+    };
+    let hcl = args.hcl_report.as_deref().map(read).transpose()?;
+    let mut item = Item {
+        kind: "vtpm",
+        file: quote.display().to_string(),
+        verified: false,
+        error: None,
+        claims: serde_json::Map::new(),
+    };
+    let result = tpm::parse_azure_quote(&bytes)
+        .map_err(tpm::TpmError::Parse)
+        .and_then(|q| tpm::verify_quote(&q.input(), &ak, &expected))
+        .and_then(|v| match &hcl {
+            Some(h) => {
+                tpm::verify_hcl_ak_binding(h, &ak).map(|b| (v, Some(format!("{:?}", b.kind))))
+            }
+            None => Ok((v, None)),
+        });
+    match result {
+        Ok((v, hcl_kind)) => {
+            item.verified = true;
+            let c = &mut item.claims;
+            c.insert("qualifying_data".into(), hex::encode(v.extra_data()).into());
+            let pcrs: serde_json::Map<String, serde_json::Value> = v
+                .pcrs()
+                .iter()
+                .map(|(i, d)| (i.to_string(), hex::encode(d).into()))
+                .collect();
+            c.insert("pcrs".into(), pcrs.into());
+            if let Some(k) = hcl_kind {
+                c.insert("hcl_ak_binding".into(), k.into());
+            }
+        }
+        Err(e) => item.error = Some(e.to_string()),
+    }
+    Ok(item)
 }
