@@ -12,6 +12,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use dait_verifier::UnixTime;
 use dait_verifier::collateral::TdxCollateral;
 use dait_verifier::nvidia::{self, GpuEvidenceInput, GpuPolicy, NvidiaRoots};
+use dait_verifier::snp;
 use dait_verifier::tdx::{self, INTEL_SGX_ROOT_CA_DER, TcbStatus, TdxPolicy};
 
 fn evidence_dir() -> PathBuf {
@@ -140,6 +141,24 @@ fn bench(c: &mut Criterion) {
                 .unwrap();
             (t, g)
         })
+    });
+    // SNP: the dstack Milan v3 report with its VCEK, AMD's ASK and ARK.
+    let snp_report = read("snp/dstack__milan_v3_report.bin");
+    let (vcek, ask, ark) = (
+        read("snp/dstack__milan_vcek.pem"),
+        read("snp/dstack__milan_ask.pem"),
+        read("snp/amd_milan_ark.pem"),
+    );
+    let certs = snp::SnpCerts {
+        ark: &ark,
+        ask: &ask,
+        vek: &vcek,
+    };
+    let snp_now = UnixTime::from_secs(1_793_491_200);
+    let snp_policy = snp::SnpPolicy::default();
+    assert!(snp::verify_report(&snp_report, &certs, &snp_policy, snp_now).is_ok());
+    g.bench_function("snp_report_with_chain", |b| {
+        b.iter(|| snp::verify_report(black_box(&snp_report), &certs, &snp_policy, snp_now).unwrap())
     });
     g.finish();
 }

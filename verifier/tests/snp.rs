@@ -768,3 +768,51 @@ fn snp_key_info_signing_key_and_masked_chip_id() {
     };
     assert!(check_vek_binding(&masked, &a1.vek, SnpProduct::Milan, &allow).is_ok());
 }
+
+/// Differential check against the `sev` crate's parser: the fields agree on every real report, and `sev`'s
+/// re-encoding (what its own signature check hashes) is not always the raw bytes; so the signature is checked
+/// over the raw bytes here.
+#[test]
+fn snp_sev_parser_agrees_and_reencodes() {
+    use sev::firmware::guest::AttestationReport;
+    use sev::parser::ByteParser as _;
+    let hcl = read("snp/kinvolk__azure_hcl_report_snp.bin");
+    let reports = [
+        virtee_milan().report,
+        go_sev_guest_milan().report,
+        dstack_milan_v3().report,
+        hcl[0x20..0x20 + snp::REPORT_LEN].to_vec(),
+    ];
+    for raw in &reports {
+        let mine = SnpReport::parse(raw).unwrap();
+        let theirs = AttestationReport::from_bytes(raw).unwrap();
+        assert_eq!(theirs.version, mine.version);
+        assert_eq!(&theirs.report_data, mine.report_data);
+        assert_eq!(&theirs.measurement, mine.measurement);
+        assert_eq!(&theirs.host_data, mine.host_data);
+        assert_eq!(&theirs.chip_id, mine.chip_id);
+        assert_eq!(theirs.vmpl, mine.vmpl);
+        assert_eq!(theirs.to_bytes().unwrap()[..], raw[..]);
+    }
+    // Every real report re-encodes to itself, but a byte in a TCB_VERSION's reserved positions (Milan layout
+    // bytes 2..6 of CURRENT_TCB at 0x38, REPORTED_TCB at 0x180, COMMITTED_TCB at 0x1E0, LAUNCH_TCB at 0x1F0) is
+    // dropped by sev's re-encoding: a signature check over the re-encoding would hash other bytes than the
+    // firmware signed. This parser keeps the raw signed bytes.
+    let base = dstack_milan_v3().report;
+    let mut differs = Vec::new();
+    for off in 0..0x2A0usize {
+        let mut odd = base.clone();
+        odd[off] ^= 0x01;
+        if let Ok(r) = AttestationReport::from_bytes(&odd)
+            && r.to_bytes().unwrap()[..0x2A0] != odd[..0x2A0]
+        {
+            assert_eq!(SnpReport::parse(&odd).unwrap().signed_bytes, &odd[..0x2A0]);
+            differs.push(off);
+        }
+    }
+    let expected: Vec<usize> = [0x38usize, 0x180, 0x1E0, 0x1F0]
+        .iter()
+        .flat_map(|b| (b + 2)..(b + 6))
+        .collect();
+    assert_eq!(differs, expected);
+}
