@@ -761,3 +761,27 @@ fn tdx_measurement_pins_and_wrong_nonce() {
     bad.report_data.as_mut().unwrap()[63] ^= 1;
     assert_eq!(a4(&raw, &bad).unwrap_err(), TdxError::ReportDataMismatch);
 }
+
+/// A v5 quote with a TDX 1.0 body (descriptor type 2, 584 bytes) parses as `Td10` (no such sample exists:
+/// built from the A4 v4 quote; the signature no longer covers it, so it is refused as a signature failure).
+#[test]
+fn tdx_v5_with_td10_body_parses() {
+    let v4 = quote(A4_QUOTE);
+    let mut v5 = Vec::new();
+    v5.extend_from_slice(&5u16.to_le_bytes());
+    v5.extend_from_slice(&v4[2..48]);
+    v5.extend_from_slice(&2u16.to_le_bytes());
+    v5.extend_from_slice(&584u32.to_le_bytes());
+    v5.extend_from_slice(&v4[48..]);
+    let q = TdxQuote::parse(&v5).unwrap();
+    assert_eq!(
+        (q.header.version, q.body_type, q.body.kind),
+        (5, Some(2), TdBodyKind::Td10)
+    );
+    assert_eq!(q.body.mr_td, TdxQuote::parse(&v4).unwrap().body.mr_td);
+    assert!(q.body.tee_tcb_svn2.is_none());
+    assert_eq!(
+        a4(&v5, &TdxPolicy::default()).unwrap_err(),
+        TdxError::Signature("quote")
+    );
+}
