@@ -488,6 +488,52 @@ pub enum TdxError {
     XfamMismatch,
 }
 
+/// The broad class of a [`TdxError`], for callers that report or count failures by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[non_exhaustive]
+pub enum TdxErrorCategory {
+    /// A certificate chain or trust-anchor failure.
+    Chain,
+    /// Collateral outside its validity window.
+    CollateralExpired,
+    /// Collateral malformed, wrongly signed or for another platform.
+    CollateralInvalid,
+    /// The quote is malformed.
+    Malformed,
+    /// The quote is genuine but the policy refuses it (debug, measurements, REPORTDATA, attributes).
+    Policy,
+    /// A quote or QE report signature failure.
+    Signature,
+    /// The TCB level: unsupported, revoked, not accepted, or an advisory not allowed.
+    Tcb,
+    /// Anything else dcap-qvl reported.
+    Other,
+}
+
+impl TdxError {
+    /// The broad class of this error.
+    pub fn category(&self) -> TdxErrorCategory {
+        match self {
+            Self::Chain(_) => TdxErrorCategory::Chain,
+            Self::CollateralExpired(_) => TdxErrorCategory::CollateralExpired,
+            Self::CollateralInvalid(_) => TdxErrorCategory::CollateralInvalid,
+            Self::Malformed(_) => TdxErrorCategory::Malformed,
+            Self::Debug
+            | Self::MeasurementMismatch { .. }
+            | Self::ReportDataMismatch
+            | Self::TdAttributes(_)
+            | Self::XfamMismatch => TdxErrorCategory::Policy,
+            Self::Signature(_) => TdxErrorCategory::Signature,
+            Self::AdvisoryNotAllowed(_)
+            | Self::TcbNotAccepted(_)
+            | Self::TcbNotSupported
+            | Self::TcbRevoked
+            | Self::UnknownTcbStatus => TdxErrorCategory::Tcb,
+            Self::Other(_) => TdxErrorCategory::Other,
+        }
+    }
+}
+
 /// The one place dcap-qvl's `anyhow` errors become [`TdxError`]: by the messages it documents in its
 /// verification steps (checked against dcap-qvl 0.7).
 fn map_qvl_error(e: &anyhow::Error) -> TdxError {
@@ -987,6 +1033,57 @@ mod tests {
                 version: 3
             })
         ));
+    }
+
+    #[test]
+    fn qvl_messages_map_to_their_categories() {
+        let cases: [(&[&str], TdxErrorCategory); 14] = [
+            (&["No matching TCB level found"], TdxErrorCategory::Tcb),
+            (&["TCB status is invalid: Revoked"], TdxErrorCategory::Tcb),
+            (&["TCBInfo expired"], TdxErrorCategory::CollateralExpired),
+            (
+                &["QE Identity expired"],
+                TdxErrorCategory::CollateralExpired,
+            ),
+            (
+                &["CrlExpired { time: UnixTime(1), next_update: UnixTime(0) }"],
+                TdxErrorCategory::CollateralExpired,
+            ),
+            (
+                &["Signature is invalid for qe_report in quote"],
+                TdxErrorCategory::Signature,
+            ),
+            (
+                &["ISV enclave report signature is invalid"],
+                TdxErrorCategory::Signature,
+            ),
+            (&["QE report hash mismatch"], TdxErrorCategory::Signature),
+            (
+                &["Signature is invalid for tcb_info in quote_collateral"],
+                TdxErrorCategory::CollateralInvalid,
+            ),
+            (&["Fmspc mismatch"], TdxErrorCategory::CollateralInvalid),
+            (
+                &[
+                    "Failed to parse root CA CRL",
+                    "InvalidCrlSignatureForPublicKey",
+                ],
+                TdxErrorCategory::Chain,
+            ),
+            (
+                &["Failed to verify PCK", "UnknownIssuer"],
+                TdxErrorCategory::Chain,
+            ),
+            (&["Debug mode is enabled"], TdxErrorCategory::Policy),
+            (&["something new"], TdxErrorCategory::Other),
+        ];
+        for (chain, want) in cases {
+            let mut e = anyhow::anyhow!(chain[chain.len() - 1]);
+            for outer in chain.iter().rev().skip(1) {
+                e = e.context(*outer);
+            }
+            assert_eq!(map_qvl_error(&e).category(), want, "{chain:?}");
+        }
     }
 
     #[test]
