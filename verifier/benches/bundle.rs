@@ -128,6 +128,18 @@ fn bench(c: &mut Criterion) {
             tdx::verify_quote(black_box(&quote), &c, &policy, tdx_now).unwrap()
         })
     });
+    g.bench_function("gpu_report_x1", |b| {
+        b.iter(|| {
+            nvidia::verify_gpus(
+                black_box(&inputs[..1]),
+                &nonces[..1],
+                &gpu_policy,
+                &roots,
+                gpu_now,
+            )
+            .unwrap()
+        })
+    });
     g.bench_function("gpu_reports_x8", |b| {
         b.iter(|| {
             nvidia::verify_gpus(black_box(&inputs), &nonces, &gpu_policy, &roots, gpu_now).unwrap()
