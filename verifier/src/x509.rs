@@ -118,6 +118,18 @@ pub enum X509Error {
         /// What was too large.
         what: &'static str,
     },
+    /// A certificate that issues another is not a CA (basicConstraints cA is absent or false).
+    #[error("certificate {index} issues another but is not a CA")]
+    NotCa {
+        /// Position in the chain, leaf = 0.
+        index: usize,
+    },
+    /// More CA certificates follow a CA than its pathLenConstraint allows.
+    #[error("certificate {index}'s path length constraint is exceeded")]
+    PathLenExceeded {
+        /// Position in the chain, leaf = 0.
+        index: usize,
+    },
     /// The last certificate's key is not the pinned trust anchor.
     #[error("chain does not end at the pinned root")]
     UntrustedRoot,
@@ -476,6 +488,29 @@ pub fn verify_chain_cached(
     cache.verify_issued_by(root, root, last_index)?;
     for (i, cert) in chain.iter().enumerate() {
         check_validity(cert, now, i)?;
+        if i > 0 {
+            check_ca(cert, i)?;
+        }
+    }
+    Ok(())
+}
+
+const OID_BASIC_CONSTRAINTS: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("2.5.29.19");
+
+/// The certificate at `index` issues `index - 1` ... 0: it must be a CA, and the CAs below it (all but the
+/// leaf) must not exceed its pathLenConstraint.
+fn check_ca(cert: &Certificate, index: usize) -> Result<(), X509Error> {
+    let value = extension(cert, &OID_BASIC_CONSTRAINTS).ok_or(X509Error::NotCa { index })?;
+    let bc = x509_cert::ext::pkix::BasicConstraints::from_der(value)
+        .map_err(|_| X509Error::BadCertificate { index })?;
+    if !bc.ca {
+        return Err(X509Error::NotCa { index });
+    }
+    if let Some(max) = bc.path_len_constraint
+        && index.saturating_sub(1) > usize::from(max)
+    {
+        return Err(X509Error::PathLenExceeded { index });
     }
     Ok(())
 }
