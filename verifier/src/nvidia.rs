@@ -30,7 +30,7 @@ pub mod ocsp;
 pub mod opaque;
 pub mod spdm;
 
-use sha2::{Digest as _, Sha256, Sha384};
+use sha2::{Digest as _, Sha256};
 use x509_cert::Certificate;
 
 use crate::UnixTime;
@@ -365,11 +365,11 @@ fn verify_spdm_signature(
 ) -> Result<(), NvidiaError> {
     let (curve, point) = x::ec_key(&leaf.tbs_certificate.subject_public_key_info)
         .map_err(|_| NvidiaError::LeafKeyUnsupported)?;
-    let digest = Sha384::digest(ev.signed);
-    match x::verify_ecdsa_prehash(
+    match x::verify_ecdsa(
         &curve,
         point,
-        &digest,
+        ev.signed,
+        x::EcdsaHash::Sha384,
         x::EcdsaSig::Raw(ev.response.signature),
     ) {
         Ok(()) => Ok(()),

@@ -338,22 +338,18 @@ fn verify_xml_signature(
     sig: &[u8],
 ) -> Result<(), RimError> {
     let spki = &signer.tbs_certificate.subject_public_key_info;
-    let (ecdsa_digest, rsa_oid) = match sig_alg {
-        "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384" => {
-            (Some(Sha384::digest(msg).to_vec()), None)
-        }
-        "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256" => {
-            (Some(Sha256::digest(msg).to_vec()), None)
-        }
+    let (ecdsa_hash, rsa_oid) = match sig_alg {
+        "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384" => (Some(x::EcdsaHash::Sha384), None),
+        "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256" => (Some(x::EcdsaHash::Sha256), None),
         "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256" => (None, Some(x::OID_RSA_SHA256)),
         "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384" => (None, Some(x::OID_RSA_SHA384)),
         "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512" => (None, Some(x::OID_RSA_SHA512)),
         _ => return Err(RimError::Unsupported("signature method")),
     };
-    let result = match (ecdsa_digest, rsa_oid) {
-        (Some(d), _) => {
+    let result = match (ecdsa_hash, rsa_oid) {
+        (Some(h), _) => {
             let (curve, point) = x::ec_key(spki).map_err(RimError::Chain)?;
-            x::verify_ecdsa_prehash(&curve, point, &d, x::EcdsaSig::Raw(sig))
+            x::verify_ecdsa(&curve, point, msg, h, x::EcdsaSig::Raw(sig))
         }
         (None, Some(oid)) => x::verify_signature(spki, &oid, msg, sig),
         (None, None) => return Err(RimError::Unsupported("signature method")),

@@ -457,8 +457,8 @@ fn verify_signature(ak: &AkPublic, msg: &[u8], sig: QuoteSignature<'_>) -> Resul
         }
         (AkPublic::P256(point) | AkPublic::P384(point), TpmtSignature::Ecdsa { hash, r, s }) => {
             let digest = match hash {
-                ALG_SHA256 => Sha256::digest(msg).to_vec(),
-                ALG_SHA384 => Sha384::digest(msg).to_vec(),
+                ALG_SHA256 => crate::x509::EcdsaHash::Sha256,
+                ALG_SHA384 => crate::x509::EcdsaHash::Sha384,
                 _ => return Err(TpmError::Unsupported("signature hash")),
             };
             let (curve, size) = match ak {
@@ -474,13 +474,18 @@ fn verify_signature(ak: &AkPublic, msg: &[u8], sig: QuoteSignature<'_>) -> Resul
                 raw.extend_from_slice(part);
             }
             let oid = der::asn1::ObjectIdentifier::new(curve).map_err(|_| TpmError::BadAkPublic)?;
-            crate::x509::verify_ecdsa_prehash(
+            match crate::x509::verify_ecdsa(
                 &oid,
                 point,
-                &digest,
+                msg,
+                digest,
                 crate::x509::EcdsaSig::Raw(&raw),
-            )
-            .map_err(|_| TpmError::SignatureMismatch)
+            ) {
+                Err(crate::x509::X509Error::UnsupportedAlgorithm) => {
+                    Err(TpmError::Unsupported("ECDSA curve and hash combination"))
+                }
+                other => other.map_err(|_| TpmError::SignatureMismatch),
+            }
         }
         _ => Err(TpmError::Unsupported("signature scheme for this key")),
     }

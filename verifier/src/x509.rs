@@ -275,14 +275,14 @@ pub fn verify_signature(
             .as_ref()
             .and_then(|p| p.decode_as().ok())
             .ok_or(X509Error::BadPublicKey)?;
-        let digest: Vec<u8> = if *algorithm == OID_ECDSA_SHA384 {
-            Sha384::digest(msg).to_vec()
+        let hash = if *algorithm == OID_ECDSA_SHA384 {
+            EcdsaHash::Sha384
         } else if *algorithm == OID_ECDSA_SHA256 {
-            Sha256::digest(msg).to_vec()
+            EcdsaHash::Sha256
         } else {
             return Err(X509Error::UnsupportedAlgorithm);
         };
-        verify_ecdsa_prehash(&curve, key_bytes, &digest, EcdsaSig::Der(signature))
+        verify_ecdsa(&curve, key_bytes, msg, hash, EcdsaSig::Der(signature))
     } else if key_alg == OID_RSA_ENCRYPTION {
         use rsa::pkcs1::DecodeRsaPublicKey as _;
         use rsa::signature::Verifier as _;
@@ -324,37 +324,45 @@ pub enum EcdsaSig<'a> {
     Raw(&'a [u8]),
 }
 
-/// Verifies an ECDSA signature over an already computed digest, for a key on `curve` given as a SEC1 point.
-pub fn verify_ecdsa_prehash(
+/// The digest of an ECDSA signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EcdsaHash {
+    /// SHA-256.
+    Sha256,
+    /// SHA-384.
+    Sha384,
+}
+
+/// Verifies an ECDSA signature over `msg` (hashed with `hash`) for a key on `curve` given as an uncompressed
+/// SEC1 point. Backend: `ring` (already in the build for TDX through dcap-qvl; several times faster than the
+/// pure-Rust P-384 here).
+pub fn verify_ecdsa(
     curve: &der::asn1::ObjectIdentifier,
     sec1_point: &[u8],
-    digest: &[u8],
+    msg: &[u8],
+    hash: EcdsaHash,
     sig: EcdsaSig<'_>,
 ) -> Result<(), X509Error> {
-    use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
-    if *curve == OID_SECP384R1 {
-        let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(sec1_point)
-            .map_err(|_| X509Error::BadPublicKey)?;
-        let sig = match sig {
-            EcdsaSig::Der(d) => p384::ecdsa::Signature::from_der(d),
-            EcdsaSig::Raw(r) => p384::ecdsa::Signature::from_slice(r),
-        }
-        .map_err(|_| X509Error::SignatureMismatch)?;
-        key.verify_prehash(digest, &sig)
-            .map_err(|_| X509Error::SignatureMismatch)
-    } else if *curve == OID_SECP256R1 {
-        let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(sec1_point)
-            .map_err(|_| X509Error::BadPublicKey)?;
-        let sig = match sig {
-            EcdsaSig::Der(d) => p256::ecdsa::Signature::from_der(d),
-            EcdsaSig::Raw(r) => p256::ecdsa::Signature::from_slice(r),
-        }
-        .map_err(|_| X509Error::SignatureMismatch)?;
-        key.verify_prehash(digest, &sig)
-            .map_err(|_| X509Error::SignatureMismatch)
-    } else {
-        Err(X509Error::BadPublicKey)
+    use ring::signature as rs;
+    let p384 = *curve == OID_SECP384R1;
+    if !p384 && *curve != OID_SECP256R1 {
+        return Err(X509Error::BadPublicKey);
     }
+    let alg: &'static rs::EcdsaVerificationAlgorithm = match (p384, hash, sig) {
+        (true, EcdsaHash::Sha384, EcdsaSig::Der(_)) => &rs::ECDSA_P384_SHA384_ASN1,
+        (true, EcdsaHash::Sha384, EcdsaSig::Raw(_)) => &rs::ECDSA_P384_SHA384_FIXED,
+        (true, EcdsaHash::Sha256, EcdsaSig::Der(_)) => &rs::ECDSA_P384_SHA256_ASN1,
+        (false, EcdsaHash::Sha256, EcdsaSig::Der(_)) => &rs::ECDSA_P256_SHA256_ASN1,
+        (false, EcdsaHash::Sha256, EcdsaSig::Raw(_)) => &rs::ECDSA_P256_SHA256_FIXED,
+        (false, EcdsaHash::Sha384, EcdsaSig::Der(_)) => &rs::ECDSA_P256_SHA384_ASN1,
+        _ => return Err(X509Error::UnsupportedAlgorithm),
+    };
+    let bytes = match sig {
+        EcdsaSig::Der(d) | EcdsaSig::Raw(d) => d,
+    };
+    rs::UnparsedPublicKey::new(alg, sec1_point)
+        .verify(msg, bytes)
+        .map_err(|_| X509Error::SignatureMismatch)
 }
 
 /// The named curve of an EC SubjectPublicKeyInfo, and its SEC1 point.
