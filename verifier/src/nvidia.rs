@@ -122,7 +122,8 @@ impl Default for GpuPolicy {
 pub struct GpuEvidenceInput<'a> {
     /// SPDM GET_MEASUREMENTS request ‖ MEASUREMENTS response, raw bytes.
     pub spdm: &'a [u8],
-    /// The device certificate chain, PEM, leaf first, ending at the Device Identity root.
+    /// The device certificate chain, leaf first, ending at the Device Identity root: PEM text or concatenated
+    /// DER certificates.
     pub cert_chain_pem: &'a [u8],
     /// The driver RIM (SWID XML), if carried.
     pub driver_rim: Option<&'a [u8]>,
@@ -494,7 +495,7 @@ fn verify_gpu_shared(
     if ev.request.nonce != expected_nonce {
         return Err(NvidiaError::NonceMismatch);
     }
-    let chain = x::parse_pem_chain(input.cert_chain_pem).map_err(NvidiaError::Chain)?;
+    let chain = x::parse_chain(input.cert_chain_pem).map_err(NvidiaError::Chain)?;
     x::verify_chain_cached(&chain, &roots.device_identity, now, &mut shared.signatures)
         .map_err(NvidiaError::Chain)?;
     let leaf = chain

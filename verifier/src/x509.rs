@@ -237,6 +237,32 @@ pub fn parse_pem_chain(pem: &[u8]) -> Result<Vec<Certificate>, X509Error> {
         .collect()
 }
 
+/// Decodes a chain given either as PEM text or as concatenated DER certificates (leaf first).
+pub fn parse_chain(bytes: &[u8]) -> Result<Vec<Certificate>, X509Error> {
+    if bytes.first() != Some(&0x30) {
+        return parse_pem_chain(bytes);
+    }
+    if bytes.len() > MAX_PEM_CHAIN_LEN {
+        return Err(X509Error::TooLarge { what: "DER chain" });
+    }
+    let mut reader =
+        der::SliceReader::new(bytes).map_err(|_| X509Error::BadCertificate { index: 0 })?;
+    let mut out = Vec::new();
+    while !reader.is_finished() {
+        let index = out.len();
+        if index >= MAX_CHAIN_CERTS {
+            return Err(X509Error::TooLarge {
+                what: "chain length",
+            });
+        }
+        let tlv = reader
+            .tlv_bytes()
+            .map_err(|_| X509Error::BadCertificate { index })?;
+        out.push(parse_der(tlv, index)?);
+    }
+    Ok(out)
+}
+
 /// Checks that `cert` is inside its validity window at `now` (seconds since the Unix epoch).
 pub fn check_validity(cert: &Certificate, now: u64, index: usize) -> Result<(), X509Error> {
     let v = &cert.tbs_certificate.validity;

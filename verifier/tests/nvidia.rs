@@ -664,3 +664,42 @@ fn shared_work_across_gpus_does_not_hide_a_bad_gpu() {
     let err = nvidia::verify_gpus(&[good.input()], &[n], &no_ocsp(), &roots(), today).unwrap_err();
     assert!(matches!(err.source, NvidiaError::Rim { .. }), "{err:?}");
 }
+
+#[test]
+fn der_chain_is_accepted_like_pem() {
+    let s = Sample::y2025();
+    let der: Vec<u8> = x509::pem_to_der(&s.chain).unwrap().concat();
+    let t = Sample {
+        chain: der.clone(),
+        ..Sample::y2025()
+    };
+    nvidia::verify_gpu(
+        &t.input_without_rims(),
+        &nonce(NONCE_2025),
+        &no_ocsp_no_rim(),
+        &roots(),
+        PINNED,
+    )
+    .unwrap();
+    let mut cut = der;
+    cut.truncate(cut.len() - 1);
+    let t = Sample {
+        chain: cut,
+        ..Sample::y2025()
+    };
+    let err = nvidia::verify_gpu(
+        &t.input_without_rims(),
+        &nonce(NONCE_2025),
+        &no_ocsp_no_rim(),
+        &roots(),
+        PINNED,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NvidiaError::Chain(X509Error::BadCertificate { index: 4 })
+        ),
+        "{err:?}"
+    );
+}
