@@ -640,6 +640,22 @@ fn tdx_tampered_collateral_is_invalid() {
         verify_quote(&raw, &c, &TdxPolicy::default(), UnixTime::from_secs(A4_NOW)).unwrap_err(),
         TdxError::CollateralInvalid("TCB Info signature")
     );
+    // The QE Identity body, one character changed (whitespace, so it still parses).
+    let mut json: serde_json::Value = serde_json::from_slice(&read(A4_BUNDLE)).unwrap();
+    let qe = json["qe_identity"]
+        .as_str()
+        .unwrap()
+        .replacen("\"version\":", "\"version\": ", 1);
+    json["qe_identity"] = serde_json::Value::String(qe);
+    let c = TdxCollateral::from_bundle_json(&serde_json::to_vec(&json).unwrap()).unwrap();
+    assert_eq!(
+        verify_quote(&raw, &c, &TdxPolicy::default(), UnixTime::from_secs(A4_NOW)).unwrap_err(),
+        TdxError::CollateralInvalid("QE Identity signature")
+    );
+    // A hex field that is not hex is a load error, not a verification result.
+    let mut json: serde_json::Value = serde_json::from_slice(&read(A4_BUNDLE)).unwrap();
+    json["pck_crl"] = serde_json::Value::String("zz".into());
+    assert!(TdxCollateral::from_bundle_json(&serde_json::to_vec(&json).unwrap()).is_err());
 }
 
 #[test]
