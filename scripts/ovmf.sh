@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Builds an OVMF with the SEV-SNP kernel-hashes table (OvmfPkg/AmdSev/AmdSevX64.dsc) from Debian's edk2 source
+# package, once, into a cache directory outside the repository, and prints the path of the firmware file.
+#
+# Debian's ovmf package does not ship this build (its OVMF has no SEV hashes table, so direct boot with
+# kernel-hashes cannot be measured with it). The AmdSev build normally embeds a grub with the `sevsecret` module,
+# which bookworm's grub lacks; we build without grub (direct kernel boot does not need it).
+#
+# Idempotent: when the firmware is already in the cache it only prints its path.
+#   DAIT_CACHE_DIR   cache root (default ${XDG_CACHE_HOME:-$HOME/.cache}/dait)
+#   DAIT_OVMF_JOBS   parallel build jobs (default 2)
+set -euo pipefail
+
+log() { printf '[ovmf] %s\n' "$*" >&2; }
+
+cache="${DAIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dait}"
+dir="$cache/ovmf"
+out="$dir/OVMF-amdsev.fd"
+if [[ -s "$out" ]]; then
+    printf '%s\n' "$out"
+    exit 0
+fi
+mkdir -p "$dir"
+umask 022
+
+# Build dependencies (Debian package names).
+need=()
+command -v nasm >/dev/null 2>&1 || need+=(nasm)
+command -v iasl >/dev/null 2>&1 || need+=(acpica-tools)
+command -v dpkg-source >/dev/null 2>&1 || need+=(dpkg-dev)
+command -v gcc >/dev/null 2>&1 || need+=(build-essential)
+[[ -e /usr/include/uuid/uuid.h ]] || need+=(uuid-dev)
+if ((${#need[@]})); then
+    log "installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# Source package: a private apt configuration that lists the system's Debian sources as deb-src, so the system's
+# own apt configuration is left untouched.
+apt_dir="$dir/apt"
+mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$apt_dir/sources.list.d"
+src_list="$apt_dir/sources.list.d/debian-src.sources"
+if [[ -r /etc/apt/sources.list.d/debian.sources ]]; then
+    sed -e 's/^Types:.*/Types: deb-src/' /etc/apt/sources.list.d/debian.sources >"$src_list"
+else
+    grep -h '^deb ' /etc/apt/sources.list | sed -e 's/^deb /deb-src /' >"$apt_dir/sources.list.d/debian-src.list"
+fi
+apt_opts=(
+    -o "Dir::Etc::SourceList=/dev/null"
+    -o "Dir::Etc::SourceParts=$apt_dir/sources.list.d"
+    -o "Dir::State::Lists=$apt_dir/lists"
+    -o "Dir::Cache::Archives=$apt_dir/archives"
+    -o "APT::Sandbox::User=root"
+)
+src_root="$dir/src"
+if ! compgen -G "$src_root/edk2-*/edksetup.sh" >/dev/null; then
+    log "fetching the edk2 source package"
+    apt-get "${apt_opts[@]}" update -qq
+    rm -rf "$src_root"
+    mkdir -p "$src_root"
+    (cd "$src_root" && apt-get "${apt_opts[@]}" source -qq --download-only edk2 &&
+        dpkg-source --no-check -x ./edk2_*.dsc >/dev/null)
+fi
+src="$(compgen -G "$src_root/edk2-*/edksetup.sh" | head -n1)"
+src="${src%/edksetup.sh}"
+log "edk2 source: $src"
+
+# Build without grub: drop the grub image from the flash layout (direct kernel boot does not use it).
+fdf="$src/OvmfPkg/AmdSev/AmdSevX64.fdf"
+if grep -q 'OvmfPkg/AmdSev/Grub/Grub.inf' "$fdf"; then
+    sed -i -e '\#OvmfPkg/AmdSev/Grub/Grub.inf#d' "$fdf"
+fi
+
+jobs="${DAIT_OVMF_JOBS:-2}"
+(
+    cd "$src"
+    export PYTHON_COMMAND=python3
+    make -s -C BaseTools -j"$jobs" >"$dir/basetools.log" 2>&1
+    # edksetup.sh reads unset variables.
+    set +u
+    # shellcheck disable=SC1091
+    source ./edksetup.sh >/dev/null
+    set -u
+    build -q -n "$jobs" -a X64 -t GCC5 -b RELEASE -p OvmfPkg/AmdSev/AmdSevX64.dsc \
+        -D SECURE_BOOT_ENABLE=FALSE >"$dir/build.log" 2>&1
+)
+fd="$src/Build/AmdSev/RELEASE_GCC5/FV/OVMF.fd"
+[[ -s "$fd" ]] || {
+    log "build produced no $fd; see $dir/build.log"
+    exit 1
+}
+cp "$fd" "$out.tmp"
+mv "$out.tmp" "$out"
+log "built $(sha256sum "$out" | cut -d' ' -f1)"
+printf '%s\n' "$out"
