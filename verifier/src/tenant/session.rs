@@ -1,0 +1,373 @@
+//! One tenant session: a verified host, one channel, and the calls on it (serialised by `&mut self`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dait_chain_client::{
+    B256, Freshness, NormalizeError, NormalizedResponse, SignedChannelState, StreamNormalizer, ciphertext_hash,
+};
+use rand::RngCore as _;
+use tokio::sync::mpsc;
+
+use super::ohttp::{self, StreamEvent};
+use super::store::{self, DisputeRecord};
+use super::transport::{HostClient, MAX_BODY, read_body};
+use super::{HostErrorCode, TenantError, Wallet};
+use crate::bundle::{Policy, UnixTime, VerifiedBundle, verify_bundle};
+use crate::receipt::{CallEvidence, Channel, ReceiptError, VerifiedReceipt};
+
+/// Time allowed for a whole non-streamed call, or between two events of a streamed one.
+const CALL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What a session needs besides the wallet.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// `https://host:port` of the agent.
+    pub host_url: String,
+    /// The verification policy.
+    pub policy: Policy,
+    /// The most this channel may spend, in the channel's smallest unit.
+    pub escrow_cap: u128,
+    /// Where accepted receipts, channel states and dispute records are written.
+    pub state_dir: PathBuf,
+}
+
+/// A call that completed and whose receipt passed every check.
+#[derive(Clone, Debug)]
+pub struct CallOutcome {
+    /// The inner HTTP status (200).
+    pub status: u16,
+    /// The response body as the engine sent it (JSON, or the server-sent events when streamed).
+    pub body: Vec<u8>,
+    /// The checked receipt.
+    pub receipt: VerifiedReceipt,
+    /// The receipt as received (base64url `SignedReceipt`).
+    pub receipt_b64: String,
+    /// The channel state the tenant signed after accepting the receipt.
+    pub state: SignedChannelState,
+}
+
+/// One item of a streamed call.
+#[derive(Debug)]
+pub enum StreamItem {
+    /// Response bytes (server-sent events), as they arrived.
+    Data(Bytes),
+    /// The stream ended with its authenticated final chunk and its receipt passed every check.
+    Done(Box<CallOutcome>),
+}
+
+/// A tenant's session with one verified host.
+#[derive(Debug)]
+pub struct Session {
+    client: HostClient,
+    bundle: VerifiedBundle,
+    channel: Channel,
+    wallet: Wallet,
+    state_dir: PathBuf,
+    stopped: bool,
+    receipts: Vec<VerifiedReceipt>,
+}
+
+/// Fetches the host's evidence for a fresh nonce, verifies it under `policy`, checks that the TLS key the
+/// host presented is the attested one, and returns a client pinned to it.
+pub async fn verify_host(host_url: &str, policy: &Policy) -> Result<(HostClient, VerifiedBundle), TenantError> {
+    let mut nonce = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let first = HostClient::new(host_url)?;
+    let bytes = first.fetch_bundle(&nonce).await?;
+    let bundle = verify_bundle(&bytes, policy, &Freshness::TenantNonce(nonce), UnixTime::now())?;
+    let presented = first.presented_spki().ok_or(TenantError::Internal("no TLS key recorded"))?;
+    if presented.as_slice() != bundle.tls_spki() {
+        return Err(TenantError::TlsSpkiMismatch);
+    }
+    Ok((first.pin(bundle.tls_spki())?, bundle))
+}
+
+impl Session {
+    /// Verifies the host and opens a channel with it.
+    pub async fn open(config: SessionConfig, wallet: Wallet) -> Result<Self, TenantError> {
+        let (client, bundle) = verify_host(&config.host_url, &config.policy).await?;
+        let mut salt = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut salt);
+        let channel = Channel::open(&bundle, wallet.signer(), &B256(salt), config.escrow_cap).map_err(|error| {
+            TenantError::ReceiptRejected {
+                error,
+                record: String::new(),
+            }
+        })?;
+        std::fs::create_dir_all(&config.state_dir).map_err(TenantError::Io)?;
+        tracing::info!(channel = %channel.id(), tenant = %wallet.address(), "channel opened");
+        Ok(Self {
+            client,
+            bundle,
+            channel,
+            wallet,
+            state_dir: config.state_dir,
+            stopped: false,
+            receipts: Vec::new(),
+        })
+    }
+
+    /// The verified evidence of the host.
+    pub fn bundle(&self) -> &VerifiedBundle {
+        &self.bundle
+    }
+    /// The channel.
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+    /// The latest channel state the tenant signed.
+    pub fn state(&self) -> &SignedChannelState {
+        self.channel.state()
+    }
+    /// Every receipt accepted on this channel, in order.
+    pub fn receipts(&self) -> &[VerifiedReceipt] {
+        &self.receipts
+    }
+    /// Whether a failed check stopped the session.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+    /// The pinned client for the host.
+    pub fn host(&self) -> &HostClient {
+        &self.client
+    }
+
+    /// One non-streamed call: `POST path` with `body`, carrying the latest signed state.
+    pub async fn call(&mut self, path: &str, body: Vec<u8>) -> Result<CallOutcome, TenantError> {
+        let state = self.channel.state().clone();
+        self.call_with_state(path, body, &state).await
+    }
+
+    /// A non-streamed call carrying `state` instead of the latest one: for replays and tests of the host's
+    /// state checks. A receipt, if one comes back, is still checked against the channel.
+    pub async fn call_with_state(
+        &mut self,
+        path: &str,
+        body: Vec<u8>,
+        state: &SignedChannelState,
+    ) -> Result<CallOutcome, TenantError> {
+        if self.stopped {
+            return Err(TenantError::SessionStopped);
+        }
+        let inner = ohttp::encode_inner_request(path, &body, &state.to_header_value())?;
+        let sealed = ohttp::seal(self.bundle.ohttp_key_config(), &inner)?;
+        let request_ct = sealed.bytes;
+        let exchange = async {
+            let response = self.client.post_ohttp(ohttp::REQ, request_ct.clone()).await?;
+            read_body(response.into_body(), MAX_BODY).await
+        };
+        let enc_response = tokio::time::timeout(CALL_TIMEOUT, exchange)
+            .await
+            .map_err(|_| TenantError::Timeout)??;
+        let response_ct_hash = ciphertext_hash(&enc_response);
+        let plain = sealed
+            .opener
+            .decapsulate(&enc_response)
+            .map_err(|_| TenantError::ResponseDecrypt)?;
+        let inner = ohttp::decode_inner_response(&plain)?;
+        if inner.status != 200 {
+            return Err(host_error(inner.status, &inner.body));
+        }
+        self.finish_call(&body, inner.body, inner.receipt, &request_ct, response_ct_hash, false)
+    }
+
+    /// One streamed call (`"stream": true` in `body`) over chunked OHTTP. Returns once the host's inner
+    /// status is known; the body follows through [`StreamCall::next`].
+    pub async fn call_stream(&mut self, path: &str, body: Vec<u8>) -> Result<StreamCall<'_>, TenantError> {
+        if self.stopped {
+            return Err(TenantError::SessionStopped);
+        }
+        let state = self.channel.state().clone();
+        let inner = ohttp::encode_inner_request(path, &body, &state.to_header_value())?;
+        let mut rx = ohttp::stream_call(self.client.clone(), self.bundle.ohttp_key_config().to_vec(), inner);
+        let mut request_ct = None;
+        loop {
+            match recv(&mut rx).await? {
+                StreamEvent::Sent(sent) => request_ct = Some(sent),
+                StreamEvent::Status(200) => break,
+                StreamEvent::Status(status) => {
+                    let mut error_body = Vec::new();
+                    while let StreamEvent::Body(chunk) = recv(&mut rx).await? {
+                        error_body.extend_from_slice(&chunk);
+                    }
+                    return Err(host_error(status, &error_body));
+                }
+                StreamEvent::Body(_) | StreamEvent::End { .. } => {
+                    return Err(TenantError::Internal("stream events out of order"));
+                }
+            }
+        }
+        Ok(StreamCall {
+            session: self,
+            rx,
+            request_body: body,
+            request_ct: request_ct.ok_or(TenantError::Internal("stream events out of order"))?,
+            collected: Vec::new(),
+            finished: false,
+        })
+    }
+
+    /// Checks a call's receipt, then accepts it (signing the next state) or stops the session.
+    fn finish_call(
+        &mut self,
+        request_body: &[u8],
+        body: Vec<u8>,
+        receipt_b64: Option<Vec<u8>>,
+        request_ct: &[u8],
+        response_ct_hash: B256,
+        streamed: bool,
+    ) -> Result<CallOutcome, TenantError> {
+        let Some(receipt_b64) = receipt_b64 else {
+            return Err(self.stop(&[], ReceiptError::Missing));
+        };
+        let response = match normalize(&body, streamed) {
+            Ok(response) => response,
+            Err(error) => return Err(self.stop(&receipt_b64, ReceiptError::ResponseUnreadable(error))),
+        };
+        let evidence = CallEvidence {
+            request_body,
+            response: &response,
+            request_ct,
+            response_ct_hash,
+        };
+        let receipt = match self.channel.check_header(&receipt_b64, &evidence) {
+            Ok(receipt) => receipt,
+            Err(error) => return Err(self.stop(&receipt_b64, error)),
+        };
+        let state = match self.channel.accept(&receipt, self.wallet.signer()) {
+            Ok(state) => state.clone(),
+            Err(error) => return Err(self.stop(&receipt_b64, error)),
+        };
+        let receipt_text = String::from_utf8_lossy(&receipt_b64).into_owned();
+        store::record_accepted(
+            &self.state_dir,
+            self.channel.id().as_bytes(),
+            receipt_text.as_bytes(),
+            &state.encode(),
+        )
+        .map_err(TenantError::Io)?;
+        tracing::info!(call_seq = receipt.receipt().call_seq, amount = receipt.receipt().amount, "receipt verified");
+        self.receipts.push(receipt.clone());
+        Ok(CallOutcome {
+            status: 200,
+            body,
+            receipt,
+            receipt_b64: receipt_text,
+            state,
+        })
+    }
+
+    /// Stops the session after a failed check and writes the dispute record.
+    fn stop(&mut self, receipt_b64: &[u8], error: ReceiptError) -> TenantError {
+        self.stopped = true;
+        let state = self.channel.state();
+        let call_seq = state.state.turn.saturating_add(1);
+        let reason = format!("{error}");
+        tracing::error!(%reason, call_seq, "receipt check failed: session stopped; dispute this call");
+        let record = match store::record_dispute(
+            &self.state_dir,
+            self.channel.id().as_bytes(),
+            call_seq,
+            receipt_b64,
+            &state.encode(),
+            &reason,
+        ) {
+            Ok(DisputeRecord { dir }) => dir.display().to_string(),
+            Err(io) => {
+                tracing::error!(error = %io, "writing the dispute record failed");
+                String::from("(not written)")
+            }
+        };
+        TenantError::ReceiptRejected { error, record }
+    }
+}
+
+/// A streamed call in progress; holds the session until it ends.
+#[derive(Debug)]
+pub struct StreamCall<'s> {
+    session: &'s mut Session,
+    rx: mpsc::Receiver<Result<StreamEvent, TenantError>>,
+    request_body: Vec<u8>,
+    request_ct: Vec<u8>,
+    collected: Vec<u8>,
+    finished: bool,
+}
+
+impl StreamCall<'_> {
+    /// The next item: data as it arrives, then `Done` with the checked receipt. `None` after the end or
+    /// after an error.
+    pub async fn next(&mut self) -> Option<Result<StreamItem, TenantError>> {
+        if self.finished {
+            return None;
+        }
+        let event = match recv(&mut self.rx).await {
+            Ok(event) => event,
+            Err(error) => {
+                self.finished = true;
+                return Some(Err(error));
+            }
+        };
+        match event {
+            StreamEvent::Body(chunk) => {
+                if self.collected.len().saturating_add(chunk.len()) > MAX_BODY {
+                    self.finished = true;
+                    return Some(Err(TenantError::BodyRead));
+                }
+                self.collected.extend_from_slice(&chunk);
+                Some(Ok(StreamItem::Data(chunk)))
+            }
+            StreamEvent::End { receipt, ct_hash } => {
+                self.finished = true;
+                let body = std::mem::take(&mut self.collected);
+                let request_body = std::mem::take(&mut self.request_body);
+                Some(
+                    self.session
+                        .finish_call(&request_body, body, receipt, &self.request_ct, B256(ct_hash), true)
+                        .map(|outcome| StreamItem::Done(Box::new(outcome))),
+                )
+            }
+            StreamEvent::Sent(_) | StreamEvent::Status(_) => {
+                self.finished = true;
+                Some(Err(TenantError::Internal("stream events out of order")))
+            }
+        }
+    }
+}
+
+/// The next stream event; a closed channel without an end is a truncated stream.
+async fn recv(rx: &mut mpsc::Receiver<Result<StreamEvent, TenantError>>) -> Result<StreamEvent, TenantError> {
+    match tokio::time::timeout(CALL_TIMEOUT, rx.recv()).await {
+        Err(_) => Err(TenantError::Timeout),
+        Ok(None) => Err(TenantError::StreamTruncated),
+        Ok(Some(event)) => event,
+    }
+}
+
+/// Maps an inner error response to [`TenantError::Host`].
+fn host_error(status: u16, body: &[u8]) -> TenantError {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        error: Inner,
+    }
+    #[derive(serde::Deserialize)]
+    struct Inner {
+        code: String,
+    }
+    let code = serde_json::from_slice::<Envelope>(body)
+        .map(|e| HostErrorCode::from_code(&e.error.code))
+        .unwrap_or(HostErrorCode::Other);
+    TenantError::Host { code, status }
+}
+
+/// Normalises a response body as received: JSON, or server-sent events when streamed.
+fn normalize(body: &[u8], streamed: bool) -> Result<NormalizedResponse, NormalizeError> {
+    if streamed {
+        let mut normalizer = StreamNormalizer::new();
+        normalizer.push(body)?;
+        normalizer.finish()
+    } else {
+        NormalizedResponse::from_body(body)
+    }
+}
