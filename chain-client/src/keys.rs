@@ -1,0 +1,295 @@
+//! Host (P-256) and tenant (secp256k1) keys and signatures (PROTOCOL.md §5).
+//!
+//! All signatures are ECDSA over a 32-byte digest taken as the message hash ("prehashed"), which is what the
+//! RIP-7212 `P256VERIFY` precompile and `ecrecover` check. Signing uses RFC 6979 deterministic nonces and
+//! normalises `s` to the lower half of the group order; verification rejects a high `s`.
+
+use core::fmt;
+
+use k256::ecdsa as k1;
+use p256::ecdsa as r1;
+use p256::ecdsa::signature::hazmat::{PrehashSigner as _, PrehashVerifier as _};
+use rand_core::CryptoRngCore;
+
+use crate::eip712::{Domain, keccak};
+use crate::types::{Address, B256};
+use crate::wire::{ChannelState, Receipt, SignedChannelState, SignedReceipt};
+
+/// Why a signature or key was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignatureError {
+    /// `s` is in the upper half of the group order (not normalised).
+    #[error("signature s is not low-s normalised")]
+    HighS,
+    /// The public key is not a valid SEC1 point on the curve.
+    #[error("invalid public key encoding")]
+    InvalidKey,
+    /// The recovery byte `v` is not 27 or 28.
+    #[error("recovery byte v = {0} is not 27 or 28")]
+    InvalidRecoveryByte(u8),
+    /// The secret key bytes are zero or not below the group order.
+    #[error("invalid secret key")]
+    InvalidSecretKey,
+    /// `r` or `s` is zero or not below the group order.
+    #[error("malformed signature scalars")]
+    Malformed,
+    /// The signature does not verify (or no key can be recovered from it).
+    #[error("signature verification failed")]
+    Mismatch,
+    /// The signature is valid but made by another key than the one expected.
+    #[error("signature made by an unexpected signer")]
+    UnexpectedSigner,
+}
+
+/// A host P-256 signature `r || s` (64 bytes).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HostSignature(pub [u8; 64]);
+
+impl HostSignature {
+    /// The 64 bytes `r || s`.
+    pub const fn to_bytes(&self) -> [u8; 64] {
+        self.0
+    }
+}
+
+impl fmt::Debug for HostSignature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HostSignature(0x")?;
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// A tenant secp256k1 signature `r || s || v` (65 bytes, `v` 27 or 28), as `ecrecover` takes it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TenantSignature(pub [u8; 65]);
+
+impl TenantSignature {
+    /// The 65 bytes `r || s || v`.
+    pub const fn to_bytes(&self) -> [u8; 65] {
+        self.0
+    }
+}
+
+impl fmt::Debug for TenantSignature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TenantSignature(0x")?;
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// The host's receipt signing key (P-256). Generated per boot, held in memory only, zeroized on drop; it has
+/// no `Debug` and no export.
+pub struct HostSigningKey(r1::SigningKey);
+
+impl HostSigningKey {
+    /// Generates a key from the RNG passed in (the agent passes the OS RNG).
+    pub fn generate(rng: &mut impl CryptoRngCore) -> Self {
+        Self(r1::SigningKey::random(rng))
+    }
+
+    /// A key from its 32-byte big-endian scalar (test vectors, simulated platform keys).
+    pub fn from_bytes(secret: &[u8; 32]) -> Result<Self, SignatureError> {
+        r1::SigningKey::from_slice(secret)
+            .map(Self)
+            .map_err(|_| SignatureError::InvalidSecretKey)
+    }
+
+    /// The public key.
+    pub fn verifying_key(&self) -> HostVerifyingKey {
+        HostVerifyingKey(*self.0.verifying_key())
+    }
+
+    /// Signs a 32-byte digest: RFC 6979 nonce, low-s.
+    pub fn sign_prehash(&self, digest: &B256) -> HostSignature {
+        // INVARIANT: signing a 32-byte prehash with a valid non-zero scalar only fails if RFC 6979 yields an
+        // invalid nonce, which it retries internally; the error arm is unreachable in practice.
+        let sig: r1::Signature = match self.0.sign_prehash(&digest.0) {
+            Ok(s) => s,
+            Err(_) => unreachable_signing(),
+        };
+        let sig = sig.normalize_s().unwrap_or(sig);
+        HostSignature(sig.to_bytes().into())
+    }
+
+    /// Signs the receipt's EIP-712 digest under `domain`.
+    pub fn sign_receipt(&self, receipt: Receipt, domain: &Domain) -> SignedReceipt {
+        let host_signature = self.sign_prehash(&receipt.signing_digest(domain));
+        SignedReceipt {
+            receipt,
+            host_signature,
+        }
+    }
+
+    /// Counter-signs a channel state's EIP-712 digest (for a cooperative close).
+    pub fn cosign_state(&self, state: &ChannelState, domain: &Domain) -> HostSignature {
+        self.sign_prehash(&state.signing_digest(domain))
+    }
+}
+
+#[cold]
+#[allow(clippy::panic)]
+fn unreachable_signing() -> ! {
+    // INVARIANT: see `sign_prehash`; reaching this means the ECDSA implementation is broken.
+    panic!("ECDSA prehash signing failed")
+}
+
+/// The host's receipt verifying key (P-256).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostVerifyingKey(r1::VerifyingKey);
+
+impl HostVerifyingKey {
+    /// Parses a SEC1 point (compressed or uncompressed).
+    pub fn from_sec1(bytes: &[u8]) -> Result<Self, SignatureError> {
+        r1::VerifyingKey::from_sec1_bytes(bytes)
+            .map(Self)
+            .map_err(|_| SignatureError::InvalidKey)
+    }
+
+    /// SEC1 uncompressed (65 bytes), the keyset's `receipt_key`.
+    pub fn to_sec1(&self) -> [u8; 65] {
+        let point = self.0.to_encoded_point(false);
+        let mut out = [0u8; 65];
+        // INVARIANT: an uncompressed P-256 point is always 65 bytes.
+        if let Some(dst) = out.get_mut(..point.as_bytes().len()) {
+            dst.copy_from_slice(point.as_bytes());
+        }
+        out
+    }
+
+    /// `host_key_id = H256(sec1_uncompressed)`.
+    pub fn key_id(&self) -> B256 {
+        crate::hash::host_key_id(&self.to_sec1())
+    }
+
+    /// Verifies a signature over a 32-byte digest; rejects high-s.
+    pub fn verify_prehash(&self, digest: &B256, sig: &HostSignature) -> Result<(), SignatureError> {
+        let parsed = r1::Signature::from_slice(&sig.0).map_err(|_| SignatureError::Malformed)?;
+        if parsed.normalize_s().is_some() {
+            return Err(SignatureError::HighS);
+        }
+        self.0
+            .verify_prehash(&digest.0, &parsed)
+            .map_err(|_| SignatureError::Mismatch)
+    }
+}
+
+impl SignedReceipt {
+    /// Verifies the host signature over the receipt's digest under `domain`, and that the receipt names this
+    /// key (`host_key_id`). Returns the receipt hash.
+    pub fn verify(&self, key: &HostVerifyingKey, domain: &Domain) -> Result<B256, SignatureError> {
+        if self.receipt.host_key_id != key.key_id() {
+            return Err(SignatureError::UnexpectedSigner);
+        }
+        let digest = self.receipt.signing_digest(domain);
+        key.verify_prehash(&digest, &self.host_signature)?;
+        Ok(digest)
+    }
+}
+
+impl SignedChannelState {
+    /// Recovers the tenant signature's signer and requires it to be `state.tenant`.
+    pub fn verify_tenant(&self, domain: &Domain) -> Result<Address, SignatureError> {
+        let signer = recover_tenant(&self.state.signing_digest(domain), &self.tenant_signature)?;
+        if signer != self.state.tenant {
+            return Err(SignatureError::UnexpectedSigner);
+        }
+        Ok(signer)
+    }
+
+    /// Verifies the host counter-signature, if present; `Ok(false)` when there is none.
+    pub fn verify_host(
+        &self,
+        key: &HostVerifyingKey,
+        domain: &Domain,
+    ) -> Result<bool, SignatureError> {
+        match &self.host_signature {
+            None => Ok(false),
+            Some(sig) => {
+                if self.state.host_key_id != key.key_id() {
+                    return Err(SignatureError::UnexpectedSigner);
+                }
+                key.verify_prehash(&self.state.signing_digest(domain), sig)
+                    .map(|()| true)
+            }
+        }
+    }
+}
+
+/// A tenant's wallet key (secp256k1). Zeroized on drop; no `Debug`.
+pub struct TenantSigner(k1::SigningKey);
+
+impl TenantSigner {
+    /// Generates a key from the RNG passed in.
+    pub fn generate(rng: &mut impl CryptoRngCore) -> Self {
+        Self(k1::SigningKey::random(rng))
+    }
+
+    /// A key from its 32-byte big-endian scalar (a wallet private key).
+    pub fn from_bytes(secret: &[u8; 32]) -> Result<Self, SignatureError> {
+        k1::SigningKey::from_slice(secret)
+            .map(Self)
+            .map_err(|_| SignatureError::InvalidSecretKey)
+    }
+
+    /// The EVM address of this key.
+    pub fn address(&self) -> Address {
+        address_of(self.0.verifying_key())
+    }
+
+    /// Signs a 32-byte digest: RFC 6979 nonce, low-s, `v` = 27 + y-parity.
+    pub fn sign_prehash(&self, digest: &B256) -> TenantSignature {
+        let (sig, recid) = match self.0.sign_prehash_recoverable(&digest.0) {
+            Ok(v) => v,
+            Err(_) => unreachable_signing(),
+        };
+        // k256 already normalises; keep the parity consistent if it ever did not.
+        let (sig, odd) = match sig.normalize_s() {
+            Some(low) => (low, !recid.is_y_odd()),
+            None => (sig, recid.is_y_odd()),
+        };
+        let mut out = [0u8; 65];
+        out[..64].copy_from_slice(&sig.to_bytes());
+        out[64] = 27 + u8::from(odd);
+        TenantSignature(out)
+    }
+
+    /// Signs a channel state's EIP-712 digest under `domain`.
+    pub fn sign_state(&self, state: &ChannelState, domain: &Domain) -> TenantSignature {
+        self.sign_prehash(&state.signing_digest(domain))
+    }
+}
+
+fn address_of(key: &k1::VerifyingKey) -> Address {
+    let point = key.to_encoded_point(false);
+    let hash = keccak(&[point.as_bytes().get(1..).unwrap_or_default()]);
+    let mut a = [0u8; 20];
+    a.copy_from_slice(&hash.0[12..]);
+    Address(a)
+}
+
+/// Recovers the address that made a tenant signature over `digest` (what `ecrecover` returns). Rejects high-s
+/// and `v` other than 27/28.
+pub fn recover_tenant(digest: &B256, sig: &TenantSignature) -> Result<Address, SignatureError> {
+    let (rs, v) = sig.0.split_at(64);
+    let v = v.first().copied().unwrap_or_default();
+    let odd = match v {
+        27 => false,
+        28 => true,
+        other => return Err(SignatureError::InvalidRecoveryByte(other)),
+    };
+    let parsed = k1::Signature::from_slice(rs).map_err(|_| SignatureError::Malformed)?;
+    if parsed.normalize_s().is_some() {
+        return Err(SignatureError::HighS);
+    }
+    let key =
+        k1::VerifyingKey::recover_from_prehash(&digest.0, &parsed, k1::RecoveryId::new(odd, false))
+            .map_err(|_| SignatureError::Mismatch)?;
+    Ok(address_of(&key))
+}
