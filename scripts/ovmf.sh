@@ -67,11 +67,11 @@ src="$(compgen -G "$src_root/edk2-*/edksetup.sh" | head -n1)"
 src="${src%/edksetup.sh}"
 log "edk2 source: $src"
 
-# Build without grub: drop the grub image from the flash layout (direct kernel boot does not use it).
-fdf="$src/OvmfPkg/AmdSev/AmdSevX64.fdf"
-if grep -q 'OvmfPkg/AmdSev/Grub/Grub.inf' "$fdf"; then
-    sed -i -e '\#OvmfPkg/AmdSev/Grub/Grub.inf#d' "$fdf"
-fi
+# Build without grub: drop the grub prebuild step and the grub image from the platform and the flash layout
+# (direct kernel boot does not use it).
+for f in "$src/OvmfPkg/AmdSev/AmdSevX64.dsc" "$src/OvmfPkg/AmdSev/AmdSevX64.fdf"; do
+    sed -i -e '\#OvmfPkg/AmdSev/Grub/Grub.inf#d' -e '\#^ *PREBUILD *= *sh OvmfPkg/AmdSev/Grub/grub.sh#d' "$f"
+done
 
 jobs="${DAIT_OVMF_JOBS:-2}"
 (

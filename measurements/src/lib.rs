@@ -41,8 +41,10 @@
     )
 )]
 
+pub mod eventlog;
 pub mod hexbytes;
 pub mod reference;
+pub mod reported;
 pub mod snp;
 
 pub use hexbytes::{HexBytes, Sha256Digest, Sha384Digest};
