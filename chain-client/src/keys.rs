@@ -293,3 +293,267 @@ pub fn recover_tenant(digest: &B256, sig: &TenantSignature) -> Result<Address, S
             .map_err(|_| SignatureError::Mismatch)?;
     Ok(address_of(&key))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+    use p256::elliptic_curve::ops::Neg;
+
+    const DOMAIN: Domain = Domain {
+        chain_id: 31337,
+        settlement: Address([0x5e; 20]),
+    };
+
+    fn host() -> HostSigningKey {
+        HostSigningKey::from_bytes(&[0x11; 32]).unwrap()
+    }
+
+    fn tenant() -> TenantSigner {
+        TenantSigner::from_bytes(&[0x22; 32]).unwrap()
+    }
+
+    fn digest() -> B256 {
+        B256([0x42; 32])
+    }
+
+    /// The same signature with `s` replaced by `n - s`.
+    fn high_s_host(sig: &HostSignature) -> HostSignature {
+        let parsed = r1::Signature::from_slice(&sig.0).unwrap();
+        let high = r1::Signature::from_scalars(parsed.r().to_bytes(), parsed.s().neg().to_bytes())
+            .unwrap();
+        assert!(high.normalize_s().is_some(), "the negated s is high");
+        HostSignature(high.to_bytes().into())
+    }
+
+    #[test]
+    fn host_signature_round_trip_and_low_s() {
+        let key = host();
+        let sig = key.sign_prehash(&digest());
+        let parsed = r1::Signature::from_slice(&sig.0).unwrap();
+        assert!(parsed.normalize_s().is_none(), "signing yields low-s");
+        key.verifying_key().verify_prehash(&digest(), &sig).unwrap();
+        // Deterministic (RFC 6979).
+        assert_eq!(sig, key.sign_prehash(&digest()));
+    }
+
+    #[test]
+    fn host_signature_flipped_bit_is_mismatch() {
+        let key = host();
+        let mut sig = key.sign_prehash(&digest());
+        sig.0[63] ^= 1;
+        assert!(matches!(
+            key.verifying_key().verify_prehash(&digest(), &sig),
+            Err(SignatureError::Mismatch)
+        ));
+    }
+
+    #[test]
+    fn host_signature_high_s_is_rejected() {
+        let key = host();
+        let sig = high_s_host(&key.sign_prehash(&digest()));
+        // The underlying curve arithmetic would accept it; our rule must not.
+        let parsed = r1::Signature::from_slice(&sig.0).unwrap();
+        assert!(
+            key.0
+                .verifying_key()
+                .verify_prehash(&digest().0, &parsed)
+                .is_ok()
+        );
+        assert!(matches!(
+            key.verifying_key().verify_prehash(&digest(), &sig),
+            Err(SignatureError::HighS)
+        ));
+    }
+
+    #[test]
+    fn host_signature_zero_scalar_is_malformed() {
+        let key = host();
+        let sig = HostSignature([0; 64]);
+        assert!(matches!(
+            key.verifying_key().verify_prehash(&digest(), &sig),
+            Err(SignatureError::Malformed)
+        ));
+    }
+
+    #[test]
+    fn host_signature_wrong_digest_or_key() {
+        let key = host();
+        let sig = key.sign_prehash(&digest());
+        assert!(matches!(
+            key.verifying_key().verify_prehash(&B256([0x43; 32]), &sig),
+            Err(SignatureError::Mismatch)
+        ));
+        let other = HostSigningKey::from_bytes(&[0x12; 32]).unwrap();
+        assert!(matches!(
+            other.verifying_key().verify_prehash(&digest(), &sig),
+            Err(SignatureError::Mismatch)
+        ));
+    }
+
+    #[test]
+    fn host_verifying_key_sec1() {
+        let vk = host().verifying_key();
+        let sec1 = vk.to_sec1();
+        assert_eq!(sec1[0], 4);
+        assert_eq!(HostVerifyingKey::from_sec1(&sec1).unwrap(), vk);
+        assert_eq!(vk.key_id(), crate::hash::host_key_id(&sec1));
+        let mut bad = sec1;
+        bad[64] ^= 1; // off the curve
+        assert!(matches!(
+            HostVerifyingKey::from_sec1(&bad),
+            Err(SignatureError::InvalidKey)
+        ));
+        assert!(matches!(
+            HostVerifyingKey::from_sec1(&sec1[..64]),
+            Err(SignatureError::InvalidKey)
+        ));
+    }
+
+    #[test]
+    fn invalid_secret_keys() {
+        assert!(matches!(
+            HostSigningKey::from_bytes(&[0; 32]),
+            Err(SignatureError::InvalidSecretKey)
+        ));
+        assert!(matches!(
+            TenantSigner::from_bytes(&[0xff; 32]),
+            Err(SignatureError::InvalidSecretKey)
+        ));
+    }
+
+    #[test]
+    fn generate_uses_the_rng() {
+        struct Counter(u8);
+        impl rand_core::RngCore for Counter {
+            fn next_u32(&mut self) -> u32 {
+                rand_core::impls::next_u32_via_fill(self)
+            }
+            fn next_u64(&mut self) -> u64 {
+                rand_core::impls::next_u64_via_fill(self)
+            }
+            fn fill_bytes(&mut self, dest: &mut [u8]) {
+                for b in dest {
+                    self.0 = self.0.wrapping_add(1);
+                    *b = self.0;
+                }
+            }
+            fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+                self.fill_bytes(dest);
+                Ok(())
+            }
+        }
+        impl rand_core::CryptoRng for Counter {}
+        let a = HostSigningKey::generate(&mut Counter(0)).verifying_key();
+        let b = HostSigningKey::generate(&mut Counter(0)).verifying_key();
+        let c = HostSigningKey::generate(&mut Counter(7)).verifying_key();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(
+            TenantSigner::generate(&mut Counter(0)).address(),
+            TenantSigner::generate(&mut Counter(9)).address()
+        );
+    }
+
+    #[test]
+    fn tenant_signature_round_trip() {
+        let t = tenant();
+        let sig = t.sign_prehash(&digest());
+        assert!(sig.0[64] == 27 || sig.0[64] == 28);
+        let parsed = k1::Signature::from_slice(&sig.0[..64]).unwrap();
+        assert!(parsed.normalize_s().is_none());
+        assert_eq!(recover_tenant(&digest(), &sig).unwrap(), t.address());
+        assert_eq!(t.address().to_string().len(), 42);
+    }
+
+    #[test]
+    fn tenant_signature_high_s_is_rejected() {
+        let t = tenant();
+        let sig = t.sign_prehash(&digest());
+        let parsed = k1::Signature::from_slice(&sig.0[..64]).unwrap();
+        let high = k1::Signature::from_scalars(parsed.r().to_bytes(), parsed.s().neg().to_bytes())
+            .unwrap();
+        let mut bytes = [0u8; 65];
+        bytes[..64].copy_from_slice(&high.to_bytes());
+        // Flip v as well: this is the malleated twin that ecrecover would map to the same address.
+        bytes[64] = if sig.0[64] == 27 { 28 } else { 27 };
+        assert!(matches!(
+            recover_tenant(&digest(), &TenantSignature(bytes)),
+            Err(SignatureError::HighS)
+        ));
+    }
+
+    #[test]
+    fn tenant_signature_bad_v() {
+        let mut sig = tenant().sign_prehash(&digest());
+        sig.0[64] = 1;
+        assert!(matches!(
+            recover_tenant(&digest(), &sig),
+            Err(SignatureError::InvalidRecoveryByte(1))
+        ));
+    }
+
+    #[test]
+    fn tenant_signature_flipped_bit_recovers_someone_else() {
+        let t = tenant();
+        let state = ChannelState::open(B256([9; 32]), 100, t.address(), B256([8; 32]));
+        let mut signed = SignedChannelState {
+            tenant_signature: t.sign_state(&state, &DOMAIN),
+            state,
+            host_signature: None,
+        };
+        assert_eq!(signed.verify_tenant(&DOMAIN).unwrap(), t.address());
+        signed.tenant_signature.0[40] ^= 1;
+        assert!(matches!(
+            signed.verify_tenant(&DOMAIN),
+            Err(SignatureError::UnexpectedSigner)
+        ));
+    }
+
+    #[test]
+    fn tenant_signature_wrong_domain() {
+        let t = tenant();
+        let state = ChannelState::open(B256([9; 32]), 100, t.address(), B256([8; 32]));
+        let signed = SignedChannelState {
+            tenant_signature: t.sign_state(&state, &DOMAIN),
+            state,
+            host_signature: None,
+        };
+        let other = Domain {
+            chain_id: 1,
+            ..DOMAIN
+        };
+        assert!(matches!(
+            signed.verify_tenant(&other),
+            Err(SignatureError::UnexpectedSigner)
+        ));
+    }
+
+    #[test]
+    fn host_cosignature() {
+        let h = host();
+        let t = tenant();
+        let state = ChannelState::open(B256([9; 32]), 100, t.address(), h.verifying_key().key_id());
+        let mut signed = SignedChannelState {
+            tenant_signature: t.sign_state(&state, &DOMAIN),
+            host_signature: None,
+            state,
+        };
+        assert_eq!(signed.verify_host(&h.verifying_key(), &DOMAIN), Ok(false));
+        signed.host_signature = Some(h.cosign_state(&signed.state, &DOMAIN));
+        assert_eq!(signed.verify_host(&h.verifying_key(), &DOMAIN), Ok(true));
+        let other = HostSigningKey::from_bytes(&[0x13; 32]).unwrap();
+        assert_eq!(
+            signed.verify_host(&other.verifying_key(), &DOMAIN),
+            Err(SignatureError::UnexpectedSigner)
+        );
+        let wrong_domain = Domain {
+            chain_id: 5,
+            ..DOMAIN
+        };
+        assert_eq!(
+            signed.verify_host(&h.verifying_key(), &wrong_domain),
+            Err(SignatureError::Mismatch)
+        );
+    }
+}

@@ -494,11 +494,6 @@ pub(crate) fn write_f64(out: &mut String, x: f64) {
             out.push('.');
             out.push_str(rest);
         }
-        let _ = write!(
-            out,
-            "e{}{}",
-            if n > 0 { "+" } else { "-" },
-            (n - 1).abs()
-        );
+        let _ = write!(out, "e{}{}", if n > 0 { "+" } else { "-" }, (n - 1).abs());
     }
 }
