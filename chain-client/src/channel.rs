@@ -366,3 +366,419 @@ impl ChannelHead {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+    use crate::{HostSigningKey, TenantSigner};
+
+    fn chain() -> ReceiptChain {
+        ReceiptChain::new(
+            DOMAIN,
+            host().verifying_key(),
+            crate::keyset_hash(&keyset().encode()),
+            open_state(),
+        )
+    }
+
+    /// Applies `edit` to a valid first receipt, re-signs it, and returns what the chain says.
+    fn first_with(edit: impl FnOnce(&mut Receipt)) -> Result<B256, ReceiptError> {
+        let mut r = receipt_after(&open_state(), 10, 20);
+        edit(&mut r);
+        chain().apply(&signed_receipt(r))
+    }
+
+    #[test]
+    fn a_valid_sequence_is_accepted() {
+        let mut c = chain();
+        let r1 = signed_receipt(receipt_after(c.state(), 10, 20));
+        let h1 = c.apply(&r1).unwrap();
+        assert_eq!(h1, r1.receipt.signing_digest(&DOMAIN));
+        let r2 = signed_receipt(receipt_after(c.state(), 5, 7));
+        assert_eq!(r2.receipt.prev_receipt_hash, h1);
+        let h2 = c.apply(&r2).unwrap();
+        assert_eq!(c.state().turn, 2);
+        assert_eq!(c.state().cumulative, 130 + 50);
+        assert_eq!(c.state().last_receipt_hash, h2);
+        // Replaying an accepted receipt fails on call_seq.
+        assert!(matches!(
+            c.apply(&r2),
+            Err(ReceiptError::CallSeq {
+                expected: 3,
+                actual: 2
+            })
+        ));
+    }
+
+    #[test]
+    fn rule_version() {
+        assert!(matches!(
+            first_with(|r| r.version = 2),
+            Err(ReceiptError::UnsupportedVersion(2))
+        ));
+    }
+
+    #[test]
+    fn rule_channel() {
+        assert!(matches!(
+            first_with(|r| r.channel_id = B256([0xee; 32])),
+            Err(ReceiptError::WrongChannel)
+        ));
+    }
+
+    #[test]
+    fn rule_host_key_id() {
+        assert!(matches!(
+            first_with(|r| r.host_key_id = B256([0xee; 32])),
+            Err(ReceiptError::HostKeyId)
+        ));
+    }
+
+    #[test]
+    fn rule_keyset_hash() {
+        assert!(matches!(
+            first_with(|r| r.keyset_hash = B256([0xee; 32])),
+            Err(ReceiptError::KeysetHash)
+        ));
+    }
+
+    #[test]
+    fn rule_call_seq() {
+        assert!(matches!(
+            first_with(|r| r.call_seq = 2),
+            Err(ReceiptError::CallSeq {
+                expected: 1,
+                actual: 2
+            })
+        ));
+        assert!(matches!(
+            first_with(|r| r.call_seq = 0),
+            Err(ReceiptError::CallSeq {
+                expected: 1,
+                actual: 0
+            })
+        ));
+    }
+
+    #[test]
+    fn rule_prev_hash() {
+        assert!(matches!(
+            first_with(|r| r.prev_receipt_hash = B256([1; 32])),
+            Err(ReceiptError::PrevReceiptHash)
+        ));
+    }
+
+    #[test]
+    fn rule_amount() {
+        assert!(matches!(
+            first_with(|r| r.amount += 1),
+            Err(ReceiptError::Amount { .. })
+        ));
+        assert!(matches!(
+            first_with(|r| {
+                r.price_out = u128::MAX;
+            }),
+            Err(ReceiptError::Amount { .. })
+        ));
+    }
+
+    #[test]
+    fn rule_cumulative() {
+        assert!(matches!(
+            first_with(|r| r.cumulative += 1),
+            Err(ReceiptError::Cumulative)
+        ));
+    }
+
+    #[test]
+    fn rule_escrow_cap() {
+        assert!(matches!(
+            first_with(|r| {
+                r.tokens_out = 2_000;
+                r.amount = 30 + 10_000;
+                r.cumulative = r.amount;
+            }),
+            Err(ReceiptError::OverEscrowCap)
+        ));
+    }
+
+    #[test]
+    fn rule_host_signature() {
+        let mut s = signed_receipt(receipt_after(&open_state(), 10, 20));
+        s.host_signature.0[10] ^= 1;
+        assert!(matches!(
+            chain().apply(&s),
+            Err(ReceiptError::HostSignature(SignatureError::Mismatch))
+        ));
+        // An altered field invalidates the signature (the receipt is not re-signed here).
+        let mut s = signed_receipt(receipt_after(&open_state(), 10, 20));
+        s.receipt.response_hash = B256([0xee; 32]);
+        assert!(matches!(
+            chain().apply(&s),
+            Err(ReceiptError::HostSignature(SignatureError::Mismatch))
+        ));
+        // Signed by another key but naming the attested key id.
+        let other = HostSigningKey::from_bytes(&[0x99; 32]).unwrap();
+        let s = other.sign_receipt(receipt_after(&open_state(), 10, 20), &DOMAIN);
+        assert!(matches!(
+            chain().apply(&s),
+            Err(ReceiptError::HostSignature(SignatureError::Mismatch))
+        ));
+        // Signed under another domain.
+        let s = host().sign_receipt(
+            receipt_after(&open_state(), 10, 20),
+            &Domain {
+                chain_id: 1,
+                ..DOMAIN
+            },
+        );
+        assert!(matches!(
+            chain().apply(&s),
+            Err(ReceiptError::HostSignature(SignatureError::Mismatch))
+        ));
+    }
+
+    #[test]
+    fn a_failed_check_does_not_advance() {
+        let mut c = chain();
+        let mut s = signed_receipt(receipt_after(c.state(), 10, 20));
+        s.host_signature.0[0] ^= 0x80;
+        assert!(c.apply(&s).is_err());
+        assert_eq!(c.state(), &open_state());
+    }
+
+    #[test]
+    fn call_binding_rules() {
+        let r = receipt_after(&open_state(), 10, 20);
+        let good = CallBinding {
+            request_hash: r.request_hash,
+            response_hash: r.response_hash,
+            request_ct_hash: r.request_ct_hash,
+            response_ct_hash: r.response_ct_hash,
+        };
+        let mut c = chain();
+        let s = signed_receipt(r);
+        let bad = B256([0xee; 32]);
+        assert!(matches!(
+            c.apply_call(
+                &s,
+                &CallBinding {
+                    request_hash: bad,
+                    ..good
+                }
+            ),
+            Err(ReceiptError::RequestHash)
+        ));
+        assert!(matches!(
+            c.apply_call(
+                &s,
+                &CallBinding {
+                    response_hash: bad,
+                    ..good
+                }
+            ),
+            Err(ReceiptError::ResponseHash)
+        ));
+        assert!(matches!(
+            c.apply_call(
+                &s,
+                &CallBinding {
+                    request_ct_hash: bad,
+                    ..good
+                }
+            ),
+            Err(ReceiptError::RequestCtHash)
+        ));
+        assert!(matches!(
+            c.apply_call(
+                &s,
+                &CallBinding {
+                    response_ct_hash: bad,
+                    ..good
+                }
+            ),
+            Err(ReceiptError::ResponseCtHash)
+        ));
+        assert_eq!(c.state().turn, 0);
+        c.apply_call(&s, &good).unwrap();
+        assert_eq!(c.state().turn, 1);
+    }
+
+    // ---- agent side ----
+
+    fn head_after_first() -> (ChannelHead, ChannelState) {
+        let r = receipt_after(&open_state(), 10, 20);
+        let h = r.signing_digest(&DOMAIN);
+        let state = ChannelState {
+            turn: 1,
+            cumulative: r.cumulative,
+            last_receipt_hash: h,
+            ..open_state()
+        };
+        (ChannelHead::after(&r, h), state)
+    }
+
+    #[test]
+    fn state_accepted_at_open_and_after_a_call() {
+        let head = ChannelHead::open(open_state().channel_id, host().verifying_key().key_id());
+        let ok = head
+            .check_state(&signed_state(open_state()), &DOMAIN, 100)
+            .unwrap();
+        assert_eq!(ok.next_call_seq, 1);
+        assert_eq!(ok.tenant, tenant().address());
+        let (head, state) = head_after_first();
+        let ok = head
+            .check_state(&signed_state(state), &DOMAIN, 100)
+            .unwrap();
+        assert_eq!(ok.next_call_seq, 2);
+    }
+
+    #[test]
+    fn state_stale() {
+        let (head, _) = head_after_first();
+        assert!(matches!(
+            head.check_state(&signed_state(open_state()), &DOMAIN, 1),
+            Err(StateError::Stale {
+                turn: 0,
+                expected: 1
+            })
+        ));
+    }
+
+    #[test]
+    fn state_unknown() {
+        let (_, state) = head_after_first();
+        let head = ChannelHead::open(open_state().channel_id, host().verifying_key().key_id());
+        assert!(matches!(
+            head.check_state(&signed_state(state), &DOMAIN, 1),
+            Err(StateError::Unknown {
+                turn: 1,
+                expected: 0
+            })
+        ));
+    }
+
+    #[test]
+    fn state_wrong_channel() {
+        let (head, state) = head_after_first();
+        let s = signed_state(ChannelState {
+            channel_id: B256([0xee; 32]),
+            ..state
+        });
+        assert!(matches!(
+            head.check_state(&s, &DOMAIN, 1),
+            Err(StateError::WrongChannel)
+        ));
+    }
+
+    #[test]
+    fn state_wrong_host() {
+        let (head, state) = head_after_first();
+        let s = signed_state(ChannelState {
+            host_key_id: B256([0xee; 32]),
+            ..state
+        });
+        assert!(matches!(
+            head.check_state(&s, &DOMAIN, 1),
+            Err(StateError::WrongHost)
+        ));
+    }
+
+    #[test]
+    fn state_bad_signature() {
+        let (head, state) = head_after_first();
+        let mut s = signed_state(state.clone());
+        s.tenant_signature.0[5] ^= 1;
+        assert!(matches!(
+            head.check_state(&s, &DOMAIN, 1),
+            Err(StateError::TenantSignature(_))
+        ));
+        // Signed by someone other than the named tenant.
+        let mallory = TenantSigner::from_bytes(&[0x77; 32]).unwrap();
+        let s = SignedChannelState {
+            tenant_signature: mallory.sign_state(&state, &DOMAIN),
+            state,
+            host_signature: None,
+        };
+        assert!(matches!(
+            head.check_state(&s, &DOMAIN, 1),
+            Err(StateError::TenantSignature(
+                SignatureError::UnexpectedSigner
+            ))
+        ));
+    }
+
+    #[test]
+    fn state_last_hash_and_cumulative_mismatch() {
+        let (head, state) = head_after_first();
+        let s = signed_state(ChannelState {
+            last_receipt_hash: B256([0xee; 32]),
+            ..state.clone()
+        });
+        assert!(matches!(
+            head.check_state(&s, &DOMAIN, 1),
+            Err(StateError::LastReceiptHash)
+        ));
+        let s = signed_state(ChannelState {
+            cumulative: state.cumulative - 1,
+            ..state
+        });
+        assert!(matches!(
+            head.check_state(&s, &DOMAIN, 1),
+            Err(StateError::CumulativeMismatch)
+        ));
+    }
+
+    #[test]
+    fn state_over_cap() {
+        let (head, state) = head_after_first();
+        let room = state.escrow_cap - state.cumulative;
+        assert!(
+            head.check_state(&signed_state(state.clone()), &DOMAIN, room)
+                .is_ok()
+        );
+        assert!(matches!(
+            head.check_state(&signed_state(state.clone()), &DOMAIN, room + 1),
+            Err(StateError::OverEscrowCap)
+        ));
+        assert!(matches!(
+            head.check_state(&signed_state(state.clone()), &DOMAIN, u128::MAX),
+            Err(StateError::OverEscrowCap)
+        ));
+        let s = signed_state(ChannelState {
+            escrow_cap: state.cumulative - 1,
+            ..state
+        });
+        assert!(matches!(
+            head.check_state(&s, &DOMAIN, 0),
+            Err(StateError::CumulativeOverCap)
+        ));
+    }
+
+    #[test]
+    fn state_error_codes() {
+        assert_eq!(
+            StateError::Stale {
+                turn: 0,
+                expected: 1
+            }
+            .code(),
+            ("stale_state", 409)
+        );
+        assert_eq!(
+            StateError::Unknown {
+                turn: 2,
+                expected: 1
+            }
+            .code(),
+            ("unknown_state", 409)
+        );
+        assert_eq!(StateError::WrongChannel.code(), ("wrong_channel", 409));
+        assert_eq!(
+            StateError::TenantSignature(SignatureError::Mismatch).code(),
+            ("bad_state_signature", 401)
+        );
+        assert_eq!(StateError::OverEscrowCap.code(), ("over_escrow_cap", 402));
+    }
+}

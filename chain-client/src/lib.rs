@@ -102,6 +102,8 @@ mod keys;
 pub mod proto;
 #[cfg(feature = "json")]
 mod response;
+#[cfg(test)]
+mod testutil;
 mod types;
 mod wire;
 

@@ -678,3 +678,313 @@ pub fn decode_bundle(bytes: &[u8]) -> Result<proto::EvidenceBundle, DecodeError>
 pub fn encode_bundle(bundle: &proto::EvidenceBundle) -> Vec<u8> {
     bundle.encode_to_vec()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+    use alloc::vec;
+
+    fn encoded_signed_receipt() -> Vec<u8> {
+        signed_receipt(receipt_after(&open_state(), 10, 20)).encode()
+    }
+
+    #[test]
+    fn receipt_round_trip() {
+        let s = signed_receipt(receipt_after(&open_state(), 10, 20));
+        let bytes = s.encode();
+        assert_eq!(SignedReceipt::decode(&bytes).unwrap(), s);
+        assert_eq!(
+            SignedReceipt::from_header_value(&s.to_header_value()).unwrap(),
+            s
+        );
+        assert!(!s.to_header_value().contains(['=', '+', '/']));
+        assert_eq!(Receipt::decode(&s.receipt.encode()).unwrap(), s.receipt);
+    }
+
+    #[test]
+    fn every_truncation_of_a_signed_receipt_fails() {
+        let bytes = encoded_signed_receipt();
+        for n in 0..bytes.len() {
+            assert!(
+                SignedReceipt::decode(&bytes[..n]).is_err(),
+                "prefix of {n} bytes decoded"
+            );
+        }
+        // Cut inside the receipt: a malformed protobuf. Cut at the boundary before the signature: the field.
+        assert!(matches!(
+            SignedReceipt::decode(&bytes[..bytes.len() / 2]),
+            Err(DecodeError::Protobuf { .. })
+        ));
+        assert!(matches!(
+            SignedReceipt::decode(&bytes[..bytes.len() - 66]),
+            Err(DecodeError::InvalidLength {
+                field: "signed_receipt.host_signature",
+                expected: 64,
+                actual: 0
+            })
+        ));
+    }
+
+    #[test]
+    fn trailing_and_unknown_fields_are_rejected() {
+        let mut bytes = encoded_signed_receipt();
+        bytes.push(0);
+        assert!(matches!(
+            SignedReceipt::decode(&bytes),
+            Err(DecodeError::Protobuf { .. })
+        ));
+        let mut bytes = encoded_signed_receipt();
+        bytes.extend_from_slice(&[0xf8, 0x06, 0x01]); // field 111, varint 1
+        assert!(matches!(
+            SignedReceipt::decode(&bytes),
+            Err(DecodeError::NonCanonical {
+                what: "signed_receipt"
+            })
+        ));
+    }
+
+    #[test]
+    fn explicit_default_is_not_canonical() {
+        // `turn = 0` encoded explicitly (field 2, varint 0) in front of a canonical state.
+        let mut bytes = vec![0x10, 0x00];
+        bytes.extend_from_slice(&open_state().encode());
+        assert!(matches!(
+            ChannelState::decode(&bytes),
+            Err(DecodeError::NonCanonical { .. })
+        ));
+    }
+
+    #[test]
+    fn fixed_fields_are_checked_by_name() {
+        let mut p = receipt_after(&open_state(), 1, 1).to_proto();
+        p.response_hash.pop();
+        assert!(matches!(
+            Receipt::decode(&p.encode_to_vec()),
+            Err(DecodeError::InvalidLength {
+                field: "receipt.response_hash",
+                expected: 32,
+                actual: 31
+            })
+        ));
+        let mut p = receipt_after(&open_state(), 1, 1).to_proto();
+        p.amount.push(0);
+        assert!(matches!(
+            Receipt::decode(&p.encode_to_vec()),
+            Err(DecodeError::InvalidLength {
+                field: "receipt.amount",
+                expected: 16,
+                actual: 17
+            })
+        ));
+        let mut p = open_state().to_proto();
+        p.tenant = vec![];
+        assert!(matches!(
+            ChannelState::decode(&p.encode_to_vec()),
+            Err(DecodeError::InvalidLength {
+                field: "channel_state.tenant",
+                expected: 20,
+                actual: 0
+            })
+        ));
+    }
+
+    #[test]
+    fn version_and_model_id_limits() {
+        let mut p = receipt_after(&open_state(), 1, 1).to_proto();
+        p.version = 2;
+        assert!(matches!(
+            Receipt::decode(&p.encode_to_vec()),
+            Err(DecodeError::UnsupportedVersion {
+                what: "receipt",
+                version: 2
+            })
+        ));
+        let mut p = receipt_after(&open_state(), 1, 1).to_proto();
+        p.model_id = "m".repeat(MAX_MODEL_ID_LEN + 1);
+        assert!(matches!(
+            Receipt::decode(&p.encode_to_vec()),
+            Err(DecodeError::TooLong {
+                field: "receipt.model_id",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn size_caps() {
+        let big = vec![0u8; MAX_RECEIPT_LEN + 1];
+        assert!(
+            matches!(SignedReceipt::decode(&big), Err(DecodeError::TooLarge { actual, .. }) if actual == big.len())
+        );
+        let big = vec![0u8; MAX_BUNDLE_LEN + 1];
+        assert!(matches!(
+            decode_bundle(&big),
+            Err(DecodeError::TooLarge { .. })
+        ));
+        let text = "A".repeat(MAX_STATE_LEN * 2);
+        assert!(matches!(
+            SignedChannelState::from_header_value(&text),
+            Err(DecodeError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn bad_base64() {
+        assert!(matches!(
+            SignedReceipt::from_header_value("a+b/"),
+            Err(DecodeError::Base64 { .. })
+        ));
+    }
+
+    #[test]
+    fn missing_submessages() {
+        let p = proto::SignedReceipt {
+            receipt: None,
+            host_signature: vec![0; 64],
+        };
+        assert!(matches!(
+            SignedReceipt::decode(&p.encode_to_vec()),
+            Err(DecodeError::Missing {
+                field: "signed_receipt.receipt"
+            })
+        ));
+        let p = proto::SignedChannelState {
+            state: None,
+            tenant_signature: vec![0; 65],
+            host_signature: vec![],
+        };
+        assert!(matches!(
+            SignedChannelState::decode(&p.encode_to_vec()),
+            Err(DecodeError::Missing {
+                field: "signed_channel_state.state"
+            })
+        ));
+    }
+
+    #[test]
+    fn signed_state_round_trip() {
+        let mut s = signed_state(open_state());
+        assert_eq!(
+            SignedChannelState::from_header_value(&s.to_header_value()).unwrap(),
+            s
+        );
+        s.host_signature = Some(host().cosign_state(&s.state, &DOMAIN));
+        assert_eq!(SignedChannelState::decode(&s.encode()).unwrap(), s);
+        let mut p = s.to_proto();
+        p.host_signature.pop();
+        assert!(matches!(
+            SignedChannelState::decode(&p.encode_to_vec()),
+            Err(DecodeError::InvalidLength {
+                field: "signed_channel_state.host_signature",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn keyset_round_trip_and_checks() {
+        let k = keyset();
+        let bytes = k.encode();
+        assert_eq!(Keyset::decode(&bytes).unwrap(), k);
+        assert_eq!(k.domain(), DOMAIN);
+        assert_eq!(k.host_key_id(), host().verifying_key().key_id());
+        let mut p = k.to_proto();
+        p.receipt_key[0] = 2;
+        assert!(matches!(
+            Keyset::decode(&p.encode_to_vec()),
+            Err(DecodeError::InvalidValue {
+                field: "keyset.receipt_key"
+            })
+        ));
+        let mut p = k.to_proto();
+        p.ohttp_key_config.clear();
+        assert!(matches!(
+            Keyset::decode(&p.encode_to_vec()),
+            Err(DecodeError::Missing {
+                field: "keyset.ohttp_key_config"
+            })
+        ));
+        let mut p = k.to_proto();
+        p.boot_id.pop();
+        assert!(matches!(
+            Keyset::decode(&p.encode_to_vec()),
+            Err(DecodeError::InvalidLength {
+                field: "keyset.boot_id",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn freshness_rules() {
+        let f = Freshness::ChainEpoch {
+            epoch: 9,
+            nonce: [1; 32],
+        };
+        assert_eq!(Freshness::from_proto(&f.to_proto()).unwrap(), f);
+        let t = Freshness::TenantNonce([2; 32]);
+        assert_eq!(Freshness::from_proto(&t.to_proto()).unwrap(), t);
+        let mut p = t.to_proto();
+        p.epoch = 1;
+        assert!(matches!(
+            Freshness::from_proto(&p),
+            Err(DecodeError::InvalidValue {
+                field: "freshness.epoch"
+            })
+        ));
+        p.kind = 3;
+        assert!(matches!(
+            Freshness::from_proto(&p),
+            Err(DecodeError::InvalidValue {
+                field: "freshness.kind"
+            })
+        ));
+        p.kind = 1;
+        p.epoch = 0;
+        p.nonce.pop();
+        assert!(matches!(
+            Freshness::from_proto(&p),
+            Err(DecodeError::InvalidLength {
+                field: "freshness.nonce",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn bundle_rules() {
+        let b = bundle();
+        assert_eq!(decode_bundle(&encode_bundle(&b)).unwrap(), b);
+        let mut x = b.clone();
+        x.keyset.clear();
+        assert!(matches!(
+            decode_bundle(&encode_bundle(&x)),
+            Err(DecodeError::Missing {
+                field: "evidence_bundle.keyset"
+            })
+        ));
+        let mut x = b.clone();
+        x.cpu = None;
+        assert!(matches!(
+            decode_bundle(&encode_bundle(&x)),
+            Err(DecodeError::Missing {
+                field: "evidence_bundle.cpu"
+            })
+        ));
+        let mut x = b.clone();
+        x.freshness = None;
+        assert!(matches!(
+            decode_bundle(&encode_bundle(&x)),
+            Err(DecodeError::Missing {
+                field: "evidence_bundle.freshness"
+            })
+        ));
+        let mut x = b;
+        x.version = 0;
+        assert!(matches!(
+            decode_bundle(&encode_bundle(&x)),
+            Err(DecodeError::UnsupportedVersion { .. })
+        ));
+    }
+}
