@@ -293,3 +293,229 @@ fn p256_verify(key: &[u8; 65], digest: &B256, signature: &[u8]) -> Result<(), Op
     }
     key.verify_prehash(digest.as_bytes(), &signature).map_err(|_| None)
 }
+
+/// A simulated bundle built in memory, for tests of this crate.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use dait_chain_client::proto::{self, cpu_evidence::Evidence};
+    use dait_chain_client::{Address, Freshness, HostSigningKey, Keyset, keyset_hash, report_data};
+    use prost::Message as _;
+    use sha2::{Digest as _, Sha256};
+
+    /// The pieces of a simulated bundle; tests change one and encode.
+    pub(crate) struct Fixture {
+        pub root: HostSigningKey,
+        pub attestation: HostSigningKey,
+        pub receipt_key: HostSigningKey,
+        pub keyset: Keyset,
+        pub freshness: Freshness,
+        /// Keyset hash bound into report_data (defaults to the real one).
+        pub bound_keyset_hash: Option<dait_chain_client::B256>,
+        pub event_log: Vec<u8>,
+        pub platform: proto::Platform,
+        pub flip_report_signature: bool,
+    }
+
+    pub(crate) const NOW: u64 = 1_750_000_000;
+
+    impl Fixture {
+        pub(crate) fn new() -> Self {
+            let receipt_key = key(3);
+            Self {
+                root: key(1),
+                attestation: key(2),
+                keyset: Keyset {
+                    receipt_key: receipt_key.verifying_key().to_sec1(),
+                    ohttp_key_config: vec![1, 2, 3],
+                    tls_spki: vec![4, 5, 6],
+                    chain_id: 31337,
+                    settlement: Address([9; 20]),
+                    created_at: NOW - 10,
+                    boot_id: [1; 16],
+                    host_account: Address::ZERO,
+                },
+                receipt_key,
+                freshness: Freshness::TenantNonce([5; 32]),
+                bound_keyset_hash: None,
+                event_log: b"simulated event log".to_vec(),
+                platform: proto::Platform::Simulated,
+                flip_report_signature: false,
+            }
+        }
+
+        pub(crate) fn root_public(&self) -> [u8; 65] {
+            self.root.verifying_key().to_sec1()
+        }
+
+        pub(crate) fn encode(&self) -> Vec<u8> {
+            let keyset_bytes = self.keyset.encode();
+            let bound = self.bound_keyset_hash.unwrap_or_else(|| keyset_hash(&keyset_bytes));
+            let body = proto::SimulatedReportBody {
+                platform: self.platform as i32,
+                report_data: report_data(&bound, &self.freshness).to_vec(),
+                measurements: vec![vec![0; 48]; 5],
+                event_log_digest: Sha256::digest(&self.event_log).to_vec(),
+            }
+            .encode_to_vec();
+            let attestation_key = self.attestation.verifying_key().to_sec1();
+            let mut signature = self
+                .attestation
+                .sign_prehash(&dait_chain_client::simulated_report_digest(&body))
+                .to_bytes()
+                .to_vec();
+            if self.flip_report_signature {
+                signature[40] ^= 1;
+            }
+            let report = proto::SimulatedReport {
+                body,
+                signature,
+                attestation_key: attestation_key.to_vec(),
+                attestation_key_signature: self
+                    .root
+                    .sign_prehash(&dait_chain_client::simulated_key_digest(&attestation_key))
+                    .to_bytes()
+                    .to_vec(),
+            };
+            dait_chain_client::encode_bundle(&proto::EvidenceBundle {
+                version: 1,
+                keyset: keyset_bytes,
+                freshness: Some(self.freshness.to_proto()),
+                cpu: Some(proto::CpuEvidence {
+                    evidence: Some(Evidence::Simulated(report)),
+                }),
+                gpus: vec![],
+                tpm: None,
+                event_log: self.event_log.clone(),
+                collateral: None,
+            })
+        }
+    }
+
+    pub(crate) fn key(n: u8) -> HostSigningKey {
+        HostSigningKey::from_bytes(&[n; 32]).unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixture::{Fixture, NOW, key};
+    use super::*;
+
+    fn allow(f: &Fixture) -> Policy {
+        Policy::new().dangerous_allow_simulated(&f.root_public()).unwrap()
+    }
+
+    fn verify(f: &Fixture, policy: &Policy) -> Result<VerifiedBundle, VerifyError> {
+        verify_bundle(&f.encode(), policy, &f.freshness, UnixTime(NOW))
+    }
+
+    #[test]
+    fn simulated_bundle_verifies_with_its_root() {
+        let f = Fixture::new();
+        let v = verify(&f, &allow(&f)).unwrap();
+        assert_eq!(v.platform(), Platform::Simulated);
+        assert_eq!(v.receipt_key(), &f.keyset.receipt_key);
+        assert_eq!(v.tls_spki(), f.keyset.tls_spki.as_slice());
+        assert_eq!(v.ohttp_key_config(), f.keyset.ohttp_key_config.as_slice());
+        assert_eq!(v.keyset_hash(), &dait_chain_client::keyset_hash(&f.keyset.encode()));
+        assert_eq!(v.host_key_id(), &f.keyset.host_key_id());
+        assert_eq!(v.domain().chain_id, 31337);
+    }
+
+    #[test]
+    fn default_policy_rejects_simulated() {
+        let f = Fixture::new();
+        assert!(matches!(verify(&f, &Policy::new()), Err(VerifyError::SimulatedEvidence)));
+    }
+
+    #[test]
+    fn another_root_is_rejected() {
+        let f = Fixture::new();
+        let other = Policy::new()
+            .dangerous_allow_simulated(&key(42).verifying_key().to_sec1())
+            .unwrap();
+        assert!(matches!(verify(&f, &other), Err(VerifyError::AttestationKeyNotCertified)));
+    }
+
+    #[test]
+    fn evidence_for_another_nonce_is_rejected() {
+        let f = Fixture::new();
+        let r = verify_bundle(&f.encode(), &allow(&f), &Freshness::TenantNonce([6; 32]), UnixTime(NOW));
+        assert!(matches!(r, Err(VerifyError::FreshnessMismatch)));
+    }
+
+    #[test]
+    fn report_data_for_another_keyset_is_rejected() {
+        let mut f = Fixture::new();
+        f.bound_keyset_hash = Some(B256([0xee; 32]));
+        assert!(matches!(verify(&f, &allow(&f)), Err(VerifyError::KeysetBinding)));
+    }
+
+    #[test]
+    fn flipped_report_signature_is_rejected() {
+        let mut f = Fixture::new();
+        f.flip_report_signature = true;
+        assert!(matches!(verify(&f, &allow(&f)), Err(VerifyError::ReportSignature)));
+    }
+
+    #[test]
+    fn altered_event_log_is_rejected() {
+        let f = Fixture::new();
+        let mut bundle = dait_chain_client::decode_bundle(&f.encode()).unwrap();
+        bundle.event_log.push(b'x');
+        let bytes = dait_chain_client::encode_bundle(&bundle);
+        let r = verify_bundle(&bytes, &allow(&f), &f.freshness, UnixTime(NOW));
+        assert!(matches!(r, Err(VerifyError::EventLogMismatch)));
+    }
+
+    #[test]
+    fn keyset_from_the_future_is_rejected() {
+        let mut f = Fixture::new();
+        f.keyset.created_at = NOW + MAX_CLOCK_SKEW_SECS + 1;
+        assert!(matches!(verify(&f, &allow(&f)), Err(VerifyError::KeysetFromFuture)));
+    }
+
+    #[test]
+    fn wrong_platform_tag_is_rejected() {
+        let mut f = Fixture::new();
+        f.platform = proto::Platform::Tdx;
+        assert!(matches!(
+            verify(&f, &allow(&f)),
+            Err(VerifyError::MalformedReport { .. })
+        ));
+    }
+
+    #[test]
+    fn tdx_evidence_is_unsupported_in_this_build() {
+        let f = Fixture::new();
+        let mut bundle = dait_chain_client::decode_bundle(&f.encode()).unwrap();
+        bundle.cpu = Some(proto::CpuEvidence {
+            evidence: Some(Evidence::TdxQuote(vec![1, 2, 3])),
+        });
+        let bytes = dait_chain_client::encode_bundle(&bundle);
+        let r = verify_bundle(&bytes, &allow(&f), &f.freshness, UnixTime(NOW));
+        assert!(matches!(r, Err(VerifyError::UnsupportedPlatform(Platform::Tdx))));
+    }
+
+    #[test]
+    fn trailing_byte_and_truncation_are_malformed() {
+        let f = Fixture::new();
+        let mut bytes = f.encode();
+        let policy = allow(&f);
+        for cut in 0..bytes.len() {
+            let r = verify_bundle(&bytes[..cut], &policy, &f.freshness, UnixTime(NOW));
+            assert!(r.is_err(), "truncated at {cut} accepted");
+        }
+        bytes.push(0);
+        let r = verify_bundle(&bytes, &policy, &f.freshness, UnixTime(NOW));
+        assert!(matches!(r, Err(VerifyError::Decode(_))));
+    }
+
+    #[test]
+    fn malformed_root_is_refused() {
+        assert!(matches!(
+            Policy::new().dangerous_allow_simulated(&[4; 65]),
+            Err(VerifyError::MalformedKey { .. })
+        ));
+    }
+}

@@ -199,3 +199,275 @@ impl Channel {
         Ok(&self.state)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use dait_chain_client::{
+        ReceiptError as Rule, StreamNormalizer, TenantSigner, ciphertext_hash, receipt_hash, request_hash,
+    };
+
+    use super::*;
+    use crate::bundle::fixture::{Fixture, NOW};
+    use crate::bundle::{Policy, UnixTime, verify_bundle};
+
+    const REQUEST: &[u8] = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":8}"#;
+    const RESPONSE: &[u8] = br#"{"id":"x","created":1,"choices":[{"index":0,"message":{"role":"assistant","content":"Hello there"},"finish_reason":"stop"}],"usage":{"prompt_tokens":7,"completion_tokens":2,"total_tokens":9}}"#;
+    const STREAM: &[u8] = b"data: {\"id\":\"y\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"},\"finish_reason\":null}]}\n\ndata: {\"id\":\"y\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"},\"finish_reason\":null}]}\n\ndata: {\"id\":\"y\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" there\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+    const REQ_CT: &[u8] = b"request ciphertext";
+    const RESP_CT: &[u8] = b"response ciphertext";
+
+    struct Setup {
+        fixture: Fixture,
+        channel: Channel,
+        tenant: TenantSigner,
+        response: NormalizedResponse,
+    }
+
+    fn setup(cap: u128) -> Setup {
+        let fixture = Fixture::new();
+        let policy = Policy::new().dangerous_allow_simulated(&fixture.root_public()).unwrap();
+        let bundle = verify_bundle(&fixture.encode(), &policy, &fixture.freshness, UnixTime(NOW)).unwrap();
+        let tenant = TenantSigner::from_bytes(&[7; 32]).unwrap();
+        let channel = Channel::open(&bundle, &tenant, &B256([8; 32]), cap).unwrap();
+        Setup {
+            fixture,
+            channel,
+            tenant,
+            response: NormalizedResponse::from_body(RESPONSE).unwrap(),
+        }
+    }
+
+    /// The receipt an honest host would issue for the next call.
+    fn honest(s: &Setup) -> Receipt {
+        let last = &s.channel.state().state;
+        let amount = 7 * 3 + 2 * 5;
+        Receipt {
+            version: 1,
+            channel_id: last.channel_id,
+            call_seq: last.turn + 1,
+            host_key_id: last.host_key_id,
+            keyset_hash: dait_chain_client::keyset_hash(&s.fixture.keyset.encode()),
+            model_id: "m".into(),
+            weight_hash: B256([1; 32]),
+            request_hash: request_hash(REQUEST),
+            response_hash: s
+                .response
+                .response_hash(Usage {
+                    prompt_tokens: 7,
+                    completion_tokens: 2,
+                })
+                .unwrap(),
+            request_ct_hash: ciphertext_hash(REQ_CT),
+            response_ct_hash: ciphertext_hash(RESP_CT),
+            tokens_in: 7,
+            tokens_out: 2,
+            price_in: 3,
+            price_out: 5,
+            amount,
+            cumulative: last.cumulative + amount,
+            prev_receipt_hash: last.last_receipt_hash,
+            timestamp: NOW,
+            seed: 0,
+            engine_build: B256([2; 32]),
+            deterministic: true,
+        }
+    }
+
+    fn sign(s: &Setup, r: Receipt) -> SignedReceipt {
+        s.fixture.receipt_key.sign_receipt(r, s.channel.domain())
+    }
+
+    fn evidence(s: &Setup) -> CallEvidence<'_> {
+        CallEvidence {
+            request_body: REQUEST,
+            response: &s.response,
+            request_ct: REQ_CT,
+            response_ct_hash: ciphertext_hash(RESP_CT),
+        }
+    }
+
+    fn check_with(s: &Setup, edit: impl FnOnce(&mut Receipt)) -> Result<VerifiedReceipt, ReceiptError> {
+        let mut r = honest(s);
+        edit(&mut r);
+        s.channel.check(sign(s, r), &evidence(s))
+    }
+
+    #[test]
+    fn honest_receipts_chain_and_states_are_counter_signed() {
+        let mut s = setup(1_000);
+        for turn in 1..=3u64 {
+            let signed = sign(&s, honest(&s));
+            let v = s.channel.check(signed.clone(), &evidence(&s)).unwrap();
+            assert_eq!(v.hash(), &receipt_hash(&signed.receipt, s.channel.domain()));
+            let tenant = s.tenant.address();
+            let state = s.channel.accept(&v, &s.tenant).unwrap().clone();
+            assert_eq!(state.state.turn, turn);
+            assert_eq!(state.state.cumulative, u128::from(turn) * 31);
+            assert_eq!(state.state.last_receipt_hash, *v.hash());
+            assert_eq!(state.verify_tenant(s.channel.domain()).unwrap(), tenant);
+        }
+    }
+
+    #[test]
+    fn streamed_response_hashes_like_the_plain_one() {
+        let s = setup(1_000);
+        let mut n = StreamNormalizer::new();
+        n.push(STREAM).unwrap();
+        let streamed = n.finish().unwrap();
+        let mut r = honest(&s);
+        // The stream reports no usage; the receipt's metered tokens enter the hash.
+        r.response_hash = streamed
+            .response_hash(Usage {
+                prompt_tokens: 7,
+                completion_tokens: 2,
+            })
+            .unwrap();
+        assert_eq!(r.response_hash, honest(&s).response_hash);
+        let call = CallEvidence {
+            response: &streamed,
+            ..evidence(&s)
+        };
+        s.channel.check(sign(&s, r), &call).unwrap();
+    }
+
+    #[test]
+    fn wrong_channel() {
+        let s = setup(1_000);
+        let r = check_with(&s, |r| r.channel_id = B256([0xcc; 32]));
+        assert!(matches!(r, Err(ReceiptError::Rule(Rule::WrongChannel))));
+    }
+
+    #[test]
+    fn wrong_call_seq() {
+        let s = setup(1_000);
+        let r = check_with(&s, |r| r.call_seq = 2);
+        assert!(matches!(r, Err(ReceiptError::Rule(Rule::CallSeq { expected: 1, actual: 2 }))));
+    }
+
+    #[test]
+    fn wrong_prev_hash() {
+        let s = setup(1_000);
+        let r = check_with(&s, |r| r.prev_receipt_hash = B256([1; 32]));
+        assert!(matches!(r, Err(ReceiptError::Rule(Rule::PrevReceiptHash))));
+    }
+
+    #[test]
+    fn bad_signature() {
+        let s = setup(1_000);
+        let mut signed = sign(&s, honest(&s));
+        signed.host_signature.0[10] ^= 1;
+        let r = s.channel.check(signed, &evidence(&s));
+        assert!(matches!(r, Err(ReceiptError::Rule(Rule::HostSignature(_)))));
+    }
+
+    #[test]
+    fn signature_by_another_key() {
+        let s = setup(1_000);
+        let signed = crate::bundle::fixture::key(99).sign_receipt(honest(&s), s.channel.domain());
+        let r = s.channel.check(signed, &evidence(&s));
+        assert!(matches!(r, Err(ReceiptError::Rule(Rule::HostSignature(_)))));
+    }
+
+    #[test]
+    fn wrong_keyset_hash() {
+        let s = setup(1_000);
+        let r = check_with(&s, |r| r.keyset_hash = B256([3; 32]));
+        assert!(matches!(r, Err(ReceiptError::Rule(Rule::KeysetHash))));
+    }
+
+    #[test]
+    fn wrong_host_key_id() {
+        let s = setup(1_000);
+        let r = check_with(&s, |r| r.host_key_id = B256([3; 32]));
+        assert!(matches!(r, Err(ReceiptError::Rule(Rule::HostKeyId))));
+    }
+
+    #[test]
+    fn wrong_request_hash() {
+        let s = setup(1_000);
+        let r = check_with(&s, |r| r.request_hash = request_hash(b"{}"));
+        assert!(matches!(r, Err(ReceiptError::Rule(Rule::RequestHash))));
+    }
+
+    #[test]
+    fn altered_response() {
+        let s = setup(1_000);
+        let altered = NormalizedResponse::from_body(&RESPONSE.replace_str("Hello", "Jello")).unwrap();
+        let call = CallEvidence {
+            response: &altered,
+            ..evidence(&s)
+        };
+        let r = s.channel.check(sign(&s, honest(&s)), &call);
+        assert!(matches!(r, Err(ReceiptError::Rule(Rule::ResponseHash))));
+    }
+
+    #[test]
+    fn wrong_ciphertext_hashes() {
+        let s = setup(1_000);
+        let r = check_with(&s, |r| r.request_ct_hash = ciphertext_hash(b"other"));
+        assert!(matches!(r, Err(ReceiptError::Rule(Rule::RequestCtHash))));
+        let r = check_with(&s, |r| r.response_ct_hash = ciphertext_hash(b"other"));
+        assert!(matches!(r, Err(ReceiptError::Rule(Rule::ResponseCtHash))));
+    }
+
+    #[test]
+    fn wrong_amount_and_cumulative() {
+        let s = setup(1_000);
+        let r = check_with(&s, |r| {
+            r.amount += 1;
+            r.cumulative += 1;
+        });
+        assert!(matches!(r, Err(ReceiptError::Rule(Rule::Amount { .. }))));
+        let r = check_with(&s, |r| r.cumulative += 1);
+        assert!(matches!(r, Err(ReceiptError::Rule(Rule::Cumulative))));
+    }
+
+    #[test]
+    fn over_escrow_cap() {
+        let s = setup(30);
+        let r = check_with(&s, |_| {});
+        assert!(matches!(r, Err(ReceiptError::Rule(Rule::OverEscrowCap))));
+    }
+
+    #[test]
+    fn tokens_differ_from_reported_usage() {
+        let s = setup(1_000);
+        let r = check_with(&s, |r| {
+            r.tokens_out = 3;
+            r.amount = 7 * 3 + 3 * 5;
+            r.cumulative = r.amount;
+        });
+        assert!(matches!(r, Err(ReceiptError::TokensMismatch)));
+    }
+
+    #[test]
+    fn price_change_within_the_channel() {
+        let mut s = setup(1_000);
+        let v = s.channel.check(sign(&s, honest(&s)), &evidence(&s)).unwrap();
+        s.channel.accept(&v, &s.tenant).unwrap();
+        let r = check_with(&s, |r| {
+            r.price_in = 4;
+            r.amount = 7 * 4 + 2 * 5;
+            r.cumulative = 31 + r.amount;
+        });
+        assert!(matches!(r, Err(ReceiptError::PriceChanged)));
+    }
+
+    #[test]
+    fn undecodable_header() {
+        let s = setup(1_000);
+        let r = s.channel.check_header(b"!!not base64!!", &evidence(&s));
+        assert!(matches!(r, Err(ReceiptError::Decode(_))));
+        let good = sign(&s, honest(&s)).to_header_value();
+        s.channel.check_header(good.as_bytes(), &evidence(&s)).unwrap();
+    }
+
+    trait ReplaceStr {
+        fn replace_str(&self, from: &str, to: &str) -> Vec<u8>;
+    }
+    impl ReplaceStr for [u8] {
+        fn replace_str(&self, from: &str, to: &str) -> Vec<u8> {
+            String::from_utf8_lossy(self).replace(from, to).into_bytes()
+        }
+    }
+}
