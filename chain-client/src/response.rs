@@ -497,3 +497,233 @@ pub(crate) fn write_f64(out: &mut String, x: f64) {
         let _ = write!(out, "e{}{}", if n > 0 { "+" } else { "-" }, (n - 1).abs());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+
+    const BODY: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,"model":"smollm2",
+        "system_fingerprint":"b1","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there!"},
+        "logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8},
+        "timings":{"predicted_ms":12.5}}"#;
+
+    fn sse() -> String {
+        let chunk = |delta: &str, finish: &str| {
+            format!(
+                "data: {{\"id\":\"chatcmpl-2\",\"object\":\"chat.completion.chunk\",\"created\":1700000001,\
+                 \"model\":\"smollm2\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"finish_reason\":{finish}}}]}}\n\n"
+            )
+        };
+        let mut s = String::new();
+        s.push_str(&chunk(r#"{"role":"assistant"}"#, "null"));
+        s.push_str(&chunk(r#"{"content":"Hello"}"#, "null"));
+        s.push_str(": keep-alive comment\n\n");
+        s.push_str(&chunk(r#"{"content":" there!"}"#, "null"));
+        s.push_str(&chunk("{}", r#""stop""#));
+        s.push_str("data: [DONE]\n\n");
+        s
+    }
+
+    const USAGE: Usage = Usage {
+        prompt_tokens: 5,
+        completion_tokens: 3,
+    };
+
+    #[test]
+    fn body_normalises_to_the_documented_json() {
+        let n = NormalizedResponse::from_body(BODY.as_bytes()).unwrap();
+        assert_eq!(n.reported_usage, Some(USAGE));
+        assert_eq!(
+            String::from_utf8(n.canonical_json(USAGE).unwrap()).unwrap(),
+            r#"{"choices":[{"finish_reason":"stop","index":0,"message":{"content":"Hello there!"}}],"usage":{"completion_tokens":3,"prompt_tokens":5}}"#
+        );
+    }
+
+    #[test]
+    fn stream_and_body_hash_the_same_at_every_split() {
+        let body = NormalizedResponse::from_body(BODY.as_bytes())
+            .unwrap()
+            .response_hash(USAGE)
+            .unwrap();
+        let text = sse();
+        for split in 0..=text.len() {
+            let mut s = StreamNormalizer::new();
+            s.push(&text.as_bytes()[..split]).unwrap();
+            s.push(&text.as_bytes()[split..]).unwrap();
+            assert!(s.is_done());
+            let n = s.finish().unwrap();
+            assert_eq!(n.reported_usage, None);
+            assert_eq!(n.response_hash(USAGE).unwrap(), body, "split at {split}");
+        }
+        // CRLF line endings give the same result.
+        let mut s = StreamNormalizer::new();
+        s.push(text.replace('\n', "\r\n").as_bytes()).unwrap();
+        assert_eq!(s.finish().unwrap().response_hash(USAGE).unwrap(), body);
+    }
+
+    #[test]
+    fn different_text_or_usage_changes_the_hash() {
+        let n = NormalizedResponse::from_body(BODY.as_bytes()).unwrap();
+        let other =
+            NormalizedResponse::from_body(BODY.replace("there!", "there.").as_bytes()).unwrap();
+        let u = Usage {
+            prompt_tokens: 5,
+            completion_tokens: 3,
+        };
+        assert_ne!(n.response_hash(u).unwrap(), other.response_hash(u).unwrap());
+        let mut s = StreamNormalizer::new();
+        s.push(sse().as_bytes()).unwrap();
+        let streamed = s.finish().unwrap();
+        assert_ne!(
+            streamed.response_hash(u).unwrap(),
+            streamed
+                .response_hash(Usage {
+                    prompt_tokens: 5,
+                    completion_tokens: 4
+                })
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn completions_shape() {
+        let body = r#"{"id":"c","object":"text_completion","choices":[{"index":0,"text":"abc","finish_reason":"length"}]}"#;
+        let n = NormalizedResponse::from_body(body.as_bytes()).unwrap();
+        let u = Usage {
+            prompt_tokens: 1,
+            completion_tokens: 2,
+        };
+        assert_eq!(
+            String::from_utf8(n.canonical_json(u).unwrap()).unwrap(),
+            r#"{"choices":[{"finish_reason":"length","index":0,"text":"abc"}],"usage":{"completion_tokens":2,"prompt_tokens":1}}"#
+        );
+        let stream = "data: {\"choices\":[{\"index\":0,\"text\":\"a\",\"finish_reason\":null}]}\n\n\
+                      data: {\"choices\":[{\"index\":0,\"text\":\"bc\",\"finish_reason\":\"length\"}]}\n\n\
+                      data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\n\n";
+        let mut s = StreamNormalizer::new();
+        s.push(stream.as_bytes()).unwrap();
+        let sn = s.finish().unwrap();
+        assert_eq!(sn.reported_usage, Some(u));
+        assert_eq!(sn.response_hash(u).unwrap(), n.response_hash(u).unwrap());
+    }
+
+    #[test]
+    fn choices_are_sorted_by_index() {
+        let body = r#"{"choices":[{"index":1,"text":"b","finish_reason":"stop"},{"index":0,"text":"a","finish_reason":"stop"}]}"#;
+        let n = NormalizedResponse::from_body(body.as_bytes()).unwrap();
+        assert_eq!(n.text(), "ab");
+    }
+
+    #[test]
+    fn usage_mismatch() {
+        let n = NormalizedResponse::from_body(BODY.as_bytes()).unwrap();
+        assert!(matches!(
+            n.response_hash(Usage {
+                prompt_tokens: 5,
+                completion_tokens: 4
+            }),
+            Err(NormalizeError::UsageMismatch)
+        ));
+    }
+
+    #[test]
+    fn malformed_inputs() {
+        assert!(matches!(
+            NormalizedResponse::from_body(b"{"),
+            Err(NormalizeError::Json { .. })
+        ));
+        assert!(matches!(
+            NormalizedResponse::from_body(b"[]"),
+            Err(NormalizeError::FieldType { field: "response" })
+        ));
+        assert!(matches!(
+            NormalizedResponse::from_body(br#"{"choices":[{"index":0}]}"#),
+            Err(NormalizeError::ChoiceShape { index: 0 })
+        ));
+        assert!(matches!(
+            NormalizedResponse::from_body(br#"{"choices":[{"index":0,"text":1}]}"#),
+            Err(NormalizeError::FieldType {
+                field: "choices[].text"
+            })
+        ));
+        let mut s = StreamNormalizer::new();
+        assert!(matches!(
+            s.push(b"data: [DONE]\n\ndata: {}\n\n"),
+            Err(NormalizeError::AfterDone)
+        ));
+        let mut s = StreamNormalizer::new();
+        assert!(matches!(
+            s.push(b"data: {nope}\n\n"),
+            Err(NormalizeError::Json { .. })
+        ));
+        let mut s = StreamNormalizer::new();
+        let long = alloc::vec![b'x'; MAX_SSE_LINE + 1];
+        assert!(matches!(s.push(&long), Err(NormalizeError::LineTooLong)));
+    }
+
+    #[test]
+    fn last_event_without_blank_line_is_dispatched() {
+        let mut s = StreamNormalizer::new();
+        s.push(b"data: {\"choices\":[{\"index\":0,\"text\":\"x\",\"finish_reason\":\"stop\"}]}\n")
+            .unwrap();
+        assert_eq!(s.finish().unwrap().text(), "x");
+    }
+
+    /// The example of RFC 8785 §3.2.4 (numbers, escapes, member order).
+    #[test]
+    fn jcs_rfc8785_example() {
+        let input = r#"{
+            "numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],
+            "string": "\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/",
+            "literals": [null, true, false]
+        }"#;
+        let v: Value = serde_json::from_str(input).unwrap();
+        assert_eq!(
+            String::from_utf8(canonicalize(&v)).unwrap(),
+            r#"{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\u000f\nA'B\"\\\\\"/"}"#
+        );
+    }
+
+    #[test]
+    fn jcs_numbers() {
+        let cases: &[(f64, &str)] = &[
+            (0.0, "0"),
+            (-0.0, "0"),
+            (1.0, "1"),
+            (-1.5, "-1.5"),
+            (1e20, "100000000000000000000"),
+            (1e21, "1e+21"),
+            (123.456, "123.456"),
+            (0.000001, "0.000001"),
+            (1e-7, "1e-7"),
+            (1.5e-7, "1.5e-7"),
+            (5e-324, "5e-324"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+            (9007199254740992.0, "9007199254740992"),
+        ];
+        for (x, want) in cases {
+            let mut s = String::new();
+            write_f64(&mut s, *x);
+            assert_eq!(&s, want, "{x:e}");
+        }
+        // Integers beyond 2^53 are formatted as the double they round to.
+        let v: Value =
+            serde_json::from_str("[9007199254740993, 18446744073709551615, -9007199254740993, 42]")
+                .unwrap();
+        assert_eq!(
+            String::from_utf8(canonicalize(&v)).unwrap(),
+            "[9007199254740992,18446744073709552000,-9007199254740992,42]"
+        );
+    }
+
+    #[test]
+    fn jcs_sorts_keys_by_utf16() {
+        // U+1F600 is D83D DE00 in UTF-16, which sorts before U+E000 (UTF-8 order would be the reverse).
+        let v: Value = serde_json::from_str(r#"{"\ue000":1,"😀":2,"a":3,"A":4}"#).unwrap();
+        assert_eq!(
+            String::from_utf8(canonicalize(&v)).unwrap(),
+            "{\"A\":4,\"a\":3,\"😀\":2,\"\u{e000}\":1}"
+        );
+    }
+}
