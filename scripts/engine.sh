@@ -19,6 +19,9 @@
 #                                       request came before (the server reuses the longest matching prompt
 #                                       prefix; with larger batches the reused and the recomputed paths round
 #                                       differently and temperature-0 text changes)
+#   --interrupt_requests false          by default a request that arrives while a stream runs cuts that stream
+#                                       short (it ends with [DONE] and no finish_reason); queue it instead
+#   --disable_ping_events true          no ": ping - <date>" SSE comments every 15 s inside long streams
 #   --model_alias                       the model name /v1/models reports (instead of the file path)
 set -euo pipefail
 
@@ -146,6 +149,7 @@ cmd_start() {
     # shellcheck disable=SC2086
     setsid "$PY" -m llama_cpp.server --model "$model" --host 127.0.0.1 --port "$port" \
         --model_alias "$MODEL_ALIAS" --n_threads 1 --n_threads_batch 1 --n_batch 1 \
+        --interrupt_requests false --disable_ping_events true \
         ${DAIT_ENGINE_ARGS:-} >"$LOG_FILE" 2>&1 </dev/null &
     pid=$!
     printf '%s\n' "$pid" >"$PID_FILE"
