@@ -64,14 +64,20 @@ impl Policy {
 
     /// Accepts simulated evidence certified by `root_public_key` (P-256, SEC1 uncompressed or compressed).
     /// Simulated evidence proves nothing about the host: use this only in development and tests.
-    pub fn dangerous_allow_simulated(mut self, root_public_key: &[u8]) -> Result<Self, VerifyError> {
-        let key = p256::PublicKey::from_sec1_bytes(root_public_key).map_err(|_| VerifyError::MalformedKey {
-            field: "policy.simulated_root",
+    pub fn dangerous_allow_simulated(
+        mut self,
+        root_public_key: &[u8],
+    ) -> Result<Self, VerifyError> {
+        let key = p256::PublicKey::from_sec1_bytes(root_public_key).map_err(|_| {
+            VerifyError::MalformedKey {
+                field: "policy.simulated_root",
+            }
         })?;
         let point = p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&key, false);
-        let bytes = <[u8; 65]>::try_from(point.as_bytes()).map_err(|_| VerifyError::MalformedKey {
-            field: "policy.simulated_root",
-        })?;
+        let bytes =
+            <[u8; 65]>::try_from(point.as_bytes()).map_err(|_| VerifyError::MalformedKey {
+                field: "policy.simulated_root",
+            })?;
         self.simulated_root = Some(bytes);
         Ok(self)
     }
@@ -190,9 +196,10 @@ pub fn verify_bundle(
     now: UnixTime,
 ) -> Result<VerifiedBundle, VerifyError> {
     let bundle = dait_chain_client::decode_bundle(bundle_bytes)?;
-    let freshness = Freshness::from_proto(bundle.freshness.as_ref().ok_or(DecodeError::Missing {
-        field: "evidence_bundle.freshness",
-    })?)?;
+    let freshness =
+        Freshness::from_proto(bundle.freshness.as_ref().ok_or(DecodeError::Missing {
+            field: "evidence_bundle.freshness",
+        })?)?;
     if freshness != *expected {
         return Err(VerifyError::FreshnessMismatch);
     }
@@ -238,12 +245,16 @@ fn verify_simulated(
     policy: &Policy,
     expected_report_data: &[u8; 64],
 ) -> Result<(), VerifyError> {
-    let root = policy.simulated_root.as_ref().ok_or(VerifyError::SimulatedEvidence)?;
-    let attestation_key = <[u8; 65]>::try_from(report.attestation_key.as_slice()).map_err(|_| {
-        VerifyError::MalformedKey {
-            field: "simulated_report.attestation_key",
-        }
-    })?;
+    let root = policy
+        .simulated_root
+        .as_ref()
+        .ok_or(VerifyError::SimulatedEvidence)?;
+    let attestation_key =
+        <[u8; 65]>::try_from(report.attestation_key.as_slice()).map_err(|_| {
+            VerifyError::MalformedKey {
+                field: "simulated_report.attestation_key",
+            }
+        })?;
     p256_verify(
         root,
         &dait_chain_client::simulated_key_digest(&attestation_key),
@@ -274,8 +285,10 @@ fn verify_simulated(
 }
 
 fn prost_decode(bytes: &[u8]) -> Result<proto::SimulatedReportBody, VerifyError> {
-    <proto::SimulatedReportBody as prost::Message>::decode(bytes).map_err(|_| VerifyError::MalformedReport {
-        field: "simulated_report.body",
+    <proto::SimulatedReportBody as prost::Message>::decode(bytes).map_err(|_| {
+        VerifyError::MalformedReport {
+            field: "simulated_report.body",
+        }
     })
 }
 
@@ -291,7 +304,8 @@ fn p256_verify(key: &[u8; 65], digest: &B256, signature: &[u8]) -> Result<(), Op
     if signature.normalize_s().is_some() {
         return Err(None);
     }
-    key.verify_prehash(digest.as_bytes(), &signature).map_err(|_| None)
+    key.verify_prehash(digest.as_bytes(), &signature)
+        .map_err(|_| None)
 }
 
 /// A simulated bundle built in memory, for tests of this crate.
@@ -349,7 +363,9 @@ pub(crate) mod fixture {
 
         pub(crate) fn encode(&self) -> Vec<u8> {
             let keyset_bytes = self.keyset.encode();
-            let bound = self.bound_keyset_hash.unwrap_or_else(|| keyset_hash(&keyset_bytes));
+            let bound = self
+                .bound_keyset_hash
+                .unwrap_or_else(|| keyset_hash(&keyset_bytes));
             let body = proto::SimulatedReportBody {
                 platform: self.platform as i32,
                 report_data: report_data(&bound, &self.freshness).to_vec(),
@@ -402,7 +418,9 @@ mod tests {
     use super::*;
 
     fn allow(f: &Fixture) -> Policy {
-        Policy::new().dangerous_allow_simulated(&f.root_public()).unwrap()
+        Policy::new()
+            .dangerous_allow_simulated(&f.root_public())
+            .unwrap()
     }
 
     fn verify(f: &Fixture, policy: &Policy) -> Result<VerifiedBundle, VerifyError> {
@@ -417,7 +435,10 @@ mod tests {
         assert_eq!(v.receipt_key(), &f.keyset.receipt_key);
         assert_eq!(v.tls_spki(), f.keyset.tls_spki.as_slice());
         assert_eq!(v.ohttp_key_config(), f.keyset.ohttp_key_config.as_slice());
-        assert_eq!(v.keyset_hash(), &dait_chain_client::keyset_hash(&f.keyset.encode()));
+        assert_eq!(
+            v.keyset_hash(),
+            &dait_chain_client::keyset_hash(&f.keyset.encode())
+        );
         assert_eq!(v.host_key_id(), &f.keyset.host_key_id());
         assert_eq!(v.domain().chain_id, 31337);
     }
@@ -425,7 +446,10 @@ mod tests {
     #[test]
     fn default_policy_rejects_simulated() {
         let f = Fixture::new();
-        assert!(matches!(verify(&f, &Policy::new()), Err(VerifyError::SimulatedEvidence)));
+        assert!(matches!(
+            verify(&f, &Policy::new()),
+            Err(VerifyError::SimulatedEvidence)
+        ));
     }
 
     #[test]
@@ -434,13 +458,21 @@ mod tests {
         let other = Policy::new()
             .dangerous_allow_simulated(&key(42).verifying_key().to_sec1())
             .unwrap();
-        assert!(matches!(verify(&f, &other), Err(VerifyError::AttestationKeyNotCertified)));
+        assert!(matches!(
+            verify(&f, &other),
+            Err(VerifyError::AttestationKeyNotCertified)
+        ));
     }
 
     #[test]
     fn evidence_for_another_nonce_is_rejected() {
         let f = Fixture::new();
-        let r = verify_bundle(&f.encode(), &allow(&f), &Freshness::TenantNonce([6; 32]), UnixTime(NOW));
+        let r = verify_bundle(
+            &f.encode(),
+            &allow(&f),
+            &Freshness::TenantNonce([6; 32]),
+            UnixTime(NOW),
+        );
         assert!(matches!(r, Err(VerifyError::FreshnessMismatch)));
     }
 
@@ -448,14 +480,20 @@ mod tests {
     fn report_data_for_another_keyset_is_rejected() {
         let mut f = Fixture::new();
         f.bound_keyset_hash = Some(B256([0xee; 32]));
-        assert!(matches!(verify(&f, &allow(&f)), Err(VerifyError::KeysetBinding)));
+        assert!(matches!(
+            verify(&f, &allow(&f)),
+            Err(VerifyError::KeysetBinding)
+        ));
     }
 
     #[test]
     fn flipped_report_signature_is_rejected() {
         let mut f = Fixture::new();
         f.flip_report_signature = true;
-        assert!(matches!(verify(&f, &allow(&f)), Err(VerifyError::ReportSignature)));
+        assert!(matches!(
+            verify(&f, &allow(&f)),
+            Err(VerifyError::ReportSignature)
+        ));
     }
 
     #[test]
@@ -472,7 +510,10 @@ mod tests {
     fn keyset_from_the_future_is_rejected() {
         let mut f = Fixture::new();
         f.keyset.created_at = NOW + MAX_CLOCK_SKEW_SECS + 1;
-        assert!(matches!(verify(&f, &allow(&f)), Err(VerifyError::KeysetFromFuture)));
+        assert!(matches!(
+            verify(&f, &allow(&f)),
+            Err(VerifyError::KeysetFromFuture)
+        ));
     }
 
     #[test]
@@ -494,7 +535,10 @@ mod tests {
         });
         let bytes = dait_chain_client::encode_bundle(&bundle);
         let r = verify_bundle(&bytes, &allow(&f), &f.freshness, UnixTime(NOW));
-        assert!(matches!(r, Err(VerifyError::UnsupportedPlatform(Platform::Tdx))));
+        assert!(matches!(
+            r,
+            Err(VerifyError::UnsupportedPlatform(Platform::Tdx))
+        ));
     }
 
     #[test]

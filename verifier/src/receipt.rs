@@ -9,11 +9,11 @@
 //!
 //! The receipt wire types are defined once, in `dait-chain-client`, and re-exported here.
 
-pub use dait_chain_client::{ChannelState, Receipt, SignedChannelState, SignedReceipt};
 use dait_chain_client::{
-    B256, CallBinding, DecodeError, Domain, HostVerifyingKey, NormalizeError, NormalizedResponse, ReceiptChain,
-    SignatureError, TenantSigner, Usage, ciphertext_hash, request_hash,
+    B256, CallBinding, DecodeError, Domain, HostVerifyingKey, NormalizeError, NormalizedResponse,
+    ReceiptChain, SignatureError, TenantSigner, Usage, ciphertext_hash, request_hash,
 };
+pub use dait_chain_client::{ChannelState, Receipt, SignedChannelState, SignedReceipt};
 
 use crate::bundle::VerifiedBundle;
 
@@ -101,9 +101,11 @@ impl Channel {
     ) -> Result<Self, ReceiptError> {
         let domain = bundle.domain();
         let tenant = signer.address();
-        let channel_id = dait_chain_client::channel_id(&domain, &tenant, bundle.host_key_id(), salt);
+        let channel_id =
+            dait_chain_client::channel_id(&domain, &tenant, bundle.host_key_id(), salt);
         let state = ChannelState::open(channel_id, escrow_cap, tenant, *bundle.host_key_id());
-        let host_key = HostVerifyingKey::from_sec1(bundle.receipt_key()).map_err(ReceiptError::BadHostKey)?;
+        let host_key =
+            HostVerifyingKey::from_sec1(bundle.receipt_key()).map_err(ReceiptError::BadHostKey)?;
         let tenant_signature = signer.sign_state(&state, &domain);
         Ok(Self {
             chain: ReceiptChain::new(domain, host_key, *bundle.keyset_hash(), state.clone()),
@@ -203,14 +205,16 @@ impl Channel {
 #[cfg(test)]
 mod tests {
     use dait_chain_client::{
-        ReceiptError as Rule, StreamNormalizer, TenantSigner, ciphertext_hash, receipt_hash, request_hash,
+        ReceiptError as Rule, StreamNormalizer, TenantSigner, ciphertext_hash, receipt_hash,
+        request_hash,
     };
 
     use super::*;
     use crate::bundle::fixture::{Fixture, NOW};
     use crate::bundle::{Policy, UnixTime, verify_bundle};
 
-    const REQUEST: &[u8] = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":8}"#;
+    const REQUEST: &[u8] =
+        br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":8}"#;
     const RESPONSE: &[u8] = br#"{"id":"x","created":1,"choices":[{"index":0,"message":{"role":"assistant","content":"Hello there"},"finish_reason":"stop"}],"usage":{"prompt_tokens":7,"completion_tokens":2,"total_tokens":9}}"#;
     const STREAM: &[u8] = b"data: {\"id\":\"y\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"},\"finish_reason\":null}]}\n\ndata: {\"id\":\"y\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"},\"finish_reason\":null}]}\n\ndata: {\"id\":\"y\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" there\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
     const REQ_CT: &[u8] = b"request ciphertext";
@@ -225,8 +229,16 @@ mod tests {
 
     fn setup(cap: u128) -> Setup {
         let fixture = Fixture::new();
-        let policy = Policy::new().dangerous_allow_simulated(&fixture.root_public()).unwrap();
-        let bundle = verify_bundle(&fixture.encode(), &policy, &fixture.freshness, UnixTime(NOW)).unwrap();
+        let policy = Policy::new()
+            .dangerous_allow_simulated(&fixture.root_public())
+            .unwrap();
+        let bundle = verify_bundle(
+            &fixture.encode(),
+            &policy,
+            &fixture.freshness,
+            UnixTime(NOW),
+        )
+        .unwrap();
         let tenant = TenantSigner::from_bytes(&[7; 32]).unwrap();
         let channel = Channel::open(&bundle, &tenant, &B256([8; 32]), cap).unwrap();
         Setup {
@@ -286,7 +298,10 @@ mod tests {
         }
     }
 
-    fn check_with(s: &Setup, edit: impl FnOnce(&mut Receipt)) -> Result<VerifiedReceipt, ReceiptError> {
+    fn check_with(
+        s: &Setup,
+        edit: impl FnOnce(&mut Receipt),
+    ) -> Result<VerifiedReceipt, ReceiptError> {
         let mut r = honest(s);
         edit(&mut r);
         s.channel.check(sign(s, r), &evidence(s))
@@ -341,7 +356,13 @@ mod tests {
     fn wrong_call_seq() {
         let s = setup(1_000);
         let r = check_with(&s, |r| r.call_seq = 2);
-        assert!(matches!(r, Err(ReceiptError::Rule(Rule::CallSeq { expected: 1, actual: 2 }))));
+        assert!(matches!(
+            r,
+            Err(ReceiptError::Rule(Rule::CallSeq {
+                expected: 1,
+                actual: 2
+            }))
+        ));
     }
 
     #[test]
@@ -392,7 +413,8 @@ mod tests {
     #[test]
     fn altered_response() {
         let s = setup(1_000);
-        let altered = NormalizedResponse::from_body(&RESPONSE.replace_str("Hello", "Jello")).unwrap();
+        let altered =
+            NormalizedResponse::from_body(&RESPONSE.replace_str("Hello", "Jello")).unwrap();
         let call = CallEvidence {
             response: &altered,
             ..evidence(&s)
@@ -443,7 +465,10 @@ mod tests {
     #[test]
     fn price_change_within_the_channel() {
         let mut s = setup(1_000);
-        let v = s.channel.check(sign(&s, honest(&s)), &evidence(&s)).unwrap();
+        let v = s
+            .channel
+            .check(sign(&s, honest(&s)), &evidence(&s))
+            .unwrap();
         s.channel.accept(&v, &s.tenant).unwrap();
         let r = check_with(&s, |r| {
             r.price_in = 4;
@@ -459,7 +484,9 @@ mod tests {
         let r = s.channel.check_header(b"!!not base64!!", &evidence(&s));
         assert!(matches!(r, Err(ReceiptError::Decode(_))));
         let good = sign(&s, honest(&s)).to_header_value();
-        s.channel.check_header(good.as_bytes(), &evidence(&s)).unwrap();
+        s.channel
+            .check_header(good.as_bytes(), &evidence(&s))
+            .unwrap();
     }
 
     trait ReplaceStr {

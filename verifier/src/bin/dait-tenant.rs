@@ -10,10 +10,16 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use dait_verifier::bundle::{Platform, Policy};
-use dait_verifier::tenant::{Session, SessionConfig, StreamItem, TenantError, Wallet, proxy, verify_host};
+use dait_verifier::tenant::{
+    Session, SessionConfig, StreamItem, TenantError, Wallet, proxy, verify_host,
+};
 
 #[derive(Parser)]
-#[command(name = "dait-tenant", version, about = "Verify a dait host and talk to it privately")]
+#[command(
+    name = "dait-tenant",
+    version,
+    about = "Verify a dait host and talk to it privately"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -89,7 +95,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: starting the runtime: {error}");
@@ -131,7 +140,9 @@ fn policy(host: &HostArgs) -> anyhow::Result<Policy> {
         None => Ok(Policy::new()),
         Some(path) => {
             let root = read_hex_key(path)?;
-            eprintln!("warning: accepting SIMULATED evidence (--dangerous-allow-simulated); it proves nothing");
+            eprintln!(
+                "warning: accepting SIMULATED evidence (--dangerous-allow-simulated); it proves nothing"
+            );
             Policy::new()
                 .dangerous_allow_simulated(&root)
                 .with_context(|| format!("simulated root in {}", path.display()))
@@ -140,9 +151,11 @@ fn policy(host: &HostArgs) -> anyhow::Result<Policy> {
 }
 
 fn read_hex_key(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let text = text.trim();
-    hex::decode(text.strip_prefix("0x").unwrap_or(text)).with_context(|| format!("{} is not hex", path.display()))
+    hex::decode(text.strip_prefix("0x").unwrap_or(text))
+        .with_context(|| format!("{} is not hex", path.display()))
 }
 
 async fn open(host: &HostArgs, channel: &ChannelArgs) -> anyhow::Result<Session> {
@@ -153,7 +166,9 @@ async fn open(host: &HostArgs, channel: &ChannelArgs) -> anyhow::Result<Session>
         escrow_cap: channel.escrow_cap,
         state_dir: channel.state_dir.clone(),
     };
-    Ok(Session::open(config, wallet).await.context("opening a session with the host")?)
+    Ok(Session::open(config, wallet)
+        .await
+        .context("opening a session with the host")?)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -221,7 +236,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let state = proxy::state_json(&outcome.state);
             println!(
                 "{}",
-                serde_json::to_string_pretty(&serde_json::json!({"receipt": receipt, "state": state}))?
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"receipt": receipt, "state": state})
+                )?
             );
             Ok(())
         }
@@ -235,7 +252,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("binding {listen}"))?;
             let handle = proxy::spawn(listener, session)?;
-            println!("dait-tenant proxy listening on http://{}", handle.local_addr());
+            println!(
+                "dait-tenant proxy listening on http://{}",
+                handle.local_addr()
+            );
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 () = wait_term() => {}

@@ -49,7 +49,11 @@ impl CiphertextHasher {
 }
 
 /// Encodes the inner Binary HTTP request: `POST path` with a JSON body and the channel state header.
-pub(crate) fn encode_inner_request(path: &str, body: &[u8], state_b64: &str) -> Result<Vec<u8>, TenantError> {
+pub(crate) fn encode_inner_request(
+    path: &str,
+    body: &[u8],
+    state_b64: &str,
+) -> Result<Vec<u8>, TenantError> {
     let mut message = Message::request(
         b"POST".to_vec(),
         b"https".to_vec(),
@@ -106,7 +110,8 @@ pub(crate) struct SealedRequest {
 
 /// Seals `inner` to the host's key configuration (RFC 9458 §4.3).
 pub(crate) fn seal(key_config: &[u8], inner: &[u8]) -> Result<SealedRequest, TenantError> {
-    let client = ohttp::ClientRequest::from_encoded_config(key_config).map_err(TenantError::Ohttp)?;
+    let client =
+        ohttp::ClientRequest::from_encoded_config(key_config).map_err(TenantError::Ohttp)?;
     let (bytes, opener) = client.encapsulate(inner).map_err(TenantError::Ohttp)?;
     Ok(SealedRequest { bytes, opener })
 }
@@ -116,7 +121,11 @@ pub(crate) fn seal(key_config: &[u8], inner: &[u8]) -> Result<SealedRequest, Ten
 struct SharedSink(Arc<Mutex<Vec<u8>>>);
 
 impl AsyncWrite for SharedSink {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         match self.0.lock() {
             Ok(mut sink) => {
                 sink.extend_from_slice(buf);
@@ -179,7 +188,8 @@ async fn run_stream(
     inner: &[u8],
     tx: &mpsc::Sender<Result<StreamEvent, TenantError>>,
 ) -> Result<(), TenantError> {
-    let ohttp_client = ohttp::ClientRequest::from_encoded_config(key_config).map_err(TenantError::Ohttp)?;
+    let ohttp_client =
+        ohttp::ClientRequest::from_encoded_config(key_config).map_err(TenantError::Ohttp)?;
     let sink = SharedSink::default();
     let mut request = ohttp_client
         .encapsulate_stream(sink.clone())
@@ -241,7 +251,10 @@ async fn run_stream(
     // The trailer may sit in a chunk before the final one: read on until the authenticated final chunk
     // (ohttp reports a missing one as truncation).
     let mut rest = Vec::new();
-    opened.read_to_end(&mut rest).await.map_err(io_stream_error)?;
+    opened
+        .read_to_end(&mut rest)
+        .await
+        .map_err(io_stream_error)?;
     let ct_hash = hasher
         .lock()
         .map_err(|_| TenantError::Internal("hasher lock poisoned"))?

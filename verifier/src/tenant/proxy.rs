@@ -111,34 +111,64 @@ pub fn spawn(listener: TcpListener, session: Session) -> Result<ProxyHandle, Ten
     })
 }
 
-async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn handle(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let path = request.uri().path().to_owned();
     let response = match (request.method(), path.as_str()) {
         (&Method::POST, "/v1/chat/completions" | "/v1/completions") => {
             completion(shared, &path, request.into_body()).await
         }
         (&Method::GET, "/dait/receipts") => {
-            let receipts = shared.receipts.lock().map(|r| r.clone()).unwrap_or_default();
+            let receipts = shared
+                .receipts
+                .lock()
+                .map(|r| r.clone())
+                .unwrap_or_default();
             json_response(StatusCode::OK, &Value::Array(receipts))
         }
         (&Method::GET, "/dait/state") => {
-            let state = shared.state.lock().map(|s| s.clone()).unwrap_or(Value::Null);
+            let state = shared
+                .state
+                .lock()
+                .map(|s| s.clone())
+                .unwrap_or(Value::Null);
             json_response(StatusCode::OK, &state)
         }
         (&Method::GET, "/healthz") => plain(StatusCode::OK, ""),
-        _ => error_response(StatusCode::NOT_FOUND, "not_found", "no such endpoint on the dait tenant proxy"),
+        _ => error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such endpoint on the dait tenant proxy",
+        ),
     };
     Ok(response)
 }
 
 async fn completion(shared: Arc<Shared>, path: &str, body: Incoming) -> Response<Body> {
-    let body = match http_body_util::Limited::new(body, MAX_REQUEST).collect().await {
+    let body = match http_body_util::Limited::new(body, MAX_REQUEST)
+        .collect()
+        .await
+    {
         Ok(collected) => collected.to_bytes().to_vec(),
-        Err(_) => return error_response(StatusCode::BAD_REQUEST, "bad_request", "request body unreadable or too large"),
+        Err(_) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "request body unreadable or too large",
+            );
+        }
     };
     let stream = match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Object(map)) => map.get("stream").and_then(Value::as_bool).unwrap_or(false),
-        _ => return error_response(StatusCode::BAD_REQUEST, "bad_request", "the body must be a JSON object"),
+        _ => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the body must be a JSON object",
+            );
+        }
     };
     if stream {
         streamed(shared, path.to_owned(), body).await
@@ -150,7 +180,10 @@ async fn completion(shared: Arc<Shared>, path: &str, body: Incoming) -> Response
                 let mut response = Response::new(full(outcome.body));
                 *response.status_mut() = StatusCode::OK;
                 let headers = response.headers_mut();
-                headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("application/json"),
+                );
                 if let Ok(v) = header::HeaderValue::from_str(&outcome.receipt_b64) {
                     headers.insert("x-dait-receipt", v);
                 }
@@ -193,7 +226,9 @@ async fn streamed(shared: Arc<Shared>, path: String, body: Vec<u8>) -> Response<
                 Some(Ok(StreamItem::Done(outcome))) => {
                     record(&task_shared, &outcome);
                     let mut tail = sse.flush();
-                    tail.extend_from_slice(format!(": x-dait-receipt {}\n\n", outcome.receipt_b64).as_bytes());
+                    tail.extend_from_slice(
+                        format!(": x-dait-receipt {}\n\n", outcome.receipt_b64).as_bytes(),
+                    );
                     if sse.held_done {
                         tail.extend_from_slice(b"data: [DONE]\n\n");
                     }
@@ -214,16 +249,28 @@ async fn streamed(shared: Arc<Shared>, path: String, body: Vec<u8>) -> Response<
     match head_rx.await {
         Ok(Ok(())) => {
             let frames = futures::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+                rx.recv()
+                    .await
+                    .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
             });
             let mut response = Response::new(BodyExt::boxed(StreamBody::new(frames)));
             let headers = response.headers_mut();
-            headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/event-stream"));
-            headers.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
+            headers.insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/event-stream"),
+            );
+            headers.insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-cache"),
+            );
             response
         }
         Ok(Err(error)) => tenant_error_response(&error),
-        Err(_) => error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "stream task ended"),
+        Err(_) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "stream task ended",
+        ),
     }
 }
 
@@ -259,8 +306,14 @@ impl SseHold {
 
 /// The end (exclusive, after the blank line) of the first complete event in `buf`.
 fn find_event_end(buf: &[u8]) -> Option<usize> {
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i.saturating_add(2));
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i.saturating_add(4));
+    let lf = buf
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|i| i.saturating_add(2));
+    let crlf = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i.saturating_add(4));
     match (lf, crlf) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -346,7 +399,10 @@ fn error_json(error: &TenantError) -> (StatusCode, Value) {
         _ => (StatusCode::BAD_GATEWAY, "dait_host_error"),
     };
     let message = format_chain(error);
-    (status, json!({"error": {"code": code, "message": message, "type": "dait"}}))
+    (
+        status,
+        json!({"error": {"code": code, "message": message, "type": "dait"}}),
+    )
 }
 
 /// `error: cause: cause…`.
@@ -380,14 +436,18 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
 fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
     let mut response = Response::new(full(value.to_string().into_bytes()));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     response
 }
 
 fn error_response(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    json_response(status, &json!({"error": {"code": code, "message": message, "type": "dait"}}))
+    json_response(
+        status,
+        &json!({"error": {"code": code, "message": message, "type": "dait"}}),
+    )
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dait_chain_client::{
-    B256, Freshness, NormalizeError, NormalizedResponse, SignedChannelState, StreamNormalizer, ciphertext_hash,
+    B256, Freshness, NormalizeError, NormalizedResponse, SignedChannelState, StreamNormalizer,
+    ciphertext_hash,
 };
 use rand::RngCore as _;
 use tokio::sync::mpsc;
@@ -71,13 +72,23 @@ pub struct Session {
 
 /// Fetches the host's evidence for a fresh nonce, verifies it under `policy`, checks that the TLS key the
 /// host presented is the attested one, and returns a client pinned to it.
-pub async fn verify_host(host_url: &str, policy: &Policy) -> Result<(HostClient, VerifiedBundle), TenantError> {
+pub async fn verify_host(
+    host_url: &str,
+    policy: &Policy,
+) -> Result<(HostClient, VerifiedBundle), TenantError> {
     let mut nonce = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
     let first = HostClient::new(host_url)?;
     let bytes = first.fetch_bundle(&nonce).await?;
-    let bundle = verify_bundle(&bytes, policy, &Freshness::TenantNonce(nonce), UnixTime::now())?;
-    let presented = first.presented_spki().ok_or(TenantError::Internal("no TLS key recorded"))?;
+    let bundle = verify_bundle(
+        &bytes,
+        policy,
+        &Freshness::TenantNonce(nonce),
+        UnixTime::now(),
+    )?;
+    let presented = first
+        .presented_spki()
+        .ok_or(TenantError::Internal("no TLS key recorded"))?;
     if presented.as_slice() != bundle.tls_spki() {
         return Err(TenantError::TlsSpkiMismatch);
     }
@@ -90,12 +101,11 @@ impl Session {
         let (client, bundle) = verify_host(&config.host_url, &config.policy).await?;
         let mut salt = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut salt);
-        let channel = Channel::open(&bundle, wallet.signer(), &B256(salt), config.escrow_cap).map_err(|error| {
-            TenantError::ReceiptRejected {
+        let channel = Channel::open(&bundle, wallet.signer(), &B256(salt), config.escrow_cap)
+            .map_err(|error| TenantError::ReceiptRejected {
                 error,
                 record: String::new(),
-            }
-        })?;
+            })?;
         std::fs::create_dir_all(&config.state_dir).map_err(TenantError::Io)?;
         tracing::info!(channel = %channel.id(), tenant = %wallet.address(), "channel opened");
         Ok(Self {
@@ -155,7 +165,10 @@ impl Session {
         let sealed = ohttp::seal(self.bundle.ohttp_key_config(), &inner)?;
         let request_ct = sealed.bytes;
         let exchange = async {
-            let response = self.client.post_ohttp(ohttp::REQ, request_ct.clone()).await?;
+            let response = self
+                .client
+                .post_ohttp(ohttp::REQ, request_ct.clone())
+                .await?;
             read_body(response.into_body(), MAX_BODY).await
         };
         let enc_response = tokio::time::timeout(CALL_TIMEOUT, exchange)
@@ -170,18 +183,33 @@ impl Session {
         if inner.status != 200 {
             return Err(host_error(inner.status, &inner.body));
         }
-        self.finish_call(&body, inner.body, inner.receipt, &request_ct, response_ct_hash, false)
+        self.finish_call(
+            &body,
+            inner.body,
+            inner.receipt,
+            &request_ct,
+            response_ct_hash,
+            false,
+        )
     }
 
     /// One streamed call (`"stream": true` in `body`) over chunked OHTTP. Returns once the host's inner
     /// status is known; the body follows through [`StreamCall::next`].
-    pub async fn call_stream(&mut self, path: &str, body: Vec<u8>) -> Result<StreamCall<'_>, TenantError> {
+    pub async fn call_stream(
+        &mut self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<StreamCall<'_>, TenantError> {
         if self.stopped {
             return Err(TenantError::SessionStopped);
         }
         let state = self.channel.state().clone();
         let inner = ohttp::encode_inner_request(path, &body, &state.to_header_value())?;
-        let mut rx = ohttp::stream_call(self.client.clone(), self.bundle.ohttp_key_config().to_vec(), inner);
+        let mut rx = ohttp::stream_call(
+            self.client.clone(),
+            self.bundle.ohttp_key_config().to_vec(),
+            inner,
+        );
         let mut request_ct = None;
         loop {
             match recv(&mut rx).await? {
@@ -224,13 +252,15 @@ impl Session {
         };
         let response = match normalize(&body, streamed) {
             Ok(response) => response,
-            Err(error) => return Err(self.stop(&receipt_b64, ReceiptError::ResponseUnreadable(error))),
+            Err(error) => {
+                return Err(self.stop(&receipt_b64, ReceiptError::ResponseUnreadable(error)));
+            }
         };
         let evidence = CallEvidence {
             request_body,
             response: &response,
             request_ct,
-            response_ct_hash,
+            response_ct_hash: bound_response_ct_hash(&response_ct_hash),
         };
         let receipt = match self.channel.check_header(&receipt_b64, &evidence) {
             Ok(receipt) => receipt,
@@ -248,7 +278,11 @@ impl Session {
             &state.encode(),
         )
         .map_err(TenantError::Io)?;
-        tracing::info!(call_seq = receipt.receipt().call_seq, amount = receipt.receipt().amount, "receipt verified");
+        tracing::info!(
+            call_seq = receipt.receipt().call_seq,
+            amount = receipt.receipt().amount,
+            "receipt verified"
+        );
         self.receipts.push(receipt.clone());
         Ok(CallOutcome {
             status: 200,
@@ -324,7 +358,14 @@ impl StreamCall<'_> {
                 let request_body = std::mem::take(&mut self.request_body);
                 Some(
                     self.session
-                        .finish_call(&request_body, body, receipt, &self.request_ct, B256(ct_hash), true)
+                        .finish_call(
+                            &request_body,
+                            body,
+                            receipt,
+                            &self.request_ct,
+                            B256(ct_hash),
+                            true,
+                        )
                         .map(|outcome| StreamItem::Done(Box::new(outcome))),
                 )
             }
@@ -337,7 +378,9 @@ impl StreamCall<'_> {
 }
 
 /// The next stream event; a closed channel without an end is a truncated stream.
-async fn recv(rx: &mut mpsc::Receiver<Result<StreamEvent, TenantError>>) -> Result<StreamEvent, TenantError> {
+async fn recv(
+    rx: &mut mpsc::Receiver<Result<StreamEvent, TenantError>>,
+) -> Result<StreamEvent, TenantError> {
     match tokio::time::timeout(CALL_TIMEOUT, rx.recv()).await {
         Err(_) => Err(TenantError::Timeout),
         Ok(None) => Err(TenantError::StreamTruncated),
@@ -359,6 +402,16 @@ fn host_error(status: u16, body: &[u8]) -> TenantError {
         .map(|e| HostErrorCode::from_code(&e.error.code))
         .unwrap_or(HostErrorCode::Other);
     TenantError::Host { code, status }
+}
+
+/// The `response_ct_hash` a receipt must carry for a response whose ciphertext hashes to `_observed`.
+///
+/// The receipt travels inside the encrypted response (header, or trailer in the final chunk), so the host
+/// cannot hash the ciphertext that contains it; the agent puts zero there, and the response is bound to
+/// the receipt through `response_hash` and the AEAD instead. The observed hash is kept so the binding can
+/// be tightened (e.g. to a hash of the body chunks) without changing callers.
+fn bound_response_ct_hash(_observed: &B256) -> B256 {
+    B256::ZERO
 }
 
 /// Normalises a response body as received: JSON, or server-sent events when streamed.

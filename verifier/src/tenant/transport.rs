@@ -38,7 +38,8 @@ impl Endpoint {
         let host = uri.host().ok_or(TenantError::BadHostUrl)?;
         let port = uri.port_u16().unwrap_or(443);
         let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let server_name = ServerName::try_from(bare.to_owned()).map_err(|_| TenantError::BadHostUrl)?;
+        let server_name =
+            ServerName::try_from(bare.to_owned()).map_err(|_| TenantError::BadHostUrl)?;
         Ok(Self {
             authority: format!("{host}:{port}"),
             server_name,
@@ -95,7 +96,13 @@ impl HostClient {
     }
 
     /// Sends one request on a fresh connection and returns the response head with its streaming body.
-    pub async fn send(&self, method: Method, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Result<Response<Incoming>, TenantError> {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<Response<Incoming>, TenantError> {
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, async {
             let tcp = TcpStream::connect(&self.endpoint.authority)
                 .await
@@ -129,7 +136,10 @@ impl HostClient {
         let request = builder
             .body(Full::new(Bytes::from(body)))
             .map_err(|_| TenantError::BadHostUrl)?;
-        sender.send_request(request).await.map_err(TenantError::Http)
+        sender
+            .send_request(request)
+            .await
+            .map_err(TenantError::Http)
     }
 
     /// `GET /v1/attestation?nonce=…`: the evidence bundle bytes.
@@ -141,8 +151,14 @@ impl HostClient {
     }
 
     /// `POST /v1/ohttp` with an encapsulated request; the response is returned unread.
-    pub async fn post_ohttp(&self, content_type: &str, body: Vec<u8>) -> Result<Response<Incoming>, TenantError> {
-        let response = self.send(Method::POST, "/v1/ohttp", Some(content_type), body).await?;
+    pub async fn post_ohttp(
+        &self,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Response<Incoming>, TenantError> {
+        let response = self
+            .send(Method::POST, "/v1/ohttp", Some(content_type), body)
+            .await?;
         expect_ok(response)
     }
 }
@@ -161,9 +177,6 @@ fn expect_ok(response: Response<Incoming>) -> Result<Response<Incoming>, TenantE
 /// Reads a whole body, refusing more than `limit` bytes.
 pub(crate) async fn read_body(body: Incoming, limit: usize) -> Result<Vec<u8>, TenantError> {
     let limited = http_body_util::Limited::new(body, limit);
-    let collected = limited
-        .collect()
-        .await
-        .map_err(|_| TenantError::BodyRead)?;
+    let collected = limited.collect().await.map_err(|_| TenantError::BodyRead)?;
     Ok(collected.to_bytes().to_vec())
 }
