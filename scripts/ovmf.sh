@@ -3,18 +3,23 @@
 # package, once, into a cache directory outside the repository, and prints the path of the firmware file.
 #
 # Debian's ovmf package does not ship this build (its OVMF has no SEV hashes table, so direct boot with
-# kernel-hashes cannot be measured with it). The AmdSev build normally embeds a grub with the `sevsecret` module,
-# which bookworm's grub lacks; we build without grub (direct kernel boot does not need it).
+# kernel-hashes cannot be measured with it). The SEV metadata section that tells the VMM where to put the kernel
+# hashes for SNP (type 0x10, SNP_KERNEL_HASHES) exists from edk2-stable202302 on, so bookworm's edk2 (2022.11) is
+# too old: the source package comes from trixie (2025.02), through a private apt configuration that leaves the
+# system's apt sources alone. The AmdSev build normally embeds a grub with the `sevsecret` module, which
+# bookworm's grub lacks; we build without grub (direct kernel boot does not need it).
 #
 # Idempotent: when the firmware is already in the cache it only prints its path.
-#   DAIT_CACHE_DIR   cache root (default ${XDG_CACHE_HOME:-$HOME/.cache}/dait)
-#   DAIT_OVMF_JOBS   parallel build jobs (default 2)
+#   DAIT_CACHE_DIR    cache root (default ${XDG_CACHE_HOME:-$HOME/.cache}/dait)
+#   DAIT_OVMF_JOBS    parallel build jobs (default 2)
+#   DAIT_EDK2_SUITE   Debian suite of the edk2 source package (default trixie)
 set -euo pipefail
 
 log() { printf '[ovmf] %s\n' "$*" >&2; }
 
 cache="${DAIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dait}"
-dir="$cache/ovmf"
+suite="${DAIT_EDK2_SUITE:-trixie}"
+dir="$cache/ovmf-$suite"
 out="$dir/OVMF-amdsev.fd"
 if [[ -s "$out" ]]; then
     printf '%s\n' "$out"
@@ -41,12 +46,22 @@ fi
 # own apt configuration is left untouched.
 apt_dir="$dir/apt"
 mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$apt_dir/sources.list.d"
-src_list="$apt_dir/sources.list.d/debian-src.sources"
-if [[ -r /etc/apt/sources.list.d/debian.sources ]]; then
-    sed -e 's/^Types:.*/Types: deb-src/' /etc/apt/sources.list.d/debian.sources >"$src_list"
-else
-    grep -h '^deb ' /etc/apt/sources.list | sed -e 's/^deb /deb-src /' >"$apt_dir/sources.list.d/debian-src.list"
+# The Debian mirror the system uses (first URI of its deb822 or one-line sources).
+mirror="$(sed -n 's/^URIs: *\([^ ]*\).*/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security | head -n1 || true)"
+if [[ -z "$mirror" ]]; then
+    mirror="$(awk '$1 == "deb" && $2 !~ /security/ { print $2; exit }' /etc/apt/sources.list 2>/dev/null || true)"
 fi
+[[ -n "$mirror" ]] || {
+    log "no Debian mirror found in the apt sources"
+    exit 1
+}
+cat >"$apt_dir/sources.list.d/edk2-src.sources" <<SOURCES
+Types: deb-src
+URIs: $mirror
+Suites: $suite
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
 apt_opts=(
     -o "Dir::Etc::SourceList=/dev/null"
     -o "Dir::Etc::SourceParts=$apt_dir/sources.list.d"
@@ -60,8 +75,33 @@ if ! compgen -G "$src_root/edk2-*/edksetup.sh" >/dev/null; then
     apt-get "${apt_opts[@]}" update -qq
     rm -rf "$src_root"
     mkdir -p "$src_root"
-    (cd "$src_root" && apt-get "${apt_opts[@]}" source -qq --download-only edk2 &&
-        dpkg-source --no-check -x ./edk2_*.dsc >/dev/null)
+    # apt's own download is tried first. When a mirror lacks one of the files (seen: the .dsc of a point-release
+    # revision), the others are fetched by their printed URIs, each checked against the SHA-256 of the signed
+    # Sources index, and the upstream tarball (which bundles the submodules) is unpacked without Debian's patches,
+    # which the firmware build does not need.
+    (
+        cd "$src_root"
+        if apt-get "${apt_opts[@]}" source -qq --download-only edk2 >/dev/null 2>&1; then
+            dpkg-source --no-check -x ./edk2_*.dsc >/dev/null
+        else
+            apt-get "${apt_opts[@]}" source -qq --print-uris edk2 | while read -r uri name _size sum; do
+                uri="${uri//\'/}"
+                if curl -fsSL -o "$name.part" "${uri//%2b/+}"; then
+                    printf '%s  %s\n' "${sum#SHA256:}" "$name.part" | sha256sum -c --quiet -
+                    mv "$name.part" "$name"
+                else
+                    rm -f "$name.part"
+                    log "mirror has no $name"
+                fi
+            done
+            orig="$(compgen -G 'edk2_*.orig.tar.*' | head -n1)"
+            [[ -n "$orig" ]] || {
+                log "no edk2 upstream tarball"
+                exit 1
+            }
+            tar xf "$orig"
+        fi
+    )
 fi
 src="$(compgen -G "$src_root/edk2-*/edksetup.sh" | head -n1)"
 src="${src%/edksetup.sh}"

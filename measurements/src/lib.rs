@@ -46,6 +46,7 @@ pub mod hexbytes;
 pub mod reference;
 pub mod reported;
 pub mod snp;
+pub mod tdx;
 
 pub use hexbytes::{HexBytes, Sha256Digest, Sha384Digest};
 pub use reference::{ReferenceError, ReferenceMeasurements};
