@@ -384,10 +384,11 @@ impl Tenant {
         let (mut enc, opener) = client.encapsulate(&inner).unwrap();
         tamper(&mut enc);
         let request_ct_hash = ciphertext_hash(&enc);
+        // A failed connection is status 0.
         let (status, resp) = conn
             .send("POST", "/v1/ohttp", Some("message/ohttp-req"), enc)
             .await
-            .unwrap();
+            .map_err(|_| (0u16, Bytes::new()))?;
         if status != 200 {
             return Err((status, resp));
         }
