@@ -42,6 +42,9 @@ pub enum ProxyError {
     /// The engine's answer could not be normalised.
     #[error("upstream response does not normalise")]
     Normalize(#[source] dait_chain_client::NormalizeError),
+    /// The stream ended without `[DONE]` or without a finish reason.
+    #[error("upstream stream incomplete")]
+    Incomplete,
     /// The tokenizer endpoint could not be used.
     #[error("upstream tokenizer")]
     Tokenize,

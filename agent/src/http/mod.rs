@@ -539,9 +539,18 @@ async fn stream_call(
             return Err(CallError::Internal("tenant disconnected"));
         }
     }
+    let done = observer.is_done();
     let outcome = match failed {
         Some(e) => Err(e),
         None => match observer.finish() {
+            // A stream without [DONE] or without a finish_reason on every choice was cut short
+            // upstream: not a complete answer, no receipt.
+            Ok(_) if !done => Err(CallError::Upstream(ProxyError::Incomplete)),
+            Ok(n)
+                if n.choices.is_empty() || n.choices.iter().any(|c| c.finish_reason.is_none()) =>
+            {
+                Err(CallError::Upstream(ProxyError::Incomplete))
+            }
             Ok(normalised) => {
                 finish_stream(app, &inner, lease, upstream, &normalised, request_ct_hash).await
             }
