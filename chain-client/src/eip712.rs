@@ -150,6 +150,7 @@ pub fn receipt_hash(receipt: &Receipt, domain: &Domain) -> B256 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::keys::{TenantSigner, recover_tenant};

@@ -295,6 +295,7 @@ pub fn recover_tenant(digest: &B256, sig: &TenantSignature) -> Result<Address, S
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use alloc::string::ToString;

@@ -499,6 +499,7 @@ pub(crate) fn write_f64(out: &mut String, x: f64) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use alloc::format;

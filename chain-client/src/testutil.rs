@@ -1,4 +1,5 @@
 //! Fixtures shared by the unit tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use alloc::vec;
 

@@ -680,6 +680,7 @@ pub fn encode_bundle(bundle: &proto::EvidenceBundle) -> Vec<u8> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::testutil::*;
