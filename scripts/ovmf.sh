@@ -77,8 +77,8 @@ if ! compgen -G "$src_root/edk2-*/edksetup.sh" >/dev/null; then
     mkdir -p "$src_root"
     # apt's own download is tried first. When a mirror lacks one of the files (seen: the .dsc of a point-release
     # revision), the others are fetched by their printed URIs, each checked against the SHA-256 of the signed
-    # Sources index, and the upstream tarball (which bundles the submodules) is unpacked without Debian's patches,
-    # which the firmware build does not need.
+    # Sources index, and unpacked as dpkg-source would: the upstream tarball (which bundles the submodules), then
+    # the debian/ tarball and its patch series (one of which lets BaseTools build without the brotli submodule).
     (
         cd "$src_root"
         if apt-get "${apt_opts[@]}" source -qq --download-only edk2 >/dev/null 2>&1; then
@@ -100,6 +100,16 @@ if ! compgen -G "$src_root/edk2-*/edksetup.sh" >/dev/null; then
                 exit 1
             }
             tar xf "$orig"
+            tree="$(compgen -G 'edk2-*/edksetup.sh' | head -n1)"
+            tree="${tree%/edksetup.sh}"
+            debian="$(compgen -G 'edk2_*.debian.tar.*' | head -n1)"
+            if [[ -n "$debian" ]]; then
+                tar xf "$debian" -C "$tree"
+                while read -r patch _; do
+                    [[ -z "$patch" || "$patch" == \#* ]] && continue
+                    patch -s -p1 -d "$tree" <"$tree/debian/patches/$patch"
+                done <"$tree/debian/patches/series"
+            fi
         fi
     )
 fi

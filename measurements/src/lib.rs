@@ -41,6 +41,9 @@
     )
 )]
 
+#[cfg(feature = "cli")]
+pub mod cli;
+pub mod diff;
 pub mod eventlog;
 pub mod hexbytes;
 pub mod reference;
