@@ -77,8 +77,8 @@ pub enum ChoiceKind {
     Completion,
 }
 
-/// One normalised choice.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// One normalised choice. Its `Debug` output omits the generated text.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct NormalizedChoice {
     /// `index`.
     pub index: u64,
@@ -90,13 +90,25 @@ pub struct NormalizedChoice {
     pub finish_reason: Option<String>,
 }
 
-/// A normalised response: choices sorted by index, plus the usage the body reported (if any).
+/// A normalised response: choices sorted by index, plus the usage the body reported (if any). Its `Debug`
+/// output omits the generated text, so it can't leak into logs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct NormalizedResponse {
     /// Choices, sorted by index.
     pub choices: Vec<NormalizedChoice>,
     /// The usage the response itself reported, if it did.
     pub reported_usage: Option<Usage>,
+}
+
+impl core::fmt::Debug for NormalizedChoice {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("NormalizedChoice")
+            .field("index", &self.index)
+            .field("kind", &self.kind)
+            .field("content_len", &self.content.len())
+            .field("finish_reason", &self.finish_reason)
+            .finish()
+    }
 }
 
 impl NormalizedResponse {
@@ -614,6 +626,14 @@ mod tests {
         let body = r#"{"choices":[{"index":1,"text":"b","finish_reason":"stop"},{"index":0,"text":"a","finish_reason":"stop"}]}"#;
         let n = NormalizedResponse::from_body(body.as_bytes()).unwrap();
         assert_eq!(n.text(), "ab");
+    }
+
+    #[test]
+    fn debug_omits_text() {
+        let n = NormalizedResponse::from_body(BODY.as_bytes()).unwrap();
+        let shown = format!("{n:?}");
+        assert!(!shown.contains("Hello"), "{shown}");
+        assert!(shown.contains("content_len: 12"), "{shown}");
     }
 
     #[test]
