@@ -2,12 +2,13 @@
 
 use std::io::Cursor;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bhttp::{Message, Mode};
 use bytes::Bytes;
-use futures::{AsyncReadExt, AsyncWrite, AsyncWriteExt, TryStreamExt};
+use futures::{AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt, TryStreamExt};
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -208,6 +209,10 @@ async fn run_stream(
 
     let hasher = Arc::new(Mutex::new(CiphertextHasher::new()));
     let tee = hasher.clone();
+    // Set once the transport delivered its last byte: a failure after that concerns the final chunk,
+    // which is then missing or cut.
+    let ended = Arc::new(AtomicBool::new(false));
+    let end_flag = ended.clone();
     let frames = response
         .into_body()
         .into_data_stream()
@@ -217,12 +222,25 @@ async fn run_stream(
                 h.update(&chunk);
             }
             chunk
-        });
-    let src = frames.into_async_read();
+        })
+        .chain(
+            futures::stream::once(async move {
+                end_flag.store(true, Ordering::SeqCst);
+                None
+            })
+            .filter_map(|end: Option<Result<Bytes, std::io::Error>>| async move { end }),
+        );
+    let src = frames.boxed().into_async_read();
+    let classify = |error: std::io::Error| io_stream_error(error, ended.load(Ordering::SeqCst));
+    let classify_bhttp = |error: bhttp::Error| match error {
+        bhttp::Error::Io(io) => classify(io),
+        bhttp::Error::Truncated => TenantError::StreamTruncated,
+        other => TenantError::Bhttp(other),
+    };
     let mut opened = request.response(src).map_err(TenantError::Ohttp)?;
 
     let mut message = Message::async_read(&mut opened);
-    let header = message.header().await.map_err(stream_error)?;
+    let header = message.header().await.map_err(classify_bhttp)?;
     let status = header
         .control()
         .status()
@@ -235,7 +253,7 @@ async fn run_stream(
     {
         let mut body = message.body().map_err(TenantError::Bhttp)?;
         loop {
-            let n = body.read(&mut buf).await.map_err(io_stream_error)?;
+            let n = body.read(&mut buf).await.map_err(classify)?;
             if n == 0 {
                 break;
             }
@@ -245,7 +263,7 @@ async fn run_stream(
             }
         }
     }
-    let trailer = message.trailer().await.map_err(stream_error)?;
+    let trailer = message.trailer().await.map_err(classify_bhttp)?;
     drop(message);
     let receipt = trailer.get(RECEIPT_FIELD).map(<[u8]>::to_vec);
     // The trailer may sit in a chunk before the final one: read on until the authenticated final chunk
@@ -254,7 +272,7 @@ async fn run_stream(
     opened
         .read_to_end(&mut rest)
         .await
-        .map_err(io_stream_error)?;
+        .map_err(classify)?;
     let ct_hash = hasher
         .lock()
         .map_err(|_| TenantError::Internal("hasher lock poisoned"))?
@@ -264,35 +282,30 @@ async fn run_stream(
     Ok(())
 }
 
-/// Classifies a Binary HTTP stream error: the underlying I/O error decides.
-fn stream_error(error: bhttp::Error) -> TenantError {
-    match error {
-        bhttp::Error::Io(io) => io_stream_error(io),
-        bhttp::Error::Truncated => TenantError::StreamTruncated,
-        other => TenantError::Bhttp(other),
-    }
-}
-
-/// An I/O error while reading the decrypted stream: a cut connection or a missing final chunk is
-/// truncation; anything else is a decryption failure.
-fn io_stream_error(error: std::io::Error) -> TenantError {
-    if let Some(inner) = error.get_ref() {
-        if inner.is::<TransportCut>() {
+/// An I/O error while reading the decrypted stream. A cut connection, a missing final chunk, or any
+/// failure once the transport has ended (the final chunk is opened only at the end, so a cut or altered
+/// final chunk fails then) is truncation: the stream lacks its authenticated end. A failure while data
+/// still flows is a decryption failure.
+fn io_stream_error(error: std::io::Error, transport_ended: bool) -> TenantError {
+    // The causes nest (ohttp and bhttp wrap the source's I/O error in their own), so walk down.
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(cause) = current {
+        if cause.is::<TransportCut>()
+            || matches!(cause.downcast_ref::<ohttp::Error>(), Some(ohttp::Error::Truncated))
+            || matches!(cause.downcast_ref::<bhttp::Error>(), Some(bhttp::Error::Truncated))
+        {
             return TenantError::StreamTruncated;
         }
-        if let Some(ohttp_error) = inner.downcast_ref::<ohttp::Error>() {
-            return match ohttp_error {
-                ohttp::Error::Truncated => TenantError::StreamTruncated,
-                _ => TenantError::ResponseDecrypt,
-            };
-        }
-        if let Some(bhttp_error) = inner.downcast_ref::<bhttp::Error>() {
-            if matches!(bhttp_error, bhttp::Error::Truncated) {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::UnexpectedEof {
                 return TenantError::StreamTruncated;
             }
+            current = io.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static));
+        } else {
+            current = cause.source();
         }
     }
-    if error.kind() == std::io::ErrorKind::UnexpectedEof {
+    if transport_ended {
         return TenantError::StreamTruncated;
     }
     TenantError::ResponseDecrypt

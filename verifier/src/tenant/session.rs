@@ -47,6 +47,8 @@ pub struct CallOutcome {
     pub receipt_b64: String,
     /// The channel state the tenant signed after accepting the receipt.
     pub state: SignedChannelState,
+    /// The encapsulated request as sent (for re-checking the receipt, e.g. in an audit).
+    pub request_ct: Vec<u8>,
 }
 
 /// One item of a streamed call.
@@ -290,6 +292,7 @@ impl Session {
             receipt,
             receipt_b64: receipt_text,
             state,
+            request_ct: request_ct.to_vec(),
         })
     }
 
