@@ -41,7 +41,7 @@ enum Command {
     /// Replay a TCG2 / CCEL event log into RTMR0..RTMR3 (and compare with a quote).
     Replay(ReplayArgs),
     /// Write the reference file of a release from its artefacts and VM shapes.
-    Reference(ReferenceArgs),
+    Reference(Box<ReferenceArgs>),
     /// Compare reported values (JSON, TDX quote or SNP report) with a reference, field by field.
     Diff(DiffArgs),
 }

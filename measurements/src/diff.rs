@@ -259,6 +259,7 @@ impl fmt::Display for DiffReport {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::hexbytes::HexBytes;
@@ -292,7 +293,8 @@ mod tests {
         let reference = sample();
         let good = tdx_report(&reference);
         assert!(diff(&reference, "tdx-4", &good).unwrap().matches());
-        let cases: [(&str, fn(&mut ReportedValues)); 8] = [
+        type Edit = fn(&mut ReportedValues);
+        let cases: [(&str, Edit); 8] = [
             ("mrtd", |r| r.mrtd.as_mut().unwrap().0[0] ^= 1),
             ("rtmr0", |r| r.rtmr.as_mut().unwrap()[0].0[0] ^= 1),
             ("rtmr1", |r| r.rtmr.as_mut().unwrap()[1].0[47] ^= 1),

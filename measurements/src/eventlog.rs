@@ -398,6 +398,7 @@ pub fn encode_sha384_log(events: &[(u32, u32, [u8; 48], &[u8])]) -> Vec<u8> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

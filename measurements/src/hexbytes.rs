@@ -101,6 +101,7 @@ impl<'de, const N: usize> Deserialize<'de> for HexBytes<N> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

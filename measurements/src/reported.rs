@@ -167,6 +167,7 @@ pub fn snp_report_fields(report: &[u8]) -> Result<ReportedValues, ReportedError>
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -272,7 +272,8 @@ fn le_u32(bytes: &[u8], at: usize, field: &'static str) -> Result<u32, SnpError>
 impl<'a> Ovmf<'a> {
     /// Parses the footer table and SEV metadata of an OVMF image.
     pub fn parse(data: &'a [u8]) -> Result<Self, SnpError> {
-        if data.is_empty() || data.len() % PAGE_SIZE != 0 || data.len() > MAX_FIRMWARE_LEN {
+        if data.is_empty() || !data.len().is_multiple_of(PAGE_SIZE) || data.len() > MAX_FIRMWARE_LEN
+        {
             return Err(SnpError::FirmwareSize { len: data.len() });
         }
         let table = footer_table(data)?;
@@ -324,7 +325,7 @@ impl<'a> Ovmf<'a> {
             // Ranges are measured page by page; the secrets and CPUID sections are one page at `gpa`.
             let page = u32::try_from(PAGE_SIZE).unwrap_or(u32::MAX);
             let single = matches!(section_type, SectionType::SnpSecrets | SectionType::Cpuid);
-            if gpa % page != 0 || (!single && size % page != 0) {
+            if !gpa.is_multiple_of(page) || (!single && !size.is_multiple_of(page)) {
                 return Err(SnpError::MisalignedSection { index });
             }
             sections.push(Section {
@@ -465,7 +466,7 @@ pub struct CpuType {
 /// CPUID Fn0000_0001_EAX from family, model and stepping (AMD CPUID specification #25481).
 pub const fn cpu_signature(family: u32, model: u32, stepping: u32) -> u32 {
     let (family_low, family_high) = if family > 0xf {
-        (0xf, (family - 0xf) & 0xff)
+        (0xf, family.saturating_sub(0xf) & 0xff)
     } else {
         (family, 0)
     };
@@ -781,6 +782,7 @@ pub const AMDSEV_SECTIONS: &[(u32, u32, u32)] = &[
 pub const AMDSEV_HASHES_TABLE: (u32, u32) = (0x0080_b400, 0x400);
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -182,7 +182,8 @@ impl<'a> Tdvf<'a> {
     /// Parses the TDVF metadata of a firmware image (found through the OVMF footer table, or at the legacy fixed
     /// pointer 0x20 bytes before the end of the image).
     pub fn parse(data: &'a [u8]) -> Result<Self, TdxError> {
-        if data.is_empty() || data.len() % PAGE_SIZE != 0 || data.len() > MAX_FIRMWARE_LEN {
+        if data.is_empty() || !data.len().is_multiple_of(PAGE_SIZE) || data.len() > MAX_FIRMWARE_LEN
+        {
             return Err(TdxError::FirmwareSize { len: data.len() });
         }
         let from_table = snp::footer_table(data)
@@ -238,7 +239,9 @@ impl<'a> Tdvf<'a> {
                 attributes: le_u32(descriptor, at.saturating_add(28), "TDVF section")?,
             };
             let page = PAGE_SIZE as u64;
-            if section.memory_address % page != 0 || section.memory_data_size % page != 0 {
+            if !section.memory_address.is_multiple_of(page)
+                || !section.memory_data_size.is_multiple_of(page)
+            {
                 return Err(TdxError::InvalidSection {
                     index,
                     field: "not page aligned",
@@ -327,7 +330,10 @@ fn mr_extend(hasher: &mut Sha384, data: &[u8], section: &TdvfSection, page: u64)
 pub fn mrtd(tdvf: &Tdvf<'_>, order: PageAddOrder) -> Sha384Digest {
     let mut hasher = Sha384::new();
     for section in &tdvf.sections {
-        let pages = section.memory_data_size / PAGE_SIZE as u64;
+        let pages = section
+            .memory_data_size
+            .checked_div(PAGE_SIZE as u64)
+            .unwrap_or(0);
         match order {
             PageAddOrder::PerPage => {
                 for page in 0..pages {
@@ -540,6 +546,7 @@ pub fn replay(events: &[PredictedEvent]) -> Sha384Digest {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -3,6 +3,7 @@
 //! `diff` accepts matching values and names each changed field with exit code 1, `replay` checks a real log
 //! against its quote.
 #![cfg(feature = "cli")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

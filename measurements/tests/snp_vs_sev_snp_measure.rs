@@ -6,6 +6,8 @@
 //! The tests that need the real AmdSev OVMF (built by `scripts/ovmf.sh`) are ignored by default; run them with
 //! `DAIT_OVMF_AMDSEV=$(scripts/ovmf.sh) cargo test -p dait-measure -- --ignored`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
