@@ -1,10 +1,17 @@
 //! Expected TDX and SEV-SNP measurements of a dait guest image, and the reference values published per release.
 //!
 //! # What it does
-//! - [`reference`]: the reference file type, [`ReferenceMeasurements`] (`measurements/reference/<release>.json`),
-//!   with [`ReferenceMeasurements::load`] and [`ReferenceMeasurements::validate`]. The verifier builds its policy
-//!   from it.
-//! - [`snp`]: the SEV-SNP launch digest of a QEMU guest booted directly from an OVMF with the kernel-hashes table.
+//! - [`mod@reference`]: the reference file type, [`ReferenceMeasurements`]
+//!   (`measurements/reference/<release>.json`), with [`ReferenceMeasurements::load`] and
+//!   [`ReferenceMeasurements::validate`]. The verifier builds its policy from it.
+//! - [`snp`]: the SEV-SNP launch digest of a QEMU guest booted directly from an OVMF with the kernel-hashes
+//!   table (checked against `sev-snp-measure`).
+//! - [`tdx`]: TDX MRTD from the TDVF metadata, the Authenticode digest of an EFI application, and the RTMR1/RTMR2
+//!   events of a direct boot.
+//! - [`eventlog`]: TCG2 crypto-agile / CCEL event logs and their replay into RTMRs or PCRs.
+//! - [`reported`] and [`diff`]: values read from a quote, a report or JSON, compared with a reference field by
+//!   field.
+//! - `cli` (feature `cli`): the `dait-measure` command line.
 //!
 //! ```
 //! use dait_measure::snp::{self, CpuType, Ovmf, SevHashes, SnpLaunch};

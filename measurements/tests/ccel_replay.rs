@@ -87,3 +87,32 @@ fn one_changed_digest_in_the_log_changes_the_replay() {
     assert_ne!(replayed[1], rtmr[1]);
     assert_eq!(replayed[2], rtmr[2]);
 }
+
+#[test]
+fn predicted_rtmr1_firmware_events_match_the_real_log() {
+    use dait_measure::tdx;
+    let data = read("go-tdx-guest__gcp-cos113_ccel_data.bin");
+    let log = eventlog::parse(&data).unwrap();
+    let rtmr1: Vec<[u8; 48]> = log
+        .events
+        .iter()
+        .filter(|e| e.register == 2 && e.event_type != eventlog::EV_NO_ACTION)
+        .map(|e| e.digest(eventlog::ALG_SHA384).unwrap().try_into().unwrap())
+        .collect();
+    // The prediction for a direct boot: boot-option action, separator, the application, two exit-boot-services
+    // actions. The real (shim + grub, disk) boot has the same firmware events around its GPT and image events.
+    let predicted = tdx::rtmr1_events(&dait_measure::HexBytes([0; 48]));
+    assert_eq!(rtmr1[0], predicted[0].digest);
+    assert_eq!(rtmr1[1], predicted[1].digest);
+    assert_eq!(rtmr1[rtmr1.len() - 2], predicted[3].digest);
+    assert_eq!(rtmr1[rtmr1.len() - 1], predicted[4].digest);
+    // Replaying the real digests with the prediction's fold gives the quote's RTMR1.
+    let folded = rtmr1.iter().fold([0u8; 48], |r, d| {
+        dait_measure::reference::extend_sha384(&r, d)
+    });
+    let quote = read("go-tdx-guest__gcp-cos113_v4_quote_8000B.bin");
+    assert_eq!(
+        folded,
+        reported::tdx_quote_fields(&quote).unwrap().rtmr.unwrap()[1].0
+    );
+}
