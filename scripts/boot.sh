@@ -141,6 +141,12 @@ end_ns=$(date +%s%N)
 boot_ms=$(((end_ns - start_ns) / 1000000))
 log "agent serving after ${boot_ms} ms (QEMU start to first /healthz 200, $accel)"
 
+# The simulated platform root the guest created at boot (printed on its console by the development image).
+sim_root="$(grep -ao 'dait-sim-root.pub: [0-9a-f]*' "$console" | tail -n1 | cut -d' ' -f2 || true)"
+[[ "$sim_root" =~ ^04[0-9a-f]{128}$ ]] || die "no simulated root public key on the guest console"
+printf '%s\n' "$sim_root" >"$work/sim-root.pub"
+log "simulated platform root: $sim_root"
+
 # --- attestation ----------------------------------------------------------------------------------------------
 nonce="$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')"
 code="$(curl -ks --max-time 60 -o "$work/bundle.bin" -w '%{http_code} %{content_type}' \

@@ -6,8 +6,9 @@
 #   --clean          also drop mkosi's cached tools tree and package-installed image (a cold build); the
 #                    downloaded .deb files stay in the package cache, they are content-addressed by apt
 #   --out DIR        output directory (default image/mkosi.output)
-#   --profile NAME   an mkosi profile from image/mkosi.profiles (the default profile is the CPU one; `gpu` is
-#                    documented in docs/IMAGE.md and not built in CI)
+#   --profile LIST   mkosi profiles from image/mkosi.profiles, comma-separated: none (the default) is the
+#                    development image with the simulated TEE; `tdx` or `snp` the production backends; `gpu`
+#                    adds the NVIDIA driver and vLLM (documented in docs/IMAGE.md, not built in CI)
 # Environment:
 #   DAIT_CACHE_DIR        cache root for mkosi itself (default ${XDG_CACHE_HOME:-$HOME/.cache}/dait)
 #   DAIT_MKOSI_VERSION    the Debian trixie mkosi package version to run (default 25.3-7)
@@ -32,7 +33,7 @@ while (($#)); do
         --clean) clean=1 ;;
         --out) out="${2:?--out needs a directory}"; shift ;;
         --profile) profile="${2:?--profile needs a name}"; shift ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) log "unknown argument: $1"; exit 2 ;;
     esac
     shift
@@ -100,12 +101,15 @@ else
         "--remap-path-prefix=$rustup_home=/rustup"
         "--remap-path-prefix=$agent_target_dir=/target"
     )
-    log "building dait-host (release, static, $target)"
+    # The development (default) image runs the simulated backend; the tdx and snp profiles must not carry it.
+    features=(--features simulated-tee)
+    [[ ",$profile," =~ ,(tdx|snp), ]] && features=()
+    log "building dait-host (release, static, $target, ${features[*]:-default features})"
     # RUSTFLAGS apply to the target only (not build scripts) because --target is given explicitly.
     CARGO_ENCODED_RUSTFLAGS="$(IFS=$'\x1f'; printf '%s' "${flags[*]}")" \
         CARGO_TARGET_DIR="$agent_target_dir" \
         SOURCE_DATE_EPOCH=1763769600 \
-        cargo build --locked --release -p dait-agent --bin dait-host --features simulated-tee --target "$target"
+        cargo build --locked --release -p dait-agent --bin dait-host "${features[@]}" --target "$target"
     install -m 0755 "$agent_target_dir/$target/release/dait-host" "$stage/usr/bin/dait-host"
 fi
 agent_sha="$(sha256sum "$stage/usr/bin/dait-host" | cut -d' ' -f1)"
