@@ -228,7 +228,7 @@ fn real_ovmf() -> PathBuf {
             let cache = std::env::var_os("XDG_CACHE_HOME")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
-            cache.join("dait/ovmf/OVMF-amdsev.fd")
+            cache.join("dait/ovmf-trixie/OVMF-amdsev.fd")
         });
     assert!(
         path.is_file(),
