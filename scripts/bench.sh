@@ -19,8 +19,8 @@ if [ "$what" = all ] || [ "$what" = engine ]; then
         trap 'scripts/engine.sh stop' EXIT
     fi
     echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg), cores: $(nproc)"
-    timeout 900 "$(dirname "$0")/../.dait/engine-venv/bin/python" scripts/engine-bench.py "$url" \
-        --json .dait/engine-bench.json
+    timeout 900 python3 scripts/engine-bench.py "$url" \
+        --pid "$(cat .dait/engine.pid)" --json .dait/engine-bench.json
     echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
     [ "$started" -eq 1 ] && scripts/engine.sh stop && trap - EXIT
 fi

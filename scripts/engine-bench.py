@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Measures the development inference engine (scripts/engine.sh) over its OpenAI-compatible HTTP API.
 
-Usage: scripts/engine-bench.py URL [--runs N] [--max-tokens N] [--json FILE]
+Usage: scripts/engine-bench.py URL [--runs N] [--max-tokens N] [--pid PID] [--json FILE]
+
+With --pid (the server's process id), speeds are also given per CPU-second the server used, which does not
+depend on how busy the machine's other cores are.
 
 Reports, for docs/ENGINE.md:
   * decode speed (completion tokens per second, non-streamed) and first-token latency (streamed);
@@ -16,6 +19,7 @@ Only the standard library; every request has a timeout. Exits 1 when a determini
 import argparse
 import http.client
 import json
+import os
 import statistics
 import sys
 import time
@@ -90,6 +94,15 @@ class Engine:
             conn.close()
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a process, from /proc; None without a pid."""
+    if pid is None:
+        return None
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def content_of_chunk(event):
     choice = (event.get("choices") or [{}])[0]
     if "delta" in choice:
@@ -130,6 +143,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--json", help="write the full report here")
+    ap.add_argument("--pid", type=int, help="the server's process id, for CPU-time figures")
     args = ap.parse_args()
     engine = Engine(args.url)
     report = {"url_model": None}
@@ -145,13 +159,16 @@ def main():
 
     # 1. Decode speed, non-streamed, and determinism across identical requests.
     prompt = "Write a short story about a robot who learns to paint."
-    bodies, speeds = [], []
+    bodies, speeds, cpu_speeds = [], [], []
     for _ in range(args.runs):
+        c0 = cpu_seconds(args.pid)
         t0 = time.perf_counter()
         body = engine.post("/v1/chat/completions", chat_body(prompt, args.max_tokens))
         dt = time.perf_counter() - t0
         bodies.append(body)
         speeds.append(body["usage"]["completion_tokens"] / dt)
+        if c0 is not None:
+            cpu_speeds.append(body["usage"]["completion_tokens"] / max(cpu_seconds(args.pid) - c0, 1e-3))
     texts = {b["choices"][0]["message"]["content"] for b in bodies}
     report["non_streamed"] = {
         "runs": args.runs,
@@ -159,6 +176,7 @@ def main():
         "prompt_tokens": bodies[0]["usage"]["prompt_tokens"],
         "tokens_per_s_median": round(statistics.median(speeds), 1),
         "tokens_per_s_all": [round(s, 1) for s in speeds],
+        "tokens_per_cpu_s_median": round(statistics.median(cpu_speeds), 1) if cpu_speeds else None,
         "identical_text": len(texts) == 1,
         "fields_differing_between_identical_requests": sorted(
             set(f for b in bodies[1:] for f in differing_fields(bodies[0], b))
@@ -264,15 +282,26 @@ def main():
 
     # 7. First-token latency for a prompt that shares only the chat template's prefix with the state the
     #    server holds (the previous request was an unrelated completion).
-    cold = []
+    cold, cold_cpu = [], []
     for i in range(args.runs):
         engine.post("/v1/completions", {"model": "m", "prompt": f"Unrelated {i}", "max_tokens": 1, "temperature": 0})
         _, first, _ = engine.stream(
             "/v1/chat/completions", chat_body(f"Tell me a fact about the number {7 * i + 3}.", 8, stream=True)
         )
         cold.append(first)
+        # The same kind of request, non-streamed with one output token: the CPU cost of evaluating the prompt.
+        engine.post("/v1/completions", {"model": "m", "prompt": f"Unrelated {i}", "max_tokens": 1, "temperature": 0})
+        c0 = cpu_seconds(args.pid)
+        one = engine.post(
+            "/v1/chat/completions", chat_body(f"Tell me a fact about the number {7 * i + 3}.", 1)
+        )
+        if c0 is not None:
+            cold_cpu.append((cpu_seconds(args.pid) - c0, one["usage"]["prompt_tokens"]))
     report["first_token_ms_new_prompt_median"] = round(1000 * statistics.median(cold), 1)
     report["first_token_ms_new_prompt_all"] = [round(1000 * f, 1) for f in cold]
+    if cold_cpu:
+        report["new_prompt_cpu_ms_median"] = round(1000 * statistics.median(c for c, _ in cold_cpu), 1)
+        report["new_prompt_tokens"] = cold_cpu[0][1]
 
     # 8. The tokenizer endpoint: does it add BOS? (An empty input shows what it adds by itself.)
     report["tokenize_empty"] = engine.post("/extras/tokenize", {"input": ""})["tokens"]
