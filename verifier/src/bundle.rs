@@ -310,6 +310,7 @@ fn p256_verify(key: &[u8; 65], digest: &B256, signature: &[u8]) -> Result<(), Op
 
 /// A simulated bundle built in memory, for tests of this crate.
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 pub(crate) mod fixture {
     use dait_chain_client::proto::{self, cpu_evidence::Evidence};
     use dait_chain_client::{Address, Freshness, HostSigningKey, Keyset, keyset_hash, report_data};
@@ -413,6 +414,7 @@ pub(crate) mod fixture {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::fixture::{Fixture, NOW, key};
     use super::*;

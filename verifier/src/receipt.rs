@@ -203,6 +203,7 @@ impl Channel {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use dait_chain_client::{
         ReceiptError as Rule, StreamNormalizer, TenantSigner, ciphertext_hash, receipt_hash,

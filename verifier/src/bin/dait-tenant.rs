@@ -166,9 +166,9 @@ async fn open(host: &HostArgs, channel: &ChannelArgs) -> anyhow::Result<Session>
         escrow_cap: channel.escrow_cap,
         state_dir: channel.state_dir.clone(),
     };
-    Ok(Session::open(config, wallet)
+    Session::open(config, wallet)
         .await
-        .context("opening a session with the host")?)
+        .context("opening a session with the host")
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

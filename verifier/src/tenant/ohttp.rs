@@ -269,10 +269,7 @@ async fn run_stream(
     // The trailer may sit in a chunk before the final one: read on until the authenticated final chunk
     // (ohttp reports a missing one as truncation).
     let mut rest = Vec::new();
-    opened
-        .read_to_end(&mut rest)
-        .await
-        .map_err(classify)?;
+    opened.read_to_end(&mut rest).await.map_err(classify)?;
     let ct_hash = hasher
         .lock()
         .map_err(|_| TenantError::Internal("hasher lock poisoned"))?
@@ -291,8 +288,14 @@ fn io_stream_error(error: std::io::Error, transport_ended: bool) -> TenantError 
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(&error);
     while let Some(cause) = current {
         if cause.is::<TransportCut>()
-            || matches!(cause.downcast_ref::<ohttp::Error>(), Some(ohttp::Error::Truncated))
-            || matches!(cause.downcast_ref::<bhttp::Error>(), Some(bhttp::Error::Truncated))
+            || matches!(
+                cause.downcast_ref::<ohttp::Error>(),
+                Some(ohttp::Error::Truncated)
+            )
+            || matches!(
+                cause.downcast_ref::<bhttp::Error>(),
+                Some(bhttp::Error::Truncated)
+            )
         {
             return TenantError::StreamTruncated;
         }
@@ -300,7 +303,9 @@ fn io_stream_error(error: std::io::Error, transport_ended: bool) -> TenantError 
             if io.kind() == std::io::ErrorKind::UnexpectedEof {
                 return TenantError::StreamTruncated;
             }
-            current = io.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static));
+            current = io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static));
         } else {
             current = cause.source();
         }

@@ -451,6 +451,7 @@ fn error_response(status: StatusCode, code: &str, message: &str) -> Response<Bod
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
