@@ -427,3 +427,229 @@ fn normalize(body: &[u8], streamed: bool) -> Result<NormalizedResponse, Normaliz
         NormalizedResponse::from_body(body)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use dait_chain_client::{NormalizedResponse, Receipt, Usage, receipt_hash, request_hash};
+
+    use super::*;
+    use crate::bundle::fixture::{Fixture, NOW};
+
+    const REQUEST: &[u8] = br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+    const RESPONSE: &[u8] = br#"{"choices":[{"index":0,"message":{"content":"Hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":4,"completion_tokens":1}}"#;
+
+    /// A session over a fixture bundle; no network is used by `finish_call`.
+    fn session(dir: &std::path::Path) -> (Session, Fixture) {
+        let fixture = Fixture::new();
+        let policy = Policy::new()
+            .dangerous_allow_simulated(&fixture.root_public())
+            .unwrap();
+        let bundle = verify_bundle(
+            &fixture.encode(),
+            &policy,
+            &fixture.freshness,
+            UnixTime(NOW),
+        )
+        .unwrap();
+        let wallet = Wallet::generate();
+        let channel = Channel::open(&bundle, wallet.signer(), &B256([3; 32]), 1_000).unwrap();
+        let session = Session {
+            client: HostClient::new("https://127.0.0.1:9").unwrap(),
+            bundle,
+            channel,
+            wallet,
+            state_dir: dir.to_path_buf(),
+            stopped: false,
+            receipts: Vec::new(),
+        };
+        (session, fixture)
+    }
+
+    fn receipt_for(session: &Session, fixture: &Fixture, request_ct: &[u8]) -> String {
+        let last = &session.state().state;
+        let response = NormalizedResponse::from_body(RESPONSE).unwrap();
+        let receipt = Receipt {
+            version: 1,
+            channel_id: last.channel_id,
+            call_seq: last.turn + 1,
+            host_key_id: last.host_key_id,
+            keyset_hash: *session.bundle().keyset_hash(),
+            model_id: "m".into(),
+            weight_hash: B256::ZERO,
+            request_hash: request_hash(REQUEST),
+            response_hash: response
+                .response_hash(Usage {
+                    prompt_tokens: 4,
+                    completion_tokens: 1,
+                })
+                .unwrap(),
+            request_ct_hash: ciphertext_hash(request_ct),
+            response_ct_hash: B256::ZERO,
+            tokens_in: 4,
+            tokens_out: 1,
+            price_in: 1,
+            price_out: 1,
+            amount: 5,
+            cumulative: last.cumulative + 5,
+            prev_receipt_hash: last.last_receipt_hash,
+            timestamp: NOW,
+            seed: 0,
+            engine_build: B256::ZERO,
+            deterministic: false,
+        };
+        fixture
+            .receipt_key
+            .sign_receipt(receipt, session.channel().domain())
+            .to_header_value()
+    }
+
+    #[test]
+    fn accepted_receipt_is_recorded_and_the_state_advances() {
+        let dir = tempdir("accept");
+        let (mut session, fixture) = session(&dir);
+        let header = receipt_for(&session, &fixture, b"ct");
+        let outcome = session
+            .finish_call(
+                REQUEST,
+                RESPONSE.to_vec(),
+                Some(header.clone().into_bytes()),
+                b"ct",
+                B256::ZERO,
+                false,
+            )
+            .unwrap();
+        assert_eq!(outcome.state.state.turn, 1);
+        assert_eq!(
+            outcome.state.state.last_receipt_hash,
+            receipt_hash(outcome.receipt.receipt(), session.channel().domain())
+        );
+        let channel_dir = dir
+            .join("channels")
+            .join(hex::encode(session.channel().id().as_bytes()));
+        let log = std::fs::read_to_string(channel_dir.join("receipts.b64")).unwrap();
+        assert_eq!(log.trim(), header);
+        let state =
+            SignedChannelState::decode(&std::fs::read(channel_dir.join("state.pb")).unwrap())
+                .unwrap();
+        assert_eq!(state, outcome.state);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn failed_check_stops_the_session_and_keeps_the_receipt_for_a_dispute() {
+        let dir = tempdir("dispute");
+        let (mut session, fixture) = session(&dir);
+        let header = receipt_for(&session, &fixture, b"ct");
+        let opening = session.state().clone();
+        // The response the tenant received differs from the one the receipt was made for.
+        let altered = RESPONSE
+            .to_vec()
+            .iter()
+            .map(|b| if *b == b'H' { b'J' } else { *b })
+            .collect();
+        let err = session
+            .finish_call(
+                REQUEST,
+                altered,
+                Some(header.clone().into_bytes()),
+                b"ct",
+                B256::ZERO,
+                false,
+            )
+            .unwrap_err();
+        let TenantError::ReceiptRejected { error, record } = err else {
+            panic!("expected ReceiptRejected, got {err:?}");
+        };
+        assert!(matches!(
+            error,
+            ReceiptError::Rule(dait_chain_client::ReceiptError::ResponseHash)
+        ));
+        assert!(session.is_stopped());
+        assert_eq!(
+            session.state(),
+            &opening,
+            "a failed check leaves the agreed state"
+        );
+        let record = PathBuf::from(record);
+        assert_eq!(
+            std::fs::read_to_string(record.join("receipt.b64")).unwrap(),
+            header
+        );
+        let kept =
+            SignedChannelState::decode(&std::fs::read(record.join("state.pb")).unwrap()).unwrap();
+        assert_eq!(kept, opening);
+        assert!(
+            std::fs::read_to_string(record.join("reason.txt"))
+                .unwrap()
+                .contains("response_hash")
+        );
+
+        // Nothing more goes out on a stopped session.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let err = rt
+            .block_on(session.call("/v1/chat/completions", REQUEST.to_vec()))
+            .unwrap_err();
+        assert!(matches!(err, TenantError::SessionStopped));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn missing_receipt_stops_the_session() {
+        let dir = tempdir("missing");
+        let (mut session, _) = session(&dir);
+        let err = session
+            .finish_call(REQUEST, RESPONSE.to_vec(), None, b"ct", B256::ZERO, false)
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            TenantError::ReceiptRejected {
+                error: ReceiptError::Missing,
+                ..
+            }
+        ));
+        assert!(session.is_stopped());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn host_error_codes_map_to_their_variants() {
+        let e = host_error(409, br#"{"error":{"code":"stale_state","message":"x"}}"#);
+        assert!(matches!(
+            e,
+            TenantError::Host {
+                code: HostErrorCode::StaleState,
+                status: 409
+            }
+        ));
+        let e = host_error(
+            402,
+            br#"{"error":{"code":"over_escrow_cap","message":"x"}}"#,
+        );
+        assert!(matches!(
+            e,
+            TenantError::Host {
+                code: HostErrorCode::OverEscrowCap,
+                status: 402
+            }
+        ));
+        let e = host_error(500, b"not json");
+        assert!(matches!(
+            e,
+            TenantError::Host {
+                code: HostErrorCode::Other,
+                status: 500
+            }
+        ));
+    }
+
+    fn tempdir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("dait-session-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
