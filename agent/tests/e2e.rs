@@ -153,7 +153,16 @@ async fn engine(
             .map(|e| Ok(Frame::data(Bytes::from(format!("data: {e}\n\n")))))
             .collect();
         frames.push(Ok(Frame::data(Bytes::from_static(b"data: [DONE]\n\n"))));
-        let body = StreamBody::new(futures::stream::iter(frames));
+        // A prompt that mentions "slowly" gets its events 100 ms apart.
+        let slow = body.windows(6).any(|w| w == b"slowly");
+        let paced =
+            futures::StreamExt::then(futures::stream::iter(frames), move |frame| async move {
+                if slow {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                frame
+            });
+        let body = StreamBody::new(paced);
         let mut response = Response::new(BodyExt::boxed(body));
         response
             .headers_mut()
@@ -970,6 +979,43 @@ async fn truncated_stream_is_detected() {
             "{result:?}"
         );
         relay_task.abort();
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_client_leaving_mid_stream_does_not_break_the_channel() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let upstream = start_upstream().await;
+        let host = start_host(&format!("http://{}", upstream.addr), None).await;
+        let session = open_session(&host, &host.url, 1_000_000).await;
+        let bundle = session.bundle().clone();
+        let tenant = session.state().state.tenant;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let handle = proxy::spawn(listener, session).unwrap();
+        let addr = handle.local_addr();
+
+        // A client asks for a slow stream, reads its first bytes and hangs up.
+        let request = chat("answer slowly please", 6, true);
+        let body = request.to_string();
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut first = [0u8; 64];
+        let n = stream.read(&mut first).await.unwrap();
+        assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+        drop(stream);
+
+        // The proxy still finished that call and checked its receipt: the next call continues the chain.
+        let next = chat("and now quickly", 3, false);
+        let (status, _, body) = http(addr, Method::POST, "/v1/chat/completions", Some(&next)).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        check_chain(addr, &bundle, tenant, &[Some(expected_usage(&request)), Some(expected_usage(&next))]).await;
+        handle.shutdown().await;
     })
     .await
     .expect("test timed out");

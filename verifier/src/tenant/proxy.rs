@@ -211,16 +211,16 @@ async fn streamed(shared: Arc<Shared>, path: String, body: Vec<u8>) -> Response<
                 return;
             }
         };
-        if head_tx.send(Ok(())).is_err() {
-            return;
-        }
+        // The stream is always driven to its end, even when the client has gone: the host has issued a
+        // receipt for this call, and the channel can only continue once the tenant checked it.
+        let mut client_gone = head_tx.send(Ok(())).is_err();
         let mut sse = SseHold::default();
         loop {
             match call.next().await {
                 Some(Ok(StreamItem::Data(chunk))) => {
                     let out = sse.push(&chunk);
-                    if !out.is_empty() && tx.send(Bytes::from(out)).await.is_err() {
-                        return;
+                    if !client_gone && !out.is_empty() && tx.send(Bytes::from(out)).await.is_err() {
+                        client_gone = true;
                     }
                 }
                 Some(Ok(StreamItem::Done(outcome))) => {

@@ -322,6 +322,9 @@ impl Session {
 }
 
 /// A streamed call in progress; holds the session until it ends.
+///
+/// Drive it to its end: the host issues the receipt whether or not the tenant reads it, so a call dropped
+/// early leaves the host one turn ahead, and the next call on the channel is refused as `stale_state`.
 #[derive(Debug)]
 pub struct StreamCall<'s> {
     session: &'s mut Session,
