@@ -706,6 +706,23 @@ async fn request_over_the_escrow_cap_is_refused() {
             ),
             "{err:?}"
         );
+        // The same over chunked OHTTP (a streamed request).
+        let body = chat("two words", 100_000, true).to_string().into_bytes();
+        let err = session
+            .call_stream("/v1/chat/completions", body)
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TenantError::Host {
+                    code: HostErrorCode::OverEscrowCap,
+                    status: 402
+                }
+            ),
+            "{err:?}"
+        );
         assert_eq!(
             upstream.calls.load(Ordering::SeqCst),
             0,
