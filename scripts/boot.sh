@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Boots the dait guest image under QEMU (UEFI, OVMF) with the agent in simulated-TEE mode, forwards the agent's
-# port to 127.0.0.1 only, waits (bounded) until the agent serves, fetches the attestation endpoint and, when the
-# tenant CLI is available, runs one encrypted chat whose receipt the tenant CLI verifies. QEMU is stopped on exit.
+# port to 127.0.0.1 only, waits (bounded) until the agent serves, fetches the attestation endpoint, has the tenant
+# CLI verify the evidence (pinning the simulated root the guest printed) and run one encrypted chat whose receipt
+# it verifies. QEMU (and the engine, if this script started it) is stopped on every exit.
 #
 # Usage: scripts/boot.sh [--image DIR]
 #   --image DIR   the output directory of scripts/image.sh (default image/mkosi.output)
@@ -155,20 +156,28 @@ code="$(curl -ks --max-time 60 -o "$work/bundle.bin" -w '%{http_code} %{content_
 [[ -s "$work/bundle.bin" ]] || die "empty evidence bundle"
 log "attestation bundle: $(stat -c %s "$work/bundle.bin") bytes, sha256 $(sha256sum "$work/bundle.bin" | cut -c1-64)"
 
-# --- one encrypted chat, receipt verified by the tenant CLI ----------------------------------------------------
+# --- the tenant CLI: verify the evidence, then one encrypted chat whose receipt it verifies --------------------
+log "building dait-tenant"
+cargo build --locked --quiet -p dait-verifier --features cli --bin dait-tenant
 tenant="$repo/target/debug/dait-tenant"
-if cargo build -q --locked -p dait-verifier --bin dait-tenant --features cli 2>"$work/tenant-build.log" &&
-    "$tenant" --help 2>/dev/null | grep -q 'chat'; then
-    log "encrypted chat through dait-tenant"
-    "$tenant" chat --url "$base" --insecure-simulated \
-        --message "Say hello in five words." --max-tokens 16 >"$work/chat.out" 2>&1 ||
-        { cat "$work/chat.out" >&2; die "the encrypted chat or its receipt check failed"; }
-    cat "$work/chat.out" >&2
-else
-    log "dait-tenant with a chat command is not available yet: attestation checked, chat skipped"
-fi
+"$tenant" verify --host "$base" --dangerous-allow-simulated "$work/sim-root.pub" >"$work/verify.out" 2>&1 ||
+    { cat "$work/verify.out" >&2; die "dait-tenant rejected the guest's evidence"; }
+log "dait-tenant verify: ok"
+sed 's/^/    /' "$work/verify.out" >&2
+chat_start=$(date +%s%N)
+"$tenant" chat --host "$base" --dangerous-allow-simulated "$work/sim-root.pub" \
+    --wallet-key "$work/wallet.key" --state-dir "$work/tenant" --max-tokens 16 \
+    "Say hello in five words." >"$work/chat.out" 2>&1 ||
+    { cat "$work/chat.out" >&2; die "the encrypted chat or its receipt check failed"; }
+log "dait-tenant chat: ok, receipt verified ($((($(date +%s%N) - chat_start) / 1000000)) ms)"
+sed 's/^/    /' "$work/chat.out" >&2
 
 # --- what the guest reported ----------------------------------------------------------------------------------
+# The development image prints the agent's resident memory every 30 s; wait (at most 40 s) for a report taken
+# after the chat.
+rss_count() { grep -ac 'dait-host VmRSS:' "$console" || true; }
+before="$(rss_count)"
+for _ in $(seq 40); do (($(rss_count) > before)) && break; sleep 1; done
 rss="$(grep -ao 'dait-host VmRSS: *[0-9]* kB' "$console" | tail -n1 || true)"
-[[ -n "$rss" ]] && log "in the guest: $rss"
+if [[ -n "$rss" ]]; then log "in the guest, after the chat: $rss"; else log "no memory report from the guest"; fi
 log "ok"
