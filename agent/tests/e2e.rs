@@ -624,6 +624,39 @@ async fn flipped_ciphertext_bit_gets_an_opaque_400_and_nothing_in_clear_is_logge
                 .to_bytes()
                 .is_empty()
         );
+        // A chunked (streamed) request with a flipped bit gets the same opaque 400.
+        let mut chunked = Vec::new();
+        {
+            use futures::AsyncWriteExt as _;
+            let client =
+                ohttp::ClientRequest::from_encoded_config(session.bundle().ohttp_key_config())
+                    .unwrap();
+            let mut writer = client.encapsulate_stream(&mut chunked).unwrap();
+            writer.write_all(&inner).await.unwrap();
+            writer.close().await.unwrap();
+        }
+        let last = chunked.len() - 5;
+        chunked[last] ^= 0x01;
+        let response = session
+            .host()
+            .send(
+                Method::POST,
+                "/v1/ohttp",
+                Some("message/ohttp-chunked-req"),
+                chunked,
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert!(
+            response
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .is_empty()
+        );
         // The tenant library reports it as the outer status.
         let err = session
             .host()
