@@ -80,13 +80,14 @@ pub enum TenantError {
     #[error("the host's evidence was rejected")]
     Bundle(#[from] VerifyError),
     /// A receipt failed the SPUR-IC checks; the session stopped and the receipt was stored for a dispute.
-    #[error("receipt check failed; the session is stopped; dispute with the record at {record}")]
+    #[error("receipt check failed; the session is stopped: dispute this call{}", DisputeAt(.record))]
     ReceiptRejected {
         /// The check that failed.
         #[source]
         error: ReceiptError,
-        /// Where the offending receipt and the last state were written.
-        record: String,
+        /// The directory holding the offending receipt and the last agreed state (`None` if writing it
+        /// failed).
+        record: Option<std::path::PathBuf>,
     },
     /// Connecting to the host failed.
     #[error("connecting to the host failed")]
@@ -153,4 +154,16 @@ pub enum TenantError {
     /// The tenant's wallet key could not be loaded or created.
     #[error("wallet key failed")]
     Wallet(#[from] WalletError),
+}
+
+/// Formats where a dispute record was written.
+struct DisputeAt<'a>(&'a Option<std::path::PathBuf>);
+
+impl std::fmt::Display for DisputeAt<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(dir) => write!(f, " with the record in {}", dir.display()),
+            None => f.write_str(" (writing the record failed)"),
+        }
+    }
 }

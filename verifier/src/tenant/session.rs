@@ -15,7 +15,7 @@ use super::ohttp::{self, StreamEvent};
 use super::store::{self, DisputeRecord};
 use super::transport::{HostClient, MAX_BODY, read_body};
 use super::{HostErrorCode, TenantError, Wallet};
-use crate::bundle::{Policy, UnixTime, VerifiedBundle, verify_bundle};
+use crate::bundle::{Policy, UnixTime, VerifiedBundle, VerifyError, verify_bundle};
 use crate::receipt::{CallEvidence, Channel, ReceiptError, VerifiedReceipt};
 
 /// Time allowed for a whole non-streamed call, or between two events of a streamed one.
@@ -104,9 +104,10 @@ impl Session {
         let mut salt = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut salt);
         let channel = Channel::open(&bundle, wallet.signer(), &B256(salt), config.escrow_cap)
-            .map_err(|error| TenantError::ReceiptRejected {
-                error,
-                record: String::new(),
+            .map_err(|_| {
+                TenantError::Bundle(VerifyError::MalformedKey {
+                    field: "keyset.receipt_key",
+                })
             })?;
         std::fs::create_dir_all(&config.state_dir).map_err(TenantError::Io)?;
         tracing::info!(channel = %channel.id(), tenant = %wallet.address(), "channel opened");
@@ -311,10 +312,10 @@ impl Session {
             &state.encode(),
             &reason,
         ) {
-            Ok(DisputeRecord { dir }) => dir.display().to_string(),
+            Ok(DisputeRecord { dir }) => Some(dir),
             Err(io) => {
                 tracing::error!(error = %io, "writing the dispute record failed");
-                String::from("(not written)")
+                None
             }
         };
         TenantError::ReceiptRejected { error, record }
@@ -574,7 +575,7 @@ mod tests {
             &opening,
             "a failed check leaves the agreed state"
         );
-        let record = PathBuf::from(record);
+        let record = record.expect("the record was written");
         assert_eq!(
             std::fs::read_to_string(record.join("receipt.b64")).unwrap(),
             header
