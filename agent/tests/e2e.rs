@@ -3,8 +3,8 @@
 //!
 //! - The in-test upstream versions always run (with the `simulated-tee` feature, which the workspace test
 //!   command enables with `--all-features`).
-//! - `real_engine_*` runs against the real CPU engine at `DAIT_ENGINE_URL` (started by
-//!   `scripts/engine.sh start`); it is skipped when the variable is unset, and FAILS instead when
+//! - `real_engine_end_to_end` runs against the real CPU engine at `DAIT_ENGINE_URL`, or the one that
+//!   `scripts/engine.sh start` started; without either it is skipped, and it FAILS instead when
 //!   `DAIT_REQUIRE_ENGINE=1`.
 //!
 //! Every test bounds its time and stops what it started (child processes are killed on drop).
@@ -479,15 +479,27 @@ async fn proxy_end_to_end_with_in_test_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_engine_end_to_end() {
     let required = std::env::var("DAIT_REQUIRE_ENGINE").is_ok_and(|v| v == "1");
+    // DAIT_ENGINE_URL, else the engine that scripts/engine.sh started (if it runs).
+    let from_script = || {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/engine.sh");
+        let out = std::process::Command::new(script)
+            .arg("url")
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        (out.status.success() && url.starts_with("http://")).then_some(url)
+    };
     let Some(engine) = std::env::var("DAIT_ENGINE_URL")
         .ok()
         .filter(|u| !u.is_empty())
+        .or_else(from_script)
     else {
         assert!(
             !required,
-            "DAIT_REQUIRE_ENGINE=1 but DAIT_ENGINE_URL is not set: start it with scripts/engine.sh start"
+            "DAIT_REQUIRE_ENGINE=1 but no engine: set DAIT_ENGINE_URL or run scripts/engine.sh start"
         );
-        eprintln!("skipped: DAIT_ENGINE_URL is not set (scripts/engine.sh start)");
+        eprintln!("skipped: no engine (DAIT_ENGINE_URL unset, scripts/engine.sh url failed)");
         return;
     };
     tokio::time::timeout(Duration::from_secs(300), async {
