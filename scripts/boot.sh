@@ -98,6 +98,7 @@ if engine_url="$(scripts/engine.sh url 2>/dev/null)"; then
     log "engine already running at $engine_url"
 else
     log "starting the CPU engine"
+    scripts/engine.sh install
     engine_url="$(scripts/engine.sh start)"
     engine_started=1
 fi
