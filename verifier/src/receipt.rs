@@ -36,6 +36,9 @@ pub enum ReceiptError {
     /// The response received could not be normalised, so its hash cannot be recomputed.
     #[error("the response cannot be normalised")]
     ResponseUnreadable(#[source] NormalizeError),
+    /// The receipt was checked against another state of the channel than the current one.
+    #[error("the receipt was checked against another channel state")]
+    StaleCheck,
     /// A sequence, signature, binding or amount rule failed (chain-client's SPUR-IC checks; each rule has its
     /// own variant there: `WrongChannel`, `CallSeq`, `PrevReceiptHash`, `HostSignature`, `KeysetHash`,
     /// `HostKeyId`, `RequestHash`, `ResponseHash`, `RequestCtHash`, `ResponseCtHash`, `Amount`,
@@ -65,6 +68,9 @@ pub struct CallEvidence<'a> {
 pub struct VerifiedReceipt {
     signed: SignedReceipt,
     hash: B256,
+    /// The channel state before this receipt (what it was checked against) and after it.
+    before: ChannelState,
+    after: ChannelState,
 }
 
 impl VerifiedReceipt {
@@ -86,6 +92,8 @@ impl VerifiedReceipt {
 #[derive(Clone, Debug)]
 pub struct Channel {
     chain: ReceiptChain,
+    host_key: HostVerifyingKey,
+    keyset_hash: B256,
     state: SignedChannelState,
     prices: Option<(u128, u128)>,
 }
@@ -109,6 +117,8 @@ impl Channel {
         let tenant_signature = signer.sign_state(&state, &domain);
         Ok(Self {
             chain: ReceiptChain::new(domain, host_key, *bundle.keyset_hash(), state.clone()),
+            host_key,
+            keyset_hash: *bundle.keyset_hash(),
             state: SignedChannelState {
                 state,
                 tenant_signature,
@@ -155,7 +165,7 @@ impl Channel {
         signed: SignedReceipt,
         call: &CallEvidence<'_>,
     ) -> Result<VerifiedReceipt, ReceiptError> {
-        let (hash, _next) = self.chain.check(&signed)?;
+        let (hash, after) = self.chain.check(&signed)?;
         let r = &signed.receipt;
         let metered = Usage {
             prompt_tokens: r.tokens_in,
@@ -178,19 +188,28 @@ impl Channel {
         if self.prices.is_some_and(|p| p != (r.price_in, r.price_out)) {
             return Err(ReceiptError::PriceChanged);
         }
-        Ok(VerifiedReceipt { signed, hash })
+        Ok(VerifiedReceipt {
+            signed,
+            hash,
+            before: self.chain.state().clone(),
+            after,
+        })
     }
 
-    /// Accepts a checked receipt: the channel advances to it and the tenant signs the new state. Fails only
-    /// if `receipt` was checked against another state of the channel.
+    /// Accepts a checked receipt: the channel advances to it and the tenant signs the new state. Fails with
+    /// [`ReceiptError::StaleCheck`] if `receipt` was checked against another state of the channel.
     pub fn accept(
         &mut self,
         receipt: &VerifiedReceipt,
         signer: &TenantSigner,
     ) -> Result<&SignedChannelState, ReceiptError> {
-        self.chain.apply(receipt.signed())?;
-        let state = self.chain.state().clone();
-        let tenant_signature = signer.sign_state(&state, self.chain.domain());
+        if receipt.before != *self.chain.state() {
+            return Err(ReceiptError::StaleCheck);
+        }
+        let state = receipt.after.clone();
+        let domain = *self.chain.domain();
+        let tenant_signature = signer.sign_state(&state, &domain);
+        self.chain = ReceiptChain::new(domain, self.host_key, self.keyset_hash, state.clone());
         let r = receipt.receipt();
         self.prices = Some((r.price_in, r.price_out));
         self.state = SignedChannelState {
@@ -477,6 +496,24 @@ mod tests {
             r.cumulative = 31 + r.amount;
         });
         assert!(matches!(r, Err(ReceiptError::PriceChanged)));
+    }
+
+    #[test]
+    fn a_check_against_an_older_state_cannot_be_accepted() {
+        let mut s = setup(1_000);
+        let first = s
+            .channel
+            .check(sign(&s, honest(&s)), &evidence(&s))
+            .unwrap();
+        let again = s
+            .channel
+            .check(sign(&s, honest(&s)), &evidence(&s))
+            .unwrap();
+        s.channel.accept(&first, &s.tenant).unwrap();
+        assert!(matches!(
+            s.channel.accept(&again, &s.tenant),
+            Err(ReceiptError::StaleCheck)
+        ));
     }
 
     #[test]
