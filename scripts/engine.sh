@@ -105,6 +105,9 @@ cmd_install() {
             python3 -m venv "$VENV"
         fi
     fi
+    # pip before 23.1 (Debian 12's venv has 23.0) ignores its cache of built wheels under --no-binary, which
+    # would rebuild llama.cpp on every fresh clone.
+    "$PY" -m pip install --quiet --disable-pip-version-check --upgrade 'pip>=23.1'
     log "building llama-cpp-python $LLAMA_CPP_PYTHON_VERSION from source (minutes on a small machine; pip caches the wheel)"
     CMAKE_BUILD_PARALLEL_LEVEL=2 CMAKE_ARGS="-DGGML_NATIVE=OFF" \
         "$PY" -m pip install --quiet --disable-pip-version-check --no-binary llama-cpp-python \
