@@ -44,9 +44,10 @@ finish() {
     exit 0
 }
 
+# (Called as `step`'s "$@" || …, where set -e does not apply: each command checks its own status.)
 engine_up() {
-    scripts/engine.sh install
-    DAIT_ENGINE_URL="$(scripts/engine.sh start)"
+    scripts/engine.sh install || return 1
+    DAIT_ENGINE_URL="$(scripts/engine.sh start)" || return 1
     export DAIT_ENGINE_URL
     export DAIT_REQUIRE_ENGINE=1
 }
