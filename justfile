@@ -13,9 +13,10 @@ setup:
 test: setup
     scripts/test.sh
 
-# Fast static checks: fmt, clippy -D warnings, the wasm32 build of the chain-client core.
-check:
+# Fast static checks: fmt, spelling, clippy -D warnings, the wasm32 build of the chain-client core.
+check: setup
     cargo fmt --all -- --check
+    PATH="$HOME/.local/bin:$PATH" typos
     cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
     cargo build -p dait-chain-client --no-default-features --target wasm32-unknown-unknown --locked
 

@@ -8,13 +8,14 @@
 # What it installs:
 #   Debian packages   build-essential (C compiler for ring and the engine), cmake (engine build), python3,
 #                     python3-venv (engine venv), curl (demo, engine health checks), ca-certificates
-#   just              the task runner, prebuilt from the PyPI package rust-just, in a venv under
-#                     ~/.local/share/dait/tools, linked as ~/.local/bin/just
+#   just, typos       the task runner and the spelling checker, prebuilt from the PyPI packages rust-just and
+#                     typos, in a venv under ~/.local/share/dait/tools, linked into ~/.local/bin
 #   Rust              the toolchain pinned in rust-toolchain.toml with rustfmt, clippy and the wasm32 target
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 JUST_VERSION="1.59.0"
+TYPOS_VERSION="1.52.0"
 TOOLS_VENV="${XDG_DATA_HOME:-$HOME/.local/share}/dait/tools"
 BIN_DIR="$HOME/.local/bin"
 
@@ -69,18 +70,27 @@ done
 grep -q "^rust-std-wasm32-unknown-unknown" <<<"$installed_components" ||
     rustup target add --toolchain "$toolchain" wasm32-unknown-unknown >/dev/null
 
-# just: the PyPI package rust-just ships the prebuilt binary. A venv keeps it away from the system Python
-# (Debian's is externally managed); cargo install is the slow fallback.
-if ! command -v just >/dev/null 2>&1 && [ ! -x "$BIN_DIR/just" ]; then
-    log "installing just $JUST_VERSION"
+# Tools shipped as prebuilt binaries in PyPI packages, installed into one venv (Debian's own Python is externally
+# managed) and linked into ~/.local/bin: just (rust-just) and the spelling checker typos. cargo install is the
+# slow fallback.
+# pip_tool COMMAND PACKAGE VERSION [CRATE]
+pip_tool() {
+    local cmd="$1" package="$2" version="$3" crate="${4:-}"
+    command -v "$cmd" >/dev/null 2>&1 && return 0
+    [ -x "$BIN_DIR/$cmd" ] && return 0
+    log "installing $cmd $version"
     mkdir -p "$BIN_DIR"
-    if python3 -m venv "$TOOLS_VENV" >/dev/null 2>&1 &&
-        "$TOOLS_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "rust-just==$JUST_VERSION"; then
-        ln -sf "$TOOLS_VENV/bin/just" "$BIN_DIR/just"
+    if { [ -x "$TOOLS_VENV/bin/python" ] || python3 -m venv "$TOOLS_VENV" >/dev/null 2>&1; } &&
+        "$TOOLS_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$package==$version"; then
+        ln -sf "$TOOLS_VENV/bin/$cmd" "$BIN_DIR/$cmd"
+    elif [ -n "$crate" ]; then
+        cargo install --quiet --locked --root "$HOME/.local" "$crate@$version"
     else
-        cargo install --quiet --locked --root "$HOME/.local" "just@$JUST_VERSION"
+        die "could not install $cmd"
     fi
-fi
+}
+pip_tool just rust-just "$JUST_VERSION" just
+pip_tool typos typos "$TYPOS_VERSION" typos-cli
 if ! command -v just >/dev/null 2>&1; then
     log "just is in $BIN_DIR: add it to PATH (export PATH=\"\$HOME/.local/bin:\$PATH\")"
 fi
