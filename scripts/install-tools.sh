@@ -1,19 +1,100 @@
 #!/usr/bin/env bash
 # Installs the tools the tests and the demo need, on a fresh Debian machine that has only Rust (rustup).
-# Idempotent: each step is skipped when its tool is already there.
+# Idempotent and quiet: each step is skipped when its tool is already there, so a second run takes about a second.
+#
+#   scripts/install-tools.sh            tools for `just test` and `just demo`
+#   scripts/install-tools.sh --engine   also build the real inference engine (scripts/engine.sh install)
+#
+# What it installs:
+#   Debian packages   build-essential (C compiler for ring and the engine), cmake (engine build), python3,
+#                     python3-venv (engine venv), curl (demo, engine health checks), ca-certificates
+#   just, typos       the task runner and the spelling checker, prebuilt from the PyPI packages rust-just and
+#                     typos, in a venv under ~/.local/share/dait/tools, linked into ~/.local/bin
+#   Rust              the toolchain pinned in rust-toolchain.toml with rustfmt, clippy and the wasm32 target
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+JUST_VERSION="1.59.0"
+TYPOS_VERSION="1.52.0"
+TOOLS_VENV="${XDG_DATA_HOME:-$HOME/.local/share}/dait/tools"
+BIN_DIR="$HOME/.local/bin"
+
 log() { printf '[install-tools] %s\n' "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
 
-# The pinned toolchain, its components and the wasm32 target (rust-toolchain.toml names them; rustup installs
-# them on first use, this makes it explicit).
-rustup show active-toolchain >/dev/null
+# Debian packages, installed only when missing (root, or sudo without a password).
+apt_missing=()
+for pkg in build-essential cmake python3 python3-venv curl ca-certificates; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || apt_missing+=("$pkg")
+done
+# A machine may have these tools from elsewhere (a Python from pyenv, a cmake from pip): only ask apt for what
+# is really absent.
+filtered=()
+for pkg in "${apt_missing[@]}"; do
+    case "$pkg" in
+    build-essential) command -v cc >/dev/null && command -v c++ >/dev/null && command -v make >/dev/null && continue ;;
+    cmake) command -v cmake >/dev/null && continue ;;
+    python3) command -v python3 >/dev/null && continue ;;
+    python3-venv) command -v python3 >/dev/null && python3 -c 'import venv, ensurepip' 2>/dev/null && continue ;;
+    curl) command -v curl >/dev/null && continue ;;
+    ca-certificates) [ -d /etc/ssl/certs ] && continue ;;
+    esac
+    filtered+=("$pkg")
+done
+if [ "${#filtered[@]}" -gt 0 ]; then
+    command -v apt-get >/dev/null 2>&1 || die "missing ${filtered[*]} and no apt-get to install them"
+    sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo -n)
+    log "installing Debian packages: ${filtered[*]}"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${filtered[@]}" \
+        >/dev/null
+fi
 
-# just: the task runner. The PyPI package ships a prebuilt binary; cargo install is the fallback.
-if ! command -v just >/dev/null 2>&1; then
-    log "installing just"
-    if ! python3 -m pip install --quiet --disable-pip-version-check 'rust-just==1.59.0'; then
-        cargo install --locked just@1.43.0
+# The pinned toolchain, its components and the wasm32 target (rust-toolchain.toml names them; this makes the
+# install explicit instead of relying on rustup's install-on-first-use).
+command -v rustup >/dev/null 2>&1 || die "rustup is needed (https://rustup.rs)"
+toolchain="$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)"
+if ! rustup toolchain list | grep -q "^$toolchain"; then
+    log "installing Rust $toolchain"
+    rustup toolchain install "$toolchain" --profile minimal --component rustfmt,clippy \
+        --target wasm32-unknown-unknown >/dev/null
+fi
+installed_components="$(rustup component list --installed --toolchain "$toolchain")"
+for component in rustfmt clippy; do
+    grep -q "^$component" <<<"$installed_components" || rustup component add --toolchain "$toolchain" "$component" >/dev/null
+done
+grep -q "^rust-std-wasm32-unknown-unknown" <<<"$installed_components" ||
+    rustup target add --toolchain "$toolchain" wasm32-unknown-unknown >/dev/null
+
+# Tools shipped as prebuilt binaries in PyPI packages, installed into one venv (Debian's own Python is externally
+# managed) and linked into ~/.local/bin: just (rust-just) and the spelling checker typos. cargo install is the
+# slow fallback.
+# pip_tool COMMAND PACKAGE VERSION [CRATE]
+pip_tool() {
+    local cmd="$1" package="$2" version="$3" crate="${4:-}"
+    command -v "$cmd" >/dev/null 2>&1 && return 0
+    [ -x "$BIN_DIR/$cmd" ] && return 0
+    log "installing $cmd $version"
+    mkdir -p "$BIN_DIR"
+    if { [ -x "$TOOLS_VENV/bin/python" ] || python3 -m venv "$TOOLS_VENV" >/dev/null 2>&1; } &&
+        "$TOOLS_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$package==$version"; then
+        ln -sf "$TOOLS_VENV/bin/$cmd" "$BIN_DIR/$cmd"
+    elif [ -n "$crate" ]; then
+        cargo install --quiet --locked --root "$HOME/.local" "$crate@$version"
+    else
+        die "could not install $cmd"
     fi
+}
+pip_tool just rust-just "$JUST_VERSION" just
+pip_tool typos typos "$TYPOS_VERSION" typos-cli
+if ! command -v just >/dev/null 2>&1; then
+    log "just is in $BIN_DIR: add it to PATH (export PATH=\"\$HOME/.local/bin:\$PATH\")"
+fi
+
+if [ "${1:-}" = "--engine" ]; then
+    scripts/engine.sh install
 fi

@@ -1,1 +1,300 @@
-//! dait-agent
+//! `dait-host`: the agent inside the confidential VM that turns an OpenAI-compatible inference
+//! engine into an attested, private, metered service.
+//!
+//! # What it does
+//! - At start it measures what it serves (model id, weight hash, engine build, prices) into the
+//!   runtime event log and register, and generates a per-boot keyset in memory: receipt key
+//!   (P-256), OHTTP key (X25519), TLS key and self-signed certificate (its SPKI is in the keyset).
+//! - `GET /v1/attestation?nonce=` returns an evidence bundle whose `report_data` binds the keyset
+//!   hash and the tenant's nonce (PROTOCOL.md §3, §7).
+//! - `POST /v1/ohttp` takes an Oblivious HTTP request (chunked OHTTP for streaming), checks the
+//!   tenant's signed channel state, forwards the call to the engine on loopback, encrypts the
+//!   answer and returns a signed receipt, logged durably before the response is released.
+//!
+//! # Example
+//! ```no_run
+//! use clap::Parser;
+//! let cli = dait_agent::config::Cli::parse_from([
+//!     "dait-host", "init", "--tee", "simulated", "--state-dir", "state",
+//! ]);
+//! let rt = tokio::runtime::Runtime::new().unwrap();
+//! rt.block_on(dait_agent::run(cli.command)).unwrap();
+//! ```
+//!
+//! # Feature flags
+//! | feature | default | what |
+//! |---|---|---|
+//! | `simulated-tee` | no | the simulated TEE backend (`--tee simulated`), development and CI only |
+//!
+//! # Security
+//! - Trust: the CPU TEE (TDX or SNP) and its firmware; the measured image; the engine running in
+//!   the same VM. The host operator, its network and proxies are not trusted: they see ciphertext.
+//! - No keyset key is ever written to disk. The simulated platform root (`sim-root.key`) is the
+//!   stand-in for a CPU vendor key, exists only with `simulated-tee`, and its evidence is tagged
+//!   `SIMULATED`, which the default verification policy rejects.
+//! - Prompts, completions and decrypted bodies are never logged. Every decapsulation failure is
+//!   the same opaque `400` with an empty body.
+//! - The agent never panics on a request; errors after decryption travel encrypted.
+
+pub mod config;
+pub mod hpke;
+pub mod http;
+pub mod key;
+pub mod log;
+pub mod proxy;
+pub mod receipt;
+pub mod tee;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use dait_chain_client::{Address, B256, Freshness};
+use sha2::{Digest, Sha256};
+
+use crate::config::{Command, Config, ConfigError};
+use crate::http::App;
+use crate::receipt::{Channels, ReceiptParams};
+use crate::tee::eventlog::EventLog;
+
+/// Exit code: success.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: a runtime failure (TEE device missing, I/O, key or log error).
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit code: usage or configuration error.
+pub const EXIT_USAGE: i32 = 2;
+
+/// Errors of the agent's commands.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// Invalid configuration.
+    #[error("configuration")]
+    Config(#[from] ConfigError),
+    /// The TEE backend failed.
+    #[error("TEE")]
+    Tee(#[from] tee::TeeError),
+    /// Key generation failed.
+    #[error("keys")]
+    Key(#[from] key::KeyError),
+    /// The receipt log failed.
+    #[error("receipt log")]
+    Log(#[from] log::LogError),
+    /// I/O.
+    #[error("{0}")]
+    Io(&'static str, #[source] std::io::Error),
+    /// A command-line value is malformed.
+    #[error("invalid argument {0}")]
+    Usage(&'static str),
+}
+
+impl AgentError {
+    /// The documented exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Config(_) | Self::Usage(_) => EXIT_USAGE,
+            _ => EXIT_FAILURE,
+        }
+    }
+}
+
+/// SHA-256 of a file, streamed.
+pub fn file_sha256(path: &Path) -> std::io::Result<[u8; 32]> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(buf.get(..n).unwrap_or_default());
+    }
+    Ok(h.finalize().into())
+}
+
+/// Whether to open the receipt log (`serve`) or not (`attest`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Serve: open and replay the receipt log.
+    Serve,
+    /// Produce evidence only.
+    Attest,
+}
+
+/// Build everything a server needs from a validated configuration.
+pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
+    let tee = tee::open(config.tee, &config.state_dir)?;
+
+    let weight_hash = match &config.model_path {
+        Some(p) => B256(file_sha256(p).map_err(|e| AgentError::Io("model weights", e))?),
+        None => B256::ZERO,
+    };
+    let engine_build = B256(Sha256::digest(config.engine_build.as_bytes()).into());
+    let mut event_log = EventLog::default();
+    let events = [
+        ("dait.model-id", config.model_id.clone()),
+        ("dait.model-weights", hex::encode(weight_hash.0)),
+        ("dait.engine-build", config.engine_build.clone()),
+        (
+            "dait.config",
+            format!(
+                "price_in={} price_out={} chain_id={} settlement=0x{} seed={}",
+                config.price_in,
+                config.price_out,
+                config.chain_id,
+                hex::encode(config.settlement),
+                config.seed
+            ),
+        ),
+    ];
+    for (kind, data) in events {
+        event_log.record(kind, &data);
+        match tee.extend_runtime(&event_log) {
+            Ok(()) => {}
+            Err(tee::TeeError::Unsupported(what)) => {
+                tracing::warn!(
+                    what,
+                    kind,
+                    "runtime register not extended; event log is unbound"
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+
+    let host_account = match &config.host_key_path {
+        Some(p) => {
+            let text = zeroize::Zeroizing::new(
+                std::fs::read_to_string(p)
+                    .map_err(|e| AgentError::Io("operator account key", e))?,
+            );
+            key::host_account_from_file(&text)?
+        }
+        None => Address::ZERO,
+    };
+    let keys = key::BootKeys::generate(config.chain_id, config.settlement, host_account)?;
+
+    let (log, channels) = match mode {
+        Mode::Serve => {
+            std::fs::create_dir_all(&config.state_dir)
+                .map_err(|e| AgentError::Io("state dir", e))?;
+            let (log, replay) = log::ReceiptLog::open(&config.state_dir)?;
+            tracing::info!(
+                records = replay.records,
+                channels = replay.heads.len(),
+                truncated_bytes = replay.truncated,
+                "receipt log replayed"
+            );
+            (log, Channels::from_replay(&replay))
+        }
+        Mode::Attest => {
+            let dir = std::env::temp_dir().join(format!("dait-attest-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).map_err(|e| AgentError::Io("temp dir", e))?;
+            let (log, _) = log::ReceiptLog::open(&dir)?;
+            let _ = std::fs::remove_dir_all(&dir);
+            (log, Channels::default())
+        }
+    };
+
+    let params = ReceiptParams {
+        host_key_id: keys.host_key_id,
+        keyset_hash: keys.keyset_hash,
+        model_id: config.model_id.clone(),
+        weight_hash,
+        price_in: u128::from(config.price_in),
+        price_out: u128::from(config.price_out),
+        seed: config.seed,
+        engine_build,
+        deterministic: false,
+    };
+    Ok(Arc::new(App {
+        keys,
+        tee,
+        event_log: event_log.encode(),
+        channels: Arc::new(channels),
+        log,
+        upstream: config.upstream.clone().map(proxy::Upstream::new),
+        params,
+    }))
+}
+
+/// Run one command.
+pub async fn run(command: Command) -> Result<(), AgentError> {
+    match command {
+        Command::Init { raw } => {
+            let config = raw.validate()?;
+            tee::init(config.tee, &config.state_dir)?;
+            println!("initialised {}", config.state_dir.display());
+            #[cfg(feature = "simulated-tee")]
+            if config.tee == config::TeeKind::Simulated {
+                println!(
+                    "simulated platform root: {}",
+                    config
+                        .state_dir
+                        .join(tee::simulated::ROOT_PUB_FILE)
+                        .display()
+                );
+            }
+            Ok(())
+        }
+        Command::Attest { raw, nonce, out } => {
+            let config = raw.validate()?;
+            let mut n = [0u8; 32];
+            hex::decode_to_slice(nonce.trim(), &mut n)
+                .map_err(|_| AgentError::Usage("--nonce (64 hex)"))?;
+            let app = build_app(&config, Mode::Attest)?;
+            let bytes = http::bundle(&app, &Freshness::TenantNonce(n))?;
+            write_file(&out, &bytes)?;
+            println!("keyset_hash {}", app.keys.keyset_hash);
+            Ok(())
+        }
+        Command::Serve { raw } => {
+            let config = raw.validate()?;
+            serve(&config).await
+        }
+    }
+}
+
+fn write_file(path: &PathBuf, bytes: &[u8]) -> Result<(), AgentError> {
+    std::fs::write(path, bytes).map_err(|e| AgentError::Io("output file", e))
+}
+
+/// `dait-host serve`: build the app, listen with TLS until SIGINT or SIGTERM.
+pub async fn serve(config: &Config) -> Result<(), AgentError> {
+    let app = build_app(config, Mode::Serve)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| AgentError::Io("listen", e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| AgentError::Io("listen", e))?;
+    // One machine-readable line on stdout, for scripts and tests.
+    println!(
+        "listening https://{local} keyset_hash={} host_key_id={} chain_rpc={}",
+        app.keys.keyset_hash,
+        app.keys.host_key_id,
+        config.chain_rpc.as_deref().unwrap_or("-")
+    );
+    tracing::info!(%local, upstream = ?config.upstream.as_ref().map(ToString::to_string), "serving");
+    let server = http::serve_tls(app, listener);
+    tokio::select! {
+        r = server => r.map_err(|e| AgentError::Io("serve", e)),
+        () = shutdown() => Ok(()),
+    }
+}
+
+async fn shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

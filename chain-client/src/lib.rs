@@ -1,3 +1,139 @@
-//! dait wire types, signing digests and signatures.
+//! dait's wire protocol core: the messages that cross between tenant, agent and chain, their hashes, their
+//! EIP-712 signing digests and their signatures.
+//!
+//! # What it does
+//!
+//! - **Wire types** ([`proto`]): the protobuf messages of PROTOCOL.md §8 (`Keyset`, `Freshness`, `Receipt`,
+//!   `SignedReceipt`, `ChannelState`, `SignedChannelState`, `EvidenceBundle` and its parts), and typed, validated
+//!   views of them ([`Keyset`], [`Freshness`], [`Receipt`], [`SignedReceipt`], [`ChannelState`],
+//!   [`SignedChannelState`]) whose decoding caps sizes, rejects non-canonical or unknown encodings and checks
+//!   every fixed-size field ([`DecodeError`] names the field).
+//! - **Hashes** (PROTOCOL.md §1–4): [`keyset_hash`], [`host_key_id`], [`report_data`], [`gpu_nonce`],
+//!   [`tpm_qualifying_data`], [`request_hash`], [`ciphertext_hash`], [`bundle_hash`], [`channel_id`], and with
+//!   the `json` feature the normalised `response_hash` ([`NormalizedResponse`], [`StreamNormalizer`]).
+//! - **EIP-712 digests** (PROTOCOL.md §5): [`Receipt::signing_digest`] (= the receipt hash) and
+//!   [`ChannelState::signing_digest`] under a [`Domain`], so an EVM contract can recompute them from calldata.
+//! - **Keys and signatures**: the host's P-256 [`HostSigningKey`] / [`HostVerifyingKey`] (RIP-7212
+//!   `P256VERIFY`-compatible `r || s`) and the tenant's secp256k1 [`TenantSigner`] / [`recover_tenant`]
+//!   (`ecrecover`-compatible `r || s || v`). Signing is RFC 6979 deterministic and low-s; verification rejects
+//!   high-s.
+//! - **SPUR-IC rules**: [`ReceiptChain`] (tenant: one [`ReceiptError`] variant per rule) and [`ChannelHead`]
+//!   (agent: checks an incoming [`SignedChannelState`], one [`StateError`] variant per rule).
+//!
+//! # Example
+//!
+//! ```
+//! use dait_chain_client::{
+//!     Address, B256, ChannelHead, ChannelState, Domain, HostSigningKey, Receipt, ReceiptChain,
+//!     SignedChannelState, SignedReceipt, TenantSigner, amount, channel_id,
+//! };
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Keys: in production the host key comes from `HostSigningKey::generate(&mut OsRng)` at boot.
+//! let host = HostSigningKey::from_bytes(&[0x11; 32])?;
+//! let tenant = TenantSigner::from_bytes(&[0x22; 32])?;
+//! let host_key_id = host.verifying_key().key_id();
+//! let domain = Domain { chain_id: 31337, settlement: Address([0x5e; 20]) };
+//! let keyset_hash = B256([0x33; 32]);
+//!
+//! // Tenant opens a channel and signs the open state.
+//! let channel = channel_id(&domain, &tenant.address(), &host_key_id, &B256([0x44; 32]));
+//! let open = ChannelState::open(channel, 1_000_000, tenant.address(), host_key_id);
+//! let signed_state = SignedChannelState {
+//!     tenant_signature: tenant.sign_state(&open, &domain),
+//!     state: open.clone(),
+//!     host_signature: None,
+//! };
+//!
+//! // Agent: check the state, serve the call, sign the receipt.
+//! let head = ChannelHead::open(channel, host_key_id);
+//! let accepted = head.check_state(&signed_state, &domain, amount(10, 3, 100, 5).ok_or("overflow")?)?;
+//! let receipt = Receipt {
+//!     version: 1, channel_id: channel, call_seq: accepted.next_call_seq, host_key_id, keyset_hash,
+//!     model_id: "smollm2".into(), weight_hash: B256([1; 32]), request_hash: B256([2; 32]),
+//!     response_hash: B256([3; 32]), request_ct_hash: B256([4; 32]), response_ct_hash: B256([5; 32]),
+//!     tokens_in: 10, tokens_out: 20, price_in: 3, price_out: 5, amount: 130, cumulative: 130,
+//!     prev_receipt_hash: B256::ZERO, timestamp: 1_700_000_000, seed: 0, engine_build: B256([6; 32]),
+//!     deterministic: true,
+//! };
+//! let header = host.sign_receipt(receipt, &domain).to_header_value();
+//!
+//! // Tenant: decode and run the SPUR-IC checks.
+//! let mut chain = ReceiptChain::new(domain, host.verifying_key(), keyset_hash, open);
+//! let receipt_hash = chain.apply(&SignedReceipt::from_header_value(&header)?)?;
+//! assert_eq!(chain.state().turn, 1);
+//! assert_eq!(chain.state().last_receipt_hash, receipt_hash);
+//! # Ok(()) }
+//! ```
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `std` | yes | `std` support in the dependencies; enables `json` |
+//! | `json` | via `std` | [`NormalizedResponse`], [`StreamNormalizer`], [`canonicalize`] (RFC 8785) using `serde_json` |
+//!
+//! Without default features the crate is `no_std` + `alloc`, builds for `wasm32-unknown-unknown`, and pulls in
+//! no OS randomness: key generation takes the RNG as a parameter.
+//!
+//! # Security
+//!
+//! - Decoding never trusts its input: sizes are capped ([`MAX_BUNDLE_LEN`], [`MAX_RECEIPT_LEN`], …), only the
+//!   canonical protobuf encoding is accepted, and decoding checks structure only. Signatures are checked by
+//!   [`SignedReceipt::verify`], [`ReceiptChain`] and [`ChannelHead::check_state`], never by `decode`.
+//! - A receipt is only as good as the binding of its host key to attested evidence: callers must take the
+//!   [`HostVerifyingKey`] and keyset hash from a verified evidence bundle, not from the receipt.
+//! - Secret keys ([`HostSigningKey`], [`TenantSigner`]) have no `Debug` and no export, and are zeroized on drop
+//!   (by the underlying `ecdsa` signing keys).
+//! - Signatures are deterministic (RFC 6979), so a weak RNG at signing time cannot leak the key; the RNG passed
+//!   to `generate` must be a CSPRNG.
+//! - The response hash covers the normalised text, finish reasons and token usage only: it proves *what* was
+//!   generated, not the exact bytes of the engine's response.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+mod channel;
+mod eip712;
+mod hash;
+mod keys;
+pub mod proto;
+#[cfg(feature = "json")]
+mod response;
+#[cfg(test)]
+mod testutil;
+mod types;
+mod wire;
+
+pub use channel::{
+    AcceptedState, CallBinding, ChannelHead, ReceiptChain, ReceiptError, StateError, check_binding,
+};
+pub use eip712::{
+    CHANNEL_STATE_TYPE, DOMAIN_NAME, DOMAIN_TYPE, DOMAIN_VERSION, Domain, RECEIPT_TYPE,
+    receipt_hash, type_hash,
+};
+pub use hash::{
+    amount, bundle_hash, channel_id, ciphertext_hash, gpu_nonce, host_key_id, keyset_hash,
+    model_id_hash, report_data, request_hash, response_hash_of_canonical, simulated_key_digest,
+    simulated_report_digest, tag, tagged_sha256, tpm_qualifying_data,
+};
+pub use keys::{
+    HostSignature, HostSigningKey, HostVerifyingKey, SignatureError, TenantSignature, TenantSigner,
+    recover_tenant,
+};
+#[cfg(feature = "json")]
+pub use response::{
+    ChoiceKind, MAX_SSE_LINE, NormalizeError, NormalizedChoice, NormalizedResponse,
+    StreamNormalizer, Usage, canonicalize,
+};
+pub use types::{Address, B256};
+pub use wire::{
+    ChannelState, DecodeError, Freshness, Keyset, MAX_BUNDLE_LEN, MAX_KEYSET_LEN, MAX_MODEL_ID_LEN,
+    MAX_RECEIPT_LEN, MAX_STATE_LEN, PROTOCOL_VERSION, Receipt, SignedChannelState, SignedReceipt,
+    decode_bundle, encode_bundle,
+};
+
+/// Re-exported so callers pass RNGs of the same trait version.
+pub use rand_core;

@@ -33,6 +33,17 @@ impl UnixTime {
         self.0
     }
 
+    /// The system clock (feature `tenant`); a clock before 1970 reads as the epoch.
+    #[cfg(feature = "tenant")]
+    pub fn now() -> Self {
+        Self(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        )
+    }
+
     /// Parses an RFC 3339 timestamp in UTC, `YYYY-MM-DDTHH:MM:SSZ` (fractional seconds are ignored;
     /// offsets other than `Z`/`+00:00` are refused).
     pub fn parse_rfc3339(s: &str) -> Result<Self, CollateralError> {

@@ -43,15 +43,24 @@ impl<'a> Reader<'a> {
                 self.used = self.used.saturating_add(n);
                 Ok(head)
             }
-            None => Err(ParseError::Truncated { field, need: n, have: self.buf.len() }),
+            None => Err(ParseError::Truncated {
+                field,
+                need: n,
+                have: self.buf.len(),
+            }),
         }
     }
 
     /// Takes exactly `N` bytes as an array.
-    pub fn take_array<const N: usize>(&mut self, field: &'static str) -> Result<&'a [u8; N], ParseError> {
+    pub fn take_array<const N: usize>(
+        &mut self,
+        field: &'static str,
+    ) -> Result<&'a [u8; N], ParseError> {
         let bytes = self.take(field, N)?;
         // INVARIANT: `take` returned exactly N bytes.
-        bytes.try_into().map_err(|_| ParseError::Internal("take_array length"))
+        bytes
+            .try_into()
+            .map_err(|_| ParseError::Internal("take_array length"))
     }
 
     /// Reads one byte.
@@ -90,7 +99,12 @@ impl<'a> Reader<'a> {
     }
 
     /// Splits off a length-prefixed sub-structure of `len` bytes, refusing lengths above `max`.
-    pub fn sub(&mut self, field: &'static str, len: usize, max: usize) -> Result<Reader<'a>, ParseError> {
+    pub fn sub(
+        &mut self,
+        field: &'static str,
+        len: usize,
+        max: usize,
+    ) -> Result<Reader<'a>, ParseError> {
         if len > max {
             return Err(ParseError::TooLong { field, len, max });
         }
@@ -113,7 +127,10 @@ impl<'a> Reader<'a> {
         if self.buf.is_empty() {
             Ok(())
         } else {
-            Err(ParseError::TrailingBytes { structure, extra: self.buf.len() })
+            Err(ParseError::TrailingBytes {
+                structure,
+                extra: self.buf.len(),
+            })
         }
     }
 
@@ -123,7 +140,10 @@ impl<'a> Reader<'a> {
         if self.buf.iter().all(|b| *b == 0) {
             Ok(())
         } else {
-            Err(ParseError::TrailingBytes { structure, extra: self.buf.len() })
+            Err(ParseError::TrailingBytes {
+                structure,
+                extra: self.buf.len(),
+            })
         }
     }
 }
@@ -136,14 +156,27 @@ mod tests {
     fn take_names_the_field_on_truncation() {
         let mut r = Reader::new(&[1, 2, 3]);
         assert_eq!(r.take("a", 2).ok(), Some(&[1u8, 2][..]));
-        assert!(matches!(r.take("b", 2), Err(ParseError::Truncated { field: "b", need: 2, have: 1 })));
+        assert!(matches!(
+            r.take("b", 2),
+            Err(ParseError::Truncated {
+                field: "b",
+                need: 2,
+                have: 1
+            })
+        ));
     }
 
     #[test]
     fn finish_rejects_trailing_bytes() {
         let mut r = Reader::new(&[1, 2]);
         let _ = r.u8("x");
-        assert!(matches!(r.finish("s"), Err(ParseError::TrailingBytes { structure: "s", extra: 1 })));
+        assert!(matches!(
+            r.finish("s"),
+            Err(ParseError::TrailingBytes {
+                structure: "s",
+                extra: 1
+            })
+        ));
     }
 
     #[test]
@@ -155,7 +188,10 @@ mod tests {
     #[test]
     fn sub_caps_lengths() {
         let mut r = Reader::new(&[0; 8]);
-        assert!(matches!(r.sub("chain", 9, 4), Err(ParseError::TooLong { .. })));
+        assert!(matches!(
+            r.sub("chain", 9, 4),
+            Err(ParseError::TooLong { .. })
+        ));
         let mut s = r.sub("chain", 4, 4).expect("sub");
         assert_eq!(s.u32_le("v").ok(), Some(0));
         assert_eq!(r.remaining(), 4);

@@ -1,0 +1,266 @@
+//! Command line and configuration: a raw, parsed form ([`RawConfig`]) and a validated one ([`Config`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Default address the agent listens on.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+
+/// `dait-host`: the agent inside the confidential VM.
+#[derive(Debug, Parser)]
+#[command(name = "dait-host", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write one evidence bundle for a tenant nonce to a file.
+    Attest {
+        /// Common configuration.
+        #[command(flatten)]
+        raw: RawConfig,
+        /// Tenant nonce, 64 hex characters (32 bytes).
+        #[arg(long)]
+        nonce: String,
+        /// Output file for the protobuf `EvidenceBundle`.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Create the state directory (and, for the simulated TEE, the simulated platform root key).
+    Init {
+        /// Common configuration.
+        #[command(flatten)]
+        raw: RawConfig,
+    },
+    /// Serve the tenant endpoints over TLS.
+    Serve {
+        /// Common configuration.
+        #[command(flatten)]
+        raw: RawConfig,
+    },
+}
+
+/// Which TEE backend produces CPU evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TeeKind {
+    /// Simulated evidence (development and CI only; needs the `simulated-tee` feature).
+    Simulated,
+    /// AMD SEV-SNP through configfs-tsm.
+    Snp,
+    /// Intel TDX through configfs-tsm.
+    Tdx,
+}
+
+/// Configuration as given on the command line or in the environment, not yet validated.
+#[derive(Debug, Clone, Args)]
+pub struct RawConfig {
+    /// TEE backend.
+    #[arg(long = "tee", env = "DAIT_TEE_KIND", value_enum)]
+    pub tee: Option<TeeKind>,
+    /// State directory (receipt log; simulated platform root).
+    #[arg(long, env = "DAIT_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Address to listen on (TLS).
+    #[arg(long, env = "DAIT_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+    /// Base URL of the OpenAI-compatible engine on loopback, e.g. `http://127.0.0.1:8000`.
+    #[arg(long, env = "DAIT_UPSTREAM")]
+    pub upstream: Option<String>,
+    /// Model id put into receipts.
+    #[arg(long, env = "DAIT_MODEL_ID", default_value = "default")]
+    pub model_id: String,
+    /// Model weights file; its SHA-256 is the weight hash.
+    #[arg(long, env = "DAIT_MODEL_PATH")]
+    pub model_path: Option<PathBuf>,
+    /// Price per input token, in the channel's smallest unit.
+    #[arg(long, env = "DAIT_PRICE_IN", default_value_t = 0)]
+    pub price_in: u64,
+    /// Price per output token, in the channel's smallest unit.
+    #[arg(long, env = "DAIT_PRICE_OUT", default_value_t = 0)]
+    pub price_out: u64,
+    /// EIP-712 domain chain id.
+    #[arg(long, env = "DAIT_CHAIN_ID", default_value_t = 31337)]
+    pub chain_id: u64,
+    /// EIP-712 domain settlement contract address (0x + 40 hex).
+    #[arg(
+        long,
+        env = "DAIT_SETTLEMENT",
+        default_value = "0x0000000000000000000000000000000000000000"
+    )]
+    pub settlement: String,
+    /// Chain RPC endpoint (stored and reported; chain transport is future work).
+    #[arg(long, env = "DAIT_CHAIN_RPC")]
+    pub chain_rpc: Option<String>,
+    /// The operator's chain account key file (hex secp256k1 secret); gives `host_account`. Not the TEE key.
+    #[arg(long, env = "DAIT_HOST_KEY_PATH")]
+    pub host_key_path: Option<PathBuf>,
+    /// Seed put into receipts (replay parameter).
+    #[arg(long, env = "DAIT_SEED", default_value_t = 0)]
+    pub seed: u64,
+    /// Engine build identifier; its SHA-256 is the receipt's `engine_build`.
+    #[arg(long, env = "DAIT_ENGINE_BUILD", default_value = "")]
+    pub engine_build: String,
+}
+
+/// Reasons a [`RawConfig`] is rejected.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A required setting is missing.
+    #[error("missing setting {0}")]
+    Missing(&'static str),
+    /// A setting has the wrong form.
+    #[error("invalid setting {0}")]
+    Invalid(&'static str),
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// TEE backend.
+    pub tee: TeeKind,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Upstream engine base URI (no trailing slash).
+    pub upstream: Option<http::Uri>,
+    /// Model id.
+    pub model_id: String,
+    /// Model weights file.
+    pub model_path: Option<PathBuf>,
+    /// Price per input token.
+    pub price_in: u64,
+    /// Price per output token.
+    pub price_out: u64,
+    /// EIP-712 chain id.
+    pub chain_id: u64,
+    /// EIP-712 verifying contract.
+    pub settlement: [u8; 20],
+    /// Chain RPC endpoint.
+    pub chain_rpc: Option<String>,
+    /// Operator account key file.
+    pub host_key_path: Option<PathBuf>,
+    /// Seed for receipts.
+    pub seed: u64,
+    /// Engine build id.
+    pub engine_build: String,
+}
+
+impl RawConfig {
+    /// Validate the settings.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let tee = self
+            .tee
+            .ok_or(ConfigError::Missing("--tee / DAIT_TEE_KIND"))?;
+        let state_dir = self
+            .state_dir
+            .ok_or(ConfigError::Missing("--state-dir / DAIT_STATE_DIR"))?;
+        let listen: SocketAddr = self
+            .listen
+            .parse()
+            .map_err(|_| ConfigError::Invalid("--listen / DAIT_LISTEN"))?;
+        let upstream = match self.upstream {
+            None => None,
+            Some(u) => {
+                let uri: http::Uri = u
+                    .trim_end_matches('/')
+                    .parse()
+                    .map_err(|_| ConfigError::Invalid("--upstream / DAIT_UPSTREAM"))?;
+                if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+                    return Err(ConfigError::Invalid("--upstream / DAIT_UPSTREAM"));
+                }
+                Some(uri)
+            }
+        };
+        let settlement = parse_address(&self.settlement)
+            .ok_or(ConfigError::Invalid("--settlement / DAIT_SETTLEMENT"))?;
+        if self.model_id.is_empty() {
+            return Err(ConfigError::Invalid("--model-id"));
+        }
+        Ok(Config {
+            tee,
+            state_dir,
+            listen,
+            upstream,
+            model_id: self.model_id,
+            model_path: self.model_path,
+            price_in: self.price_in,
+            price_out: self.price_out,
+            chain_id: self.chain_id,
+            settlement,
+            chain_rpc: self.chain_rpc,
+            host_key_path: self.host_key_path,
+            seed: self.seed,
+            engine_build: self.engine_build,
+        })
+    }
+}
+
+/// Parse `0x` + 40 hex characters.
+pub fn parse_address(s: &str) -> Option<[u8; 20]> {
+    let s = s.strip_prefix("0x").unwrap_or(s);
+    let mut out = [0u8; 20];
+    hex::decode_to_slice(s, &mut out).ok()?;
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(args: &[&str]) -> RawConfig {
+        let mut v = vec!["dait-host", "serve"];
+        v.extend_from_slice(args);
+        match Cli::try_parse_from(v).unwrap().command {
+            Command::Serve { raw } => raw,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn validates_full_config() {
+        let c = raw(&[
+            "--tee",
+            "simulated",
+            "--state-dir",
+            "/tmp/x",
+            "--upstream",
+            "http://127.0.0.1:9000/",
+            "--settlement",
+            "0x00000000000000000000000000000000000000aa",
+        ])
+        .validate()
+        .unwrap();
+        assert_eq!(c.tee, TeeKind::Simulated);
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.upstream.unwrap().to_string(), "http://127.0.0.1:9000/");
+        assert_eq!(c.settlement[19], 0xaa);
+    }
+
+    #[test]
+    fn rejects_missing_tee() {
+        let e = raw(&["--state-dir", "/tmp/x"]).validate().unwrap_err();
+        assert!(matches!(e, ConfigError::Missing(_)));
+    }
+
+    #[test]
+    fn rejects_bad_upstream_and_settlement() {
+        let base = ["--tee", "tdx", "--state-dir", "/tmp/x"];
+        let mut a = base.to_vec();
+        a.extend(["--upstream", "https://example.invalid"]);
+        assert!(matches!(raw(&a).validate(), Err(ConfigError::Invalid(_))));
+        let mut b = base.to_vec();
+        b.extend(["--settlement", "0x12"]);
+        assert!(matches!(raw(&b).validate(), Err(ConfigError::Invalid(_))));
+        let mut c = base.to_vec();
+        c.extend(["--listen", "nope"]);
+        assert!(matches!(raw(&c).validate(), Err(ConfigError::Invalid(_))));
+    }
+}

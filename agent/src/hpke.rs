@@ -1,0 +1,198 @@
+//! Oblivious HTTP (RFC 9458) server side: the per-boot X25519 HPKE key and single-use response sealers.
+//!
+//! Shape follows the `ohttp` crate: [`HpkeKey::decapsulate`] returns the plaintext request and a
+//! [`ResponseSealer`] whose [`ResponseSealer::seal`] consumes it, so one response key is used once.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::io::{AsyncReadExt, AsyncWrite};
+use ohttp::hpke::{Aead, Kdf, Kem};
+use ohttp::{KeyConfig, Server, SymmetricSuite};
+use tokio::sync::mpsc;
+use zeroize::Zeroizing;
+
+/// Key id of the single key configuration.
+pub const KEY_ID: u8 = 1;
+
+/// Largest encapsulated request accepted (bytes).
+pub const MAX_REQUEST: usize = 4 << 20;
+
+/// Errors of the OHTTP layer. All of them map to the same opaque HTTP 400.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HpkeError {
+    /// The message could not be decapsulated or decrypted.
+    #[error("decapsulation failed")]
+    Decapsulate(#[source] ohttp::Error),
+    /// The chunked message could not be read.
+    #[error("chunked decapsulation failed")]
+    DecapsulateChunked(#[source] io::Error),
+    /// Key generation or encoding failed.
+    #[error("ohttp key error")]
+    Key(#[source] ohttp::Error),
+    /// Sealing a response failed.
+    #[error("response encapsulation failed")]
+    Seal(#[source] ohttp::Error),
+    /// The request exceeded [`MAX_REQUEST`].
+    #[error("request too large")]
+    TooLarge,
+}
+
+/// The per-boot HPKE key (X25519, HKDF-SHA256, AES-128-GCM and ChaCha20-Poly1305). Memory only.
+pub struct HpkeKey {
+    server: Server,
+    config_bytes: Vec<u8>,
+    config_list: Vec<u8>,
+}
+
+impl std::fmt::Debug for HpkeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HpkeKey").finish_non_exhaustive()
+    }
+}
+
+impl HpkeKey {
+    /// Generate a fresh key.
+    pub fn generate() -> Result<Self, HpkeError> {
+        ohttp::init();
+        let config = KeyConfig::new(
+            KEY_ID,
+            Kem::X25519Sha256,
+            vec![
+                SymmetricSuite::new(Kdf::HkdfSha256, Aead::Aes128Gcm),
+                SymmetricSuite::new(Kdf::HkdfSha256, Aead::ChaCha20Poly1305),
+            ],
+        )
+        .map_err(HpkeError::Key)?;
+        let config_bytes = config.encode().map_err(HpkeError::Key)?;
+        let config_list = KeyConfig::encode_list(&[&config]).map_err(HpkeError::Key)?;
+        let server = Server::new(config).map_err(HpkeError::Key)?;
+        Ok(Self {
+            server,
+            config_bytes,
+            config_list,
+        })
+    }
+
+    /// RFC 9458 §3 key configuration, one config, no length prefix (the keyset's `ohttp_key_config`).
+    pub fn config(&self) -> &[u8] {
+        &self.config_bytes
+    }
+
+    /// `application/ohttp-keys` body (RFC 9458 §3: length-prefixed list with one config).
+    pub fn config_list(&self) -> &[u8] {
+        &self.config_list
+    }
+
+    /// Decapsulate a `message/ohttp-req`.
+    pub fn decapsulate(&self, msg: &[u8]) -> Result<(Plaintext, ResponseSealer), HpkeError> {
+        let (pt, resp) = self
+            .server
+            .decapsulate(msg)
+            .map_err(HpkeError::Decapsulate)?;
+        Ok((Plaintext(Zeroizing::new(pt)), ResponseSealer(resp)))
+    }
+
+    /// Decapsulate a whole `message/ohttp-chunked-req`; returns the plaintext and a streaming sealer
+    /// whose encrypted output arrives on the returned receiver.
+    pub async fn decapsulate_chunked(
+        &self,
+        msg: &[u8],
+    ) -> Result<(Plaintext, ChunkedSealer), HpkeError> {
+        let mut req = self
+            .server
+            .clone()
+            .decapsulate_stream(futures::io::Cursor::new(msg));
+        let mut pt = Zeroizing::new(Vec::new());
+        req.read_to_end(&mut pt)
+            .await
+            .map_err(HpkeError::DecapsulateChunked)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer = req.response(ChannelWriter(tx)).map_err(HpkeError::Seal)?;
+        Ok((
+            Plaintext(pt),
+            ChunkedSealer {
+                writer: Box::pin(writer),
+                rx,
+            },
+        ))
+    }
+}
+
+/// A decrypted message. Zeroized on drop; no `Debug`.
+pub struct Plaintext(Zeroizing<Vec<u8>>);
+
+impl Plaintext {
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Seals exactly one response.
+pub struct ResponseSealer(ohttp::ServerResponse);
+
+impl ResponseSealer {
+    /// Encrypt the response (`message/ohttp-res`). Consumes the sealer.
+    pub fn seal(self, response: &[u8]) -> Result<Vec<u8>, HpkeError> {
+        self.0.encapsulate(response).map_err(HpkeError::Seal)
+    }
+}
+
+/// Writer that forwards every write (one encrypted chunk, or the response nonce) to a channel.
+pub struct ChannelWriter(mpsc::UnboundedSender<Vec<u8>>);
+
+impl AsyncWrite for ChannelWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.0.send(buf.to_vec()) {
+            Ok(()) => Poll::Ready(Ok(buf.len())),
+            Err(_) => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Streaming response sealer for chunked OHTTP: each [`ChunkedSealer::write`] becomes one
+/// encrypted chunk; [`ChunkedSealer::finish`] writes the authenticated final chunk.
+pub struct ChunkedSealer {
+    writer: BoxedWriter,
+    rx: mpsc::UnboundedReceiver<Vec<u8>>,
+}
+
+impl ChunkedSealer {
+    /// Split into the writer half and the receiver of encrypted bytes.
+    pub fn split(self) -> (ChunkWriter, mpsc::UnboundedReceiver<Vec<u8>>) {
+        (ChunkWriter(self.writer), self.rx)
+    }
+}
+
+/// Writer half of a [`ChunkedSealer`].
+pub struct ChunkWriter(BoxedWriter);
+
+/// The `ohttp` crate's streaming response type is unnameable; hold it boxed.
+type BoxedWriter = Pin<Box<dyn AsyncWrite + Send>>;
+
+impl ChunkWriter {
+    /// Encrypt `data` as one or more non-final chunks (at most 16 KiB of plaintext each).
+    pub async fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        use futures::io::AsyncWriteExt;
+        self.0.write_all(data).await
+    }
+
+    /// Write the final chunk; the stream is complete only once this ran.
+    pub async fn finish(mut self) -> io::Result<()> {
+        use futures::io::AsyncWriteExt;
+        self.0.close().await
+    }
+}

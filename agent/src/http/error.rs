@@ -1,0 +1,81 @@
+//! Errors of a call after decryption, returned inside the encrypted response as
+//! `{"error": {"code": "...", "message": "..."}}` (PROTOCOL.md §6), and the opaque outer errors.
+
+use dait_chain_client::StateError;
+use serde_json::json;
+
+/// Why a decrypted call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The inner request is malformed (BHTTP, method, path, JSON, state encoding).
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// The channel state was rejected.
+    #[error("channel state rejected")]
+    State(#[from] StateError),
+    /// Another call on this channel is in flight.
+    #[error("another call on this channel is in flight")]
+    Busy,
+    /// The state is for a channel of another tenant.
+    #[error("channel belongs to another tenant")]
+    WrongTenant,
+    /// The real cost would exceed the escrow cap.
+    #[error("real cost exceeds the escrow cap")]
+    OverEscrowCap,
+    /// No upstream engine is configured.
+    #[error("no upstream configured")]
+    NoUpstream,
+    /// The engine failed.
+    #[error("upstream failed")]
+    Upstream(#[from] crate::proxy::ProxyError),
+    /// An internal failure (logged once).
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+impl CallError {
+    /// The PROTOCOL.md §6 code and HTTP status.
+    pub fn code(&self) -> (&'static str, u16) {
+        match self {
+            Self::BadRequest(_) => ("bad_request", 400),
+            Self::State(e) => e.code(),
+            Self::Busy => ("stale_state", 409),
+            Self::WrongTenant => ("wrong_channel", 409),
+            Self::OverEscrowCap => ("over_escrow_cap", 402),
+            Self::NoUpstream | Self::Upstream(_) => ("upstream", 502),
+            Self::Internal(_) => ("internal", 500),
+        }
+    }
+
+    /// The encrypted error body. Messages are static (never echo request content).
+    pub fn body(&self) -> Vec<u8> {
+        let (code, _) = self.code();
+        let message = match self {
+            Self::Internal(_) => "internal error".to_owned(),
+            other => other.to_string(),
+        };
+        json!({"error": {"code": code, "message": message}})
+            .to_string()
+            .into_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes() {
+        assert_eq!(CallError::BadRequest("x").code(), ("bad_request", 400));
+        assert_eq!(CallError::Busy.code().1, 409);
+        assert_eq!(
+            CallError::State(StateError::OverEscrowCap).code(),
+            ("over_escrow_cap", 402)
+        );
+        assert_eq!(CallError::NoUpstream.code(), ("upstream", 502));
+        let b: serde_json::Value =
+            serde_json::from_slice(&CallError::Internal("secret detail").body()).unwrap();
+        assert_eq!(b["error"]["message"], "internal error");
+    }
+}

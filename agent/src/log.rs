@@ -1,0 +1,417 @@
+//! The append-only receipt log.
+//!
+//! One record per receipt: `u32be(len) || SHA-256(payload)[..8] || payload`, where the payload is a
+//! fixed header ([`RecordHeader`]) followed by the protobuf `SignedReceipt` bytes as served. A record
+//! is durable (written and `fdatasync`ed) before [`ReceiptLog::append`] returns; concurrent appends
+//! share one sync (group commit). On open, the log is replayed: a torn final record (short, or its
+//! checksum fails and nothing follows it) is truncated; a damaged record followed by more data, or a
+//! gap in a channel's `call_seq`, is an error (never silently dropped).
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::thread;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+/// File name of the log inside the state directory.
+pub const LOG_FILE: &str = "receipts.log";
+
+/// Largest record payload accepted on replay (bytes).
+pub const MAX_RECORD: usize = 1 << 20;
+
+const FRAME_HEADER: usize = 4 + 8;
+/// Size of [`RecordHeader`] when encoded.
+pub const RECORD_HEADER_LEN: usize = 32 + 8 + 16 + 32 + 32 + 20;
+
+/// Errors of the receipt log.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// A complete record failed its checksum and is followed by more data.
+    #[error("receipt log corrupt at offset {offset}")]
+    Corrupt {
+        /// Byte offset of the damaged record.
+        offset: u64,
+    },
+    /// A channel's call_seq in the log is not gapless.
+    #[error("receipt log has a call_seq gap at offset {offset}")]
+    Gap {
+        /// Byte offset of the record.
+        offset: u64,
+    },
+    /// The log writer has stopped.
+    #[error("receipt log writer stopped")]
+    Closed,
+    /// I/O failure.
+    #[error("receipt log i/o")]
+    Io(#[from] io::Error),
+    /// A record is larger than [`MAX_RECORD`].
+    #[error("receipt log record too large")]
+    TooLarge,
+}
+
+/// The fixed fields of a record that replay needs (no protobuf decoding on start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// Channel id.
+    pub channel_id: [u8; 32],
+    /// The receipt's call_seq.
+    pub call_seq: u64,
+    /// Cumulative amount after this call.
+    pub cumulative: u128,
+    /// The receipt hash (EIP-712 digest).
+    pub receipt_hash: [u8; 32],
+    /// The host key that signed it.
+    pub host_key_id: [u8; 32],
+    /// The tenant address of the channel.
+    pub tenant: [u8; 20],
+}
+
+impl RecordHeader {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.channel_id);
+        out.extend_from_slice(&self.call_seq.to_be_bytes());
+        out.extend_from_slice(&self.cumulative.to_be_bytes());
+        out.extend_from_slice(&self.receipt_hash);
+        out.extend_from_slice(&self.host_key_id);
+        out.extend_from_slice(&self.tenant);
+    }
+
+    fn decode(b: &[u8]) -> Option<Self> {
+        let (channel_id, b) = b.split_first_chunk::<32>()?;
+        let (call_seq, b) = b.split_first_chunk::<8>()?;
+        let (cumulative, b) = b.split_first_chunk::<16>()?;
+        let (receipt_hash, b) = b.split_first_chunk::<32>()?;
+        let (host_key_id, b) = b.split_first_chunk::<32>()?;
+        let (tenant, _) = b.split_first_chunk::<20>()?;
+        Some(Self {
+            channel_id: *channel_id,
+            call_seq: u64::from_be_bytes(*call_seq),
+            cumulative: u128::from_be_bytes(*cumulative),
+            receipt_hash: *receipt_hash,
+            host_key_id: *host_key_id,
+            tenant: *tenant,
+        })
+    }
+}
+
+/// One replayed record.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Fixed fields.
+    pub header: RecordHeader,
+    /// The protobuf `SignedReceipt` bytes.
+    pub signed_receipt: Vec<u8>,
+}
+
+/// What replay restored for one channel: its last receipt.
+pub type ChannelHeads = HashMap<[u8; 32], RecordHeader>;
+
+/// Result of opening a log.
+#[derive(Debug)]
+pub struct Replay {
+    /// Last record per channel.
+    pub heads: ChannelHeads,
+    /// Number of complete records.
+    pub records: u64,
+    /// Bytes cut off a torn final record (0 if none).
+    pub truncated: u64,
+}
+
+fn frame(header: &RecordHeader, signed_receipt: &[u8]) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(RECORD_HEADER_LEN + signed_receipt.len());
+    header.encode(&mut payload);
+    payload.extend_from_slice(signed_receipt);
+    let digest = Sha256::digest(&payload);
+    let mut out = Vec::with_capacity(FRAME_HEADER + payload.len());
+    // INVARIANT: payload length is bounded by MAX_RECORD (checked by the caller) which fits in u32.
+    out.extend_from_slice(
+        &u32::try_from(payload.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    out.extend_from_slice(digest.get(..8).unwrap_or_default());
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// Read every complete record of a log file (no truncation, no sequencing checks beyond framing).
+pub fn read_records(path: &Path) -> Result<(Vec<Record>, u64), LogError> {
+    let mut data = Vec::new();
+    File::open(path)?.read_to_end(&mut data)?;
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    loop {
+        let rest = data.get(pos..).unwrap_or_default();
+        if rest.is_empty() {
+            return Ok((out, pos as u64));
+        }
+        let Some((len, after)) = rest.split_first_chunk::<4>() else {
+            return Ok((out, pos as u64));
+        };
+        let len = u32::from_be_bytes(*len) as usize;
+        let Some((sum, after)) = after.split_first_chunk::<8>() else {
+            return Ok((out, pos as u64));
+        };
+        if len > MAX_RECORD || after.len() < len {
+            // Short final record (or a garbage length): torn.
+            if len > MAX_RECORD && after.len() >= MAX_RECORD {
+                return Err(LogError::Corrupt { offset: pos as u64 });
+            }
+            return Ok((out, pos as u64));
+        }
+        let (payload, tail) = after.split_at(len);
+        let digest = Sha256::digest(payload);
+        let header = RecordHeader::decode(payload);
+        match header {
+            Some(header) if digest.get(..8) == Some(&sum[..]) => {
+                out.push(Record {
+                    header,
+                    signed_receipt: payload
+                        .get(RECORD_HEADER_LEN..)
+                        .unwrap_or_default()
+                        .to_vec(),
+                });
+                pos += FRAME_HEADER + len;
+            }
+            _ if tail.is_empty() => return Ok((out, pos as u64)),
+            _ => return Err(LogError::Corrupt { offset: pos as u64 }),
+        }
+    }
+}
+
+struct Job {
+    bytes: Vec<u8>,
+    done: oneshot::Sender<Result<(), io::ErrorKind>>,
+}
+
+/// Handle to the log writer (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct ReceiptLog {
+    tx: mpsc::UnboundedSender<Job>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").finish_non_exhaustive()
+    }
+}
+
+impl ReceiptLog {
+    /// Open (creating if needed) the log in `state_dir`, replay it, truncate a torn final record,
+    /// and start the writer thread.
+    pub fn open(state_dir: &Path) -> Result<(Self, Replay), LogError> {
+        let path = state_dir.join(LOG_FILE);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)?;
+        let (records, good_len) = read_records(&path)?;
+        let total = file.metadata()?.len();
+        let truncated = total.saturating_sub(good_len);
+        if truncated > 0 {
+            file.set_len(good_len)?;
+            file.sync_all()?;
+        }
+        file.seek(SeekFrom::End(0))?;
+        let mut heads = ChannelHeads::new();
+        let mut offset = 0u64;
+        for r in &records {
+            let expected = heads.get(&r.header.channel_id).map_or(0, |h| h.call_seq) + 1;
+            if r.header.call_seq != expected {
+                return Err(LogError::Gap { offset });
+            }
+            heads.insert(r.header.channel_id, r.header);
+            offset += (FRAME_HEADER + RECORD_HEADER_LEN + r.signed_receipt.len()) as u64;
+        }
+        let replay = Replay {
+            heads,
+            records: records.len() as u64,
+            truncated,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        thread::Builder::new()
+            .name("receipt-log".into())
+            .spawn(move || writer(file, rx))?;
+        Ok((Self { tx, path }, replay))
+    }
+
+    /// Path of the log file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Append one record; returns once it is durable.
+    pub async fn append(
+        &self,
+        header: &RecordHeader,
+        signed_receipt: &[u8],
+    ) -> Result<(), LogError> {
+        if RECORD_HEADER_LEN + signed_receipt.len() > MAX_RECORD {
+            return Err(LogError::TooLarge);
+        }
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Job {
+                bytes: frame(header, signed_receipt),
+                done,
+            })
+            .map_err(|_| LogError::Closed)?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(kind)) => Err(LogError::Io(kind.into())),
+            Err(_) => Err(LogError::Closed),
+        }
+    }
+}
+
+/// Writer thread: take every job queued, write them with one `write_all`, sync once, acknowledge all.
+fn writer(mut file: File, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let mut batch: Vec<Job> = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut failed: Option<io::ErrorKind> = None;
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        let result = match failed {
+            Some(kind) => Err(kind),
+            None => {
+                buf.clear();
+                for j in &batch {
+                    buf.extend_from_slice(&j.bytes);
+                }
+                let r = file.write_all(&buf).and_then(|()| file.sync_data());
+                if let Err(e) = &r {
+                    // After a failed write or sync the file's state is unknown: refuse all further appends.
+                    failed = Some(e.kind());
+                    tracing::error!(error = %e, "receipt log write failed; refusing further receipts");
+                }
+                r.map_err(|e| e.kind())
+            }
+        };
+        for j in batch.drain(..) {
+            // The requester may have gone away; the record is durable either way.
+            let _ = j.done.send(result);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hdr(ch: u8, seq: u64) -> RecordHeader {
+        RecordHeader {
+            channel_id: [ch; 32],
+            call_seq: seq,
+            cumulative: u128::from(seq) * 10,
+            receipt_hash: [seq as u8; 32],
+            host_key_id: [7; 32],
+            tenant: [9; 20],
+        }
+    }
+
+    #[tokio::test]
+    async fn append_replay_roundtrip() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, replay) = ReceiptLog::open(dir.path()).unwrap();
+        assert_eq!(replay.records, 0);
+        let mut handles = Vec::new();
+        for seq in 1..=20u64 {
+            // Appends for different channels run concurrently and share syncs.
+            let log = log.clone();
+            handles.push(tokio::spawn(async move {
+                log.append(&hdr((seq % 2) as u8, seq.div_ceil(2)), b"receipt")
+                    .await
+            }));
+        }
+        for h in handles {
+            h.await.unwrap().unwrap();
+        }
+        drop(log);
+        let (records, _) = read_records(&dir.path().join(LOG_FILE)).unwrap();
+        assert_eq!(records.len(), 20);
+        assert_eq!(records[0].signed_receipt, b"receipt");
+    }
+
+    fn write_raw(dir: &Path, frames: &[Vec<u8>]) {
+        let mut f = File::create(dir.join(LOG_FILE)).unwrap();
+        for fr in frames {
+            f.write_all(fr).unwrap();
+        }
+    }
+
+    #[test]
+    fn torn_final_record_is_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = frame(&hdr(1, 1), b"one");
+        let b = frame(&hdr(1, 2), b"two");
+        let torn = b.get(..b.len() - 3).unwrap().to_vec();
+        write_raw(dir.path(), &[a.clone(), torn]);
+        let (_log, replay) = ReceiptLog::open(dir.path()).unwrap();
+        assert_eq!(replay.records, 1);
+        assert_eq!(replay.truncated, (b.len() - 3) as u64);
+        assert_eq!(replay.heads[&[1; 32]].call_seq, 1);
+        assert_eq!(
+            std::fs::metadata(dir.path().join(LOG_FILE)).unwrap().len(),
+            a.len() as u64
+        );
+    }
+
+    #[test]
+    fn torn_header_is_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = frame(&hdr(1, 1), b"one");
+        write_raw(dir.path(), &[a, vec![0, 0]]);
+        let (_log, replay) = ReceiptLog::open(dir.path()).unwrap();
+        assert_eq!(replay.records, 1);
+        assert_eq!(replay.truncated, 2);
+    }
+
+    #[test]
+    fn damaged_middle_record_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = frame(&hdr(1, 1), b"one");
+        let last = a.len() - 1;
+        a[last] ^= 1;
+        let b = frame(&hdr(1, 2), b"two");
+        write_raw(dir.path(), &[a, b]);
+        assert!(matches!(
+            ReceiptLog::open(dir.path()),
+            Err(LogError::Corrupt { offset: 0 })
+        ));
+    }
+
+    #[test]
+    fn complete_final_record_is_kept_even_if_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = frame(&hdr(1, 1), b"one");
+        let b = frame(&hdr(1, 2), b"two");
+        write_raw(dir.path(), &[a, b]);
+        let (_log, replay) = ReceiptLog::open(dir.path()).unwrap();
+        assert_eq!(replay.records, 2);
+        assert_eq!(replay.truncated, 0);
+        assert_eq!(replay.heads[&[1; 32]].cumulative, 20);
+    }
+
+    #[test]
+    fn gap_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        write_raw(
+            dir.path(),
+            &[frame(&hdr(1, 1), b"x"), frame(&hdr(1, 3), b"y")],
+        );
+        assert!(matches!(
+            ReceiptLog::open(dir.path()),
+            Err(LogError::Gap { .. })
+        ));
+    }
+}

@@ -1,0 +1,210 @@
+//! Forwarding to the upstream OpenAI-compatible engine on loopback, and reading what it answers:
+//! the `usage` of a plain response, and the server-sent events of a stream.
+
+use bytes::Bytes;
+use dait_chain_client::{B256, NormalizedResponse, Usage};
+use http::{Method, Request, Uri, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Map, Value};
+
+/// Largest non-streamed upstream response body read (bytes).
+pub const MAX_UPSTREAM_BODY: usize = 16 << 20;
+
+/// Errors talking to the engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyError {
+    /// Building the upstream request failed.
+    #[error("bad upstream request")]
+    Build(#[from] http::Error),
+    /// Connection or protocol failure.
+    #[error("upstream unreachable")]
+    Connect(#[from] hyper_util::client::legacy::Error),
+    /// Reading the body failed.
+    #[error("upstream body")]
+    Body(#[from] hyper::Error),
+    /// The engine answered with a non-success status.
+    #[error("upstream status {0}")]
+    Status(u16),
+    /// The engine's JSON could not be read.
+    #[error("upstream json")]
+    Json(#[from] serde_json::Error),
+    /// The engine's answer lacked usage.
+    #[error("upstream response without usage")]
+    NoUsage,
+    /// The upstream response was too large.
+    #[error("upstream response too large")]
+    TooLarge,
+    /// The engine's answer could not be normalised.
+    #[error("upstream response does not normalise")]
+    Normalize(#[source] dait_chain_client::NormalizeError),
+    /// The stream ended without `[DONE]` or without a finish reason.
+    #[error("upstream stream incomplete")]
+    Incomplete,
+    /// The tokenizer endpoint could not be used.
+    #[error("upstream tokenizer")]
+    Tokenize,
+}
+
+/// Pooled HTTP/1.1 client for the engine.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    client: Client<HttpConnector, Full<Bytes>>,
+    base: Uri,
+}
+
+impl Upstream {
+    /// A client for the engine at `base` (e.g. `http://127.0.0.1:8000`).
+    pub fn new(base: Uri) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Self { client, base }
+    }
+
+    fn uri(&self, path: &str) -> Result<Uri, http::Error> {
+        let base = self.base.to_string();
+        let base = base.trim_end_matches('/');
+        Ok(format!("{base}{path}").parse::<Uri>()?)
+    }
+
+    /// POST a JSON body; returns the response with its body unread.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: Bytes,
+    ) -> Result<http::Response<Incoming>, ProxyError> {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(self.uri(path)?)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body))?;
+        let resp = self.client.request(req).await?;
+        if !resp.status().is_success() {
+            return Err(ProxyError::Status(resp.status().as_u16()));
+        }
+        Ok(resp)
+    }
+
+    /// POST and read the whole JSON answer.
+    pub async fn post_json(&self, path: &str, body: Bytes) -> Result<Bytes, ProxyError> {
+        let resp = self.post(path, body).await?;
+        read_limited(resp.into_body(), MAX_UPSTREAM_BODY).await
+    }
+}
+
+/// Read a body, failing past `limit` bytes.
+pub async fn read_limited(mut body: Incoming, limit: usize) -> Result<Bytes, ProxyError> {
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(ProxyError::TooLarge);
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out.into())
+}
+
+/// Rewrite a streaming request so the engine reports usage (`stream_options.include_usage`).
+pub fn ask_for_usage(body: &mut Map<String, Value>) {
+    let opts = body
+        .entry("stream_options")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(o) = opts {
+        o.insert("include_usage".into(), Value::Bool(true));
+    }
+}
+
+/// `response_hash` over the normalised response with the metered usage.
+pub fn response_hash(n: &NormalizedResponse, usage: Usage) -> Result<B256, ProxyError> {
+    n.response_hash(usage).map_err(ProxyError::Normalize)
+}
+
+impl Upstream {
+    /// Meter a streamed call whose engine sent no `usage` (llama.cpp's server, see `docs/ENGINE.md`):
+    /// prompt tokens from the engine's own count for the same request run non-streamed with
+    /// `max_tokens: 1` (same chat template, same tokenizer; the engine reuses the cached prompt),
+    /// completion tokens from the engine's tokenizer over each choice's generated text
+    /// (`/extras/tokenize/count`, less the tokens it adds to an empty input).
+    pub async fn meter_stream(
+        &self,
+        path: &str,
+        request: &Map<String, Value>,
+        response: &NormalizedResponse,
+    ) -> Result<Usage, ProxyError> {
+        let mut twin = request.clone();
+        twin.insert("stream".into(), Value::Bool(false));
+        twin.remove("stream_options");
+        twin.remove("max_completion_tokens");
+        twin.insert("max_tokens".into(), 1.into());
+        twin.insert("n".into(), 1.into());
+        let body = self
+            .post_json(path, Bytes::from(Value::Object(twin).to_string()))
+            .await?;
+        let prompt_tokens = NormalizedResponse::from_body(&body)
+            .map_err(ProxyError::Normalize)?
+            .reported_usage
+            .ok_or(ProxyError::NoUsage)?
+            .prompt_tokens;
+        let base = self.count_tokens(request, "").await?;
+        let mut completion_tokens = 0u64;
+        for c in &response.choices {
+            if c.content.is_empty() {
+                continue;
+            }
+            let n = self.count_tokens(request, &c.content).await?;
+            completion_tokens = completion_tokens.saturating_add(n.saturating_sub(base));
+        }
+        Ok(Usage {
+            prompt_tokens,
+            completion_tokens,
+        })
+    }
+
+    async fn count_tokens(
+        &self,
+        request: &Map<String, Value>,
+        text: &str,
+    ) -> Result<u64, ProxyError> {
+        let mut m = Map::new();
+        m.insert("input".into(), Value::String(text.to_owned()));
+        if let Some(model) = request.get("model") {
+            m.insert("model".into(), model.clone());
+        }
+        let body = self
+            .post_json(
+                "/extras/tokenize/count",
+                Bytes::from(Value::Object(m).to_string()),
+            )
+            .await
+            .map_err(|_| ProxyError::Tokenize)?;
+        let v: Value = serde_json::from_slice(&body)?;
+        v.get("count")
+            .and_then(Value::as_u64)
+            .ok_or(ProxyError::Tokenize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn usage_option_is_added() {
+        let mut m = Map::new();
+        ask_for_usage(&mut m);
+        assert_eq!(
+            Value::Object(m),
+            json!({"stream_options":{"include_usage":true}})
+        );
+    }
+}

@@ -1,0 +1,279 @@
+//! Channels and receipts: the per-channel head (last call_seq, cumulative, last receipt hash),
+//! the check of each incoming channel state, and the signing and logging of each receipt.
+//!
+//! At most one call per channel is in flight: the tenant signs the next state only after it has
+//! checked the previous receipt, so a second call with the same turn is answered `stale_state`.
+//!
+//! Across restarts a channel keeps its sequence: the head is restored from the receipt log, and
+//! states naming the channel's original host key are still accepted; new receipts are signed by
+//! (and name) the current boot's receipt key, which the tenant re-attests.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use dait_chain_client::{
+    Address, B256, ChannelHead, Domain, HostSigningKey, Receipt, SignedChannelState, SignedReceipt,
+    amount,
+};
+
+use crate::http::error::CallError;
+use crate::log::{ReceiptLog, RecordHeader, Replay};
+
+#[derive(Debug)]
+struct Slot {
+    head: ChannelHead,
+    tenant: Option<Address>,
+    busy: bool,
+}
+
+/// All channels this agent serves.
+#[derive(Debug, Default)]
+pub struct Channels {
+    slots: Mutex<HashMap<B256, Slot>>,
+}
+
+impl Channels {
+    /// Restore heads from a replayed log.
+    pub fn from_replay(replay: &Replay) -> Self {
+        let slots = replay
+            .heads
+            .values()
+            .map(|h| {
+                (
+                    B256(h.channel_id),
+                    Slot {
+                        head: ChannelHead {
+                            channel_id: B256(h.channel_id),
+                            host_key_id: B256(h.host_key_id),
+                            last_call_seq: h.call_seq,
+                            last_receipt_hash: B256(h.receipt_hash),
+                            cumulative: h.cumulative,
+                        },
+                        tenant: Some(Address(h.tenant)),
+                        busy: false,
+                    },
+                )
+            })
+            .collect();
+        Self {
+            slots: Mutex::new(slots),
+        }
+    }
+
+    /// The head of a channel, if known.
+    pub fn head(&self, channel_id: &B256) -> Option<ChannelHead> {
+        self.slots
+            .lock()
+            .ok()
+            .and_then(|s| s.get(channel_id).map(|s| s.head))
+    }
+
+    /// Check `signed` for a call whose worst-case cost is `worst_case`, and reserve the channel.
+    pub fn begin(
+        self: &Arc<Self>,
+        signed: &SignedChannelState,
+        domain: &Domain,
+        host_key_id: B256,
+        worst_case: u128,
+    ) -> Result<Lease, CallError> {
+        let channel_id = signed.state.channel_id;
+        let mut slots = self
+            .slots
+            .lock()
+            .map_err(|_| CallError::Internal("channel lock"))?;
+        let slot = slots.entry(channel_id).or_insert_with(|| Slot {
+            head: ChannelHead::open(channel_id, host_key_id),
+            tenant: None,
+            busy: false,
+        });
+        if slot.busy {
+            return Err(CallError::Busy);
+        }
+        let result = slot.head.check_state(signed, domain, worst_case);
+        let accepted = match result {
+            Ok(a) => a,
+            Err(e) => {
+                if slot.tenant.is_none() && slot.head.last_call_seq == 0 {
+                    slots.remove(&channel_id);
+                }
+                return Err(CallError::State(e));
+            }
+        };
+        if slot.tenant.is_some_and(|t| t != accepted.tenant) {
+            return Err(CallError::WrongTenant);
+        }
+        slot.busy = true;
+        Ok(Lease {
+            channels: Arc::clone(self),
+            head: slot.head,
+            tenant: accepted.tenant,
+            escrow_cap: accepted.escrow_cap,
+            done: false,
+        })
+    }
+}
+
+/// A reserved channel for one call. Dropping it without [`Lease::commit`] releases the channel
+/// unchanged (no receipt, no call_seq used).
+#[derive(Debug)]
+pub struct Lease {
+    channels: Arc<Channels>,
+    head: ChannelHead,
+    tenant: Address,
+    escrow_cap: u128,
+    done: bool,
+}
+
+/// What the agent measured about one call.
+#[derive(Debug, Clone, Copy)]
+pub struct CallFacts {
+    /// `H256("dait/v1/request" || body)`.
+    pub request_hash: B256,
+    /// Normalised response hash.
+    pub response_hash: B256,
+    /// Request ciphertext hash.
+    pub request_ct_hash: B256,
+    /// Response ciphertext hash (see `docs/AGENT.md`).
+    pub response_ct_hash: B256,
+    /// Prompt tokens.
+    pub tokens_in: u64,
+    /// Completion tokens.
+    pub tokens_out: u64,
+    /// Unix seconds.
+    pub timestamp: u64,
+}
+
+/// Fixed receipt fields of this agent.
+#[derive(Debug, Clone)]
+pub struct ReceiptParams {
+    /// Current host key id.
+    pub host_key_id: B256,
+    /// Current keyset hash.
+    pub keyset_hash: B256,
+    /// Model id.
+    pub model_id: String,
+    /// Weight hash.
+    pub weight_hash: B256,
+    /// Price per prompt token.
+    pub price_in: u128,
+    /// Price per completion token.
+    pub price_out: u128,
+    /// Seed.
+    pub seed: u64,
+    /// Engine build hash.
+    pub engine_build: B256,
+    /// Deterministic flag.
+    pub deterministic: bool,
+}
+
+impl Lease {
+    /// The channel head at reservation.
+    pub fn head(&self) -> &ChannelHead {
+        &self.head
+    }
+
+    /// Build, sign and durably log the receipt for this call, then advance the channel.
+    pub async fn commit(
+        mut self,
+        facts: &CallFacts,
+        params: &ReceiptParams,
+        key: &HostSigningKey,
+        domain: &Domain,
+        log: &ReceiptLog,
+    ) -> Result<SignedReceipt, CallError> {
+        let amount = amount(
+            facts.tokens_in,
+            params.price_in,
+            facts.tokens_out,
+            params.price_out,
+        )
+        .ok_or(CallError::OverEscrowCap)?;
+        let cumulative = self
+            .head
+            .cumulative
+            .checked_add(amount)
+            .filter(|c| *c <= self.escrow_cap)
+            .ok_or(CallError::OverEscrowCap)?;
+        let call_seq = self
+            .head
+            .last_call_seq
+            .checked_add(1)
+            .ok_or(CallError::Internal("call_seq overflow"))?;
+        let receipt = Receipt {
+            version: dait_chain_client::PROTOCOL_VERSION,
+            channel_id: self.head.channel_id,
+            call_seq,
+            host_key_id: params.host_key_id,
+            keyset_hash: params.keyset_hash,
+            model_id: params.model_id.clone(),
+            weight_hash: params.weight_hash,
+            request_hash: facts.request_hash,
+            response_hash: facts.response_hash,
+            request_ct_hash: facts.request_ct_hash,
+            response_ct_hash: facts.response_ct_hash,
+            tokens_in: facts.tokens_in,
+            tokens_out: facts.tokens_out,
+            price_in: params.price_in,
+            price_out: params.price_out,
+            amount,
+            cumulative,
+            prev_receipt_hash: self.head.last_receipt_hash,
+            timestamp: facts.timestamp,
+            seed: params.seed,
+            engine_build: params.engine_build,
+            deterministic: params.deterministic,
+        };
+        let receipt_hash = receipt.signing_digest(domain);
+        let signed = key.sign_receipt(receipt, domain);
+        let header = RecordHeader {
+            channel_id: self.head.channel_id.0,
+            call_seq,
+            cumulative,
+            receipt_hash: receipt_hash.0,
+            host_key_id: self.head.host_key_id.0,
+            tenant: self.tenant.0,
+        };
+        log.append(&header, &signed.encode()).await.map_err(|e| {
+            tracing::error!(error = %e, "receipt log append failed");
+            CallError::Internal("receipt log")
+        })?;
+        let mut slots = self
+            .channels
+            .slots
+            .lock()
+            .map_err(|_| CallError::Internal("channel lock"))?;
+        if let Some(slot) = slots.get_mut(&self.head.channel_id) {
+            slot.head = ChannelHead {
+                channel_id: self.head.channel_id,
+                host_key_id: self.head.host_key_id,
+                last_call_seq: call_seq,
+                last_receipt_hash: receipt_hash,
+                cumulative,
+            };
+            slot.tenant = Some(self.tenant);
+            slot.busy = false;
+        }
+        self.done = true;
+        Ok(signed)
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if let Ok(mut slots) = self.channels.slots.lock() {
+            let remove = match slots.get_mut(&self.head.channel_id) {
+                Some(slot) => {
+                    slot.busy = false;
+                    slot.tenant.is_none() && slot.head.last_call_seq == 0
+                }
+                None => false,
+            };
+            if remove {
+                slots.remove(&self.head.channel_id);
+            }
+        }
+    }
+}

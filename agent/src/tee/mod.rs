@@ -1,0 +1,145 @@
+//! TEE backends: who produces the CPU evidence that binds `report_data` to the platform.
+//!
+//! The backend is chosen by configuration ([`crate::config::TeeKind`]); a missing device fails at
+//! startup, with no fallback. The simulated backend exists only with the `simulated-tee` feature and
+//! tags its evidence [`Platform::Simulated`], which the default verification policy rejects.
+
+use std::path::Path;
+
+pub use dait_chain_client::proto::{CpuEvidence, Platform};
+
+use crate::config::TeeKind;
+
+pub mod eventlog;
+mod tsm;
+
+#[cfg(feature = "simulated-tee")]
+pub mod simulated;
+
+pub use tsm::{TSM_REPORT_DIR, TsmBackend};
+
+/// Errors of the TEE backends.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TeeError {
+    /// The configured backend is not compiled into this build.
+    #[error("TEE backend {0} is not available in this build (enable the `simulated-tee` feature)")]
+    NotCompiled(&'static str),
+    /// The platform device is missing.
+    #[error("TEE device missing: {path} does not exist")]
+    DeviceMissing {
+        /// The path that was looked for.
+        path: &'static str,
+    },
+    /// The simulated platform root key is missing from the state directory (run `dait-host init`).
+    #[error("simulated platform root key missing; run `dait-host init --tee simulated`")]
+    RootMissing,
+    /// A key file is malformed.
+    #[error("malformed key file {0}")]
+    BadKeyFile(&'static str),
+    /// The device returned evidence of the wrong form.
+    #[error("device returned malformed evidence: {0}")]
+    BadEvidence(&'static str),
+    /// The device changed the report while it was read (configfs-tsm generation moved).
+    #[error("concurrent configfs-tsm report use detected")]
+    Race,
+    /// I/O with the device or the state directory.
+    #[error("TEE i/o on {0}")]
+    Io(&'static str, #[source] std::io::Error),
+    /// Signing failed.
+    #[error("signing failed")]
+    Sign,
+    /// The backend cannot do this operation.
+    #[error("unsupported: {0}")]
+    Unsupported(&'static str),
+}
+
+/// A source of CPU evidence.
+pub trait TeeBackend: Send + Sync {
+    /// The platform this backend attests.
+    fn platform(&self) -> Platform;
+    /// CPU evidence whose `report_data` field is `report_data`.
+    fn evidence(&self, report_data: &[u8; 64]) -> Result<CpuEvidence, TeeError>;
+    /// Extend the runtime measurement register (TDX RTMR3; the simulated RTMR3) with the last
+    /// event of `log`.
+    fn extend_runtime(&self, log: &eventlog::EventLog) -> Result<(), TeeError>;
+}
+
+/// Open the backend chosen by `kind`. `state_dir` holds the simulated platform root.
+pub fn open(kind: TeeKind, state_dir: &Path) -> Result<Box<dyn TeeBackend>, TeeError> {
+    match kind {
+        TeeKind::Simulated => open_simulated(state_dir),
+        TeeKind::Snp => Ok(Box::new(TsmBackend::open(
+            Path::new(TSM_REPORT_DIR),
+            Platform::Snp,
+        )?)),
+        TeeKind::Tdx => Ok(Box::new(TsmBackend::open(
+            Path::new(TSM_REPORT_DIR),
+            Platform::Tdx,
+        )?)),
+    }
+}
+
+#[cfg(feature = "simulated-tee")]
+fn open_simulated(state_dir: &Path) -> Result<Box<dyn TeeBackend>, TeeError> {
+    Ok(Box::new(simulated::SimulatedBackend::open(state_dir)?))
+}
+
+#[cfg(not(feature = "simulated-tee"))]
+fn open_simulated(_state_dir: &Path) -> Result<Box<dyn TeeBackend>, TeeError> {
+    Err(TeeError::NotCompiled("simulated"))
+}
+
+/// Prepare the state directory for `kind` (`dait-host init`). For the simulated TEE, create the
+/// simulated platform root key (if absent) and write its public key as `sim-root.pub`.
+pub fn init(kind: TeeKind, state_dir: &Path) -> Result<(), TeeError> {
+    std::fs::create_dir_all(state_dir).map_err(|e| TeeError::Io("state dir", e))?;
+    match kind {
+        TeeKind::Simulated => init_simulated(state_dir),
+        TeeKind::Snp | TeeKind::Tdx => {
+            TsmBackend::open(Path::new(TSM_REPORT_DIR), Platform::Tdx)?;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(feature = "simulated-tee")]
+fn init_simulated(state_dir: &Path) -> Result<(), TeeError> {
+    simulated::init_root(state_dir).map(|_| ())
+}
+
+#[cfg(not(feature = "simulated-tee"))]
+fn init_simulated(_state_dir: &Path) -> Result<(), TeeError> {
+    Err(TeeError::NotCompiled("simulated"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(not(feature = "simulated-tee"))]
+    #[test]
+    fn simulated_needs_feature() {
+        let dir = std::env::temp_dir();
+        assert!(matches!(
+            open(TeeKind::Simulated, &dir),
+            Err(TeeError::NotCompiled("simulated"))
+        ));
+    }
+
+    #[test]
+    fn hardware_backend_without_device_fails() {
+        if Path::new(TSM_REPORT_DIR).exists() {
+            return; // running inside a real confidential VM
+        }
+        let dir = std::env::temp_dir();
+        assert!(matches!(
+            open(TeeKind::Tdx, &dir),
+            Err(TeeError::DeviceMissing { .. })
+        ));
+        assert!(matches!(
+            open(TeeKind::Snp, &dir),
+            Err(TeeError::DeviceMissing { .. })
+        ));
+    }
+}

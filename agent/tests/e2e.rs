@@ -1,0 +1,1084 @@
+//! End-to-end: the real `dait-host` binary (simulated TEE) between an OpenAI-compatible upstream and the
+//! tenant side of `dait-verifier` (session and proxy), with ordinary HTTP requests to the proxy.
+//!
+//! - The in-test upstream versions always run (with the `simulated-tee` feature, which the workspace test
+//!   command enables with `--all-features`).
+//! - `real_engine_end_to_end` runs against the real CPU engine at `DAIT_ENGINE_URL`, or the one that
+//!   `scripts/engine.sh start` started; without either it is skipped, and it FAILS instead when
+//!   `DAIT_REQUIRE_ENGINE=1`.
+//!
+//! Every test bounds its time and stops what it started (child processes are killed on drop).
+#![cfg(feature = "simulated-tee")]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use dait_chain_client::{
+    B256, Freshness, HostVerifyingKey, ReceiptError as Rule, SignedChannelState, SignedReceipt,
+    StreamNormalizer,
+};
+use dait_verifier::bundle::{Policy, UnixTime, VerifyError, verify_bundle};
+use dait_verifier::receipt::{CallEvidence, ReceiptError};
+use dait_verifier::tenant::{
+    HostClient, HostErrorCode, Session, SessionConfig, StreamItem, TenantError, Wallet, proxy,
+};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Upper bound on any one test.
+const TEST_TIMEOUT: Duration = Duration::from_secs(120);
+const PRICE_IN: u128 = 2;
+const PRICE_OUT: u128 = 3;
+/// A string that must never appear in the agent's log.
+const MARKER: &str = "zebra-quartz-7781";
+
+// ------------------------------------------------------------------------------------------ upstream
+
+const WORDS: [&str; 8] = [
+    "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta",
+];
+
+/// The deterministic usage of the in-test engine for a request body: prompt tokens are the words of the
+/// messages (plus 3 per message) or of the prompt (plus 1); completion tokens are min(max_tokens, 6).
+fn expected_usage(request: &Value) -> (u64, u64) {
+    let words = |v: &Value| {
+        v.as_str()
+            .map_or(0, |s| s.split_whitespace().count() as u64)
+    };
+    let prompt = match request.get("messages").and_then(Value::as_array) {
+        Some(messages) => messages.iter().map(|m| words(&m["content"]) + 3).sum(),
+        None => words(&request["prompt"]) + 1,
+    };
+    let max = request
+        .get("max_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(16);
+    (prompt, max.min(6))
+}
+
+fn expected_text(request: &Value) -> String {
+    let (_, n) = expected_usage(request);
+    WORDS[..n as usize].join(" ")
+}
+
+struct Upstream {
+    addr: SocketAddr,
+    calls: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn start_upstream() -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let calls = Arc::new(AtomicU64::new(0));
+    let counter = calls.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| engine(counter.clone(), req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Upstream { addr, calls, task }
+}
+
+type TestBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+async fn engine(
+    calls: Arc<AtomicU64>,
+    req: Request<Incoming>,
+) -> Result<Response<TestBody>, Infallible> {
+    let chat = req.uri().path() == "/v1/chat/completions";
+    let body = req.into_body().collect().await.unwrap().to_bytes();
+    let n = calls.fetch_add(1, Ordering::SeqCst);
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let (prompt, completion) = expected_usage(&request);
+    let max = request
+        .get("max_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(16);
+    let finish = if completion == max { "length" } else { "stop" };
+    let usage = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion});
+    let id = format!("cmpl-{n}");
+    if request.get("stream").and_then(Value::as_bool) == Some(true) {
+        let mut events = Vec::new();
+        for (i, word) in WORDS[..completion as usize].iter().enumerate() {
+            let piece = if i == 0 {
+                (*word).to_owned()
+            } else {
+                format!(" {word}")
+            };
+            let choice = if chat {
+                json!({"index": 0, "delta": {"content": piece}, "finish_reason": null})
+            } else {
+                json!({"index": 0, "text": piece, "finish_reason": null})
+            };
+            events.push(json!({"id": id, "created": n, "choices": [choice]}));
+        }
+        let last = if chat {
+            json!({"index": 0, "delta": {}, "finish_reason": finish})
+        } else {
+            json!({"index": 0, "text": "", "finish_reason": finish})
+        };
+        events.push(json!({"id": id, "created": n, "choices": [last]}));
+        if request.pointer("/stream_options/include_usage") == Some(&Value::Bool(true)) {
+            events.push(json!({"id": id, "created": n, "choices": [], "usage": usage}));
+        }
+        let mut frames: Vec<Result<Frame<Bytes>, Infallible>> = events
+            .into_iter()
+            .map(|e| Ok(Frame::data(Bytes::from(format!("data: {e}\n\n")))))
+            .collect();
+        frames.push(Ok(Frame::data(Bytes::from_static(b"data: [DONE]\n\n"))));
+        // A prompt that mentions "slowly" gets its events 100 ms apart.
+        let slow = body.windows(6).any(|w| w == b"slowly");
+        let paced =
+            futures::StreamExt::then(futures::stream::iter(frames), move |frame| async move {
+                if slow {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                frame
+            });
+        let body = StreamBody::new(paced);
+        let mut response = Response::new(BodyExt::boxed(body));
+        response
+            .headers_mut()
+            .insert("content-type", "text/event-stream".parse().unwrap());
+        return Ok(response);
+    }
+    let text = expected_text(&request);
+    let choice = if chat {
+        json!({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish})
+    } else {
+        json!({"index": 0, "text": text, "finish_reason": finish})
+    };
+    let out = json!({"id": id, "object": "x", "created": n, "model": request["model"], "choices": [choice], "usage": usage});
+    let mut response = Response::new(BodyExt::boxed(Full::new(Bytes::from(out.to_string()))));
+    response
+        .headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    Ok(response)
+}
+
+// ------------------------------------------------------------------------------------------ dait-host
+
+struct Host {
+    url: String,
+    addr: SocketAddr,
+    root_pub: Vec<u8>,
+    log: PathBuf,
+    dir: tempfile::TempDir,
+    child: tokio::process::Child,
+    _stdout: tokio::io::BufReader<tokio::process::ChildStdout>,
+}
+
+impl Host {
+    fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("tenant")
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn allow(&self) -> Policy {
+        Policy::new()
+            .dangerous_allow_simulated(&self.root_pub)
+            .unwrap()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+fn host_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_dait-host")
+}
+
+async fn start_host(upstream: &str, model_path: Option<&Path>) -> Host {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("host");
+    let status = std::process::Command::new(host_bin())
+        .args(["init", "--tee", "simulated", "--state-dir"])
+        .arg(&state)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "dait-host init failed");
+    let root_hex = std::fs::read_to_string(state.join("sim-root.pub")).unwrap();
+    let root_pub = hex::decode(root_hex.trim()).unwrap();
+    let weights = match model_path {
+        Some(path) => path.to_path_buf(),
+        None => {
+            let path = dir.path().join("weights.bin");
+            std::fs::write(&path, b"null-upstream weights").unwrap();
+            path
+        }
+    };
+    let log = dir.path().join("host.log");
+    let mut child = tokio::process::Command::new(host_bin())
+        .args(["serve", "--tee", "simulated", "--state-dir"])
+        .arg(&state)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            upstream,
+            "--model-id",
+            "test-model",
+        ])
+        .arg("--model-path")
+        .arg(&weights)
+        .args([
+            "--price-in",
+            &PRICE_IN.to_string(),
+            "--price-out",
+            &PRICE_OUT.to_string(),
+        ])
+        .env("DAIT_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(30), stdout.read_line(&mut line))
+        .await
+        .expect("dait-host did not start in time")
+        .unwrap();
+    let addr: SocketAddr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("https://"))
+        .unwrap_or_else(|| panic!("unexpected first line from dait-host: {line:?}"))
+        .parse()
+        .unwrap();
+    Host {
+        url: format!("https://{addr}"),
+        addr,
+        root_pub,
+        log,
+        dir,
+        child,
+        _stdout: stdout,
+    }
+}
+
+async fn open_session(host: &Host, url: &str, cap: u128) -> Session {
+    let config = SessionConfig {
+        host_url: url.to_owned(),
+        policy: host.allow(),
+        escrow_cap: cap,
+        state_dir: host.state_dir(),
+    };
+    Session::open(config, Wallet::generate()).await.unwrap()
+}
+
+// ------------------------------------------------------------------------------------------ HTTP client
+
+/// An ordinary HTTP/1.1 request to the proxy; returns status, headers and the whole body.
+async fn http(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> (StatusCode, http::HeaderMap, Vec<u8>) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string())
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(bytes)))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    (status, headers, body)
+}
+
+fn chat(content: &str, max_tokens: u64, stream: bool) -> Value {
+    json!({"model": "test-model", "messages": [{"role": "user", "content": content}],
+           "max_tokens": max_tokens, "temperature": 0, "stream": stream})
+}
+
+fn completion(prompt: &str, max_tokens: u64, stream: bool) -> Value {
+    json!({"model": "test-model", "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": stream})
+}
+
+/// The text of a response body as the proxy returned it (JSON or server-sent events).
+fn response_text(body: &[u8], streamed: bool) -> String {
+    if streamed {
+        let mut n = StreamNormalizer::new();
+        n.push(body).unwrap();
+        n.finish().unwrap().text()
+    } else {
+        dait_chain_client::NormalizedResponse::from_body(body)
+            .unwrap()
+            .text()
+    }
+}
+
+/// Checks the proxy's receipts: call_seq 1..n, the prev-hash chain, signatures by the attested key, the
+/// amounts and cumulative, and (when given) the tokens; then the counter-signed state. Returns the receipts.
+async fn check_chain(
+    proxy_addr: SocketAddr,
+    bundle: &dait_verifier::bundle::VerifiedBundle,
+    tenant: dait_chain_client::Address,
+    expected_tokens: &[Option<(u64, u64)>],
+) -> Vec<Value> {
+    let (status, _, body) = http(proxy_addr, Method::GET, "/dait/receipts", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let receipts: Vec<Value> = serde_json::from_slice(&body).unwrap();
+    assert_eq!(receipts.len(), expected_tokens.len());
+    let key = HostVerifyingKey::from_sec1(bundle.receipt_key()).unwrap();
+    let domain = bundle.domain();
+    let mut prev = B256::ZERO.to_string();
+    let mut cumulative = 0u128;
+    for (i, (r, tokens)) in receipts.iter().zip(expected_tokens).enumerate() {
+        assert_eq!(r["call_seq"], json!(i as u64 + 1), "call_seq");
+        assert_eq!(
+            r["prev_receipt_hash"].as_str().unwrap(),
+            prev,
+            "prev hash of call {}",
+            i + 1
+        );
+        let signed =
+            SignedReceipt::from_header_value(r["signed_receipt"].as_str().unwrap()).unwrap();
+        let hash = signed.verify(&key, &domain).unwrap();
+        assert_eq!(hash.to_string(), r["receipt_hash"].as_str().unwrap());
+        assert_eq!(signed.receipt.keyset_hash, *bundle.keyset_hash());
+        let (tin, tout) = (signed.receipt.tokens_in, signed.receipt.tokens_out);
+        if let Some(expected) = tokens {
+            assert_eq!((tin, tout), *expected, "tokens of call {}", i + 1);
+        }
+        let amount = u128::from(tin) * PRICE_IN + u128::from(tout) * PRICE_OUT;
+        assert_eq!(signed.receipt.amount, amount);
+        cumulative += amount;
+        assert_eq!(signed.receipt.cumulative, cumulative);
+        prev = hash.to_string();
+    }
+    let (status, _, body) = http(proxy_addr, Method::GET, "/dait/state", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let state: Value = serde_json::from_slice(&body).unwrap();
+    let signed =
+        SignedChannelState::from_header_value(state["signed_state"].as_str().unwrap()).unwrap();
+    assert_eq!(signed.state.turn, receipts.len() as u64);
+    assert_eq!(signed.state.cumulative, cumulative);
+    assert_eq!(signed.state.last_receipt_hash.to_string(), prev);
+    assert_eq!(signed.state.host_key_id, *bundle.host_key_id());
+    assert_eq!(signed.verify_tenant(&domain).unwrap(), tenant);
+    receipts
+}
+
+/// Sends the four kinds of request through the proxy and checks each reply; returns the request bodies.
+async fn four_calls(proxy_addr: SocketAddr, check_text: bool) -> Vec<Value> {
+    let requests = vec![
+        chat("Say hello to the tenant", 4, false),
+        chat("Say hello to the tenant", 4, true),
+        completion("Once upon a time", 5, false),
+        completion("Once upon a time", 5, true),
+    ];
+    for request in &requests {
+        let streamed = request["stream"] == json!(true);
+        let path = if request.get("messages").is_some() {
+            "/v1/chat/completions"
+        } else {
+            "/v1/completions"
+        };
+        let (status, headers, body) = http(proxy_addr, Method::POST, path, Some(request)).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        if streamed {
+            let text = String::from_utf8_lossy(&body).into_owned();
+            let receipt_at = text.find(": x-dait-receipt ").expect("receipt comment");
+            let done_at = text.rfind("data: [DONE]").expect("[DONE]");
+            assert!(
+                receipt_at < done_at,
+                "[DONE] must follow the verified receipt"
+            );
+        } else {
+            let receipt = headers
+                .get("x-dait-receipt")
+                .expect("X-DAIT-Receipt")
+                .to_str()
+                .unwrap();
+            SignedReceipt::from_header_value(receipt).unwrap();
+            assert!(headers.contains_key("x-dait-state"));
+        }
+        if check_text {
+            assert_eq!(response_text(&body, streamed), expected_text(request));
+        }
+    }
+    requests
+}
+
+// ------------------------------------------------------------------------------------------ tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_end_to_end_with_in_test_upstream() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let upstream = start_upstream().await;
+        let host = start_host(&format!("http://{}", upstream.addr), None).await;
+        let session = open_session(&host, &host.url, 1_000_000).await;
+        let bundle = session.bundle().clone();
+        let tenant = session.state().state.tenant;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let handle = proxy::spawn(listener, session).unwrap();
+        let addr = handle.local_addr();
+
+        let requests = four_calls(addr, true).await;
+        let expected: Vec<_> = requests.iter().map(|r| Some(expected_usage(r))).collect();
+        check_chain(addr, &bundle, tenant, &expected).await;
+        // Usage came from the engine for every call (streams asked for it): one upstream call per request.
+        assert_eq!(upstream.calls.load(Ordering::SeqCst), 4);
+        handle.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_engine_end_to_end() {
+    let required = std::env::var("DAIT_REQUIRE_ENGINE").is_ok_and(|v| v == "1");
+    // DAIT_ENGINE_URL, else the engine that scripts/engine.sh started (if it runs).
+    let from_script = || {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/engine.sh");
+        let out = std::process::Command::new(script)
+            .arg("url")
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        (out.status.success() && url.starts_with("http://")).then_some(url)
+    };
+    let Some(engine) = std::env::var("DAIT_ENGINE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(from_script)
+    else {
+        assert!(
+            !required,
+            "DAIT_REQUIRE_ENGINE=1 but no engine: set DAIT_ENGINE_URL or run scripts/engine.sh start"
+        );
+        eprintln!("skipped: no engine (DAIT_ENGINE_URL unset, scripts/engine.sh url failed)");
+        return;
+    };
+    tokio::time::timeout(Duration::from_secs(300), async {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let model = std::env::var("DAIT_ENGINE_MODEL")
+            .ok()
+            .map(PathBuf::from)
+            .or_else(|| {
+                let out = std::process::Command::new(root.join("scripts/engine.sh"))
+                    .arg("model")
+                    .output()
+                    .ok()?;
+                out.status
+                    .success()
+                    .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+            });
+        assert!(
+            !required || model.is_some(),
+            "engine model path unknown (scripts/engine.sh model)"
+        );
+        let host = start_host(engine.trim_end_matches('/'), model.as_deref()).await;
+        let session = open_session(&host, &host.url, 10_000_000).await;
+        let bundle = session.bundle().clone();
+        let tenant = session.state().state.tenant;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let handle = proxy::spawn(listener, session).unwrap();
+        let addr = handle.local_addr();
+
+        let requests = four_calls(addr, false).await;
+        // Tokens of non-streamed calls equal the usage the engine reported in the body.
+        let mut expected = Vec::new();
+        let (_, _, receipts_body) = http(addr, Method::GET, "/dait/receipts", None).await;
+        let receipts: Vec<Value> = serde_json::from_slice(&receipts_body).unwrap();
+        assert_eq!(receipts.len(), requests.len());
+        for request in &requests {
+            let path = if request.get("messages").is_some() {
+                "/v1/chat/completions"
+            } else {
+                "/v1/completions"
+            };
+            // Ask the engine directly for its own usage (temperature 0 is deterministic on this engine).
+            let mut plain = request.clone();
+            plain["stream"] = json!(false);
+            let direct = reqwest_like(&engine, path, &plain).await;
+            let usage = &direct["usage"];
+            expected.push(Some((
+                usage["prompt_tokens"].as_u64().unwrap(),
+                usage["completion_tokens"].as_u64().unwrap(),
+            )));
+        }
+        check_chain(addr, &bundle, tenant, &expected).await;
+        // Streamed and plain calls of the same request carry the same response hash.
+        assert_eq!(receipts[0]["response_hash"], receipts[1]["response_hash"]);
+        assert_eq!(receipts[2]["response_hash"], receipts[3]["response_hash"]);
+        handle.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// A plain POST of JSON to the engine (no TLS), returning the JSON reply.
+async fn reqwest_like(base: &str, path: &str, body: &Value) -> Value {
+    let authority = base.trim_start_matches("http://").trim_end_matches('/');
+    let addr: SocketAddr = tokio::net::lookup_host(authority)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let (status, _, bytes) = http(addr, Method::POST, path, Some(body)).await;
+    assert_eq!(status, StatusCode::OK);
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flipped_ciphertext_bit_gets_an_opaque_400_and_nothing_in_clear_is_logged() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let upstream = start_upstream().await;
+        let host = start_host(&format!("http://{}", upstream.addr), None).await;
+        let mut session = open_session(&host, &host.url, 1_000_000).await;
+
+        // A valid call carrying the marker: served, and the marker never reaches the log.
+        let body = chat(MARKER, 3, false).to_string().into_bytes();
+        session
+            .call("/v1/chat/completions", body.clone())
+            .await
+            .unwrap();
+
+        // The same kind of request, sealed to the attested key, with one ciphertext bit flipped.
+        let inner = {
+            let mut m = bhttp::Message::request(
+                b"POST".to_vec(),
+                b"https".to_vec(),
+                b"dait".to_vec(),
+                b"/v1/chat/completions".to_vec(),
+            );
+            m.put_header("content-type", "application/json");
+            m.put_header("x-dait-state", session.state().to_header_value());
+            m.write_content(&body);
+            let mut out = Vec::new();
+            m.write_bhttp(bhttp::Mode::KnownLength, &mut out).unwrap();
+            out
+        };
+        let client =
+            ohttp::ClientRequest::from_encoded_config(session.bundle().ohttp_key_config()).unwrap();
+        let (mut sealed, _) = client.encapsulate(&inner).unwrap();
+        let last = sealed.len() - 20;
+        sealed[last] ^= 0x01;
+        let response = session
+            .host()
+            .send(Method::POST, "/v1/ohttp", Some("message/ohttp-req"), sealed)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(bytes.is_empty(), "the 400 must be opaque");
+        // A garbage body gets the very same answer.
+        let response = session
+            .host()
+            .send(
+                Method::POST,
+                "/v1/ohttp",
+                Some("message/ohttp-req"),
+                b"garbage".to_vec(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert!(
+            response
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .is_empty()
+        );
+        // A chunked (streamed) request with a flipped bit gets the same opaque 400.
+        let mut chunked = Vec::new();
+        {
+            use futures::AsyncWriteExt as _;
+            let client =
+                ohttp::ClientRequest::from_encoded_config(session.bundle().ohttp_key_config())
+                    .unwrap();
+            let mut writer = client.encapsulate_stream(&mut chunked).unwrap();
+            writer.write_all(&inner).await.unwrap();
+            writer.close().await.unwrap();
+        }
+        let last = chunked.len() - 5;
+        chunked[last] ^= 0x01;
+        let response = session
+            .host()
+            .send(
+                Method::POST,
+                "/v1/ohttp",
+                Some("message/ohttp-chunked-req"),
+                chunked,
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert!(
+            response
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .is_empty()
+        );
+        // The tenant library reports it as the outer status.
+        let err = session
+            .host()
+            .post_ohttp("message/ohttp-req", b"garbage".to_vec())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TenantError::HostStatus { status: 400 }));
+
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let log = host.log_text();
+        assert!(
+            !log.is_empty(),
+            "the agent log should have lines at debug level"
+        );
+        assert!(!log.contains(MARKER), "plaintext reached the agent's log");
+        assert!(
+            !log.contains("alpha beta"),
+            "completion text reached the agent's log"
+        );
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_stale_state_is_refused() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let upstream = start_upstream().await;
+        let host = start_host(&format!("http://{}", upstream.addr), None).await;
+        let mut session = open_session(&host, &host.url, 1_000_000).await;
+        let opening = session.state().clone();
+        let body = chat("first call", 3, false).to_string().into_bytes();
+        session
+            .call("/v1/chat/completions", body.clone())
+            .await
+            .unwrap();
+        // Replaying the opening state (turn 0) after call 1 is stale.
+        let err = session
+            .call_with_state("/v1/chat/completions", body.clone(), &opening)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TenantError::Host {
+                    code: HostErrorCode::StaleState,
+                    status: 409
+                }
+            ),
+            "{err:?}"
+        );
+        // The session is not stopped by a host refusal: the current state still works.
+        let outcome = session.call("/v1/chat/completions", body).await.unwrap();
+        assert_eq!(outcome.receipt.receipt().call_seq, 2);
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_over_the_escrow_cap_is_refused() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let upstream = start_upstream().await;
+        let host = start_host(&format!("http://{}", upstream.addr), None).await;
+        // The agent bounds prompt tokens by the body size (+256); max_tokens 100000 at price 3 is far over
+        // the cap of 5000, which a small call fits in.
+        let mut session = open_session(&host, &host.url, 5_000).await;
+        let body = chat("two words", 100_000, false).to_string().into_bytes();
+        let err = session
+            .call("/v1/chat/completions", body)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TenantError::Host {
+                    code: HostErrorCode::OverEscrowCap,
+                    status: 402
+                }
+            ),
+            "{err:?}"
+        );
+        // The same over chunked OHTTP (a streamed request).
+        let body = chat("two words", 100_000, true).to_string().into_bytes();
+        let err = session
+            .call_stream("/v1/chat/completions", body)
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TenantError::Host {
+                    code: HostErrorCode::OverEscrowCap,
+                    status: 402
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            upstream.calls.load(Ordering::SeqCst),
+            0,
+            "the engine must not run an unpaid call"
+        );
+        // Within the cap it is served.
+        let body = chat("two words", 2, false).to_string().into_bytes();
+        session.call("/v1/chat/completions", body).await.unwrap();
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_receipts_from_the_real_host_are_detected() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let upstream = start_upstream().await;
+        let host = start_host(&format!("http://{}", upstream.addr), None).await;
+        let mut session = open_session(&host, &host.url, 1_000_000).await;
+        let before = session.channel().clone();
+        let body = chat("check my receipt", 4, false).to_string().into_bytes();
+        let outcome = session
+            .call("/v1/chat/completions", body.clone())
+            .await
+            .unwrap();
+        let response = dait_chain_client::NormalizedResponse::from_body(&outcome.body).unwrap();
+        let evidence = CallEvidence {
+            request_body: &body,
+            response: &response,
+            request_ct: &outcome.request_ct,
+            response_ct_hash: B256::ZERO,
+        };
+        let genuine = outcome.receipt.signed().clone();
+        // Control: the genuine receipt passes against the state before the call.
+        before.check(genuine.clone(), &evidence).unwrap();
+
+        let mut wrong_seq = genuine.clone();
+        wrong_seq.receipt.call_seq = 2;
+        assert!(matches!(
+            before.check(wrong_seq, &evidence),
+            Err(ReceiptError::Rule(Rule::CallSeq {
+                expected: 1,
+                actual: 2
+            }))
+        ));
+
+        let mut wrong_channel = genuine.clone();
+        wrong_channel.receipt.channel_id = B256([0x42; 32]);
+        assert!(matches!(
+            before.check(wrong_channel, &evidence),
+            Err(ReceiptError::Rule(Rule::WrongChannel))
+        ));
+
+        let mut bad_signature = genuine.clone();
+        bad_signature.host_signature.0[7] ^= 0x80;
+        assert!(matches!(
+            before.check(bad_signature, &evidence),
+            Err(ReceiptError::Rule(Rule::HostSignature(_)))
+        ));
+
+        let mut inflated = genuine.clone();
+        inflated.receipt.tokens_out += 1;
+        assert!(matches!(
+            before.check(inflated, &evidence),
+            Err(ReceiptError::Rule(Rule::HostSignature(_)))
+        ));
+
+        let altered_body = String::from_utf8(outcome.body.clone())
+            .unwrap()
+            .replace("alpha", "omega");
+        let altered =
+            dait_chain_client::NormalizedResponse::from_body(altered_body.as_bytes()).unwrap();
+        let altered_evidence = CallEvidence {
+            response: &altered,
+            ..evidence.clone()
+        };
+        assert!(matches!(
+            before.check(genuine.clone(), &altered_evidence),
+            Err(ReceiptError::Rule(Rule::ResponseHash))
+        ));
+
+        let other_request = CallEvidence {
+            request_body: b"{}",
+            ..evidence.clone()
+        };
+        assert!(matches!(
+            before.check(genuine, &other_request),
+            Err(ReceiptError::Rule(Rule::RequestHash))
+        ));
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_for_another_nonce_and_simulated_evidence_under_the_default_policy_are_rejected() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let upstream = start_upstream().await;
+        let host = start_host(&format!("http://{}", upstream.addr), None).await;
+        let client = HostClient::new(&host.url).unwrap();
+        let bundle = client.fetch_bundle(&[1; 32]).await.unwrap();
+        // Control: it verifies for the nonce it was made for.
+        verify_bundle(
+            &bundle,
+            &host.allow(),
+            &Freshness::TenantNonce([1; 32]),
+            UnixTime::now(),
+        )
+        .unwrap();
+        let err = verify_bundle(
+            &bundle,
+            &host.allow(),
+            &Freshness::TenantNonce([2; 32]),
+            UnixTime::now(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, VerifyError::FreshnessMismatch));
+
+        // The default policy rejects simulated evidence, through the whole session flow too.
+        let err = verify_bundle(
+            &bundle,
+            &Policy::new(),
+            &Freshness::TenantNonce([1; 32]),
+            UnixTime::now(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, VerifyError::SimulatedEvidence));
+        let config = SessionConfig {
+            host_url: host.url.clone(),
+            policy: Policy::new(),
+            escrow_cap: 1,
+            state_dir: host.state_dir(),
+        };
+        let err = Session::open(config, Wallet::generate()).await.unwrap_err();
+        assert!(
+            matches!(err, TenantError::Bundle(VerifyError::SimulatedEvidence)),
+            "{err:?}"
+        );
+
+        // Another simulated root does not certify this host's attestation key.
+        let other_root = dait_chain_client::HostSigningKey::from_bytes(&[9; 32])
+            .unwrap()
+            .verifying_key()
+            .to_sec1();
+        let policy = Policy::new()
+            .dangerous_allow_simulated(&other_root)
+            .unwrap();
+        let err = verify_bundle(
+            &bundle,
+            &policy,
+            &Freshness::TenantNonce([1; 32]),
+            UnixTime::now(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, VerifyError::AttestationKeyNotCertified));
+
+        // A client pinned to another TLS key refuses the host.
+        let pinned = HostClient::pinned(&host.url, b"not the attested key").unwrap();
+        let err = pinned.fetch_bundle(&[1; 32]).await.unwrap_err();
+        assert!(matches!(err, TenantError::TlsHandshake(_)), "{err:?}");
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// A TCP relay to `target`. While `armed`, it withholds the host's last `cut` bytes: bytes are passed on
+/// once `cut` newer ones follow them, or after 200 ms without new bytes (so the TLS handshake completes);
+/// when the host closes the connection the withheld tail is dropped. A response written in one burst
+/// thus loses its end (the final chunk, the receipt trailer, the TLS close).
+async fn cutting_relay(
+    target: SocketAddr,
+    armed: Arc<AtomicBool>,
+    cut: usize,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
+            let armed = armed.load(Ordering::SeqCst);
+            tokio::spawn(async move {
+                let upstream = TcpStream::connect(target).await.unwrap();
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut host_read, mut host_write) = upstream.into_split();
+                let up = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut client_read, &mut host_write).await;
+                });
+                if armed {
+                    let mut held: Vec<u8> = Vec::new();
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        match tokio::time::timeout(
+                            Duration::from_millis(200),
+                            host_read.read(&mut buf),
+                        )
+                        .await
+                        {
+                            Ok(Ok(0) | Err(_)) => break,
+                            Ok(Ok(n)) => {
+                                held.extend_from_slice(&buf[..n]);
+                                if held.len() > cut {
+                                    let pass = held.len() - cut;
+                                    if client_write.write_all(&held[..pass]).await.is_err() {
+                                        break;
+                                    }
+                                    held.drain(..pass);
+                                }
+                            }
+                            Err(_) => {
+                                if client_write.write_all(&held).await.is_err() {
+                                    break;
+                                }
+                                held.clear();
+                            }
+                        }
+                    }
+                } else {
+                    let _ = tokio::io::copy(&mut host_read, &mut client_write).await;
+                }
+                let _ = client_write.shutdown().await;
+                up.abort();
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_stream_is_detected() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let upstream = start_upstream().await;
+        let host = start_host(&format!("http://{}", upstream.addr), None).await;
+        let armed = Arc::new(AtomicBool::new(false));
+        let (relay, relay_task) = cutting_relay(host.addr, armed.clone(), 120).await;
+        let mut session = open_session(&host, &format!("https://{relay}"), 1_000_000).await;
+
+        // Control: through the relay, unarmed, a stream completes and its receipt verifies.
+        let body = chat("stream through the relay", 6, true)
+            .to_string()
+            .into_bytes();
+        {
+            let mut call = session
+                .call_stream("/v1/chat/completions", body.clone())
+                .await
+                .unwrap();
+            let mut done = false;
+            while let Some(item) = call.next().await {
+                if let StreamItem::Done(_) = item.unwrap() {
+                    done = true;
+                }
+            }
+            assert!(done);
+        }
+
+        // Armed: the end of the response (final chunk with the receipt trailer) never arrives.
+        armed.store(true, Ordering::SeqCst);
+        let result = async {
+            let mut call = session.call_stream("/v1/chat/completions", body).await?;
+            while let Some(item) = call.next().await {
+                if let StreamItem::Done(_) = item? {
+                    return Ok(true);
+                }
+            }
+            Ok::<_, TenantError>(false)
+        }
+        .await;
+        assert!(
+            matches!(result, Err(TenantError::StreamTruncated)),
+            "{result:?}"
+        );
+        relay_task.abort();
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_client_leaving_mid_stream_does_not_break_the_channel() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let upstream = start_upstream().await;
+        let host = start_host(&format!("http://{}", upstream.addr), None).await;
+        let session = open_session(&host, &host.url, 1_000_000).await;
+        let bundle = session.bundle().clone();
+        let tenant = session.state().state.tenant;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let handle = proxy::spawn(listener, session).unwrap();
+        let addr = handle.local_addr();
+
+        // A client asks for a slow stream, reads its first bytes and hangs up.
+        let request = chat("answer slowly please", 6, true);
+        let body = request.to_string();
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut first = [0u8; 64];
+        let n = stream.read(&mut first).await.unwrap();
+        assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+        drop(stream);
+
+        // The proxy still finished that call and checked its receipt: the next call continues the chain.
+        let next = chat("and now quickly", 3, false);
+        let (status, _, body) = http(addr, Method::POST, "/v1/chat/completions", Some(&next)).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        check_chain(addr, &bundle, tenant, &[Some(expected_usage(&request)), Some(expected_usage(&next))]).await;
+        handle.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}

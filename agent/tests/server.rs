@@ -1,0 +1,535 @@
+//! The agent's request path in-process: simulated TEE, the in-test engine, a tenant that speaks
+//! OHTTP/BHTTP and checks every receipt (SPUR-IC), and the negative cases of PROTOCOL.md §6.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use clap::Parser;
+use common::*;
+use dait_agent::config::{Cli, Command};
+use dait_agent::http::App;
+use dait_chain_client::{ReceiptError, SignedReceipt};
+use serde_json::Value;
+
+struct Agent {
+    addr: SocketAddr,
+    app: Arc<App>,
+    _dir: tempfile::TempDir,
+}
+
+async fn agent(mode: EngineMode, tls: bool) -> Agent {
+    let (engine, _) = start_engine(mode).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap().to_owned();
+    let upstream = format!("http://{engine}");
+    let args = [
+        "dait-host",
+        "serve",
+        "--tee",
+        "simulated",
+        "--state-dir",
+        &state,
+        "--upstream",
+        &upstream,
+        "--price-in",
+        "2",
+        "--price-out",
+        "3",
+        "--model-id",
+        "test-model",
+    ];
+    let Command::Serve { raw } = Cli::try_parse_from(args).unwrap().command else {
+        unreachable!()
+    };
+    let config = raw.validate().unwrap();
+    dait_agent::tee::init(config.tee, &config.state_dir).unwrap();
+    let app = dait_agent::build_app(&config, dait_agent::Mode::Serve).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    if tls {
+        tokio::spawn(dait_agent::http::serve_tls(app.clone(), listener));
+    } else {
+        tokio::spawn(dait_agent::http::dangerous_serve_plaintext(
+            app.clone(),
+            listener,
+        ));
+    }
+    Agent {
+        addr,
+        app,
+        _dir: dir,
+    }
+}
+
+const VLLM_LIKE: EngineMode = EngineMode {
+    usage_in_stream: true,
+    tokens: 5,
+};
+const LLAMA_LIKE: EngineMode = EngineMode {
+    usage_in_stream: false,
+    tokens: 5,
+};
+
+fn error_code(body: &[u8]) -> String {
+    let v: Value = serde_json::from_slice(body).unwrap();
+    v["error"]["code"].as_str().unwrap().to_owned()
+}
+
+fn engine_usage(body: &[u8]) -> (u64, u64) {
+    let v: Value = serde_json::from_slice(body).unwrap();
+    (
+        v["usage"]["prompt_tokens"].as_u64().unwrap(),
+        v["usage"]["completion_tokens"].as_u64().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn plain_calls_build_a_receipt_chain() {
+    let a = agent(VLLM_LIKE, false).await;
+    let mut conn = Conn::connect(a.addr, false).await.unwrap();
+    let info = host_info(&mut conn).await;
+    let mut t = Tenant::new(&info, 1_000_000, 1);
+    let mut cumulative = 0u128;
+    for (i, path) in [
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/chat/completions",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let body = if path.ends_with("chat/completions") {
+            chat_body("hello there agent", 3, false)
+        } else {
+            br#"{"model":"m","prompt":"one two three","max_tokens":4}"#.to_vec()
+        };
+        let r = t
+            .call_with(&mut conn, path, &t.state_header(), &body, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let rec = &r.receipt.as_ref().unwrap().receipt;
+        assert_eq!(rec.call_seq, i as u64 + 1);
+        assert_eq!((rec.tokens_in, rec.tokens_out), engine_usage(&r.body));
+        assert_eq!(rec.model_id, "test-model");
+        assert_eq!(
+            rec.amount,
+            u128::from(rec.tokens_in) * 2 + u128::from(rec.tokens_out) * 3
+        );
+        cumulative += rec.amount;
+        assert_eq!(rec.cumulative, cumulative);
+        t.accept(&r, false).unwrap();
+    }
+    // Every receipt is in the log, in order.
+    let (records, _) = dait_agent::log::read_records(a.app.log.path()).unwrap();
+    assert_eq!(records.len(), 3);
+    let last = SignedReceipt::decode(&records[2].signed_receipt).unwrap();
+    assert_eq!(last.receipt.call_seq, 3);
+    assert_eq!(last.receipt.cumulative, cumulative);
+}
+
+async fn stream_equals_plain(mode: EngineMode) {
+    let a = agent(mode, false).await;
+    let mut conn = Conn::connect(a.addr, false).await.unwrap();
+    let info = host_info(&mut conn).await;
+    let mut t = Tenant::new(&info, 1_000_000, 2);
+    let plain = t
+        .call_with(
+            &mut conn,
+            "/v1/chat/completions",
+            &t.state_header(),
+            &chat_body("same prompt here", 4, false),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    t.accept(&plain, false).unwrap();
+    let streamed = t
+        .stream_with(
+            &mut conn,
+            "/v1/chat/completions",
+            &t.state_header(),
+            &chat_body("same prompt here", 4, true),
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(streamed.status, 200);
+    assert!(String::from_utf8_lossy(&streamed.body).contains("data: [DONE]"));
+    t.accept(&streamed, true).unwrap();
+    let p = &plain.receipt.as_ref().unwrap().receipt;
+    let s = &streamed.receipt.as_ref().unwrap().receipt;
+    assert_eq!(s.call_seq, 2);
+    assert_eq!((s.tokens_in, s.tokens_out), (p.tokens_in, p.tokens_out));
+    assert_eq!(s.response_hash, p.response_hash);
+    // A streamed completion (not chat) too.
+    let body = br#"{"model":"m","prompt":"a b c d","max_tokens":3,"stream":true}"#;
+    let r = t
+        .stream_with(&mut conn, "/v1/completions", &t.state_header(), body, 0)
+        .await
+        .unwrap();
+    t.accept(&r, true).unwrap();
+    assert_eq!(r.receipt.unwrap().receipt.tokens_out, 3);
+}
+
+#[tokio::test]
+async fn stream_metered_from_engine_usage() {
+    stream_equals_plain(VLLM_LIKE).await;
+}
+
+#[tokio::test]
+async fn stream_metered_by_engine_tokenizer_when_no_usage() {
+    stream_equals_plain(LLAMA_LIKE).await;
+}
+
+#[tokio::test]
+async fn flipped_ciphertext_bit_is_an_opaque_400() {
+    let a = agent(VLLM_LIKE, false).await;
+    let mut conn = Conn::connect(a.addr, false).await.unwrap();
+    let info = host_info(&mut conn).await;
+    let t = Tenant::new(&info, 1_000_000, 3);
+    let body = chat_body("x", 1, false);
+    let mut outcomes = Vec::new();
+    // A bit in the AEAD ciphertext, in the encapsulated key, and in the key id.
+    for pos in [usize::MAX, 10, 0] {
+        let e = t
+            .call_with(
+                &mut conn,
+                "/v1/chat/completions",
+                &t.state_header(),
+                &body,
+                |enc| {
+                    let i = if pos == usize::MAX {
+                        enc.len() - 1
+                    } else {
+                        pos
+                    };
+                    enc[i] ^= 1;
+                },
+            )
+            .await
+            .err()
+            .unwrap();
+        outcomes.push(e);
+    }
+    for (status, body) in &outcomes {
+        assert_eq!(*status, 400);
+        assert!(body.is_empty());
+    }
+    // Chunked: a flipped bit anywhere is the same 400.
+    let (status, body) = conn
+        .send(
+            "POST",
+            "/v1/ohttp",
+            Some("message/ohttp-chunked-req"),
+            vec![1, 0, 32, 0, 1, 0, 1, 9, 9, 9],
+        )
+        .await
+        .unwrap();
+    assert_eq!((status, body.is_empty()), (400, true));
+    // Nothing was forwarded, nothing was logged.
+    assert!(a.app.channels.head(&t.chain.state().channel_id).is_none());
+}
+
+#[tokio::test]
+async fn stale_and_unknown_states_are_rejected() {
+    let a = agent(VLLM_LIKE, false).await;
+    let mut conn = Conn::connect(a.addr, false).await.unwrap();
+    let info = host_info(&mut conn).await;
+    let mut t = Tenant::new(&info, 1_000_000, 4);
+    let old = t.state_header();
+    let body = chat_body("hi", 2, false);
+    let r = t
+        .call_with(&mut conn, "/v1/chat/completions", &old, &body, |_| {})
+        .await
+        .unwrap();
+    t.accept(&r, false).unwrap();
+    // Replaying the turn-0 state.
+    let r = t
+        .call_with(&mut conn, "/v1/chat/completions", &old, &body, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, error_code(&r.body).as_str()),
+        (409, "stale_state")
+    );
+    assert!(r.receipt.is_none());
+    // A turn ahead of the agent.
+    let mut ahead = t.chain.state().clone();
+    ahead.turn += 1;
+    let h = t.signed_state(ahead).to_header_value();
+    let r = t
+        .call_with(&mut conn, "/v1/chat/completions", &h, &body, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, error_code(&r.body).as_str()),
+        (409, "unknown_state")
+    );
+    // The right state still works: call_seq 2.
+    let r = t
+        .call_with(
+            &mut conn,
+            "/v1/chat/completions",
+            &t.state_header(),
+            &body,
+            |_| {},
+        )
+        .await
+        .unwrap();
+    t.accept(&r, false).unwrap();
+    assert_eq!(r.receipt.unwrap().receipt.call_seq, 2);
+}
+
+#[tokio::test]
+async fn over_escrow_cap_is_402() {
+    let a = agent(VLLM_LIKE, false).await;
+    let mut conn = Conn::connect(a.addr, false).await.unwrap();
+    let info = host_info(&mut conn).await;
+    let t = Tenant::new(&info, 10, 5);
+    let r = t
+        .call_with(
+            &mut conn,
+            "/v1/chat/completions",
+            &t.state_header(),
+            &chat_body("hi", 100, false),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, error_code(&r.body).as_str()),
+        (402, "over_escrow_cap")
+    );
+}
+
+#[tokio::test]
+async fn bad_signature_and_wrong_channel() {
+    let a = agent(VLLM_LIKE, false).await;
+    let mut conn = Conn::connect(a.addr, false).await.unwrap();
+    let info = host_info(&mut conn).await;
+    let t = Tenant::new(&info, 1_000_000, 6);
+    let body = chat_body("hi", 2, false);
+    // Signed by someone else than the state's tenant.
+    let other = Tenant::new(&info, 1_000_000, 6);
+    let mut forged = other.signed_state(t.chain.state().clone());
+    forged.state = t.chain.state().clone();
+    let r = t
+        .call_with(
+            &mut conn,
+            "/v1/chat/completions",
+            &forged.to_header_value(),
+            &body,
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, error_code(&r.body).as_str()),
+        (401, "bad_state_signature")
+    );
+    // A state naming another host key.
+    let mut s = t.chain.state().clone();
+    s.host_key_id.0[0] ^= 1;
+    let r = t
+        .call_with(
+            &mut conn,
+            "/v1/chat/completions",
+            &t.signed_state(s).to_header_value(),
+            &body,
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, error_code(&r.body).as_str()),
+        (409, "wrong_channel")
+    );
+}
+
+#[tokio::test]
+async fn malformed_inner_requests_are_encrypted_400s() {
+    let a = agent(VLLM_LIKE, false).await;
+    let mut conn = Conn::connect(a.addr, false).await.unwrap();
+    let info = host_info(&mut conn).await;
+    let t = Tenant::new(&info, 1_000_000, 7);
+    let body = chat_body("hi", 2, false);
+    let r = t
+        .call_with(
+            &mut conn,
+            "/v1/embeddings",
+            &t.state_header(),
+            &body,
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, error_code(&r.body).as_str()),
+        (400, "bad_request")
+    );
+    let r = t
+        .call_with(
+            &mut conn,
+            "/v1/chat/completions",
+            "not-a-state",
+            &body,
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, error_code(&r.body).as_str()),
+        (400, "bad_request")
+    );
+    let r = t
+        .call_with(
+            &mut conn,
+            "/v1/chat/completions",
+            &t.state_header(),
+            b"[1,2]",
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, error_code(&r.body).as_str()),
+        (400, "bad_request")
+    );
+    // stream=true over non-chunked OHTTP.
+    let r = t
+        .call_with(
+            &mut conn,
+            "/v1/chat/completions",
+            &t.state_header(),
+            &chat_body("hi", 2, true),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, error_code(&r.body).as_str()),
+        (400, "bad_request")
+    );
+    // Outer errors.
+    assert_eq!(
+        conn.send("GET", "/nope", None, vec![]).await.unwrap().0,
+        404
+    );
+    assert_eq!(
+        conn.send("POST", "/v1/ohttp", Some("text/plain"), vec![1])
+            .await
+            .unwrap()
+            .0,
+        415
+    );
+    assert_eq!(
+        conn.send("GET", "/v1/attestation?nonce=12", None, vec![])
+            .await
+            .unwrap()
+            .0,
+        400
+    );
+    assert_eq!(
+        conn.send("GET", "/healthz", None, vec![]).await.unwrap().0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn truncated_stream_is_detected() {
+    let a = agent(VLLM_LIKE, false).await;
+    let mut conn = Conn::connect(a.addr, false).await.unwrap();
+    let info = host_info(&mut conn).await;
+    let t = Tenant::new(&info, 1_000_000, 8);
+    let body = chat_body("hello", 4, true);
+    // Cutting only the final chunk (1 length byte + 16 tag bytes) loses the end marker.
+    let e = t
+        .stream_with(
+            &mut conn,
+            "/v1/chat/completions",
+            &t.state_header(),
+            &body,
+            17,
+        )
+        .await;
+    assert!(e.is_err(), "a stream without its final chunk must not open");
+}
+
+#[tokio::test]
+async fn rejected_state_leaves_the_channel_usable() {
+    // A failed check must not consume a call_seq or leave the channel reserved.
+    let a = agent(VLLM_LIKE, false).await;
+    let mut conn = Conn::connect(a.addr, false).await.unwrap();
+    let info = host_info(&mut conn).await;
+    let mut t = Tenant::new(&info, 1_000_000, 9);
+    let r = t
+        .call_with(
+            &mut conn,
+            "/v1/chat/completions",
+            &t.state_header(),
+            &chat_body("a", 2, false),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    t.accept(&r, false).unwrap();
+    let over = t
+        .call_with(
+            &mut conn,
+            "/v1/chat/completions",
+            &t.state_header(),
+            &chat_body("a", 10_000_000, false),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(error_code(&over.body), "over_escrow_cap");
+    let r = t
+        .call_with(
+            &mut conn,
+            "/v1/chat/completions",
+            &t.state_header(),
+            &chat_body("a", 2, false),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.receipt.as_ref().unwrap().receipt.call_seq, 2);
+    t.accept(&r, false).unwrap();
+    // A receipt for another channel is refused by the tenant (sanity of the checker used here).
+    let mut other = Tenant::new(&info, 1_000_000, 10);
+    assert!(matches!(
+        other.accept(&r, false),
+        Err(ReceiptError::WrongChannel)
+    ));
+}
+
+#[tokio::test]
+async fn tls_certificate_matches_the_keyset_pin() {
+    let a = agent(VLLM_LIKE, true).await;
+    let mut conn = Conn::connect(a.addr, true).await.unwrap();
+    let info = host_info(&mut conn).await;
+    let cert = conn.peer_cert.clone().unwrap();
+    let spki = &info.keyset.tls_spki;
+    assert!(!spki.is_empty());
+    assert!(
+        cert.windows(spki.len()).any(|w| w == &spki[..]),
+        "certificate does not carry the pinned SPKI"
+    );
+    let mut t = Tenant::new(&info, 1_000_000, 11);
+    let r = t
+        .call_with(
+            &mut conn,
+            "/v1/chat/completions",
+            &t.state_header(),
+            &chat_body("tls", 2, false),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    t.accept(&r, false).unwrap();
+}

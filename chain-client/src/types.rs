@@ -1,0 +1,131 @@
+//! Fixed-size byte newtypes: [`B256`] (hashes, ids) and [`Address`] (EVM accounts).
+
+use core::fmt;
+
+macro_rules! fixed_bytes {
+    ($(#[$meta:meta])* $name:ident, $len:expr) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+        pub struct $name(pub [u8; $len]);
+
+        impl $name {
+            /// Length in bytes.
+            pub const LEN: usize = $len;
+            /// All zero.
+            pub const ZERO: Self = Self([0u8; $len]);
+
+            /// The bytes.
+            pub const fn as_bytes(&self) -> &[u8; $len] {
+                &self.0
+            }
+
+            /// Whether every byte is zero.
+            pub fn is_zero(&self) -> bool {
+                self.0.iter().all(|b| *b == 0)
+            }
+
+            /// Copies from a slice of exactly [`Self::LEN`] bytes.
+            pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+                <[u8; $len]>::try_from(bytes).ok().map(Self)
+            }
+
+            /// Parses lowercase or uppercase hex, with or without a `0x` prefix.
+            pub fn from_hex(s: &str) -> Option<Self> {
+                let mut out = [0u8; $len];
+                crate::types::hex_decode_into(s, &mut out)?;
+                Some(Self(out))
+            }
+        }
+
+        impl From<[u8; $len]> for $name {
+            fn from(b: [u8; $len]) -> Self {
+                Self(b)
+            }
+        }
+
+        impl From<$name> for [u8; $len] {
+            fn from(b: $name) -> Self {
+                b.0
+            }
+        }
+
+        impl AsRef<[u8]> for $name {
+            fn as_ref(&self) -> &[u8] {
+                &self.0
+            }
+        }
+
+        /// `0x`-prefixed lowercase hex.
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("0x")?;
+                for b in self.0 {
+                    write!(f, "{b:02x}")?;
+                }
+                Ok(())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({self})", stringify!($name))
+            }
+        }
+    };
+}
+
+fixed_bytes!(
+    /// A 32-byte value: a hash, an id or a `bytes32` EIP-712 field.
+    B256,
+    32
+);
+
+fixed_bytes!(
+    /// A 20-byte EVM address: the last 20 bytes of `keccak(uncompressed public key without 0x04)`.
+    Address,
+    20
+);
+
+/// Decodes hex (optional `0x`) into exactly `out.len()` bytes.
+pub(crate) fn hex_decode_into(s: &str, out: &mut [u8]) -> Option<()> {
+    let s = s.strip_prefix("0x").unwrap_or(s).as_bytes();
+    if s.len() != out.len().checked_mul(2)? {
+        return None;
+    }
+    for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+        let hi = hex_val(*pair.first()?)?;
+        let lo = hex_val(*pair.get(1)?)?;
+        *o = (hi << 4) | lo;
+    }
+    Some(())
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn hex_round_trip() {
+        let b = B256([0xab; 32]);
+        let s = b.to_string();
+        assert_eq!(s.len(), 66);
+        assert_eq!(B256::from_hex(&s), Some(b));
+        assert_eq!(B256::from_hex(&s[2..]), Some(b));
+        assert_eq!(B256::from_hex(&s[..64]), None);
+        assert_eq!(
+            Address::from_hex("0xzz00000000000000000000000000000000000000"),
+            None
+        );
+    }
+}

@@ -1,0 +1,246 @@
+//! The `dait-measure` binary end to end: `reference` writes the reference file from artefacts and shapes (and the
+//! committed `reference/0.0.0-synthetic.json` is exactly what it writes from the pinned synthetic inputs),
+//! `diff` accepts matching values and names each changed field with exit code 1, `replay` checks a real log
+//! against its quote.
+#![cfg(feature = "cli")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use dait_measure::reported::ReportedValues;
+use dait_measure::{ReferenceMeasurements, snp};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_dait-measure"))
+}
+
+fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn evidence_dir() -> PathBuf {
+    std::env::var_os("DAIT_EVIDENCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate_dir().join("../../shared/evidence"))
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Writes the synthetic inputs into `dir` and returns the `reference` arguments that use them.
+fn synthetic_inputs(dir: &Path) -> Vec<String> {
+    let ovmf = dir.join("OVMF-amdsev.fd");
+    std::fs::write(
+        &ovmf,
+        snp::synthetic_ovmf(
+            64,
+            snp::AMDSEV_SECTIONS,
+            Some(snp::AMDSEV_HASHES_TABLE),
+            0xffff_f0a0,
+        ),
+    )
+    .unwrap();
+    let vectors = crate_dir().join("tests/vectors");
+    let initrd = dir.join("initrd.img");
+    std::fs::write(&initrd, b"synthetic initrd").unwrap();
+    [
+        "reference",
+        "--release",
+        "0.0.0-synthetic",
+        "--kernel",
+        vectors.join("tiny-pe.efi").to_str().unwrap(),
+        "--initrd",
+        initrd.to_str().unwrap(),
+        "--cmdline",
+        "console=ttyS0 ro roothash=00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        "--verity-root-hash",
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        "--firmware",
+        &format!("ovmf-amdsev={}", ovmf.display()),
+        "--firmware",
+        &format!("tdvf={}", vectors.join("tdvf-synthetic.fd").display()),
+        "--shape",
+        "snp-milan-4,snp,4,EPYC-Milan,16384,ovmf-amdsev",
+        "--shape",
+        "snp-genoa-16,snp,16,EPYC-Genoa,65536,ovmf-amdsev",
+        "--shape",
+        "tdx-16,tdx,16,host,65536,tdvf",
+        "--rtmr0",
+        "tdx-16=3fa2f61f395b7f5feefb4ec2df61297f109ad8abcd6410c1b7df60f21f37b19297fc35e544039c7e1edece752afd17f6",
+        "--runtime-event",
+        "model-weights=aa000000000000000000000000000000000000000000000000000000000000bb",
+        "--runtime-event",
+        "agent-config=cc000000000000000000000000000000000000000000000000000000000000dd",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect()
+}
+
+#[test]
+fn reference_subcommand_reproduces_the_committed_synthetic_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("out.json");
+    let out = bin()
+        .args(synthetic_inputs(dir.path()))
+        .arg("--out")
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let written = std::fs::read_to_string(&out_path).unwrap();
+    // File names are recorded without directories, so the output does not depend on the temporary directory.
+    let committed_path = crate_dir().join("reference/0.0.0-synthetic.json");
+    if std::env::var_os("DAIT_REGENERATE_REFERENCE").is_some() {
+        std::fs::write(&committed_path, &written).unwrap();
+    }
+    let committed = std::fs::read_to_string(&committed_path).unwrap();
+    assert_eq!(
+        written, committed,
+        "run with DAIT_REGENERATE_REFERENCE=1 to rewrite it"
+    );
+    let reference = ReferenceMeasurements::from_json(written.as_bytes()).unwrap();
+    assert_eq!(reference.shapes.len(), 3);
+    let milan = reference.snp_measurement("snp-milan-4").unwrap();
+    assert_ne!(milan, reference.snp_measurement("snp-genoa-16").unwrap());
+}
+
+#[test]
+fn reference_subcommand_refuses_a_tdx_shape_without_rtmr0() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = synthetic_inputs(dir.path());
+    let at = args.iter().position(|a| a == "--rtmr0").unwrap();
+    args.drain(at..at + 2);
+    let out = bin().args(args).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("RTMR0"), "{}", text(&out));
+}
+
+fn committed_reference() -> (PathBuf, ReferenceMeasurements) {
+    let path = crate_dir().join("reference/0.0.0-synthetic.json");
+    let reference = ReferenceMeasurements::load(&path).unwrap();
+    (path, reference)
+}
+
+fn snp_values(reference: &ReferenceMeasurements) -> ReportedValues {
+    ReportedValues {
+        platform: dait_measure::reference::Platform::Snp,
+        measurement: Some(*reference.snp_measurement("snp-genoa-16").unwrap()),
+        host_data: Some(dait_measure::HexBytes::ZERO),
+        guest_policy: Some(0x30000),
+        mrtd: None,
+        rtmr: None,
+        mr_config_id: None,
+        mr_owner: None,
+        mr_owner_config: None,
+        td_attributes: None,
+        xfam: None,
+    }
+}
+
+fn run_diff(reference: &Path, shape: &str, values: &ReportedValues) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reported.json");
+    std::fs::write(&path, serde_json::to_vec(values).unwrap()).unwrap();
+    bin()
+        .args(["diff", "--shape", shape, "--reference"])
+        .arg(reference)
+        .arg("--reported")
+        .arg(&path)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn diff_accepts_matching_values_and_names_each_changed_field() {
+    let (path, reference) = committed_reference();
+    let good = snp_values(&reference);
+    let out = run_diff(&path, "snp-genoa-16", &good);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("all 3 fields match"));
+
+    let mut measurement = good.clone();
+    measurement.measurement.as_mut().unwrap().0[0] ^= 1;
+    let mut host_data = good.clone();
+    host_data.host_data.as_mut().unwrap().0[31] = 1;
+    let mut policy = good.clone();
+    policy.guest_policy = Some(0x30000 | 1 << 19);
+    for (field, values) in [
+        ("measurement", measurement),
+        ("host_data", host_data),
+        ("guest_policy", policy),
+    ] {
+        let out = run_diff(&path, "snp-genoa-16", &values);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(
+            text(&out).contains(&format!("MISMATCH {field}")),
+            "{}",
+            text(&out)
+        );
+        assert!(
+            text(&out).contains("1 of 3 fields differ"),
+            "{}",
+            text(&out)
+        );
+    }
+    // The Milan shape's measurement differs from the Genoa one: evidence from one shape fails the other.
+    let out = run_diff(&path, "snp-milan-4", &good);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // Unknown shape and wrong platform are usage errors.
+    assert_eq!(run_diff(&path, "nope", &good).status.code(), Some(2));
+    assert_eq!(run_diff(&path, "tdx-16", &good).status.code(), Some(2));
+}
+
+#[test]
+fn diff_reads_a_real_quote_and_explains_the_tdx_fields() {
+    let (path, _) = committed_reference();
+    let quote = evidence_dir().join("tdx/go-tdx-guest__gcp-cos113_v4_quote_8000B.bin");
+    let out = bin()
+        .args(["diff", "--shape", "tdx-16", "--reference"])
+        .arg(&path)
+        .arg("--tdx-quote")
+        .arg(&quote)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report = text(&out);
+    // The synthetic reference pins the GCP quote's RTMR0 and zero MRCONFIGID/MROWNER, and nothing else of it.
+    assert!(report.contains("ok       rtmr0"), "{report}");
+    assert!(report.contains("ok       mr_config_id"), "{report}");
+    assert!(report.contains("MISMATCH mrtd"), "{report}");
+    assert!(report.contains("MISMATCH rtmr1"), "{report}");
+    assert!(report.contains("reported dae67181d3d65e07"), "{report}");
+}
+
+#[test]
+fn replay_checks_the_real_log_against_its_quote() {
+    let tdx = evidence_dir().join("tdx");
+    let log = tdx.join("go-tdx-guest__gcp-cos113_ccel_data.bin");
+    let quote = tdx.join("go-tdx-guest__gcp-cos113_v4_quote_8000B.bin");
+    let out = bin()
+        .args(["replay", "--events", "--event-log"])
+        .arg(&log)
+        .arg("--quote")
+        .arg(&quote)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("Exit Boot Services Invocation"));
+    // Another quote's RTMRs do not match this log.
+    let other = tdx.join("dcap-qvl__v4_b0c06f_quote.bin");
+    let out = bin()
+        .args(["replay", "--event-log"])
+        .arg(&log)
+        .arg("--quote")
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("MISMATCH rtmr0"));
+}

@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# Boots the dait guest image under QEMU (UEFI, OVMF) with the agent in simulated-TEE mode, forwards the agent's
+# port to 127.0.0.1 only, waits (bounded) until the agent serves, fetches the attestation endpoint, has the tenant
+# CLI verify the evidence (pinning the simulated root the guest printed) and run one encrypted chat whose receipt
+# it verifies. QEMU (and the engine, if this script started it) is stopped on every exit.
+#
+# Usage: scripts/boot.sh [--image DIR]
+#   --image DIR   the output directory of scripts/image.sh (default image/mkosi.output)
+# Environment:
+#   DAIT_BOOT_ACCEL    tcg (default) or kvm. KVM is faster where the host allows it to run a stock kernel;
+#                      TCG works everywhere.
+#   DAIT_BOOT_TIMEOUT  seconds to wait for the agent to serve (default 300)
+#   DAIT_BOOT_MEMORY   guest memory (default 2048M)
+#   DAIT_BOOT_KEEP     if set, a directory to copy the console log and fetched files into
+#
+# The default image's agent reaches its engine at 127.0.0.1:8000 inside the guest; in this development profile
+# that port is forwarded out of the guest (QEMU guestfwd, guest address 10.0.2.100:8000) to the CPU engine that
+# scripts/engine.sh runs on the host. The guest has no other route out (QEMU user networking, restrict=on).
+#
+# Exit codes: 0 the agent served and every check passed, 1 a check failed or it never served, 2 usage error.
+set -euo pipefail
+
+log() { printf '[boot] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$repo"
+
+image_dir="$repo/image/mkosi.output"
+while (($#)); do
+    case "$1" in
+        --image) image_dir="${2:?--image needs a directory}"; shift ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        *) log "unknown argument: $1"; exit 2 ;;
+    esac
+    shift
+done
+
+accel="${DAIT_BOOT_ACCEL:-tcg}"
+timeout_s="${DAIT_BOOT_TIMEOUT:-300}"
+memory="${DAIT_BOOT_MEMORY:-2048M}"
+case "$accel" in tcg|kvm) ;; *) log "DAIT_BOOT_ACCEL must be tcg or kvm"; exit 2 ;; esac
+
+disk="$image_dir/dait_0.1.0.raw"
+[[ -f "$disk" ]] || die "no image at $disk: run scripts/image.sh first"
+
+# --- QEMU and OVMF ------------------------------------------------------------------------------------------
+# Debian bookworm's backports carry a QEMU and OVMF recent enough for the trixie kernel; on a newer Debian the
+# release's own packages are used.
+ovmf_code=/usr/share/OVMF/OVMF_CODE_4M.fd
+ovmf_vars=/usr/share/OVMF/OVMF_VARS_4M.fd
+if ! command -v qemu-system-x86_64 >/dev/null || [[ ! -f "$ovmf_code" ]]; then
+    export DEBIAN_FRONTEND=noninteractive
+    target=()
+    if grep -qs '^VERSION_CODENAME=bookworm' /etc/os-release; then
+        if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+            log "adding the bookworm-backports repository (not preferred over bookworm unless asked for)"
+            cat >/etc/apt/sources.list.d/bookworm-backports.sources <<'EOF'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+        fi
+        target=(-t bookworm-backports)
+    fi
+    log "installing qemu-system-x86 and ovmf"
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${target[@]}" qemu-system-x86 ovmf >/dev/null
+fi
+
+work="$(mktemp -d)"
+qemu_pid=""
+engine_started=0
+cleanup() {
+    local rc=$?
+    if [[ -n "$qemu_pid" ]] && kill -0 "$qemu_pid" 2>/dev/null; then
+        kill "$qemu_pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$qemu_pid" 2>/dev/null || true
+    fi
+    if ((engine_started)); then scripts/engine.sh stop >/dev/null 2>&1 || true; fi
+    if [[ -n "${DAIT_BOOT_KEEP:-}" ]]; then
+        mkdir -p "$DAIT_BOOT_KEEP" && cp -r "$work"/. "$DAIT_BOOT_KEEP"/ 2>/dev/null || true
+    fi
+    rm -rf "$work"
+    exit "$rc"
+}
+trap cleanup EXIT INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# --- the engine the agent proxies to --------------------------------------------------------------------------
+if engine_url="$(scripts/engine.sh url 2>/dev/null)"; then
+    log "engine already running at $engine_url"
+else
+    log "starting the CPU engine"
+    scripts/engine.sh install
+    engine_url="$(scripts/engine.sh start)"
+    engine_started=1
+fi
+engine_hostport="${engine_url#http://}"
+engine_hostport="${engine_hostport%%/*}"
+
+# --- boot -----------------------------------------------------------------------------------------------------
+port="$(free_port)"
+cp "$ovmf_vars" "$work/vars.fd"
+console="$work/console.log"
+accel_args=(-accel tcg)
+cpu=max
+if [[ "$accel" == kvm ]]; then accel_args=(-accel kvm); cpu=host; fi
+log "booting $disk ($accel, $memory); agent port 8443 -> 127.0.0.1:$port"
+start_ns=$(date +%s%N)
+qemu-system-x86_64 \
+    -machine q35,smm=off "${accel_args[@]}" -cpu "$cpu" -smp 2 -m "$memory" \
+    -nodefaults -no-user-config -display none -monitor none \
+    -serial "file:$console" \
+    -drive "if=pflash,format=raw,unit=0,readonly=on,file=$ovmf_code" \
+    -drive "if=pflash,format=raw,unit=1,file=$work/vars.fd" \
+    -drive "if=virtio,format=raw,file=$disk,snapshot=on" \
+    -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$port-:8443,guestfwd=tcp:10.0.2.100:8000-tcp:$engine_hostport" \
+    -device virtio-net-pci,netdev=n0 \
+    -device virtio-rng-pci \
+    </dev/null >"$work/qemu.log" 2>&1 &
+qemu_pid=$!
+
+base="https://127.0.0.1:$port"
+deadline=$(($(date +%s) + timeout_s))
+served=0
+while (($(date +%s) < deadline)); do
+    kill -0 "$qemu_pid" 2>/dev/null || { cat "$work/qemu.log" >&2; tail -n 40 "$console" >&2; die "QEMU exited"; }
+    if curl -ksf --max-time 5 "$base/healthz" -o /dev/null; then served=1; break; fi
+    sleep 1
+done
+if ((!served)); then
+    tail -n 60 "$console" >&2
+    die "the agent did not serve within ${timeout_s} s"
+fi
+end_ns=$(date +%s%N)
+boot_ms=$(((end_ns - start_ns) / 1000000))
+log "agent serving after ${boot_ms} ms (QEMU start to first /healthz 200, $accel)"
+
+# The simulated platform root the guest created at boot (printed on its console by the development image).
+sim_root="$(grep -ao 'dait-sim-root.pub: [0-9a-f]*' "$console" | tail -n1 | cut -d' ' -f2 || true)"
+[[ "$sim_root" =~ ^04[0-9a-f]{128}$ ]] || die "no simulated root public key on the guest console"
+printf '%s\n' "$sim_root" >"$work/sim-root.pub"
+log "simulated platform root: $sim_root"
+
+# --- attestation ----------------------------------------------------------------------------------------------
+nonce="$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')"
+code="$(curl -ks --max-time 60 -o "$work/bundle.bin" -w '%{http_code} %{content_type}' \
+    "$base/v1/attestation?nonce=$nonce")"
+[[ "$code" == "200 application/vnd.dait.bundle"* ]] || die "attestation endpoint answered '$code'"
+[[ -s "$work/bundle.bin" ]] || die "empty evidence bundle"
+log "attestation bundle: $(stat -c %s "$work/bundle.bin") bytes, sha256 $(sha256sum "$work/bundle.bin" | cut -c1-64)"
+
+# --- the tenant CLI: verify the evidence, then one encrypted chat whose receipt it verifies --------------------
+log "building dait-tenant"
+cargo build --locked --quiet -p dait-verifier --features cli --bin dait-tenant
+tenant="$repo/target/debug/dait-tenant"
+"$tenant" verify --host "$base" --dangerous-allow-simulated "$work/sim-root.pub" >"$work/verify.out" 2>&1 ||
+    { cat "$work/verify.out" >&2; die "dait-tenant rejected the guest's evidence"; }
+log "dait-tenant verify: ok"
+sed 's/^/    /' "$work/verify.out" >&2
+chat_start=$(date +%s%N)
+"$tenant" chat --host "$base" --dangerous-allow-simulated "$work/sim-root.pub" \
+    --wallet-key "$work/wallet.key" --state-dir "$work/tenant" --max-tokens 16 \
+    "Say hello in five words." >"$work/chat.out" 2>&1 ||
+    { cat "$work/chat.out" >&2; die "the encrypted chat or its receipt check failed"; }
+log "dait-tenant chat: ok, receipt verified ($((($(date +%s%N) - chat_start) / 1000000)) ms)"
+sed 's/^/    /' "$work/chat.out" >&2
+
+# --- what the guest reported ----------------------------------------------------------------------------------
+# The development image prints the agent's resident memory every 30 s; wait (at most 40 s) for a report taken
+# after the chat.
+rss_count() { grep -ac 'dait-host VmRSS:' "$console" || true; }
+before="$(rss_count)"
+for _ in $(seq 40); do (($(rss_count) > before)) && break; sleep 1; done
+rss="$(grep -ao 'dait-host VmRSS: *[0-9]* kB' "$console" | tail -n1 || true)"
+if [[ -n "$rss" ]]; then log "in the guest, after the chat: $rss"; else log "no memory report from the guest"; fi
+log "ok"

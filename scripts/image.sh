@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Builds the dait guest image (image/, mkosi): first the dait-host agent as a static binary with its build paths
+# remapped, then the mkosi image that carries it. Prints the output directory and the sha256 of every output.
+#
+# Usage: scripts/image.sh [--clean] [--out DIR] [--profile NAME]
+#   --clean          also drop mkosi's cached tools tree and package-installed image (a cold build); the
+#                    downloaded .deb files stay in the package cache, they are content-addressed by apt
+#   --out DIR        output directory (default image/mkosi.output)
+#   --profile LIST   mkosi profiles from image/mkosi.profiles, comma-separated: none (the default) is the
+#                    development image with the simulated TEE; `tdx` or `snp` the production backends; `gpu`
+#                    adds the NVIDIA driver and vLLM (documented in docs/IMAGE.md, not built in CI)
+# Environment:
+#   DAIT_CACHE_DIR        cache root for mkosi itself (default ${XDG_CACHE_HOME:-$HOME/.cache}/dait)
+#   DAIT_MKOSI_VERSION    the Debian trixie mkosi package version to run (default 25.3-7)
+#   DAIT_AGENT_TARGET_DIR cargo target directory for the agent build (default target/image-agent)
+#   DAIT_IMAGE_AGENT      path to a prebuilt dait-host to put in the image instead of building it (the build is
+#                         still reproducible only if that binary is)
+#
+# Exit codes: 0 built, 1 build failed, 2 usage error.
+set -euo pipefail
+
+log() { printf '[image] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$repo"
+
+clean=0
+out="$repo/image/mkosi.output"
+profile=""
+while (($#)); do
+    case "$1" in
+        --clean) clean=1 ;;
+        --out) out="${2:?--out needs a directory}"; shift ;;
+        --profile) profile="${2:?--profile needs a name}"; shift ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        *) log "unknown argument: $1"; exit 2 ;;
+    esac
+    shift
+done
+
+# Every file the build writes gets the same mode whatever the caller's umask: part of reproducibility.
+umask 022
+export LC_ALL=C.UTF-8 TZ=UTC
+
+cache="${DAIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dait}"
+mkosi_version="${DAIT_MKOSI_VERSION:-25.3-7}"
+
+# --- mkosi --------------------------------------------------------------------------------------------------
+# Debian trixie's mkosi, unpacked (not installed: installing it on an older Debian pulls a partial upgrade) and
+# run with the host's python3. Its own tools (systemd-repart, ukify, mkfs.erofs, veritysetup, ...) come from the
+# tools tree it builds from trixie (ToolsTree=default in image/mkosi.conf), so the host needs only apt and python3.
+mkosi_root="$cache/mkosi-$mkosi_version"
+if [[ ! -e "$mkosi_root/usr/lib/python3/dist-packages/mkosi/__init__.py" ]]; then
+    command -v apt-get >/dev/null || die "apt-get is needed to fetch mkosi"
+    log "fetching mkosi $mkosi_version from Debian trixie"
+    apt_dir="$cache/apt-trixie"
+    mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$apt_dir/etc/sources.list.d" \
+        "$apt_dir/etc/preferences.d"
+    : >"$apt_dir/etc/sources.list"
+    cp image/mkosi.sandbox/etc/apt/sources.list.d/mkosi.sources "$apt_dir/etc/sources.list.d/trixie.sources"
+    apt_opts=(
+        -o "Dir::Etc::SourceList=$apt_dir/etc/sources.list"
+        -o "Dir::Etc::SourceParts=$apt_dir/etc/sources.list.d"
+        -o "Dir::Etc::Preferences=$apt_dir/etc/preferences"
+        -o "Dir::Etc::PreferencesParts=$apt_dir/etc/preferences.d"
+        -o "Dir::State::Lists=$apt_dir/lists"
+        -o "Dir::Cache=$apt_dir"
+        -o "APT::Sandbox::User=root"
+    )
+    apt-get "${apt_opts[@]}" -qq update
+    rm -rf "$apt_dir/dl" && mkdir -p "$apt_dir/dl"
+    (cd "$apt_dir/dl" && apt-get "${apt_opts[@]}" -qq download "mkosi=$mkosi_version")
+    rm -rf "$mkosi_root.tmp"
+    dpkg-deb -x "$apt_dir/dl/mkosi_${mkosi_version}_all.deb" "$mkosi_root.tmp"
+    mv "$mkosi_root.tmp" "$mkosi_root"
+fi
+mkosi() {
+    PYTHONPATH="$mkosi_root/usr/lib/python3/dist-packages" python3 -m mkosi "$@"
+}
+
+# --- the agent ----------------------------------------------------------------------------------------------
+# Static (glibc with crt-static: the pinned toolchain has no musl target), built with --locked from the pinned
+# toolchain, with every build path remapped so the binary does not depend on where the checkout lies.
+stage="$repo/target/image-agent/tree"
+rm -rf "$stage"
+mkdir -p "$stage/usr/bin"
+if [[ -n "${DAIT_IMAGE_AGENT:-}" ]]; then
+    log "using prebuilt agent $DAIT_IMAGE_AGENT"
+    install -m 0755 "$DAIT_IMAGE_AGENT" "$stage/usr/bin/dait-host"
+else
+    target=x86_64-unknown-linux-gnu
+    cargo_home="${CARGO_HOME:-$HOME/.cargo}"
+    rustup_home="${RUSTUP_HOME:-$HOME/.rustup}"
+    agent_target_dir="${DAIT_AGENT_TARGET_DIR:-$repo/target/image-agent}"
+    flags=(
+        -C target-feature=+crt-static
+        -C "link-arg=-Wl,--build-id=sha1"
+        "--remap-path-prefix=$repo=/dait"
+        "--remap-path-prefix=$cargo_home=/cargo"
+        "--remap-path-prefix=$rustup_home=/rustup"
+        "--remap-path-prefix=$agent_target_dir=/target"
+    )
+    # The development (default) image runs the simulated backend; the tdx and snp profiles must not carry it.
+    features=(--features simulated-tee)
+    [[ ",$profile," =~ ,(tdx|snp), ]] && features=()
+    log "building dait-host (release, static, $target, ${features[*]:-default features})"
+    # RUSTFLAGS apply to the target only (not build scripts) because --target is given explicitly.
+    CARGO_ENCODED_RUSTFLAGS="$(IFS=$'\x1f'; printf '%s' "${flags[*]}")" \
+        CARGO_TARGET_DIR="$agent_target_dir" \
+        SOURCE_DATE_EPOCH=1763769600 \
+        cargo build --locked --release -p dait-agent --bin dait-host "${features[@]}" --target "$target"
+    install -m 0755 "$agent_target_dir/$target/release/dait-host" "$stage/usr/bin/dait-host"
+fi
+agent_sha="$(sha256sum "$stage/usr/bin/dait-host" | cut -d' ' -f1)"
+log "agent sha256 $agent_sha"
+
+# --- the image ----------------------------------------------------------------------------------------------
+mkdir -p "$out" image/mkosi.cache "$cache/workspace"
+force=(-f)
+((clean)) && force=(-ff)
+args=(
+    -C image
+    --output-directory "$out"
+    --cache-directory "$repo/image/mkosi.cache"
+    --workspace-directory "$cache/workspace"
+    --extra-tree "$stage:/"
+    --incremental=yes
+)
+[[ -n "$profile" ]] && args+=(--profile "$profile")
+log "mkosi build (output $out)"
+start=$(date +%s)
+mkosi "${args[@]}" "${force[@]}" build || die "mkosi build failed"
+log "built in $(($(date +%s) - start)) s"
+
+# The inputs of the launch measurements, as files next to the UKI: the kernel command line exactly as the UKI
+# carries it (its .cmdline section without the trailing NUL) and the dm-verity root hash taken from it.
+name="dait_$(sed -n 's/^ImageVersion=//p' image/mkosi.conf)"
+python3 image/uki-sections.py "$out/$name.efi" ".cmdline=$out/$name.cmdline.raw"
+tr -d '\0' <"$out/$name.cmdline.raw" >"$out/$name.cmdline"
+rm "$out/$name.cmdline.raw"
+roothash="$(tr ' ' '\n' <"$out/$name.cmdline" | sed -n 's/^roothash=//p')"
+[[ "$roothash" =~ ^[0-9a-f]{64}$ ]] || die "no roothash= in the UKI command line"
+printf '%s\n' "$roothash" >"$out/$name.roothash"
+cp "$stage/usr/bin/dait-host" "$out/$name.dait-host"
+
+printf '%s\n' "$out"
+(cd "$out" && find . -maxdepth 1 -type f ! -name '*.log' ! -name SHA256SUMS -printf '%P\n' | LC_ALL=C sort |
+    xargs -r sha256sum | tee SHA256SUMS)

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The full test run, as CI runs it (`just test`, `.ci/run`):
+#   1. rustfmt check
+#   2. clippy on every target and feature, warnings are errors
+#   3. the workspace tests, with the real inference engine started here (DAIT_ENGINE_URL) and required
+#      (DAIT_REQUIRE_ENGINE=1: end-to-end tests fail instead of skipping when it is missing)
+#   4. the wasm32 build of the chain-client core
+#   5. the API docs, warnings are errors
+# The engine is stopped on exit, also when a step fails. A failing step stops the run, unless
+# DAIT_TEST_KEEP_GOING=1, which runs every step and fails at the end (to see all failures at once).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# A fresh clone builds everything once: no incremental state, smaller debug info, quicker links.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
+export CARGO_PROFILE_TEST_DEBUG="${CARGO_PROFILE_TEST_DEBUG:-line-tables-only}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+keep_going="${DAIT_TEST_KEEP_GOING:-0}"
+failed=()
+summary=()
+
+# step NAME COMMAND...: runs one step, timed.
+step() {
+    local name="$1" start=$SECONDS rc=0
+    shift
+    printf '\n==> %s\n' "$name" >&2
+    "$@" || rc=$?
+    summary+=("$(printf '%-8s %4ss  %s' "$([ "$rc" -eq 0 ] && echo ok || echo FAILED)" "$((SECONDS - start))" "$name")")
+    if [ "$rc" -ne 0 ]; then
+        failed+=("$name")
+        [ "$keep_going" = 1 ] || finish
+    fi
+}
+
+finish() {
+    printf '\n==> summary\n' >&2
+    printf '%s\n' "${summary[@]}" >&2
+    if [ "${#failed[@]}" -gt 0 ]; then
+        printf 'failed: %s\n' "${failed[*]}" >&2
+        exit 1
+    fi
+    exit 0
+}
+
+# (Called as `step`'s "$@" || …, where set -e does not apply: each command checks its own status.)
+engine_up() {
+    scripts/engine.sh install || return 1
+    DAIT_ENGINE_URL="$(scripts/engine.sh start)" || return 1
+    export DAIT_ENGINE_URL
+    export DAIT_REQUIRE_ENGINE=1
+}
+
+trap 'scripts/engine.sh stop >/dev/null 2>&1 || true' EXIT
+
+step "rustfmt" cargo fmt --all -- --check
+step "clippy" cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+step "engine (install, start)" engine_up
+step "tests (real engine required)" cargo test --workspace --all-features --locked
+step "wasm32 build of the chain-client core" \
+    cargo build -p dait-chain-client --no-default-features --target wasm32-unknown-unknown --locked
+step "docs" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked
+finish

@@ -1,0 +1,282 @@
+//! `dait-tenant`: verify a dait host, chat with it, or run a local OpenAI-compatible proxy to it.
+//!
+//! Exit codes: 0 = ok; 1 = rejected (evidence, TLS key, receipt or stream failed verification);
+//! 2 = usage, I/O or host error.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use dait_verifier::bundle::{Platform, Policy};
+use dait_verifier::tenant::{
+    Session, SessionConfig, StreamItem, TenantError, Wallet, proxy, verify_host,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "dait-tenant",
+    version,
+    about = "Verify a dait host and talk to it privately"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct HostArgs {
+    /// The agent's base URL, `https://host:port`.
+    #[arg(long, env = "DAIT_HOST_URL")]
+    host: String,
+    /// Accept SIMULATED evidence certified by the root public key in this file (hex, as written by
+    /// `dait-host init --tee simulated`). Development and tests only: simulated evidence proves nothing.
+    #[arg(long, value_name = "ROOT_PUB_FILE")]
+    dangerous_allow_simulated: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ChannelArgs {
+    /// The tenant's secp256k1 wallet key (hex); created if missing.
+    #[arg(long, value_name = "FILE")]
+    wallet_key: PathBuf,
+    /// The most the channel may spend, in the channel's smallest unit.
+    #[arg(long, default_value_t = 1_000_000_000)]
+    escrow_cap: u128,
+    /// Where receipts, channel states and dispute records are kept.
+    #[arg(long, value_name = "DIR")]
+    state_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fetch the host's evidence for a fresh nonce, verify it and print the attested keys.
+    Verify {
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// Send one encrypted request and print the reply and its verified receipt.
+    Chat {
+        #[command(flatten)]
+        host: HostArgs,
+        #[command(flatten)]
+        channel: ChannelArgs,
+        /// Model name sent in the request.
+        #[arg(long, default_value = "default")]
+        model: String,
+        /// `max_tokens` of the request.
+        #[arg(long, default_value_t = 64)]
+        max_tokens: u64,
+        /// Stream the reply (chunked OHTTP).
+        #[arg(long)]
+        stream: bool,
+        /// The user message.
+        prompt: String,
+    },
+    /// Serve a local OpenAI-compatible endpoint that runs the whole tenant flow per request.
+    Proxy {
+        #[command(flatten)]
+        host: HostArgs,
+        #[command(flatten)]
+        channel: ChannelArgs,
+        /// Address to listen on (loopback).
+        #[arg(long, default_value = "127.0.0.1:8088")]
+        listen: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: starting the runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            if is_rejection(&error) {
+                ExitCode::from(1)
+            } else {
+                ExitCode::from(2)
+            }
+        }
+    }
+}
+
+/// Whether the failure is a verification failure (exit 1) rather than usage or I/O (exit 2).
+fn is_rejection(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<TenantError>(),
+            Some(
+                TenantError::Bundle(_)
+                    | TenantError::ReceiptRejected { .. }
+                    | TenantError::ResponseDecrypt
+                    | TenantError::SessionStopped
+                    | TenantError::StreamTruncated
+                    | TenantError::TlsSpkiMismatch
+            )
+        )
+    })
+}
+
+fn policy(host: &HostArgs) -> anyhow::Result<Policy> {
+    match &host.dangerous_allow_simulated {
+        None => Ok(Policy::new()),
+        Some(path) => {
+            let root = read_hex_key(path)?;
+            eprintln!(
+                "warning: accepting SIMULATED evidence (--dangerous-allow-simulated); it proves nothing"
+            );
+            Policy::new()
+                .dangerous_allow_simulated(&root)
+                .with_context(|| format!("simulated root in {}", path.display()))
+        }
+    }
+}
+
+fn read_hex_key(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = text.trim();
+    hex::decode(text.strip_prefix("0x").unwrap_or(text))
+        .with_context(|| format!("{} is not hex", path.display()))
+}
+
+async fn open(host: &HostArgs, channel: &ChannelArgs) -> anyhow::Result<Session> {
+    let wallet = Wallet::load_or_create(&channel.wallet_key)?;
+    let config = SessionConfig {
+        host_url: host.host.clone(),
+        policy: policy(host)?,
+        escrow_cap: channel.escrow_cap,
+        state_dir: channel.state_dir.clone(),
+    };
+    Session::open(config, wallet)
+        .await
+        .context("opening a session with the host")
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Verify { host } => {
+            let policy = policy(&host)?;
+            let (_, bundle) = verify_host(&host.host, &policy)
+                .await
+                .context("verifying the host")?;
+            let out = serde_json::json!({
+                "verified": true,
+                "platform": match bundle.platform() {
+                    Platform::Simulated => "simulated",
+                    Platform::Snp => "snp",
+                    Platform::Tdx => "tdx",
+                    _ => "other",
+                },
+                "keyset_hash": bundle.keyset_hash().to_string(),
+                "host_key_id": bundle.host_key_id().to_string(),
+                "receipt_key": format!("0x{}", hex::encode(bundle.receipt_key())),
+                "tls_spki": format!("0x{}", hex::encode(bundle.tls_spki())),
+                "chain_id": bundle.domain().chain_id,
+                "settlement": bundle.domain().settlement.to_string(),
+                "report_data": format!("0x{}", hex::encode(bundle.report_data())),
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }
+        Command::Chat {
+            host,
+            channel,
+            model,
+            max_tokens,
+            stream,
+            prompt,
+        } => {
+            let mut session = open(&host, &channel).await?;
+            let body = serde_json::to_vec(&serde_json::json!({
+                "model": model,
+                "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "stream": stream,
+            }))?;
+            let outcome = if stream {
+                let mut call = session.call_stream("/v1/chat/completions", body).await?;
+                let mut done = None;
+                while let Some(item) = call.next().await {
+                    if let StreamItem::Done(outcome) = item? {
+                        done = Some(*outcome);
+                    }
+                }
+                let outcome = done.ok_or(TenantError::StreamTruncated)?;
+                let mut normalizer = dait_chain_client::StreamNormalizer::new();
+                normalizer.push(&outcome.body)?;
+                println!("{}", normalizer.finish()?.text());
+                outcome
+            } else {
+                let outcome = session.call("/v1/chat/completions", body).await?;
+                let response = dait_chain_client::NormalizedResponse::from_body(&outcome.body)?;
+                println!("{}", response.text());
+                outcome
+            };
+            let receipt = proxy::receipt_json(&outcome.receipt, &outcome.receipt_b64);
+            let state = proxy::state_json(&outcome.state);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"receipt": receipt, "state": state})
+                )?
+            );
+            Ok(())
+        }
+        Command::Proxy {
+            host,
+            channel,
+            listen,
+        } => {
+            let session = open(&host, &channel).await?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            let handle = proxy::spawn(listener, session)?;
+            println!(
+                "dait-tenant proxy listening on http://{}",
+                handle.local_addr()
+            );
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                () = wait_term() => {}
+            }
+            handle.shutdown().await;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(unix)]
+async fn wait_term() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            term.recv().await;
+        }
+        Err(_) => std::future::pending::<()>().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_term() {
+    std::future::pending::<()>().await
+}

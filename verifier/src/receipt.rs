@@ -1,0 +1,538 @@
+//! The tenant's SPUR-IC checks on each receipt, and the channel state it counter-signs (PROTOCOL.md §4).
+//!
+//! A [`Channel`] holds what the tenant last agreed to: the latest channel state it signed. For each call,
+//! [`Channel::check`] runs every check on the host's receipt against what the tenant itself saw (request
+//! bytes, the normalised response, both ciphertexts) and returns a [`VerifiedReceipt`];
+//! [`Channel::accept`] then advances the channel and signs the next [`ChannelState`] with the tenant's
+//! wallet key. `check` does not change the channel, so a failed check leaves the last agreed state intact
+//! for a dispute.
+//!
+//! The receipt wire types are defined once, in `dait-chain-client`, and re-exported here.
+
+use dait_chain_client::{
+    B256, CallBinding, DecodeError, Domain, HostVerifyingKey, NormalizeError, NormalizedResponse,
+    ReceiptChain, SignatureError, TenantSigner, Usage, ciphertext_hash, request_hash,
+};
+pub use dait_chain_client::{ChannelState, Receipt, SignedChannelState, SignedReceipt};
+
+use crate::bundle::VerifiedBundle;
+
+/// Why a receipt failed the SPUR-IC checks. Any of these means: stop, keep the receipt, dispute.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReceiptError {
+    /// The attested receipt key is not a valid P-256 point (cannot open a channel).
+    #[error("the attested receipt key is invalid")]
+    BadHostKey(#[source] SignatureError),
+    /// The receipt did not decode.
+    #[error("the receipt is malformed")]
+    Decode(#[source] DecodeError),
+    /// The response carried no receipt.
+    #[error("the response carried no receipt")]
+    Missing,
+    /// The per-token prices changed within the channel.
+    #[error("the per-token prices changed within the channel")]
+    PriceChanged,
+    /// The response received could not be normalised, so its hash cannot be recomputed.
+    #[error("the response cannot be normalised")]
+    ResponseUnreadable(#[source] NormalizeError),
+    /// The receipt was checked against another state of the channel than the current one.
+    #[error("the receipt was checked against another channel state")]
+    StaleCheck,
+    /// A sequence, signature, binding or amount rule failed (chain-client's SPUR-IC checks; each rule has its
+    /// own variant there: `WrongChannel`, `CallSeq`, `PrevReceiptHash`, `HostSignature`, `KeysetHash`,
+    /// `HostKeyId`, `RequestHash`, `ResponseHash`, `RequestCtHash`, `ResponseCtHash`, `Amount`,
+    /// `Cumulative`, `OverEscrowCap`, `UnsupportedVersion`).
+    #[error(transparent)]
+    Rule(#[from] dait_chain_client::ReceiptError),
+    /// `tokens_in`/`tokens_out` differ from the usage the engine reported in the response.
+    #[error("token counts differ from the response's usage")]
+    TokensMismatch,
+}
+
+/// What the tenant itself observed for one call; the receipt must agree with it.
+#[derive(Clone, Debug)]
+pub struct CallEvidence<'a> {
+    /// The request body exactly as sent inside OHTTP.
+    pub request_body: &'a [u8],
+    /// The response as received, normalised (its usage, if reported, must equal the receipt's tokens).
+    pub response: &'a NormalizedResponse,
+    /// The encapsulated request as sent.
+    pub request_ct: &'a [u8],
+    /// `H256("dait/v1/ciphertext" || response message as received)` (streams are hashed as they arrive).
+    pub response_ct_hash: B256,
+}
+
+/// A receipt that passed every check for its call. Only [`Channel::check`] constructs it.
+#[derive(Clone, Debug)]
+pub struct VerifiedReceipt {
+    signed: SignedReceipt,
+    hash: B256,
+    /// The channel state before this receipt (what it was checked against) and after it.
+    before: ChannelState,
+    after: ChannelState,
+}
+
+impl VerifiedReceipt {
+    /// The receipt.
+    pub fn receipt(&self) -> &Receipt {
+        &self.signed.receipt
+    }
+    /// The receipt with the host's signature.
+    pub fn signed(&self) -> &SignedReceipt {
+        &self.signed
+    }
+    /// The receipt hash (its EIP-712 signing digest).
+    pub fn hash(&self) -> &B256 {
+        &self.hash
+    }
+}
+
+/// One channel between this tenant and one attested host key.
+#[derive(Clone, Debug)]
+pub struct Channel {
+    chain: ReceiptChain,
+    host_key: HostVerifyingKey,
+    keyset_hash: B256,
+    state: SignedChannelState,
+    prices: Option<(u128, u128)>,
+}
+
+impl Channel {
+    /// Opens a channel with the host of `bundle`: `channel_id` is derived from the domain, the tenant's
+    /// address, the host key id and `salt` (PROTOCOL.md §4); the opening state (turn 0) is signed at once.
+    pub fn open(
+        bundle: &VerifiedBundle,
+        signer: &TenantSigner,
+        salt: &B256,
+        escrow_cap: u128,
+    ) -> Result<Self, ReceiptError> {
+        let domain = bundle.domain();
+        let tenant = signer.address();
+        let channel_id =
+            dait_chain_client::channel_id(&domain, &tenant, bundle.host_key_id(), salt);
+        let state = ChannelState::open(channel_id, escrow_cap, tenant, *bundle.host_key_id());
+        let host_key =
+            HostVerifyingKey::from_sec1(bundle.receipt_key()).map_err(ReceiptError::BadHostKey)?;
+        let tenant_signature = signer.sign_state(&state, &domain);
+        Ok(Self {
+            chain: ReceiptChain::new(domain, host_key, *bundle.keyset_hash(), state.clone()),
+            host_key,
+            keyset_hash: *bundle.keyset_hash(),
+            state: SignedChannelState {
+                state,
+                tenant_signature,
+                host_signature: None,
+            },
+            prices: None,
+        })
+    }
+
+    /// The latest state the tenant signed (sent as `x-dait-state` with the next call).
+    pub fn state(&self) -> &SignedChannelState {
+        &self.state
+    }
+
+    /// The channel id.
+    pub fn id(&self) -> &B256 {
+        &self.state.state.channel_id
+    }
+
+    /// The EIP-712 domain of the channel.
+    pub fn domain(&self) -> &Domain {
+        self.chain.domain()
+    }
+
+    /// Decodes a base64url `SignedReceipt` (the `x-dait-receipt` field) and checks it.
+    pub fn check_header(
+        &self,
+        receipt_b64: &[u8],
+        call: &CallEvidence<'_>,
+    ) -> Result<VerifiedReceipt, ReceiptError> {
+        let text = std::str::from_utf8(receipt_b64).map_err(|_| {
+            ReceiptError::Decode(DecodeError::Base64 {
+                what: "signed_receipt",
+            })
+        })?;
+        let signed = SignedReceipt::from_header_value(text.trim()).map_err(ReceiptError::Decode)?;
+        self.check(signed, call)
+    }
+
+    /// Runs the SPUR-IC checks on `signed` for `call`: the sequence, signature and amount rules first, then
+    /// the binding to what the tenant sent and received. Does not change the channel.
+    pub fn check(
+        &self,
+        signed: SignedReceipt,
+        call: &CallEvidence<'_>,
+    ) -> Result<VerifiedReceipt, ReceiptError> {
+        let (hash, after) = self.chain.check(&signed)?;
+        let r = &signed.receipt;
+        let metered = Usage {
+            prompt_tokens: r.tokens_in,
+            completion_tokens: r.tokens_out,
+        };
+        let response_hash = match call.response.response_hash(metered) {
+            Ok(hash) => hash,
+            Err(NormalizeError::UsageMismatch) => return Err(ReceiptError::TokensMismatch),
+            Err(e) => return Err(ReceiptError::ResponseUnreadable(e)),
+        };
+        dait_chain_client::check_binding(
+            r,
+            &CallBinding {
+                request_hash: request_hash(call.request_body),
+                response_hash,
+                request_ct_hash: ciphertext_hash(call.request_ct),
+                response_ct_hash: call.response_ct_hash,
+            },
+        )?;
+        if self.prices.is_some_and(|p| p != (r.price_in, r.price_out)) {
+            return Err(ReceiptError::PriceChanged);
+        }
+        Ok(VerifiedReceipt {
+            signed,
+            hash,
+            before: self.chain.state().clone(),
+            after,
+        })
+    }
+
+    /// Accepts a checked receipt: the channel advances to it and the tenant signs the new state. Fails with
+    /// [`ReceiptError::StaleCheck`] if `receipt` was checked against another state of the channel.
+    pub fn accept(
+        &mut self,
+        receipt: &VerifiedReceipt,
+        signer: &TenantSigner,
+    ) -> Result<&SignedChannelState, ReceiptError> {
+        if receipt.before != *self.chain.state() {
+            return Err(ReceiptError::StaleCheck);
+        }
+        let state = receipt.after.clone();
+        let domain = *self.chain.domain();
+        let tenant_signature = signer.sign_state(&state, &domain);
+        self.chain = ReceiptChain::new(domain, self.host_key, self.keyset_hash, state.clone());
+        let r = receipt.receipt();
+        self.prices = Some((r.price_in, r.price_out));
+        self.state = SignedChannelState {
+            state,
+            tenant_signature,
+            host_signature: None,
+        };
+        Ok(&self.state)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use dait_chain_client::{
+        ReceiptError as Rule, StreamNormalizer, TenantSigner, ciphertext_hash, receipt_hash,
+        request_hash,
+    };
+
+    use super::*;
+    use crate::bundle::fixture::{Fixture, NOW};
+    use crate::bundle::{Policy, UnixTime, verify_bundle};
+
+    const REQUEST: &[u8] =
+        br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":8}"#;
+    const RESPONSE: &[u8] = br#"{"id":"x","created":1,"choices":[{"index":0,"message":{"role":"assistant","content":"Hello there"},"finish_reason":"stop"}],"usage":{"prompt_tokens":7,"completion_tokens":2,"total_tokens":9}}"#;
+    const STREAM: &[u8] = b"data: {\"id\":\"y\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"},\"finish_reason\":null}]}\n\ndata: {\"id\":\"y\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"},\"finish_reason\":null}]}\n\ndata: {\"id\":\"y\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" there\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+    const REQ_CT: &[u8] = b"request ciphertext";
+    const RESP_CT: &[u8] = b"response ciphertext";
+
+    struct Setup {
+        fixture: Fixture,
+        channel: Channel,
+        tenant: TenantSigner,
+        response: NormalizedResponse,
+    }
+
+    fn setup(cap: u128) -> Setup {
+        let fixture = Fixture::new();
+        let policy = Policy::new()
+            .dangerous_allow_simulated(&fixture.root_public())
+            .unwrap();
+        let bundle = verify_bundle(
+            &fixture.encode(),
+            &policy,
+            &fixture.freshness,
+            UnixTime::from_secs(NOW),
+        )
+        .unwrap();
+        let tenant = TenantSigner::from_bytes(&[7; 32]).unwrap();
+        let channel = Channel::open(&bundle, &tenant, &B256([8; 32]), cap).unwrap();
+        Setup {
+            fixture,
+            channel,
+            tenant,
+            response: NormalizedResponse::from_body(RESPONSE).unwrap(),
+        }
+    }
+
+    /// The receipt an honest host would issue for the next call.
+    fn honest(s: &Setup) -> Receipt {
+        let last = &s.channel.state().state;
+        let amount = 7 * 3 + 2 * 5;
+        Receipt {
+            version: 1,
+            channel_id: last.channel_id,
+            call_seq: last.turn + 1,
+            host_key_id: last.host_key_id,
+            keyset_hash: dait_chain_client::keyset_hash(&s.fixture.keyset.encode()),
+            model_id: "m".into(),
+            weight_hash: B256([1; 32]),
+            request_hash: request_hash(REQUEST),
+            response_hash: s
+                .response
+                .response_hash(Usage {
+                    prompt_tokens: 7,
+                    completion_tokens: 2,
+                })
+                .unwrap(),
+            request_ct_hash: ciphertext_hash(REQ_CT),
+            response_ct_hash: ciphertext_hash(RESP_CT),
+            tokens_in: 7,
+            tokens_out: 2,
+            price_in: 3,
+            price_out: 5,
+            amount,
+            cumulative: last.cumulative + amount,
+            prev_receipt_hash: last.last_receipt_hash,
+            timestamp: NOW,
+            seed: 0,
+            engine_build: B256([2; 32]),
+            deterministic: true,
+        }
+    }
+
+    fn sign(s: &Setup, r: Receipt) -> SignedReceipt {
+        s.fixture.receipt_key.sign_receipt(r, s.channel.domain())
+    }
+
+    fn evidence(s: &Setup) -> CallEvidence<'_> {
+        CallEvidence {
+            request_body: REQUEST,
+            response: &s.response,
+            request_ct: REQ_CT,
+            response_ct_hash: ciphertext_hash(RESP_CT),
+        }
+    }
+
+    fn check_with(
+        s: &Setup,
+        edit: impl FnOnce(&mut Receipt),
+    ) -> Result<VerifiedReceipt, ReceiptError> {
+        let mut r = honest(s);
+        edit(&mut r);
+        s.channel.check(sign(s, r), &evidence(s))
+    }
+
+    #[test]
+    fn honest_receipts_chain_and_states_are_counter_signed() {
+        let mut s = setup(1_000);
+        for turn in 1..=3u64 {
+            let signed = sign(&s, honest(&s));
+            let v = s.channel.check(signed.clone(), &evidence(&s)).unwrap();
+            assert_eq!(v.hash(), &receipt_hash(&signed.receipt, s.channel.domain()));
+            let tenant = s.tenant.address();
+            let state = s.channel.accept(&v, &s.tenant).unwrap().clone();
+            assert_eq!(state.state.turn, turn);
+            assert_eq!(state.state.cumulative, u128::from(turn) * 31);
+            assert_eq!(state.state.last_receipt_hash, *v.hash());
+            assert_eq!(state.verify_tenant(s.channel.domain()).unwrap(), tenant);
+        }
+    }
+
+    #[test]
+    fn streamed_response_hashes_like_the_plain_one() {
+        let s = setup(1_000);
+        let mut n = StreamNormalizer::new();
+        n.push(STREAM).unwrap();
+        let streamed = n.finish().unwrap();
+        let mut r = honest(&s);
+        // The stream reports no usage; the receipt's metered tokens enter the hash.
+        r.response_hash = streamed
+            .response_hash(Usage {
+                prompt_tokens: 7,
+                completion_tokens: 2,
+            })
+            .unwrap();
+        assert_eq!(r.response_hash, honest(&s).response_hash);
+        let call = CallEvidence {
+            response: &streamed,
+            ..evidence(&s)
+        };
+        s.channel.check(sign(&s, r), &call).unwrap();
+    }
+
+    #[test]
+    fn wrong_channel() {
+        let s = setup(1_000);
+        let r = check_with(&s, |r| r.channel_id = B256([0xcc; 32]));
+        assert!(matches!(r, Err(ReceiptError::Rule(Rule::WrongChannel))));
+    }
+
+    #[test]
+    fn wrong_call_seq() {
+        let s = setup(1_000);
+        let r = check_with(&s, |r| r.call_seq = 2);
+        assert!(matches!(
+            r,
+            Err(ReceiptError::Rule(Rule::CallSeq {
+                expected: 1,
+                actual: 2
+            }))
+        ));
+    }
+
+    #[test]
+    fn wrong_prev_hash() {
+        let s = setup(1_000);
+        let r = check_with(&s, |r| r.prev_receipt_hash = B256([1; 32]));
+        assert!(matches!(r, Err(ReceiptError::Rule(Rule::PrevReceiptHash))));
+    }
+
+    #[test]
+    fn bad_signature() {
+        let s = setup(1_000);
+        let mut signed = sign(&s, honest(&s));
+        signed.host_signature.0[10] ^= 1;
+        let r = s.channel.check(signed, &evidence(&s));
+        assert!(matches!(r, Err(ReceiptError::Rule(Rule::HostSignature(_)))));
+    }
+
+    #[test]
+    fn signature_by_another_key() {
+        let s = setup(1_000);
+        let signed = crate::bundle::fixture::key(99).sign_receipt(honest(&s), s.channel.domain());
+        let r = s.channel.check(signed, &evidence(&s));
+        assert!(matches!(r, Err(ReceiptError::Rule(Rule::HostSignature(_)))));
+    }
+
+    #[test]
+    fn wrong_keyset_hash() {
+        let s = setup(1_000);
+        let r = check_with(&s, |r| r.keyset_hash = B256([3; 32]));
+        assert!(matches!(r, Err(ReceiptError::Rule(Rule::KeysetHash))));
+    }
+
+    #[test]
+    fn wrong_host_key_id() {
+        let s = setup(1_000);
+        let r = check_with(&s, |r| r.host_key_id = B256([3; 32]));
+        assert!(matches!(r, Err(ReceiptError::Rule(Rule::HostKeyId))));
+    }
+
+    #[test]
+    fn wrong_request_hash() {
+        let s = setup(1_000);
+        let r = check_with(&s, |r| r.request_hash = request_hash(b"{}"));
+        assert!(matches!(r, Err(ReceiptError::Rule(Rule::RequestHash))));
+    }
+
+    #[test]
+    fn altered_response() {
+        let s = setup(1_000);
+        let altered =
+            NormalizedResponse::from_body(&RESPONSE.replace_str("Hello", "Jello")).unwrap();
+        let call = CallEvidence {
+            response: &altered,
+            ..evidence(&s)
+        };
+        let r = s.channel.check(sign(&s, honest(&s)), &call);
+        assert!(matches!(r, Err(ReceiptError::Rule(Rule::ResponseHash))));
+    }
+
+    #[test]
+    fn wrong_ciphertext_hashes() {
+        let s = setup(1_000);
+        let r = check_with(&s, |r| r.request_ct_hash = ciphertext_hash(b"other"));
+        assert!(matches!(r, Err(ReceiptError::Rule(Rule::RequestCtHash))));
+        let r = check_with(&s, |r| r.response_ct_hash = ciphertext_hash(b"other"));
+        assert!(matches!(r, Err(ReceiptError::Rule(Rule::ResponseCtHash))));
+    }
+
+    #[test]
+    fn wrong_amount_and_cumulative() {
+        let s = setup(1_000);
+        let r = check_with(&s, |r| {
+            r.amount += 1;
+            r.cumulative += 1;
+        });
+        assert!(matches!(r, Err(ReceiptError::Rule(Rule::Amount { .. }))));
+        let r = check_with(&s, |r| r.cumulative += 1);
+        assert!(matches!(r, Err(ReceiptError::Rule(Rule::Cumulative))));
+    }
+
+    #[test]
+    fn over_escrow_cap() {
+        let s = setup(30);
+        let r = check_with(&s, |_| {});
+        assert!(matches!(r, Err(ReceiptError::Rule(Rule::OverEscrowCap))));
+    }
+
+    #[test]
+    fn tokens_differ_from_reported_usage() {
+        let s = setup(1_000);
+        let r = check_with(&s, |r| {
+            r.tokens_out = 3;
+            r.amount = 7 * 3 + 3 * 5;
+            r.cumulative = r.amount;
+        });
+        assert!(matches!(r, Err(ReceiptError::TokensMismatch)));
+    }
+
+    #[test]
+    fn price_change_within_the_channel() {
+        let mut s = setup(1_000);
+        let v = s
+            .channel
+            .check(sign(&s, honest(&s)), &evidence(&s))
+            .unwrap();
+        s.channel.accept(&v, &s.tenant).unwrap();
+        let r = check_with(&s, |r| {
+            r.price_in = 4;
+            r.amount = 7 * 4 + 2 * 5;
+            r.cumulative = 31 + r.amount;
+        });
+        assert!(matches!(r, Err(ReceiptError::PriceChanged)));
+    }
+
+    #[test]
+    fn a_check_against_an_older_state_cannot_be_accepted() {
+        let mut s = setup(1_000);
+        let first = s
+            .channel
+            .check(sign(&s, honest(&s)), &evidence(&s))
+            .unwrap();
+        let again = s
+            .channel
+            .check(sign(&s, honest(&s)), &evidence(&s))
+            .unwrap();
+        s.channel.accept(&first, &s.tenant).unwrap();
+        assert!(matches!(
+            s.channel.accept(&again, &s.tenant),
+            Err(ReceiptError::StaleCheck)
+        ));
+    }
+
+    #[test]
+    fn undecodable_header() {
+        let s = setup(1_000);
+        let r = s.channel.check_header(b"!!not base64!!", &evidence(&s));
+        assert!(matches!(r, Err(ReceiptError::Decode(_))));
+        let good = sign(&s, honest(&s)).to_header_value();
+        s.channel
+            .check_header(good.as_bytes(), &evidence(&s))
+            .unwrap();
+    }
+
+    trait ReplaceStr {
+        fn replace_str(&self, from: &str, to: &str) -> Vec<u8>;
+    }
+    impl ReplaceStr for [u8] {
+        fn replace_str(&self, from: &str, to: &str) -> Vec<u8> {
+            String::from_utf8_lossy(self).replace(from, to).into_bytes()
+        }
+    }
+}

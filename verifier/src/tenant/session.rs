@@ -1,0 +1,659 @@
+//! One tenant session: a verified host, one channel, and the calls on it (serialised by `&mut self`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dait_chain_client::{
+    B256, Freshness, NormalizeError, NormalizedResponse, SignedChannelState, StreamNormalizer,
+    ciphertext_hash,
+};
+use rand::RngCore as _;
+use tokio::sync::mpsc;
+
+use super::ohttp::{self, StreamEvent};
+use super::store::{self, DisputeRecord};
+use super::transport::{HostClient, MAX_BODY, read_body};
+use super::{HostErrorCode, TenantError, Wallet};
+use crate::bundle::{Policy, UnixTime, VerifiedBundle, VerifyError, verify_bundle};
+use crate::receipt::{CallEvidence, Channel, ReceiptError, VerifiedReceipt};
+
+/// Time allowed for a whole non-streamed call, or between two events of a streamed one.
+const CALL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What a session needs besides the wallet.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// `https://host:port` of the agent.
+    pub host_url: String,
+    /// The verification policy.
+    pub policy: Policy,
+    /// The most this channel may spend, in the channel's smallest unit.
+    pub escrow_cap: u128,
+    /// Where accepted receipts, channel states and dispute records are written.
+    pub state_dir: PathBuf,
+}
+
+/// A call that completed and whose receipt passed every check.
+#[derive(Clone, Debug)]
+pub struct CallOutcome {
+    /// The inner HTTP status (200).
+    pub status: u16,
+    /// The response body as the engine sent it (JSON, or the server-sent events when streamed).
+    pub body: Vec<u8>,
+    /// The checked receipt.
+    pub receipt: VerifiedReceipt,
+    /// The receipt as received (base64url `SignedReceipt`).
+    pub receipt_b64: String,
+    /// The channel state the tenant signed after accepting the receipt.
+    pub state: SignedChannelState,
+    /// The encapsulated request as sent (for re-checking the receipt, e.g. in an audit).
+    pub request_ct: Vec<u8>,
+}
+
+/// One item of a streamed call.
+#[derive(Debug)]
+pub enum StreamItem {
+    /// Response bytes (server-sent events), as they arrived.
+    Data(Bytes),
+    /// The stream ended with its authenticated final chunk and its receipt passed every check.
+    Done(Box<CallOutcome>),
+}
+
+/// A tenant's session with one verified host.
+#[derive(Debug)]
+pub struct Session {
+    client: HostClient,
+    bundle: VerifiedBundle,
+    channel: Channel,
+    wallet: Wallet,
+    state_dir: PathBuf,
+    stopped: bool,
+    receipts: Vec<VerifiedReceipt>,
+}
+
+/// Fetches the host's evidence for a fresh nonce, verifies it under `policy`, checks that the TLS key the
+/// host presented is the attested one, and returns a client pinned to it.
+pub async fn verify_host(
+    host_url: &str,
+    policy: &Policy,
+) -> Result<(HostClient, VerifiedBundle), TenantError> {
+    let mut nonce = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let first = HostClient::new(host_url)?;
+    let bytes = first.fetch_bundle(&nonce).await?;
+    let bundle = verify_bundle(
+        &bytes,
+        policy,
+        &Freshness::TenantNonce(nonce),
+        UnixTime::now(),
+    )?;
+    let presented = first
+        .presented_spki()
+        .ok_or(TenantError::Internal("no TLS key recorded"))?;
+    if presented.as_slice() != bundle.tls_spki() {
+        return Err(TenantError::TlsSpkiMismatch);
+    }
+    Ok((first.pin(bundle.tls_spki())?, bundle))
+}
+
+impl Session {
+    /// Verifies the host and opens a channel with it.
+    pub async fn open(config: SessionConfig, wallet: Wallet) -> Result<Self, TenantError> {
+        let (client, bundle) = verify_host(&config.host_url, &config.policy).await?;
+        let mut salt = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut salt);
+        let channel = Channel::open(&bundle, wallet.signer(), &B256(salt), config.escrow_cap)
+            .map_err(|_| {
+                TenantError::Bundle(VerifyError::MalformedKey {
+                    field: "keyset.receipt_key",
+                })
+            })?;
+        std::fs::create_dir_all(&config.state_dir).map_err(TenantError::Io)?;
+        tracing::info!(channel = %channel.id(), tenant = %wallet.address(), "channel opened");
+        Ok(Self {
+            client,
+            bundle,
+            channel,
+            wallet,
+            state_dir: config.state_dir,
+            stopped: false,
+            receipts: Vec::new(),
+        })
+    }
+
+    /// The verified evidence of the host.
+    pub fn bundle(&self) -> &VerifiedBundle {
+        &self.bundle
+    }
+    /// The channel.
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+    /// The latest channel state the tenant signed.
+    pub fn state(&self) -> &SignedChannelState {
+        self.channel.state()
+    }
+    /// Every receipt accepted on this channel, in order.
+    pub fn receipts(&self) -> &[VerifiedReceipt] {
+        &self.receipts
+    }
+    /// Whether a failed check stopped the session.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+    /// The pinned client for the host.
+    pub fn host(&self) -> &HostClient {
+        &self.client
+    }
+
+    /// One non-streamed call: `POST path` with `body`, carrying the latest signed state.
+    pub async fn call(&mut self, path: &str, body: Vec<u8>) -> Result<CallOutcome, TenantError> {
+        let state = self.channel.state().clone();
+        self.call_with_state(path, body, &state).await
+    }
+
+    /// A non-streamed call carrying `state` instead of the latest one: for replays and tests of the host's
+    /// state checks. A receipt, if one comes back, is still checked against the channel.
+    pub async fn call_with_state(
+        &mut self,
+        path: &str,
+        body: Vec<u8>,
+        state: &SignedChannelState,
+    ) -> Result<CallOutcome, TenantError> {
+        if self.stopped {
+            return Err(TenantError::SessionStopped);
+        }
+        let inner = ohttp::encode_inner_request(path, &body, &state.to_header_value())?;
+        let sealed = ohttp::seal(self.bundle.ohttp_key_config(), &inner)?;
+        let request_ct = sealed.bytes;
+        let exchange = async {
+            let response = self
+                .client
+                .post_ohttp(ohttp::REQ, request_ct.clone())
+                .await?;
+            read_body(response.into_body(), MAX_BODY).await
+        };
+        let enc_response = tokio::time::timeout(CALL_TIMEOUT, exchange)
+            .await
+            .map_err(|_| TenantError::Timeout)??;
+        let response_ct_hash = ciphertext_hash(&enc_response);
+        let plain = sealed
+            .opener
+            .decapsulate(&enc_response)
+            .map_err(|_| TenantError::ResponseDecrypt)?;
+        let inner = ohttp::decode_inner_response(&plain)?;
+        if inner.status != 200 {
+            return Err(host_error(inner.status, &inner.body));
+        }
+        self.finish_call(
+            &body,
+            inner.body,
+            inner.receipt,
+            &request_ct,
+            response_ct_hash,
+            false,
+        )
+    }
+
+    /// One streamed call (`"stream": true` in `body`) over chunked OHTTP. Returns once the host's inner
+    /// status is known; the body follows through [`StreamCall::next`].
+    pub async fn call_stream(
+        &mut self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<StreamCall<'_>, TenantError> {
+        if self.stopped {
+            return Err(TenantError::SessionStopped);
+        }
+        let state = self.channel.state().clone();
+        let inner = ohttp::encode_inner_request(path, &body, &state.to_header_value())?;
+        let mut rx = ohttp::stream_call(
+            self.client.clone(),
+            self.bundle.ohttp_key_config().to_vec(),
+            inner,
+        );
+        let mut request_ct = None;
+        loop {
+            match recv(&mut rx).await? {
+                StreamEvent::Sent(sent) => request_ct = Some(sent),
+                StreamEvent::Status(200) => break,
+                StreamEvent::Status(status) => {
+                    let mut error_body = Vec::new();
+                    while let StreamEvent::Body(chunk) = recv(&mut rx).await? {
+                        error_body.extend_from_slice(&chunk);
+                    }
+                    return Err(host_error(status, &error_body));
+                }
+                StreamEvent::Body(_) | StreamEvent::End { .. } => {
+                    return Err(TenantError::Internal("stream events out of order"));
+                }
+            }
+        }
+        Ok(StreamCall {
+            session: self,
+            rx,
+            request_body: body,
+            request_ct: request_ct.ok_or(TenantError::Internal("stream events out of order"))?,
+            collected: Vec::new(),
+            finished: false,
+        })
+    }
+
+    /// Checks a call's receipt, then accepts it (signing the next state) or stops the session.
+    fn finish_call(
+        &mut self,
+        request_body: &[u8],
+        body: Vec<u8>,
+        receipt_b64: Option<Vec<u8>>,
+        request_ct: &[u8],
+        response_ct_hash: B256,
+        streamed: bool,
+    ) -> Result<CallOutcome, TenantError> {
+        let Some(receipt_b64) = receipt_b64 else {
+            return Err(self.stop(&[], ReceiptError::Missing));
+        };
+        let response = match normalize(&body, streamed) {
+            Ok(response) => response,
+            Err(error) => {
+                return Err(self.stop(&receipt_b64, ReceiptError::ResponseUnreadable(error)));
+            }
+        };
+        let evidence = CallEvidence {
+            request_body,
+            response: &response,
+            request_ct,
+            response_ct_hash: bound_response_ct_hash(&response_ct_hash),
+        };
+        let receipt = match self.channel.check_header(&receipt_b64, &evidence) {
+            Ok(receipt) => receipt,
+            Err(error) => return Err(self.stop(&receipt_b64, error)),
+        };
+        let state = match self.channel.accept(&receipt, self.wallet.signer()) {
+            Ok(state) => state.clone(),
+            Err(error) => return Err(self.stop(&receipt_b64, error)),
+        };
+        let receipt_text = String::from_utf8_lossy(&receipt_b64).into_owned();
+        store::record_accepted(
+            &self.state_dir,
+            self.channel.id().as_bytes(),
+            receipt_text.as_bytes(),
+            &state.encode(),
+        )
+        .map_err(TenantError::Io)?;
+        tracing::info!(
+            call_seq = receipt.receipt().call_seq,
+            amount = receipt.receipt().amount,
+            "receipt verified"
+        );
+        self.receipts.push(receipt.clone());
+        Ok(CallOutcome {
+            status: 200,
+            body,
+            receipt,
+            receipt_b64: receipt_text,
+            state,
+            request_ct: request_ct.to_vec(),
+        })
+    }
+
+    /// Stops the session after a failed check and writes the dispute record.
+    fn stop(&mut self, receipt_b64: &[u8], error: ReceiptError) -> TenantError {
+        self.stopped = true;
+        let state = self.channel.state();
+        let call_seq = state.state.turn.saturating_add(1);
+        let reason = format!("{error}");
+        tracing::error!(%reason, call_seq, "receipt check failed: session stopped; dispute this call");
+        let record = match store::record_dispute(
+            &self.state_dir,
+            self.channel.id().as_bytes(),
+            call_seq,
+            receipt_b64,
+            &state.encode(),
+            &reason,
+        ) {
+            Ok(DisputeRecord { dir }) => Some(dir),
+            Err(io) => {
+                tracing::error!(error = %io, "writing the dispute record failed");
+                None
+            }
+        };
+        TenantError::ReceiptRejected { error, record }
+    }
+}
+
+/// A streamed call in progress; holds the session until it ends.
+///
+/// Drive it to its end: the host issues the receipt whether or not the tenant reads it, so a call dropped
+/// early leaves the host one turn ahead, and the next call on the channel is refused as `stale_state`.
+#[derive(Debug)]
+pub struct StreamCall<'s> {
+    session: &'s mut Session,
+    rx: mpsc::Receiver<Result<StreamEvent, TenantError>>,
+    request_body: Vec<u8>,
+    request_ct: Vec<u8>,
+    collected: Vec<u8>,
+    finished: bool,
+}
+
+impl StreamCall<'_> {
+    /// The next item: data as it arrives, then `Done` with the checked receipt. `None` after the end or
+    /// after an error.
+    pub async fn next(&mut self) -> Option<Result<StreamItem, TenantError>> {
+        if self.finished {
+            return None;
+        }
+        let event = match recv(&mut self.rx).await {
+            Ok(event) => event,
+            Err(error) => {
+                self.finished = true;
+                return Some(Err(error));
+            }
+        };
+        match event {
+            StreamEvent::Body(chunk) => {
+                if self.collected.len().saturating_add(chunk.len()) > MAX_BODY {
+                    self.finished = true;
+                    return Some(Err(TenantError::BodyRead));
+                }
+                self.collected.extend_from_slice(&chunk);
+                Some(Ok(StreamItem::Data(chunk)))
+            }
+            StreamEvent::End { receipt, ct_hash } => {
+                self.finished = true;
+                let body = std::mem::take(&mut self.collected);
+                let request_body = std::mem::take(&mut self.request_body);
+                Some(
+                    self.session
+                        .finish_call(
+                            &request_body,
+                            body,
+                            receipt,
+                            &self.request_ct,
+                            B256(ct_hash),
+                            true,
+                        )
+                        .map(|outcome| StreamItem::Done(Box::new(outcome))),
+                )
+            }
+            StreamEvent::Sent(_) | StreamEvent::Status(_) => {
+                self.finished = true;
+                Some(Err(TenantError::Internal("stream events out of order")))
+            }
+        }
+    }
+}
+
+/// The next stream event; a closed channel without an end is a truncated stream.
+async fn recv(
+    rx: &mut mpsc::Receiver<Result<StreamEvent, TenantError>>,
+) -> Result<StreamEvent, TenantError> {
+    match tokio::time::timeout(CALL_TIMEOUT, rx.recv()).await {
+        Err(_) => Err(TenantError::Timeout),
+        Ok(None) => Err(TenantError::StreamTruncated),
+        Ok(Some(event)) => event,
+    }
+}
+
+/// Maps an inner error response to [`TenantError::Host`].
+fn host_error(status: u16, body: &[u8]) -> TenantError {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        error: Inner,
+    }
+    #[derive(serde::Deserialize)]
+    struct Inner {
+        code: String,
+    }
+    let code = serde_json::from_slice::<Envelope>(body)
+        .map(|e| HostErrorCode::from_code(&e.error.code))
+        .unwrap_or(HostErrorCode::Other);
+    TenantError::Host { code, status }
+}
+
+/// The `response_ct_hash` a receipt must carry for a response whose ciphertext hashes to `_observed`.
+///
+/// The receipt travels inside the encrypted response (header, or trailer in the final chunk), so the host
+/// cannot hash the ciphertext that contains it; the agent puts zero there, and the response is bound to
+/// the receipt through `response_hash` and the AEAD instead. The observed hash is kept so the binding can
+/// be tightened (e.g. to a hash of the body chunks) without changing callers.
+fn bound_response_ct_hash(_observed: &B256) -> B256 {
+    B256::ZERO
+}
+
+/// Normalises a response body as received: JSON, or server-sent events when streamed.
+fn normalize(body: &[u8], streamed: bool) -> Result<NormalizedResponse, NormalizeError> {
+    if streamed {
+        let mut normalizer = StreamNormalizer::new();
+        normalizer.push(body)?;
+        normalizer.finish()
+    } else {
+        NormalizedResponse::from_body(body)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use dait_chain_client::{NormalizedResponse, Receipt, Usage, receipt_hash, request_hash};
+
+    use super::*;
+    use crate::bundle::fixture::{Fixture, NOW};
+
+    const REQUEST: &[u8] = br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+    const RESPONSE: &[u8] = br#"{"choices":[{"index":0,"message":{"content":"Hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":4,"completion_tokens":1}}"#;
+
+    /// A session over a fixture bundle; no network is used by `finish_call`.
+    fn session(dir: &std::path::Path) -> (Session, Fixture) {
+        let fixture = Fixture::new();
+        let policy = Policy::new()
+            .dangerous_allow_simulated(&fixture.root_public())
+            .unwrap();
+        let bundle = verify_bundle(
+            &fixture.encode(),
+            &policy,
+            &fixture.freshness,
+            UnixTime::from_secs(NOW),
+        )
+        .unwrap();
+        let wallet = Wallet::generate();
+        let channel = Channel::open(&bundle, wallet.signer(), &B256([3; 32]), 1_000).unwrap();
+        let session = Session {
+            client: HostClient::new("https://127.0.0.1:9").unwrap(),
+            bundle,
+            channel,
+            wallet,
+            state_dir: dir.to_path_buf(),
+            stopped: false,
+            receipts: Vec::new(),
+        };
+        (session, fixture)
+    }
+
+    fn receipt_for(session: &Session, fixture: &Fixture, request_ct: &[u8]) -> String {
+        let last = &session.state().state;
+        let response = NormalizedResponse::from_body(RESPONSE).unwrap();
+        let receipt = Receipt {
+            version: 1,
+            channel_id: last.channel_id,
+            call_seq: last.turn + 1,
+            host_key_id: last.host_key_id,
+            keyset_hash: *session.bundle().keyset_hash(),
+            model_id: "m".into(),
+            weight_hash: B256::ZERO,
+            request_hash: request_hash(REQUEST),
+            response_hash: response
+                .response_hash(Usage {
+                    prompt_tokens: 4,
+                    completion_tokens: 1,
+                })
+                .unwrap(),
+            request_ct_hash: ciphertext_hash(request_ct),
+            response_ct_hash: B256::ZERO,
+            tokens_in: 4,
+            tokens_out: 1,
+            price_in: 1,
+            price_out: 1,
+            amount: 5,
+            cumulative: last.cumulative + 5,
+            prev_receipt_hash: last.last_receipt_hash,
+            timestamp: NOW,
+            seed: 0,
+            engine_build: B256::ZERO,
+            deterministic: false,
+        };
+        fixture
+            .receipt_key
+            .sign_receipt(receipt, session.channel().domain())
+            .to_header_value()
+    }
+
+    #[test]
+    fn accepted_receipt_is_recorded_and_the_state_advances() {
+        let dir = tempdir("accept");
+        let (mut session, fixture) = session(&dir);
+        let header = receipt_for(&session, &fixture, b"ct");
+        let outcome = session
+            .finish_call(
+                REQUEST,
+                RESPONSE.to_vec(),
+                Some(header.clone().into_bytes()),
+                b"ct",
+                B256::ZERO,
+                false,
+            )
+            .unwrap();
+        assert_eq!(outcome.state.state.turn, 1);
+        assert_eq!(
+            outcome.state.state.last_receipt_hash,
+            receipt_hash(outcome.receipt.receipt(), session.channel().domain())
+        );
+        let channel_dir = dir
+            .join("channels")
+            .join(hex::encode(session.channel().id().as_bytes()));
+        let log = std::fs::read_to_string(channel_dir.join("receipts.b64")).unwrap();
+        assert_eq!(log.trim(), header);
+        let state =
+            SignedChannelState::decode(&std::fs::read(channel_dir.join("state.pb")).unwrap())
+                .unwrap();
+        assert_eq!(state, outcome.state);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn failed_check_stops_the_session_and_keeps_the_receipt_for_a_dispute() {
+        let dir = tempdir("dispute");
+        let (mut session, fixture) = session(&dir);
+        let header = receipt_for(&session, &fixture, b"ct");
+        let opening = session.state().clone();
+        // The response the tenant received differs from the one the receipt was made for.
+        let altered = RESPONSE
+            .to_vec()
+            .iter()
+            .map(|b| if *b == b'H' { b'J' } else { *b })
+            .collect();
+        let err = session
+            .finish_call(
+                REQUEST,
+                altered,
+                Some(header.clone().into_bytes()),
+                b"ct",
+                B256::ZERO,
+                false,
+            )
+            .unwrap_err();
+        let TenantError::ReceiptRejected { error, record } = err else {
+            panic!("expected ReceiptRejected, got {err:?}");
+        };
+        assert!(matches!(
+            error,
+            ReceiptError::Rule(dait_chain_client::ReceiptError::ResponseHash)
+        ));
+        assert!(session.is_stopped());
+        assert_eq!(
+            session.state(),
+            &opening,
+            "a failed check leaves the agreed state"
+        );
+        let record = record.expect("the record was written");
+        assert_eq!(
+            std::fs::read_to_string(record.join("receipt.b64")).unwrap(),
+            header
+        );
+        let kept =
+            SignedChannelState::decode(&std::fs::read(record.join("state.pb")).unwrap()).unwrap();
+        assert_eq!(kept, opening);
+        assert!(
+            std::fs::read_to_string(record.join("reason.txt"))
+                .unwrap()
+                .contains("response_hash")
+        );
+
+        // Nothing more goes out on a stopped session.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let err = rt
+            .block_on(session.call("/v1/chat/completions", REQUEST.to_vec()))
+            .unwrap_err();
+        assert!(matches!(err, TenantError::SessionStopped));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn missing_receipt_stops_the_session() {
+        let dir = tempdir("missing");
+        let (mut session, _) = session(&dir);
+        let err = session
+            .finish_call(REQUEST, RESPONSE.to_vec(), None, b"ct", B256::ZERO, false)
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            TenantError::ReceiptRejected {
+                error: ReceiptError::Missing,
+                ..
+            }
+        ));
+        assert!(session.is_stopped());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn host_error_codes_map_to_their_variants() {
+        let e = host_error(409, br#"{"error":{"code":"stale_state","message":"x"}}"#);
+        assert!(matches!(
+            e,
+            TenantError::Host {
+                code: HostErrorCode::StaleState,
+                status: 409
+            }
+        ));
+        let e = host_error(
+            402,
+            br#"{"error":{"code":"over_escrow_cap","message":"x"}}"#,
+        );
+        assert!(matches!(
+            e,
+            TenantError::Host {
+                code: HostErrorCode::OverEscrowCap,
+                status: 402
+            }
+        ));
+        let e = host_error(500, b"not json");
+        assert!(matches!(
+            e,
+            TenantError::Host {
+                code: HostErrorCode::Other,
+                status: 500
+            }
+        ));
+    }
+
+    fn tempdir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("dait-session-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}

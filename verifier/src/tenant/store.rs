@@ -1,0 +1,75 @@
+//! The tenant's state directory: the latest co-signed state per channel, accepted receipts, and the records
+//! a dispute needs when a receipt fails its checks.
+//!
+//! Layout under the state directory:
+//! - `channels/<channel id hex>/state.pb`: the latest signed channel state (protobuf `SignedChannelState`);
+//! - `channels/<channel id hex>/receipts.b64`: every accepted receipt, one base64url `SignedReceipt` a line;
+//! - `disputes/<channel id hex>-<call_seq>-<unix ms>/`: `receipt.b64` (the offending receipt as received),
+//!   `state.pb` (the last state both sides agreed on) and `reason.txt` (the failed check).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Where a failed receipt was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DisputeRecord {
+    /// The record's directory.
+    pub dir: PathBuf,
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, then syncs it.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+fn channel_dir(state_dir: &Path, channel_id: &[u8; 32]) -> PathBuf {
+    state_dir.join("channels").join(hex::encode(channel_id))
+}
+
+/// Records an accepted receipt and the new state of its channel.
+pub(crate) fn record_accepted(
+    state_dir: &Path,
+    channel_id: &[u8; 32],
+    receipt_b64: &[u8],
+    state: &[u8],
+) -> std::io::Result<()> {
+    let dir = channel_dir(state_dir, channel_id);
+    std::fs::create_dir_all(&dir)?;
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("receipts.b64"))?;
+    log.write_all(receipt_b64)?;
+    log.write_all(b"\n")?;
+    log.sync_all()?;
+    write_atomic(&dir.join("state.pb"), state)
+}
+
+/// Writes the record of a failed receipt check.
+pub(crate) fn record_dispute(
+    state_dir: &Path,
+    channel_id: &[u8; 32],
+    call_seq: u64,
+    receipt_b64: &[u8],
+    last_state: &[u8],
+    reason: &str,
+) -> std::io::Result<DisputeRecord> {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let dir = state_dir
+        .join("disputes")
+        .join(format!("{}-{call_seq}-{millis}", hex::encode(channel_id)));
+    std::fs::create_dir_all(&dir)?;
+    write_atomic(&dir.join("receipt.b64"), receipt_b64)?;
+    write_atomic(&dir.join("state.pb"), last_state)?;
+    write_atomic(&dir.join("reason.txt"), reason.as_bytes())?;
+    Ok(DisputeRecord { dir })
+}

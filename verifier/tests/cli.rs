@@ -1,0 +1,240 @@
+//! The `dait-tenant` binary against a small TLS server that serves simulated evidence bundles built here:
+//! exit codes (0 verified, 1 rejected, 2 usage or I/O) and the TLS key check against the attested SPKI.
+#![cfg(feature = "cli")]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use dait_chain_client::proto::{self, cpu_evidence::Evidence};
+use dait_chain_client::{Address, Freshness, HostSigningKey, Keyset, keyset_hash, report_data};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use prost::Message as _;
+use sha2::{Digest as _, Sha256};
+use tokio::net::TcpListener;
+
+fn key(n: u8) -> HostSigningKey {
+    HostSigningKey::from_bytes(&[n; 32]).unwrap()
+}
+
+/// A simulated bundle for `nonce`, certified by root key 1, whose keyset names `tls_spki`.
+fn bundle(nonce: [u8; 32], tls_spki: &[u8]) -> Vec<u8> {
+    let (root, attestation) = (key(1), key(2));
+    let keyset = Keyset {
+        receipt_key: key(3).verifying_key().to_sec1(),
+        ohttp_key_config: vec![0; 4],
+        tls_spki: tls_spki.to_vec(),
+        chain_id: 31337,
+        settlement: Address::ZERO,
+        created_at: 1_700_000_000,
+        boot_id: [0; 16],
+        host_account: Address::ZERO,
+    }
+    .encode();
+    let freshness = Freshness::TenantNonce(nonce);
+    let event_log = b"event log".to_vec();
+    let body = proto::SimulatedReportBody {
+        platform: proto::Platform::Simulated as i32,
+        report_data: report_data(&keyset_hash(&keyset), &freshness).to_vec(),
+        measurements: vec![vec![0; 48]; 5],
+        event_log_digest: Sha256::digest(&event_log).to_vec(),
+    }
+    .encode_to_vec();
+    let attestation_key = attestation.verifying_key().to_sec1();
+    let report = proto::SimulatedReport {
+        signature: attestation
+            .sign_prehash(&dait_chain_client::simulated_report_digest(&body))
+            .to_bytes()
+            .to_vec(),
+        body,
+        attestation_key: attestation_key.to_vec(),
+        attestation_key_signature: root
+            .sign_prehash(&dait_chain_client::simulated_key_digest(&attestation_key))
+            .to_bytes()
+            .to_vec(),
+    };
+    dait_chain_client::encode_bundle(&proto::EvidenceBundle {
+        version: 1,
+        keyset,
+        freshness: Some(freshness.to_proto()),
+        cpu: Some(proto::CpuEvidence {
+            evidence: Some(Evidence::Simulated(report)),
+        }),
+        gpus: vec![],
+        tpm: None,
+        event_log,
+        collateral: None,
+    })
+}
+
+/// Serves `GET /v1/attestation?nonce=…` over TLS with a fresh key; the bundles name `attested_spki`, or
+/// the serving key's own SPKI when it is `None`.
+async fn serve(attested_spki: Option<Vec<u8>>) -> SocketAddr {
+    let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key_pair)
+        .unwrap();
+    let spki = attested_spki.unwrap_or_else(|| key_pair.public_key_der());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key_pair.serialize_der().into()),
+        )
+        .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, spki) = (acceptor.clone(), spki.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                    let spki = spki.clone();
+                    async move {
+                        let query = req.uri().query().unwrap_or_default().to_owned();
+                        let mut nonce = [0u8; 32];
+                        let ok = query
+                            .strip_prefix("nonce=")
+                            .is_some_and(|h| hex::decode_to_slice(h, &mut nonce).is_ok());
+                        let mut response = http::Response::new(Full::new(Bytes::new()));
+                        if ok {
+                            *response.body_mut() = Full::new(Bytes::from(bundle(nonce, &spki)));
+                        } else {
+                            *response.status_mut() = http::StatusCode::BAD_REQUEST;
+                        }
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Runs `dait-tenant` off the runtime's threads; returns the exit code and stdout.
+async fn tenant(args: Vec<String>) -> (i32, String) {
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new(env!("CARGO_BIN_EXE_dait-tenant"))
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+fn root_file(dir: &Path, n: u8) -> String {
+    let path = dir.join(format!("root-{n}.pub"));
+    std::fs::write(
+        &path,
+        format!("{}\n", hex::encode(key(n).verifying_key().to_sec1())),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_exit_codes_and_tls_key_check() {
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        let dir = std::env::temp_dir().join(format!("dait-tenant-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good_root = root_file(&dir, 1);
+        let other_root = root_file(&dir, 9);
+
+        let honest = format!("https://{}", serve(None).await);
+        let (code, stdout) = tenant(args(&[
+            "verify",
+            "--host",
+            &honest,
+            "--dangerous-allow-simulated",
+            &good_root,
+        ]))
+        .await;
+        assert_eq!(code, 0, "{stdout}");
+        let out: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(out["platform"], "simulated");
+        assert_eq!(out["verified"], true);
+
+        // Simulated evidence under the default policy, and under another root: rejected.
+        let (code, _) = tenant(args(&["verify", "--host", &honest])).await;
+        assert_eq!(code, 1);
+        let (code, _) = tenant(args(&[
+            "verify",
+            "--host",
+            &honest,
+            "--dangerous-allow-simulated",
+            &other_root,
+        ]))
+        .await;
+        assert_eq!(code, 1);
+
+        // Evidence that attests another TLS key than the one the server presents: rejected.
+        let impostor = format!("https://{}", serve(Some(b"another key".to_vec())).await);
+        let (code, _) = tenant(args(&[
+            "verify",
+            "--host",
+            &impostor,
+            "--dangerous-allow-simulated",
+            &good_root,
+        ]))
+        .await;
+        assert_eq!(code, 1);
+        let err = dait_verifier::tenant::verify_host(
+            &impostor,
+            &dait_verifier::bundle::Policy::new()
+                .dangerous_allow_simulated(&key(1).verifying_key().to_sec1())
+                .unwrap(),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, dait_verifier::tenant::TenantError::TlsSpkiMismatch),
+            "{err:?}"
+        );
+
+        // Usage and I/O errors: 2.
+        let (code, _) = tenant(args(&["verify", "--host", "http://127.0.0.1:1"])).await;
+        assert_eq!(code, 2, "a non-https URL is a usage error");
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let (code, _) = tenant(args(&["verify", "--host", &format!("https://{closed}")])).await;
+        assert_eq!(code, 2, "an unreachable host is an I/O error");
+        let (code, _) = tenant(args(&["verify"])).await;
+        assert_eq!(code, 2, "a missing flag is a usage error");
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await
+    .expect("test timed out");
+}
