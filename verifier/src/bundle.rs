@@ -5,8 +5,14 @@
 //! and the current time. It returns a [`VerifiedBundle`], which only it can construct, holding the attested
 //! keys a tenant then uses: the receipt key, the OHTTP key configuration, the TLS SPKI.
 //!
-//! Each CPU platform is one arm of the match in [`verify_bundle`]; simulated evidence is verified here, and
-//! TDX and SNP are reported as [`VerifyError::UnsupportedPlatform`] until their verifiers are plugged in.
+//! Order of checks, the first failure is the error: decode; freshness; keyset (decode, creation time);
+//! the CPU evidence under its platform policy ([`crate::tdx::verify_quote`], [`crate::snp::verify_report`]
+//! or the simulated report); the keyset binding (the CPU evidence's REPORTDATA equals `report_data`
+//! recomputed from the keyset hash and the expected freshness); the event log; every GPU against
+//! `gpu_nonce(report_data, i)`; the vTPM quote against `tpm_qualifying_data(report_data)`.
+//!
+//! Collateral comes from the bundle (`EvidenceBundle.collateral`) or, overriding it, from the caller
+//! ([`verify_bundle_with_collateral`]); nothing is fetched.
 //!
 //! Simulated evidence (development and CI only) is a report signed by a per-boot attestation key, which is
 //! certified by a simulated platform root. The default [`Policy`] rejects it whatever its signatures; only
@@ -14,6 +20,13 @@
 
 use dait_chain_client::proto::{self, cpu_evidence::Evidence};
 use dait_chain_client::{B256, DecodeError, Domain, Freshness, Keyset};
+use dait_measure::ReferenceMeasurements;
+
+use crate::collateral::{CollateralError, TdxCollateral};
+use crate::nvidia::{GpuEvidenceInput, GpuPolicy, GpuSetError, NvidiaRoots, VerifiedGpu};
+use crate::snp::{SnpCerts, SnpError, SnpPolicy, VerifiedSnpReport};
+use crate::tdx::{TdxError, TdxPolicy, TdxShape, VerifiedTdxQuote};
+use crate::tpm::{AkPublic, QuoteSignature, TpmError, TpmQuoteInput, VerifiedTpmQuote};
 use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
 use sha2::{Digest as _, Sha256};
 
@@ -34,17 +47,115 @@ pub enum Platform {
     Tdx,
 }
 
-/// What the verifier accepts. The default accepts no simulated evidence.
+/// What a vTPM quote must show. Default: a quote is optional; when present it must verify and bind
+/// `tpm_qualifying_data(report_data)`; no PCR pinned.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TpmPolicy {
+    /// Reject bundles without vTPM evidence.
+    pub required: bool,
+    /// PCR values (SHA-256 bank) the quote must carry: (index, value).
+    pub pcrs: Vec<(u8, [u8; 32])>,
+}
+
+/// What the verifier accepts: one policy per kind of evidence, separate from the crypto.
+///
+/// [`Policy::new`] is the secure default: simulated evidence rejected; TDX and SNP debug rejected, TCB
+/// `UpToDate` only, VMPL 0, no migration agent; GPUs need matching RIMs, FWID and OCSP; nothing pinned
+/// beyond that. [`Policy::from_reference`] adds the published measurements of a release.
+///
+/// GPU CC mode and production/debug state are not fields of Hopper's signed evidence (see
+/// [`crate::nvidia`]); they are bound through the RIM-pinned measurements, which the default requires.
 #[derive(Clone, Debug, Default)]
 pub struct Policy {
     /// The simulated platform root accepted by [`Policy::dangerous_allow_simulated`], SEC1 uncompressed.
     simulated_root: Option<[u8; 65]>,
+    /// TDX quote policy. Its `report_data` is normally left `None`: the bundle checks the keyset binding.
+    pub tdx: TdxPolicy,
+    /// SNP report policy. Its `report_data` is normally left `None` (as for TDX).
+    pub snp: SnpPolicy,
+    /// GPU policy, applied to every GPU of the bundle.
+    pub gpu: GpuPolicy,
+    /// The NVIDIA trust anchors (pinned by default).
+    pub nvidia_roots: NvidiaRootsSetting,
+    /// vTPM policy.
+    pub tpm: TpmPolicy,
+    /// Minimum number of GPUs the bundle must carry.
+    pub min_gpus: usize,
+}
+
+/// The NVIDIA trust anchors of a [`Policy`]; the pinned roots unless replaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NvidiaRootsSetting(pub NvidiaRoots);
+
+impl Default for NvidiaRootsSetting {
+    fn default() -> Self {
+        Self(NvidiaRoots::pinned())
+    }
+}
+
+/// A field of a reference file that cannot become a policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReferenceError {
+    /// The reference file's TD attributes allow debugging.
+    #[error("the reference's TD attributes set DEBUG")]
+    DebugTdAttributes,
+    /// The reference file's SNP guest policy allows debugging.
+    #[error("the reference's SNP guest policy sets DEBUG")]
+    DebugGuestPolicy,
 }
 
 impl Policy {
     /// The secure default: real hardware evidence only.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The default policy plus the values of a published reference file: TDX MRTD/RTMR0 per shape, RTMR1,
+    /// RTMR2, RTMR3 (the replay of the runtime events: model and config hashes), MRCONFIGID, MROWNER,
+    /// MROWNERCONFIG, TD attributes, XFAM; SNP launch measurement per shape, HOST_DATA, guest policy; the
+    /// runtime vTPM PCR when a vTPM quote is present.
+    pub fn from_reference(reference: &ReferenceMeasurements) -> Result<Self, ReferenceError> {
+        let mut policy = Self::default();
+        if let Some(tdx) = &reference.tdx {
+            let td_attributes = u64::from_le_bytes(tdx.td_attributes.0);
+            if td_attributes & crate::tdx::TD_ATTR_DEBUG != 0 {
+                return Err(ReferenceError::DebugTdAttributes);
+            }
+            policy.tdx.shapes = tdx
+                .shapes
+                .iter()
+                .map(|v| TdxShape {
+                    mr_td: v.mrtd.0,
+                    rtmr0: Some(v.rtmr0.0),
+                })
+                .collect();
+            policy.tdx.rtmr[1] = Some(tdx.rtmr1.0);
+            policy.tdx.rtmr[2] = Some(tdx.rtmr2.0);
+            if !reference.runtime.events.is_empty() {
+                policy.tdx.rtmr[3] = Some(reference.expected_rtmr3().0);
+            }
+            policy.tdx.mr_config_id = tdx.mr_config_id.iter().map(|d| d.0).collect();
+            policy.tdx.mr_owner = tdx.mr_owner.iter().map(|d| d.0).collect();
+            policy.tdx.mr_owner_config = tdx.mr_owner_config.iter().map(|d| d.0).collect();
+            policy.tdx.td_attributes = Some(td_attributes);
+            policy.tdx.xfam = tdx.xfam.as_ref().map(|x| u64::from_le_bytes(x.0));
+        }
+        if let Some(snp) = &reference.snp {
+            if snp.guest_policy & crate::snp::POLICY_DEBUG != 0 {
+                return Err(ReferenceError::DebugGuestPolicy);
+            }
+            policy.snp.measurements = snp.shapes.iter().map(|v| v.measurement.0).collect();
+            policy.snp.host_data = snp.host_data.iter().map(|d| d.0).collect();
+            policy.snp.guest_policy = Some(snp.guest_policy);
+        }
+        if !reference.runtime.events.is_empty() {
+            policy.tpm.pcrs = vec![(
+                reference.runtime.vtpm_pcr,
+                reference.expected_runtime_pcr_sha256().0,
+            )];
+        }
+        Ok(policy)
     }
 
     /// Accepts simulated evidence certified by `root_public_key` (P-256, SEC1 uncompressed or compressed).
@@ -81,6 +192,9 @@ pub enum VerifyError {
     /// bad certification signature).
     #[error("the simulated attestation key is not certified by the allowed root")]
     AttestationKeyNotCertified,
+    /// The collateral (carried or given) is malformed or incomplete.
+    #[error("collateral: {0}")]
+    Collateral(#[from] CollateralError),
     /// The bundle or its keyset did not decode.
     #[error("the evidence bundle is malformed")]
     Decode(#[from] DecodeError),
@@ -90,6 +204,17 @@ pub enum VerifyError {
     /// The bundle was made for another freshness (another nonce or epoch) than the one requested.
     #[error("the evidence is for another nonce or epoch")]
     FreshnessMismatch,
+    /// A GPU's evidence failed (the index names the GPU).
+    #[error("GPU evidence: {0}")]
+    Gpu(#[from] GpuSetError),
+    /// The bundle carries fewer GPUs than the policy requires.
+    #[error("{present} GPUs present, the policy requires {required}")]
+    GpuCount {
+        /// GPUs in the bundle.
+        present: usize,
+        /// The policy's minimum.
+        required: usize,
+    },
     /// `report_data` in the signed report is not the one recomputed from the keyset and the freshness.
     #[error("report_data does not bind this keyset and freshness")]
     KeysetBinding,
@@ -108,15 +233,40 @@ pub enum VerifyError {
         /// The field.
         field: &'static str,
     },
+    /// A vTPM PCR differs from the policy's value, or the quote does not carry it.
+    #[error("vTPM PCR {index} does not match the policy")]
+    PcrMismatch {
+        /// The PCR index.
+        index: u8,
+    },
     /// The report's signature by the attestation key does not verify.
     #[error("the report signature does not verify")]
     ReportSignature,
     /// The evidence is simulated and the policy does not allow simulated evidence.
     #[error("simulated evidence is rejected by this policy")]
     SimulatedEvidence,
-    /// The bundle's CPU evidence is for a platform this build cannot verify yet.
-    #[error("no verifier for {0:?} evidence in this build")]
-    UnsupportedPlatform(Platform),
+    /// The SNP report or its AMD chain failed.
+    #[error("SNP evidence: {0}")]
+    Snp(#[from] SnpError),
+    /// The SNP certificate chain is incomplete (no VCEK/VLEK in the evidence, or no ASK/ARK in the
+    /// evidence, the collateral or the pinned roots).
+    #[error("SNP certificate chain: {field} missing")]
+    SnpChainMissing {
+        /// What is missing.
+        field: &'static str,
+    },
+    /// The TDX quote failed.
+    #[error("TDX evidence: {0}")]
+    Tdx(#[from] TdxError),
+    /// The TDX quote came without collateral (neither in the bundle nor given).
+    #[error("no TDX collateral in the bundle or given")]
+    TdxCollateralMissing,
+    /// The vTPM quote failed.
+    #[error("vTPM evidence: {0}")]
+    Tpm(#[from] TpmError),
+    /// The policy requires vTPM evidence and the bundle has none.
+    #[error("the policy requires vTPM evidence")]
+    TpmMissing,
 }
 
 /// A bundle whose evidence verified under a policy. Only [`verify_bundle`] constructs it.
@@ -128,9 +278,29 @@ pub struct VerifiedBundle {
     host_key_id: B256,
     freshness: Freshness,
     report_data: [u8; 64],
+    tdx: Option<VerifiedTdxQuote>,
+    snp: Option<VerifiedSnpReport>,
+    gpus: Vec<VerifiedGpu>,
+    tpm: Option<VerifiedTpmQuote>,
 }
 
 impl VerifiedBundle {
+    /// The verified TDX quote, for a TDX bundle.
+    pub fn tdx(&self) -> Option<&VerifiedTdxQuote> {
+        self.tdx.as_ref()
+    }
+    /// The verified SNP report, for an SNP bundle.
+    pub fn snp(&self) -> Option<&VerifiedSnpReport> {
+        self.snp.as_ref()
+    }
+    /// The verified GPUs, in bundle order.
+    pub fn gpus(&self) -> &[VerifiedGpu] {
+        &self.gpus
+    }
+    /// The verified vTPM quote, when the bundle carries one.
+    pub fn tpm(&self) -> Option<&VerifiedTpmQuote> {
+        self.tpm.as_ref()
+    }
     /// The platform the evidence came from.
     pub fn platform(&self) -> Platform {
         self.platform
@@ -173,10 +343,22 @@ impl VerifiedBundle {
     }
 }
 
-/// Verifies an encoded `EvidenceBundle` for `expected` freshness under `policy` at time `now`.
+/// Verifies an encoded `EvidenceBundle` for `expected` freshness under `policy` at time `now`, with the
+/// collateral the bundle carries.
 pub fn verify_bundle(
     bundle_bytes: &[u8],
     policy: &Policy,
+    expected: &Freshness,
+    now: UnixTime,
+) -> Result<VerifiedBundle, VerifyError> {
+    verify_bundle_with_collateral(bundle_bytes, policy, None, expected, now)
+}
+
+/// As [`verify_bundle`], with `collateral` (when given) used instead of the bundle's own.
+pub fn verify_bundle_with_collateral(
+    bundle_bytes: &[u8],
+    policy: &Policy,
+    collateral: Option<&proto::Collateral>,
     expected: &Freshness,
     now: UnixTime,
 ) -> Result<VerifiedBundle, VerifyError> {
@@ -194,6 +376,7 @@ pub fn verify_bundle(
         return Err(VerifyError::KeysetFromFuture);
     }
     let expected_report_data = dait_chain_client::report_data(&keyset_hash, expected);
+    let collateral = collateral.or(bundle.collateral.as_ref());
 
     let evidence = bundle
         .cpu
@@ -202,13 +385,33 @@ pub fn verify_bundle(
         .ok_or(DecodeError::Missing {
             field: "evidence_bundle.cpu",
         })?;
+    let (mut tdx, mut snp) = (None, None);
     let platform = match evidence {
         Evidence::Simulated(report) => {
             verify_simulated(report, &bundle, policy, &expected_report_data)?;
             Platform::Simulated
         }
-        Evidence::TdxQuote(_) => return Err(VerifyError::UnsupportedPlatform(Platform::Tdx)),
-        Evidence::Snp(_) => return Err(VerifyError::UnsupportedPlatform(Platform::Snp)),
+        Evidence::TdxQuote(quote) => {
+            let collateral =
+                TdxCollateral::from_proto(collateral.ok_or(VerifyError::TdxCollateralMissing)?)?;
+            let verified = crate::tdx::verify_quote(quote, &collateral, &policy.tdx, now)?;
+            bind(verified.report_data(), &expected_report_data)?;
+            tdx = Some(verified);
+            Platform::Tdx
+        }
+        Evidence::Snp(evidence) => {
+            let verified = verify_snp(evidence, collateral, &policy.snp, now)?;
+            bind(verified.report_data(), &expected_report_data)?;
+            snp = Some(verified);
+            Platform::Snp
+        }
+    };
+
+    let gpus = verify_gpus(&bundle.gpus, policy, &expected_report_data, now)?;
+    let tpm = match &bundle.tpm {
+        Some(evidence) => Some(verify_tpm(evidence, &policy.tpm, &expected_report_data)?),
+        None if policy.tpm.required => return Err(VerifyError::TpmMissing),
+        None => None,
     };
 
     let host_key_id = keyset.host_key_id();
@@ -219,7 +422,142 @@ pub fn verify_bundle(
         host_key_id,
         freshness,
         report_data: expected_report_data,
+        tdx,
+        snp,
+        gpus,
+        tpm,
     })
+}
+
+/// The keyset binding: the CPU evidence's REPORTDATA must be the recomputed `report_data`.
+fn bind(reported: &[u8; 64], expected: &[u8; 64]) -> Result<(), VerifyError> {
+    if reported == expected {
+        Ok(())
+    } else {
+        Err(VerifyError::KeysetBinding)
+    }
+}
+
+/// SNP: the VCEK/VLEK from the evidence; ASK and ARK from the evidence, else the collateral's
+/// `amd_chain` (ARK, ASK), else AMD's pinned certificates of each product generation in turn.
+fn verify_snp(
+    evidence: &proto::SnpEvidence,
+    collateral: Option<&proto::Collateral>,
+    policy: &SnpPolicy,
+    now: UnixTime,
+) -> Result<VerifiedSnpReport, VerifyError> {
+    let vek = evidence
+        .cert_chain
+        .first()
+        .ok_or(VerifyError::SnpChainMissing { field: "VCEK/VLEK" })?;
+    let amd = collateral.map(|c| c.amd_chain.as_slice()).unwrap_or(&[]);
+    let ask = evidence.cert_chain.get(1).or(amd.get(1));
+    let ark = evidence.cert_chain.get(2).or(amd.first());
+    if let (Some(ask), Some(ark)) = (ask, ark) {
+        let certs = SnpCerts { ark, ask, vek };
+        return Ok(crate::snp::verify_report(&evidence.report, &certs, policy, now)?);
+    }
+    if ask.is_some() || ark.is_some() {
+        return Err(VerifyError::SnpChainMissing { field: "ASK/ARK" });
+    }
+    let mut first_error = None;
+    for product in [
+        crate::snp::SnpProduct::Milan,
+        crate::snp::SnpProduct::Genoa,
+        crate::snp::SnpProduct::Turin,
+    ] {
+        let certs = SnpCerts {
+            ark: crate::snp::amd_ark_pem(product),
+            ask: crate::snp::amd_ask_pem(product),
+            vek,
+        };
+        match crate::snp::verify_report(&evidence.report, &certs, policy, now) {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_error.map_or(VerifyError::SnpChainMissing { field: "ASK/ARK" }, VerifyError::Snp))
+}
+
+/// Every GPU `i` against `gpu_nonce(report_data, i)`.
+fn verify_gpus(
+    gpus: &[proto::GpuEvidence],
+    policy: &Policy,
+    report_data: &[u8; 64],
+    now: UnixTime,
+) -> Result<Vec<VerifiedGpu>, VerifyError> {
+    if gpus.len() < policy.min_gpus {
+        return Err(VerifyError::GpuCount {
+            present: gpus.len(),
+            required: policy.min_gpus,
+        });
+    }
+    let spdm: Vec<Vec<u8>> = gpus
+        .iter()
+        .map(|g| [g.spdm_request.as_slice(), g.spdm_response.as_slice()].concat())
+        .collect();
+    let chains: Vec<Vec<u8>> = gpus.iter().map(|g| g.cert_chain.concat()).collect();
+    let ocsp: Vec<Vec<&[u8]>> = gpus
+        .iter()
+        .map(|g| g.ocsp_responses.iter().map(Vec::as_slice).collect())
+        .collect();
+    let inputs: Vec<GpuEvidenceInput<'_>> = gpus
+        .iter()
+        .zip(spdm.iter().zip(chains.iter().zip(ocsp.iter())))
+        .map(|(g, (spdm, (chain, ocsp)))| GpuEvidenceInput {
+            spdm,
+            cert_chain_pem: chain,
+            driver_rim: (!g.driver_rim.is_empty()).then_some(g.driver_rim.as_slice()),
+            vbios_rim: (!g.vbios_rim.is_empty()).then_some(g.vbios_rim.as_slice()),
+            ocsp_responses: ocsp,
+        })
+        .collect();
+    let nonces: Vec<[u8; 32]> = (0..gpus.len())
+        .map(|i| {
+            let index = u32::try_from(i).unwrap_or(u32::MAX);
+            dait_chain_client::gpu_nonce(report_data, index).0
+        })
+        .collect();
+    Ok(crate::nvidia::verify_gpus(
+        &inputs,
+        &nonces,
+        &policy.gpu,
+        &policy.nvidia_roots.0,
+        now,
+    )?)
+}
+
+/// The vTPM quote: AK signature, PCR digest over the carried PCR values, qualifying data, pinned PCRs.
+fn verify_tpm(
+    evidence: &proto::TpmEvidence,
+    policy: &TpmPolicy,
+    report_data: &[u8; 64],
+) -> Result<VerifiedTpmQuote, VerifyError> {
+    // The bundle carries the TPMT_PUBLIC; the parser takes it as a TPM2B (u16 size prefix).
+    let size = u16::try_from(evidence.ak_public.len()).map_err(|_| TpmError::BadAkPublic)?;
+    let tpm2b = [size.to_be_bytes().as_slice(), &evidence.ak_public].concat();
+    let ak = AkPublic::from_tpm2b_public(&tpm2b)?;
+    let pcrs = evidence
+        .pcrs
+        .iter()
+        .map(|p| <[u8; 32]>::try_from(p.digest.as_slice()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| TpmError::PcrDigestMismatch)?;
+    let input = TpmQuoteInput {
+        attest: &evidence.attest,
+        signature: QuoteSignature::Tpmt(&evidence.signature),
+        pcrs: &pcrs,
+    };
+    let qualifying = dait_chain_client::tpm_qualifying_data(report_data);
+    let verified = crate::tpm::verify_quote(&input, &ak, qualifying.as_bytes())?;
+    for (index, value) in &policy.pcrs {
+        if verified.pcr(*index) != Some(value) {
+            return Err(VerifyError::PcrMismatch { index: *index });
+        }
+    }
+    Ok(verified)
 }
 
 /// Simulated evidence: policy first (so it is rejected whatever its signatures), then the chain
@@ -513,19 +851,90 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn tdx_evidence_is_unsupported_in_this_build() {
-        let f = Fixture::new();
+    fn with_cpu(f: &Fixture, evidence: Evidence, collateral: Option<proto::Collateral>) -> Vec<u8> {
         let mut bundle = dait_chain_client::decode_bundle(&f.encode()).unwrap();
         bundle.cpu = Some(proto::CpuEvidence {
-            evidence: Some(Evidence::TdxQuote(vec![1, 2, 3])),
+            evidence: Some(evidence),
+        });
+        bundle.collateral = collateral;
+        dait_chain_client::encode_bundle(&bundle)
+    }
+
+    #[test]
+    fn tdx_bundle_without_collateral_is_rejected() {
+        let f = Fixture::new();
+        let bytes = with_cpu(&f, Evidence::TdxQuote(vec![1, 2, 3]), None);
+        let r = verify_bundle(&bytes, &Policy::new(), &f.freshness, UnixTime::from_secs(NOW));
+        assert!(matches!(r, Err(VerifyError::TdxCollateralMissing)));
+    }
+
+    #[test]
+    fn tdx_bundle_with_incomplete_collateral_is_rejected() {
+        let f = Fixture::new();
+        let bytes = with_cpu(
+            &f,
+            Evidence::TdxQuote(vec![1, 2, 3]),
+            Some(proto::Collateral::default()),
+        );
+        let r = verify_bundle(&bytes, &Policy::new(), &f.freshness, UnixTime::from_secs(NOW));
+        assert!(matches!(
+            r,
+            Err(VerifyError::Collateral(CollateralError::Missing { .. }))
+        ));
+    }
+
+    #[test]
+    fn snp_bundle_without_vcek_is_rejected() {
+        let f = Fixture::new();
+        let bytes = with_cpu(
+            &f,
+            Evidence::Snp(proto::SnpEvidence {
+                report: vec![0; crate::snp::REPORT_LEN],
+                cert_chain: vec![],
+            }),
+            None,
+        );
+        let r = verify_bundle(&bytes, &Policy::new(), &f.freshness, UnixTime::from_secs(NOW));
+        assert!(matches!(r, Err(VerifyError::SnpChainMissing { .. })));
+    }
+
+    #[test]
+    fn missing_gpus_are_rejected() {
+        let f = Fixture::new();
+        let mut policy = allow(&f);
+        policy.min_gpus = 1;
+        assert!(matches!(
+            verify(&f, &policy),
+            Err(VerifyError::GpuCount {
+                present: 0,
+                required: 1
+            })
+        ));
+    }
+
+    #[test]
+    fn missing_vtpm_is_rejected_when_required() {
+        let f = Fixture::new();
+        let mut policy = allow(&f);
+        policy.tpm.required = true;
+        assert!(matches!(verify(&f, &policy), Err(VerifyError::TpmMissing)));
+    }
+
+    #[test]
+    fn malformed_vtpm_quote_is_rejected() {
+        let f = Fixture::new();
+        let mut bundle = dait_chain_client::decode_bundle(&f.encode()).unwrap();
+        bundle.tpm = Some(proto::TpmEvidence {
+            attest: vec![1],
+            signature: vec![2],
+            ak_public: vec![3],
+            ak_cert_chain: vec![],
+            pcrs: vec![],
+            pcr_hash_alg: 0x000b,
         });
         let bytes = dait_chain_client::encode_bundle(&bundle);
         let r = verify_bundle(&bytes, &allow(&f), &f.freshness, UnixTime::from_secs(NOW));
-        assert!(matches!(
-            r,
-            Err(VerifyError::UnsupportedPlatform(Platform::Tdx))
-        ));
+        assert!(matches!(r, Err(VerifyError::Tpm(_))));
     }
 
     #[test]

@@ -133,6 +133,12 @@ pub enum CollateralError {
         /// The document.
         document: &'static str,
     },
+    /// A required field is absent or empty.
+    #[error("{field} is missing")]
+    Missing {
+        /// The field.
+        field: &'static str,
+    },
     /// A PEM or text field is not UTF-8.
     #[error("{field} is not UTF-8")]
     Utf8 {
@@ -230,6 +236,56 @@ impl TdxCollateral {
                 pck_certificate_chain: b.pck_certificate_chain,
             },
         })
+    }
+
+    /// Takes the Intel fields of a bundle's `Collateral` message (PROTOCOL.md §8), which carry the
+    /// `QuoteCollateralV3` fields as bytes and strings (no hex). An empty `pck_certificate_chain` means the
+    /// chain is embedded in the quote.
+    pub fn from_proto(c: &dait_chain_client::proto::Collateral) -> Result<Self, CollateralError> {
+        let required: [(&'static str, bool); 6] = [
+            ("collateral.tcb_info", c.tcb_info.is_empty()),
+            ("collateral.tcb_info_signature", c.tcb_info_signature.is_empty()),
+            ("collateral.qe_identity", c.qe_identity.is_empty()),
+            ("collateral.qe_identity_signature", c.qe_identity_signature.is_empty()),
+            ("collateral.pck_crl", c.pck_crl.is_empty()),
+            ("collateral.root_ca_crl", c.root_ca_crl.is_empty()),
+        ];
+        if let Some((field, _)) = required.iter().find(|(_, empty)| *empty) {
+            return Err(CollateralError::Missing { field });
+        }
+        Ok(Self {
+            inner: dcap_qvl::QuoteCollateralV3 {
+                pck_crl_issuer_chain: c.pck_crl_issuer_chain.clone(),
+                root_ca_crl: c.root_ca_crl.clone(),
+                pck_crl: c.pck_crl.clone(),
+                tcb_info_issuer_chain: c.tcb_info_issuer_chain.clone(),
+                tcb_info: c.tcb_info.clone(),
+                tcb_info_signature: c.tcb_info_signature.clone(),
+                qe_identity_issuer_chain: c.qe_identity_issuer_chain.clone(),
+                qe_identity: c.qe_identity.clone(),
+                qe_identity_signature: c.qe_identity_signature.clone(),
+                pck_certificate_chain: (!c.pck_certificate_chain.is_empty())
+                    .then(|| c.pck_certificate_chain.clone()),
+            },
+        })
+    }
+
+    /// The same collateral as a bundle's `Collateral` message (Intel fields only).
+    pub fn to_proto(&self) -> dait_chain_client::proto::Collateral {
+        let i = &self.inner;
+        dait_chain_client::proto::Collateral {
+            pck_crl_issuer_chain: i.pck_crl_issuer_chain.clone(),
+            root_ca_crl: i.root_ca_crl.clone(),
+            pck_crl: i.pck_crl.clone(),
+            tcb_info_issuer_chain: i.tcb_info_issuer_chain.clone(),
+            tcb_info: i.tcb_info.clone(),
+            tcb_info_signature: i.tcb_info_signature.clone(),
+            qe_identity_issuer_chain: i.qe_identity_issuer_chain.clone(),
+            qe_identity: i.qe_identity.clone(),
+            qe_identity_signature: i.qe_identity_signature.clone(),
+            pck_certificate_chain: i.pck_certificate_chain.clone().unwrap_or_default(),
+            ..Default::default()
+        }
     }
 
     /// Loads the raw PCS files. The signed `tcbInfo` / `enclaveIdentity` bodies are kept byte for byte as

@@ -29,7 +29,8 @@
 //! # Security
 //! - Verification trusts only the policy: the default [`bundle::Policy`] rejects simulated evidence whatever
 //!   its signatures; [`bundle::Policy::dangerous_allow_simulated`] accepts it for one named root, for
-//!   development and tests. TDX and SNP evidence is refused as unsupported until their verifiers land.
+//!   development and tests. TDX, SNP, NVIDIA and vTPM evidence goes through [`tdx`], [`snp`], [`nvidia`] and [`tpm`]
+//!   under the policy's per-platform parts; [`bundle::Policy::from_reference`] pins a release's measurements.
 //! - Freshness: the bundle must be bound to the nonce the caller chose; evidence for another nonce fails.
 //! - The host's TLS certificate is trusted only through the attested SPKI; no CA is consulted.
 //! - A receipt that fails any check stops the session; the receipt is kept for a dispute.
