@@ -132,9 +132,8 @@ impl Policy {
                 .collect();
             policy.tdx.rtmr[1] = Some(tdx.rtmr1.0);
             policy.tdx.rtmr[2] = Some(tdx.rtmr2.0);
-            if !reference.runtime.events.is_empty() {
-                policy.tdx.rtmr[3] = Some(reference.expected_rtmr3().0);
-            }
+            // RTMR3 holds only the runtime events the agent extends (all zero when there are none).
+            policy.tdx.rtmr[3] = Some(reference.expected_rtmr3().0);
             policy.tdx.mr_config_id = tdx.mr_config_id.iter().map(|d| d.0).collect();
             policy.tdx.mr_owner = tdx.mr_owner.iter().map(|d| d.0).collect();
             policy.tdx.mr_owner_config = tdx.mr_owner_config.iter().map(|d| d.0).collect();
@@ -455,7 +454,12 @@ fn verify_snp(
     let ark = evidence.cert_chain.get(2).or(amd.first());
     if let (Some(ask), Some(ark)) = (ask, ark) {
         let certs = SnpCerts { ark, ask, vek };
-        return Ok(crate::snp::verify_report(&evidence.report, &certs, policy, now)?);
+        return Ok(crate::snp::verify_report(
+            &evidence.report,
+            &certs,
+            policy,
+            now,
+        )?);
     }
     if ask.is_some() || ark.is_some() {
         return Err(VerifyError::SnpChainMissing { field: "ASK/ARK" });
@@ -478,7 +482,10 @@ fn verify_snp(
             }
         }
     }
-    Err(first_error.map_or(VerifyError::SnpChainMissing { field: "ASK/ARK" }, VerifyError::Snp))
+    Err(first_error.map_or(
+        VerifyError::SnpChainMissing { field: "ASK/ARK" },
+        VerifyError::Snp,
+    ))
 }
 
 /// Every GPU `i` against `gpu_nonce(report_data, i)`.
@@ -864,7 +871,12 @@ mod tests {
     fn tdx_bundle_without_collateral_is_rejected() {
         let f = Fixture::new();
         let bytes = with_cpu(&f, Evidence::TdxQuote(vec![1, 2, 3]), None);
-        let r = verify_bundle(&bytes, &Policy::new(), &f.freshness, UnixTime::from_secs(NOW));
+        let r = verify_bundle(
+            &bytes,
+            &Policy::new(),
+            &f.freshness,
+            UnixTime::from_secs(NOW),
+        );
         assert!(matches!(r, Err(VerifyError::TdxCollateralMissing)));
     }
 
@@ -876,7 +888,12 @@ mod tests {
             Evidence::TdxQuote(vec![1, 2, 3]),
             Some(proto::Collateral::default()),
         );
-        let r = verify_bundle(&bytes, &Policy::new(), &f.freshness, UnixTime::from_secs(NOW));
+        let r = verify_bundle(
+            &bytes,
+            &Policy::new(),
+            &f.freshness,
+            UnixTime::from_secs(NOW),
+        );
         assert!(matches!(
             r,
             Err(VerifyError::Collateral(CollateralError::Missing { .. }))
@@ -894,7 +911,12 @@ mod tests {
             }),
             None,
         );
-        let r = verify_bundle(&bytes, &Policy::new(), &f.freshness, UnixTime::from_secs(NOW));
+        let r = verify_bundle(
+            &bytes,
+            &Policy::new(),
+            &f.freshness,
+            UnixTime::from_secs(NOW),
+        );
         assert!(matches!(r, Err(VerifyError::SnpChainMissing { .. })));
     }
 
@@ -943,7 +965,12 @@ mod tests {
         let mut bytes = f.encode();
         let policy = allow(&f);
         for cut in 0..bytes.len() {
-            let r = verify_bundle(&bytes[..cut], &policy, &f.freshness, UnixTime::from_secs(NOW));
+            let r = verify_bundle(
+                &bytes[..cut],
+                &policy,
+                &f.freshness,
+                UnixTime::from_secs(NOW),
+            );
             assert!(r.is_err(), "truncated at {cut} accepted");
         }
         bytes.push(0);

@@ -244,9 +244,15 @@ impl TdxCollateral {
     pub fn from_proto(c: &dait_chain_client::proto::Collateral) -> Result<Self, CollateralError> {
         let required: [(&'static str, bool); 6] = [
             ("collateral.tcb_info", c.tcb_info.is_empty()),
-            ("collateral.tcb_info_signature", c.tcb_info_signature.is_empty()),
+            (
+                "collateral.tcb_info_signature",
+                c.tcb_info_signature.is_empty(),
+            ),
             ("collateral.qe_identity", c.qe_identity.is_empty()),
-            ("collateral.qe_identity_signature", c.qe_identity_signature.is_empty()),
+            (
+                "collateral.qe_identity_signature",
+                c.qe_identity_signature.is_empty(),
+            ),
             ("collateral.pck_crl", c.pck_crl.is_empty()),
             ("collateral.root_ca_crl", c.root_ca_crl.is_empty()),
         ];
