@@ -227,26 +227,22 @@ fn usage_and_io_errors_exit_2() {
     );
 }
 
+fn real_samples_reference() -> serde_json::Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/reference/real-samples.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
 #[test]
 fn reference_policy_pins_measurements() {
     let dir = std::env::temp_dir().join(format!("dait-verify-ref-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let reference = |measurement: &str| {
-        serde_json::json!({
-            "schema": 1,
-            "release": "test",
-            "snp": {
-                "shapes": [{"shape": "s", "measurement": measurement}],
-                "host_data": ["783f0057820acb99249af56cc3b07b4e8d80f65183167cba9cf437bb680f742f"],
-                "guest_policy": 0x30000u64
-            }
-        })
-    };
     let good = dir.join("good.json");
     let bad = dir.join("bad.json");
-    let m = "7f51e17f72a04d5422cb2c00998166536019a217376f3aa45a630e59c805a599847ff250dbffcd07e1ba639771d6f05d";
-    std::fs::write(&good, reference(m).to_string()).unwrap();
-    std::fs::write(&bad, reference(&"00".repeat(48)).to_string()).unwrap();
+    let reference = real_samples_reference();
+    let mut changed = reference.clone();
+    changed["snp"]["shapes"][0]["measurement"] = "00".repeat(48).into();
+    std::fs::write(&good, reference.to_string()).unwrap();
+    std::fs::write(&bad, changed.to_string()).unwrap();
     let args = |p: &str| {
         vec![
             "evidence".to_string(),
@@ -268,4 +264,104 @@ fn reference_policy_pins_measurements() {
     assert_eq!(code_good, 0, "{out_good}");
     assert_eq!(code_bad, 1, "{out_bad}");
     assert!(out_bad.contains("launch measurement"), "{out_bad}");
+}
+
+#[test]
+fn a_partial_reference_file_is_a_usage_error() {
+    let dir = std::env::temp_dir().join(format!("dait-verify-partial-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let partial = dir.join("partial.json");
+    std::fs::write(&partial, r#"{"schema": 1, "release": "x"}"#).unwrap();
+    let (code, _, err) = run(&[
+        "evidence",
+        "--snp-report",
+        &ev("snp/dstack__milan_v3_report.bin"),
+        "--vcek",
+        &ev("snp/dstack__milan_vcek.pem"),
+        "--policy",
+        partial.to_str().unwrap(),
+    ]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(code, 2, "{err}");
+}
+
+/// A bundle around the real v4 quote: every check passes up to the keyset binding, which a quote made
+/// elsewhere cannot satisfy, so the CLI rejects it (exit 1) naming that check.
+#[test]
+fn bundle_around_a_real_quote_is_rejected_at_the_keyset_binding() {
+    use dait_chain_client::proto::{self, cpu_evidence::Evidence};
+    let quote = dait_verifier::tdx::decode_quote_file(
+        &std::fs::read(ev("tdx/dcap-qvl__v4_b0c06f_quote.bin")).unwrap(),
+    );
+    let keyset = dait_chain_client::Keyset {
+        receipt_key: dait_chain_client::HostSigningKey::from_bytes(&[3; 32])
+            .unwrap()
+            .verifying_key()
+            .to_sec1(),
+        ohttp_key_config: vec![1],
+        tls_spki: vec![2],
+        chain_id: 1,
+        settlement: dait_chain_client::Address([9; 20]),
+        created_at: 1_752_919_000,
+        boot_id: [1; 16],
+        host_account: dait_chain_client::Address::ZERO,
+    };
+    let nonce = [5u8; 32];
+    let bytes = dait_chain_client::encode_bundle(&proto::EvidenceBundle {
+        version: 1,
+        keyset: keyset.encode(),
+        freshness: Some(dait_chain_client::Freshness::TenantNonce(nonce).to_proto()),
+        cpu: Some(proto::CpuEvidence {
+            evidence: Some(Evidence::TdxQuote(quote)),
+        }),
+        gpus: vec![],
+        tpm: None,
+        event_log: vec![],
+        collateral: None,
+    });
+    let dir = std::env::temp_dir().join(format!("dait-verify-bundle-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bundle.pb");
+    std::fs::write(&file, bytes).unwrap();
+    let f = file.to_str().unwrap();
+    let hex_nonce = "05".repeat(32);
+    let collateral = ev("tdx/dcap-qvl__v4_b0c06f_collateral.json");
+    let (code, out, err) = run(&[
+        "evidence",
+        "--bundle",
+        f,
+        "--nonce",
+        &hex_nonce,
+        "--collateral",
+        &collateral,
+        "--at",
+        "1752919234",
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["verified"], false);
+    assert!(
+        v["evidence"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("report_data does not bind"),
+        "{out}"
+    );
+    // Without collateral (none in the bundle either): rejected, naming it.
+    let (code, out, _) = run(&[
+        "evidence",
+        "--bundle",
+        f,
+        "--nonce",
+        &hex_nonce,
+        "--at",
+        "1752919234",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("no TDX collateral"), "{out}");
+    // --bundle without --nonce is a usage error.
+    let (code, _, _) = run(&["evidence", "--bundle", f]);
+    assert_eq!(code, 2);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

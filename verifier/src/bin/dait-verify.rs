@@ -7,7 +7,11 @@
 //! dait-verify evidence --gpu-report spdm.hex --gpu-chain chain.pem --driver-rim d.swidtag --vbios-rim v.swidtag \
 //!     --gpu-ocsp leaf.ocsp.der --gpu-nonce <64 hex> --at <time>
 //! dait-verify evidence --tpm-quote quote.bin --ak-pub ak.pem --tpm-qualifying-data <hex> [--hcl-report hcl.bin]
+//! dait-verify evidence --bundle bundle.pb --nonce <64 hex> [--policy reference.json] [--collateral c.json] --at <time>
 //! ```
+//!
+//! `--bundle` verifies a whole `EvidenceBundle` (PROTOCOL.md §7): CPU evidence, keyset binding to the
+//! nonce, every GPU and the vTPM quote; the per-file options then tune that bundle's policy.
 //!
 //! Exit status: 0 every given piece of evidence verified; 1 one was rejected; 2 usage or I/O error.
 
@@ -16,11 +20,13 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
+use dait_measure::ReferenceMeasurements;
 use dait_verifier::UnixTime;
+use dait_verifier::bundle::Policy;
 use dait_verifier::collateral::{PcsFiles, TdxCollateral};
 use dait_verifier::snp::{self, SnpCerts, SnpPolicy, SnpProduct};
-use dait_verifier::tdx::{self, TcbStatus, TdxPolicy, TdxShape};
-use serde::{Deserialize, Serialize};
+use dait_verifier::tdx::{self, TcbStatus, TdxPolicy};
+use serde::Serialize;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -43,6 +49,8 @@ enum Command {
 #[derive(Args, Debug)]
 struct EvidenceArgs {
     #[command(flatten)]
+    bundle: BundleArgs,
+    #[command(flatten)]
     tdx: TdxArgs,
     #[command(flatten)]
     snp: SnpArgs,
@@ -52,6 +60,26 @@ struct EvidenceArgs {
     tpm: TpmArgs,
     #[command(flatten)]
     common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+struct BundleArgs {
+    /// A whole evidence bundle (protobuf `EvidenceBundle`, raw bytes).
+    #[arg(long, value_name = "FILE", requires = "nonce")]
+    bundle: Option<PathBuf>,
+    /// The freshness nonce the bundle must be bound to (64 hex digits): a tenant nonce, or with --epoch a
+    /// chain epoch nonce.
+    #[arg(long, value_name = "HEX")]
+    nonce: Option<String>,
+    /// The chain epoch of a chain epoch nonce.
+    #[arg(long, value_name = "N")]
+    epoch: Option<u64>,
+    /// Accept simulated evidence certified by this platform root (P-256 SEC1, hex). Development only.
+    #[arg(long, value_name = "HEX")]
+    dangerous_simulated_root: Option<String>,
+    /// Require at least this many GPUs in the bundle.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    min_gpus: usize,
 }
 
 #[derive(Args, Debug)]
@@ -161,7 +189,11 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         ),
     };
     let reference = match &args.common.policy {
-        Some(p) => Some(Reference::load(p)?),
+        Some(p) => {
+            let r = ReferenceMeasurements::load(p)
+                .with_context(|| format!("{} is not a reference measurements file", p.display()))?;
+            Some(Policy::from_reference(&r).with_context(|| format!("{}", p.display()))?)
+        }
         None => None,
     };
     let report_data = match &args.common.report_data {
@@ -172,6 +204,22 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         None => None,
     };
     let mut items = Vec::new();
+    if let Some(b) = &args.bundle.bundle {
+        let mut policy = reference.clone().unwrap_or_default();
+        policy.tdx = tdx_policy(&args.tdx, reference.as_ref())?;
+        policy.tdx.dangerous_allow_debug = args.common.dangerous_allow_debug;
+        policy.snp.dangerous_allow_debug = args.common.dangerous_allow_debug;
+        policy.gpu.require_ocsp = !args.gpu.dangerous_skip_gpu_ocsp;
+        policy.gpu.require_rim_match = !args.gpu.dangerous_skip_gpu_rims;
+        policy.min_gpus = args.bundle.min_gpus;
+        if let Some(root) = &args.bundle.dangerous_simulated_root {
+            let root = hex::decode(root.trim()).context("--dangerous-simulated-root is not hex")?;
+            policy = policy
+                .dangerous_allow_simulated(&root)
+                .context("--dangerous-simulated-root")?;
+        }
+        items.push(verify_bundle_file(b, &args, &policy, now)?);
+    }
     if let Some(q) = &args.tdx.tdx_quote {
         let mut policy = tdx_policy(&args.tdx, reference.as_ref())?;
         policy.report_data = report_data;
@@ -191,7 +239,9 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         items.push(verify_tpm_file(q, &args.tpm, report_data.as_ref())?);
     }
     if items.is_empty() {
-        bail!("nothing to verify: give --tdx-quote, --snp-report, --gpu-report or --tpm-quote");
+        bail!(
+            "nothing to verify: give --bundle, --tdx-quote, --snp-report, --gpu-report or --tpm-quote"
+        );
     }
     let outcome = Outcome {
         verified: items.iter().all(|i| i.verified),
@@ -336,29 +386,12 @@ fn tcb_status_named(s: &str) -> anyhow::Result<TcbStatus> {
         .with_context(|| format!("unknown TCB status {s:?}"))
 }
 
-fn tdx_policy(args: &TdxArgs, reference: Option<&Reference>) -> anyhow::Result<TdxPolicy> {
-    let mut p = TdxPolicy::default();
+fn tdx_policy(args: &TdxArgs, reference: Option<&Policy>) -> anyhow::Result<TdxPolicy> {
+    let mut p = reference.map(|r| r.tdx.clone()).unwrap_or_default();
     for s in &args.accept_tcb {
         p.accepted_tcb_statuses.push(tcb_status_named(s)?);
     }
     p.allowed_advisories.clone_from(&args.allow_advisory);
-    if let Some(t) = reference.and_then(|r| r.tdx.as_ref()) {
-        p.shapes = t
-            .shapes
-            .iter()
-            .map(|s| TdxShape {
-                mr_td: s.mrtd.0,
-                rtmr0: Some(s.rtmr0.0),
-            })
-            .collect();
-        p.rtmr[1] = Some(t.rtmr1.0);
-        p.rtmr[2] = Some(t.rtmr2.0);
-        p.mr_config_id = t.mr_config_id.iter().map(|h| h.0).collect();
-        p.mr_owner = t.mr_owner.iter().map(|h| h.0).collect();
-        p.mr_owner_config = t.mr_owner_config.iter().map(|h| h.0).collect();
-        p.td_attributes = Some(u64::from_le_bytes(t.td_attributes.0));
-        p.xfam = t.xfam.as_ref().map(|x| u64::from_le_bytes(x.0));
-    }
     Ok(p)
 }
 
@@ -406,14 +439,8 @@ fn verify_tdx(
 
 // ---- SNP ----------------------------------------------------------------------------------------
 
-fn snp_policy(reference: Option<&Reference>) -> SnpPolicy {
-    let mut p = SnpPolicy::default();
-    if let Some(s) = reference.and_then(|r| r.snp.as_ref()) {
-        p.measurements = s.shapes.iter().map(|x| x.measurement.0).collect();
-        p.host_data = s.host_data.iter().map(|h| h.0).collect();
-        p.guest_policy = Some(s.guest_policy);
-    }
-    p
+fn snp_policy(reference: Option<&Policy>) -> SnpPolicy {
+    reference.map(|r| r.snp.clone()).unwrap_or_default()
 }
 
 fn verify_snp(
@@ -479,75 +506,6 @@ fn verify_snp(
         Err(e) => item.error = Some(e.to_string()),
     }
     Ok(item)
-}
-
-// ---- reference JSON (seam) ----------------------------------------------------------------------
-
-// The reference file's schema belongs to `dait-measure` (`ReferenceMeasurements`). Until the verifier links
-// that crate, this reads the fields the policies need from the same JSON (unknown fields are ignored here;
-// `dait-measure` validates the whole file).
-
-#[derive(Deserialize, Debug)]
-struct Reference {
-    #[serde(default)]
-    tdx: Option<RefTdx>,
-    #[serde(default)]
-    snp: Option<RefSnp>,
-}
-
-#[derive(Deserialize, Debug)]
-struct RefTdx {
-    shapes: Vec<RefTdxShape>,
-    rtmr1: Hex<48>,
-    rtmr2: Hex<48>,
-    #[serde(default)]
-    mr_config_id: Vec<Hex<48>>,
-    #[serde(default)]
-    mr_owner: Vec<Hex<48>>,
-    #[serde(default)]
-    mr_owner_config: Vec<Hex<48>>,
-    td_attributes: Hex<8>,
-    #[serde(default)]
-    xfam: Option<Hex<8>>,
-}
-
-#[derive(Deserialize, Debug)]
-struct RefTdxShape {
-    mrtd: Hex<48>,
-    rtmr0: Hex<48>,
-}
-
-#[derive(Deserialize, Debug)]
-struct RefSnp {
-    shapes: Vec<RefSnpShape>,
-    #[serde(default)]
-    host_data: Vec<Hex<32>>,
-    guest_policy: u64,
-}
-
-#[derive(Deserialize, Debug)]
-struct RefSnpShape {
-    measurement: Hex<48>,
-}
-
-#[derive(Debug)]
-struct Hex<const N: usize>([u8; N]);
-
-impl<'de, const N: usize> Deserialize<'de> for Hex<N> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        let v = hex::decode(s.trim()).map_err(serde::de::Error::custom)?;
-        let a = <[u8; N]>::try_from(v)
-            .map_err(|_| serde::de::Error::custom(format!("expected {N} bytes of hex")))?;
-        Ok(Self(a))
-    }
-}
-
-impl Reference {
-    fn load(p: &Path) -> anyhow::Result<Self> {
-        serde_json::from_slice(&read(p)?)
-            .with_context(|| format!("{} is not a reference measurements file", p.display()))
-    }
 }
 
 // ---- NVIDIA GPU and vTPM ------------------------------------------------------------------------
@@ -736,4 +694,85 @@ fn verify_tpm_file(
         Err(e) => item.error = Some(e.to_string()),
     }
     Ok(item)
+}
+
+// ---- whole bundle -------------------------------------------------------------------------------
+
+fn verify_bundle_file(
+    path: &Path,
+    args: &EvidenceArgs,
+    policy: &Policy,
+    now: UnixTime,
+) -> anyhow::Result<Item> {
+    use dait_chain_client::Freshness;
+    let bytes = read(path)?;
+    let nonce_hex = args
+        .bundle
+        .nonce
+        .as_deref()
+        .context("--bundle needs --nonce")?;
+    let nonce = <[u8; 32]>::try_from(hex::decode(nonce_hex.trim()).context("--nonce is not hex")?)
+        .map_err(|_| anyhow::anyhow!("--nonce must be 32 bytes"))?;
+    let freshness = match args.bundle.epoch {
+        Some(epoch) => Freshness::ChainEpoch { epoch, nonce },
+        None => Freshness::TenantNonce(nonce),
+    };
+    let collateral = match &args.tdx.collateral {
+        Some(p) => Some(load_collateral(p)?.to_proto()),
+        None => None,
+    };
+    let mut item = Item {
+        kind: "bundle",
+        file: path.display().to_string(),
+        verified: false,
+        error: None,
+        claims: serde_json::Map::new(),
+    };
+    match dait_verifier::bundle::verify_bundle_with_collateral(
+        &bytes,
+        policy,
+        collateral.as_ref(),
+        &freshness,
+        now,
+    ) {
+        Ok(v) => {
+            item.verified = true;
+            let c = &mut item.claims;
+            c.insert("platform".into(), format!("{:?}", v.platform()).into());
+            c.insert(
+                "keyset_hash".into(),
+                hex::encode(v.keyset_hash().as_bytes()).into(),
+            );
+            c.insert(
+                "host_key_id".into(),
+                hex::encode(v.host_key_id().as_bytes()).into(),
+            );
+            c.insert("report_data".into(), hex::encode(v.report_data()).into());
+            if let Some(q) = v.tdx() {
+                c.insert("tcb_status".into(), q.tcb_status().to_string().into());
+                c.insert("mr_td".into(), hex::encode(q.mr_td()).into());
+            }
+            if let Some(r) = v.snp() {
+                c.insert("measurement".into(), hex::encode(r.measurement()).into());
+            }
+            c.insert("gpus".into(), v.gpus().len().into());
+            c.insert("vtpm".into(), v.tpm().is_some().into());
+        }
+        Err(e) => item.error = Some(error_chain(&e)),
+    }
+    Ok(item)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
 }
