@@ -450,8 +450,13 @@ fn verify_rim_for(
             if let Some(v) = shared.rims.get(&key) {
                 return Ok(Some(v.clone()));
             }
-            let v = rim::verify_rim(x, &roots.rim_signing, UnixTime::from_secs(now))
-                .map_err(|source| NvidiaError::Rim { which, source })?;
+            let v = rim::verify_rim_cached(
+                x,
+                &roots.rim_signing,
+                UnixTime::from_secs(now),
+                &mut shared.signatures,
+            )
+            .map_err(|source| NvidiaError::Rim { which, source })?;
             shared.rims.insert(key, v.clone());
             Ok(Some(v))
         }

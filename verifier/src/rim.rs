@@ -245,6 +245,18 @@ pub fn verify_rim(
     anchor: &TrustAnchor,
     now: UnixTime,
 ) -> Result<VerifiedRim, RimError> {
+    verify_rim_cached(bytes, anchor, now, &mut x::SignatureCache::default())
+}
+
+/// [`verify_rim`], remembering verified certificate signatures in `cache`: the driver and VBIOS RIMs of a
+/// GPU (and of every GPU of a machine) are signed under the same chain, whose signatures then verify once
+/// per verification.
+pub fn verify_rim_cached(
+    bytes: &[u8],
+    anchor: &TrustAnchor,
+    now: UnixTime,
+    cache: &mut x::SignatureCache,
+) -> Result<VerifiedRim, RimError> {
     let now = now.as_secs();
     let root = xml::parse(bytes).map_err(RimError::Xml)?;
     let mut sigs = root
@@ -322,7 +334,7 @@ pub fn verify_rim(
         .first()
         .ok_or(RimError::Malformed("X509Certificate"))?;
     verify_xml_signature(sig_alg, signer, canonical_si.as_bytes(), &sig_value)?;
-    x::verify_chain(&chain, anchor, now).map_err(RimError::Chain)?;
+    x::verify_chain_cached(&chain, anchor, now, cache).map_err(RimError::Chain)?;
 
     let rim = extract(&root)?;
     Ok(VerifiedRim {
