@@ -438,7 +438,8 @@ pub fn verify_issued_by(
 }
 
 /// Verifies a chain (leaf first): every signature by the next certificate, every validity window at `now`,
-/// the last certificate self-signed with a key equal to `anchor`.
+/// the last certificate self-issued with a key equal to `anchor` (its self-signature is not checked: the
+/// pinned key is the trust).
 pub fn verify_chain(
     chain: &[Certificate],
     anchor: &TrustAnchor,
@@ -519,7 +520,13 @@ pub fn verify_chain_cached(
     if spki_sha256(root)? != anchor.spki_sha256 {
         return Err(X509Error::UntrustedRoot);
     }
-    cache.verify_issued_by(root, root, last_index)?;
+    // The root is trusted by its pinned key, not by its self-signature (RFC 5280 §6.1.1 (d): a trust
+    // anchor is an input to path validation): checking that signature would prove nothing and cost one
+    // P-384 verification per chain. Its name must still issue the next certificate (checked above) and it
+    // must be valid at `now` and a CA (below).
+    if root.tbs_certificate.subject != root.tbs_certificate.issuer {
+        return Err(X509Error::IssuerMismatch { index: last_index });
+    }
     for (i, cert) in chain.iter().enumerate() {
         check_validity(cert, now, i)?;
         if i > 0 {

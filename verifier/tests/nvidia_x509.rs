@@ -93,3 +93,30 @@ fn p256_chain_verifies_and_a_flipped_signature_does_not() {
         "{err:?}"
     );
 }
+
+/// The pinned anchor must end the chain as a self-issued root: an intermediate whose key is pinned but
+/// which names another issuer is refused. (The anchor's self-signature is not checked: its key is the trust.)
+#[test]
+fn pinned_key_on_a_certificate_that_is_not_self_issued_is_rejected() {
+    let alg = &rcgen::PKCS_ECDSA_P256_SHA256;
+    let root_kp = KeyPair::generate_for(alg).unwrap();
+    let root = params("root", Some(BasicConstraints::Unconstrained))
+        .self_signed(&root_kp)
+        .unwrap();
+    let ica_kp = KeyPair::generate_for(alg).unwrap();
+    let ica = params("ica", Some(BasicConstraints::Unconstrained))
+        .signed_by(&ica_kp, &root, &root_kp)
+        .unwrap();
+    let leaf_kp = KeyPair::generate_for(alg).unwrap();
+    let leaf = params("leaf", None)
+        .signed_by(&leaf_kp, &ica, &ica_kp)
+        .unwrap();
+    let ica_anchor = TrustAnchor::from_certificate_der(ica.der()).unwrap();
+    let err = x509::verify_chain(&[cert(&leaf), cert(&ica)], &ica_anchor, NOW).unwrap_err();
+    assert!(
+        matches!(err, X509Error::IssuerMismatch { index: 1 }),
+        "{err:?}"
+    );
+    let root_anchor = TrustAnchor::from_certificate_der(root.der()).unwrap();
+    x509::verify_chain(&[cert(&leaf), cert(&ica), cert(&root)], &root_anchor, NOW).unwrap();
+}
