@@ -44,6 +44,8 @@ pub const ERROR_TRAILER: &[u8] = b"x-dait-error";
 /// Upper bound of prompt tokens assumed for the escrow check: body bytes plus this margin (a token
 /// is at least one byte of the prompt text; the margin covers template tokens).
 pub const PROMPT_TOKEN_MARGIN: u64 = 256;
+/// How long a client may take to finish the TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// `max_tokens` the agent sets when the request has none, so the escrow bound holds.
 pub const DEFAULT_MAX_TOKENS: u64 = 1024;
 
@@ -57,8 +59,8 @@ pub struct App {
     pub event_log: Vec<u8>,
     /// Channels.
     pub channels: Arc<Channels>,
-    /// Receipt log.
-    pub log: ReceiptLog,
+    /// Receipt log (`None` when only producing evidence, `dait-host attest`).
+    pub log: Option<ReceiptLog>,
     /// Engine client.
     pub upstream: Option<Upstream>,
     /// Fixed receipt fields.
@@ -274,6 +276,12 @@ fn upstream_body(inner: &Inner) -> Bytes {
     Bytes::from(Value::Object(json).to_string())
 }
 
+fn receipt_log(app: &App) -> Result<&ReceiptLog, CallError> {
+    app.log
+        .as_ref()
+        .ok_or(CallError::Internal("no receipt log"))
+}
+
 fn begin(app: &App, inner: &Inner) -> Result<Lease, CallError> {
     app.channels.begin(
         &inner.state,
@@ -364,7 +372,7 @@ async fn plain_call(
             &app.params,
             &app.keys.receipt,
             &app.keys.domain,
-            &app.log,
+            receipt_log(app)?,
         )
         .await?;
     Ok((resp, signed.to_header_value()))
@@ -603,7 +611,7 @@ async fn finish_stream(
             &app.params,
             &app.keys.receipt,
             &app.keys.domain,
-            &app.log,
+            receipt_log(app)?,
         )
         .await?;
     Ok(signed.to_header_value())
@@ -629,7 +637,9 @@ pub async fn serve_tls(app: Arc<App>, listener: TcpListener) -> std::io::Result<
         let acceptor = acceptor.clone();
         let app = Arc::clone(&app);
         tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(tcp).await else {
+            let Ok(Ok(tls)) =
+                tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+            else {
                 return;
             };
             serve_connection(app, tls).await;
