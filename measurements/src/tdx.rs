@@ -44,6 +44,8 @@ pub const MR_EXTEND_CHUNK: usize = 256;
 pub const MAX_SECTIONS: usize = 64;
 /// Largest firmware image accepted.
 pub const MAX_FIRMWARE_LEN: usize = 64 * 1024 * 1024;
+/// Largest guest memory size of one TDVF section (each page is measured, so this bounds the work).
+pub const MAX_SECTION_MEMORY: u64 = 1 << 32;
 /// Most PE sections accepted.
 pub const MAX_PE_SECTIONS: usize = 96;
 
@@ -245,6 +247,12 @@ impl<'a> Tdvf<'a> {
                 return Err(TdxError::InvalidSection {
                     index,
                     field: "not page aligned",
+                });
+            }
+            if section.memory_data_size > MAX_SECTION_MEMORY {
+                return Err(TdxError::InvalidSection {
+                    index,
+                    field: "memory size over 4 GiB",
                 });
             }
             if u64::from(section.raw_data_size) > section.memory_data_size {
@@ -625,6 +633,15 @@ mod tests {
         assert!(matches!(
             Tdvf::parse(&misaligned),
             Err(TdxError::InvalidSection { index: 0, .. })
+        ));
+        let mut huge = TDVF.to_vec();
+        huge[desc + 16 + 16..desc + 16 + 24].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        assert!(matches!(
+            Tdvf::parse(&huge),
+            Err(TdxError::InvalidSection {
+                field: "memory size over 4 GiB",
+                ..
+            })
         ));
         let mut outside = TDVF.to_vec();
         outside[desc + 16..desc + 20].copy_from_slice(&0x3000u32.to_le_bytes());
