@@ -42,7 +42,7 @@ fn synthetic_inputs(dir: &Path) -> Vec<String> {
             64,
             snp::AMDSEV_SECTIONS,
             Some(snp::AMDSEV_HASHES_TABLE),
-            0xffff_f0a0,
+            snp::AMDSEV_RESET_EIP,
         ),
     )
     .unwrap();

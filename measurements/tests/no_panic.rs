@@ -58,7 +58,7 @@ fn mutated_valid_inputs_never_panic() {
         16,
         snp::AMDSEV_SECTIONS,
         Some(snp::AMDSEV_HASHES_TABLE),
-        0xffff_f0a0,
+        snp::AMDSEV_RESET_EIP,
     );
     let log = eventlog::encode_sha384_log(&[
         (2, eventlog::EV_EFI_ACTION, [1; 48], b"action"),

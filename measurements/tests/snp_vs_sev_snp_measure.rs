@@ -170,7 +170,7 @@ fn synthetic_ovmf_matches_sev_snp_measure() {
         64,
         snp::AMDSEV_SECTIONS,
         Some(snp::AMDSEV_HASHES_TABLE),
-        0xffff_f0a0,
+        snp::AMDSEV_RESET_EIP,
     );
     std::fs::write(&path, image).unwrap();
     differential(&path);
@@ -185,7 +185,7 @@ fn vmsa_pages_match_sev_snp_measure() {
         16,
         snp::AMDSEV_SECTIONS,
         Some(snp::AMDSEV_HASHES_TABLE),
-        0xffff_f0a0,
+        snp::AMDSEV_RESET_EIP,
     );
     std::fs::write(&path, image).unwrap();
     let out = Command::new(&tool)
@@ -217,7 +217,7 @@ fn vmsa_pages_match_sev_snp_measure() {
     );
     assert_eq!(
         ap,
-        snp::vmsa_page(0xffff_f0a0, cpu, snp::DEFAULT_GUEST_FEATURES)
+        snp::vmsa_page(snp::AMDSEV_RESET_EIP, cpu, snp::DEFAULT_GUEST_FEATURES)
     );
 }
 
