@@ -21,7 +21,7 @@ fn mutate(rng: &mut XorShift, base: &[u8], window: usize) -> Vec<u8> {
         let at = len - 1 - (rng.next() as usize % window.min(len));
         bytes[at] = rng.next() as u8;
     }
-    if rng.next() % 4 == 0 {
+    if rng.next().is_multiple_of(4) {
         let cut = rng.next() as usize % bytes.len();
         bytes.truncate(cut);
     }
