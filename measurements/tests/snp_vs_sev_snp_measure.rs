@@ -17,16 +17,21 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Installs (once per test process: the tests run in parallel threads) and locates sev-snp-measure.
 fn reference_tool() -> PathBuf {
-    let out = Command::new(repo_root().join("measurements/scripts/sev-snp-measure.sh"))
-        .output()
-        .expect("run measurements/scripts/sev-snp-measure.sh");
-    assert!(
-        out.status.success(),
-        "installing sev-snp-measure failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    static TOOL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    TOOL.get_or_init(|| {
+        let out = Command::new(repo_root().join("measurements/scripts/sev-snp-measure.sh"))
+            .output()
+            .expect("run measurements/scripts/sev-snp-measure.sh");
+        assert!(
+            out.status.success(),
+            "installing sev-snp-measure failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+    .clone()
 }
 
 struct Case<'a> {
