@@ -305,6 +305,7 @@ fn writer(mut file: File, mut rx: mpsc::UnboundedReceiver<Job>) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -297,6 +297,7 @@ impl Drop for Lease {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use dait_chain_client::{ChannelState, SignedChannelState, StateError, TenantSigner};

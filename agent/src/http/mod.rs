@@ -691,6 +691,7 @@ mod tokio_stream_shim {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
