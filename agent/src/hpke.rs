@@ -163,8 +163,8 @@ impl AsyncWrite for ChannelWriter {
     }
 }
 
-/// Streaming response sealer for chunked OHTTP: each [`ChunkedSealer::write`] becomes one
-/// encrypted chunk; [`ChunkedSealer::finish`] writes the authenticated final chunk.
+/// Streaming response sealer for chunked OHTTP: each [`ChunkWriter::write`] becomes one
+/// encrypted chunk; [`ChunkWriter::finish`] writes the authenticated final chunk.
 pub struct ChunkedSealer {
     writer: BoxedWriter,
     rx: mpsc::UnboundedReceiver<Vec<u8>>,

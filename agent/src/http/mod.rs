@@ -49,7 +49,7 @@ pub const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from
 /// `max_tokens` the agent sets when the request has none, so the escrow bound holds.
 pub const DEFAULT_MAX_TOKENS: u64 = 1024;
 
-/// Everything a request needs. Built once by [`crate::Agent`].
+/// Everything a request needs. Built once by [`crate::build_app`].
 pub struct App {
     /// Boot keys.
     pub keys: BootKeys,
