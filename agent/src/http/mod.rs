@@ -180,7 +180,12 @@ async fn ohttp(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         Err(_) => return empty(StatusCode::PAYLOAD_TOO_LARGE),
     };
     let request_ct_hash = ciphertext_hash(&body);
-    let span = info_span!("call", request_id = %hex::encode(request_ct_hash.0.get(..8).unwrap_or_default()), chunked);
+    let span = info_span!(
+        "call",
+        request_id = %hex::encode(request_ct_hash.0.get(..8).unwrap_or_default()),
+        model = %app.params.model_id,
+        chunked
+    );
     if chunked {
         streaming(app, body, request_ct_hash).instrument(span).await
     } else {
