@@ -433,7 +433,7 @@ fn indeterminate_tail(trailer: &[(&[u8], &[u8])]) -> Vec<u8> {
     out
 }
 
-fn chunked_response(rx: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) -> Response<Body> {
+fn chunked_response(rx: tokio::sync::mpsc::Receiver<Vec<u8>>) -> Response<Body> {
     let stream = ReceiverStream(rx).map(|c| Ok::<_, Infallible>(Frame::data(Bytes::from(c))));
     let body = StreamBody::new(stream).boxed_unsync();
     Response::builder()
@@ -679,13 +679,13 @@ where
     }
 }
 
-/// A `Stream` over an unbounded receiver (tokio-stream is not needed for this one adapter).
+/// A `Stream` over a channel receiver (tokio-stream is not needed for this one adapter).
 mod tokio_stream_shim {
     use std::pin::Pin;
     use std::task::{Context, Poll};
 
-    /// Wraps an unbounded receiver as a stream.
-    pub struct ReceiverStream(pub tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>);
+    /// Wraps a receiver as a stream.
+    pub struct ReceiverStream(pub tokio::sync::mpsc::Receiver<Vec<u8>>);
 
     impl futures::Stream for ReceiverStream {
         type Item = Vec<u8>;
