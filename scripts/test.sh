@@ -57,7 +57,12 @@ engine_up() {
     export DAIT_REQUIRE_ENGINE=1
 }
 
-trap '[ "$engine_started" -eq 0 ] || scripts/engine.sh stop >/dev/null 2>&1 || true' EXIT
+stop_engine() {
+    if [ "$engine_started" -eq 1 ]; then
+        scripts/engine.sh stop >/dev/null 2>&1 || true
+    fi
+}
+trap stop_engine EXIT
 
 step "rustfmt" cargo fmt --all -- --check
 step "clippy" cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
