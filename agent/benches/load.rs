@@ -6,6 +6,11 @@
 //! tenants prepare each request (state signature, OHTTP encapsulation) before the clock starts
 //! and open the response after it stops, so the times cover the exchange with the agent only.
 //!
+//! The throughput phase also reads the CPU time consumed by the agent process and by this process
+//! (tenants, TLS client, null upstream) from `/proc/<pid>/task/*/schedstat`, so that the agent's CPU
+//! cost per request, and the throughput it would reach with both cores to itself, are reported next
+//! to the measured rate (which the two processes share the cores for).
+//!
 //! Run: `cargo bench -p dait-agent --features simulated-tee --bench load`
 //! Environment: `DAIT_BENCH_STATE_DIR` (where the receipt log lives; default a temp dir),
 //! `DAIT_BENCH_SECS` (seconds per throughput phase, default 5), `DAIT_BENCH_CONCURRENCY` (default 32).
@@ -96,6 +101,17 @@ fn rss_kib(pid: u32) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
+}
+
+/// CPU time (ns) consumed so far by all threads of process `pid`.
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 fn pct(v: &mut [Duration], p: f64) -> f64 {
@@ -306,7 +322,9 @@ async fn run() {
     );
 
     // Throughput: `conc` closed-loop clients for `secs` seconds each, direct then through the agent.
-    let direct_rps = {
+    let me = std::process::id();
+    let (direct_rps, direct_cpu) = {
+        let cpu0 = cpu_ns(me);
         let stop = Instant::now() + Duration::from_secs(secs);
         let mut tasks = Vec::new();
         for _ in 0..conc {
@@ -325,10 +343,14 @@ async fn run() {
         for task in tasks {
             n += task.await.unwrap();
         }
-        n as f64 / t.elapsed().as_secs_f64()
+        (
+            n as f64 / t.elapsed().as_secs_f64(),
+            (cpu_ns(me) - cpu0) as f64 / 1e3 / n as f64,
+        )
     };
     let info = Arc::new(info);
-    let (agent_rps, mut lat) = {
+    let (agent_rps, mut lat, agent_cpu, gen_cpu) = {
+        let (a0, g0) = (cpu_ns(pid), cpu_ns(me));
         let stop = Instant::now() + Duration::from_secs(secs);
         let mut tasks = Vec::new();
         for i in 0..conc {
@@ -349,7 +371,13 @@ async fn run() {
         for task in tasks {
             all.extend(task.await.unwrap());
         }
-        (all.len() as f64 / t.elapsed().as_secs_f64(), all)
+        let n = all.len() as f64;
+        (
+            n / t.elapsed().as_secs_f64(),
+            all,
+            (cpu_ns(pid) - a0) as f64 / 1e3 / n,
+            (cpu_ns(me) - g0) as f64 / 1e3 / n,
+        )
     };
     println!(
         "throughput, {conc} closed-loop clients, {secs} s each (clients share the 2 cores with the agent):"
@@ -359,6 +387,15 @@ async fn run() {
         "  through the agent    {agent_rps:>8.0} req/s   (latency under load p50 {:.0} us, p99 {:.0} us)",
         pct(&mut lat, 0.5),
         pct(&mut lat, 0.99)
+    );
+    println!(
+        "  CPU per request: agent {agent_cpu:.0} us, load generator {gen_cpu:.0} us (direct phase: {direct_cpu:.0} us)"
+    );
+    println!(
+        "  CPU split: agent {:.0}% / load generator {:.0}%; agent alone on 2 cores: {:.0} req/s (2 s of CPU per s / agent CPU per request)",
+        100.0 * agent_cpu / (agent_cpu + gen_cpu),
+        100.0 * gen_cpu / (agent_cpu + gen_cpu),
+        2e6 / agent_cpu
     );
     println!(
         "agent RSS after load: {:.1} MiB",
