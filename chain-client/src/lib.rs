@@ -99,6 +99,8 @@ mod channel;
 mod eip712;
 mod hash;
 mod keys;
+#[cfg(feature = "std")]
+mod p256_table;
 pub mod proto;
 #[cfg(feature = "json")]
 mod response;
