@@ -20,7 +20,7 @@ keep=0
 while (($#)); do
     case "$1" in
         --keep) keep=1 ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
         *) log "unknown argument: $1"; exit 2 ;;
     esac
     shift

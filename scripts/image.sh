@@ -33,7 +33,7 @@ while (($#)); do
         --clean) clean=1 ;;
         --out) out="${2:?--out needs a directory}"; shift ;;
         --profile) profile="${2:?--profile needs a name}"; shift ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) log "unknown argument: $1"; exit 2 ;;
     esac
     shift

@@ -6,7 +6,7 @@
 #      (DAIT_REQUIRE_ENGINE=1: end-to-end tests fail instead of skipping when it is missing)
 #   4. the wasm32 build of the chain-client core
 #   5. the API docs, warnings are errors
-# The engine is stopped on exit, also when a step fails. A failing step stops the run, unless
+# The engine is stopped on exit, also when a step fails (unless it was running before). A failing step stops the run, unless
 # DAIT_TEST_KEEP_GOING=1, which runs every step and fails at the end (to see all failures at once).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,14 +45,24 @@ finish() {
 }
 
 # (Called as `step`'s "$@" || …, where set -e does not apply: each command checks its own status.)
+# An engine that was already running (started by hand in this checkout) is used and left running.
+engine_started=0
 engine_up() {
     scripts/engine.sh install || return 1
-    DAIT_ENGINE_URL="$(scripts/engine.sh start)" || return 1
+    if ! DAIT_ENGINE_URL="$(scripts/engine.sh url 2>/dev/null)"; then
+        engine_started=1
+        DAIT_ENGINE_URL="$(scripts/engine.sh start)" || return 1
+    fi
     export DAIT_ENGINE_URL
     export DAIT_REQUIRE_ENGINE=1
 }
 
-trap 'scripts/engine.sh stop >/dev/null 2>&1 || true' EXIT
+stop_engine() {
+    if [ "$engine_started" -eq 1 ]; then
+        scripts/engine.sh stop >/dev/null 2>&1 || true
+    fi
+}
+trap stop_engine EXIT
 
 step "rustfmt" cargo fmt --all -- --check
 step "clippy" cargo clippy --workspace --all-targets --all-features --locked -- -D warnings

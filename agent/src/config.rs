@@ -212,6 +212,7 @@ pub fn parse_address(s: &str) -> Option<[u8; 20]> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -11,6 +11,7 @@ use futures::io::{AsyncReadExt, AsyncWrite};
 use ohttp::hpke::{Aead, Kdf, Kem};
 use ohttp::{KeyConfig, Server, SymmetricSuite};
 use tokio::sync::mpsc;
+use tokio_util::sync::PollSender;
 use zeroize::Zeroizing;
 
 /// Key id of the single key configuration.
@@ -109,8 +110,10 @@ impl HpkeKey {
         req.read_to_end(&mut pt)
             .await
             .map_err(HpkeError::DecapsulateChunked)?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let writer = req.response(ChannelWriter(tx)).map_err(HpkeError::Seal)?;
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let writer = req
+            .response(ChannelWriter(PollSender::new(tx)))
+            .map_err(HpkeError::Seal)?;
         Ok((
             Plaintext(pt),
             ChunkedSealer {
@@ -141,18 +144,27 @@ impl ResponseSealer {
     }
 }
 
-/// Writer that forwards every write (one encrypted chunk, or the response nonce) to a channel.
-pub struct ChannelWriter(mpsc::UnboundedSender<Vec<u8>>);
+/// Encrypted pieces a stream may queue before the writer waits for the tenant to read
+/// (backpressure: a slow reader slows the stream instead of growing memory).
+pub const STREAM_BUFFER: usize = 64;
+
+/// Writer that forwards every write (one encrypted chunk, or the response nonce) to a bounded
+/// channel; it returns `Pending` while the channel is full.
+pub struct ChannelWriter(PollSender<Vec<u8>>);
 
 impl AsyncWrite for ChannelWriter {
     fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.0.send(buf.to_vec()) {
-            Ok(()) => Poll::Ready(Ok(buf.len())),
-            Err(_) => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+        match self.0.poll_reserve(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(_)) => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+            Poll::Ready(Ok(())) => match self.0.send_item(buf.to_vec()) {
+                Ok(()) => Poll::Ready(Ok(buf.len())),
+                Err(_) => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+            },
         }
     }
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -163,16 +175,16 @@ impl AsyncWrite for ChannelWriter {
     }
 }
 
-/// Streaming response sealer for chunked OHTTP: each [`ChunkedSealer::write`] becomes one
-/// encrypted chunk; [`ChunkedSealer::finish`] writes the authenticated final chunk.
+/// Streaming response sealer for chunked OHTTP: each [`ChunkWriter::write`] becomes one
+/// encrypted chunk; [`ChunkWriter::finish`] writes the authenticated final chunk.
 pub struct ChunkedSealer {
     writer: BoxedWriter,
-    rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    rx: mpsc::Receiver<Vec<u8>>,
 }
 
 impl ChunkedSealer {
     /// Split into the writer half and the receiver of encrypted bytes.
-    pub fn split(self) -> (ChunkWriter, mpsc::UnboundedReceiver<Vec<u8>>) {
+    pub fn split(self) -> (ChunkWriter, mpsc::Receiver<Vec<u8>>) {
         (ChunkWriter(self.writer), self.rx)
     }
 }

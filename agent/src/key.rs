@@ -164,6 +164,7 @@ pub fn host_account_from_file(text: &str) -> Result<Address, KeyError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

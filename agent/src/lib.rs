@@ -186,15 +186,9 @@ pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
                 truncated_bytes = replay.truncated,
                 "receipt log replayed"
             );
-            (log, Channels::from_replay(&replay))
+            (Some(log), Channels::from_replay(&replay))
         }
-        Mode::Attest => {
-            let dir = std::env::temp_dir().join(format!("dait-attest-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).map_err(|e| AgentError::Io("temp dir", e))?;
-            let (log, _) = log::ReceiptLog::open(&dir)?;
-            let _ = std::fs::remove_dir_all(&dir);
-            (log, Channels::default())
-        }
+        Mode::Attest => (None, Channels::default()),
     };
 
     let params = ReceiptParams {

@@ -4,12 +4,18 @@
 //! fixed header ([`RecordHeader`]) followed by the protobuf `SignedReceipt` bytes as served. A record
 //! is durable (written and `fdatasync`ed) before [`ReceiptLog::append`] returns; concurrent appends
 //! share one sync (group commit). On open, the log is replayed: a torn final record (short, or its
-//! checksum fails and nothing follows it) is truncated; a damaged record followed by more data, or a
-//! gap in a channel's `call_seq`, is an error (never silently dropped).
+//! checksum fails and only zero bytes follow it) is erased; a damaged record followed by more data,
+//! or a gap in a channel's `call_seq`, is an error (never silently dropped).
+//!
+//! The file is preallocated in [`SEGMENT`]-byte steps by writing zeros and syncing the metadata once
+//! per step, so that each commit overwrites blocks that already exist: the per-request `fdatasync`
+//! then flushes data only, with no file-size or extent update to journal. Zero bytes after the last
+//! record are the unused part of the preallocation (a record never starts with a zero length).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::thread;
 
@@ -21,6 +27,9 @@ pub const LOG_FILE: &str = "receipts.log";
 
 /// Largest record payload accepted on replay (bytes).
 pub const MAX_RECORD: usize = 1 << 20;
+
+/// Preallocation step of the log file (bytes of zeros written and synced ahead of the records).
+pub const SEGMENT: u64 = 1 << 20;
 
 const FRAME_HEADER: usize = 4 + 8;
 /// Size of [`RecordHeader`] when encoded.
@@ -138,7 +147,9 @@ fn frame(header: &RecordHeader, signed_receipt: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Read every complete record of a log file (no truncation, no sequencing checks beyond framing).
+/// Read every complete record of a log file (no sequencing checks beyond framing). Returns the
+/// records and the offset where the next record goes; stops at the zero-filled preallocated tail and
+/// at a torn final record (one that is short or fails its checksum with only zeros after it).
 pub fn read_records(path: &Path) -> Result<(Vec<Record>, u64), LogError> {
     let mut data = Vec::new();
     File::open(path)?.read_to_end(&mut data)?;
@@ -146,9 +157,6 @@ pub fn read_records(path: &Path) -> Result<(Vec<Record>, u64), LogError> {
     let mut pos = 0usize;
     loop {
         let rest = data.get(pos..).unwrap_or_default();
-        if rest.is_empty() {
-            return Ok((out, pos as u64));
-        }
         let Some((len, after)) = rest.split_first_chunk::<4>() else {
             return Ok((out, pos as u64));
         };
@@ -156,18 +164,16 @@ pub fn read_records(path: &Path) -> Result<(Vec<Record>, u64), LogError> {
         let Some((sum, after)) = after.split_first_chunk::<8>() else {
             return Ok((out, pos as u64));
         };
-        if len > MAX_RECORD || after.len() < len {
-            // Short final record (or a garbage length): torn.
-            if len > MAX_RECORD && after.len() >= MAX_RECORD {
-                return Err(LogError::Corrupt { offset: pos as u64 });
-            }
-            return Ok((out, pos as u64));
-        }
-        let (payload, tail) = after.split_at(len);
-        let digest = Sha256::digest(payload);
-        let header = RecordHeader::decode(payload);
-        match header {
-            Some(header) if digest.get(..8) == Some(&sum[..]) => {
+        let record = if len == 0 || len > MAX_RECORD {
+            None
+        } else {
+            after.get(..len).and_then(|payload| {
+                let header = RecordHeader::decode(payload)?;
+                (Sha256::digest(payload).get(..8) == Some(&sum[..])).then_some((header, payload))
+            })
+        };
+        match record {
+            Some((header, payload)) => {
                 out.push(Record {
                     header,
                     signed_receipt: payload
@@ -177,10 +183,61 @@ pub fn read_records(path: &Path) -> Result<(Vec<Record>, u64), LogError> {
                 });
                 pos += FRAME_HEADER + len;
             }
-            _ if tail.is_empty() => return Ok((out, pos as u64)),
-            _ => return Err(LogError::Corrupt { offset: pos as u64 }),
+            None => {
+                // Unused preallocation, or a torn final write: the record is short, or only zeros
+                // follow it (or follow its frame header, when the length is zero or implausible).
+                let end = if len == 0 {
+                    zeros(after)
+                } else if len > MAX_RECORD {
+                    after.len() < MAX_RECORD || zeros(after)
+                } else {
+                    after.get(len..).is_none_or(zeros)
+                };
+                if end {
+                    return Ok((out, pos as u64));
+                }
+                return Err(LogError::Corrupt { offset: pos as u64 });
+            }
         }
     }
+}
+
+fn zeros(b: &[u8]) -> bool {
+    b.iter().all(|&x| x == 0)
+}
+
+/// Offset just past the last non-zero byte at or after `from` (`from` when there is none).
+fn garbage_end(path: &Path, from: u64) -> io::Result<u64> {
+    let mut data = Vec::new();
+    File::open(path)?.read_to_end(&mut data)?;
+    let from = usize::try_from(from).unwrap_or(usize::MAX);
+    let end = data
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |i| i + 1)
+        .max(from);
+    Ok(end as u64)
+}
+
+/// Make sure the file holds written (zeroed) blocks up to at least `need`, extending it by whole
+/// segments and syncing its metadata; `allocated` is the current file length.
+fn preallocate(file: &File, allocated: &mut u64, need: u64) -> io::Result<()> {
+    if need <= *allocated {
+        return Ok(());
+    }
+    let new_len = need.div_ceil(SEGMENT).saturating_mul(SEGMENT);
+    let chunk = vec![0u8; 64 * 1024];
+    let mut at = *allocated;
+    while at < new_len {
+        let n = usize::try_from(new_len - at)
+            .unwrap_or(usize::MAX)
+            .min(chunk.len());
+        file.write_all_at(chunk.get(..n).unwrap_or_default(), at)?;
+        at += n as u64;
+    }
+    file.sync_all()?;
+    *allocated = new_len;
+    Ok(())
 }
 
 struct Job {
@@ -206,20 +263,22 @@ impl ReceiptLog {
     /// and start the writer thread.
     pub fn open(state_dir: &Path) -> Result<(Self, Replay), LogError> {
         let path = state_dir.join(LOG_FILE);
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
             .open(&path)?;
         let (records, good_len) = read_records(&path)?;
-        let total = file.metadata()?.len();
-        let truncated = total.saturating_sub(good_len);
+        let truncated = garbage_end(&path, good_len)? - good_len;
         if truncated > 0 {
-            file.set_len(good_len)?;
+            // Erase the torn record so that the next append starts on zeros.
+            let n = usize::try_from(truncated).map_err(|_| LogError::TooLarge)?;
+            file.write_all_at(&vec![0u8; n], good_len)?;
             file.sync_all()?;
         }
-        file.seek(SeekFrom::End(0))?;
+        let mut allocated = file.metadata()?.len();
+        preallocate(&file, &mut allocated, good_len + SEGMENT / 2)?;
         let mut heads = ChannelHeads::new();
         let mut offset = 0u64;
         for r in &records {
@@ -238,7 +297,7 @@ impl ReceiptLog {
         let (tx, rx) = mpsc::unbounded_channel();
         thread::Builder::new()
             .name("receipt-log".into())
-            .spawn(move || writer(file, rx))?;
+            .spawn(move || writer(file, good_len, allocated, rx))?;
         Ok((Self { tx, path }, replay))
     }
 
@@ -271,8 +330,9 @@ impl ReceiptLog {
     }
 }
 
-/// Writer thread: take every job queued, write them with one `write_all`, sync once, acknowledge all.
-fn writer(mut file: File, mut rx: mpsc::UnboundedReceiver<Job>) {
+/// Writer thread: take every job queued, write them with one positioned write at `pos`, sync the data
+/// once, acknowledge all; then extend the preallocation when less than half a segment is left.
+fn writer(file: File, mut pos: u64, mut allocated: u64, mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut batch: Vec<Job> = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
     let mut failed: Option<io::ErrorKind> = None;
@@ -288,7 +348,13 @@ fn writer(mut file: File, mut rx: mpsc::UnboundedReceiver<Job>) {
                 for j in &batch {
                     buf.extend_from_slice(&j.bytes);
                 }
-                let r = file.write_all(&buf).and_then(|()| file.sync_data());
+                let end = pos + buf.len() as u64;
+                let r = preallocate(&file, &mut allocated, end)
+                    .and_then(|()| file.write_all_at(&buf, pos))
+                    .and_then(|()| file.sync_data());
+                if r.is_ok() {
+                    pos = end;
+                }
                 if let Err(e) = &r {
                     // After a failed write or sync the file's state is unknown: refuse all further appends.
                     failed = Some(e.kind());
@@ -301,12 +367,20 @@ fn writer(mut file: File, mut rx: mpsc::UnboundedReceiver<Job>) {
             // The requester may have gone away; the record is durable either way.
             let _ = j.done.send(result);
         }
+        if failed.is_none() {
+            // On failure the next batch retries (and fails itself only if it does not fit).
+            if let Err(e) = preallocate(&file, &mut allocated, pos + SEGMENT / 2) {
+                tracing::warn!(error = %e, "receipt log preallocation failed");
+            }
+        }
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn hdr(ch: u8, seq: u64) -> RecordHeader {
         RecordHeader {
@@ -360,17 +434,67 @@ mod tests {
         assert_eq!(replay.records, 1);
         assert_eq!(replay.truncated, (b.len() - 3) as u64);
         assert_eq!(replay.heads[&[1; 32]].call_seq, 1);
-        assert_eq!(
-            std::fs::metadata(dir.path().join(LOG_FILE)).unwrap().len(),
-            a.len() as u64
-        );
+        // The torn bytes are erased (zeros) and the file is preallocated past the good prefix.
+        let data = std::fs::read(dir.path().join(LOG_FILE)).unwrap();
+        assert!((data.len() as u64).is_multiple_of(SEGMENT));
+        assert_eq!(&data[..a.len()], &a[..]);
+        assert!(data[a.len()..].iter().all(|&x| x == 0));
+    }
+
+    #[tokio::test]
+    async fn append_after_torn_record_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = frame(&hdr(1, 1), b"one");
+        let b = frame(&hdr(1, 2), b"two");
+        write_raw(dir.path(), &[a, b.get(..b.len() - 3).unwrap().to_vec()]);
+        let (log, _) = ReceiptLog::open(dir.path()).unwrap();
+        log.append(&hdr(1, 2), b"again").await.unwrap();
+        drop(log);
+        let (_log, replay) = ReceiptLog::open(dir.path()).unwrap();
+        assert_eq!(replay.records, 2);
+        assert_eq!(replay.truncated, 0);
+        assert_eq!(replay.heads[&[1; 32]].call_seq, 2);
+    }
+
+    #[tokio::test]
+    async fn preallocated_log_replays_and_grows_by_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = ReceiptLog::open(dir.path()).unwrap();
+        let path = dir.path().join(LOG_FILE);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), SEGMENT);
+        // Enough records to cross into a second segment.
+        let body = vec![0xabu8; 4000];
+        let n = SEGMENT / 4000 + 10;
+        for seq in 1..=n {
+            log.append(&hdr(3, seq), &body).await.unwrap();
+        }
+        drop(log);
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert!(len >= 2 * SEGMENT && len.is_multiple_of(SEGMENT), "{len}");
+        let (records, next) = read_records(&path).unwrap();
+        assert_eq!(records.len() as u64, n);
+        assert!(next < len);
+        let (_log, replay) = ReceiptLog::open(dir.path()).unwrap();
+        assert_eq!(replay.records, n);
+        assert_eq!(replay.truncated, 0);
+    }
+
+    #[test]
+    fn data_after_zero_padding_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = frame(&hdr(1, 1), b"one");
+        write_raw(dir.path(), &[a.clone(), vec![0; 100], vec![1]]);
+        assert!(matches!(
+            ReceiptLog::open(dir.path()),
+            Err(LogError::Corrupt { offset }) if offset == a.len() as u64
+        ));
     }
 
     #[test]
     fn torn_header_is_truncated() {
         let dir = tempfile::tempdir().unwrap();
         let a = frame(&hdr(1, 1), b"one");
-        write_raw(dir.path(), &[a, vec![0, 0]]);
+        write_raw(dir.path(), &[a, vec![0, 1]]);
         let (_log, replay) = ReceiptLog::open(dir.path()).unwrap();
         assert_eq!(replay.records, 1);
         assert_eq!(replay.truncated, 2);

@@ -174,7 +174,7 @@ impl Lease {
 
     /// Build, sign and durably log the receipt for this call, then advance the channel.
     pub async fn commit(
-        mut self,
+        self,
         facts: &CallFacts,
         params: &ReceiptParams,
         key: &HostSigningKey,
@@ -233,7 +233,25 @@ impl Lease {
             host_key_id: self.head.host_key_id.0,
             tenant: self.tenant.0,
         };
-        log.append(&header, &signed.encode()).await.map_err(|e| {
+        let bytes = signed.encode();
+        let log = log.clone();
+        // Logging and advancing the head run in their own task: if the caller's future is dropped
+        // (the tenant hung up), a receipt that reached the log still advances the channel.
+        let task =
+            tokio::spawn(async move { self.finish(header, bytes, receipt_hash, &log).await });
+        task.await
+            .map_err(|_| CallError::Internal("receipt commit task"))??;
+        Ok(signed)
+    }
+
+    async fn finish(
+        mut self,
+        header: RecordHeader,
+        bytes: Vec<u8>,
+        receipt_hash: B256,
+        log: &ReceiptLog,
+    ) -> Result<(), CallError> {
+        log.append(&header, &bytes).await.map_err(|e| {
             tracing::error!(error = %e, "receipt log append failed");
             CallError::Internal("receipt log")
         })?;
@@ -246,15 +264,15 @@ impl Lease {
             slot.head = ChannelHead {
                 channel_id: self.head.channel_id,
                 host_key_id: self.head.host_key_id,
-                last_call_seq: call_seq,
+                last_call_seq: header.call_seq,
                 last_receipt_hash: receipt_hash,
-                cumulative,
+                cumulative: header.cumulative,
             };
             slot.tenant = Some(self.tenant);
             slot.busy = false;
         }
         self.done = true;
-        Ok(signed)
+        Ok(())
     }
 }
 
@@ -275,5 +293,106 @@ impl Drop for Lease {
                 slots.remove(&self.head.channel_id);
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use dait_chain_client::{ChannelState, SignedChannelState, StateError, TenantSigner};
+
+    fn setup() -> (Arc<Channels>, SignedChannelState, Domain, B256) {
+        let domain = Domain {
+            chain_id: 1,
+            settlement: Address([1; 20]),
+        };
+        let host = B256([2; 32]);
+        let tenant = TenantSigner::generate(&mut rand::rngs::OsRng);
+        let state = ChannelState::open(B256([3; 32]), 1000, tenant.address(), host);
+        let signed = SignedChannelState {
+            tenant_signature: tenant.sign_state(&state, &domain),
+            state,
+            host_signature: None,
+        };
+        (Arc::new(Channels::default()), signed, domain, host)
+    }
+
+    #[test]
+    fn one_call_per_channel_at_a_time() {
+        let (ch, signed, domain, host) = setup();
+        let lease = ch.begin(&signed, &domain, host, 10).unwrap();
+        assert!(matches!(
+            ch.begin(&signed, &domain, host, 10),
+            Err(CallError::Busy)
+        ));
+        drop(lease);
+        // Released without a receipt: the channel is free and unchanged.
+        let lease = ch.begin(&signed, &domain, host, 10).unwrap();
+        assert_eq!(lease.head().last_call_seq, 0);
+    }
+
+    #[test]
+    fn failed_check_on_a_new_channel_leaves_no_slot() {
+        let (ch, signed, domain, host) = setup();
+        assert!(matches!(
+            ch.begin(&signed, &domain, host, 10_000),
+            Err(CallError::State(StateError::OverEscrowCap))
+        ));
+        assert!(ch.head(&signed.state.channel_id).is_none());
+    }
+
+    #[tokio::test]
+    async fn commit_advances_the_head_and_logs() {
+        let (ch, signed, domain, host) = setup();
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = ReceiptLog::open(dir.path()).unwrap();
+        let key = HostSigningKey::generate(&mut rand::rngs::OsRng);
+        let params = ReceiptParams {
+            host_key_id: host,
+            keyset_hash: B256([4; 32]),
+            model_id: "m".into(),
+            weight_hash: B256::ZERO,
+            price_in: 1,
+            price_out: 2,
+            seed: 0,
+            engine_build: B256::ZERO,
+            deterministic: false,
+        };
+        let facts = CallFacts {
+            request_hash: B256([5; 32]),
+            response_hash: B256([6; 32]),
+            request_ct_hash: B256([7; 32]),
+            response_ct_hash: B256::ZERO,
+            tokens_in: 3,
+            tokens_out: 4,
+            timestamp: 1,
+        };
+        let lease = ch.begin(&signed, &domain, host, 100).unwrap();
+        let r = lease
+            .commit(&facts, &params, &key, &domain, &log)
+            .await
+            .unwrap();
+        assert_eq!(r.receipt.amount, 11);
+        let head = ch.head(&signed.state.channel_id).unwrap();
+        assert_eq!(head.last_call_seq, 1);
+        assert_eq!(head.cumulative, 11);
+        assert_eq!(head.last_receipt_hash, r.receipt.signing_digest(&domain));
+        // The turn-0 state is now stale.
+        assert!(matches!(
+            ch.begin(&signed, &domain, host, 10),
+            Err(CallError::State(StateError::Stale { .. }))
+        ));
+        // A real cost past the cap gets no receipt.
+        let (ch2, signed2, _, _) = setup();
+        let lease = ch2.begin(&signed2, &domain, host, 10).unwrap();
+        let big = CallFacts {
+            tokens_out: 10_000,
+            ..facts
+        };
+        assert!(matches!(
+            lease.commit(&big, &params, &key, &domain, &log).await,
+            Err(CallError::OverEscrowCap)
+        ));
     }
 }

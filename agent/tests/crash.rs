@@ -85,6 +85,7 @@ async fn run() {
     let (engine, _) = start_engine(EngineMode {
         usage_in_stream: true,
         tokens: 3,
+        cut_streams: false,
     })
     .await;
     let (mut child, addr) = start_agent(&state, engine).await;

@@ -67,10 +67,12 @@ async fn agent(mode: EngineMode, tls: bool) -> Agent {
 const VLLM_LIKE: EngineMode = EngineMode {
     usage_in_stream: true,
     tokens: 5,
+    cut_streams: false,
 };
 const LLAMA_LIKE: EngineMode = EngineMode {
     usage_in_stream: false,
     tokens: 5,
+    cut_streams: false,
 };
 
 fn error_code(body: &[u8]) -> String {
@@ -124,7 +126,7 @@ async fn plain_calls_build_a_receipt_chain() {
         t.accept(&r, false).unwrap();
     }
     // Every receipt is in the log, in order.
-    let (records, _) = dait_agent::log::read_records(a.app.log.path()).unwrap();
+    let (records, _) = dait_agent::log::read_records(a.app.log.as_ref().unwrap().path()).unwrap();
     assert_eq!(records.len(), 3);
     let last = SignedReceipt::decode(&records[2].signed_receipt).unwrap();
     assert_eq!(last.receipt.call_seq, 3);
@@ -532,4 +534,80 @@ async fn tls_certificate_matches_the_keyset_pin() {
         .await
         .unwrap();
     t.accept(&r, false).unwrap();
+}
+
+#[tokio::test]
+async fn attestation_binds_keyset_and_nonce() {
+    use dait_chain_client::proto::{SimulatedReportBody, cpu_evidence};
+    use prost::Message;
+    let a = agent(VLLM_LIKE, false).await;
+    let mut conn = Conn::connect(a.addr, false).await.unwrap();
+    for nonce in [[1u8; 32], [2u8; 32]] {
+        let (status, body) = conn
+            .send(
+                "GET",
+                &format!("/v1/attestation?nonce={}", hex::encode(nonce)),
+                None,
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+        let bundle = dait_chain_client::decode_bundle(&body).unwrap();
+        assert_eq!(bundle.keyset, a.app.keys.keyset_bytes);
+        let freshness = dait_chain_client::Freshness::TenantNonce(nonce);
+        assert_eq!(bundle.freshness, Some(freshness.to_proto()));
+        let Some(cpu_evidence::Evidence::Simulated(r)) = bundle.cpu.unwrap().evidence else {
+            panic!("not simulated")
+        };
+        let report = SimulatedReportBody::decode(&r.body[..]).unwrap();
+        let expected = dait_chain_client::report_data(
+            &dait_chain_client::keyset_hash(&bundle.keyset),
+            &freshness,
+        );
+        assert_eq!(report.report_data, expected.to_vec());
+        // The event log is the one measured into the simulated RTMR3.
+        let log: Value = serde_json::from_slice(&bundle.event_log).unwrap();
+        assert_eq!(log[0]["kind"], "dait.model-id");
+        assert_eq!(log[0]["data"], "test-model");
+    }
+    let (status, body) = conn
+        .send("GET", "/v1/ohttp-keys", None, vec![])
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let configs = ohttp::KeyConfig::decode_list(&body).unwrap();
+    assert_eq!(configs.len(), 1);
+}
+
+#[tokio::test]
+async fn stream_cut_short_upstream_gets_no_receipt() {
+    let a = agent(
+        EngineMode {
+            usage_in_stream: true,
+            tokens: 5,
+            cut_streams: true,
+        },
+        false,
+    )
+    .await;
+    let mut conn = Conn::connect(a.addr, false).await.unwrap();
+    let info = host_info(&mut conn).await;
+    let t = Tenant::new(&info, 1_000_000, 13);
+    let r = t
+        .stream_with(
+            &mut conn,
+            "/v1/chat/completions",
+            &t.state_header(),
+            &chat_body("hi", 5, true),
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.receipt.is_none());
+    assert_eq!(r.trailer_error.as_deref(), Some(&b"upstream"[..]));
+    // No call_seq was used: the same state is still current.
+    let head = a.app.channels.head(&t.chain.state().channel_id);
+    assert!(head.is_none_or(|h| h.last_call_seq == 0));
 }

@@ -22,6 +22,32 @@ bytes32 engineBuild,bool deterministic)";
 pub const CHANNEL_STATE_TYPE: &str = "ChannelState(bytes32 channelId,uint64 turn,uint128 cumulative,\
 uint128 escrowCap,bytes32 lastReceiptHash,address tenant,bytes32 hostKeyId)";
 
+/// `keccak(RECEIPT_TYPE)`, precomputed (a unit test recomputes it).
+const RECEIPT_TYPE_HASH: [u8; 32] = [
+    0xdc, 0xc8, 0xbb, 0xa6, 0x06, 0xdb, 0x37, 0x16, 0x65, 0x6c, 0x48, 0xd5, 0x76, 0x73, 0x68, 0x2a,
+    0x7a, 0x79, 0x6d, 0xdc, 0x7f, 0x6d, 0xde, 0x2d, 0xd3, 0x08, 0xda, 0x71, 0x2a, 0x6d, 0xc6, 0x66,
+];
+/// `keccak(CHANNEL_STATE_TYPE)`, precomputed (a unit test recomputes it).
+const CHANNEL_STATE_TYPE_HASH: [u8; 32] = [
+    0x8c, 0x81, 0x2a, 0x7c, 0x20, 0x25, 0x36, 0xf8, 0x6e, 0x6d, 0x55, 0xf3, 0x1e, 0xfb, 0x4a, 0x97,
+    0xdd, 0x48, 0x39, 0x3d, 0xb9, 0x5b, 0x32, 0xeb, 0xc9, 0x53, 0x79, 0x4e, 0x1c, 0xff, 0xfa, 0xa0,
+];
+/// `keccak(DOMAIN_TYPE)`, precomputed (a unit test recomputes it).
+const DOMAIN_TYPE_HASH: [u8; 32] = [
+    0x8b, 0x73, 0xc3, 0xc6, 0x9b, 0xb8, 0xfe, 0x3d, 0x51, 0x2e, 0xcc, 0x4c, 0xf7, 0x59, 0xcc, 0x79,
+    0x23, 0x9f, 0x7b, 0x17, 0x9b, 0x0f, 0xfa, 0xca, 0xa9, 0xa7, 0x5d, 0x52, 0x2b, 0x39, 0x40, 0x0f,
+];
+/// `keccak("dait")`, precomputed.
+const DOMAIN_NAME_HASH: [u8; 32] = [
+    0x54, 0x9a, 0xe1, 0x89, 0x7c, 0xfb, 0xf2, 0x0d, 0x0a, 0xfd, 0xc0, 0xbd, 0xc0, 0xd2, 0x79, 0x47,
+    0x39, 0x12, 0xe3, 0x42, 0xc9, 0x5d, 0x0e, 0x6d, 0x82, 0xc1, 0xbb, 0xd6, 0xa3, 0x1a, 0x38, 0x31,
+];
+/// `keccak("1")`, precomputed.
+const DOMAIN_VERSION_HASH: [u8; 32] = [
+    0xc8, 0x9e, 0xfd, 0xaa, 0x54, 0xc0, 0xf2, 0x0c, 0x7a, 0xdf, 0x61, 0x28, 0x82, 0xdf, 0x09, 0x50,
+    0xf5, 0xa9, 0x51, 0x63, 0x7e, 0x03, 0x07, 0xcd, 0xcb, 0x4c, 0x67, 0x2f, 0x29, 0x8b, 0x8b, 0xc6,
+];
+
 /// The EIP-712 domain the host and the tenant sign under: name `"dait"`, version `"1"`, and the keyset's chain
 /// id and settlement contract.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -64,6 +90,7 @@ pub fn type_hash(type_string: &str) -> B256 {
 }
 
 /// The domain separator for any `name` and `version` (the crate fixes them to `"dait"` and `"1"`).
+#[cfg(test)]
 fn separator(name: &str, version: &str, chain_id: u64, contract: &Address) -> B256 {
     keccak(&[
         &type_hash(DOMAIN_TYPE).0,
@@ -78,7 +105,13 @@ impl Domain {
     /// `domainSeparator = keccak(typeHash || keccak(name) || keccak(version) || word(chainId) ||
     /// word(verifyingContract))`.
     pub fn separator(&self) -> B256 {
-        separator(DOMAIN_NAME, DOMAIN_VERSION, self.chain_id, &self.settlement)
+        keccak(&[
+            &DOMAIN_TYPE_HASH,
+            &DOMAIN_NAME_HASH,
+            &DOMAIN_VERSION_HASH,
+            &word_u128(u128::from(self.chain_id)),
+            &word_address(&self.settlement),
+        ])
     }
 
     /// `keccak(0x19 || 0x01 || domainSeparator || structHash)`.
@@ -91,7 +124,7 @@ impl Receipt {
     /// EIP-712 `hashStruct(receipt)` under [`RECEIPT_TYPE`].
     pub fn struct_hash(&self) -> B256 {
         keccak(&[
-            &type_hash(RECEIPT_TYPE).0,
+            &RECEIPT_TYPE_HASH,
             &word_u128(u128::from(self.version)),
             &self.channel_id.0,
             &word_u128(u128::from(self.call_seq)),
@@ -127,7 +160,7 @@ impl ChannelState {
     /// EIP-712 `hashStruct(state)` under [`CHANNEL_STATE_TYPE`].
     pub fn struct_hash(&self) -> B256 {
         keccak(&[
-            &type_hash(CHANNEL_STATE_TYPE).0,
+            &CHANNEL_STATE_TYPE_HASH,
             &self.channel_id.0,
             &word_u128(u128::from(self.turn)),
             &word_u128(self.cumulative),
@@ -215,6 +248,23 @@ mod tests {
         assert_eq!(&sig.0[..64], &rs[..]);
         assert_eq!(sig.0[64], 28);
         assert_eq!(recover_tenant(&digest, &sig).unwrap(), cow);
+    }
+
+    #[test]
+    fn precomputed_hashes() {
+        assert_eq!(type_hash(RECEIPT_TYPE).0, RECEIPT_TYPE_HASH);
+        assert_eq!(type_hash(CHANNEL_STATE_TYPE).0, CHANNEL_STATE_TYPE_HASH);
+        assert_eq!(type_hash(DOMAIN_TYPE).0, DOMAIN_TYPE_HASH);
+        assert_eq!(keccak(&[DOMAIN_NAME.as_bytes()]).0, DOMAIN_NAME_HASH);
+        assert_eq!(keccak(&[DOMAIN_VERSION.as_bytes()]).0, DOMAIN_VERSION_HASH);
+        let d = Domain {
+            chain_id: 7,
+            settlement: Address([3; 20]),
+        };
+        assert_eq!(
+            d.separator(),
+            separator(DOMAIN_NAME, DOMAIN_VERSION, 7, &Address([3; 20]))
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@ use core::fmt;
 
 use k256::ecdsa as k1;
 use p256::ecdsa as r1;
-use p256::ecdsa::signature::hazmat::{PrehashSigner as _, PrehashVerifier as _};
+#[cfg(not(feature = "std"))]
+use p256::ecdsa::signature::hazmat::PrehashSigner as _;
+use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
 use rand_core::CryptoRngCore;
 
 use crate::eip712::{Domain, keccak};
@@ -110,6 +112,12 @@ impl HostSigningKey {
     pub fn sign_prehash(&self, digest: &B256) -> HostSignature {
         // INVARIANT: signing a 32-byte prehash with a valid non-zero scalar only fails if RFC 6979 yields an
         // invalid nonce, which it retries internally; the error arm is unreachable in practice.
+        #[cfg(feature = "std")]
+        let sig: r1::Signature = match crate::p256_table::sign_prehash(&self.0, &digest.0) {
+            Some(s) => s,
+            None => unreachable_signing(),
+        };
+        #[cfg(not(feature = "std"))]
         let sig: r1::Signature = match self.0.sign_prehash(&digest.0) {
             Ok(s) => s,
             Err(_) => unreachable_signing(),

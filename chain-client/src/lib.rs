@@ -99,6 +99,8 @@ mod channel;
 mod eip712;
 mod hash;
 mod keys;
+#[cfg(feature = "std")]
+mod p256_table;
 pub mod proto;
 #[cfg(feature = "json")]
 mod response;
@@ -137,3 +139,49 @@ pub use wire::{
 
 /// Re-exported so callers pass RNGs of the same trait version.
 pub use rand_core;
+
+/// Entry points for fuzz targets (one line each in a `fuzz/` crate outside the workspace). Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Decodes `data` as every small message and, if it decodes, checks it re-encodes to the same bytes.
+    pub fn receipt(data: &[u8]) {
+        if let Ok(r) = crate::SignedReceipt::decode(data) {
+            assert_eq!(
+                r.encode(),
+                data,
+                "decoded receipt must re-encode identically"
+            );
+        }
+        if let Ok(s) = crate::SignedChannelState::decode(data) {
+            assert_eq!(s.encode(), data, "decoded state must re-encode identically");
+        }
+        if let Ok(k) = crate::Keyset::decode(data) {
+            assert_eq!(
+                k.encode(),
+                data,
+                "decoded keyset must re-encode identically"
+            );
+        }
+    }
+
+    /// Decodes `data` as an evidence bundle.
+    pub fn bundle(data: &[u8]) {
+        if let Ok(b) = crate::decode_bundle(data) {
+            assert_eq!(
+                crate::encode_bundle(&b),
+                data,
+                "decoded bundle must re-encode identically"
+            );
+        }
+    }
+
+    /// Feeds `data` to the response normalisers (body and stream).
+    #[cfg(feature = "json")]
+    pub fn response(data: &[u8]) {
+        let _ = crate::NormalizedResponse::from_body(data);
+        let mut s = crate::StreamNormalizer::new();
+        if s.push(data).is_ok() {
+            let _ = s.finish();
+        }
+    }
+}

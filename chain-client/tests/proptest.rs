@@ -141,3 +141,15 @@ proptest! {
         prop_assert_eq!(s.finish().unwrap().response_hash(usage).unwrap(), from_body);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The fuzz entry points hold their own invariants (decode then re-encode is the identity) on random input.
+    #[test]
+    fn fuzz_entry_points(bytes in proptest::collection::vec(any::<u8>(), 0..1024)) {
+        dait_chain_client::fuzzing::receipt(&bytes);
+        dait_chain_client::fuzzing::bundle(&bytes);
+        dait_chain_client::fuzzing::response(&bytes);
+    }
+}

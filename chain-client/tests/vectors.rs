@@ -21,7 +21,7 @@ use dait_chain_client::{
 use prost::Message as _;
 use serde_json::{Value, json};
 
-// ---------- helpers ----------
+// ---------- hex and JSON field access ----------
 
 fn hex(bytes: impl AsRef<[u8]>) -> String {
     bytes.as_ref().iter().map(|b| format!("{b:02x}")).collect()

@@ -332,6 +332,9 @@ fn tdx_command(args: &TdxArgs) -> anyhow::Result<bool> {
         args.order.into(),
     )?;
     println!("mrtd  {}", values.mrtd);
+    if let Some(cfv) = tdx::cfv_digest(&Tdvf::parse(&firmware)?)? {
+        println!("cfv   {cfv} (RTMR0 event EV_EFI_PLATFORM_FIRMWARE_BLOB2)");
+    }
     for (name, events) in [("rtmr1", &values.rtmr1), ("rtmr2", &values.rtmr2)] {
         println!("{name} {}", tdx::replay(events));
         if args.events {
@@ -349,6 +352,7 @@ fn event_name(event_type: u32) -> &'static str {
         eventlog::EV_SEPARATOR => "EV_SEPARATOR",
         eventlog::EV_EVENT_TAG => "EV_EVENT_TAG",
         eventlog::EV_IPL => "EV_IPL",
+        eventlog::EV_PLATFORM_CONFIG_FLAGS => "EV_PLATFORM_CONFIG_FLAGS",
         eventlog::EV_EFI_VARIABLE_DRIVER_CONFIG => "EV_EFI_VARIABLE_DRIVER_CONFIG",
         eventlog::EV_EFI_VARIABLE_BOOT => "EV_EFI_VARIABLE_BOOT",
         eventlog::EV_EFI_BOOT_SERVICES_APPLICATION => "EV_EFI_BOOT_SERVICES_APPLICATION",

@@ -30,6 +30,8 @@ pub const EV_NO_ACTION: u32 = 0x0000_0003;
 pub const EV_SEPARATOR: u32 = 0x0000_0004;
 /// EV_EVENT_TAG.
 pub const EV_EVENT_TAG: u32 = 0x0000_0006;
+/// EV_PLATFORM_CONFIG_FLAGS (TDVF logs its ACPI tables with it).
+pub const EV_PLATFORM_CONFIG_FLAGS: u32 = 0x0000_000a;
 /// EV_IPL.
 pub const EV_IPL: u32 = 0x0000_000d;
 /// EV_EFI_VARIABLE_DRIVER_CONFIG.

@@ -16,7 +16,7 @@
 //! ```
 //! use dait_measure::snp::{self, CpuType, Ovmf, SevHashes, SnpLaunch};
 //!
-//! let firmware = snp::synthetic_ovmf(16, snp::AMDSEV_SECTIONS, Some(snp::AMDSEV_HASHES_TABLE), 0xffff_f0a0);
+//! let firmware = snp::synthetic_ovmf(16, snp::AMDSEV_SECTIONS, Some(snp::AMDSEV_HASHES_TABLE), snp::AMDSEV_RESET_EIP);
 //! let ovmf = Ovmf::parse(&firmware)?;
 //! let hashes = SevHashes::new(b"kernel bytes", None, Some("console=ttyS0"));
 //! let cpu = CpuType::from_name("EPYC-v4").ok_or(snp::SnpError::Vcpus)?;

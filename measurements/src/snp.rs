@@ -769,17 +769,22 @@ pub fn synthetic_ovmf(
     image
 }
 
-/// The section layout of Debian's edk2 2022.11 `AmdSevX64` build (`OvmfSevMetadata.asm`): SEC memory, secrets,
-/// CPUID, the kernel-hashes page, more SEC memory. Used by [`synthetic_ovmf`] callers.
+/// The SEV metadata sections of edk2 2025.02's `AmdSevX64` build (as `scripts/ovmf.sh` builds it), in its order:
+/// SEC memory, SEC memory, secrets, CPUID, SVSM calling area, SEC memory, kernel hashes. Used with
+/// [`synthetic_ovmf`] so that tests measure the same layout as the real firmware.
 pub const AMDSEV_SECTIONS: &[(u32, u32, u32)] = &[
     (0x0080_0000, 0x9000, 1),
-    (0x0080_9000, 0x1000, 2),
-    (0x0080_a000, 0x1000, 3),
-    (0x0080_b000, 0x1000, 0x10),
-    (0x0080_c000, 0x0001_4000, 1),
+    (0x0080_a000, 0x3000, 1),
+    (0x0080_d000, 0x1000, 2),
+    (0x0080_e000, 0x1000, 3),
+    (0x0080_f000, 0x1000, 4),
+    (0x0081_1000, 0xf000, 1),
+    (0x0081_0000, 0x1000, 0x10),
 ];
-/// Where that build places the hashes table: inside the kernel-hashes page, at offset 0x400.
-pub const AMDSEV_HASHES_TABLE: (u32, u32) = (0x0080_b400, 0x400);
+/// Where that build places the hashes table (GPA, size): inside the kernel-hashes page, at offset 0xc00.
+pub const AMDSEV_HASHES_TABLE: (u32, u32) = (0x0081_0c00, 0x400);
+/// That build's SEV-ES AP reset vector.
+pub const AMDSEV_RESET_EIP: u32 = 0x0080_b004;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -787,7 +792,12 @@ mod tests {
     use super::*;
 
     fn synthetic() -> Vec<u8> {
-        synthetic_ovmf(16, AMDSEV_SECTIONS, Some(AMDSEV_HASHES_TABLE), 0xffff_f0a0)
+        synthetic_ovmf(
+            16,
+            AMDSEV_SECTIONS,
+            Some(AMDSEV_HASHES_TABLE),
+            AMDSEV_RESET_EIP,
+        )
     }
 
     fn launch(hashes: Option<&SevHashes>, vcpus: u32) -> SnpLaunch<'_> {
@@ -832,9 +842,9 @@ mod tests {
     fn parses_the_synthetic_firmware() {
         let image = synthetic();
         let ovmf = Ovmf::parse(&image).unwrap();
-        assert_eq!(ovmf.sections().len(), 5);
-        assert_eq!(ovmf.hashes_table_gpa(), Some(0x0080_b400));
-        assert_eq!(ovmf.reset_eip(), Some(0xffff_f0a0));
+        assert_eq!(ovmf.sections().len(), 7);
+        assert_eq!(ovmf.hashes_table_gpa(), Some(0x0081_0c00));
+        assert_eq!(ovmf.reset_eip(), Some(AMDSEV_RESET_EIP));
         assert!(ovmf.supports_kernel_hashes());
         assert_eq!(ovmf.gpa(), FOUR_GIB - 16 * 4096);
     }
@@ -896,7 +906,7 @@ mod tests {
             Ovmf::parse(&[0u8; 4096]),
             Err(SnpError::NoFooterTable)
         ));
-        let no_hashes = synthetic_ovmf(16, &AMDSEV_SECTIONS[..3], None, 0xffff_f0a0);
+        let no_hashes = synthetic_ovmf(16, &AMDSEV_SECTIONS[..6], None, AMDSEV_RESET_EIP);
         let ovmf = Ovmf::parse(&no_hashes).unwrap();
         let hashes = SevHashes::new(b"k", None, None);
         assert!(matches!(

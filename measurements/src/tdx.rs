@@ -10,9 +10,11 @@
 //! older QEMU/KVM TDX trees added all pages of a section before extending them ([`PageAddOrder::PerSection`]).
 //!
 //! # RTMRs (what the firmware measures; CC event log MR index = RTMR index + 1)
-//! - RTMR0: TD HOB, configuration firmware volume (EFI variables), Secure Boot variables, ACPI tables, boot
-//!   variables. The TD HOB and ACPI tables come from QEMU and depend on the memory size and device model, so RTMR0
-//!   is pinned per VM shape from a boot's event log (`dait-measure replay`), not predicted.
+//! - RTMR0 (as in the real GCP log): the TD HOB handoff table, the configuration firmware volume
+//!   ([`cfv_digest`]), the Secure Boot variables (SecureBoot, PK, KEK, db, dbx), a separator, three ACPI data
+//!   blobs, the boot variables (BootOrder, Boot####). The TD HOB and the ACPI tables come from the VMM and depend
+//!   on the memory size and device model, so RTMR0 is pinned per VM shape from a boot's event log
+//!   (`dait-measure replay`), not predicted.
 //! - RTMR1: `"Calling EFI Application from Boot Option"`, the separator, the Authenticode digest of each EFI
 //!   application started (the UKI, or the kernel for direct boot), `"Exit Boot Services Invocation"`,
 //!   `"Exit Boot Services Returned with Success"`. The firmware part of this sequence is checked against the
@@ -44,6 +46,8 @@ pub const MR_EXTEND_CHUNK: usize = 256;
 pub const MAX_SECTIONS: usize = 64;
 /// Largest firmware image accepted.
 pub const MAX_FIRMWARE_LEN: usize = 64 * 1024 * 1024;
+/// Largest guest memory size of one TDVF section (each page is measured, so this bounds the work).
+pub const MAX_SECTION_MEMORY: u64 = 1 << 32;
 /// Most PE sections accepted.
 pub const MAX_PE_SECTIONS: usize = 96;
 
@@ -245,6 +249,12 @@ impl<'a> Tdvf<'a> {
                 return Err(TdxError::InvalidSection {
                     index,
                     field: "not page aligned",
+                });
+            }
+            if section.memory_data_size > MAX_SECTION_MEMORY {
+                return Err(TdxError::InvalidSection {
+                    index,
+                    field: "memory size over 4 GiB",
                 });
             }
             if u64::from(section.raw_data_size) > section.memory_data_size {
@@ -462,6 +472,25 @@ pub fn authenticode_digest<D: Digest>(image: &[u8]) -> Result<Vec<u8>, TdxError>
     Ok(hasher.finalize().to_vec())
 }
 
+/// The RTMR0 digest of the configuration firmware volume (the `EV_EFI_PLATFORM_FIRMWARE_BLOB2` event TDVF logs
+/// for its CFV): SHA-384 of the CFV section's raw data. `None` when the image has no CFV section.
+pub fn cfv_digest(tdvf: &Tdvf<'_>) -> Result<Option<Sha384Digest>, TdxError> {
+    let Some(cfv) = tdvf
+        .sections
+        .iter()
+        .find(|s| s.section_type == TdvfSectionType::Cfv)
+    else {
+        return Ok(None);
+    };
+    let start = to_usize(u64::from(cfv.data_offset));
+    let end = start.saturating_add(to_usize(u64::from(cfv.raw_data_size)));
+    let data = tdvf.data.get(start..end).ok_or(TdxError::InvalidSection {
+        index: 1,
+        field: "CFV outside the image",
+    })?;
+    Ok(Some(HexBytes(Sha384::digest(data).into())))
+}
+
 /// SHA-384 Authenticode digest (the RTMR1 event digest of an EFI application).
 pub fn authenticode_sha384(image: &[u8]) -> Result<Sha384Digest, TdxError> {
     let digest = authenticode_digest::<Sha384>(image)?;
@@ -570,6 +599,16 @@ mod tests {
     }
 
     #[test]
+    fn cfv_digest_is_pinned() {
+        // tests/vectors/README.md: SHA-384 of bytes 0..0x2000 of the synthetic image (its CFV section).
+        let cfv = cfv_digest(&Tdvf::parse(TDVF).unwrap()).unwrap().unwrap();
+        assert_eq!(
+            cfv.to_hex(),
+            "0717a90d9e732d4d975774764eed4e3987411f351ba7aa7f171405b78f93c4625691786bad4d635743be7b35ab6d3038"
+        );
+    }
+
+    #[test]
     fn mrtd_changes_with_a_measured_byte_only() {
         let base = mrtd(&Tdvf::parse(TDVF).unwrap(), PageAddOrder::PerPage);
         let mut measured = TDVF.to_vec();
@@ -625,6 +664,15 @@ mod tests {
         assert!(matches!(
             Tdvf::parse(&misaligned),
             Err(TdxError::InvalidSection { index: 0, .. })
+        ));
+        let mut huge = TDVF.to_vec();
+        huge[desc + 16 + 16..desc + 16 + 24].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        assert!(matches!(
+            Tdvf::parse(&huge),
+            Err(TdxError::InvalidSection {
+                field: "memory size over 4 GiB",
+                ..
+            })
         ));
         let mut outside = TDVF.to_vec();
         outside[desc + 16..desc + 20].copy_from_slice(&0x3000u32.to_le_bytes());

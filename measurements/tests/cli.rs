@@ -42,7 +42,7 @@ fn synthetic_inputs(dir: &Path) -> Vec<String> {
             64,
             snp::AMDSEV_SECTIONS,
             Some(snp::AMDSEV_HASHES_TABLE),
-            0xffff_f0a0,
+            snp::AMDSEV_RESET_EIP,
         ),
     )
     .unwrap();
@@ -243,4 +243,43 @@ fn replay_checks_the_real_log_against_its_quote() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("MISMATCH rtmr0"));
+}
+
+#[test]
+fn diff_reads_real_snp_reports_raw_and_hex() {
+    let (path, _) = committed_reference();
+    let snp = evidence_dir().join("snp");
+    for (file, measurement, policy) in [
+        (
+            "virtee__milan_report.hex",
+            "7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579ea158d3e1a0dc39b2c60bd95b9c480cd81841f",
+            "0x30000",
+        ),
+        (
+            "go-sev-guest__milan_attestation.bin",
+            "b07af9620f3b839b47996422ddec6058338951d984e312115131ea82705eaf5b6bdf8a9ece31a5a608eb0cf2e4872b01",
+            "0xb0000",
+        ),
+    ] {
+        let out = bin()
+            .args(["diff", "--shape", "snp-milan-4", "--reference"])
+            .arg(&path)
+            .arg("--snp-report")
+            .arg(snp.join(file))
+            .output()
+            .unwrap();
+        let report = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{report}");
+        // Values as listed by the evidence manifest's independent extraction.
+        assert!(
+            report.contains(&format!("reported {measurement}")),
+            "{report}"
+        );
+        assert!(report.contains("ok       host_data"), "{report}");
+        if policy == "0x30000" {
+            assert!(report.contains("ok       guest_policy"), "{report}");
+        } else {
+            assert!(report.contains(&format!("reported {policy}")), "{report}");
+        }
+    }
 }

@@ -17,16 +17,21 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Installs (once per test process: the tests run in parallel threads) and locates sev-snp-measure.
 fn reference_tool() -> PathBuf {
-    let out = Command::new(repo_root().join("measurements/scripts/sev-snp-measure.sh"))
-        .output()
-        .expect("run measurements/scripts/sev-snp-measure.sh");
-    assert!(
-        out.status.success(),
-        "installing sev-snp-measure failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    static TOOL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    TOOL.get_or_init(|| {
+        let out = Command::new(repo_root().join("measurements/scripts/sev-snp-measure.sh"))
+            .output()
+            .expect("run measurements/scripts/sev-snp-measure.sh");
+        assert!(
+            out.status.success(),
+            "installing sev-snp-measure failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+    .clone()
 }
 
 struct Case<'a> {
@@ -170,7 +175,7 @@ fn synthetic_ovmf_matches_sev_snp_measure() {
         64,
         snp::AMDSEV_SECTIONS,
         Some(snp::AMDSEV_HASHES_TABLE),
-        0xffff_f0a0,
+        snp::AMDSEV_RESET_EIP,
     );
     std::fs::write(&path, image).unwrap();
     differential(&path);
@@ -185,7 +190,7 @@ fn vmsa_pages_match_sev_snp_measure() {
         16,
         snp::AMDSEV_SECTIONS,
         Some(snp::AMDSEV_HASHES_TABLE),
-        0xffff_f0a0,
+        snp::AMDSEV_RESET_EIP,
     );
     std::fs::write(&path, image).unwrap();
     let out = Command::new(&tool)
@@ -217,7 +222,7 @@ fn vmsa_pages_match_sev_snp_measure() {
     );
     assert_eq!(
         ap,
-        snp::vmsa_page(0xffff_f0a0, cpu, snp::DEFAULT_GUEST_FEATURES)
+        snp::vmsa_page(snp::AMDSEV_RESET_EIP, cpu, snp::DEFAULT_GUEST_FEATURES)
     );
 }
 

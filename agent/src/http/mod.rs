@@ -44,10 +44,12 @@ pub const ERROR_TRAILER: &[u8] = b"x-dait-error";
 /// Upper bound of prompt tokens assumed for the escrow check: body bytes plus this margin (a token
 /// is at least one byte of the prompt text; the margin covers template tokens).
 pub const PROMPT_TOKEN_MARGIN: u64 = 256;
+/// How long a client may take to finish the TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// `max_tokens` the agent sets when the request has none, so the escrow bound holds.
 pub const DEFAULT_MAX_TOKENS: u64 = 1024;
 
-/// Everything a request needs. Built once by [`crate::Agent`].
+/// Everything a request needs. Built once by [`crate::build_app`].
 pub struct App {
     /// Boot keys.
     pub keys: BootKeys,
@@ -57,8 +59,8 @@ pub struct App {
     pub event_log: Vec<u8>,
     /// Channels.
     pub channels: Arc<Channels>,
-    /// Receipt log.
-    pub log: ReceiptLog,
+    /// Receipt log (`None` when only producing evidence, `dait-host attest`).
+    pub log: Option<ReceiptLog>,
     /// Engine client.
     pub upstream: Option<Upstream>,
     /// Fixed receipt fields.
@@ -178,7 +180,12 @@ async fn ohttp(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         Err(_) => return empty(StatusCode::PAYLOAD_TOO_LARGE),
     };
     let request_ct_hash = ciphertext_hash(&body);
-    let span = info_span!("call", request_id = %hex::encode(request_ct_hash.0.get(..8).unwrap_or_default()), chunked);
+    let span = info_span!(
+        "call",
+        request_id = %hex::encode(request_ct_hash.0.get(..8).unwrap_or_default()),
+        model = %app.params.model_id,
+        chunked
+    );
     if chunked {
         streaming(app, body, request_ct_hash).instrument(span).await
     } else {
@@ -274,6 +281,12 @@ fn upstream_body(inner: &Inner) -> Bytes {
     Bytes::from(Value::Object(json).to_string())
 }
 
+fn receipt_log(app: &App) -> Result<&ReceiptLog, CallError> {
+    app.log
+        .as_ref()
+        .ok_or(CallError::Internal("no receipt log"))
+}
+
 fn begin(app: &App, inner: &Inner) -> Result<Lease, CallError> {
     app.channels.begin(
         &inner.state,
@@ -364,7 +377,7 @@ async fn plain_call(
             &app.params,
             &app.keys.receipt,
             &app.keys.domain,
-            &app.log,
+            receipt_log(app)?,
         )
         .await?;
     Ok((resp, signed.to_header_value()))
@@ -420,7 +433,7 @@ fn indeterminate_tail(trailer: &[(&[u8], &[u8])]) -> Vec<u8> {
     out
 }
 
-fn chunked_response(rx: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) -> Response<Body> {
+fn chunked_response(rx: tokio::sync::mpsc::Receiver<Vec<u8>>) -> Response<Body> {
     let stream = ReceiverStream(rx).map(|c| Ok::<_, Infallible>(Frame::data(Bytes::from(c))));
     let body = StreamBody::new(stream).boxed_unsync();
     Response::builder()
@@ -603,7 +616,7 @@ async fn finish_stream(
             &app.params,
             &app.keys.receipt,
             &app.keys.domain,
-            &app.log,
+            receipt_log(app)?,
         )
         .await?;
     Ok(signed.to_header_value())
@@ -629,7 +642,9 @@ pub async fn serve_tls(app: Arc<App>, listener: TcpListener) -> std::io::Result<
         let acceptor = acceptor.clone();
         let app = Arc::clone(&app);
         tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(tcp).await else {
+            let Ok(Ok(tls)) =
+                tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+            else {
                 return;
             };
             serve_connection(app, tls).await;
@@ -664,13 +679,13 @@ where
     }
 }
 
-/// A `Stream` over an unbounded receiver (tokio-stream is not needed for this one adapter).
+/// A `Stream` over a channel receiver (tokio-stream is not needed for this one adapter).
 mod tokio_stream_shim {
     use std::pin::Pin;
     use std::task::{Context, Poll};
 
-    /// Wraps an unbounded receiver as a stream.
-    pub struct ReceiverStream(pub tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>);
+    /// Wraps a receiver as a stream.
+    pub struct ReceiverStream(pub tokio::sync::mpsc::Receiver<Vec<u8>>);
 
     impl futures::Stream for ReceiverStream {
         type Item = Vec<u8>;
@@ -681,6 +696,7 @@ mod tokio_stream_shim {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

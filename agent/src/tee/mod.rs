@@ -114,6 +114,7 @@ fn init_simulated(_state_dir: &Path) -> Result<(), TeeError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

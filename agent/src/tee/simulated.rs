@@ -168,6 +168,7 @@ impl TeeBackend for SimulatedBackend {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use dait_chain_client::HostVerifyingKey;

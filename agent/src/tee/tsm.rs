@@ -118,6 +118,7 @@ impl TeeBackend for TsmBackend {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

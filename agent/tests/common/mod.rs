@@ -31,6 +31,9 @@ pub struct EngineMode {
     pub usage_in_stream: bool,
     /// Number of completion tokens generated (capped by max_tokens).
     pub tokens: u64,
+    /// End streams after the first token, without a finish reason or `[DONE]` (an engine that
+    /// was interrupted).
+    pub cut_streams: bool,
 }
 
 /// Counts of what the engine saw.
@@ -89,6 +92,13 @@ async fn engine(
     let toks: Vec<String> = (0..k).map(|i| format!("tok{i} ")).collect();
     if v["stream"].as_bool() == Some(true) {
         let mut out = String::new();
+        if mode.cut_streams {
+            let c = json!({"id":"x","choices":[{"index":0,"delta":{"content":"tok0 "},"finish_reason":null}]});
+            return Ok(Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Full::new(Bytes::from(format!("data: {c}\n\n"))))
+                .unwrap());
+        }
         for t in &toks {
             let c = if chat {
                 json!({"id":"x","object":"chat.completion.chunk","created":1,"choices":[{"index":0,"delta":{"content":t},"finish_reason":null}]})
@@ -265,6 +275,8 @@ impl Conn {
             b = b.header("content-type", ct);
         }
         let req = b.body(Full::new(Bytes::from(body))).unwrap();
+        // The connection must be ready again (previous exchange fully processed) before reuse.
+        self.sender.ready().await?;
         let resp = self.sender.send_request(req).await?;
         let status = resp.status().as_u16();
         let body = resp.into_body().collect().await?.to_bytes();

@@ -92,6 +92,7 @@ pub fn spawn(listener: TcpListener, session: Session) -> Result<ProxyHandle, Ten
                     continue;
                 }
             };
+            let _ = stream.set_nodelay(true);
             let shared = shared.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |request| handle(shared.clone(), request));

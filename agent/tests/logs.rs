@@ -1,0 +1,156 @@
+//! No prompt, completion or decrypted body reaches the logs, even at `trace` level (its own test
+//! binary, so that no other test shares the process-wide tracing state).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use clap::Parser;
+use common::*;
+use dait_agent::config::{Cli, Command};
+use dait_agent::http::App;
+
+struct Agent {
+    addr: SocketAddr,
+    _app: Arc<App>,
+    _dir: tempfile::TempDir,
+}
+
+async fn agent(mode: EngineMode, tls: bool) -> Agent {
+    let (engine, _) = start_engine(mode).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap().to_owned();
+    let upstream = format!("http://{engine}");
+    let args = [
+        "dait-host",
+        "serve",
+        "--tee",
+        "simulated",
+        "--state-dir",
+        &state,
+        "--upstream",
+        &upstream,
+        "--price-in",
+        "2",
+        "--price-out",
+        "3",
+        "--model-id",
+        "test-model",
+    ];
+    let Command::Serve { raw } = Cli::try_parse_from(args).unwrap().command else {
+        unreachable!()
+    };
+    let config = raw.validate().unwrap();
+    dait_agent::tee::init(config.tee, &config.state_dir).unwrap();
+    let app = dait_agent::build_app(&config, dait_agent::Mode::Serve).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    if tls {
+        tokio::spawn(dait_agent::http::serve_tls(app.clone(), listener));
+    } else {
+        tokio::spawn(dait_agent::http::dangerous_serve_plaintext(
+            app.clone(),
+            listener,
+        ));
+    }
+    Agent {
+        addr,
+        _app: app,
+        _dir: dir,
+    }
+}
+
+const LLAMA_LIKE: EngineMode = EngineMode {
+    usage_in_stream: false,
+    tokens: 5,
+    cut_streams: false,
+};
+
+/// A writer that keeps everything logged, to check that no plaintext reaches the logs.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn no_plaintext_in_logs_even_at_trace() {
+    let captured = Captured::default();
+    let c2 = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || c2.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let a = agent(LLAMA_LIKE, false).await;
+    let mut conn = Conn::connect(a.addr, false).await.unwrap();
+    let info = host_info(&mut conn).await;
+    let mut t = Tenant::new(&info, 1_000_000, 12);
+    let secret_prompt = "zebra-quartz-prompt-7731";
+    let r = t
+        .call_with(
+            &mut conn,
+            "/v1/chat/completions",
+            &t.state_header(),
+            &chat_body(secret_prompt, 3, false),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    t.accept(&r, false).unwrap();
+    let r = t
+        .stream_with(
+            &mut conn,
+            "/v1/chat/completions",
+            &t.state_header(),
+            &chat_body(secret_prompt, 3, true),
+            0,
+        )
+        .await
+        .unwrap();
+    t.accept(&r, true).unwrap();
+    // A flipped bit and a rejected state are logged, without content.
+    let _ = t
+        .call_with(
+            &mut conn,
+            "/v1/chat/completions",
+            &t.state_header(),
+            &chat_body(secret_prompt, 3, false),
+            |e| {
+                let n = e.len() - 1;
+                e[n] ^= 1;
+            },
+        )
+        .await;
+    let stale = t.signed_state(dait_chain_client::ChannelState {
+        turn: 0,
+        ..t.chain.state().clone()
+    });
+    let _ = t
+        .call_with(
+            &mut conn,
+            "/v1/chat/completions",
+            &stale.to_header_value(),
+            &chat_body(secret_prompt, 3, false),
+            |_| {},
+        )
+        .await;
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("decapsulation failed"),
+        "the failure is logged: {logs}"
+    );
+    assert!(logs.contains("call rejected"));
+    for needle in [secret_prompt, "tok0", "tok1"] {
+        assert!(!logs.contains(needle), "log contains plaintext {needle:?}");
+    }
+}
