@@ -703,3 +703,52 @@ fn der_chain_is_accepted_like_pem() {
         "{err:?}"
     );
 }
+
+/// Every NVIDIA and vTPM sample of the manifest is covered by a test here or in tpm.rs, and the files those
+/// tests read are the ones the manifest pins (same SHA-256). A new sample makes this fail until it is covered.
+#[test]
+fn manifest_samples_of_these_kinds_are_covered() {
+    use sha2::Digest as _;
+    let covered = [
+        (
+            "nvidia-A1-nvtrust-h100-2025",
+            "a1_2025_report_verifies_and_matches_trustee_claims",
+        ),
+        (
+            "nvidia-A2-nvtrust-h100-2023-with-rims",
+            "a2_2023_report_matches_its_rims",
+        ),
+        (
+            "vtpm-A1-kinvolk-azure",
+            "tpm.rs: sample_quote_verifies_with_its_nonce_and_pcrs",
+        ),
+    ];
+    let manifest: serde_json::Value = serde_json::from_slice(&read("manifest.json")).unwrap();
+    let pinned: std::collections::HashMap<&str, &str> = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["path"].as_str().unwrap(), f["sha256"].as_str().unwrap()))
+        .collect();
+    let mut seen = 0;
+    for s in manifest["samples"].as_array().unwrap() {
+        let kind = s["kind"].as_str().unwrap();
+        if kind != "nvidia" && kind != "vtpm" {
+            continue;
+        }
+        let id = s["id"].as_str().unwrap();
+        assert!(
+            covered.iter().any(|(c, _)| *c == id),
+            "manifest sample {id} has no test"
+        );
+        seen += 1;
+        for (_, path) in s["files"].as_object().unwrap() {
+            let Some(path) = path.as_str().filter(|p| pinned.contains_key(p)) else {
+                continue;
+            };
+            let digest = hex::encode(sha2::Sha256::digest(read(path)));
+            assert_eq!(digest, pinned[path], "{path} differs from the manifest");
+        }
+    }
+    assert_eq!(seen, covered.len());
+}
