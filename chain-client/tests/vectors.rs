@@ -525,20 +525,18 @@ fn generate() -> BTreeMap<&'static str, Value> {
 
 /// The value with every object's keys in sorted order, so the files are the same bytes whether or not
 /// another crate of the build turns on serde_json's `preserve_order` (dcap-qvl does).
-fn sorted(value: &serde_json::Value) -> serde_json::Value {
+fn sorted(value: &Value) -> Value {
     match value {
-        serde_json::Value::Object(map) => {
+        Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
-            serde_json::Value::Object(
+            Value::Object(
                 keys.into_iter()
                     .map(|k| (k.clone(), sorted(&map[k])))
                     .collect(),
             )
         }
-        serde_json::Value::Array(items) => {
-            serde_json::Value::Array(items.iter().map(sorted).collect())
-        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
         other => other.clone(),
     }
 }

@@ -24,7 +24,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `tenant` | no | the network client: TLS pinning, OHTTP, sessions, the proxy (tokio, hyper, rustls) |
-//! | `cli` | no | the `dait-tenant` binary (implies `tenant`) |
+//! | `cli` | no | the `dait-tenant` and `dait-verify` binaries (implies `tenant`) |
 //!
 //! # Security
 //! - Verification trusts only the policy: the default [`bundle::Policy`] rejects simulated evidence whatever
