@@ -197,12 +197,16 @@ pub enum VerifyError {
     /// The bundle or its keyset did not decode.
     #[error("the evidence bundle is malformed")]
     Decode(#[from] DecodeError),
-    /// `SHA-256(event_log)` differs from the digest in the signed report.
-    #[error("the event log does not match the digest in the report")]
+    /// `SHA-256(event_log)` differs from the digest in the signed (simulated) report, or the runtime event
+    /// log does not replay to the quote's RTMR3.
+    #[error("the event log does not match the report")]
     EventLogMismatch,
     /// The bundle was made for another freshness (another nonce or epoch) than the one requested.
     #[error("the evidence is for another nonce or epoch")]
     FreshnessMismatch,
+    /// The runtime event log is not the agent's JSON array, or an event's digest is not its data's.
+    #[error("the runtime event log is malformed")]
+    MalformedEventLog,
     /// A GPU's evidence failed (the index names the GPU).
     #[error("GPU evidence: {0}")]
     Gpu(#[from] GpuSetError),
@@ -395,6 +399,11 @@ pub fn verify_bundle_with_collateral(
                 TdxCollateral::from_proto(collateral.ok_or(VerifyError::TdxCollateralMissing)?)?;
             let verified = crate::tdx::verify_quote(quote, &collateral, &policy.tdx, now)?;
             bind(verified.report_data(), &expected_report_data)?;
+            if !bundle.event_log.is_empty()
+                && replay_runtime_log(&bundle.event_log)? != verified.rtmr()[3]
+            {
+                return Err(VerifyError::EventLogMismatch);
+            }
             tdx = Some(verified);
             Platform::Tdx
         }
@@ -426,6 +435,35 @@ pub fn verify_bundle_with_collateral(
         gpus,
         tpm,
     })
+}
+
+/// One event of the runtime event log the agent serves (`event_log` of a TDX bundle): a JSON array of
+/// `{"imr": 3, "kind": "...", "data": "...", "digest": "<hex SHA-384(data)>"}`.
+#[derive(serde::Deserialize)]
+struct RuntimeLogEvent {
+    imr: u8,
+    data: String,
+    digest: String,
+}
+
+/// Replays the runtime event log into RTMR3: `R_0 = 0^48`, `R_i = SHA-384(R_{i-1} || SHA-384(data_i))`;
+/// each stated digest must be the digest of its data.
+fn replay_runtime_log(log: &[u8]) -> Result<[u8; 48], VerifyError> {
+    use sha2::Sha384;
+    let events: Vec<RuntimeLogEvent> =
+        serde_json::from_slice(log).map_err(|_| VerifyError::MalformedEventLog)?;
+    let mut register = [0u8; 48];
+    for e in &events {
+        let digest: [u8; 48] = Sha384::digest(e.data.as_bytes()).into();
+        if e.imr != 3 || hex::decode(&e.digest).ok().as_deref() != Some(digest.as_slice()) {
+            return Err(VerifyError::MalformedEventLog);
+        }
+        let mut h = Sha384::new();
+        h.update(register);
+        h.update(digest);
+        register = h.finalize().into();
+    }
+    Ok(register)
 }
 
 /// The keyset binding: the CPU evidence's REPORTDATA must be the recomputed `report_data`.
@@ -976,6 +1014,31 @@ mod tests {
         bytes.push(0);
         let r = verify_bundle(&bytes, &policy, &f.freshness, UnixTime::from_secs(NOW));
         assert!(matches!(r, Err(VerifyError::Decode(_))));
+    }
+
+    #[test]
+    fn runtime_log_replays_and_rejects_a_wrong_digest() {
+        let data = "model-weights:aa";
+        let digest: [u8; 48] = sha2::Sha384::digest(data.as_bytes()).into();
+        let log = format!(
+            r#"[{{"imr":3,"kind":"dait.model-weights","data":"{data}","digest":"{}"}}]"#,
+            hex::encode(digest)
+        );
+        let mut h = sha2::Sha384::new();
+        h.update([0u8; 48]);
+        h.update(digest);
+        let want: [u8; 48] = h.finalize().into();
+        assert_eq!(replay_runtime_log(log.as_bytes()).unwrap(), want);
+        assert_eq!(replay_runtime_log(b"[]").unwrap(), [0u8; 48]);
+        let wrong = log.replace("model-weights:aa", "model-weights:ab");
+        assert!(matches!(
+            replay_runtime_log(wrong.as_bytes()),
+            Err(VerifyError::MalformedEventLog)
+        ));
+        assert!(matches!(
+            replay_runtime_log(b"not json"),
+            Err(VerifyError::MalformedEventLog)
+        ));
     }
 
     #[test]
