@@ -81,6 +81,9 @@ pub struct Policy {
     pub tpm: TpmPolicy,
     /// Minimum number of GPUs the bundle must carry.
     pub min_gpus: usize,
+    /// Platforms whose evidence is refused: [`Policy::from_reference`] refuses a platform the reference has
+    /// no values for, so its measurements can never go unchecked.
+    pub refused_platforms: Vec<Platform>,
 }
 
 /// The NVIDIA trust anchors of a [`Policy`]; the pinned roots unless replaced.
@@ -117,6 +120,12 @@ impl Policy {
     /// runtime vTPM PCR when a vTPM quote is present.
     pub fn from_reference(reference: &ReferenceMeasurements) -> Result<Self, ReferenceError> {
         let mut policy = Self::default();
+        if reference.tdx.is_none() {
+            policy.refused_platforms.push(Platform::Tdx);
+        }
+        if reference.snp.is_none() {
+            policy.refused_platforms.push(Platform::Snp);
+        }
         if let Some(tdx) = &reference.tdx {
             let td_attributes = u64::from_le_bytes(tdx.td_attributes.0);
             if td_attributes & crate::tdx::TD_ATTR_DEBUG != 0 {
@@ -258,6 +267,9 @@ pub enum VerifyError {
         /// What is missing.
         field: &'static str,
     },
+    /// The policy refuses evidence of this platform (no reference values for it).
+    #[error("{0:?} evidence is refused by this policy")]
+    PlatformRefused(Platform),
     /// The TDX quote failed.
     #[error("TDX evidence: {0}")]
     Tdx(#[from] TdxError),
@@ -388,6 +400,14 @@ pub fn verify_bundle_with_collateral(
         .ok_or(DecodeError::Missing {
             field: "evidence_bundle.cpu",
         })?;
+    let claimed = match evidence {
+        Evidence::Simulated(_) => Platform::Simulated,
+        Evidence::TdxQuote(_) => Platform::Tdx,
+        Evidence::Snp(_) => Platform::Snp,
+    };
+    if policy.refused_platforms.contains(&claimed) {
+        return Err(VerifyError::PlatformRefused(claimed));
+    }
     let (mut tdx, mut snp) = (None, None);
     let platform = match evidence {
         Evidence::Simulated(report) => {

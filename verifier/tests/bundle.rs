@@ -398,3 +398,22 @@ fn reference_policy_rejects_each_snp_field_changed() {
         SnpError::GuestPolicyMismatch
     );
 }
+
+#[test]
+fn reference_without_a_platform_section_refuses_that_platform() {
+    let mut r = reference();
+    r.snp = None;
+    r.shapes
+        .retain(|s| s.platform != dait_measure::reference::Platform::Snp);
+    let policy = Policy::from_reference(&r).unwrap();
+    assert!(matches!(
+        verify_snp(&policy),
+        Err(VerifyError::PlatformRefused(
+            dait_verifier::bundle::Platform::Snp
+        ))
+    ));
+    assert!(matches!(
+        verify_tdx(&policy),
+        Err(VerifyError::KeysetBinding)
+    ));
+}
