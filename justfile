@@ -35,3 +35,29 @@ engine *args="status":
 # Benchmarks: the engine (tokens/s, first-token latency, determinism) and the workspace's cargo benches.
 bench: setup
     scripts/bench.sh
+
+# Regenerate the protocol test vectors (chain-client/tests/vectors/*.json); CI checks they are unchanged.
+vectors:
+    DAIT_WRITE_VECTORS=1 cargo test -p dait-chain-client --test vectors --locked
+    git diff --exit-code -- chain-client/tests/vectors
+
+# Regenerate the committed reference measurements and fail if they changed.
+measure:
+    DAIT_REGENERATE_REFERENCE=1 cargo test -p dait-measure --test cli --locked
+    git diff --exit-code -- measurements/reference
+
+# SNP launch digest against sev-snp-measure on a real AmdSev OVMF (builds the firmware once, ~10-25 min).
+measure-check:
+    DAIT_OVMF_AMDSEV="$(scripts/ovmf.sh)" cargo test -p dait-measure --locked -- --include-ignored
+
+# Build the measured guest image into image/mkosi.output/.
+image:
+    scripts/image.sh
+
+# Two clean image builds; fails unless every output's sha256 matches.
+image-check:
+    scripts/image-check.sh
+
+# Boot the image under QEMU (simulated TEE): attestation, one encrypted chat, receipt verified by dait-tenant.
+boot: image
+    scripts/boot.sh

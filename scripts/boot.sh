@@ -55,9 +55,12 @@ if ! command -v qemu-system-x86_64 >/dev/null || [[ ! -f "$ovmf_code" ]]; then
     if grep -qs '^VERSION_CODENAME=bookworm' /etc/os-release; then
         if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
             log "adding the bookworm-backports repository (not preferred over bookworm unless asked for)"
-            cat >/etc/apt/sources.list.d/bookworm-backports.sources <<'EOF'
+            # shellcheck source=scripts/debian-mirror.sh
+            source "$(dirname "$0")/debian-mirror.sh"
+            debian_mirrors || die "no Debian mirror configured"
+            cat >/etc/apt/sources.list.d/bookworm-backports.sources <<EOF
 Types: deb
-URIs: http://deb.debian.org/debian
+URIs: $DEBIAN_MIRROR
 Suites: bookworm-backports
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg

@@ -46,6 +46,15 @@ export LC_ALL=C.UTF-8 TZ=UTC
 cache="${DAIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dait}"
 mkosi_version="${DAIT_MKOSI_VERSION:-25.3-7}"
 
+# The apt sources of the image and its tools tree: trixie only, from the mirror this machine already uses.
+# shellcheck source=scripts/debian-mirror.sh
+source "$repo/scripts/debian-mirror.sh"
+render_sources image/apt/trixie.sources.in image/mkosi.sandbox/etc/apt/sources.list.d/mkosi.sources \
+    || die "cannot write the image's apt sources"
+render_sources image/apt/trixie-gpu.sources.in \
+    image/mkosi.profiles/gpu/sandbox/etc/apt/sources.list.d/mkosi.sources \
+    || die "cannot write the gpu profile's apt sources"
+
 # --- mkosi --------------------------------------------------------------------------------------------------
 # Debian trixie's mkosi, unpacked (not installed: installing it on an older Debian pulls a partial upgrade) and
 # run with the host's python3. Its own tools (systemd-repart, ukify, mkfs.erofs, veritysetup, ...) come from the

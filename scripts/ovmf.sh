@@ -46,15 +46,11 @@ fi
 # own apt configuration is left untouched.
 apt_dir="$dir/apt"
 mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$apt_dir/sources.list.d"
-# The Debian mirror the system uses (first URI of its deb822 or one-line sources).
-mirror="$(sed -n 's/^URIs: *\([^ ]*\).*/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security | head -n1 || true)"
-if [[ -z "$mirror" ]]; then
-    mirror="$(awk '$1 == "deb" && $2 !~ /security/ { print $2; exit }' /etc/apt/sources.list 2>/dev/null || true)"
-fi
-[[ -n "$mirror" ]] || {
-    log "no Debian mirror found in the apt sources"
-    exit 1
-}
+# The Debian mirror the system uses.
+# shellcheck source=scripts/debian-mirror.sh
+source "$(dirname "$0")/debian-mirror.sh"
+debian_mirrors || exit 1
+mirror="$DEBIAN_MIRROR"
 cat >"$apt_dir/sources.list.d/edk2-src.sources" <<SOURCES
 Types: deb-src
 URIs: $mirror

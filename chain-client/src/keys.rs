@@ -296,10 +296,37 @@ pub fn recover_tenant(digest: &B256, sig: &TenantSignature) -> Result<Address, S
     if parsed.normalize_s().is_some() {
         return Err(SignatureError::HighS);
     }
-    let key =
-        k1::VerifyingKey::recover_from_prehash(&digest.0, &parsed, k1::RecoveryId::new(odd, false))
-            .map_err(|_| SignatureError::Mismatch)?;
+    let key = recover_key(digest, &parsed, odd).ok_or(SignatureError::Mismatch)?;
     Ok(address_of(&key))
+}
+
+/// Public-key recovery `Q = r⁻¹(s·R − z·G)` (SEC 1 §4.1.6) for an `r` that is the x-coordinate of `R` itself.
+/// This is `ecdsa`'s `recover_from_prehash` without its closing `verify_prehash`, a second double-scalar
+/// multiplication that cannot fail for the key just recovered (it recomputes `u1·G + u2·Q = R`, whose x is
+/// `r`), so it only doubled the cost. `None` if `r` is no x-coordinate on the curve or `Q` is the identity.
+fn recover_key(digest: &B256, sig: &k1::Signature, odd: bool) -> Option<k1::VerifyingKey> {
+    use k256::elliptic_curve::ff::PrimeField as _;
+    use k256::elliptic_curve::ops::{LinearCombination as _, Reduce};
+    use k256::elliptic_curve::point::DecompressPoint as _;
+    use k256::elliptic_curve::subtle::Choice;
+    use k256::{AffinePoint, ProjectivePoint, Scalar, U256};
+
+    let (r, s) = sig.split_scalars();
+    let z = <Scalar as Reduce<U256>>::reduce_bytes(&digest.0.into());
+    let big_r = Option::<AffinePoint>::from(AffinePoint::decompress(
+        &r.to_repr(),
+        Choice::from(u8::from(odd)),
+    ))?;
+    let r_inv = Option::<Scalar>::from(r.invert())?;
+    let u1 = -(r_inv * z);
+    let u2 = r_inv * *s;
+    let q = ProjectivePoint::lincomb(
+        &ProjectivePoint::GENERATOR,
+        &u1,
+        &ProjectivePoint::from(big_r),
+        &u2,
+    );
+    k1::VerifyingKey::from_affine(q.to_affine()).ok()
 }
 
 #[cfg(test)]
@@ -564,5 +591,52 @@ mod tests {
             signed.verify_host(&h.verifying_key(), &wrong_domain),
             Err(SignatureError::Mismatch)
         );
+    }
+
+    #[test]
+    fn recovery_matches_ecdsa_recover_from_prehash() {
+        use k256::ecdsa::signature::hazmat::PrehashSigner as _;
+        let mut seed = [7u8; 32];
+        for i in 0..64u8 {
+            seed = keccak(&[&seed[..], &[i]]).0;
+            let digest = keccak(&[&seed[..], b"digest"]);
+            // A real signature, both parities.
+            let key = k1::SigningKey::from_slice(&seed).unwrap();
+            let (sig, recid): (k1::Signature, k1::RecoveryId) =
+                key.sign_prehash(&digest.0).unwrap();
+            let ours = recover_key(&digest, &sig, recid.is_y_odd()).unwrap();
+            assert_eq!(&ours, key.verifying_key());
+            // Arbitrary low-s scalars (`recover_tenant` rejects high-s first, as k256's verify does): both
+            // implementations agree on the key or on failure.
+            let mut rs = [0u8; 64];
+            rs[..32].copy_from_slice(&seed);
+            rs[32..].copy_from_slice(&digest.0);
+            if let Ok(sig) = k1::Signature::from_slice(&rs) {
+                let sig = sig.normalize_s().unwrap_or(sig);
+                for odd in [false, true] {
+                    let theirs = k1::VerifyingKey::recover_from_prehash(
+                        &digest.0,
+                        &sig,
+                        k1::RecoveryId::new(odd, false),
+                    )
+                    .ok();
+                    assert_eq!(recover_key(&digest, &sig, odd), theirs);
+                }
+            }
+        }
+        // A small r (x = 5): both agree whether or not it is an x-coordinate on the curve.
+        let mut rs = [0u8; 64];
+        rs[31] = 5;
+        rs[63] = 1;
+        let sig = k1::Signature::from_slice(&rs).unwrap();
+        for odd in [false, true] {
+            let theirs = k1::VerifyingKey::recover_from_prehash(
+                &[1; 32],
+                &sig,
+                k1::RecoveryId::new(odd, false),
+            )
+            .ok();
+            assert_eq!(recover_key(&B256([1; 32]), &sig, odd), theirs);
+        }
     }
 }

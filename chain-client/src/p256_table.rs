@@ -16,6 +16,7 @@ use p256::elliptic_curve::point::AffineCoordinates as _;
 use p256::elliptic_curve::subtle::{ConditionallySelectable as _, ConstantTimeEq as _};
 use p256::elliptic_curve::{Curve as _, FieldBytesEncoding};
 use p256::{AffinePoint, FieldBytes, NistP256, ProjectivePoint, Scalar, U256};
+use zeroize::Zeroize as _;
 
 /// Rows of the comb: one per 4-bit window of a 256-bit scalar.
 const ROWS: usize = 64;
@@ -60,7 +61,7 @@ pub(crate) fn mul_generator(k: &Scalar) -> ProjectivePoint {
 }
 
 /// RFC 6979 deterministic ECDSA over a 32-byte prehash (not yet low-s normalised); `None` only if the
-/// signing equation yields a zero `r` or `s` (probability ~2^-256).
+/// signing equation yields a zero `r` or `s` (probability ~2^-256). The nonce and its inverse are zeroized.
 pub(crate) fn sign_prehash(key: &r1::SigningKey, prehash: &[u8; 32]) -> Option<r1::Signature> {
     let d: &Scalar = key.as_nonzero_scalar().as_ref();
     let z = FieldBytes::from(*prehash);
@@ -70,15 +71,21 @@ pub(crate) fn sign_prehash(key: &r1::SigningKey, prehash: &[u8; 32]) -> Option<r
         &z,
         &[],
     );
-    let k = Option::<Scalar>::from(Scalar::from_repr(k_bytes))?;
+    let mut k_bytes: [u8; 32] = k_bytes.into();
+    let k = Option::<Scalar>::from(Scalar::from_repr(k_bytes.into()));
+    k_bytes.zeroize();
+    let mut k = k?;
     if bool::from(k.is_zero()) {
         return None;
     }
-    let k_inv = Option::<Scalar>::from(k.invert())?;
+    let k_inv = Option::<Scalar>::from(k.invert());
     let big_r = mul_generator(&k).to_affine();
+    k.zeroize();
+    let mut k_inv = k_inv?;
     let r = <Scalar as Reduce<U256>>::reduce_bytes(&big_r.x());
     let z = <Scalar as Reduce<U256>>::reduce_bytes(&z);
     let s = k_inv * (z + r * d);
+    k_inv.zeroize();
     r1::Signature::from_scalars(r, s).ok()
 }
 
