@@ -61,3 +61,7 @@ image-check:
 # Boot the image under QEMU (simulated TEE): attestation, one encrypted chat, receipt verified by dait-tenant.
 boot: image
     scripts/boot.sh
+
+# Every fuzz target of the evidence parsers for SECS seconds each (default 60), seeded from the real evidence.
+fuzz-smoke secs="60":
+    scripts/fuzz-smoke.sh {{ secs }}

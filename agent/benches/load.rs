@@ -11,9 +11,11 @@
 //! cost per request, and the throughput it would reach with both cores to itself, are reported next
 //! to the measured rate (which the two processes share the cores for).
 //!
-//! Run: `cargo bench -p dait-agent --features simulated-tee --bench load`
+//! Run: `cargo bench -p dait-agent --features simulated-tee --bench load`; with
+//! `DAIT_BENCH_MODE=prebuilt`, the throughput of first calls built before the window (see [`prebuilt`]).
 //! Environment: `DAIT_BENCH_STATE_DIR` (where the receipt log lives; default a temp dir),
-//! `DAIT_BENCH_SECS` (seconds per throughput phase, default 5), `DAIT_BENCH_CONCURRENCY` (default 32).
+//! `DAIT_BENCH_SECS` (seconds per throughput phase, default 5; 10 in the pre-built mode),
+//! `DAIT_BENCH_CONCURRENCY` (default 32), `DAIT_BENCH_REQUESTS` (pre-built mode: requests built, default 60000).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 #[path = "../tests/common/mod.rs"]
@@ -36,6 +38,8 @@ use tokio::net::TcpListener;
 
 const CHAT: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","created":2,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Paris is the capital of France."},"finish_reason":"stop"}],"usage":{"prompt_tokens":37,"completion_tokens":8,"total_tokens":45}}"#;
 const STREAM_CHUNKS: usize = 200;
+/// Name of the null upstream's threads in the pre-built mode (at most 15 bytes: the kernel's limit).
+const UPSTREAM_THREAD: &str = "null-upstream";
 
 type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>;
 
@@ -70,10 +74,12 @@ fn memchr_stream(body: &[u8]) -> bool {
     body.windows(13).any(|w| w == b"\"stream\":true")
 }
 
-async fn start_upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+async fn start_upstream(on: &tokio::runtime::Handle) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
+    on.spawn(async move {
+        let listener = TcpListener::from_std(listener).unwrap();
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
@@ -219,13 +225,28 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(run());
+    let prebuilt_mode = std::env::var("DAIT_BENCH_MODE").is_ok_and(|m| m == "prebuilt");
+    // In the pre-built mode the null upstream has its own runtime, whose threads are named, so
+    // that this process's CPU time splits into load generator and upstream.
+    let upstream_rt = prebuilt_mode.then(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(UPSTREAM_THREAD)
+            .enable_all()
+            .build()
+            .unwrap()
+    });
+    let upstream_handle = upstream_rt
+        .as_ref()
+        .map_or_else(|| rt.handle().clone(), |r| r.handle().clone());
+    rt.block_on(run(upstream_handle, prebuilt_mode));
+    drop(upstream_rt);
 }
 
-async fn run() {
-    let secs = env_u64("DAIT_BENCH_SECS", 5);
+async fn run(upstream_on: tokio::runtime::Handle, prebuilt_mode: bool) {
+    let secs = env_u64("DAIT_BENCH_SECS", if prebuilt_mode { 10 } else { 5 });
     let conc = env_u64("DAIT_BENCH_CONCURRENCY", 32) as usize;
-    let upstream = start_upstream().await;
+    let upstream = start_upstream(&upstream_on).await;
     let tmp = tempfile::tempdir().unwrap();
     let state_dir = std::env::var("DAIT_BENCH_STATE_DIR")
         .map(std::path::PathBuf::from)
@@ -287,6 +308,16 @@ async fn run() {
         load.trim()
     );
     println!("agent idle RSS: {:.1} MiB", idle_rss as f64 / 1024.0);
+
+    if prebuilt_mode {
+        let mut aconn = Conn::connect(agent, true).await.unwrap();
+        let info = host_info(&mut aconn).await;
+        drop(aconn);
+        prebuilt::run(agent, pid, upstream, info, secs, conc).await;
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+        return;
+    }
 
     // Latency at concurrency 1: direct and through the agent, interleaved in the same run.
     let mut dconn = Conn::connect(upstream, false).await.unwrap();
@@ -429,4 +460,297 @@ async fn run() {
     );
     let _ = child.start_kill();
     let _ = child.wait().await;
+}
+
+/// `DAIT_BENCH_MODE=prebuilt`: the agent's throughput with the tenants' cryptography outside the
+/// measured window.
+///
+/// A channel's first call (turn 0, cumulative 0, zero last-receipt hash) depends on no earlier
+/// receipt, so the opening requests of `DAIT_BENCH_REQUESTS` distinct channels (each with its own
+/// tenant key, turn-0 state signature and OHTTP encapsulation) are built before the window. In the
+/// window, `conc` client tasks only send them over keep-alive TLS connections and read each
+/// response to its end; each request is sent once. After the window a sample of the responses is
+/// opened and its receipts checked as a tenant does (signature, binding to the request and the
+/// response, channel state), which shows that the responses were real receipts. The first call
+/// does the per-request work of any call (decapsulation, state signature recovery and checks,
+/// upstream, receipt signing, durable log append, encapsulation) plus opening the channel's entry.
+mod prebuilt {
+    use super::*;
+    use common::CallResult;
+    use dait_chain_client::request_hash;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// One in this many requests keeps its tenant and response opener for the check after the window.
+    const SAMPLE_EVERY: usize = 97;
+
+    struct Sample {
+        tenant: Tenant,
+        opener: ohttp::ClientResponse,
+        request_ct_hash: dait_chain_client::B256,
+    }
+
+    struct Built {
+        enc: Vec<Vec<u8>>,
+        samples: Vec<(usize, Sample)>,
+    }
+
+    /// Build requests `lo..hi` (every `SAMPLE_EVERY`-th keeps what opening its response needs).
+    fn build(info: &common::HostInfo, lo: usize, hi: usize) -> Built {
+        let body = chat_request(false);
+        let mut out = Built {
+            enc: Vec::with_capacity(hi - lo),
+            samples: Vec::new(),
+        };
+        for i in lo..hi {
+            let tenant = Tenant::new(info, u128::MAX / 2, 0);
+            let state = tenant.chain.state().clone();
+            assert_eq!(state.turn, 0);
+            let header = tenant.signed_state(state).to_header_value();
+            let inner = Tenant::inner("/v1/chat/completions", &header, &body);
+            let client = ohttp::ClientRequest::from_encoded_config(&tenant.key_config).unwrap();
+            let (enc, opener) = client.encapsulate(&inner).unwrap();
+            if i % SAMPLE_EVERY == 0 {
+                let request_ct_hash = ciphertext_hash(&enc);
+                out.samples.push((
+                    i,
+                    Sample {
+                        tenant,
+                        opener,
+                        request_ct_hash,
+                    },
+                ));
+            }
+            out.enc.push(enc);
+        }
+        out
+    }
+
+    /// CPU time (ns) of process `pid`: all threads, and the threads whose name starts with `prefix`.
+    fn cpu_split_ns(pid: u32, prefix: &str) -> (u64, u64) {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return (0, 0);
+        };
+        let (mut all, mut named) = (0, 0);
+        for t in tasks.filter_map(Result::ok) {
+            let Some(ns) = std::fs::read_to_string(t.path().join("schedstat"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            all += ns;
+            if std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with(prefix)) {
+                named += ns;
+            }
+        }
+        (all, named)
+    }
+
+    pub(super) async fn run(
+        agent: SocketAddr,
+        pid: u32,
+        upstream: SocketAddr,
+        info: common::HostInfo,
+        secs: u64,
+        conc: usize,
+    ) {
+        let n = env_u64("DAIT_BENCH_REQUESTS", 60_000) as usize;
+        let me = std::process::id();
+
+        // Direct to the null upstream, same clients and window length, in the same run.
+        let (direct_rps, mut dlat, direct_gen, direct_up) = {
+            let (c0, u0) = cpu_split_ns(me, UPSTREAM_THREAD);
+            let stop = Instant::now() + Duration::from_secs(secs);
+            let mut tasks = Vec::new();
+            for _ in 0..conc {
+                tasks.push(tokio::spawn(async move {
+                    let mut c = Conn::connect(upstream, false).await.unwrap();
+                    let mut lat = Vec::new();
+                    while Instant::now() < stop {
+                        lat.push(direct_once(&mut c, false).await);
+                    }
+                    lat
+                }));
+            }
+            let t = Instant::now();
+            let mut all = Vec::new();
+            for task in tasks {
+                all.extend(task.await.unwrap());
+            }
+            let el = t.elapsed().as_secs_f64();
+            let (c1, u1) = cpu_split_ns(me, UPSTREAM_THREAD);
+            let k = all.len() as f64;
+            (
+                k / el,
+                all,
+                ((c1 - c0) - (u1 - u0)) as f64 / 1e3 / k,
+                (u1 - u0) as f64 / 1e3 / k,
+            )
+        };
+
+        // Build the opening requests of `n` channels before the window, on both cores.
+        let t = Instant::now();
+        let info = Arc::new(info);
+        let workers = std::thread::available_parallelism().map_or(2, |p| p.get());
+        let built: Vec<Built> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..workers)
+                .map(|w| {
+                    let info = &info;
+                    s.spawn(move || build(info, w * n / workers, (w + 1) * n / workers))
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let build_s = t.elapsed().as_secs_f64();
+        let mut enc = Vec::with_capacity(n);
+        let mut samples = std::collections::BTreeMap::new();
+        for b in built {
+            enc.extend(b.enc);
+            samples.extend(b.samples);
+        }
+        let req_bytes = enc.first().map_or(0, Vec::len);
+        println!(
+            "pre-built: {n} first-turn requests of {n} distinct channels ({req_bytes} bytes each) in {build_s:.1} s ({:.0} us per request on {workers} threads)",
+            build_s * 1e6 * workers as f64 / n as f64
+        );
+
+        // Deal the requests to the clients: request i goes to client i % conc.
+        let mut queues: Vec<Vec<(usize, Vec<u8>)>> = (0..conc).map(|_| Vec::new()).collect();
+        for (i, e) in enc.into_iter().enumerate().rev() {
+            queues[i % conc].push((i, e));
+        }
+        let sampled: Arc<std::collections::BTreeSet<usize>> =
+            Arc::new(samples.keys().copied().collect());
+        let mut conns = Vec::with_capacity(conc);
+        for _ in 0..conc {
+            conns.push(Conn::connect(agent, true).await.unwrap());
+        }
+        let exhausted = Arc::new(AtomicBool::new(false));
+        let rss0 = rss_kib(pid);
+        let (a0, (g0, u0)) = (cpu_ns(pid), cpu_split_ns(me, UPSTREAM_THREAD));
+        let start = Instant::now();
+        let stop = start + Duration::from_secs(secs);
+        let mut tasks = Vec::new();
+        for (mut q, mut c) in queues.into_iter().zip(conns) {
+            let sampled = sampled.clone();
+            let exhausted = exhausted.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut kept = Vec::new();
+                let mut bad = 0u64;
+                while Instant::now() < stop {
+                    let Some((i, e)) = q.pop() else {
+                        exhausted.store(true, Ordering::Relaxed);
+                        break;
+                    };
+                    let t = Instant::now();
+                    let (status, resp) = c
+                        .send("POST", "/v1/ohttp", Some("message/ohttp-req"), e)
+                        .await
+                        .unwrap();
+                    lat.push(t.elapsed());
+                    if status != 200 || resp.is_empty() {
+                        bad += 1;
+                    }
+                    if sampled.contains(&i) {
+                        kept.push((i, status, resp));
+                    }
+                }
+                (lat, kept, bad, Instant::now())
+            }));
+        }
+        let mut lat = Vec::new();
+        let mut kept = Vec::new();
+        let mut bad = 0;
+        let mut end = start;
+        for task in tasks {
+            let (l, k, b, e) = task.await.unwrap();
+            lat.extend(l);
+            kept.extend(k);
+            bad += b;
+            end = end.max(e);
+        }
+        let window = (end - start).as_secs_f64();
+        let (a1, (g1, u1)) = (cpu_ns(pid), cpu_split_ns(me, UPSTREAM_THREAD));
+        let sent = lat.len();
+        let agent_cpu = (a1 - a0) as f64 / 1e3 / sent as f64;
+        let gen_cpu = ((g1 - g0) - (u1 - u0)) as f64 / 1e3 / sent as f64;
+        let up_cpu = (u1 - u0) as f64 / 1e3 / sent as f64;
+        let agent_rps = sent as f64 / window;
+
+        // After the window: open the sampled responses and check their receipts as a tenant does.
+        let body = chat_request(false);
+        let mut checked = 0;
+        for (i, status, resp) in kept {
+            assert_eq!(status, 200, "request {i}");
+            let mut s = samples.remove(&i).unwrap();
+            let pt = s.opener.decapsulate(&resp).unwrap();
+            let msg = bhttp::Message::read_bhttp::<_, std::io::Cursor<&[u8]>>(
+                &mut std::io::Cursor::new(&pt[..]),
+            )
+            .unwrap();
+            let receipt = msg.header().get(b"x-dait-receipt").map(|r| {
+                SignedReceipt::from_header_value(std::str::from_utf8(r).unwrap()).unwrap()
+            });
+            let r = CallResult {
+                status: msg.control().status().unwrap().code(),
+                body: msg.content().to_vec(),
+                receipt,
+                request_ct_hash: s.request_ct_hash,
+                request_hash: request_hash(&body),
+                trailer_error: None,
+            };
+            assert_eq!(r.status, 200, "request {i}: inner status");
+            s.tenant.accept(&r, false).unwrap();
+            let rc = &r.receipt.as_ref().unwrap().receipt;
+            assert_eq!((rc.call_seq, rc.tokens_in, rc.tokens_out), (1, 37, 8));
+            checked += 1;
+        }
+        assert_eq!(bad, 0, "responses other than 200 in the window");
+        assert!(checked > 0, "no sampled response to check");
+
+        println!(
+            "throughput, {conc} clients on keep-alive TLS connections, window {window:.2} s{}:",
+            if exhausted.load(Ordering::Relaxed) {
+                " (ended when the pre-built requests ran out)"
+            } else {
+                ""
+            }
+        );
+        println!(
+            "  direct to upstream   {direct_rps:>8.0} req/s   (latency p50 {:.0} us, p99 {:.0} us)",
+            pct(&mut dlat, 0.5),
+            pct(&mut dlat, 0.99)
+        );
+        println!(
+            "  through the agent    {agent_rps:>8.0} req/s   (latency p50 {:.0} us, p99 {:.0} us), {sent} requests, all 200",
+            pct(&mut lat, 0.5),
+            pct(&mut lat, 0.99)
+        );
+        println!(
+            "  ratio through the agent / direct: {:.3} of the direct rate",
+            agent_rps / direct_rps
+        );
+        println!(
+            "  CPU per request through the agent: agent {agent_cpu:.0} us, clients {gen_cpu:.0} us, null upstream {up_cpu:.0} us"
+        );
+        println!(
+            "  CPU seconds in the window: agent {:.2} s, clients {:.2} s, null upstream {:.2} s (of {:.2} core-seconds)",
+            (a1 - a0) as f64 / 1e9,
+            ((g1 - g0) - (u1 - u0)) as f64 / 1e9,
+            (u1 - u0) as f64 / 1e9,
+            window * workers as f64
+        );
+        println!(
+            "  CPU per request direct: clients {direct_gen:.1} us, null upstream {direct_up:.1} us"
+        );
+        println!(
+            "  receipts checked after the window: {checked} of {sent} responses (every {SAMPLE_EVERY}th request), all valid first-call receipts"
+        );
+        println!(
+            "agent RSS before / after the window: {:.1} / {:.1} MiB",
+            rss0 as f64 / 1024.0,
+            rss_kib(pid) as f64 / 1024.0
+        );
+    }
 }
