@@ -23,6 +23,7 @@ fi
 
 "$repo/verifier/fuzz/seed-corpora.sh" >/dev/null
 "$repo/verifier/fuzz/seed-nvidia-vtpm.sh" >/dev/null
+"$repo/verifier/fuzz/seed-protocol.sh" >/dev/null
 
 cd "$repo/verifier"
 if (($#)); then targets=("$@"); else mapfile -t targets < <(cargo +nightly fuzz list); fi

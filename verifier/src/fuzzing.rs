@@ -48,3 +48,22 @@ pub fn tpm_quote(data: &[u8]) {
     let _ = crate::tpm::parse_signature(data);
     let _ = crate::tpm::AkPublic::from_tpm2b_public(data);
 }
+
+/// Decodes bytes as an evidence bundle (checking the protocol core's canonical re-encoding) and runs the whole
+/// bundle verification under the default policy at a fixed time; must never panic.
+pub fn bundle(data: &[u8]) {
+    dait_chain_client::fuzzing::bundle(data);
+    let _ = crate::bundle::verify_bundle(
+        data,
+        &crate::bundle::Policy::new(),
+        &dait_chain_client::Freshness::TenantNonce([7; 32]),
+        crate::UnixTime::from_secs(1_717_200_000),
+    );
+}
+
+/// Decodes bytes as a signed receipt, channel state or keyset (canonical re-encoding), and as an engine response
+/// body or SSE stream for the response hash; must never panic.
+pub fn receipt(data: &[u8]) {
+    dait_chain_client::fuzzing::receipt(data);
+    dait_chain_client::fuzzing::response(data);
+}
