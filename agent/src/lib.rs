@@ -55,7 +55,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{Command, Config, ConfigError};
 use crate::http::App;
 use crate::receipt::{Channels, ReceiptParams};
-use crate::tee::eventlog::EventLog;
+use crate::tee::eventlog::{self, EventLog};
 
 /// Exit code: success.
 pub const EXIT_OK: i32 = 0;
@@ -132,22 +132,34 @@ pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
     };
     let engine_build = B256(Sha256::digest(config.engine_build.as_bytes()).into());
     let mut event_log = EventLog::default();
+    // The runtime events, in the order `measurements/reference/<release>.json` lists them: each measures
+    // `name ":" hex(SHA-256(content))` (dait-measure's contract), so a reference file predicts RTMR3.
+    let config_line = format!(
+        "price_in={} price_out={} chain_id={} settlement=0x{} seed={}",
+        config.price_in,
+        config.price_out,
+        config.chain_id,
+        hex::encode(config.settlement),
+        config.seed
+    );
     let events = [
-        ("dait.model-id", config.model_id.clone()),
-        ("dait.model-weights", hex::encode(weight_hash.0)),
-        ("dait.engine-build", config.engine_build.clone()),
         (
-            "dait.config",
-            format!(
-                "price_in={} price_out={} chain_id={} settlement=0x{} seed={}",
-                config.price_in,
-                config.price_out,
-                config.chain_id,
-                hex::encode(config.settlement),
-                config.seed
-            ),
+            eventlog::MODEL_ID,
+            Sha256::digest(config.model_id.as_bytes()).into(),
+        ),
+        (eventlog::MODEL_WEIGHTS, weight_hash.0),
+        (eventlog::ENGINE_BUILD, engine_build.0),
+        (
+            eventlog::AGENT_CONFIG,
+            Sha256::digest(config_line.as_bytes()).into(),
         ),
     ];
+    let events = events.map(|(kind, sha256): (&str, [u8; 32])| {
+        let data =
+            dait_measure::reference::runtime_event_data(kind, &dait_measure::HexBytes(sha256));
+        // INVARIANT: runtime_event_data writes an ASCII name, ':' and hex digits.
+        (kind, String::from_utf8(data).unwrap_or_default())
+    });
     for (kind, data) in events {
         event_log.record(kind, &data);
         match tee.extend_runtime(&event_log) {

@@ -568,8 +568,47 @@ async fn attestation_binds_keyset_and_nonce() {
         assert_eq!(report.report_data, expected.to_vec());
         // The event log is the one measured into the simulated RTMR3.
         let log: Value = serde_json::from_slice(&bundle.event_log).unwrap();
-        assert_eq!(log[0]["kind"], "dait.model-id");
-        assert_eq!(log[0]["data"], "test-model");
+        use sha2::Digest as _;
+        // Each event measures `name:hex(sha256(content))`, the reference file's contract, so the replay of a
+        // reference listing the same events predicts the register.
+        assert_eq!(log[0]["kind"], "model-id");
+        let model_id_sha = hex::encode(sha2::Sha256::digest(b"test-model"));
+        assert_eq!(log[0]["data"], format!("model-id:{model_id_sha}"));
+        let kinds: Vec<&str> = log
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            ["model-id", "model-weights", "engine-build", "agent-config"]
+        );
+        let reference_events: Vec<dait_measure::reference::RuntimeEvent> = log
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let data = e["data"].as_str().unwrap();
+                let (name, sha) = data.split_once(':').unwrap();
+                dait_measure::reference::RuntimeEvent {
+                    name: name.to_owned(),
+                    sha256: sha.parse().unwrap(),
+                }
+            })
+            .collect();
+        let mut rtmr3 = [0u8; 48];
+        for ev in &reference_events {
+            let digest: [u8; 48] = sha2::Sha384::digest(
+                dait_measure::reference::runtime_event_data(&ev.name, &ev.sha256),
+            )
+            .into();
+            rtmr3 = dait_measure::reference::extend_sha384(&rtmr3, &digest);
+        }
+        assert_eq!(
+            report.measurements.last().map(Vec::as_slice),
+            Some(&rtmr3[..])
+        );
     }
     let (status, body) = conn
         .send("GET", "/v1/ohttp-keys", None, vec![])

@@ -6,6 +6,15 @@
 //! The register value is `R_0 = 0^48`, `R_i = SHA-384(R_{i-1} || digest_i)` (the TDX RTMR extend rule).
 
 use serde::Serialize;
+
+/// Event name: SHA-256 of the served model id.
+pub const MODEL_ID: &str = "model-id";
+/// Event name: SHA-256 of the model weights file.
+pub const MODEL_WEIGHTS: &str = "model-weights";
+/// Event name: SHA-256 of the engine build id.
+pub const ENGINE_BUILD: &str = "engine-build";
+/// Event name: SHA-256 of the agent's pricing and settlement configuration line.
+pub const AGENT_CONFIG: &str = "agent-config";
 use sha2::{Digest, Sha384};
 
 /// One measured event.
@@ -13,7 +22,7 @@ use sha2::{Digest, Sha384};
 pub struct Event {
     /// Index of the runtime register (3).
     pub imr: u8,
-    /// What was measured: `dait.model-weights`, `dait.model-id`, `dait.engine-build`, `dait.config`.
+    /// What was measured: [`MODEL_ID`], [`MODEL_WEIGHTS`], [`ENGINE_BUILD`] or [`AGENT_CONFIG`].
     pub kind: String,
     /// The measured data (text).
     pub data: String,
