@@ -351,13 +351,9 @@ impl VerifiedGpu {
 }
 
 /// The SPDM nonce for GPU `index` of a bundle: `H256("dait/v1/gpu-nonce" || report_data || u32be(index))`
-/// (the protocol document, section 3).
+/// (the protocol document, section 3), as the protocol core defines it.
 pub fn gpu_nonce(report_data: &[u8; 64], index: u32) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(b"dait/v1/gpu-nonce");
-    h.update(report_data);
-    h.update(index.to_be_bytes());
-    h.finalize().into()
+    dait_chain_client::gpu_nonce(report_data, index).0
 }
 
 fn verify_spdm_signature(

@@ -419,12 +419,9 @@ impl VerifiedTpmQuote {
 }
 
 /// The vTPM qualifying data for a bundle: `H256("dait/v1/tpm-qualifying-data" || report_data)` (the protocol
-/// document, section 3).
+/// document, section 3), as the protocol core defines it.
 pub fn qualifying_data(report_data: &[u8; 64]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(b"dait/v1/tpm-qualifying-data");
-    h.update(report_data);
-    h.finalize().into()
+    dait_chain_client::tpm_qualifying_data(report_data).0
 }
 
 fn verify_signature(ak: &AkPublic, msg: &[u8], sig: QuoteSignature<'_>) -> Result<(), TpmError> {
