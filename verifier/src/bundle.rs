@@ -478,10 +478,7 @@ fn replay_runtime_log(log: &[u8]) -> Result<[u8; 48], VerifyError> {
         if e.imr != 3 || hex::decode(&e.digest).ok().as_deref() != Some(digest.as_slice()) {
             return Err(VerifyError::MalformedEventLog);
         }
-        let mut h = Sha384::new();
-        h.update(register);
-        h.update(digest);
-        register = h.finalize().into();
+        register = dait_measure::reference::extend_sha384(&register, &digest);
     }
     Ok(register)
 }

@@ -50,10 +50,7 @@ impl EventLog {
     /// Record an event; returns its 48-byte digest (to be extended into the hardware register).
     pub fn record(&mut self, kind: &str, data: &str) -> [u8; 48] {
         let digest: [u8; 48] = Sha384::digest(data.as_bytes()).into();
-        let mut h = Sha384::new();
-        h.update(self.register);
-        h.update(digest);
-        self.register = h.finalize().into();
+        self.register = dait_measure::reference::extend_sha384(&self.register, &digest);
         self.events.push(Event {
             imr: 3,
             kind: kind.to_owned(),
