@@ -4,63 +4,9 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use clap::Parser;
 use common::*;
-use dait_agent::config::{Cli, Command};
-use dait_agent::http::App;
-
-struct Agent {
-    addr: SocketAddr,
-    _app: Arc<App>,
-    _dir: tempfile::TempDir,
-}
-
-async fn agent(mode: EngineMode, tls: bool) -> Agent {
-    let (engine, _) = start_engine(mode).await;
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().to_str().unwrap().to_owned();
-    let upstream = format!("http://{engine}");
-    let args = [
-        "dait-host",
-        "serve",
-        "--tee",
-        "simulated",
-        "--state-dir",
-        &state,
-        "--upstream",
-        &upstream,
-        "--price-in",
-        "2",
-        "--price-out",
-        "3",
-        "--model-id",
-        "test-model",
-    ];
-    let Command::Serve { raw } = Cli::try_parse_from(args).unwrap().command else {
-        unreachable!()
-    };
-    let config = raw.validate().unwrap();
-    dait_agent::tee::init(config.tee, &config.state_dir).unwrap();
-    let app = dait_agent::build_app(&config, dait_agent::Mode::Serve).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    if tls {
-        tokio::spawn(dait_agent::http::serve_tls(app.clone(), listener));
-    } else {
-        tokio::spawn(dait_agent::http::dangerous_serve_plaintext(
-            app.clone(),
-            listener,
-        ));
-    }
-    Agent {
-        addr,
-        _app: app,
-        _dir: dir,
-    }
-}
 
 const LLAMA_LIKE: EngineMode = EngineMode {
     usage_in_stream: false,

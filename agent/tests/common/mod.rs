@@ -531,3 +531,57 @@ pub fn chat_body(prompt: &str, max_tokens: u64, stream: bool) -> Vec<u8> {
         .to_string()
         .into_bytes()
 }
+
+/// The agent's router served in-process (simulated TEE, the in-test engine as upstream), with its state dir.
+pub struct Agent {
+    pub addr: SocketAddr,
+    pub app: Arc<dait_agent::http::App>,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts the agent in-process, over TLS or (for tests that read raw bytes) plaintext.
+pub async fn agent(mode: EngineMode, tls: bool) -> Agent {
+    use clap::Parser as _;
+    use dait_agent::config::{Cli, Command};
+    let (engine, _) = start_engine(mode).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap().to_owned();
+    let upstream = format!("http://{engine}");
+    let args = [
+        "dait-host",
+        "serve",
+        "--tee",
+        "simulated",
+        "--state-dir",
+        &state,
+        "--upstream",
+        &upstream,
+        "--price-in",
+        "2",
+        "--price-out",
+        "3",
+        "--model-id",
+        "test-model",
+    ];
+    let Command::Serve { raw } = Cli::try_parse_from(args).unwrap().command else {
+        unreachable!()
+    };
+    let config = raw.validate().unwrap();
+    dait_agent::tee::init(config.tee, &config.state_dir).unwrap();
+    let app = dait_agent::build_app(&config, dait_agent::Mode::Serve).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    if tls {
+        tokio::spawn(dait_agent::http::serve_tls(app.clone(), listener));
+    } else {
+        tokio::spawn(dait_agent::http::dangerous_serve_plaintext(
+            app.clone(),
+            listener,
+        ));
+    }
+    Agent {
+        addr,
+        app,
+        _dir: dir,
+    }
+}
