@@ -8,7 +8,8 @@
 //! Order of checks, the first failure is the error: decode; freshness; keyset (decode, creation time);
 //! the CPU evidence under its platform policy ([`crate::tdx::verify_quote`], [`crate::snp::verify_report`]
 //! or the simulated report); the keyset binding (the CPU evidence's REPORTDATA equals `report_data`
-//! recomputed from the keyset hash and the expected freshness); the event log; every GPU against
+//! recomputed from the keyset hash and the expected freshness); the event log (for simulated evidence: its
+//! digest, then its replay against [`Policy::runtime_rtmr3`] when the policy has one); every GPU against
 //! `gpu_nonce(report_data, i)`; the vTPM quote against `tpm_qualifying_data(report_data)`.
 //!
 //! Collateral comes from the bundle (`EvidenceBundle.collateral`) or, overriding it, from the caller
@@ -84,6 +85,11 @@ pub struct Policy {
     /// Platforms whose evidence is refused: [`Policy::from_reference`] refuses a platform the reference has
     /// no values for, so its measurements can never go unchecked.
     pub refused_platforms: Vec<Platform>,
+    /// The runtime measurements expected of simulated evidence: the RTMR3 value the bundle's runtime event
+    /// log must replay to (the replay is the TDX one). A simulated report has no runtime register, so
+    /// without this only the log's digest is checked. TDX pins RTMR3 through `tdx.rtmr[3]`, SNP the runtime
+    /// vTPM PCR through `tpm.pcrs`; [`Policy::from_reference`] sets all three from the same events.
+    pub runtime_rtmr3: Option<[u8; 48]>,
 }
 
 /// The NVIDIA trust anchors of a [`Policy`]; the pinned roots unless replaced.
@@ -117,9 +123,13 @@ impl Policy {
     /// The default policy plus the values of a published reference file: TDX MRTD/RTMR0 per shape, RTMR1,
     /// RTMR2, RTMR3 (the replay of the runtime events: model and config hashes), MRCONFIGID, MROWNER,
     /// MROWNERCONFIG, TD attributes, XFAM; SNP launch measurement per shape, HOST_DATA, guest policy; the
-    /// runtime vTPM PCR when a vTPM quote is present.
+    /// runtime vTPM PCR when a vTPM quote is present; the runtime event log's replay for simulated evidence
+    /// ([`Policy::runtime_rtmr3`]), which still needs [`Policy::dangerous_allow_simulated`].
     pub fn from_reference(reference: &ReferenceMeasurements) -> Result<Self, ReferenceError> {
-        let mut policy = Self::default();
+        let mut policy = Self {
+            runtime_rtmr3: Some(reference.expected_rtmr3().0),
+            ..Self::default()
+        };
         if reference.tdx.is_none() {
             policy.refused_platforms.push(Platform::Tdx);
         }
@@ -254,6 +264,11 @@ pub enum VerifyError {
     /// The report's signature by the attestation key does not verify.
     #[error("the report signature does not verify")]
     ReportSignature,
+    /// The runtime event log (model, engine and agent configuration) of simulated evidence does not replay
+    /// to the policy's runtime measurements ([`Policy::runtime_rtmr3`]): an event changed, missing, extra
+    /// or out of order.
+    #[error("runtime measurements: the event log does not replay to the reference's RTMR3")]
+    RuntimeMeasurementMismatch,
     /// The evidence is simulated and the policy does not allow simulated evidence.
     #[error("simulated evidence is rejected by this policy")]
     SimulatedEvidence,
@@ -457,8 +472,8 @@ pub fn verify_bundle_with_collateral(
     })
 }
 
-/// One event of the runtime event log the agent serves (`event_log` of a TDX bundle): a JSON array of
-/// `{"imr": 3, "kind": "...", "data": "...", "digest": "<hex SHA-384(data)>"}`.
+/// One event of the runtime event log the agent serves (`event_log` of a TDX or simulated bundle): a JSON
+/// array of `{"imr": 3, "kind": "...", "data": "...", "digest": "<hex SHA-384(data)>"}`.
 #[derive(serde::Deserialize)]
 struct RuntimeLogEvent {
     imr: u8,
@@ -665,6 +680,17 @@ fn verify_simulated(
     let digest: [u8; 32] = Sha256::digest(&bundle.event_log).into();
     if body.event_log_digest.as_slice() != digest.as_slice() {
         return Err(VerifyError::EventLogMismatch);
+    }
+    if let Some(expected) = &policy.runtime_rtmr3 {
+        // An empty log is a log without events (the TDX path skips it; its RTMR3 is pinned in the quote).
+        let replayed = if bundle.event_log.is_empty() {
+            [0u8; 48]
+        } else {
+            replay_runtime_log(&bundle.event_log)?
+        };
+        if replayed != *expected {
+            return Err(VerifyError::RuntimeMeasurementMismatch);
+        }
     }
     Ok(())
 }
@@ -1055,6 +1081,144 @@ mod tests {
         assert!(matches!(
             replay_runtime_log(b"not json"),
             Err(VerifyError::MalformedEventLog)
+        ));
+    }
+
+    // ---- simulated evidence against a reference's runtime events ----------------------------------------
+
+    use dait_measure::reference::RuntimeEvent;
+
+    /// The agent's default runtime events, in the order it extends them.
+    fn events() -> Vec<RuntimeEvent> {
+        ["model-id", "model-weights", "engine-build", "agent-config"]
+            .iter()
+            .zip(1u8..)
+            .map(|(name, n)| RuntimeEvent {
+                name: (*name).to_owned(),
+                sha256: dait_measure::HexBytes([n; 32]),
+            })
+            .collect()
+    }
+
+    /// The event log the agent serves for `events` (its JSON encoding, one SHA-384 digest per event).
+    fn runtime_log(events: &[RuntimeEvent]) -> Vec<u8> {
+        let entries: Vec<serde_json::Value> = events
+            .iter()
+            .map(|e| {
+                let data = dait_measure::reference::runtime_event_data(&e.name, &e.sha256);
+                serde_json::json!({
+                    "imr": 3,
+                    "kind": e.name,
+                    "data": String::from_utf8(data.clone()).unwrap(),
+                    "digest": hex::encode(sha2::Sha384::digest(&data)),
+                })
+            })
+            .collect();
+        serde_json::to_vec(&entries).unwrap()
+    }
+
+    /// The synthetic reference with `events` as its runtime events.
+    fn reference(events: Vec<RuntimeEvent>) -> ReferenceMeasurements {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../measurements/reference/0.0.0-synthetic.json");
+        let mut r = ReferenceMeasurements::load(&path).unwrap();
+        r.runtime.events = events;
+        r
+    }
+
+    fn allow_with_reference(f: &Fixture, events: Vec<RuntimeEvent>) -> Policy {
+        Policy::from_reference(&reference(events))
+            .unwrap()
+            .dangerous_allow_simulated(&f.root_public())
+            .unwrap()
+    }
+
+    /// A simulated bundle whose log records `served` (signed into the report) under a reference of the
+    /// agent's default events.
+    fn verify_served(served: &[RuntimeEvent]) -> Result<VerifiedBundle, VerifyError> {
+        let mut f = Fixture::new();
+        f.event_log = runtime_log(served);
+        verify(&f, &allow_with_reference(&f, events()))
+    }
+
+    #[test]
+    fn simulated_runtime_log_matching_the_reference_verifies() {
+        let v = verify_served(&events()).unwrap();
+        assert_eq!(v.platform(), Platform::Simulated);
+        let policy = Policy::from_reference(&reference(events())).unwrap();
+        assert_eq!(
+            policy.runtime_rtmr3,
+            Some(replay_runtime_log(&runtime_log(&events())).unwrap())
+        );
+        // No runtime events in the reference: an empty log (or `[]`) matches.
+        for log in [Vec::new(), b"[]".to_vec()] {
+            let mut f = Fixture::new();
+            f.event_log = log;
+            verify(&f, &allow_with_reference(&f, Vec::new())).unwrap();
+        }
+    }
+
+    #[test]
+    fn simulated_runtime_log_unlike_the_reference_is_rejected() {
+        let mut changed = events();
+        changed[1].sha256.0[31] ^= 1;
+        let mut missing = events();
+        missing.remove(3);
+        let mut extra = events();
+        extra.push(RuntimeEvent {
+            name: "model-weights".to_owned(),
+            sha256: dait_measure::HexBytes([9; 32]),
+        });
+        let mut reordered = events();
+        reordered.swap(1, 2);
+        for (case, served) in [
+            ("changed", changed),
+            ("missing", missing),
+            ("extra", extra),
+            ("reordered", reordered),
+            ("none", Vec::new()),
+        ] {
+            let r = verify_served(&served);
+            assert!(
+                matches!(r, Err(VerifyError::RuntimeMeasurementMismatch)),
+                "{case}: {r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn simulated_runtime_log_under_a_reference_must_be_well_formed() {
+        let mut f = Fixture::new();
+        f.event_log = b"simulated event log".to_vec();
+        assert!(matches!(
+            verify(&f, &allow_with_reference(&f, events())),
+            Err(VerifyError::MalformedEventLog)
+        ));
+        // A stated digest that is not its data's.
+        let log = String::from_utf8(runtime_log(&events())).unwrap();
+        let data = String::from_utf8(dait_measure::reference::runtime_event_data(
+            "model-id",
+            &dait_measure::HexBytes([1; 32]),
+        ))
+        .unwrap();
+        f.event_log = log
+            .replacen(&data, &data.replace(":01", ":02"), 1)
+            .into_bytes();
+        assert!(matches!(
+            verify(&f, &allow_with_reference(&f, events())),
+            Err(VerifyError::MalformedEventLog)
+        ));
+    }
+
+    #[test]
+    fn simulated_evidence_under_a_reference_still_needs_the_dangerous_opt_in() {
+        let mut f = Fixture::new();
+        f.event_log = runtime_log(&events());
+        let policy = Policy::from_reference(&reference(events())).unwrap();
+        assert!(!policy.allows_simulated());
+        assert!(matches!(
+            verify(&f, &policy),
+            Err(VerifyError::SimulatedEvidence)
         ));
     }
 
