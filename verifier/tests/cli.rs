@@ -1,17 +1,20 @@
 //! The `dait-tenant` binary against a small TLS server that serves simulated evidence bundles built here:
-//! exit codes (0 verified, 1 rejected, 2 usage or I/O) and the TLS key check against the attested SPKI.
+//! exit codes (0 verified, 1 rejected, 2 usage or I/O), the TLS key check against the attested SPKI, and
+//! `--policy`: the served runtime event log checked against a reference file's runtime events.
 #![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use dait_chain_client::proto::{self, cpu_evidence::Evidence};
 use dait_chain_client::{Address, Freshness, HostSigningKey, Keyset, keyset_hash, report_data};
+use dait_measure::reference::{RuntimeEvent, runtime_event_data};
+use dait_measure::{HexBytes, ReferenceMeasurements};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use prost::Message as _;
@@ -20,6 +23,46 @@ use tokio::net::TcpListener;
 
 fn key(n: u8) -> HostSigningKey {
     HostSigningKey::from_bytes(&[n; 32]).unwrap()
+}
+
+/// The runtime events every served bundle records (the agent's default kinds, in its order).
+fn served_events() -> Vec<RuntimeEvent> {
+    ["model-id", "model-weights", "engine-build", "agent-config"]
+        .iter()
+        .zip(1u8..)
+        .map(|(name, n)| RuntimeEvent {
+            name: (*name).to_owned(),
+            sha256: HexBytes([n; 32]),
+        })
+        .collect()
+}
+
+/// The agent's event log encoding of `events`: a JSON array of `{imr, kind, data, digest}`.
+fn event_log(events: &[RuntimeEvent]) -> Vec<u8> {
+    let entries: Vec<serde_json::Value> = events
+        .iter()
+        .map(|e| {
+            let data = runtime_event_data(&e.name, &e.sha256);
+            serde_json::json!({
+                "imr": 3,
+                "kind": e.name,
+                "data": String::from_utf8(data.clone()).unwrap(),
+                "digest": hex::encode(sha2::Sha384::digest(&data)),
+            })
+        })
+        .collect();
+    serde_json::to_vec(&entries).unwrap()
+}
+
+/// Writes the synthetic reference with `events` as its runtime events under `dir`; returns its path.
+fn reference_file(dir: &Path, name: &str, events: Vec<RuntimeEvent>) -> String {
+    let synthetic = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../measurements/reference/0.0.0-synthetic.json");
+    let mut reference = ReferenceMeasurements::load(&synthetic).unwrap();
+    reference.runtime.events = events;
+    let path = dir.join(name);
+    std::fs::write(&path, reference.to_json_pretty()).unwrap();
+    path.display().to_string()
 }
 
 /// A simulated bundle for `nonce`, certified by root key 1, whose keyset names `tls_spki`.
@@ -37,7 +80,7 @@ fn bundle(nonce: [u8; 32], tls_spki: &[u8]) -> Vec<u8> {
     }
     .encode();
     let freshness = Freshness::TenantNonce(nonce);
-    let event_log = b"event log".to_vec();
+    let event_log = event_log(&served_events());
     let body = proto::SimulatedReportBody {
         platform: proto::Platform::Simulated as i32,
         report_data: report_data(&keyset_hash(&keyset), &freshness).to_vec(),
@@ -131,8 +174,8 @@ async fn serve(attested_spki: Option<Vec<u8>>) -> SocketAddr {
     addr
 }
 
-/// Runs `dait-tenant` off the runtime's threads; returns the exit code and stdout.
-async fn tenant(args: Vec<String>) -> (i32, String) {
+/// Runs `dait-tenant` off the runtime's threads; returns the exit code, stdout and stderr.
+async fn tenant(args: Vec<String>) -> (i32, String, String) {
     tokio::task::spawn_blocking(move || {
         let out = Command::new(env!("CARGO_BIN_EXE_dait-tenant"))
             .args(&args)
@@ -142,6 +185,7 @@ async fn tenant(args: Vec<String>) -> (i32, String) {
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     })
     .await
@@ -171,7 +215,7 @@ async fn verify_exit_codes_and_tls_key_check() {
         let other_root = root_file(&dir, 9);
 
         let honest = format!("https://{}", serve(None).await);
-        let (code, stdout) = tenant(args(&[
+        let (code, stdout, _) = tenant(args(&[
             "verify",
             "--host",
             &honest,
@@ -185,9 +229,9 @@ async fn verify_exit_codes_and_tls_key_check() {
         assert_eq!(out["verified"], true);
 
         // Simulated evidence under the default policy, and under another root: rejected.
-        let (code, _) = tenant(args(&["verify", "--host", &honest])).await;
+        let (code, _, _) = tenant(args(&["verify", "--host", &honest])).await;
         assert_eq!(code, 1);
-        let (code, _) = tenant(args(&[
+        let (code, _, _) = tenant(args(&[
             "verify",
             "--host",
             &honest,
@@ -199,7 +243,7 @@ async fn verify_exit_codes_and_tls_key_check() {
 
         // Evidence that attests another TLS key than the one the server presents: rejected.
         let impostor = format!("https://{}", serve(Some(b"another key".to_vec())).await);
-        let (code, _) = tenant(args(&[
+        let (code, _, _) = tenant(args(&[
             "verify",
             "--host",
             &impostor,
@@ -222,17 +266,97 @@ async fn verify_exit_codes_and_tls_key_check() {
         );
 
         // Usage and I/O errors: 2.
-        let (code, _) = tenant(args(&["verify", "--host", "http://127.0.0.1:1"])).await;
+        let (code, _, _) = tenant(args(&["verify", "--host", "http://127.0.0.1:1"])).await;
         assert_eq!(code, 2, "a non-https URL is a usage error");
         let closed = TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap()
             .local_addr()
             .unwrap();
-        let (code, _) = tenant(args(&["verify", "--host", &format!("https://{closed}")])).await;
+        let (code, _, _) = tenant(args(&["verify", "--host", &format!("https://{closed}")])).await;
         assert_eq!(code, 2, "an unreachable host is an I/O error");
-        let (code, _) = tenant(args(&["verify"])).await;
+        let (code, _, _) = tenant(args(&["verify"])).await;
         assert_eq!(code, 2, "a missing flag is a usage error");
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_checks_the_runtime_events_against_a_reference() {
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        let dir = std::env::temp_dir().join(format!("dait-tenant-policy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let root = root_file(&dir, 1);
+        let matching = reference_file(&dir, "matching.json", served_events());
+        let mut events = served_events();
+        events[1].sha256.0[0] ^= 1;
+        let changed = reference_file(&dir, "changed.json", events);
+        let host = format!("https://{}", serve(None).await);
+        let verify = |reference: &str| {
+            args(&[
+                "verify",
+                "--host",
+                &host,
+                "--policy",
+                reference,
+                "--dangerous-allow-simulated",
+                &root,
+            ])
+        };
+
+        // The served runtime events are the reference's: verified, and the output names the release.
+        let (code, stdout, stderr) = tenant(verify(&matching)).await;
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        let out: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(out["verified"], true);
+        assert_eq!(out["reference"], "0.0.0-synthetic");
+        assert!(
+            stderr.contains("reference release 0.0.0-synthetic"),
+            "{stderr}"
+        );
+        // Without --policy the output says no reference was checked.
+        let (code, stdout, _) = tenant(args(&[
+            "verify",
+            "--host",
+            &host,
+            "--dangerous-allow-simulated",
+            &root,
+        ]))
+        .await;
+        assert_eq!(code, 0);
+        let out: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert!(out["reference"].is_null(), "{out}");
+
+        // One runtime event changed in the reference: rejected, naming the runtime measurement check.
+        let (code, stdout, stderr) = tenant(verify(&changed)).await;
+        assert_eq!(code, 1, "{stdout}{stderr}");
+        assert!(stdout.is_empty(), "{stdout}");
+        assert!(stderr.contains("runtime measurements"), "{stderr}");
+
+        // A reference does not allow simulated evidence by itself.
+        let (code, _, stderr) =
+            tenant(args(&["verify", "--host", &host, "--policy", &matching])).await;
+        assert_eq!(code, 1, "{stderr}");
+        assert!(
+            stderr.contains("simulated evidence is rejected"),
+            "{stderr}"
+        );
+
+        // A reference that does not load is a usage or I/O error, before any connection.
+        let missing = dir.join("missing.json").display().to_string();
+        let broken = dir.join("broken.json");
+        std::fs::write(&broken, b"{\"schema\": 1").unwrap();
+        let broken = broken.display().to_string();
+        for reference in [&missing, &broken] {
+            let (code, _, stderr) = tenant(verify(reference)).await;
+            assert_eq!(code, 2, "{stderr}");
+            assert!(
+                stderr.contains(&format!("--policy {reference}")),
+                "{stderr}"
+            );
+        }
         let _ = std::fs::remove_dir_all(&dir);
     })
     .await

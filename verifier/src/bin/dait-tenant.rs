@@ -1,7 +1,11 @@
 //! `dait-tenant`: verify a dait host, chat with it, or run a local OpenAI-compatible proxy to it.
 //!
 //! Exit codes: 0 = ok; 1 = rejected (evidence, TLS key, receipt or stream failed verification);
-//! 2 = usage, I/O or host error.
+//! 2 = usage, I/O or host error (a `--policy` reference file that does not load included).
+//!
+//! Policy: the default accepts real TDX/SNP evidence only. `--policy <reference.json>` pins a published
+//! release's measurements (`Policy::from_reference`), the runtime events (model, engine, agent
+//! configuration) included; `--dangerous-allow-simulated` is applied on top of it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,6 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use dait_measure::ReferenceMeasurements;
 use dait_verifier::bundle::{Platform, Policy};
 use dait_verifier::tenant::{
     Session, SessionConfig, StreamItem, TenantError, Wallet, proxy, verify_host,
@@ -34,6 +39,12 @@ struct HostArgs {
     /// `dait-host init --tee simulated`). Development and tests only: simulated evidence proves nothing.
     #[arg(long, value_name = "ROOT_PUB_FILE")]
     dangerous_allow_simulated: Option<PathBuf>,
+    /// Check the evidence against this reference measurements file (`measurements/reference/<release>.json`):
+    /// the release's launch measurements and its runtime events (model, engine and agent configuration,
+    /// replayed from the host's event log; for simulated evidence too). Without it the default policy
+    /// pins no measurements.
+    #[arg(long, value_name = "REFERENCE_JSON")]
+    policy: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -135,17 +146,38 @@ fn is_rejection(error: &anyhow::Error) -> bool {
     })
 }
 
-fn policy(host: &HostArgs) -> anyhow::Result<Policy> {
+/// The verification policy and, with `--policy`, the release of the reference it pins.
+fn policy(host: &HostArgs) -> anyhow::Result<(Policy, Option<String>)> {
+    let (policy, release) = match &host.policy {
+        None => (Policy::new(), None),
+        Some(path) => {
+            let reference = ReferenceMeasurements::load(path).with_context(|| {
+                format!(
+                    "--policy {}: not a loadable reference measurements file",
+                    path.display()
+                )
+            })?;
+            let policy = Policy::from_reference(&reference)
+                .with_context(|| format!("--policy {}: unusable as a policy", path.display()))?;
+            eprintln!(
+                "checking against reference release {} ({})",
+                reference.release,
+                path.display()
+            );
+            (policy, Some(reference.release))
+        }
+    };
     match &host.dangerous_allow_simulated {
-        None => Ok(Policy::new()),
+        None => Ok((policy, release)),
         Some(path) => {
             let root = read_hex_key(path)?;
             eprintln!(
                 "warning: accepting SIMULATED evidence (--dangerous-allow-simulated); it proves nothing"
             );
-            Policy::new()
+            let policy = policy
                 .dangerous_allow_simulated(&root)
-                .with_context(|| format!("simulated root in {}", path.display()))
+                .with_context(|| format!("simulated root in {}", path.display()))?;
+            Ok((policy, release))
         }
     }
 }
@@ -162,7 +194,7 @@ async fn open(host: &HostArgs, channel: &ChannelArgs) -> anyhow::Result<Session>
     let wallet = Wallet::load_or_create(&channel.wallet_key)?;
     let config = SessionConfig {
         host_url: host.host.clone(),
-        policy: policy(host)?,
+        policy: policy(host)?.0,
         escrow_cap: channel.escrow_cap,
         state_dir: channel.state_dir.clone(),
     };
@@ -174,7 +206,7 @@ async fn open(host: &HostArgs, channel: &ChannelArgs) -> anyhow::Result<Session>
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Verify { host } => {
-            let policy = policy(&host)?;
+            let (policy, release) = policy(&host)?;
             let (_, bundle) = verify_host(&host.host, &policy)
                 .await
                 .context("verifying the host")?;
@@ -193,6 +225,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "chain_id": bundle.domain().chain_id,
                 "settlement": bundle.domain().settlement.to_string(),
                 "report_data": format!("0x{}", hex::encode(bundle.report_data())),
+                // The reference release whose measurements were checked; null: the default policy.
+                "reference": release,
             });
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
