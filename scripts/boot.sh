@@ -3,6 +3,9 @@
 # port to 127.0.0.1 only, waits (bounded) until the agent serves, fetches the attestation endpoint, has the tenant
 # CLI verify the evidence (pinning the simulated root the guest printed) and run one encrypted chat whose receipt
 # it verifies. QEMU (and the engine, if this script started it) is stopped on every exit.
+# When the image version (ImageVersion in image/mkosi.conf) has a published reference file,
+# measurements/reference/<version>.json, the tenant checks the evidence against it (dait-tenant --policy): the
+# runtime events the agent measured (model, engine, agent configuration) must be the reference's.
 #
 # Usage: scripts/boot.sh [--image DIR]
 #   --image DIR   the output directory of scripts/image.sh (default image/mkosi.output)
@@ -12,6 +15,8 @@
 #   DAIT_BOOT_TIMEOUT  seconds to wait for the agent to serve (default 300)
 #   DAIT_BOOT_MEMORY   guest memory (default 2048M)
 #   DAIT_BOOT_KEEP     if set, a directory to copy the console log and fetched files into
+#   DAIT_BOOT_REFERENCE  reference file for dait-tenant --policy instead of the image version's; set and empty:
+#                      none (the default policy, which pins no measurements)
 #
 # The default image's agent reaches its engine at 127.0.0.1:8000 inside the guest; in this development profile
 # that port is forwarded out of the guest (QEMU guestfwd, guest address 10.0.2.100:8000) to the CPU engine that
@@ -23,6 +28,7 @@ set -euo pipefail
 log() { printf '[boot] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+caller_dir="$PWD"
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 
@@ -30,7 +36,7 @@ image_dir="$repo/image/mkosi.output"
 while (($#)); do
     case "$1" in
         --image) image_dir="${2:?--image needs a directory}"; shift ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) log "unknown argument: $1"; exit 2 ;;
     esac
     shift
@@ -40,6 +46,26 @@ accel="${DAIT_BOOT_ACCEL:-tcg}"
 timeout_s="${DAIT_BOOT_TIMEOUT:-300}"
 memory="${DAIT_BOOT_MEMORY:-2048M}"
 case "$accel" in tcg|kvm) ;; *) log "DAIT_BOOT_ACCEL must be tcg or kvm"; exit 2 ;; esac
+
+# --- the reference measurements the tenant checks against ---------------------------------------------------
+image_version="$(sed -n 's/^ImageVersion=//p' image/mkosi.conf | head -n1)"
+if [[ -n "${DAIT_BOOT_REFERENCE+set}" ]]; then
+    reference="$DAIT_BOOT_REFERENCE"
+    if [[ -n "$reference" ]]; then
+        [[ "$reference" == /* ]] || reference="$caller_dir/$reference"
+        [[ -f "$reference" ]] || { log "DAIT_BOOT_REFERENCE: no file at $reference"; exit 2; }
+    fi
+else
+    reference="measurements/reference/$image_version.json"
+    [[ -f "$reference" ]] || reference=""
+fi
+policy_args=()
+if [[ -n "$reference" ]]; then
+    policy_args=(--policy "$reference")
+    log "reference measurements: $reference (image version $image_version)"
+else
+    log "no reference measurements (image version $image_version): the tenant pins no measurements"
+fi
 
 disk="$image_dir/dait_0.1.0.raw"
 [[ -f "$disk" ]] || die "no image at $disk: run scripts/image.sh first"
@@ -164,12 +190,13 @@ log "attestation bundle: $(stat -c %s "$work/bundle.bin") bytes, sha256 $(sha256
 log "building dait-tenant"
 cargo build --locked --quiet -p dait-verifier --features cli --bin dait-tenant
 tenant="$repo/target/debug/dait-tenant"
-"$tenant" verify --host "$base" --dangerous-allow-simulated "$work/sim-root.pub" >"$work/verify.out" 2>&1 ||
-    { cat "$work/verify.out" >&2; die "dait-tenant rejected the guest's evidence"; }
-log "dait-tenant verify: ok"
+"$tenant" verify --host "$base" "${policy_args[@]}" --dangerous-allow-simulated "$work/sim-root.pub" \
+    >"$work/verify.out" 2>&1 ||
+    { cat "$work/verify.out" >&2; die "dait-tenant rejected the evidence (reference: ${reference:-none})"; }
+log "dait-tenant verify: ok (reference: ${reference:-none})"
 sed 's/^/    /' "$work/verify.out" >&2
 chat_start=$(date +%s%N)
-"$tenant" chat --host "$base" --dangerous-allow-simulated "$work/sim-root.pub" \
+"$tenant" chat --host "$base" "${policy_args[@]}" --dangerous-allow-simulated "$work/sim-root.pub" \
     --wallet-key "$work/wallet.key" --state-dir "$work/tenant" --max-tokens 16 \
     "Say hello in five words." >"$work/chat.out" 2>&1 ||
     { cat "$work/chat.out" >&2; die "the encrypted chat or its receipt check failed"; }
