@@ -38,6 +38,13 @@ pub enum Command {
         #[command(flatten)]
         raw: RawConfig,
     },
+    /// Print the runtime events `serve` would measure at start, one `name=sha256hex` per line, in order
+    /// (the `--runtime-event` arguments of `dait-measure reference`). Opens no TEE and writes nothing.
+    RuntimeEvents {
+        /// Common configuration (the same flags and environment as `serve`).
+        #[command(flatten)]
+        raw: RawConfig,
+    },
     /// Serve the tenant endpoints over TLS.
     Serve {
         /// Common configuration.

@@ -5,6 +5,8 @@
 //! - At start it measures what it serves (model id, weight hash, engine build, prices) into the
 //!   runtime event log and register, and generates a per-boot keyset in memory: receipt key
 //!   (P-256), OHTTP key (X25519), TLS key and self-signed certificate (its SPKI is in the keyset).
+//!   `dait-host runtime-events` prints the same events ([`RuntimeEvents`]) without a TEE, for the
+//!   release's reference file.
 //! - `GET /v1/attestation?nonce=` returns an evidence bundle whose `report_data` binds the keyset
 //!   hash and the tenant's nonce (PROTOCOL.md §3, §7).
 //! - `POST /v1/ohttp` takes an Oblivious HTTP request (chunked OHTTP for streaming), checks the
@@ -113,6 +115,66 @@ pub fn file_sha256(path: &Path) -> std::io::Result<[u8; 32]> {
     Ok(h.finalize().into())
 }
 
+/// What the agent measures into the runtime register at start, computed from the configuration alone (no TEE):
+/// `build_app` extends exactly these events, and `dait-host runtime-events` prints them for a reference file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RuntimeEvents {
+    /// SHA-256 of the model weights file (zero without one); also the receipts' `weight_hash`.
+    pub weight_hash: B256,
+    /// SHA-256 of the engine build identifier; also the receipts' `engine_build`.
+    pub engine_build: B256,
+    /// `(name, SHA-256 of the content)` in the order the agent extends them, the order
+    /// `measurements/reference/<release>.json` lists them. Each measures `name ":" hex(sha256)`
+    /// (dait-measure's contract), so a reference file predicts the register.
+    pub events: [(&'static str, [u8; 32]); 4],
+}
+
+impl RuntimeEvents {
+    /// The events of a validated configuration; reads (hashes) the model weights file if one is set.
+    pub fn from_config(config: &Config) -> Result<Self, AgentError> {
+        let weight_hash = match &config.model_path {
+            Some(p) => B256(file_sha256(p).map_err(|e| AgentError::Io("model weights", e))?),
+            None => B256::ZERO,
+        };
+        let engine_build = B256(Sha256::digest(config.engine_build.as_bytes()).into());
+        let config_line = format!(
+            "price_in={} price_out={} chain_id={} settlement=0x{} seed={}",
+            config.price_in,
+            config.price_out,
+            config.chain_id,
+            hex::encode(config.settlement),
+            config.seed
+        );
+        let events = [
+            (
+                eventlog::MODEL_ID,
+                Sha256::digest(config.model_id.as_bytes()).into(),
+            ),
+            (eventlog::MODEL_WEIGHTS, weight_hash.0),
+            (eventlog::ENGINE_BUILD, engine_build.0),
+            (
+                eventlog::AGENT_CONFIG,
+                Sha256::digest(config_line.as_bytes()).into(),
+            ),
+        ];
+        Ok(Self {
+            weight_hash,
+            engine_build,
+            events,
+        })
+    }
+
+    /// One `name=sha256hex` line per event, in order: the `--runtime-event` arguments of
+    /// `dait-measure reference`.
+    pub fn to_lines(&self) -> String {
+        self.events
+            .iter()
+            .map(|(name, sha256)| format!("{name}={}\n", hex::encode(sha256)))
+            .collect()
+    }
+}
+
 /// Whether to open the receipt log (`serve`) or not (`attest`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -126,34 +188,12 @@ pub enum Mode {
 pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
     let tee = tee::open(config.tee, &config.state_dir)?;
 
-    let weight_hash = match &config.model_path {
-        Some(p) => B256(file_sha256(p).map_err(|e| AgentError::Io("model weights", e))?),
-        None => B256::ZERO,
-    };
-    let engine_build = B256(Sha256::digest(config.engine_build.as_bytes()).into());
+    let RuntimeEvents {
+        weight_hash,
+        engine_build,
+        events,
+    } = RuntimeEvents::from_config(config)?;
     let mut event_log = EventLog::default();
-    // The runtime events, in the order `measurements/reference/<release>.json` lists them: each measures
-    // `name ":" hex(SHA-256(content))` (dait-measure's contract), so a reference file predicts RTMR3.
-    let config_line = format!(
-        "price_in={} price_out={} chain_id={} settlement=0x{} seed={}",
-        config.price_in,
-        config.price_out,
-        config.chain_id,
-        hex::encode(config.settlement),
-        config.seed
-    );
-    let events = [
-        (
-            eventlog::MODEL_ID,
-            Sha256::digest(config.model_id.as_bytes()).into(),
-        ),
-        (eventlog::MODEL_WEIGHTS, weight_hash.0),
-        (eventlog::ENGINE_BUILD, engine_build.0),
-        (
-            eventlog::AGENT_CONFIG,
-            Sha256::digest(config_line.as_bytes()).into(),
-        ),
-    ];
     let events = events.map(|(kind, sha256): (&str, [u8; 32])| {
         let data =
             dait_measure::reference::runtime_event_data(kind, &dait_measure::HexBytes(sha256));
@@ -253,6 +293,11 @@ pub async fn run(command: Command) -> Result<(), AgentError> {
             let bytes = http::bundle(&app, &Freshness::TenantNonce(n))?;
             write_file(&out, &bytes)?;
             println!("keyset_hash {}", app.keys.keyset_hash);
+            Ok(())
+        }
+        Command::RuntimeEvents { raw } => {
+            let config = raw.validate()?;
+            print!("{}", RuntimeEvents::from_config(&config)?.to_lines());
             Ok(())
         }
         Command::Serve { raw } => {

@@ -1,4 +1,4 @@
-//! The `dait-host` command line: `init`, `attest`, startup failures and the documented exit codes.
+//! The `dait-host` command line: `init`, `attest`, `runtime-events`, startup failures, exit codes.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::process::{Command, Output};
@@ -134,4 +134,151 @@ fn runtime_failures_exit_1() {
             assert!(String::from_utf8_lossy(&out.stderr).contains("TEE device missing"));
         }
     }
+}
+
+fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("DAIT_TEE_KIND")
+        .env_remove("DAIT_STATE_DIR")
+        .envs(env.iter().copied())
+        .env("DAIT_LOG", "error")
+        .output()
+        .unwrap()
+}
+
+/// `name=sha256hex` lines as printed by `runtime-events`.
+fn event_lines(out: &Output) -> Vec<(String, String)> {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let (name, hex) = line.split_once('=').unwrap();
+            assert_eq!(hex.len(), 64, "{line}");
+            (name.to_owned(), hex.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn runtime_events_replay_to_the_register_a_started_agent_reports() {
+    use sha2::Digest as _;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let state = state.to_str().unwrap();
+    let weights = dir.path().join("model.gguf");
+    std::fs::write(&weights, b"not really weights").unwrap();
+    let env = [
+        ("DAIT_MODEL_ID", "smollm2"),
+        ("DAIT_MODEL_PATH", weights.to_str().unwrap()),
+        ("DAIT_ENGINE_BUILD", "llama-cpp-python 0.3.36"),
+        ("DAIT_PRICE_IN", "3"),
+        ("DAIT_PRICE_OUT", "5"),
+        ("DAIT_SEED", "7"),
+    ];
+    let printed = event_lines(&run_with_env(
+        &["runtime-events", "--tee", "simulated", "--state-dir", state],
+        &env,
+    ));
+    let names: Vec<&str> = printed.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["model-id", "model-weights", "engine-build", "agent-config"]
+    );
+    assert_eq!(
+        printed[1].1,
+        hex::encode(sha2::Sha256::digest(b"not really weights"))
+    );
+    assert!(
+        !dir.path().join("state").exists(),
+        "runtime-events opens no TEE and writes nothing"
+    );
+
+    // The same configuration, started: its event log and the simulated RTMR3 are what the lines predict.
+    let out = run_with_env(&["init", "--tee", "simulated", "--state-dir", state], &env);
+    assert_eq!(out.status.code(), Some(0));
+    let bundle_path = dir.path().join("bundle.bin");
+    let out = run_with_env(
+        &[
+            "attest",
+            "--tee",
+            "simulated",
+            "--state-dir",
+            state,
+            "--nonce",
+            &"22".repeat(32),
+            "--out",
+            bundle_path.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bundle = dait_chain_client::decode_bundle(&std::fs::read(&bundle_path).unwrap()).unwrap();
+    let log: serde_json::Value = serde_json::from_slice(&bundle.event_log).unwrap();
+    let logged: Vec<(String, String)> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let (name, hex) = e["data"].as_str().unwrap().split_once(':').unwrap();
+            assert_eq!(e["kind"].as_str(), Some(name));
+            (name.to_owned(), hex.to_owned())
+        })
+        .collect();
+    assert_eq!(logged, printed);
+    // Replayed as a reference file lists them (dait-measure's rule), the lines give the reported RTMR3.
+    let mut rtmr3 = [0u8; 48];
+    for (name, hex) in &printed {
+        let data = dait_measure::reference::runtime_event_data(name, &hex.parse().unwrap());
+        let digest: [u8; 48] = sha2::Sha384::digest(data).into();
+        rtmr3 = dait_measure::reference::extend_sha384(&rtmr3, &digest);
+    }
+    let Some(cpu_evidence::Evidence::Simulated(r)) = bundle.cpu.unwrap().evidence else {
+        panic!("not simulated")
+    };
+    let body = SimulatedReportBody::decode(&r.body[..]).unwrap();
+    assert_eq!(
+        body.measurements.last().map(Vec::as_slice),
+        Some(&rtmr3[..])
+    );
+
+    // A changed price changes only the agent-config event.
+    let mut cheaper = env;
+    cheaper[4] = ("DAIT_PRICE_OUT", "4");
+    let changed = event_lines(&run_with_env(
+        &["runtime-events", "--tee", "simulated", "--state-dir", state],
+        &cheaper,
+    ));
+    assert_eq!(changed[..3], printed[..3]);
+    assert_ne!(changed[3], printed[3]);
+}
+
+#[test]
+fn runtime_events_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap();
+    // No TEE kind: the same validation as `serve`.
+    let out = run_with_env(&["runtime-events", "--state-dir", state], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    // A weights file that cannot be read: nothing printed, runtime failure.
+    let missing = dir.path().join("missing.gguf");
+    let out = run_with_env(
+        &["runtime-events", "--tee", "tdx", "--state-dir", state],
+        &[("DAIT_MODEL_PATH", missing.to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("model weights"));
 }
