@@ -156,6 +156,9 @@ struct ReferenceArgs {
     /// The image's package manifest (its SHA-256 is recorded).
     #[arg(long)]
     package_manifest: Option<PathBuf>,
+    /// The agent binary the image ships (its name, size and SHA-256 are recorded).
+    #[arg(long)]
+    agent: Option<PathBuf>,
     /// Allowed SNP HOST_DATA (repeat; default: all zero).
     #[arg(long = "host-data")]
     host_data: Vec<Sha256Digest>,
@@ -452,10 +455,12 @@ fn reference_command(args: &ReferenceArgs) -> anyhow::Result<bool> {
     for spec in &args.firmware {
         let (name, path) = split_pair(spec, "--firmware")?;
         let bytes = read(Path::new(path))?;
-        let kind = if Tdvf::parse(&bytes).is_ok() {
-            FirmwareKind::Tdvf
-        } else if Ovmf::parse(&bytes).is_ok_and(|o| o.supports_kernel_hashes()) {
+        // The AmdSev build carries TDX metadata too (edk2's reset vector is shared), so the SEV kernel-hashes
+        // table, which only the AmdSev build has, decides first.
+        let kind = if Ovmf::parse(&bytes).is_ok_and(|o| o.supports_kernel_hashes()) {
             FirmwareKind::OvmfAmdsev
+        } else if Tdvf::parse(&bytes).is_ok() {
+            FirmwareKind::Tdvf
         } else {
             bail!("{path}: neither TDVF metadata nor an SEV kernel-hashes table");
         };
@@ -580,6 +585,11 @@ fn reference_command(args: &ReferenceArgs) -> anyhow::Result<bool> {
                 .map(read)
                 .transpose()?
                 .map(|b| HexBytes(Sha256::digest(&b).into())),
+            agent: args
+                .agent
+                .as_deref()
+                .map(|p| read(p).map(|b| file_digest(p, &b)))
+                .transpose()?,
         },
         shapes,
         tdx: tdx_boot.map(|(rtmr1, rtmr2)| TdxReference {

@@ -73,6 +73,10 @@ pub struct Artefacts {
     /// SHA-256 of the image's package manifest (the exact package versions it was built from).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package_manifest_sha256: Option<Sha256Digest>,
+    /// The agent binary (`dait-host`) the image ships. Informational: it lies in the verity-protected root, so the
+    /// root hash (in `cmdline`) already binds it; recorded so an auditor can match it with a reproducible build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<FileDigest>,
 }
 
 /// A file by name, size and SHA-256.
@@ -691,6 +695,7 @@ pub(crate) mod tests {
                 ],
                 verity_root_hash: Some(HexBytes([4; 32])),
                 package_manifest_sha256: None,
+                agent: None,
             },
             shapes: vec![
                 VmShape {
@@ -752,6 +757,23 @@ pub(crate) mod tests {
         let back = ReferenceMeasurements::from_json(text.as_bytes()).unwrap();
         assert_eq!(back, reference);
         assert!(text.contains("\"measurement\": \"0909"));
+    }
+
+    #[test]
+    fn the_agent_artefact_is_optional_and_round_trips() {
+        let mut reference = sample();
+        assert!(!reference.to_json_pretty().contains("\"agent\""));
+        reference.artefacts.agent = Some(FileDigest {
+            name: "dait-host".into(),
+            size: 5,
+            sha256: HexBytes([12; 32]),
+        });
+        let text = reference.to_json_pretty();
+        assert!(text.contains("\"agent\""));
+        assert_eq!(
+            ReferenceMeasurements::from_json(text.as_bytes()).unwrap(),
+            reference
+        );
     }
 
     #[test]
