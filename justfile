@@ -46,6 +46,10 @@ measure:
     DAIT_REGENERATE_REFERENCE=1 cargo test -p dait-measure --test cli --locked
     git diff --exit-code -- measurements/reference
 
+# Write measurements/reference/<ImageVersion>.json from the built image (`just reference --check` compares instead).
+reference *args="":
+    scripts/reference.sh {{ args }}
+
 # SNP launch digest against sev-snp-measure on a real AmdSev OVMF (builds the firmware once, ~10-25 min).
 measure-check:
     DAIT_OVMF_AMDSEV="$(scripts/ovmf.sh)" cargo test -p dait-measure --locked -- --include-ignored

@@ -122,18 +122,21 @@ fn reference_subcommand_refuses_a_tdx_shape_without_rtmr0() {
     assert!(text(&out).contains("RTMR0"), "{}", text(&out));
 }
 
-fn committed_reference() -> (PathBuf, ReferenceMeasurements) {
-    let path = crate_dir().join("reference/0.0.0-synthetic.json");
+/// A committed reference file by release, loaded and validated.
+fn committed_reference(release: &str) -> (PathBuf, ReferenceMeasurements) {
+    let path = crate_dir().join(format!("reference/{release}.json"));
     let reference = ReferenceMeasurements::load(&path).unwrap();
     (path, reference)
 }
 
-fn snp_values(reference: &ReferenceMeasurements) -> ReportedValues {
+/// The values a genuine boot on an SNP `shape` of `reference` reports.
+fn snp_values(reference: &ReferenceMeasurements, shape: &str) -> ReportedValues {
+    let snp = reference.snp.as_ref().unwrap();
     ReportedValues {
         platform: dait_measure::reference::Platform::Snp,
-        measurement: Some(*reference.snp_measurement("snp-genoa-16").unwrap()),
-        host_data: Some(dait_measure::HexBytes::ZERO),
-        guest_policy: Some(0x30000),
+        measurement: Some(*reference.snp_measurement(shape).unwrap()),
+        host_data: Some(snp.host_data[0]),
+        guest_policy: Some(snp.guest_policy),
         mrtd: None,
         rtmr: None,
         mr_config_id: None,
@@ -157,27 +160,26 @@ fn run_diff(reference: &Path, shape: &str, values: &ReportedValues) -> Output {
         .unwrap()
 }
 
-#[test]
-fn diff_accepts_matching_values_and_names_each_changed_field() {
-    let (path, reference) = committed_reference();
-    let good = snp_values(&reference);
-    let out = run_diff(&path, "snp-genoa-16", &good);
+/// `diff` accepts the values of a genuine boot on `shape` (exit 0) and names each SNP field changed (exit 1).
+fn assert_diff_checks_each_snp_field(path: &Path, reference: &ReferenceMeasurements, shape: &str) {
+    let good = snp_values(reference, shape);
+    let out = run_diff(path, shape, &good);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("all 3 fields match"));
+    assert!(text(&out).contains("all 3 fields match"), "{}", text(&out));
 
     let mut measurement = good.clone();
     measurement.measurement.as_mut().unwrap().0[0] ^= 1;
     let mut host_data = good.clone();
-    host_data.host_data.as_mut().unwrap().0[31] = 1;
+    host_data.host_data.as_mut().unwrap().0[31] ^= 1;
     let mut policy = good.clone();
-    policy.guest_policy = Some(0x30000 | 1 << 19);
+    policy.guest_policy = good.guest_policy.map(|p| p | 1 << 19);
     for (field, values) in [
         ("measurement", measurement),
         ("host_data", host_data),
         ("guest_policy", policy),
     ] {
-        let out = run_diff(&path, "snp-genoa-16", &values);
-        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let out = run_diff(path, shape, &values);
+        assert_eq!(out.status.code(), Some(1), "{shape}: {}", text(&out));
         assert!(
             text(&out).contains(&format!("MISMATCH {field}")),
             "{}",
@@ -189,7 +191,14 @@ fn diff_accepts_matching_values_and_names_each_changed_field() {
             text(&out)
         );
     }
+}
+
+#[test]
+fn diff_accepts_matching_values_and_names_each_changed_field() {
+    let (path, reference) = committed_reference("0.0.0-synthetic");
+    assert_diff_checks_each_snp_field(&path, &reference, "snp-genoa-16");
     // The Milan shape's measurement differs from the Genoa one: evidence from one shape fails the other.
+    let good = snp_values(&reference, "snp-genoa-16");
     let out = run_diff(&path, "snp-milan-4", &good);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     // Unknown shape and wrong platform are usage errors.
@@ -199,7 +208,7 @@ fn diff_accepts_matching_values_and_names_each_changed_field() {
 
 #[test]
 fn diff_reads_a_real_quote_and_explains_the_tdx_fields() {
-    let (path, _) = committed_reference();
+    let (path, _) = committed_reference("0.0.0-synthetic");
     let quote = evidence_dir().join("tdx/go-tdx-guest__gcp-cos113_v4_quote_8000B.bin");
     let out = bin()
         .args(["diff", "--shape", "tdx-16", "--reference"])
@@ -247,7 +256,7 @@ fn replay_checks_the_real_log_against_its_quote() {
 
 #[test]
 fn diff_reads_real_snp_reports_raw_and_hex() {
-    let (path, _) = committed_reference();
+    let (path, _) = committed_reference("0.0.0-synthetic");
     let snp = evidence_dir().join("snp");
     for (file, measurement, policy) in [
         (
@@ -282,4 +291,118 @@ fn diff_reads_real_snp_reports_raw_and_hex() {
             assert!(report.contains(&format!("reported {policy}")), "{report}");
         }
     }
+}
+
+// ---- the release reference measurements/reference/0.1.0.json (written by scripts/reference.sh) --------------
+
+/// An SNP ATTESTATION_REPORT (version 2, VMPL 0, unsigned) carrying a boot's measurement, HOST_DATA and policy at
+/// their offsets (SEV-SNP ABI spec, table 22).
+fn snp_report(values: &ReportedValues) -> Vec<u8> {
+    let mut report = vec![0u8; dait_measure::reported::SNP_REPORT_LEN];
+    report[0..4].copy_from_slice(&2u32.to_le_bytes());
+    report[0x08..0x10].copy_from_slice(&values.guest_policy.unwrap().to_le_bytes());
+    report[0x90..0xc0].copy_from_slice(&values.measurement.unwrap().0);
+    report[0xc0..0xe0].copy_from_slice(&values.host_data.unwrap().0);
+    report
+}
+
+#[test]
+fn release_0_1_0_loads_and_describes_a_direct_boot_of_the_uki() {
+    let (path, reference) = committed_reference("0.1.0");
+    assert_eq!(path.file_stem().unwrap(), reference.release.as_str());
+    // The file is what the reference type writes (canonical form), so a regeneration compares byte for byte.
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        reference.to_json_pretty()
+    );
+    let artefacts = &reference.artefacts;
+    // Direct boot of the UKI: it is the -kernel, no separate initrd, its own command line as -append.
+    assert_eq!(artefacts.uki.as_ref(), Some(&artefacts.kernel));
+    assert!(artefacts.initrd.is_none());
+    let roothash = artefacts.verity_root_hash.unwrap();
+    assert!(
+        artefacts
+            .cmdline
+            .split(' ')
+            .any(|arg| arg == format!("roothash={roothash}"))
+    );
+    assert!(artefacts.package_manifest_sha256.is_some());
+    assert!(artefacts.agent.is_some());
+    // Each SNP shape boots the AmdSev build (kernel-hashes table), recognised as such although that build
+    // carries TDX metadata too.
+    for shape in &reference.shapes {
+        let firmware = artefacts
+            .firmware
+            .iter()
+            .find(|f| f.name == shape.firmware)
+            .unwrap();
+        assert_eq!(
+            firmware.kind,
+            dait_measure::reference::FirmwareKind::OvmfAmdsev
+        );
+    }
+    // SNP only: at least two shapes of different CPU generations and vCPU counts, each with its own digest.
+    // TDX is absent until RTMR0 comes from a replayed boot (docs/MEASUREMENTS.md), so the verifier refuses TDX.
+    assert!(reference.tdx.is_none());
+    let snp_shapes: Vec<_> = reference
+        .shapes
+        .iter()
+        .filter(|s| s.platform == dait_measure::reference::Platform::Snp)
+        .collect();
+    assert!(snp_shapes.len() >= 2);
+    assert_eq!(snp_shapes.len(), reference.shapes.len());
+    let cpus: std::collections::BTreeSet<_> = snp_shapes.iter().map(|s| &s.cpu_type).collect();
+    let vcpus: std::collections::BTreeSet<_> = snp_shapes.iter().map(|s| s.vcpus).collect();
+    assert!(cpus.len() >= 2 && vcpus.len() >= 2);
+    let digests: std::collections::BTreeSet<_> = snp_shapes
+        .iter()
+        .map(|s| reference.snp_measurement(&s.name).unwrap())
+        .collect();
+    assert_eq!(digests.len(), snp_shapes.len());
+    let snp = reference.snp.as_ref().unwrap();
+    assert_eq!(snp.guest_policy & (1 << 19), 0, "debug off");
+    // The runtime events the image's agent extends, in its order.
+    let names: Vec<&str> = reference
+        .runtime
+        .events
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["model-id", "model-weights", "engine-build", "agent-config"]
+    );
+}
+
+#[test]
+fn release_0_1_0_diff_accepts_each_shape_and_names_each_changed_field() {
+    let (path, reference) = committed_reference("0.1.0");
+    let shapes: Vec<String> = reference.shapes.iter().map(|s| s.name.clone()).collect();
+    for shape in &shapes {
+        assert_diff_checks_each_snp_field(&path, &reference, shape);
+        // The same values as an SNP report read at its offsets.
+        let dir = tempfile::tempdir().unwrap();
+        let report = dir.path().join("report.bin");
+        std::fs::write(&report, snp_report(&snp_values(&reference, shape))).unwrap();
+        let out = bin()
+            .args(["diff", "--shape", shape, "--reference"])
+            .arg(&path)
+            .arg("--snp-report")
+            .arg(&report)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        // Evidence from one shape does not pass as another.
+        for other in shapes.iter().filter(|o| *o != shape) {
+            let out = run_diff(&path, other, &snp_values(&reference, shape));
+            assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+            assert!(text(&out).contains("MISMATCH measurement"));
+        }
+    }
+    // No TDX shape: TDX values cannot be compared (usage error), never accepted.
+    let tdx = ReportedValues {
+        platform: dait_measure::reference::Platform::Tdx,
+        ..snp_values(&reference, &shapes[0])
+    };
+    assert_eq!(run_diff(&path, "tdx-16", &tdx).status.code(), Some(2));
 }

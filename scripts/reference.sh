@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# Writes the reference measurements of a built image, measurements/reference/<ImageVersion>.json, with
+# `dait-measure reference` (see docs/MEASUREMENTS.md, "Release 0.1.0"), or with --check regenerates them into a
+# temporary file and compares that with the committed one.
+#
+# Usage: scripts/reference.sh [--image DIR] [--check] [--rtmr0 SHAPE=HEX]... [--rtmr1 HEX] [--rtmr2 HEX]
+#   --image DIR        the output directory of scripts/image.sh (default image/mkosi.output)
+#   --check            do not write: regenerate into a temporary file, print every differing field, exit 1 on a
+#                      difference
+#   --rtmr0 SHAPE=HEX  RTMR0 of a TDX shape, replayed from the CCEL log of a boot of this image on that shape
+#                      (`dait-measure replay --event-log /sys/firmware/acpi/tables/data/CCEL`). The TDX section and
+#                      its shapes are written only for shapes given here; without any, the file has no TDX section
+#                      and the predicted MRTD/RTMR1/RTMR2 are printed for reference only.
+#   --rtmr1/--rtmr2 HEX  RTMR1/RTMR2 from the same replayed boot, replacing the direct-boot predictions (systemd-stub
+#                      measures the UKI's sections itself; see docs/MEASUREMENTS.md)
+# Environment:
+#   DAIT_REFERENCE_AGENT  the dait-host binary whose `runtime-events` gives the runtime events (default: the
+#                         image's own agent, DIR/<name>_<version>.dait-host)
+#   DAIT_CACHE_DIR        cache root for the firmware (default ${XDG_CACHE_HOME:-$HOME/.cache}/dait)
+#   DAIT_TDVF_VERSION     Debian `ovmf` package version whose OVMF.fd is the TDX firmware (default pinned below)
+#
+# Exit codes: 0 written / unchanged, 1 --check found a difference, 2 usage error or missing input.
+set -euo pipefail
+
+log() { printf '[reference] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 2; }
+
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$repo"
+
+image_dir="image/mkosi.output"
+check=0
+rtmr0=()
+pinned=()
+while (($#)); do
+    case "$1" in
+        --image) image_dir="${2:?--image needs a directory}"; shift ;;
+        --check) check=1 ;;
+        --rtmr0) rtmr0+=("${2:?--rtmr0 needs SHAPE=HEX}"); shift ;;
+        --rtmr1|--rtmr2) pinned+=("$1" "${2:?$1 needs HEX}"); shift ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        *) log "unknown argument: $1"; exit 2 ;;
+    esac
+    shift
+done
+
+# --- the image's artefacts ------------------------------------------------------------------------------------
+[[ -d "$image_dir" ]] || die "no image output at $image_dir: run scripts/image.sh (just image) first"
+image_id="$(sed -n 's/^ImageId=//p' image/mkosi.conf | head -n1)"
+version="$(sed -n 's/^ImageVersion=//p' image/mkosi.conf | head -n1)"
+[[ -n "$image_id" && -n "$version" ]] || die "image/mkosi.conf names no ImageId/ImageVersion"
+base="$image_dir/${image_id}_${version}"
+for suffix in efi cmdline roothash manifest dait-host; do
+    [[ -s "$base.$suffix" ]] || die "missing $base.$suffix: run scripts/image.sh (just image) first"
+done
+if [[ -s "$image_dir/SHA256SUMS" ]]; then
+    (cd "$image_dir" && sha256sum --quiet --ignore-missing -c SHA256SUMS) >&2 \
+        || die "$image_dir does not match its SHA256SUMS"
+fi
+# The command line the UKI carries (its .cmdline section, written out by mkosi), without a trailing newline.
+cmdline="$(cat "$base.cmdline")"
+cmdline="${cmdline%$'\n'}"
+roothash="$(tr -d '[:space:]' <"$base.roothash")"
+[[ "$cmdline" == *"roothash=$roothash"* ]] || die "the command line does not carry roothash=$roothash"
+# The same bytes as the UKI's own .cmdline section (which ends in a NUL), where binutils can read it.
+if command -v objcopy >/dev/null; then
+    section="$(objcopy -O binary --only-section=.cmdline "$base.efi" /dev/stdout | tr -d '\0')"
+    [[ "$section" == "$cmdline" ]] || die "$base.cmdline differs from the .cmdline section of $base.efi"
+fi
+
+# --- firmware -------------------------------------------------------------------------------------------------
+cache="${DAIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dait}"
+# SNP: the AmdSev OVMF with the kernel-hashes table, built once by scripts/ovmf.sh.
+ovmf_amdsev="$(scripts/ovmf.sh)"
+# TDX: Debian trixie's OVMF.fd (the 4 MiB combined image, which carries the TDVF metadata; OVMF_CODE_4M.fd alone is
+# a split image without it). The package version is pinned so the reference is reproducible; the .deb comes
+# through a private apt configuration (the system's apt sources are left alone) into the cache.
+tdvf_version="${DAIT_TDVF_VERSION:-2025.02-8+deb13u1}"
+tdvf_dir="$cache/tdvf-trixie/$tdvf_version"
+tdvf="$tdvf_dir/OVMF.fd"
+if [[ ! -s "$tdvf" ]]; then
+    command -v apt-get >/dev/null || die "apt-get is needed to fetch the ovmf package"
+    log "fetching Debian's ovmf $tdvf_version"
+    # shellcheck source=scripts/debian-mirror.sh
+    source scripts/debian-mirror.sh
+    debian_mirrors || die "no Debian mirror configured"
+    apt_dir="$cache/tdvf-trixie/apt"
+    mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$apt_dir/etc/sources.list.d" \
+        "$apt_dir/etc/preferences.d" "$apt_dir/dl"
+    : >"$apt_dir/etc/sources.list"
+    cat >"$apt_dir/etc/sources.list.d/trixie.sources" <<EOF
+Types: deb
+URIs: $DEBIAN_MIRROR
+Suites: trixie trixie-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: $DEBIAN_SECURITY_MIRROR
+Suites: trixie-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+    apt_opts=(
+        -o "Dir::Etc::SourceList=$apt_dir/etc/sources.list"
+        -o "Dir::Etc::SourceParts=$apt_dir/etc/sources.list.d"
+        -o "Dir::Etc::Preferences=$apt_dir/etc/preferences"
+        -o "Dir::Etc::PreferencesParts=$apt_dir/etc/preferences.d"
+        -o "Dir::State::Lists=$apt_dir/lists"
+        -o "Dir::Cache=$apt_dir"
+        -o "APT::Sandbox::User=root"
+    )
+    apt-get "${apt_opts[@]}" -qq update
+    rm -f "$apt_dir/dl"/ovmf_*.deb
+    (cd "$apt_dir/dl" && apt-get "${apt_opts[@]}" -qq download "ovmf=$tdvf_version") \
+        || die "ovmf $tdvf_version is not in the mirror's trixie (set DAIT_TDVF_VERSION to one that is)"
+    rm -rf "$tdvf_dir.tmp"
+    dpkg-deb -x "$apt_dir/dl/"ovmf_*.deb "$tdvf_dir.tmp"
+    mkdir -p "$tdvf_dir"
+    install -m 0644 "$tdvf_dir.tmp/usr/share/ovmf/OVMF.fd" "$tdvf"
+    rm -rf "$tdvf_dir.tmp"
+fi
+
+# --- tools ----------------------------------------------------------------------------------------------------
+cargo build -q -p dait-measure --features cli --locked
+measure="$repo/target/debug/dait-measure"
+agent="${DAIT_REFERENCE_AGENT:-$base.dait-host}"
+[[ -x "$agent" ]] || die "no agent binary at $agent"
+
+# --- runtime events -------------------------------------------------------------------------------------------
+# The image's agent, with the environment its unit gives it: the profile's host.env (EnvironmentFile) plus the
+# unit's own settings. Nothing else from this shell reaches it (env -i), so the events are the image's.
+host_env="image/mkosi.conf.d/10-simulated/extra/usr/lib/dait/host.env"
+unit="image/mkosi.extra/usr/lib/systemd/system/dait-host.service"
+[[ -f "$host_env" && -f "$unit" ]] || die "missing $host_env or $unit"
+agent_env=()
+while IFS= read -r line; do
+    [[ -z "$line" || "$line" == \#* ]] && continue
+    agent_env+=("$line")
+done < <(cat "$host_env"; sed -n 's/^Environment=//p' "$unit")
+# The unit's ExecStart flags are the ones `serve` gets; the measured events depend on none of --listen/--upstream,
+# but they are passed the same way so the configuration validates as it does in the image.
+events="$(env -i "${agent_env[@]}" bash -c '"$0" runtime-events --tee "$DAIT_TEE_KIND" --state-dir "$DAIT_STATE_DIR" \
+    --listen "$DAIT_LISTEN" --upstream "$DAIT_UPSTREAM"' "$agent")" \
+    || die "$agent runtime-events failed (an agent built before the subcommand existed? set DAIT_REFERENCE_AGENT)"
+event_args=()
+while IFS= read -r line; do
+    [[ -n "$line" ]] && event_args+=(--runtime-event "$line")
+done <<<"$events"
+((${#event_args[@]})) || die "the agent printed no runtime events"
+
+# --- VM shapes ------------------------------------------------------------------------------------------------
+# name,platform,vcpus,cpu_type,memory_mib,firmware. The SNP launch digest depends on vcpus and cpu_type (one VMSA
+# per vCPU, the CPU model's signature in it), not on memory.
+shapes=(
+    snp-milan-8,snp,8,EPYC-Milan,32768,ovmf-amdsev
+    snp-genoa-16,snp,16,EPYC-Genoa,65536,ovmf-amdsev
+)
+# TDX shapes: only with a replayed RTMR0 (see the header).
+((${#pinned[@]} == 0 || ${#rtmr0[@]} > 0)) || die "--rtmr1/--rtmr2 need the --rtmr0 of the same boot"
+tdx_shape=tdx-16,tdx,16,host,65536,tdvf
+tdx_args=()
+for pair in "${rtmr0[@]}"; do
+    name="${pair%%=*}"
+    [[ "$name" == "${tdx_shape%%,*}" ]] || die "--rtmr0 $pair: the TDX shape is ${tdx_shape%%,*}"
+    shapes+=("$tdx_shape")
+    tdx_args+=(--rtmr0 "$pair")
+done
+
+# --- boot as measured -------------------------------------------------------------------------------------------
+# Direct boot of the UKI: QEMU -kernel <uki> -append "<the UKI's own command line>", no -initrd (the UKI carries
+# its initrd). SNP: kernel-hashes=on puts SHA-256 of the UKI, of an empty initrd and of the command line (with
+# NUL) into the launch digest; the command line passed is the one the UKI embeds, so whatever systemd-stub picks
+# (its .cmdline section, or the load options when Secure Boot is off) the kernel gets the measured one.
+# TDX: RTMR1 gets the UKI's Authenticode hash, RTMR2 the same command line.
+boot_args=(--kernel "$base.efi" --cmdline "$cmdline" --uki "$base.efi")
+firmware_args=(--firmware "ovmf-amdsev=$ovmf_amdsev" --firmware "tdvf=$tdvf")
+shape_args=()
+for shape in "${shapes[@]}"; do shape_args+=(--shape "$shape"); done
+
+log "TDX predictions for $base.efi (firmware: Debian ovmf $tdvf_version):"
+"$measure" tdx --firmware "$tdvf" "${boot_args[@]:0:4}" >&2
+
+out="measurements/reference/$version.json"
+target="$out"
+if ((check)); then
+    tmp="$(mktemp -d)"
+    trap 'rm -rf "$tmp"' EXIT
+    target="$tmp/$version.json"
+fi
+"$measure" reference --release "$version" "${boot_args[@]}" "${firmware_args[@]}" "${shape_args[@]}" \
+    "${tdx_args[@]}" "${pinned[@]}" --verity-root-hash "$roothash" --package-manifest "$base.manifest" \
+    --agent "$base.dait-host" "${event_args[@]}" --out "$target"
+
+if ((check)); then
+    [[ -f "$out" ]] || { log "no committed $out"; exit 1; }
+    # One line per differing field: its JSON path, the committed value, the regenerated one.
+    if python3 - "$out" "$target" <<'PY'
+import json, sys
+
+def flat(value, path, into):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            flat(item, f"{path}.{key}" if path else key, into)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            flat(item, f"{path}[{index}]", into)
+    else:
+        into[path] = value
+    return into
+
+committed = flat(json.load(open(sys.argv[1])), "", {})
+regenerated = flat(json.load(open(sys.argv[2])), "", {})
+differ = False
+for path in sorted(committed.keys() | regenerated.keys()):
+    old, new = committed.get(path, "(absent)"), regenerated.get(path, "(absent)")
+    if old != new:
+        differ = True
+        print(f"MISMATCH {path}: committed {json.dumps(old)}, image gives {json.dumps(new)}")
+sys.exit(1 if differ else 0)
+PY
+    then
+        log "$out matches $image_dir"
+        exit 0
+    fi
+    log "$out differs from what $image_dir gives"
+    exit 1
+fi
+log "wrote $out"
