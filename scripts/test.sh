@@ -6,9 +6,9 @@
 #      (DAIT_REQUIRE_ENGINE=1: end-to-end tests fail instead of skipping when it is missing)
 #   4. the wasm32 build of the chain-client core
 #   5. the API docs, warnings are errors
-#   6. the guest image (scripts/image.sh: the agent's static release build and the mkosi image)
+#   6. the guest image (scripts/image.sh: the agent's static release build, llama-server and the mkosi image)
 #   7. the image booted under QEMU (scripts/boot.sh): attestation endpoint, one encrypted chat through the
-#      engine, its receipt verified by the tenant CLI
+#      engine inside the guest, its receipt verified by the tenant CLI
 # The engine is stopped on exit, also when a step fails (unless it was running before). A failing step stops the run, unless
 # DAIT_TEST_KEEP_GOING=1, which runs every step and fails at the end (to see all failures at once).
 # DAIT_TEST_IMAGE=0 leaves out steps 6 and 7 (they take the most time: about 15 min on a fresh 2-core machine, a
@@ -77,8 +77,8 @@ step "wasm32 build of the chain-client core" \
     cargo build -p dait-chain-client --no-default-features --target wasm32-unknown-unknown --locked
 step "docs" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked
 if [ "${DAIT_TEST_IMAGE:-1}" != 0 ]; then
-    step "image (agent release build, mkosi)" scripts/image.sh
-    # The engine started above serves the guest too (boot.sh forwards the guest's engine port to it).
+    step "image (agent release build, llama-server build, mkosi)" scripts/image.sh
+    # The guest runs its own engine (llama-server in the image); the host engine above is not used by the boot.
     step "boot (QEMU, simulated TEE): attestation, encrypted chat, receipt" scripts/boot.sh
 fi
 finish
