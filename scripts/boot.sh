@@ -14,6 +14,8 @@
 #                      TCG works everywhere.
 #   DAIT_BOOT_TIMEOUT  seconds to wait for the agent to serve (default 600: under TCG the engine loads its model
 #                      and the agent hashes it before serving)
+#   DAIT_BOOT_CHAT_TIMEOUT  seconds the tenant CLI allows the chat (default 1200: under TCG the guest's engine
+#                      evaluates the prompt at about 5 s per token, about 4 min for this one)
 #   DAIT_BOOT_MEMORY   guest memory (default 2048M)
 #   DAIT_BOOT_KEEP     if set, a directory to copy the console log and fetched files into
 #   DAIT_BOOT_REFERENCE  reference file for dait-tenant --policy instead of the image version's; set and empty:
@@ -37,7 +39,7 @@ image_dir="$repo/image/mkosi.output"
 while (($#)); do
     case "$1" in
         --image) image_dir="${2:?--image needs a directory}"; shift ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
         *) log "unknown argument: $1"; exit 2 ;;
     esac
     shift
@@ -45,6 +47,7 @@ done
 
 accel="${DAIT_BOOT_ACCEL:-tcg}"
 timeout_s="${DAIT_BOOT_TIMEOUT:-600}"
+chat_timeout_s="${DAIT_BOOT_CHAT_TIMEOUT:-1200}"
 memory="${DAIT_BOOT_MEMORY:-2048M}"
 case "$accel" in tcg|kvm) ;; *) log "DAIT_BOOT_ACCEL must be tcg or kvm"; exit 2 ;; esac
 
@@ -184,7 +187,7 @@ log "dait-tenant verify: ok (reference: ${reference:-none})"
 sed 's/^/    /' "$work/verify.out" >&2
 chat_start=$(date +%s%N)
 "$tenant" chat --host "$base" "${policy_args[@]}" --dangerous-allow-simulated "$work/sim-root.pub" \
-    --wallet-key "$work/wallet.key" --state-dir "$work/tenant" --max-tokens 16 \
+    --wallet-key "$work/wallet.key" --state-dir "$work/tenant" --max-tokens 8 --timeout "$chat_timeout_s" \
     "Say hello in five words." >"$work/chat.out" 2>&1 ||
     { cat "$work/chat.out" >&2; die "the encrypted chat or its receipt check failed"; }
 log "dait-tenant chat: ok, receipt verified ($((($(date +%s%N) - chat_start) / 1000000)) ms)"

@@ -27,7 +27,8 @@ use dait_chain_client::{
 use dait_verifier::bundle::{Policy, UnixTime, VerifyError, verify_bundle};
 use dait_verifier::receipt::{CallEvidence, ReceiptError};
 use dait_verifier::tenant::{
-    HostClient, HostErrorCode, Session, SessionConfig, StreamItem, TenantError, Wallet, proxy,
+    DEFAULT_CALL_TIMEOUT, HostClient, HostErrorCode, Session, SessionConfig, StreamItem,
+    TenantError, Wallet, proxy,
 };
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -296,6 +297,7 @@ async fn open_session(host: &Host, url: &str, cap: u128) -> Session {
         policy: host.allow(),
         escrow_cap: cap,
         state_dir: host.state_dir(),
+        call_timeout: DEFAULT_CALL_TIMEOUT,
     };
     Session::open(config, Wallet::generate()).await.unwrap()
 }
@@ -900,6 +902,7 @@ async fn evidence_for_another_nonce_and_simulated_evidence_under_the_default_pol
             policy: Policy::new(),
             escrow_cap: 1,
             state_dir: host.state_dir(),
+            call_timeout: DEFAULT_CALL_TIMEOUT,
         };
         let err = Session::open(config, Wallet::generate()).await.unwrap_err();
         assert!(
@@ -1078,6 +1081,40 @@ async fn proxy_client_leaving_mid_stream_does_not_break_the_channel() {
         assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
         check_chain(addr, &bundle, tenant, &[Some(expected_usage(&request)), Some(expected_usage(&next))]).await;
         handle.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test]
+async fn a_call_slower_than_the_tenants_timeout_fails_with_its_own_error() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let upstream = start_upstream().await;
+        let host = start_host(&format!("http://{}", upstream.addr), None).await;
+        let config = SessionConfig {
+            host_url: host.url.clone(),
+            policy: host.allow(),
+            escrow_cap: 1_000_000,
+            state_dir: host.state_dir(),
+            // The engine paces this stream's events 100 ms apart.
+            call_timeout: Duration::from_millis(30),
+        };
+        let mut session = Session::open(config, Wallet::generate()).await.unwrap();
+        let body = chat("answer slowly please", 6, true)
+            .to_string()
+            .into_bytes();
+        let mut call = session
+            .call_stream("/v1/chat/completions", body)
+            .await
+            .unwrap();
+        let mut outcome = None;
+        while let Some(item) = call.next().await {
+            outcome = Some(item);
+        }
+        assert!(
+            matches!(outcome, Some(Err(TenantError::Timeout))),
+            "{outcome:?}"
+        );
     })
     .await
     .expect("test timed out");

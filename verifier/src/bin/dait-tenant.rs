@@ -58,6 +58,10 @@ struct ChannelArgs {
     /// Where receipts, channel states and dispute records are kept.
     #[arg(long, value_name = "DIR")]
     state_dir: PathBuf,
+    /// Seconds allowed for one call, or between two events of a streamed call (raise it for an emulated
+    /// guest, whose CPU engine is slow).
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    timeout: u64,
 }
 
 #[derive(Subcommand)]
@@ -197,6 +201,7 @@ async fn open(host: &HostArgs, channel: &ChannelArgs) -> anyhow::Result<Session>
         policy: policy(host)?.0,
         escrow_cap: channel.escrow_cap,
         state_dir: channel.state_dir.clone(),
+        call_timeout: std::time::Duration::from_secs(channel.timeout),
     };
     Session::open(config, wallet)
         .await

@@ -17,7 +17,9 @@ mod tls;
 mod transport;
 mod wallet;
 
-pub use session::{CallOutcome, Session, SessionConfig, StreamCall, StreamItem, verify_host};
+pub use session::{
+    CallOutcome, DEFAULT_CALL_TIMEOUT, Session, SessionConfig, StreamCall, StreamItem, verify_host,
+};
 pub use store::DisputeRecord;
 pub use transport::HostClient;
 pub use wallet::{Wallet, WalletError};

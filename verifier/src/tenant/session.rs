@@ -18,8 +18,8 @@ use super::{HostErrorCode, TenantError, Wallet};
 use crate::bundle::{Policy, UnixTime, VerifiedBundle, VerifyError, verify_bundle};
 use crate::receipt::{CallEvidence, Channel, ReceiptError, VerifiedReceipt};
 
-/// Time allowed for a whole non-streamed call, or between two events of a streamed one.
-const CALL_TIMEOUT: Duration = Duration::from_secs(300);
+/// The default [`SessionConfig::call_timeout`]: 300 s.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What a session needs besides the wallet.
 #[derive(Clone, Debug)]
@@ -32,6 +32,9 @@ pub struct SessionConfig {
     pub escrow_cap: u128,
     /// Where accepted receipts, channel states and dispute records are written.
     pub state_dir: PathBuf,
+    /// Time allowed for a whole non-streamed call, or between two events of a streamed one
+    /// ([`DEFAULT_CALL_TIMEOUT`] unless the engine is known to be slow, e.g. emulated).
+    pub call_timeout: Duration,
 }
 
 /// A call that completed and whose receipt passed every check.
@@ -68,6 +71,7 @@ pub struct Session {
     channel: Channel,
     wallet: Wallet,
     state_dir: PathBuf,
+    call_timeout: Duration,
     stopped: bool,
     receipts: Vec<VerifiedReceipt>,
 }
@@ -117,6 +121,7 @@ impl Session {
             channel,
             wallet,
             state_dir: config.state_dir,
+            call_timeout: config.call_timeout,
             stopped: false,
             receipts: Vec::new(),
         })
@@ -174,7 +179,7 @@ impl Session {
                 .await?;
             read_body(response.into_body(), MAX_BODY).await
         };
-        let enc_response = tokio::time::timeout(CALL_TIMEOUT, exchange)
+        let enc_response = tokio::time::timeout(self.call_timeout, exchange)
             .await
             .map_err(|_| TenantError::Timeout)??;
         let response_ct_hash = ciphertext_hash(&enc_response);
@@ -214,13 +219,14 @@ impl Session {
             inner,
         );
         let mut request_ct = None;
+        let timeout = self.call_timeout;
         loop {
-            match recv(&mut rx).await? {
+            match recv(&mut rx, timeout).await? {
                 StreamEvent::Sent(sent) => request_ct = Some(sent),
                 StreamEvent::Status(200) => break,
                 StreamEvent::Status(status) => {
                     let mut error_body = Vec::new();
-                    while let StreamEvent::Body(chunk) = recv(&mut rx).await? {
+                    while let StreamEvent::Body(chunk) = recv(&mut rx, timeout).await? {
                         error_body.extend_from_slice(&chunk);
                     }
                     return Err(host_error(status, &error_body));
@@ -343,7 +349,7 @@ impl StreamCall<'_> {
         if self.finished {
             return None;
         }
-        let event = match recv(&mut self.rx).await {
+        let event = match recv(&mut self.rx, self.session.call_timeout).await {
             Ok(event) => event,
             Err(error) => {
                 self.finished = true;
@@ -387,8 +393,9 @@ impl StreamCall<'_> {
 /// The next stream event; a closed channel without an end is a truncated stream.
 async fn recv(
     rx: &mut mpsc::Receiver<Result<StreamEvent, TenantError>>,
+    timeout: Duration,
 ) -> Result<StreamEvent, TenantError> {
-    match tokio::time::timeout(CALL_TIMEOUT, rx.recv()).await {
+    match tokio::time::timeout(timeout, rx.recv()).await {
         Err(_) => Err(TenantError::Timeout),
         Ok(None) => Err(TenantError::StreamTruncated),
         Ok(Some(event)) => event,
@@ -464,6 +471,7 @@ mod tests {
             channel,
             wallet,
             state_dir: dir.to_path_buf(),
+            call_timeout: DEFAULT_CALL_TIMEOUT,
             stopped: false,
             receipts: Vec::new(),
         };
