@@ -3,6 +3,9 @@
 #
 #   debian_mirrors                  sets DEBIAN_MIRROR and DEBIAN_SECURITY_MIRROR, or fails
 #   render_sources TEMPLATE OUT     writes OUT from TEMPLATE with @DEBIAN_MIRROR@ / @DEBIAN_SECURITY_MIRROR@ filled in
+#   trixie_download DIR PKG=VERSION downloads one Debian trixie package into DIR/dl/ through a private apt
+#                                   configuration kept in DIR (the machine's own apt configuration is left alone)
+#                                   and prints the .deb's path
 
 # Prints "URI SUITE" for every deb source of the machine, deb822 and one-line formats alike.
 _apt_uri_suites() {
@@ -50,4 +53,43 @@ render_sources() {
     sed -e "s|@DEBIAN_SECURITY_MIRROR@|$DEBIAN_SECURITY_MIRROR|g" -e "s|@DEBIAN_MIRROR@|$DEBIAN_MIRROR|g" \
         -e "/^# Template:/d" "$template" >"$out.tmp"
     mv "$out.tmp" "$out"
+}
+
+trixie_download() {
+    local dir="$1" spec="$2"
+    debian_mirrors || return 1
+    mkdir -p "$dir/lists/partial" "$dir/archives/partial" "$dir/etc/sources.list.d" "$dir/etc/preferences.d" \
+        "$dir/dl"
+    : >"$dir/etc/sources.list"
+    cat >"$dir/etc/sources.list.d/trixie.sources" <<SOURCES
+Types: deb
+URIs: $DEBIAN_MIRROR
+Suites: trixie trixie-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: $DEBIAN_SECURITY_MIRROR
+Suites: trixie-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+    local opts=(
+        -o "Dir::Etc::SourceList=$dir/etc/sources.list"
+        -o "Dir::Etc::SourceParts=$dir/etc/sources.list.d"
+        -o "Dir::Etc::Preferences=$dir/etc/preferences"
+        -o "Dir::Etc::PreferencesParts=$dir/etc/preferences.d"
+        -o "Dir::State::Lists=$dir/lists"
+        -o "Dir::Cache=$dir"
+        -o "APT::Sandbox::User=root"
+    )
+    apt-get "${opts[@]}" -qq update || return 1
+    local name="${spec%%=*}" version="${spec#*=}"
+    rm -f "$dir/dl/${name}_"*.deb
+    (cd "$dir/dl" && apt-get "${opts[@]}" -qq download "$spec") || return 1
+    # apt writes an epoch's colon as %3a in the file name; the version after the epoch is enough to find it.
+    local deb
+    deb="$(compgen -G "$dir/dl/${name}_*${version#*:}_*.deb" | head -n1)"
+    [[ -n "$deb" ]] || return 1
+    printf '%s\n' "$deb"
 }

@@ -64,25 +64,9 @@ mkosi_root="$cache/mkosi-$mkosi_version"
 if [[ ! -e "$mkosi_root/usr/lib/python3/dist-packages/mkosi/__init__.py" ]]; then
     command -v apt-get >/dev/null || die "apt-get is needed to fetch mkosi"
     log "fetching mkosi $mkosi_version from Debian trixie"
-    apt_dir="$cache/apt-trixie"
-    mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$apt_dir/etc/sources.list.d" \
-        "$apt_dir/etc/preferences.d"
-    : >"$apt_dir/etc/sources.list"
-    cp image/mkosi.sandbox/etc/apt/sources.list.d/mkosi.sources "$apt_dir/etc/sources.list.d/trixie.sources"
-    apt_opts=(
-        -o "Dir::Etc::SourceList=$apt_dir/etc/sources.list"
-        -o "Dir::Etc::SourceParts=$apt_dir/etc/sources.list.d"
-        -o "Dir::Etc::Preferences=$apt_dir/etc/preferences"
-        -o "Dir::Etc::PreferencesParts=$apt_dir/etc/preferences.d"
-        -o "Dir::State::Lists=$apt_dir/lists"
-        -o "Dir::Cache=$apt_dir"
-        -o "APT::Sandbox::User=root"
-    )
-    apt-get "${apt_opts[@]}" -qq update
-    rm -rf "$apt_dir/dl" && mkdir -p "$apt_dir/dl"
-    (cd "$apt_dir/dl" && apt-get "${apt_opts[@]}" -qq download "mkosi=$mkosi_version")
+    deb="$(trixie_download "$cache/apt-trixie" "mkosi=$mkosi_version")" || die "cannot download mkosi $mkosi_version"
     rm -rf "$mkosi_root.tmp"
-    dpkg-deb -x "$apt_dir/dl/mkosi_${mkosi_version}_all.deb" "$mkosi_root.tmp"
+    dpkg-deb -x "$deb" "$mkosi_root.tmp"
     mv "$mkosi_root.tmp" "$mkosi_root"
 fi
 mkosi() {

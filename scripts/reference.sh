@@ -83,39 +83,10 @@ if [[ ! -s "$tdvf" ]]; then
     log "fetching Debian's ovmf $tdvf_version"
     # shellcheck source=scripts/debian-mirror.sh
     source scripts/debian-mirror.sh
-    debian_mirrors || die "no Debian mirror configured"
-    apt_dir="$cache/tdvf-trixie/apt"
-    mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$apt_dir/etc/sources.list.d" \
-        "$apt_dir/etc/preferences.d" "$apt_dir/dl"
-    : >"$apt_dir/etc/sources.list"
-    cat >"$apt_dir/etc/sources.list.d/trixie.sources" <<EOF
-Types: deb
-URIs: $DEBIAN_MIRROR
-Suites: trixie trixie-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb
-URIs: $DEBIAN_SECURITY_MIRROR
-Suites: trixie-security
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
-    apt_opts=(
-        -o "Dir::Etc::SourceList=$apt_dir/etc/sources.list"
-        -o "Dir::Etc::SourceParts=$apt_dir/etc/sources.list.d"
-        -o "Dir::Etc::Preferences=$apt_dir/etc/preferences"
-        -o "Dir::Etc::PreferencesParts=$apt_dir/etc/preferences.d"
-        -o "Dir::State::Lists=$apt_dir/lists"
-        -o "Dir::Cache=$apt_dir"
-        -o "APT::Sandbox::User=root"
-    )
-    apt-get "${apt_opts[@]}" -qq update
-    rm -f "$apt_dir/dl"/ovmf_*.deb
-    (cd "$apt_dir/dl" && apt-get "${apt_opts[@]}" -qq download "ovmf=$tdvf_version") \
+    deb="$(trixie_download "$cache/tdvf-trixie/apt" "ovmf=$tdvf_version")" \
         || die "ovmf $tdvf_version is not in the mirror's trixie (set DAIT_TDVF_VERSION to one that is)"
     rm -rf "$tdvf_dir.tmp"
-    dpkg-deb -x "$apt_dir/dl/"ovmf_*.deb "$tdvf_dir.tmp"
+    dpkg-deb -x "$deb" "$tdvf_dir.tmp"
     mkdir -p "$tdvf_dir"
     install -m 0644 "$tdvf_dir.tmp/usr/share/ovmf/OVMF.fd" "$tdvf"
     rm -rf "$tdvf_dir.tmp"
