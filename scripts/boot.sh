@@ -15,7 +15,8 @@
 #   DAIT_BOOT_TIMEOUT  seconds to wait for the agent to serve (default 600: under TCG the engine loads its model
 #                      and the agent hashes it before serving)
 #   DAIT_BOOT_CHAT_TIMEOUT  seconds the tenant CLI allows the chat (default 1200: under TCG the guest's engine
-#                      evaluates the prompt at about 5 s per token, about 4 min for this one)
+#                      evaluates the prompt at about 5 s per token; the chat sends a short system message so the
+#                      template's longer default one is not evaluated)
 #   DAIT_BOOT_MEMORY   guest memory (default 2048M)
 #   DAIT_BOOT_KEEP     if set, a directory to copy the console log and fetched files into
 #   DAIT_BOOT_REFERENCE  reference file for dait-tenant --policy instead of the image version's; set and empty:
@@ -188,7 +189,7 @@ sed 's/^/    /' "$work/verify.out" >&2
 chat_start=$(date +%s%N)
 "$tenant" chat --host "$base" "${policy_args[@]}" --dangerous-allow-simulated "$work/sim-root.pub" \
     --wallet-key "$work/wallet.key" --state-dir "$work/tenant" --max-tokens 8 --timeout "$chat_timeout_s" \
-    "Say hello in five words." >"$work/chat.out" 2>&1 ||
+    --system "Be brief." "Say hello." >"$work/chat.out" 2>&1 ||
     { cat "$work/chat.out" >&2; die "the encrypted chat or its receipt check failed"; }
 log "dait-tenant chat: ok, receipt verified ($((($(date +%s%N) - chat_start) / 1000000)) ms)"
 sed 's/^/    /' "$work/chat.out" >&2

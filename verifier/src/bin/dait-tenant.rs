@@ -86,6 +86,9 @@ enum Command {
         /// Stream the reply (chunked OHTTP).
         #[arg(long)]
         stream: bool,
+        /// A system message sent before the user message (instead of the chat template's default one).
+        #[arg(long, value_name = "TEXT")]
+        system: Option<String>,
         /// The user message.
         prompt: String,
     },
@@ -242,12 +245,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             model,
             max_tokens,
             stream,
+            system,
             prompt,
         } => {
             let mut session = open(&host, &channel).await?;
+            let mut messages = Vec::new();
+            if let Some(system) = system {
+                messages.push(serde_json::json!({"role": "system", "content": system}));
+            }
+            messages.push(serde_json::json!({"role": "user", "content": prompt}));
             let body = serde_json::to_vec(&serde_json::json!({
                 "model": model,
-                "messages": [{"role": "user", "content": prompt}],
+                "messages": messages,
                 "max_tokens": max_tokens,
                 "temperature": 0,
                 "stream": stream,
