@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproducibility check: builds the guest image twice from clean (mkosi's tools tree, package-installed image
-# cache and the agent's cargo target directory all fresh, in two separate output directories), prints the
-# sha256 of every output of both builds and fails if any output differs or exists in only one build.
+# cache, the agent's cargo target directory and llama-server's build directory all fresh, in two separate output
+# directories), prints the sha256 of every output of both builds and fails if any output differs or exists in only
+# one build.
 #
 # Usage: scripts/image-check.sh [--keep]
 #   --keep   leave both output directories (under target/image-check/) for inspection
@@ -37,7 +38,8 @@ sums() {
 for n in 1 2; do
     log "build $n of 2"
     start=$(date +%s)
-    DAIT_AGENT_TARGET_DIR="$base/agent-target-$n" scripts/image.sh --clean --out "$base/out-$n" >/dev/null
+    DAIT_AGENT_TARGET_DIR="$base/agent-target-$n" DAIT_LLAMA_SERVER_DIR="$base/llama-server-$n" \
+        scripts/image.sh --clean --out "$base/out-$n" >/dev/null
     log "build $n took $(($(date +%s) - start)) s"
     sums "$base/out-$n" >"$base/sha256-$n.txt"
     printf '\n== build %s\n' "$n"
@@ -53,6 +55,7 @@ else
     rc=1
 fi
 if ((!keep)); then
-    rm -rf "$base/out-1" "$base/out-2" "$base/agent-target-1" "$base/agent-target-2"
+    rm -rf "$base/out-1" "$base/out-2" "$base/agent-target-1" "$base/agent-target-2" "$base/llama-server-1" \
+        "$base/llama-server-2"
 fi
 exit "$rc"

@@ -14,6 +14,7 @@
 #   DAIT_CACHE_DIR        cache root for mkosi itself (default ${XDG_CACHE_HOME:-$HOME/.cache}/dait)
 #   DAIT_MKOSI_VERSION    the Debian trixie mkosi package version to run (default 25.3-7)
 #   DAIT_AGENT_TARGET_DIR cargo target directory for the agent build (default target/image-agent)
+#   DAIT_LLAMA_SERVER_DIR build directory of llama-server (default target/llama-server); with --clean it is rebuilt
 #   DAIT_IMAGE_AGENT      path to a prebuilt dait-host to put in the image instead of building it (the build is
 #                         still reproducible only if that binary is)
 #
@@ -115,7 +116,10 @@ log "agent sha256 $agent_sha"
 # dait-engine.service and dait-host.service; the agent measures the weights and the engine build into RTMR3.
 llama_cpp_python_version="$(sed -n 's/^LLAMA_CPP_PYTHON_VERSION="\(.*\)"$/\1/p' scripts/llama-server.sh)"
 [[ -n "$llama_cpp_python_version" ]] || die "no LLAMA_CPP_PYTHON_VERSION in scripts/llama-server.sh"
-engine_bin="$(scripts/llama-server.sh)" || die "the llama-server build failed"
+engine_args=()
+[[ -n "${DAIT_LLAMA_SERVER_DIR:-}" ]] && engine_args+=(--dir "$DAIT_LLAMA_SERVER_DIR")
+((clean)) && engine_args+=(--clean)
+engine_bin="$(scripts/llama-server.sh "${engine_args[@]}")" || die "the llama-server build failed"
 engine_sha="$(sha256sum "$engine_bin" | cut -d' ' -f1)"
 log "llama-server sha256 $engine_sha"
 
