@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The full test run, as CI runs it (`just test`, `.ci/run`):
-#   1. rustfmt check
+#   1. rustfmt check, and spelling (typos)
 #   2. clippy on every target and feature, warnings are errors
 #   3. the workspace tests, with the real inference engine started here (DAIT_ENGINE_URL) and required
 #      (DAIT_REQUIRE_ENGINE=1: end-to-end tests fail instead of skipping when it is missing)
@@ -70,6 +70,7 @@ stop_engine() {
 trap stop_engine EXIT
 
 step "rustfmt" cargo fmt --all -- --check
+step "spelling (typos)" env PATH="$HOME/.local/bin:$PATH" typos
 step "clippy" cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 step "engine (install, start)" engine_up
 step "tests (real engine required)" cargo test --workspace --all-features --locked

@@ -179,15 +179,15 @@ mod tests {
         let Some(Node::Element(x)) = doc.children.first() else {
             panic!("child")
         };
-        let mut inh = Bindings::new();
-        inh.insert("a".into(), "urn:a".into());
-        inh.insert("b".into(), "urn:b".into());
+        let mut inherited = Bindings::new();
+        inherited.insert("a".into(), "urn:a".into());
+        inherited.insert("b".into(), "urn:b".into());
         assert_eq!(
-            canonicalize(x, &inh, Mode::Exclusive, None),
+            canonicalize(x, &inherited, Mode::Exclusive, None),
             "<a:x xmlns:a=\"urn:a\"><b:y xmlns:b=\"urn:b\"></b:y></a:x>"
         );
         assert_eq!(
-            canonicalize(x, &inh, Mode::Inclusive, None),
+            canonicalize(x, &inherited, Mode::Inclusive, None),
             "<a:x xmlns:a=\"urn:a\" xmlns:b=\"urn:b\"><b:y></b:y></a:x>"
         );
     }
