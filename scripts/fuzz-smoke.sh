@@ -4,7 +4,7 @@
 #
 # Usage: scripts/fuzz-smoke.sh [SECS] [TARGET...]
 # Needs: the nightly toolchain and cargo-fuzz (installed here when missing), the evidence set
-# ($DAIT_EVIDENCE_DIR or ../shared/evidence beside the repository).
+# (verifier/testdata/evidence, or $DAIT_EVIDENCE_DIR).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 secs="${1:-60}"

@@ -1,24 +1,13 @@
 //! Replays the real CCEL event log of a Google Cloud TDX guest (COS 113) and checks it against the RTMRs of the
-//! quote captured in the same boot (evidence sample tdx-A3 in the shared evidence set).
+//! quote captured in the same boot (evidence sample tdx-A3 of the evidence set in `verifier/testdata`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-use std::path::PathBuf;
 
 use dait_measure::eventlog::{self, EV_EFI_ACTION, EV_SEPARATOR};
 use dait_measure::reported;
 
-fn evidence_dir() -> PathBuf {
-    match std::env::var_os("DAIT_EVIDENCE_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/evidence"),
-    }
-}
-
 fn read(name: &str) -> Vec<u8> {
-    let path = evidence_dir().join("tdx").join(name);
-    std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (set DAIT_EVIDENCE_DIR)", path.display()))
+    dait_testdata::read(&format!("tdx/{name}"))
 }
 
 #[test]

@@ -5,6 +5,7 @@
 #![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use dait_testdata::evidence_dir;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -17,12 +18,6 @@ fn bin() -> Command {
 
 fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn evidence_dir() -> PathBuf {
-    std::env::var_os("DAIT_EVIDENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate_dir().join("../../shared/evidence"))
 }
 
 fn text(out: &Output) -> String {

@@ -1,12 +1,12 @@
 //! Bundle verification cost: one TDX quote with its collateral plus 8 GPU reports, next to dcap-qvl's quote
 //! verification alone, measured in the same run.
 //!
-//! Run: `cargo bench -p dait-verifier --bench bundle` (one thread; the evidence set is read from
-//! `$DAIT_EVIDENCE_DIR` or `<workspace>/../shared/evidence`).
+//! Run: `cargo bench -p dait-verifier --bench bundle` (one thread; the evidence set comes from the
+//! `dait-testdata` crate).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use dait_testdata::read;
 use std::hint::black_box;
-use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use dait_verifier::UnixTime;
@@ -14,23 +14,6 @@ use dait_verifier::collateral::TdxCollateral;
 use dait_verifier::nvidia::{self, GpuEvidenceInput, GpuPolicy, NvidiaRoots};
 use dait_verifier::snp;
 use dait_verifier::tdx::{self, INTEL_SGX_ROOT_CA_DER, TcbStatus, TdxPolicy};
-
-fn evidence_dir() -> PathBuf {
-    let dir = match std::env::var_os("DAIT_EVIDENCE_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/evidence"),
-    };
-    assert!(
-        dir.join("manifest.json").is_file(),
-        "evidence set not found at {}",
-        dir.display()
-    );
-    dir
-}
-
-fn read(rel: &str) -> Vec<u8> {
-    std::fs::read(evidence_dir().join(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
-}
 
 /// dcap-qvl's own collateral type, built from the same JSON bundle (hex fields decoded).
 fn qvl_collateral(json: &[u8]) -> dcap_qvl::QuoteCollateralV3 {

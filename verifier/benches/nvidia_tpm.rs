@@ -1,28 +1,16 @@
 //! Cost of NVIDIA GPU evidence and vTPM quote verification on the real samples.
 //!
-//! Run: `cargo bench -p dait-verifier --bench nvidia_tpm` (evidence from `$DAIT_EVIDENCE_DIR` or
-//! `<workspace>/../shared/evidence`).
+//! Run: `cargo bench -p dait-verifier --bench nvidia_tpm` (evidence from the
+//! `dait-testdata` crate).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use dait_testdata::read;
 use std::hint::black_box;
-use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use dait_verifier::UnixTime;
 use dait_verifier::nvidia::{self, GpuEvidenceInput, GpuPolicy, NvidiaRoots};
 use dait_verifier::{rim, tpm};
-
-fn read(rel: &str) -> Vec<u8> {
-    let dir = std::env::var_os("DAIT_EVIDENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/evidence"));
-    assert!(
-        dir.join("manifest.json").is_file(),
-        "evidence set not found at {}",
-        dir.display()
-    );
-    std::fs::read(dir.join(rel)).unwrap()
-}
 
 fn bench(c: &mut Criterion) {
     let spdm = hex::decode(

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Seeds the fuzz corpora from the real evidence set: every TDX quote and SNP report it holds, decoded from hex
 # where needed, plus one truncated and one zero-padded variant of each.
-# Usage: verifier/fuzz/seed-corpora.sh [EVIDENCE_DIR]   (default: $DAIT_EVIDENCE_DIR or <repo>/../shared/evidence)
+# Usage: verifier/fuzz/seed-corpora.sh [EVIDENCE_DIR]   (default: $DAIT_EVIDENCE_DIR or verifier/testdata/evidence)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-ev="${1:-${DAIT_EVIDENCE_DIR:-$repo/../shared/evidence}}"
+ev="${1:-${DAIT_EVIDENCE_DIR:-$repo/verifier/testdata/evidence}}"
 [ -f "$ev/manifest.json" ] || { echo "evidence set not found at $ev" >&2; exit 2; }
 
 seed() { # target name file

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Seeds the NVIDIA, RIM and vTPM fuzz corpora from the real samples of the evidence set.
-# Usage: verifier/fuzz/seed-nvidia-vtpm.sh   (evidence from $DAIT_EVIDENCE_DIR or <repo>/../shared/evidence)
+# Usage: verifier/fuzz/seed-nvidia-vtpm.sh   (evidence from $DAIT_EVIDENCE_DIR or verifier/testdata/evidence)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-ev="${DAIT_EVIDENCE_DIR:-$here/../../../shared/evidence}"
+ev="${DAIT_EVIDENCE_DIR:-$here/../testdata/evidence}"
 [ -f "$ev/manifest.json" ] || { echo "evidence set not found at $ev (set DAIT_EVIDENCE_DIR)" >&2; exit 2; }
 mkdir -p "$here/corpus/nvidia_evidence" "$here/corpus/rim_xml" "$here/corpus/tpm_quote"
 for f in "$ev"/nvidia/*_report.hex; do

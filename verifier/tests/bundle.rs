@@ -9,6 +9,7 @@
     missing_docs
 )]
 
+use dait_testdata::read;
 use std::path::PathBuf;
 
 use dait_chain_client::proto::{self, cpu_evidence::Evidence};
@@ -20,24 +21,6 @@ use dait_verifier::bundle::{Policy, ReferenceError, VerifyError, verify_bundle_w
 use dait_verifier::collateral::TdxCollateral;
 use dait_verifier::snp::SnpError;
 use dait_verifier::tdx::{TdxError, TdxRegister, decode_quote_file};
-
-fn evidence_dir() -> PathBuf {
-    let dir = match std::env::var_os("DAIT_EVIDENCE_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/evidence"),
-    };
-    assert!(
-        dir.join("manifest.json").is_file(),
-        "evidence set not found at {}",
-        dir.display()
-    );
-    dir
-}
-
-fn read(rel: &str) -> Vec<u8> {
-    let p = evidence_dir().join(rel);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
-}
 
 /// dcap-qvl's v4 sample, UpToDate at min(nextUpdate) - 1 s.
 const TDX_NOW: u64 = 1_752_919_234;

@@ -6,7 +6,7 @@
     clippy::panic
 )]
 
-use std::path::PathBuf;
+use dait_testdata::read;
 
 use dait_verifier::UnixTime;
 use dait_verifier::nvidia::{
@@ -15,22 +15,6 @@ use dait_verifier::nvidia::{
 use dait_verifier::rim::{self, RimError};
 use dait_verifier::wire::ParseError;
 use dait_verifier::x509::{self, X509Error};
-
-fn evidence_dir() -> PathBuf {
-    let dir = std::env::var_os("DAIT_EVIDENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/evidence"));
-    assert!(
-        dir.join("manifest.json").is_file(),
-        "evidence directory {} not found: set DAIT_EVIDENCE_DIR to the shared evidence set",
-        dir.display()
-    );
-    dir
-}
-
-fn read(rel: &str) -> Vec<u8> {
-    std::fs::read(evidence_dir().join(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
-}
 
 fn read_hex(rel: &str) -> Vec<u8> {
     hex::decode(String::from_utf8(read(rel)).unwrap().trim()).unwrap()

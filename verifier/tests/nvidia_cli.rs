@@ -7,19 +7,10 @@
     missing_docs
 )]
 
-use std::path::PathBuf;
 use std::process::Command;
 
 fn ev(rel: &str) -> String {
-    let dir = std::env::var_os("DAIT_EVIDENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/evidence"));
-    assert!(
-        dir.join("manifest.json").is_file(),
-        "evidence set not found at {} (set DAIT_EVIDENCE_DIR)",
-        dir.display()
-    );
-    dir.join(rel).display().to_string()
+    dait_testdata::path(rel).display().to_string()
 }
 
 fn run(args: &[&str]) -> (i32, String, String) {

@@ -8,7 +8,7 @@
     clippy::panic
 )]
 
-use std::path::PathBuf;
+use dait_testdata::read as evidence;
 use std::time::Duration;
 
 use der::asn1::{BitString, GeneralizedTime, OctetString};
@@ -292,18 +292,6 @@ fn flipped_bit_and_truncation_are_rejected() {
             "cut {cut}"
         );
     }
-}
-
-fn evidence(rel: &str) -> Vec<u8> {
-    let dir = std::env::var_os("DAIT_EVIDENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/evidence"));
-    assert!(
-        dir.join("manifest.json").is_file(),
-        "evidence directory {} not found: set DAIT_EVIDENCE_DIR",
-        dir.display()
-    );
-    std::fs::read(dir.join(rel)).unwrap()
 }
 
 #[test]

@@ -1,28 +1,12 @@
 //! NVIDIA RIMs from the evidence set: XML-DSig, signer chain, golden values.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::path::PathBuf;
+use dait_testdata::read;
 
 use dait_verifier::UnixTime;
 use dait_verifier::nvidia::NvidiaRoots;
 use dait_verifier::rim::{self, RimError};
 use dait_verifier::x509::{TrustAnchor, X509Error};
-
-fn evidence_dir() -> PathBuf {
-    let dir = std::env::var_os("DAIT_EVIDENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/evidence"));
-    assert!(
-        dir.join("manifest.json").is_file(),
-        "evidence directory {} not found: set DAIT_EVIDENCE_DIR to the shared evidence set",
-        dir.display()
-    );
-    dir
-}
-
-fn read(rel: &str) -> Vec<u8> {
-    std::fs::read(evidence_dir().join(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
-}
 
 const DRIVER_RIM: &str = "nvidia/nvtrust__driver_rim_545.00_test_no_gpu.swidtag";
 const VBIOS_RIM: &str = "nvidia/nvtrust__vbios_rim_96.00.5E.00.01_test_no_gpu.swidtag";

@@ -1,4 +1,4 @@
-//! SEV-SNP verification against the real evidence set (`$DAIT_EVIDENCE_DIR` or `<workspace>/../shared/evidence`).
+//! SEV-SNP verification against the real evidence set (`verifier/testdata/evidence`, see the `dait-testdata` crate).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -6,7 +6,7 @@
     missing_docs
 )]
 
-use std::path::PathBuf;
+use dait_testdata::{evidence_dir, read};
 
 use dait_verifier::UnixTime;
 use dait_verifier::snp::{
@@ -15,24 +15,6 @@ use dait_verifier::snp::{
 };
 use dait_verifier::wire::ParseError;
 use sha2::Digest as _;
-
-fn evidence_dir() -> PathBuf {
-    let dir = match std::env::var_os("DAIT_EVIDENCE_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/evidence"),
-    };
-    assert!(
-        dir.join("manifest.json").is_file(),
-        "evidence set not found at {} (set DAIT_EVIDENCE_DIR to the directory holding manifest.json)",
-        dir.display()
-    );
-    dir
-}
-
-fn read(rel: &str) -> Vec<u8> {
-    let p = evidence_dir().join(rel);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
-}
 
 fn at(s: &str) -> UnixTime {
     UnixTime::parse_rfc3339(s).unwrap()

@@ -7,21 +7,9 @@
     missing_docs
 )]
 
+use dait_testdata::evidence_dir;
 use std::path::PathBuf;
 use std::process::Command;
-
-fn evidence_dir() -> PathBuf {
-    let dir = match std::env::var_os("DAIT_EVIDENCE_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/evidence"),
-    };
-    assert!(
-        dir.join("manifest.json").is_file(),
-        "evidence set not found at {} (set DAIT_EVIDENCE_DIR to the directory holding manifest.json)",
-        dir.display()
-    );
-    dir
-}
 
 fn ev(rel: &str) -> String {
     evidence_dir().join(rel).display().to_string()

@@ -6,22 +6,10 @@
     clippy::panic
 )]
 
-use std::path::PathBuf;
+use dait_testdata::read;
 
 use dait_verifier::tpm::{self, AkPublic, HclReportKind, QuoteSignature, TpmError, TpmQuoteInput};
 use dait_verifier::wire::ParseError;
-
-fn read(rel: &str) -> Vec<u8> {
-    let dir = std::env::var_os("DAIT_EVIDENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/evidence"));
-    assert!(
-        dir.join("manifest.json").is_file(),
-        "evidence directory {} not found: set DAIT_EVIDENCE_DIR to the shared evidence set",
-        dir.display()
-    );
-    std::fs::read(dir.join(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
-}
 
 const QUOTE: &str = "vtpm/kinvolk__azure_tpm_quote.bincode.bin";
 const AK: &str = "vtpm/kinvolk__azure_ak_pub.pem";
