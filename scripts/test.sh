@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The full test run, as CI runs it (`just test`, `.ci/run`):
 #   1. rustfmt check, and spelling (typos)
-#   2. clippy on every target and feature, warnings are errors
+#   2. clippy on every target, warnings are errors: once with every feature, then each crate alone with its
+#      default features (what ships: the agent without `simulated-tee`, the verifier without the tenant client)
 #   3. the workspace tests, with the real inference engine started here (DAIT_ENGINE_URL) and required
-#      (DAIT_REQUIRE_ENGINE=1: end-to-end tests fail instead of skipping when it is missing)
-#   4. the wasm32 build of the chain-client core
+#      (DAIT_REQUIRE_ENGINE=1: end-to-end tests fail instead of skipping when it is missing), with every feature
+#      and then each crate alone with its default features
+#   4. the wasm32 build of the chain-client core, and the fuzz crate (verifier/fuzz, outside the workspace)
+#      built on the stable toolchain without instrumentation, so its targets keep compiling
 #   5. the API docs, warnings are errors
 #   6. the guest image (scripts/image.sh: the agent's static release build, llama-server and the mkosi image)
 #   7. the image booted under QEMU (scripts/boot.sh): attestation endpoint, one encrypted chat through the
@@ -49,6 +52,19 @@ finish() {
     exit 0
 }
 
+# shipped CARGO_COMMAND ARGS...: runs the cargo command on each workspace crate alone, with its default features:
+# what ships (the production dait-host without `simulated-tee`, the verifier library without the tenant client),
+# which the --all-features run above never builds on its own.
+shipped() {
+    local sub="$1" pkg
+    shift
+    for pkg in $(cargo metadata --no-deps --format-version 1 --locked |
+        python3 -c 'import json, sys; print(" ".join(p["name"] for p in json.load(sys.stdin)["packages"]))'); do
+        printf -- '--- %s (default features)\n' "$pkg" >&2
+        cargo "$sub" -p "$pkg" "$@" || return 1
+    done
+}
+
 # (Called as `step`'s "$@" || …, where set -e does not apply: each command checks its own status.)
 # An engine that was already running (started by hand in this checkout) is used and left running.
 engine_started=0
@@ -71,11 +87,15 @@ trap stop_engine EXIT
 
 step "rustfmt" cargo fmt --all -- --check
 step "spelling (typos)" env PATH="$HOME/.local/bin:$PATH" typos
-step "clippy" cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+step "clippy, all features" cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+step "clippy, each crate as it ships (default features)" shipped clippy --all-targets --locked -- -D warnings
 step "engine (install, start)" engine_up
-step "tests (real engine required)" cargo test --workspace --all-features --locked
+step "tests, all features (real engine required)" cargo test --workspace --all-features --locked
+step "tests, each crate as it ships (default features)" shipped test --locked
 step "wasm32 build of the chain-client core" \
     cargo build -p dait-chain-client --no-default-features --target wasm32-unknown-unknown --locked
+step "fuzz crate build (stable, uninstrumented)" \
+    cargo build --manifest-path verifier/fuzz/Cargo.toml --target-dir target --locked
 step "docs" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked
 if [ "${DAIT_TEST_IMAGE:-1}" != 0 ]; then
     step "image (agent release build, llama-server build, mkosi)" scripts/image.sh
