@@ -6,7 +6,9 @@
 #   scripts/bench.sh cargo      the cargo benches only
 # Numbers depend on the machine's load: the load average is printed with them.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$repo"
 
 what="${1:-all}"
 
