@@ -14,6 +14,8 @@
 # DAIT_TEST_IMAGE=0 leaves out steps 6 and 7 (they take the most time: about 15 min on a fresh 2-core machine, a
 # few minutes with mkosi's caches warm); CI runs them.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "$0")/.."
 
 # A fresh clone builds everything once: no incremental state, smaller debug info, quicker links.
@@ -71,6 +73,7 @@ trap stop_engine EXIT
 
 step "rustfmt" cargo fmt --all -- --check
 step "spelling (typos)" env PATH="$HOME/.local/bin:$PATH" typos
+step "shellcheck" env PATH="$HOME/.local/bin:$PATH" just shellcheck
 step "clippy" cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 step "engine (install, start)" engine_up
 step "tests (real engine required)" cargo test --workspace --all-features --locked
