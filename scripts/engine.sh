@@ -13,7 +13,7 @@
 # DAIT_ENGINE_START_TIMEOUT (seconds, default 120) bounds the wait for the server to answer.
 # DAIT_ENGINE_ARGS: extra server arguments, appended (a later flag wins).
 #
-# Server flags and why (docs/ENGINE.md has the measurements):
+# Server flags and why (docs/ENGINE.md explains them, docs/results/engine.md has the figures):
 #   --n_threads 1 --n_threads_batch 1   two threads on two shared cores collapse under load
 #   --n_batch 1                         every token is evaluated alone, so a response does not depend on which
 #                                       request came before (the server reuses the longest matching prompt
