@@ -2,6 +2,16 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
+# Every shell script of the repository, for shellcheck (its settings: .shellcheckrc, image/.shellcheckrc): the
+# scripts, the fuzz corpus seeders, the CI entry point and the image's own scripts.
+shell_scripts := (
+    "scripts/*.sh verifier/fuzz/*.sh measurements/scripts/*.sh .ci/run " +
+    "image/mkosi.extra/usr/lib/dait/wait-engine " +
+    "image/mkosi.conf.d/10-simulated/extra/usr/lib/dait/print-sim-root " +
+    "image/mkosi.conf.d/10-simulated/extra/usr/lib/dait/report-rss " +
+    "image/mkosi.profiles/gpu/mkosi.postinst.chroot"
+)
+
 default:
     @just --list
 
@@ -13,12 +23,17 @@ setup:
 test: setup
     scripts/test.sh
 
-# Fast static checks: fmt, spelling, clippy -D warnings, the wasm32 build of the chain-client core.
+# Fast static checks: fmt, spelling, shellcheck, clippy -D warnings, the wasm32 build of the chain-client core.
 check: setup
     cargo fmt --all -- --check
     PATH="$HOME/.local/bin:$PATH" typos
+    shellcheck {{ shell_scripts }}
     cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
     cargo build -p dait-chain-client --no-default-features --target wasm32-unknown-unknown --locked
+
+# Lint every shell script (part of `just check` and of `just test`).
+shellcheck:
+    shellcheck {{ shell_scripts }}
 
 # Tests that need a real TEE or GPU (marked #[ignore]); run on confidential-VM machines.
 test-hw:

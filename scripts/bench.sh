@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Benchmarks (not timed tests): the development engine, then the workspace's cargo benches.
 #   scripts/bench.sh            both
-#   scripts/bench.sh engine     the engine only (docs/ENGINE.md): decode speed, first-token latency,
-#                               determinism, metering; the full report goes to .dait/engine-bench.json
+#   scripts/bench.sh engine     the engine only (docs/ENGINE.md, docs/results/engine.md): decode speed,
+#                               first-token latency, determinism, metering; the full report goes to
+#                               .dait/engine-bench.json
 #   scripts/bench.sh cargo      the cargo benches only
 # Numbers depend on the machine's load: the load average is printed with them.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$repo"
 
 what="${1:-all}"
 

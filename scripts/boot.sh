@@ -28,20 +28,18 @@
 #
 # Exit codes: 0 the agent served and every check passed, 1 a check failed or it never served, 2 usage error.
 set -euo pipefail
-
-log() { printf '[boot] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 caller_dir="$PWD"
-repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 
 image_dir="$repo/image/mkosi.output"
 while (($#)); do
     case "$1" in
         --image) image_dir="${2:?--image needs a directory}"; shift ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
-        *) log "unknown argument: $1"; exit 2 ;;
+        -h|--help) print_help; exit 0 ;;
+        *) usage_error "unknown argument: $1" ;;
     esac
     shift
 done
@@ -50,15 +48,15 @@ accel="${DAIT_BOOT_ACCEL:-tcg}"
 timeout_s="${DAIT_BOOT_TIMEOUT:-600}"
 chat_timeout_s="${DAIT_BOOT_CHAT_TIMEOUT:-1200}"
 memory="${DAIT_BOOT_MEMORY:-2048M}"
-case "$accel" in tcg|kvm) ;; *) log "DAIT_BOOT_ACCEL must be tcg or kvm"; exit 2 ;; esac
+case "$accel" in tcg|kvm) ;; *) usage_error "DAIT_BOOT_ACCEL must be tcg or kvm" ;; esac
 
 # --- the reference measurements the tenant checks against ---------------------------------------------------
-image_version="$(sed -n 's/^ImageVersion=//p' image/mkosi.conf | head -n1)"
+image_version="$(image_version)"
 if [[ -n "${DAIT_BOOT_REFERENCE+set}" ]]; then
     reference="$DAIT_BOOT_REFERENCE"
     if [[ -n "$reference" ]]; then
         [[ "$reference" == /* ]] || reference="$caller_dir/$reference"
-        [[ -f "$reference" ]] || { log "DAIT_BOOT_REFERENCE: no file at $reference"; exit 2; }
+        [[ -f "$reference" ]] || usage_error "DAIT_BOOT_REFERENCE: no file at $reference"
     fi
 else
     reference="measurements/reference/$image_version.json"
@@ -72,7 +70,7 @@ else
     log "no reference measurements (image version $image_version): the tenant pins no measurements"
 fi
 
-disk="$image_dir/dait_0.1.0.raw"
+disk="$image_dir/$(image_name).raw"
 [[ -f "$disk" ]] || die "no image at $disk: run scripts/image.sh first"
 
 # --- QEMU and OVMF ------------------------------------------------------------------------------------------
@@ -81,13 +79,12 @@ disk="$image_dir/dait_0.1.0.raw"
 ovmf_code=/usr/share/OVMF/OVMF_CODE_4M.fd
 ovmf_vars=/usr/share/OVMF/OVMF_VARS_4M.fd
 if ! command -v qemu-system-x86_64 >/dev/null || [[ ! -f "$ovmf_code" ]]; then
-    export DEBIAN_FRONTEND=noninteractive
     target=()
     if grep -qs '^VERSION_CODENAME=bookworm' /etc/os-release; then
         if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
             log "adding the bookworm-backports repository (not preferred over bookworm unless asked for)"
             # shellcheck source=scripts/debian-mirror.sh
-            source "$(dirname "$0")/debian-mirror.sh"
+            source "$repo/scripts/debian-mirror.sh"
             debian_mirrors || die "no Debian mirror configured"
             cat >/etc/apt/sources.list.d/bookworm-backports.sources <<EOF
 Types: deb
@@ -99,9 +96,7 @@ EOF
         fi
         target=(-t bookworm-backports)
     fi
-    log "installing qemu-system-x86 and ovmf"
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${target[@]}" qemu-system-x86 ovmf >/dev/null
+    apt_install "${target[@]}" qemu-system-x86 ovmf
 fi
 
 work="$(mktemp -d)"
@@ -114,16 +109,12 @@ cleanup() {
         kill -9 "$qemu_pid" 2>/dev/null || true
     fi
     if [[ -n "${DAIT_BOOT_KEEP:-}" ]]; then
-        mkdir -p "$DAIT_BOOT_KEEP" && cp -r "$work"/. "$DAIT_BOOT_KEEP"/ 2>/dev/null || true
+        { mkdir -p "$DAIT_BOOT_KEEP" && cp -r "$work"/. "$DAIT_BOOT_KEEP"/; } 2>/dev/null || true
     fi
     rm -rf "$work"
     exit "$rc"
 }
 trap cleanup EXIT INT TERM
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
 
 # --- boot -----------------------------------------------------------------------------------------------------
 port="$(free_port)"

@@ -1,5 +1,7 @@
-# Sourced by the image and boot scripts. Finds the Debian mirror this machine's apt already uses, so that no
-# mirror is written into the repository: DAIT_DEBIAN_MIRROR and DAIT_DEBIAN_SECURITY_MIRROR override it.
+# shellcheck shell=bash
+# Sourced (after scripts/lib.sh) by the image, boot, ovmf and reference scripts. Finds the Debian mirror this
+# machine's apt already uses, so that no mirror is written into the repository: DAIT_DEBIAN_MIRROR and
+# DAIT_DEBIAN_SECURITY_MIRROR override it.
 #
 #   debian_mirrors                  sets DEBIAN_MIRROR and DEBIAN_SECURITY_MIRROR, or fails
 #   render_sources TEMPLATE OUT     writes OUT from TEMPLATE with @DEBIAN_MIRROR@ / @DEBIAN_SECURITY_MIRROR@ filled in
@@ -38,7 +40,7 @@ debian_mirrors() {
         esac
     done < <(_apt_uri_suites)
     if [[ -z "$DEBIAN_MIRROR" ]]; then
-        echo "no Debian mirror found in this machine's apt sources; set DAIT_DEBIAN_MIRROR" >&2
+        log "no Debian mirror found in this machine's apt sources; set DAIT_DEBIAN_MIRROR"
         return 1
     fi
     # A machine without a security source: the archive's usual layout puts it beside the main archive.

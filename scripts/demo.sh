@@ -10,8 +10,10 @@
 # Everything it started is stopped on exit, also on failure or Ctrl-C. Every wait is bounded.
 # State (logs, receipt log, tenant records) is kept in .dait/demo until the next run.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT="$(pwd)"
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$repo"
+ROOT="$repo"
 
 DEMO="${DAIT_DEMO_DIR:-$ROOT/.dait/demo}"
 MODEL_ID="smollm2-135m-instruct-q4_1"
@@ -22,10 +24,6 @@ WAIT_S=60
 CURL_MAX_S=300
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-die() {
-    printf 'demo: error: %s\n' "$*" >&2
-    exit 1
-}
 
 pids=()
 engine_started=0

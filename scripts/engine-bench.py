@@ -6,7 +6,7 @@ Usage: scripts/engine-bench.py URL [--runs N] [--max-tokens N] [--pid PID] [--js
 With --pid (the server's process id), speeds are also given per CPU-second the server used, which does not
 depend on how busy the machine's other cores are.
 
-Reports, for docs/ENGINE.md:
+Reports, for docs/ENGINE.md and docs/results/engine.md:
   * decode speed (completion tokens per second, non-streamed) and first-token latency (streamed);
   * determinism at temperature 0: identical requests give identical text, streamed text equals non-streamed
     text, and which response-body fields differ between identical requests;

@@ -13,7 +13,7 @@
 # DAIT_ENGINE_START_TIMEOUT (seconds, default 120) bounds the wait for the server to answer.
 # DAIT_ENGINE_ARGS: extra server arguments, appended (a later flag wins).
 #
-# Server flags and why (docs/ENGINE.md has the measurements):
+# Server flags and why (docs/ENGINE.md explains them, docs/results/engine.md has the figures):
 #   --n_threads 1 --n_threads_batch 1   two threads on two shared cores collapse under load
 #   --n_batch 1                         every token is evaluated alone, so a response does not depend on which
 #                                       request came before (the server reuses the longest matching prompt
@@ -24,9 +24,10 @@
 #   --disable_ping_events true          no ": ping - <date>" SSE comments every 15 s inside long streams
 #   --model_alias                       the model name /v1/models reports (instead of the file path)
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-STATE="${DAIT_STATE:-$ROOT/.dait}"
+STATE="${DAIT_STATE:-$repo/.dait}"
 VENV="$STATE/engine-venv"
 PY="$VENV/bin/python"
 URL_FILE="$STATE/engine.url"
@@ -37,29 +38,6 @@ START_TIMEOUT="${DAIT_ENGINE_START_TIMEOUT:-120}"
 LLAMA_CPP_PYTHON_VERSION="0.3.36"
 SMOLLM2_VERSION="0.1.2"
 MODEL_ALIAS="smollm2-135m-instruct-q4_1"
-
-log() { printf '[engine] %s\n' "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
-
-# Installs Debian packages that are missing (root, or sudo without a password).
-apt_install() {
-    local missing=()
-    local pkg
-    for pkg in "$@"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
-    done
-    [ "${#missing[@]}" -eq 0 ] && return 0
-    command -v apt-get >/dev/null 2>&1 || die "missing packages ${missing[*]} and no apt-get to install them"
-    local sudo=()
-    [ "$(id -u)" -eq 0 ] || sudo=(sudo -n)
-    log "installing Debian packages: ${missing[*]}"
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
-        >/dev/null
-}
 
 # True when the venv holds the pinned engine and model packages.
 installed() {
@@ -95,8 +73,7 @@ cmd_install() {
     fi
     mkdir -p "$STATE"
     command -v python3 >/dev/null 2>&1 || apt_install python3
-    command -v cc >/dev/null 2>&1 && command -v c++ >/dev/null 2>&1 && command -v make >/dev/null 2>&1 ||
-        apt_install build-essential
+    { command -v cc && command -v c++ && command -v make; } >/dev/null 2>&1 || apt_install build-essential
     command -v cmake >/dev/null 2>&1 || apt_install cmake
     if [ ! -x "$PY" ]; then
         if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
@@ -125,10 +102,6 @@ running_pid() {
     pid="$(cat "$PID_FILE")"
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
     printf '%s\n' "$pid"
-}
-
-free_port() {
-    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
 answers() {
@@ -179,8 +152,7 @@ cmd_stop() {
     local pid
     if pid="$(running_pid)"; then
         kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-        local i
-        for i in $(seq 1 20); do
+        for _ in $(seq 1 20); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.5
         done
@@ -193,7 +165,7 @@ cmd_stop() {
 }
 
 cmd_url() {
-    running_pid >/dev/null && [ -f "$URL_FILE" ] || die "the engine is not running: run scripts/engine.sh start"
+    { running_pid >/dev/null && [ -f "$URL_FILE" ]; } || die "the engine is not running: run scripts/engine.sh start"
     cat "$URL_FILE"
 }
 

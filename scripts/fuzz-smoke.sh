@@ -6,11 +6,10 @@
 # Needs: the nightly toolchain and cargo-fuzz (installed here when missing), the evidence set
 # (verifier/testdata/evidence, or $DAIT_EVIDENCE_DIR).
 set -euo pipefail
-repo="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 secs="${1:-60}"
 shift || true
-
-log() { printf '[fuzz-smoke] %s\n' "$*" >&2; }
 
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
     log "installing the nightly toolchain (cargo fuzz needs it for the sanitizer flags)"
@@ -34,8 +33,7 @@ for t in "${targets[@]}"; do
     log "$t: ${secs}s"
     if ! cargo +nightly fuzz run "$t" "fuzz/corpus/$t" -- -max_total_time="$secs" -print_final_stats=1 >"$out" 2>&1; then
         tail -n 40 "$out" >&2
-        log "$t FAILED (full log: $out)"
-        exit 1
+        die "$t FAILED (full log: $out)"
     fi
     runs="$(grep -Eo 'Done [0-9]+ runs in [0-9]+ second' "$out" | tail -n 1)"
     summary+=("$t: ${runs:-no summary line}")

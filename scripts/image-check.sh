@@ -11,18 +11,16 @@
 #
 # Exit codes: 0 identical, 1 a difference or a failed build, 2 usage error.
 set -euo pipefail
-
-log() { printf '[image-check] %s\n' "$*" >&2; }
-
-repo="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$repo"
 
 keep=0
 while (($#)); do
     case "$1" in
         --keep) keep=1 ;;
-        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
-        *) log "unknown argument: $1"; exit 2 ;;
+        -h|--help) print_help; exit 0 ;;
+        *) usage_error "unknown argument: $1" ;;
     esac
     shift
 done
@@ -31,17 +29,13 @@ base="$repo/target/image-check"
 rm -rf "$base"
 mkdir -p "$base"
 
-sums() {
-    (cd "$1" && find . -maxdepth 1 -type f ! -name '*.log' ! -name SHA256SUMS -printf '%P\n' | LC_ALL=C sort | xargs -r sha256sum)
-}
-
 for n in 1 2; do
     log "build $n of 2"
     start=$(date +%s)
     DAIT_AGENT_TARGET_DIR="$base/agent-target-$n" DAIT_LLAMA_SERVER_DIR="$base/llama-server-$n" \
         scripts/image.sh --clean --out "$base/out-$n" >/dev/null
     log "build $n took $(($(date +%s) - start)) s"
-    sums "$base/out-$n" >"$base/sha256-$n.txt"
+    output_sums "$base/out-$n" >"$base/sha256-$n.txt"
     printf '\n== build %s\n' "$n"
     cat "$base/sha256-$n.txt"
 done

@@ -20,11 +20,8 @@
 #
 # Exit codes: 0 built, 1 build failed, 2 usage error.
 set -euo pipefail
-
-log() { printf '[image] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-repo="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$repo"
 
 clean=0
@@ -35,8 +32,8 @@ while (($#)); do
         --clean) clean=1 ;;
         --out) out="${2:?--out needs a directory}"; shift ;;
         --profile) profile="${2:?--profile needs a name}"; shift ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
-        *) log "unknown argument: $1"; exit 2 ;;
+        -h|--help) print_help; exit 0 ;;
+        *) usage_error "unknown argument: $1" ;;
     esac
     shift
 done
@@ -45,7 +42,7 @@ done
 umask 022
 export LC_ALL=C.UTF-8 TZ=UTC
 
-cache="${DAIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dait}"
+cache="$(cache_dir)"
 mkosi_version="${DAIT_MKOSI_VERSION:-25.3-7}"
 
 # The apt sources of the image and its tools tree: trixie only, from the mirror this machine already uses.
@@ -96,6 +93,8 @@ else
         "--remap-path-prefix=$rustup_home=/rustup"
         "--remap-path-prefix=$agent_target_dir=/target"
     )
+    # The image's own SourceDateEpoch (image/mkosi.conf).
+    source_date_epoch="$(mkosi_setting SourceDateEpoch)"
     # The development (default) image runs the simulated backend; the tdx and snp profiles must not carry it.
     features=(--features simulated-tee)
     [[ ",$profile," =~ ,(tdx|snp), ]] && features=()
@@ -103,7 +102,7 @@ else
     # RUSTFLAGS apply to the target only (not build scripts) because --target is given explicitly.
     CARGO_ENCODED_RUSTFLAGS="$(IFS=$'\x1f'; printf '%s' "${flags[*]}")" \
         CARGO_TARGET_DIR="$agent_target_dir" \
-        SOURCE_DATE_EPOCH=1763769600 \
+        SOURCE_DATE_EPOCH="$source_date_epoch" \
         cargo build --locked --release -p dait-agent --bin dait-host "${features[@]}" --target "$target"
     install -m 0755 "$agent_target_dir/$target/release/dait-host" "$stage/usr/bin/dait-host"
 fi
@@ -183,7 +182,7 @@ log "built in $(($(date +%s) - start)) s"
 
 # The inputs of the launch measurements, as files next to the UKI: the kernel command line exactly as the UKI
 # carries it (its .cmdline section without the trailing NUL) and the dm-verity root hash taken from it.
-name="dait_$(sed -n 's/^ImageVersion=//p' image/mkosi.conf)"
+name="$(image_name)"
 python3 image/uki-sections.py "$out/$name.efi" ".cmdline=$out/$name.cmdline.raw"
 tr -d '\0' <"$out/$name.cmdline.raw" >"$out/$name.cmdline"
 rm "$out/$name.cmdline.raw"
@@ -196,5 +195,4 @@ cp "$stage/usr/lib/dait/engine.env" "$out/$name.engine.env"
 cp "$stage/usr/lib/dait/model/$model_file" "$out/$name.model.gguf"
 
 printf '%s\n' "$out"
-(cd "$out" && find . -maxdepth 1 -type f ! -name '*.log' ! -name SHA256SUMS -printf '%P\n' | LC_ALL=C sort |
-    xargs -r sha256sum | tee SHA256SUMS)
+output_sums "$out" | tee "$out/SHA256SUMS"

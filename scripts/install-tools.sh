@@ -7,52 +7,32 @@
 #
 # What it installs:
 #   Debian packages   build-essential (C compiler for ring and the engine), cmake (engine build), python3,
-#                     python3-venv (engine venv), curl (demo, engine health checks), ca-certificates
+#                     python3-venv (engine venv), curl (demo, engine health checks), ca-certificates, and
+#                     the shell script linter shellcheck (`just check`)
 #   just, typos       the task runner and the spelling checker, prebuilt from the PyPI packages rust-just and
 #                     typos, in a venv under ~/.local/share/dait/tools, linked into ~/.local/bin
 #   Rust              the toolchain pinned in rust-toolchain.toml with rustfmt, clippy and the wasm32 target
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$repo"
 
 JUST_VERSION="1.59.0"
 TYPOS_VERSION="1.52.0"
 TOOLS_VENV="${XDG_DATA_HOME:-$HOME/.local/share}/dait/tools"
 BIN_DIR="$HOME/.local/bin"
 
-log() { printf '[install-tools] %s\n' "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
-
-# Debian packages, installed only when missing (root, or sudo without a password).
-apt_missing=()
-for pkg in build-essential cmake python3 python3-venv curl ca-certificates; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || apt_missing+=("$pkg")
-done
-# A machine may have these tools from elsewhere (a Python from pyenv, a cmake from pip): only ask apt for what
-# is really absent.
-filtered=()
-for pkg in "${apt_missing[@]}"; do
-    case "$pkg" in
-    build-essential) command -v cc >/dev/null && command -v c++ >/dev/null && command -v make >/dev/null && continue ;;
-    cmake) command -v cmake >/dev/null && continue ;;
-    python3) command -v python3 >/dev/null && continue ;;
-    python3-venv) command -v python3 >/dev/null && python3 -c 'import venv, ensurepip' 2>/dev/null && continue ;;
-    curl) command -v curl >/dev/null && continue ;;
-    ca-certificates) [ -d /etc/ssl/certs ] && continue ;;
-    esac
-    filtered+=("$pkg")
-done
-if [ "${#filtered[@]}" -gt 0 ]; then
-    command -v apt-get >/dev/null 2>&1 || die "missing ${filtered[*]} and no apt-get to install them"
-    sudo=()
-    [ "$(id -u)" -eq 0 ] || sudo=(sudo -n)
-    log "installing Debian packages: ${filtered[*]}"
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${filtered[@]}" \
-        >/dev/null
-fi
+# Debian packages, installed only when missing. A machine may have these tools from elsewhere (a Python from
+# pyenv, a cmake from pip): only ask apt for what is really absent.
+need=()
+{ command -v cc && command -v c++ && command -v make; } >/dev/null || need+=(build-essential)
+command -v cmake >/dev/null || need+=(cmake)
+command -v python3 >/dev/null || need+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+command -v curl >/dev/null || need+=(curl)
+[ -d /etc/ssl/certs ] || need+=(ca-certificates)
+command -v shellcheck >/dev/null || need+=(shellcheck)
+apt_install "${need[@]}"
 
 # The pinned toolchain, its components and the wasm32 target (rust-toolchain.toml names them; this makes the
 # install explicit instead of relying on rustup's install-on-first-use).

@@ -25,11 +25,8 @@
 #
 # Exit codes: 0 built (or cached), 1 failed, 2 usage error.
 set -euo pipefail
-
-log() { printf '[llama-server] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-repo="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$repo"
 
 LLAMA_CPP_PYTHON_VERSION="0.3.36"
@@ -42,8 +39,8 @@ while (($#)); do
     case "$1" in
         --clean) clean=1 ;;
         --dir) dir="${2:?--dir needs a directory}"; shift ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
-        *) log "unknown argument: $1"; exit 2 ;;
+        -h|--help) print_help; exit 0 ;;
+        *) usage_error "unknown argument: $1" ;;
     esac
     shift
 done
@@ -51,11 +48,13 @@ mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
 
 umask 022
-export LC_ALL=C.UTF-8 TZ=UTC SOURCE_DATE_EPOCH=1763769600
+# The image's own SourceDateEpoch (image/mkosi.conf).
+SOURCE_DATE_EPOCH="$(mkosi_setting SourceDateEpoch)"
+export LC_ALL=C.UTF-8 TZ=UTC SOURCE_DATE_EPOCH
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
 
 # --- the source ---------------------------------------------------------------------------------------------
-cache="${DAIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dait}/llama-server"
+cache="$(cache_dir)/llama-server"
 mkdir -p "$cache"
 have_sdist() { [[ -f "$cache/$SDIST" ]] && echo "$SDIST_SHA256  $cache/$SDIST" | sha256sum -c --quiet - 2>/dev/null; }
 if ! have_sdist; then
@@ -72,9 +71,10 @@ if ! have_sdist; then
 fi
 
 # --- cache check --------------------------------------------------------------------------------------------
-# The binary is rebuilt when this script, the source or the compiler changes.
+# The binary is rebuilt when this script, the source, SOURCE_DATE_EPOCH or the compiler changes.
 bin="$dir/out/llama-server"
-key="$( { sha256sum "$0" | cut -d' ' -f1; echo "$SDIST_SHA256"; c++ --version | head -n1; } | sha256sum | cut -d' ' -f1)"
+key="$( { sha256sum "$0" | cut -d' ' -f1; echo "$SDIST_SHA256"; echo "$SOURCE_DATE_EPOCH"; c++ --version | head -n1; } |
+    sha256sum | cut -d' ' -f1)"
 if ((!clean)) && [[ -x "$bin" && "$(cat "$dir/out/key" 2>/dev/null)" == "$key" ]]; then
     log "cached $bin"
     printf '%s\n' "$bin"

@@ -14,10 +14,10 @@
 #   DAIT_OVMF_JOBS    parallel build jobs (default 2)
 #   DAIT_EDK2_SUITE   Debian suite of the edk2 source package (default trixie)
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-log() { printf '[ovmf] %s\n' "$*" >&2; }
-
-cache="${DAIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dait}"
+cache="$(cache_dir)"
 suite="${DAIT_EDK2_SUITE:-trixie}"
 dir="$cache/ovmf-$suite"
 out="$dir/OVMF-amdsev.fd"
@@ -35,12 +35,7 @@ command -v iasl >/dev/null 2>&1 || need+=(acpica-tools)
 command -v dpkg-source >/dev/null 2>&1 || need+=(dpkg-dev)
 command -v gcc >/dev/null 2>&1 || need+=(build-essential)
 [[ -e /usr/include/uuid/uuid.h ]] || need+=(uuid-dev)
-if ((${#need[@]})); then
-    log "installing ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+apt_install "${need[@]}"
 
 # Source package: a private apt configuration that lists the system's Debian sources as deb-src, so the system's
 # own apt configuration is left untouched.
@@ -48,7 +43,7 @@ apt_dir="$dir/apt"
 mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$apt_dir/sources.list.d"
 # The Debian mirror the system uses.
 # shellcheck source=scripts/debian-mirror.sh
-source "$(dirname "$0")/debian-mirror.sh"
+source "$repo/scripts/debian-mirror.sh"
 debian_mirrors || exit 1
 mirror="$DEBIAN_MIRROR"
 cat >"$apt_dir/sources.list.d/edk2-src.sources" <<SOURCES
@@ -91,10 +86,7 @@ if ! compgen -G "$src_root/edk2-*/edksetup.sh" >/dev/null; then
                 fi
             done
             orig="$(compgen -G 'edk2_*.orig.tar.*' | head -n1)"
-            [[ -n "$orig" ]] || {
-                log "no edk2 upstream tarball"
-                exit 1
-            }
+            [[ -n "$orig" ]] || die "no edk2 upstream tarball"
             tar xf "$orig"
             tree="$(compgen -G 'edk2-*/edksetup.sh' | head -n1)"
             tree="${tree%/edksetup.sh}"
@@ -133,10 +125,7 @@ jobs="${DAIT_OVMF_JOBS:-2}"
         -D SECURE_BOOT_ENABLE=FALSE >"$dir/build.log" 2>&1
 )
 fd="$src/Build/AmdSev/RELEASE_GCC5/FV/OVMF.fd"
-[[ -s "$fd" ]] || {
-    log "build produced no $fd; see $dir/build.log"
-    exit 1
-}
+[[ -s "$fd" ]] || die "build produced no $fd; see $dir/build.log"
 cp "$fd" "$out.tmp"
 mv "$out.tmp" "$out"
 log "built $(sha256sum "$out" | cut -d' ' -f1)"

@@ -21,12 +21,11 @@
 #
 # Exit codes: 0 written / unchanged, 1 --check found a difference, 2 usage error or missing input.
 set -euo pipefail
-
-log() { printf '[reference] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 2; }
-
-repo="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$repo"
+# Every error here is a usage error or a missing input (exit 2); exit 1 means --check found a difference.
+die_status=2
 
 image_dir="image/mkosi.output"
 check=0
@@ -38,18 +37,16 @@ while (($#)); do
         --check) check=1 ;;
         --rtmr0) rtmr0+=("${2:?--rtmr0 needs SHAPE=HEX}"); shift ;;
         --rtmr1|--rtmr2) pinned+=("$1" "${2:?$1 needs HEX}"); shift ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
-        *) log "unknown argument: $1"; exit 2 ;;
+        -h|--help) print_help; exit 0 ;;
+        *) usage_error "unknown argument: $1" ;;
     esac
     shift
 done
 
 # --- the image's artefacts ------------------------------------------------------------------------------------
 [[ -d "$image_dir" ]] || die "no image output at $image_dir: run scripts/image.sh (just image) first"
-image_id="$(sed -n 's/^ImageId=//p' image/mkosi.conf | head -n1)"
-version="$(sed -n 's/^ImageVersion=//p' image/mkosi.conf | head -n1)"
-[[ -n "$image_id" && -n "$version" ]] || die "image/mkosi.conf names no ImageId/ImageVersion"
-base="$image_dir/${image_id}_${version}"
+version="$(image_version)"
+base="$image_dir/$(image_name)"
 for suffix in efi cmdline roothash manifest dait-host engine.env model.gguf; do
     [[ -s "$base.$suffix" ]] || die "missing $base.$suffix: run scripts/image.sh (just image) first"
 done
@@ -69,7 +66,7 @@ if command -v objcopy >/dev/null; then
 fi
 
 # --- firmware -------------------------------------------------------------------------------------------------
-cache="${DAIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dait}"
+cache="$(cache_dir)"
 # SNP: the AmdSev OVMF with the kernel-hashes table, built once by scripts/ovmf.sh.
 ovmf_amdsev="$(scripts/ovmf.sh)"
 # TDX: Debian trixie's OVMF.fd (the 4 MiB combined image, which carries the TDVF metadata; OVMF_CODE_4M.fd alone is
@@ -116,6 +113,7 @@ while IFS= read -r line; do
 done < <(cat "$host_env" "$engine_env"; sed -n 's/^Environment=//p' "$unit")
 # The unit's ExecStart flags are the ones `serve` gets; the measured events depend on none of --listen/--upstream,
 # but they are passed the same way so the configuration validates as it does in the image.
+# shellcheck disable=SC2016  # the variables are the agent's environment, expanded by the inner bash
 events="$(env -i "${agent_env[@]}" bash -c '"$0" runtime-events --tee "$DAIT_TEE_KIND" --state-dir "$DAIT_STATE_DIR" \
     --listen "$DAIT_LISTEN" --upstream "$DAIT_UPSTREAM"' "$agent")" \
     || die "$agent runtime-events failed (an agent built before the subcommand existed? set DAIT_REFERENCE_AGENT)"
@@ -128,6 +126,7 @@ done <<<"$events"
 # --- VM shapes ------------------------------------------------------------------------------------------------
 # name,platform,vcpus,cpu_type,memory_mib,firmware. The SNP launch digest depends on vcpus and cpu_type (one VMSA
 # per vCPU, the CPU model's signature in it), not on memory.
+# shellcheck disable=SC2054  # each element is one comma-separated shape
 shapes=(
     snp-milan-8,snp,8,EPYC-Milan,32768,ovmf-amdsev
     snp-genoa-16,snp,16,EPYC-Genoa,65536,ovmf-amdsev

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The full test run, as CI runs it (`just test`, `.ci/run`):
-#   1. rustfmt check, and spelling (typos)
+#   1. rustfmt check, spelling (typos) and shellcheck
 #   2. clippy on every target, warnings are errors: once with every feature, then each crate alone with its
 #      default features (what ships: the agent without `simulated-tee`, the verifier without the tenant client)
 #   3. the workspace tests, with the real inference engine started here (DAIT_ENGINE_URL) and required
@@ -17,6 +17,8 @@
 # DAIT_TEST_IMAGE=0 leaves out steps 6 and 7 (they take the most time: about 15 min on a fresh 2-core machine, a
 # few minutes with mkosi's caches warm); CI runs them.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "$0")/.."
 
 # A fresh clone builds everything once: no incremental state, smaller debug info, quicker links.
@@ -87,6 +89,7 @@ trap stop_engine EXIT
 
 step "rustfmt" cargo fmt --all -- --check
 step "spelling (typos)" env PATH="$HOME/.local/bin:$PATH" typos
+step "shellcheck" env PATH="$HOME/.local/bin:$PATH" just shellcheck
 step "clippy, all features" cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 step "clippy, each crate as it ships (default features)" shipped clippy --all-targets --locked -- -D warnings
 step "engine (install, start)" engine_up

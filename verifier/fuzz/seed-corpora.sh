@@ -3,10 +3,12 @@
 # where needed, plus one truncated and one zero-padded variant of each.
 # Usage: verifier/fuzz/seed-corpora.sh [EVIDENCE_DIR]   (default: $DAIT_EVIDENCE_DIR or verifier/testdata/evidence)
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 ev="${1:-${DAIT_EVIDENCE_DIR:-$repo/verifier/testdata/evidence}}"
-[ -f "$ev/manifest.json" ] || { echo "evidence set not found at $ev" >&2; exit 2; }
+[ -f "$ev/manifest.json" ] || { log "evidence set not found at $ev"; exit 2; }
 
 seed() { # target name file
   local dir="$here/corpus/$1"; mkdir -p "$dir"
@@ -27,4 +29,4 @@ done
 # The SNP report inside the Azure HCL report (offset 0x20).
 mkdir -p "$here/corpus/snp_report"
 dd if="$ev/snp/kinvolk__azure_hcl_report_snp.bin" of="$here/corpus/snp_report/azure_hcl_inner.bin" bs=1 skip=32 count=1184 status=none
-ls "$here/corpus"/* | head -50
+for dir in "$here"/corpus/*/; do echo "$(basename "$dir"): $(find "$dir" -type f | wc -l) files"; done

@@ -2,9 +2,11 @@
 # Seeds the NVIDIA, RIM and vTPM fuzz corpora from the real samples of the evidence set.
 # Usage: verifier/fuzz/seed-nvidia-vtpm.sh   (evidence from $DAIT_EVIDENCE_DIR or verifier/testdata/evidence)
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 here="$(cd "$(dirname "$0")" && pwd)"
 ev="${DAIT_EVIDENCE_DIR:-$here/../testdata/evidence}"
-[ -f "$ev/manifest.json" ] || { echo "evidence set not found at $ev (set DAIT_EVIDENCE_DIR)" >&2; exit 2; }
+[ -f "$ev/manifest.json" ] || { log "evidence set not found at $ev (set DAIT_EVIDENCE_DIR)"; exit 2; }
 mkdir -p "$here/corpus/nvidia_evidence" "$here/corpus/rim_xml" "$here/corpus/tpm_quote"
 for f in "$ev"/nvidia/*_report.hex; do
   xxd -r -p "$f" > "$here/corpus/nvidia_evidence/$(basename "$f" .hex).bin"
@@ -21,4 +23,5 @@ n = struct.unpack_from("<Q", b, 0)[0]
 m = struct.unpack_from("<Q", b, 8 + n)[0]
 open(sys.argv[2], "wb").write(b[16 + n:16 + n + m])
 PY
-echo "seeded: $(ls "$here"/corpus/nvidia_evidence | wc -l) nvidia, $(ls "$here"/corpus/rim_xml | wc -l) rim, $(ls "$here"/corpus/tpm_quote | wc -l) tpm"
+count() { find "$here/corpus/$1" -type f | wc -l; }
+echo "seeded: $(count nvidia_evidence) nvidia, $(count rim_xml) rim, $(count tpm_quote) tpm"

@@ -2,6 +2,8 @@
 # Seeds the bundle and receipt fuzz corpora from the protocol test vectors (chain-client/tests/vectors): every
 # hex-encoded protobuf message they hold, and the engine responses of the normalisation cases.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 here="$(cd "$(dirname "$0")" && pwd)"
 vectors="$here/../../chain-client/tests/vectors"
 mkdir -p "$here/corpus/bundle" "$here/corpus/receipt"
