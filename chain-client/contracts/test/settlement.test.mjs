@@ -7,8 +7,19 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { concat, hexToBytes, bytesToHex, keccak256, maxUint256, sha256, toHex, zeroAddress } from 'viem';
-import { gas, recordGas, session, startAnvil } from './harness.mjs';
+import {
+  bytesToHex,
+  encodeDeployData,
+  encodeFunctionData,
+  hexToBytes,
+  keccak256,
+  maxUint256,
+  sha256,
+  toFunctionSelector,
+  toHex,
+  zeroAddress,
+} from 'viem';
+import { artefact, gas, recordGas, session, startAnvil } from './harness.mjs';
 import {
   buildSumTree,
   channelId as jsChannelId,
@@ -70,7 +81,8 @@ const V = {
   bundle: vector('bundle'),
 };
 
-const gpu = (name) => keccak256(toHex(`dait/v1/gpu-id/${name}`));
+/** GPU id hash as the README proposes: `SHA-256("dait/v1/gpu-id" || GPU UUID)`. */
+const gpu = (name) => sha256(toHex(`dait/v1/gpu-idGPU-${name}`));
 const REL1 = keccak256(toHex('release-1'));
 const REL2 = keccak256(toHex('release-2'));
 
@@ -309,6 +321,11 @@ describe('hosts and releases', () => {
     await chain.send(acct.owner, settlement, 'revokeRelease', [REL2], { label: 'revokeRelease' });
     await assert.rejects(chain.read(settlement, 'checkRelease', [REL2]), { message: 'reverted: ReleaseRevoked' });
     await assert.rejects(chain.read(settlement, 'checkRelease', [ZERO]), { message: 'reverted: ReleaseUnknown' });
+    const later = keccak256(toHex('release-later'));
+    assert.equal(await chain.revertName(acct.owner, settlement, 'publishRelease', [later, ZERO, now, now]), 'BadReleaseWindow');
+    await chain.send(acct.owner, settlement, 'publishRelease', [later, ZERO, now + 30 * DAY, now + 60 * DAY]);
+    await chain.warp(Number(PARAMS.releaseDelay) + 1);
+    await assert.rejects(chain.read(settlement, 'checkRelease', [later]), { message: 'reverted: ReleaseOutOfValidity' });
   });
 });
 
@@ -415,6 +432,44 @@ describe('channels', () => {
     );
   });
 
+  it('rejects unknown channels and out-of-range words', async () => {
+    const run = channelRun({ tenant: acct.tenant, host: acct.hostOp.address, salt: salt(99), escrow: E18 });
+    run.next(RECEIPT_KEY_1, keyset1Hash);
+    const s1 = run.state();
+    assert.equal(await chain.revertName(acct.hostOp, settlement, 'claim', [run.salt, s1.state, s1.sig]), 'ChannelUnknown');
+    const args = [acct.tenant.address, acct.hostOp.address, run.salt];
+    assert.equal(await chain.revertName(acct.tenant, settlement, 'startClose', args), 'ChannelUnknown');
+    assert.equal(await chain.revertName(acct.tenant, settlement, 'finalize', args), 'ChannelUnknown');
+    // A turn word above 2^64: ABI-valid bytes, but not a uint64, so not the signed state.
+    const data = encodeFunctionData({ abi: chain.settlementAbi, functionName: 'channelStateDigest', args: [s1.state] });
+    const dirty = `${data.slice(0, 10 + 64)}${'01'}${data.slice(10 + 66)}`;
+    const res = await anvil.rpc('eth_call', [{ to: settlement, data: dirty }, 'latest']).catch((e) => e);
+    assert.match(String(res?.message), new RegExp(toFunctionSelector('MalformedInput()').slice(2)));
+  });
+
+  it('a failed token transfer is TransferFailed; bad deployment parameters are InvalidParams', async () => {
+    // The owner holds no tokens and approved nothing.
+    const deadline = Number(await chain.now()) + DAY;
+    assert.equal(
+      await chain.revertName(acct.owner, settlement, 'openChannel', [acct.hostOp.address, salt(98), E18, 10, 1n, deadline]),
+      'TransferFailed',
+    );
+    const { abi, bytecode } = artefact('DaitSettlement');
+    const data = encodeDeployData({ abi, bytecode, args: [{ token, owner: acct.owner.address, ...PARAMS, sampleSize: 0 }] });
+    const res = await anvil.rpc('eth_call', [{ from: acct.owner.address, data }, 'latest']).catch((e) => e);
+    assert.match(String(res?.message), new RegExp(toFunctionSelector('InvalidParams()').slice(2)));
+  });
+
+  it('hands the release registry over in two steps', async () => {
+    assert.equal(await chain.revertName(acct.reporter, settlement, 'transferOwnership', [acct.reporter.address]), 'NotOwner');
+    await chain.send(acct.owner, settlement, 'transferOwnership', [acct.reporter.address]);
+    assert.equal(await chain.revertName(acct.tenant, settlement, 'acceptOwnership'), 'NotPendingOwner');
+    await chain.send(acct.reporter, settlement, 'acceptOwnership');
+    assert.equal(await chain.read(settlement, 'owner'), acct.reporter.address);
+    await chain.send(acct.reporter, settlement, 'transferOwnership', [acct.owner.address]);
+    await chain.send(acct.owner, settlement, 'acceptOwnership');
+  });
+
   it('a cooperative close sent by the host needs no host signature', async () => {
     const { run } = await openChannel(acct.tenant, acct.hostOp.address, 2);
     run.next(RECEIPT_KEY_1, keyset1Hash);
@@ -460,10 +515,10 @@ describe('channels', () => {
     assert.equal(await claim(signed({ cumulative: 300_000_000_001n })), 'OverMaxPerCall');
     assert.equal(await claim(signed({ turn: 0n })), 'StaleState');
     await chain.send(op, settlement, 'claim', [run.salt, good.state, good.sig]);
+    assert.equal(await claim(signed({ turn: 2n, cumulative: good.state.cumulative - 1n })), 'CumulativeBelowPaid');
     // Receipts on top of the state.
     const withReceipt = (r, sig = r.sig) =>
       chain.revertName(op, settlement, 'claimWithReceipt', [run.salt, good.state, good.sig, receiptArg(r.receipt), sig.r, sig.s]);
-    const snapshot = await anvil.rpc('evm_snapshot');
     const r2 = run.next(RECEIPT_KEY_1, keyset1Hash);
     assert.equal(await withReceipt(r2, hostSign(RECEIPT_KEY_2, r2.digest)), 'BadHostSignature');
     assert.equal(await withReceipt(r2, highS(r2.sig)), 'HostSignatureHighS');
@@ -482,7 +537,6 @@ describe('channels', () => {
     const big = { ...r2.receipt, tokensOut: 100n, amount: 12n * 1_000_000_000n + 100n * 3_000_000_000n };
     big.cumulative = good.state.cumulative + big.amount;
     assert.equal(await withReceipt(resign(big)), 'OverMaxPerCall');
-    await anvil.rpc('evm_revert', [snapshot]);
   });
 
   it('unilateral close: a higher turn wins during the window, finalize after it', async () => {
@@ -649,6 +703,7 @@ describe('receipt batches', () => {
     const b = makeBatch(20, { tag: 'total' });
     await chain.send(acct.hostOp, settlement, 'commitReceipts', [b.tree.root, 20, b.tree.total + 1n]);
     assert.equal(await chain.revertName(acct.hostOp, settlement, 'commitReceipts', [b.tree.root, 20, b.tree.total + 1n]), 'BatchExists');
+    assert.equal(await chain.revertName(acct.hostOp, settlement, 'commitReceipts', [ZERO, 0, 0n]), 'EmptyBatch');
     // 20 real leaves plus a hidden 21st whose amount inflates the total; committed with count 20.
     const hidden = makeBatch(20, { tag: 'hidden', extraAmount: 10n ** 15n });
     await chain.send(acct.hostOp, settlement, 'commitReceipts', [hidden.tree.root, 20, hidden.tree.total]);
@@ -680,6 +735,7 @@ describe('receipt batches', () => {
 describe('unbonding and slashing', () => {
   it('stake comes back after the unbonding delay, with exactly the registered GPU ids', async () => {
     const h3 = acct.host3;
+    assert.equal(await chain.revertName(h3, settlement, 'withdrawStake', [[gpu('D')]]), 'NotUnbonding');
     await chain.send(h3, settlement, 'beginUnbonding', [], { label: 'beginUnbonding' });
     assert.equal(await chain.revertName(h3, settlement, 'beginUnbonding'), 'AlreadyUnbonding');
     assert.equal(await chain.revertName(h3, settlement, 'withdrawStake', [[gpu('D')]]), 'UnbondingNotOver');
@@ -782,6 +838,19 @@ describe('a chain without P256VERIFY (prague)', () => {
       await p.revertName(pa.tenant, pSettlement, 'closeChannel', [run.salt, fin.state, fin.sig, K1.keyId, hs.r, hs.s]),
       'BadHostSignature',
     );
+  });
+});
+
+describe('gas targets of the issue', () => {
+  const max = (label) => Math.max(...gas.get(label));
+  it('claim <= 60k, cooperative close <= 100k, open <= 150k, commit <= 70k, commit + reveal <= 500/receipt at 1,000', () => {
+    assert.ok(max('claim') <= 60_000, `claim ${max('claim')}`);
+    assert.ok(max('claim (first)') <= 60_000, `claim (first) ${max('claim (first)')}`);
+    assert.ok(max('closeChannel (host P-256 countersignature)') <= 100_000);
+    assert.ok(max('closeChannel (sent by host)') <= 100_000);
+    assert.ok(max('openChannel') <= 150_000);
+    assert.ok(max('commitReceipts') <= 70_000);
+    assert.ok(max('commit + reveal per receipt at 1000') <= 500);
   });
 });
 
