@@ -193,7 +193,7 @@ contract DaitSettlement {
     // Errors: one per failure
     // ------------------------------------------------------------------------------------------------------------
 
-    /// @notice A constructor parameter is out of range.
+    /// @notice A constructor parameter is out of range (or the stake of a registration overflows 128 bits).
     error InvalidParams();
     /// @notice Only the owner may do this.
     error NotOwner();
@@ -596,6 +596,7 @@ contract DaitSettlement {
             gpuOwner[g] = msg.sender;
         }
         uint256 stake = uint256(stakePerGpu) * n;
+        if (stake > type(uint128).max) revert InvalidParams();
         hosts[msg.sender] = Host(uint128(stake), uint32(n), 0, HostStatus.Active);
         _pull(msg.sender, stake);
         emit HostRegistered(msg.sender, gpuIdHashes, stake);
