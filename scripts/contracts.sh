@@ -10,15 +10,12 @@
 #
 # Run scripts/install-chain-tools.sh once first.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$repo"
 
 DIR=chain-client/contracts
 
-log() { printf '[contracts] %s\n' "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
 
 [ -f "$DIR/node_modules/solc/package.json" ] || die "the pinned solc is missing: run scripts/install-chain-tools.sh"
 

@@ -9,17 +9,14 @@
 # `npm ci` installs exactly that tree and runs no package install scripts. Needs node >= 20 with npm.
 # Idempotent: nothing happens when the lock file is unchanged since the last install.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$repo"
 
 DIR=chain-client/contracts
 SOLC_VERSION="0.8.37"
 ANVIL_VERSION="1.7.1"
 
-log() { printf '[install-chain-tools] %s\n' "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
 
 command -v node >/dev/null 2>&1 || die "node >= 20 is needed (Debian: apt-get install nodejs npm, or a node 20 release)"
 command -v npm >/dev/null 2>&1 || die "npm is needed next to node"
