@@ -170,7 +170,7 @@ log "attestation bundle: $(stat -c %s "$work/bundle.bin") bytes, sha256 $(sha256
 
 # --- the tenant CLI: verify the evidence, then one encrypted chat whose receipt it verifies --------------------
 log "building dait-tenant"
-cargo build --locked --quiet -p dait-verifier --features cli --bin dait-tenant
+cargo build --locked --quiet -p dait-tenant --bin dait-tenant
 tenant="$repo/target/debug/dait-tenant"
 "$tenant" verify --host "$base" "${policy_args[@]}" --dangerous-allow-simulated "$work/sim-root.pub" \
     >"$work/verify.out" 2>&1 ||

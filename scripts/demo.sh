@@ -75,7 +75,7 @@ model_path="$(scripts/engine.sh model)"
 echo "engine: $engine_url ($MODEL_ID)"
 
 say "build dait-host (simulated TEE) and dait-tenant"
-cargo build --locked --quiet -p dait-agent -p dait-verifier --all-features --bins
+cargo build --locked --quiet -p dait-agent -p dait-tenant --all-features --bins
 host_bin="$ROOT/target/debug/dait-host"
 tenant_bin="$ROOT/target/debug/dait-tenant"
 

@@ -24,12 +24,12 @@ use dait_chain_client::{
     B256, Freshness, HostVerifyingKey, ReceiptError as Rule, SignedChannelState, SignedReceipt,
     StreamNormalizer,
 };
-use dait_verifier::bundle::{Policy, UnixTime, VerifyError, verify_bundle};
-use dait_verifier::receipt::{CallEvidence, ReceiptError};
-use dait_verifier::tenant::{
+use dait_tenant::{
     DEFAULT_CALL_TIMEOUT, HostClient, HostErrorCode, Session, SessionConfig, StreamItem,
     TenantError, Wallet, proxy,
 };
+use dait_verifier::bundle::{Policy, UnixTime, VerifyError, verify_bundle};
+use dait_verifier::receipt::{CallEvidence, ReceiptError};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};

@@ -33,8 +33,7 @@ impl UnixTime {
         self.0
     }
 
-    /// The system clock (feature `tenant`); a clock before 1970 reads as the epoch.
-    #[cfg(feature = "tenant")]
+    /// The system clock, for callers that verify against the present; a clock before 1970 reads as the epoch.
     pub fn now() -> Self {
         Self(
             std::time::SystemTime::now()

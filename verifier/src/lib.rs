@@ -1,4 +1,4 @@
-//! Verifies dait evidence bundles and receipts offline; with feature `tenant`, the tenant's client.
+//! Verifies dait evidence bundles and receipts offline: a pure verifier, with no network client.
 //!
 //! # What it does
 //! - [`bundle`]: verifies an evidence bundle (its CPU evidence, the binding of the attested keyset and the
@@ -6,9 +6,11 @@
 //!   policy, the expected freshness and the time. The result, a [`bundle::VerifiedBundle`], carries the
 //!   attested keys: receipt key, OHTTP key configuration, TLS SPKI.
 //! - [`receipt`]: the tenant's SPUR-IC checks on every receipt and the channel state it counter-signs.
-//! - `tenant` (feature `tenant`): TLS pinned to the attested key, Oblivious HTTP to the attested HPKE key
-//!   (chunked for streams), sessions that check every receipt, and a local OpenAI-compatible proxy.
-//! - The `dait-tenant` binary (feature `cli`): `verify`, `chat` and `proxy` subcommands.
+//! - The `dait-verify` binary (feature `cli`): verifies evidence files and whole bundles from the command line.
+//!
+//! The tenant's network client (TLS pinned to the attested key, Oblivious HTTP to the attested HPKE key,
+//! sessions that check every receipt, a local OpenAI-compatible proxy) and the `dait-tenant` binary are the
+//! `dait-tenant` crate (`verifier/tenant/`), built on this one.
 //!
 //! # Example
 //! ```
@@ -23,8 +25,7 @@
 //! # Feature flags
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `tenant` | no | the network client: TLS pinning, OHTTP, sessions, the proxy (tokio, hyper, rustls) |
-//! | `cli` | no | the `dait-tenant` and `dait-verify` binaries (implies `tenant`) |
+//! | `cli` | no | the `dait-verify` binary (clap) |
 //!
 //! # Security
 //! - Verification trusts only the policy: the default [`bundle::Policy`] rejects simulated evidence whatever
@@ -32,8 +33,10 @@
 //!   development and tests. TDX, SNP, NVIDIA and vTPM evidence goes through [`tdx`], [`snp`], [`nvidia`] and [`tpm`]
 //!   under the policy's per-platform parts; [`bundle::Policy::from_reference`] pins a release's measurements.
 //! - Freshness: the bundle must be bound to the nonce the caller chose; evidence for another nonce fails.
-//! - The host's TLS certificate is trusted only through the attested SPKI; no CA is consulted.
-//! - A receipt that fails any check stops the session; the receipt is kept for a dispute.
+//! - A receipt is accepted only if it passes every check in [`receipt`]; the caller (the tenant client) stops
+//!   the channel on the first failure.
+//! - Nothing here opens a connection, and verification never reads the clock: the bytes, the collateral and
+//!   the time are the caller's ([`UnixTime::now`] is there for callers that want the present).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -44,8 +47,6 @@ pub mod receipt;
 pub mod rim;
 pub mod snp;
 pub mod tdx;
-#[cfg(feature = "tenant")]
-pub mod tenant;
 pub mod tpm;
 pub mod wire;
 pub mod x509;

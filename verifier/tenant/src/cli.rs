@@ -1,4 +1,5 @@
-//! `dait-tenant`: verify a dait host, chat with it, or run a local OpenAI-compatible proxy to it.
+//! The `dait-tenant` command line (feature `cli`): verify a dait host, chat with it, or run a local
+//! OpenAI-compatible proxy to it.
 //!
 //! Exit codes: 0 = ok; 1 = rejected (evidence, TLS key, receipt or stream failed verification);
 //! 2 = usage, I/O or host error (a `--policy` reference file that does not load included).
@@ -15,17 +16,17 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use dait_measure::ReferenceMeasurements;
 use dait_verifier::bundle::{Platform, Policy};
-use dait_verifier::tenant::{
-    Session, SessionConfig, StreamItem, TenantError, Wallet, proxy, verify_host,
-};
 
+use crate::{Session, SessionConfig, StreamItem, TenantError, Wallet, proxy, verify_host};
+
+/// The `dait-tenant` arguments.
 #[derive(Parser)]
 #[command(
     name = "dait-tenant",
     version,
     about = "Verify a dait host and talk to it privately"
 )]
-struct Cli {
+pub struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -104,15 +105,8 @@ enum Command {
     },
 }
 
-fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
+/// Runs the command line on a new tokio runtime; the binary's `main` calls this after setting up tracing.
+pub fn run(cli: Cli) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -123,7 +117,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -211,7 +205,7 @@ async fn open(host: &HostArgs, channel: &ChannelArgs) -> anyhow::Result<Session>
         .context("opening a session with the host")
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Verify { host } => {
             let (policy, release) = policy(&host)?;

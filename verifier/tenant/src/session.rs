@@ -8,15 +8,15 @@ use dait_chain_client::{
     B256, Freshness, NormalizeError, NormalizedResponse, SignedChannelState, StreamNormalizer,
     ciphertext_hash,
 };
+use dait_verifier::bundle::{Policy, UnixTime, VerifiedBundle, VerifyError, verify_bundle};
+use dait_verifier::receipt::{CallEvidence, Channel, ReceiptError, VerifiedReceipt};
 use rand::RngCore as _;
 use tokio::sync::mpsc;
 
-use super::ohttp::{self, StreamEvent};
-use super::store::{self, DisputeRecord};
-use super::transport::{HostClient, MAX_BODY, read_body};
-use super::{HostErrorCode, TenantError, Wallet};
-use crate::bundle::{Policy, UnixTime, VerifiedBundle, VerifyError, verify_bundle};
-use crate::receipt::{CallEvidence, Channel, ReceiptError, VerifiedReceipt};
+use crate::ohttp::{self, StreamEvent};
+use crate::store::{self, DisputeRecord};
+use crate::transport::{HostClient, MAX_BODY, read_body};
+use crate::{HostErrorCode, TenantError, Wallet};
 
 /// The default [`SessionConfig::call_timeout`]: 300 s.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(300);
@@ -445,27 +445,29 @@ mod tests {
     use dait_chain_client::{NormalizedResponse, Receipt, Usage, receipt_hash, request_hash};
 
     use super::*;
-    use crate::bundle::fixture::{Fixture, NOW};
+    use crate::support::{key, keyset, simulated_bundle};
+
+    const NOW: u64 = 1_750_000_000;
 
     const REQUEST: &[u8] = br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
     const RESPONSE: &[u8] = br#"{"choices":[{"index":0,"message":{"content":"Hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":4,"completion_tokens":1}}"#;
 
-    /// A session over a fixture bundle; no network is used by `finish_call`.
-    fn session(dir: &std::path::Path) -> (Session, Fixture) {
-        let fixture = Fixture::new();
+    /// A session over a simulated bundle; no network is used by `finish_call`.
+    fn session(dir: &std::path::Path) -> Session {
+        let freshness = Freshness::TenantNonce([5; 32]);
         let policy = Policy::new()
-            .dangerous_allow_simulated(&fixture.root_public())
+            .dangerous_allow_simulated(&key(1).verifying_key().to_sec1())
             .unwrap();
         let bundle = verify_bundle(
-            &fixture.encode(),
+            &simulated_bundle(&keyset(&[4, 5, 6]), &freshness, b"simulated event log"),
             &policy,
-            &fixture.freshness,
+            &freshness,
             UnixTime::from_secs(NOW),
         )
         .unwrap();
         let wallet = Wallet::generate();
         let channel = Channel::open(&bundle, wallet.signer(), &B256([3; 32]), 1_000).unwrap();
-        let session = Session {
+        Session {
             client: HostClient::new("https://127.0.0.1:9").unwrap(),
             bundle,
             channel,
@@ -474,11 +476,11 @@ mod tests {
             call_timeout: DEFAULT_CALL_TIMEOUT,
             stopped: false,
             receipts: Vec::new(),
-        };
-        (session, fixture)
+        }
     }
 
-    fn receipt_for(session: &Session, fixture: &Fixture, request_ct: &[u8]) -> String {
+    /// A receipt for the next call on `session`, signed by the attested receipt key.
+    fn receipt_for(session: &Session, request_ct: &[u8]) -> String {
         let last = &session.state().state;
         let response = NormalizedResponse::from_body(RESPONSE).unwrap();
         let receipt = Receipt {
@@ -510,8 +512,7 @@ mod tests {
             engine_build: B256::ZERO,
             deterministic: false,
         };
-        fixture
-            .receipt_key
+        key(3)
             .sign_receipt(receipt, session.channel().domain())
             .to_header_value()
     }
@@ -519,8 +520,8 @@ mod tests {
     #[test]
     fn accepted_receipt_is_recorded_and_the_state_advances() {
         let dir = tempdir("accept");
-        let (mut session, fixture) = session(&dir);
-        let header = receipt_for(&session, &fixture, b"ct");
+        let mut session = session(&dir);
+        let header = receipt_for(&session, b"ct");
         let outcome = session
             .finish_call(
                 REQUEST,
@@ -551,8 +552,8 @@ mod tests {
     #[test]
     fn failed_check_stops_the_session_and_keeps_the_receipt_for_a_dispute() {
         let dir = tempdir("dispute");
-        let (mut session, fixture) = session(&dir);
-        let header = receipt_for(&session, &fixture, b"ct");
+        let mut session = session(&dir);
+        let header = receipt_for(&session, b"ct");
         let opening = session.state().clone();
         // The response the tenant received differs from the one the receipt was made for.
         let altered = RESPONSE
@@ -612,7 +613,7 @@ mod tests {
     #[test]
     fn missing_receipt_stops_the_session() {
         let dir = tempdir("missing");
-        let (mut session, _) = session(&dir);
+        let mut session = session(&dir);
         let err = session
             .finish_call(REQUEST, RESPONSE.to_vec(), None, b"ct", B256::ZERO, false)
             .unwrap_err();

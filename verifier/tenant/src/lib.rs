@@ -1,14 +1,68 @@
-//! The tenant's client: verify a host, talk to it over OHTTP, check every receipt (feature `tenant`).
+//! The dait tenant's client: verify a host, talk to it over Oblivious HTTP, check every receipt.
 //!
+//! # What it does
 //! A [`Session`] is one channel with one verified host: [`Session::open`] fetches the evidence bundle for a
-//! fresh nonce over TLS, verifies it under a [`crate::bundle::Policy`], checks that the TLS key the host
-//! presented is the attested one and pins it. Each [`Session::call`] seals an OpenAI-compatible request to
-//! the attested HPKE key with the latest counter-signed channel state, opens the reply, runs the SPUR-IC
-//! receipt checks ([`crate::receipt`]) and signs the next channel state. A failed check stops the session
-//! and writes the offending receipt under the state directory, so it can be disputed.
+//! fresh nonce over TLS, verifies it under a [`dait_verifier::bundle::Policy`], checks that the TLS key the
+//! host presented is the attested one and pins it. Each [`Session::call`] seals an OpenAI-compatible request
+//! to the attested HPKE key with the latest counter-signed channel state, opens the reply, runs the SPUR-IC
+//! receipt checks ([`dait_verifier::receipt`]) and signs the next channel state. [`Session::call_stream`]
+//! does the same for a streamed reply (chunked OHTTP), whose authenticated final chunk carries the receipt.
+//! A failed check stops the session and writes the offending receipt under the state directory, so it can
+//! be disputed.
 //!
-//! [`proxy`] serves the same flow as a local OpenAI-compatible HTTP endpoint.
+//! - [`verify_host`]: only the verification, for a client that wants the attested keys.
+//! - [`proxy`]: the same flow served as a local OpenAI-compatible HTTP endpoint.
+//! - [`Wallet`]: the tenant's secp256k1 key, which signs the channel states.
+//! - `cli` (feature `cli`): the `dait-tenant` command line (`verify`, `chat`, `proxy`).
+//!
+//! The checks themselves are the offline `dait-verifier` library's; this crate adds the network (tokio,
+//! hyper, rustls, OHTTP) and the state kept on disk.
+//!
+//! # Example
+//! ```no_run
+//! use dait_tenant::{DEFAULT_CALL_TIMEOUT, Session, SessionConfig, Wallet};
+//! use dait_verifier::bundle::Policy;
+//!
+//! # async fn chat() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = SessionConfig {
+//!     host_url: "https://host.example:8443".to_owned(),
+//!     // The default policy accepts real TDX/SNP evidence only; `Policy::from_reference` pins a release.
+//!     policy: Policy::new(),
+//!     escrow_cap: 1_000_000,
+//!     state_dir: "tenant-state".into(),
+//!     call_timeout: DEFAULT_CALL_TIMEOUT,
+//! };
+//! let wallet = Wallet::load_or_create("tenant-state/wallet.key".as_ref())?;
+//! let mut session = Session::open(config, wallet).await?;
+//! let request = br#"{"model":"default","messages":[{"role":"user","content":"Hello"}]}"#;
+//! let outcome = session.call("/v1/chat/completions", request.to_vec()).await?;
+//! println!("{}", String::from_utf8_lossy(&outcome.body));
+//! println!("receipt for call {}", outcome.receipt.receipt().call_seq);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Feature flags
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `cli` | yes | the `dait-tenant` binary (clap, anyhow, tracing-subscriber); library users turn default features off |
+//!
+//! # Security
+//! - The host is trusted only through its evidence: the bundle must verify under the caller's policy and be
+//!   bound to a nonce this client chose for the session.
+//! - The host's TLS certificate is trusted only through the attested SPKI; no CA is consulted, and a
+//!   certificate for another key fails the handshake ([`TenantError::TlsSpkiMismatch`]).
+//! - Requests are sealed to the attested HPKE key, so anything between the tenant and the TEE (the host's
+//!   own proxies included) sees ciphertext only.
+//! - A receipt that fails any check stops the session; the receipt and the last agreed state are kept for a
+//!   dispute. A streamed reply without its authenticated final chunk is a failure, never a short success.
+//! - The wallet key file is created owner-only (mode 0600); the key is never logged (its `Debug` shows the
+//!   address only).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
+#[cfg(feature = "cli")]
+pub mod cli;
 mod ohttp;
 pub mod proxy;
 mod session;
@@ -17,6 +71,10 @@ mod tls;
 mod transport;
 mod wallet;
 
+#[cfg(test)]
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 pub use session::{
     CallOutcome, DEFAULT_CALL_TIMEOUT, Session, SessionConfig, StreamCall, StreamItem, verify_host,
 };
@@ -24,8 +82,8 @@ pub use store::DisputeRecord;
 pub use transport::HostClient;
 pub use wallet::{Wallet, WalletError};
 
-use crate::bundle::VerifyError;
-use crate::receipt::ReceiptError;
+use dait_verifier::bundle::VerifyError;
+use dait_verifier::receipt::ReceiptError;
 
 /// An error code the host returned inside the encrypted response (PROTOCOL.md §6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

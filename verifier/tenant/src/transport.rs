@@ -12,8 +12,8 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::TenantError;
-use super::tls::SpkiVerifier;
+use crate::TenantError;
+use crate::tls::SpkiVerifier;
 
 /// Most bytes accepted for an evidence bundle or a non-streamed response.
 pub(crate) const MAX_BODY: usize = 16 << 20;

@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use dait_verifier::receipt::{SignedChannelState, VerifiedReceipt};
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -28,9 +29,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc, watch};
 
-use super::session::{CallOutcome, Session, StreamItem};
-use super::{HostErrorCode, TenantError};
-use crate::receipt::{SignedChannelState, VerifiedReceipt};
+use crate::session::{CallOutcome, Session, StreamItem};
+use crate::{HostErrorCode, TenantError};
 
 /// Largest request body the proxy accepts.
 const MAX_REQUEST: usize = 4 << 20;

@@ -11,19 +11,16 @@ use std::process::Command;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use dait_chain_client::proto::{self, cpu_evidence::Evidence};
-use dait_chain_client::{Address, Freshness, HostSigningKey, Keyset, keyset_hash, report_data};
+use dait_chain_client::Freshness;
 use dait_measure::reference::{RuntimeEvent, runtime_event_data};
 use dait_measure::{HexBytes, ReferenceMeasurements};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use prost::Message as _;
-use sha2::{Digest as _, Sha256};
+use sha2::Digest as _;
 use tokio::net::TcpListener;
 
-fn key(n: u8) -> HostSigningKey {
-    HostSigningKey::from_bytes(&[n; 32]).unwrap()
-}
+mod support;
+use support::{key, keyset, simulated_bundle};
 
 /// The runtime events every served bundle records (the agent's default kinds, in its order).
 fn served_events() -> Vec<RuntimeEvent> {
@@ -57,7 +54,7 @@ fn event_log(events: &[RuntimeEvent]) -> Vec<u8> {
 /// Writes the synthetic reference with `events` as its runtime events under `dir`; returns its path.
 fn reference_file(dir: &Path, name: &str, events: Vec<RuntimeEvent>) -> String {
     let synthetic = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../measurements/reference/0.0.0-synthetic.json");
+        .join("../../measurements/reference/0.0.0-synthetic.json");
     let mut reference = ReferenceMeasurements::load(&synthetic).unwrap();
     reference.runtime.events = events;
     let path = dir.join(name);
@@ -67,52 +64,8 @@ fn reference_file(dir: &Path, name: &str, events: Vec<RuntimeEvent>) -> String {
 
 /// A simulated bundle for `nonce`, certified by root key 1, whose keyset names `tls_spki`.
 fn bundle(nonce: [u8; 32], tls_spki: &[u8]) -> Vec<u8> {
-    let (root, attestation) = (key(1), key(2));
-    let keyset = Keyset {
-        receipt_key: key(3).verifying_key().to_sec1(),
-        ohttp_key_config: vec![0; 4],
-        tls_spki: tls_spki.to_vec(),
-        chain_id: 31337,
-        settlement: Address::ZERO,
-        created_at: 1_700_000_000,
-        boot_id: [0; 16],
-        host_account: Address::ZERO,
-    }
-    .encode();
     let freshness = Freshness::TenantNonce(nonce);
-    let event_log = event_log(&served_events());
-    let body = proto::SimulatedReportBody {
-        platform: proto::Platform::Simulated as i32,
-        report_data: report_data(&keyset_hash(&keyset), &freshness).to_vec(),
-        measurements: vec![vec![0; 48]; 5],
-        event_log_digest: Sha256::digest(&event_log).to_vec(),
-    }
-    .encode_to_vec();
-    let attestation_key = attestation.verifying_key().to_sec1();
-    let report = proto::SimulatedReport {
-        signature: attestation
-            .sign_prehash(&dait_chain_client::simulated_report_digest(&body))
-            .to_bytes()
-            .to_vec(),
-        body,
-        attestation_key: attestation_key.to_vec(),
-        attestation_key_signature: root
-            .sign_prehash(&dait_chain_client::simulated_key_digest(&attestation_key))
-            .to_bytes()
-            .to_vec(),
-    };
-    dait_chain_client::encode_bundle(&proto::EvidenceBundle {
-        version: 1,
-        keyset,
-        freshness: Some(freshness.to_proto()),
-        cpu: Some(proto::CpuEvidence {
-            evidence: Some(Evidence::Simulated(report)),
-        }),
-        gpus: vec![],
-        tpm: None,
-        event_log,
-        collateral: None,
-    })
+    simulated_bundle(&keyset(tls_spki), &freshness, &event_log(&served_events()))
 }
 
 /// Serves `GET /v1/attestation?nonce=…` over TLS with a fresh key; the bundles name `attested_spki`, or
@@ -252,7 +205,7 @@ async fn verify_exit_codes_and_tls_key_check() {
         ]))
         .await;
         assert_eq!(code, 1);
-        let err = dait_verifier::tenant::verify_host(
+        let err = dait_tenant::verify_host(
             &impostor,
             &dait_verifier::bundle::Policy::new()
                 .dangerous_allow_simulated(&key(1).verifying_key().to_sec1())
@@ -261,7 +214,7 @@ async fn verify_exit_codes_and_tls_key_check() {
         .await
         .unwrap_err();
         assert!(
-            matches!(err, dait_verifier::tenant::TenantError::TlsSpkiMismatch),
+            matches!(err, dait_tenant::TenantError::TlsSpkiMismatch),
             "{err:?}"
         );
 

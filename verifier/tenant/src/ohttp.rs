@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 
 use bhttp::stream::AsyncReadMessage as _;
 
-use super::TenantError;
-use super::transport::HostClient;
+use crate::TenantError;
+use crate::transport::HostClient;
 
 /// Content type of an encapsulated request.
 pub(crate) const REQ: &str = "message/ohttp-req";
