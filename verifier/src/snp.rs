@@ -61,6 +61,9 @@ pub enum SnpProduct {
 }
 
 impl SnpProduct {
+    /// Every generation, oldest first: the order AMD's certificates are tried in.
+    pub const ALL: [Self; 3] = [Self::Milan, Self::Genoa, Self::Turin];
+
     /// The product whose pinned ARK key has this SPKI SHA-384, if any.
     pub fn from_ark_spki_sha384(digest: &[u8]) -> Option<Self> {
         let hex = hex::encode(digest);
@@ -821,6 +824,35 @@ pub fn verify_report(
         policy: parsed.policy,
         vmpl: parsed.vmpl,
     })
+}
+
+/// Verifies an SNP report as [`verify_report`] does, taking a missing ASK or ARK from AMD's certificates
+/// ([`amd_ask_pem`], [`amd_ark_pem`]) of each generation in turn ([`SnpProduct::ALL`]). The first
+/// generation whose chain signs the VEK gives the verdict; when none does, the first one's error is
+/// returned. With both `ask` and `ark` given, this is [`verify_report`].
+pub fn verify_report_with_amd_certs(
+    report: &[u8],
+    vek: &[u8],
+    ask: Option<&[u8]>,
+    ark: Option<&[u8]>,
+    policy: &SnpPolicy,
+    now: UnixTime,
+) -> Result<VerifiedSnpReport, SnpError> {
+    let mut first_error = None;
+    for product in SnpProduct::ALL {
+        let certs = SnpCerts {
+            ark: ark.unwrap_or(amd_ark_pem(product)),
+            ask: ask.unwrap_or(amd_ask_pem(product)),
+            vek,
+        };
+        match verify_report(report, &certs, policy, now) {
+            Err(e @ SnpError::ChainSignature(_)) if ask.is_none() || ark.is_none() => {
+                first_error.get_or_insert(e);
+            }
+            verdict => return verdict,
+        }
+    }
+    Err(first_error.unwrap_or(SnpError::ChainSignature(SnpCert::Vek)))
 }
 
 /// Decodes a report file: raw 1184 bytes, or ASCII hex.

@@ -307,6 +307,14 @@ impl AkPublic {
         Self::from_spki_der(&der)
     }
 
+    /// From a key file: a PEM `PUBLIC KEY` block when the bytes are PEM text, else a TPM2B_PUBLIC.
+    pub fn from_pem_or_tpm2b(bytes: &[u8]) -> Result<Self, TpmError> {
+        match core::str::from_utf8(bytes) {
+            Ok(text) if text.contains("-----BEGIN") => Self::from_spki_pem(text),
+            _ => Self::from_tpm2b_public(bytes),
+        }
+    }
+
     /// From a TPM2B_PUBLIC (Part 2 §12.2.5) as the TPM returns it, rejecting trailing bytes.
     pub fn from_tpm2b_public(bytes: &[u8]) -> Result<Self, TpmError> {
         let mut outer = Reader::new(bytes);

@@ -9,7 +9,7 @@ use super::simulated::verify_simulated;
 use super::{MAX_CLOCK_SKEW_SECS, Platform, Policy, TpmPolicy, UnixTime, VerifyError};
 use crate::collateral::TdxCollateral;
 use crate::nvidia::{GpuEvidenceInput, VerifiedGpu};
-use crate::snp::{SnpCerts, SnpPolicy, VerifiedSnpReport};
+use crate::snp::{SnpPolicy, VerifiedSnpReport};
 use crate::tdx::VerifiedTdxQuote;
 use crate::tpm::{AkPublic, QuoteSignature, TpmError, TpmQuoteInput, VerifiedTpmQuote};
 
@@ -210,40 +210,17 @@ fn verify_snp(
     let amd = collateral.map(|c| c.amd_chain.as_slice()).unwrap_or(&[]);
     let ask = evidence.cert_chain.get(1).or(amd.get(1));
     let ark = evidence.cert_chain.get(2).or(amd.first());
-    if let (Some(ask), Some(ark)) = (ask, ark) {
-        let certs = SnpCerts { ark, ask, vek };
-        return Ok(crate::snp::verify_report(
-            &evidence.report,
-            &certs,
-            policy,
-            now,
-        )?);
-    }
-    if ask.is_some() || ark.is_some() {
+    if ask.is_some() != ark.is_some() {
         return Err(VerifyError::SnpChainMissing { field: "ASK/ARK" });
     }
-    let mut first_error = None;
-    for product in [
-        crate::snp::SnpProduct::Milan,
-        crate::snp::SnpProduct::Genoa,
-        crate::snp::SnpProduct::Turin,
-    ] {
-        let certs = SnpCerts {
-            ark: crate::snp::amd_ark_pem(product),
-            ask: crate::snp::amd_ask_pem(product),
-            vek,
-        };
-        match crate::snp::verify_report(&evidence.report, &certs, policy, now) {
-            Ok(v) => return Ok(v),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    Err(first_error.map_or(
-        VerifyError::SnpChainMissing { field: "ASK/ARK" },
-        VerifyError::Snp,
-    ))
+    Ok(crate::snp::verify_report_with_amd_certs(
+        &evidence.report,
+        vek,
+        ask.map(Vec::as_slice),
+        ark.map(Vec::as_slice),
+        policy,
+        now,
+    )?)
 }
 
 /// Every GPU `i` against `gpu_nonce(report_data, i)`.
