@@ -47,7 +47,7 @@ const ALG_ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signatu
 #[non_exhaustive]
 pub enum RimError {
     /// The signer chain in `KeyInfo` is invalid (signature, names, validity at `now`, root).
-    #[error("RIM signer chain: {0}")]
+    #[error("RIM signer chain")]
     Chain(#[source] X509Error),
     /// The reference digest differs from the canonical document's digest: the content was changed.
     #[error("RIM content digest mismatch")]
@@ -62,7 +62,7 @@ pub enum RimError {
     #[error("unsupported XML-DSig {0}")]
     Unsupported(&'static str),
     /// The XML itself was refused.
-    #[error("RIM XML: {0}")]
+    #[error("RIM XML")]
     Xml(#[source] XmlError),
 }
 

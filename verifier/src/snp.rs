@@ -367,7 +367,7 @@ pub enum SnpError {
     #[error("HOST_DATA does not match the expected value")]
     HostDataMismatch,
     /// The report could not be parsed.
-    #[error("malformed report: {0}")]
+    #[error("malformed report")]
     Malformed(#[from] ParseError),
     /// MEASUREMENT differs from the expected value.
     #[error("launch measurement does not match the expected value")]

@@ -643,17 +643,7 @@ fn verify_bundle_file(
     Ok(item)
 }
 
-/// Why a piece of evidence was rejected: the error and those of its causes it does not already name.
-fn reason(e: impl std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = s.source();
-    }
-    text
+/// Why a piece of evidence was rejected: the error and each of its causes, once.
+fn reason(e: impl std::error::Error + Send + Sync + 'static) -> String {
+    format!("{:#}", anyhow::Error::new(e))
 }

@@ -18,7 +18,7 @@ pub enum VerifyError {
     #[error("the simulated attestation key is not certified by the allowed root")]
     AttestationKeyNotCertified,
     /// The collateral (carried or given) is malformed or incomplete.
-    #[error("collateral: {0}")]
+    #[error("collateral")]
     Collateral(#[from] CollateralError),
     /// The bundle or its keyset did not decode.
     #[error("the evidence bundle is malformed")]
@@ -34,7 +34,7 @@ pub enum VerifyError {
     #[error("the runtime event log is malformed")]
     MalformedEventLog,
     /// A GPU's evidence failed (the index names the GPU).
-    #[error("GPU evidence: {0}")]
+    #[error("GPU evidence")]
     Gpu(#[from] GpuSetError),
     /// The bundle carries fewer GPUs than the policy requires.
     #[error("{present} GPUs present, the policy requires {required}")]
@@ -82,7 +82,7 @@ pub enum VerifyError {
     #[error("simulated evidence is rejected by this policy")]
     SimulatedEvidence,
     /// The SNP report or its AMD chain failed.
-    #[error("SNP evidence: {0}")]
+    #[error("SNP evidence")]
     Snp(#[from] SnpError),
     /// The SNP certificate chain is incomplete (no VCEK/VLEK in the evidence, or no ASK/ARK in the
     /// evidence, the collateral or the pinned roots).
@@ -95,13 +95,13 @@ pub enum VerifyError {
     #[error("{0:?} evidence is refused by this policy")]
     PlatformRefused(Platform),
     /// The TDX quote failed.
-    #[error("TDX evidence: {0}")]
+    #[error("TDX evidence")]
     Tdx(#[from] TdxError),
     /// The TDX quote came without collateral (neither in the bundle nor given).
     #[error("no TDX collateral in the bundle or given")]
     TdxCollateralMissing,
     /// The vTPM quote failed.
-    #[error("vTPM evidence: {0}")]
+    #[error("vTPM evidence")]
     Tpm(#[from] TpmError),
     /// The policy requires vTPM evidence and the bundle has none.
     #[error("the policy requires vTPM evidence")]
