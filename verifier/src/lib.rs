@@ -36,6 +36,18 @@
 //! - A receipt that fails any check stops the session; the receipt is kept for a dispute.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// The parser lints (dcap-qvl's set) hold for the whole library, which reads untrusted bytes throughout;
+// unit tests may index, unwrap and panic.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
 
 pub mod bundle;
 pub mod collateral;

@@ -8,16 +8,6 @@
 //! bytes `0x000..0x2A0` (the `sev` crate re-encodes its parsed struct before hashing, so it is not used for
 //! this step); the reported TCB against the VCEK's SPL extensions; CHIP_ID against the hwID extension; then
 //! the [`SnpPolicy`].
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::indexing_slicing,
-        clippy::arithmetic_side_effects,
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic
-    )
-)]
 
 use p384::ecdsa::signature::Verifier as _;
 use sev::certs::snp::{Certificate, Verifiable as _};
