@@ -466,6 +466,15 @@ struct TpmArgs {
     hcl_report: Option<PathBuf>,
 }
 
+/// `{"index": "hex", ...}` for indexed digests (GPU measurements, PCRs).
+fn hex_by_index<D: AsRef<[u8]>>(entries: &[(u8, D)]) -> serde_json::Value {
+    entries
+        .iter()
+        .map(|(i, d)| (i.to_string(), hex::encode(d).into()))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
 fn verify_gpu_file(
     report: &Path,
     args: &GpuArgs,
@@ -521,12 +530,7 @@ fn verify_gpu_file(
                 let matched = cmp.indices(nvidia::IndexOutcome::Match);
                 c.insert("rim_matched_indices".into(), matched.into());
             }
-            let m: serde_json::Map<String, serde_json::Value> = v
-                .measurements()
-                .iter()
-                .map(|(i, d)| (i.to_string(), hex::encode(d).into()))
-                .collect();
-            c.insert("measurements".into(), m.into());
+            c.insert("measurements".into(), hex_by_index(v.measurements()));
         }
         Err(e) => item.error = Some(reason(e)),
     }
@@ -567,12 +571,7 @@ fn verify_tpm_file(
             item.verified = true;
             let c = &mut item.claims;
             c.insert("qualifying_data".into(), hex::encode(v.extra_data()).into());
-            let pcrs: serde_json::Map<String, serde_json::Value> = v
-                .pcrs()
-                .iter()
-                .map(|(i, d)| (i.to_string(), hex::encode(d).into()))
-                .collect();
-            c.insert("pcrs".into(), pcrs.into());
+            c.insert("pcrs".into(), hex_by_index(v.pcrs()));
             if let Some(k) = hcl_kind {
                 c.insert("hcl_ak_binding".into(), k.into());
             }
