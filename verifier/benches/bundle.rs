@@ -94,7 +94,7 @@ fn bench(c: &mut Criterion) {
             .verify(&quote, &qvl, tdx_now.as_secs())
             .unwrap()
             .status,
-        "UpToDate"
+        TcbStatus::UpToDate.as_str()
     );
 
     let mut g = c.benchmark_group("bundle");

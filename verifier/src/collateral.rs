@@ -3,20 +3,15 @@
 //! Nothing here fetches. Collateral arrives either as one JSON bundle in the `QuoteCollateralV3` layout
 //! (hex strings for the CRLs and signatures, the signed `tcbInfo`/`enclaveIdentity` bodies as strings) or as
 //! the raw files Intel's Provisioning Certification Service serves (TCB Info and QE Identity JSON, the two
-//! CRLs in DER, the issuer chains in PEM). Both become the same [`TdxCollateral`].
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::indexing_slicing,
-        clippy::arithmetic_side_effects,
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic
-    )
-)]
+//! CRLs in DER, the issuer chains in PEM). Both become the same [`TdxCollateral`]. The `load` module reads
+//! either from local files ([`TdxCollateral::load`], [`TdxCollateral::from_pcs_dir`]).
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
+
+mod load;
+
+pub use load::LoadError;
 
 /// Seconds since the Unix epoch, UTC. Every verification takes one; nothing reads the system clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

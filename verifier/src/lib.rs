@@ -39,6 +39,18 @@
 //!   the time are the caller's ([`UnixTime::now`] is there for callers that want the present).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// The parser lints (dcap-qvl's set) hold for the whole library, which reads untrusted bytes throughout;
+// unit tests may index, unwrap and panic.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
 
 pub mod bundle;
 pub mod collateral;

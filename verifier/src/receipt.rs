@@ -231,7 +231,6 @@ mod tests {
 
     use super::*;
     use crate::bundle::fixture::{Fixture, NOW};
-    use crate::bundle::{Policy, UnixTime, verify_bundle};
 
     const REQUEST: &[u8] =
         br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":8}"#;
@@ -249,16 +248,7 @@ mod tests {
 
     fn setup(cap: u128) -> Setup {
         let fixture = Fixture::new();
-        let policy = Policy::new()
-            .dangerous_allow_simulated(&fixture.root_public())
-            .unwrap();
-        let bundle = verify_bundle(
-            &fixture.encode(),
-            &policy,
-            &fixture.freshness,
-            UnixTime::from_secs(NOW),
-        )
-        .unwrap();
+        let bundle = fixture.verify(&fixture.allow()).unwrap();
         let tenant = TenantSigner::from_bytes(&[7; 32]).unwrap();
         let channel = Channel::open(&bundle, &tenant, &B256([8; 32]), cap).unwrap();
         Setup {

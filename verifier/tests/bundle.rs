@@ -12,11 +12,12 @@
 use dait_testdata::read;
 use std::path::PathBuf;
 
+use dait_chain_client::Freshness;
 use dait_chain_client::proto::{self, cpu_evidence::Evidence};
-use dait_chain_client::{Address, Freshness, HostSigningKey, Keyset};
 use dait_measure::ReferenceMeasurements;
 use dait_measure::reference::RuntimeEvent;
 use dait_verifier::UnixTime;
+use dait_verifier::bundle::fixture::Fixture;
 use dait_verifier::bundle::{Policy, ReferenceError, VerifyError, verify_bundle_with_collateral};
 use dait_verifier::collateral::TdxCollateral;
 use dait_verifier::snp::SnpError;
@@ -34,36 +35,16 @@ fn reference() -> ReferenceMeasurements {
     r
 }
 
+/// The fixture's keyset and freshness around real CPU evidence, with no event log.
 fn bundle(
     cpu: Evidence,
     collateral: Option<proto::Collateral>,
     created_at: u64,
 ) -> (Vec<u8>, Freshness) {
-    let receipt_key = HostSigningKey::from_bytes(&[3; 32]).unwrap();
-    let keyset = Keyset {
-        receipt_key: receipt_key.verifying_key().to_sec1(),
-        ohttp_key_config: vec![1, 2, 3],
-        tls_spki: vec![4, 5, 6],
-        chain_id: 31337,
-        settlement: Address([9; 20]),
-        created_at,
-        boot_id: [1; 16],
-        host_account: Address::ZERO,
-    };
-    let freshness = Freshness::TenantNonce([5; 32]);
-    let bytes = dait_chain_client::encode_bundle(&proto::EvidenceBundle {
-        version: 1,
-        keyset: keyset.encode(),
-        freshness: Some(freshness.to_proto()),
-        cpu: Some(proto::CpuEvidence {
-            evidence: Some(cpu),
-        }),
-        gpus: vec![],
-        tpm: None,
-        event_log: vec![],
-        collateral,
-    });
-    (bytes, freshness)
+    let mut f = Fixture::new();
+    f.keyset.created_at = created_at;
+    f.event_log.clear();
+    (f.encode_with_cpu(cpu, collateral), f.freshness)
 }
 
 fn tdx_collateral() -> proto::Collateral {

@@ -31,16 +31,7 @@ fn at(s: &str) -> UnixTime {
 /// Accepts any TCB status and advisory: for asserting what the collateral says, not judging it.
 fn any_tcb() -> TdxPolicy {
     TdxPolicy {
-        accepted_tcb_statuses: vec![
-            TcbStatus::UpToDate,
-            TcbStatus::SwHardeningNeeded,
-            TcbStatus::ConfigurationNeeded,
-            TcbStatus::ConfigurationAndSwHardeningNeeded,
-            TcbStatus::OutOfDate,
-            TcbStatus::OutOfDateConfigurationNeeded,
-            TcbStatus::TdRelaunchAdvised,
-            TcbStatus::TdRelaunchAdvisedConfigurationNeeded,
-        ],
+        accepted_tcb_statuses: TcbStatus::ALL.to_vec(),
         allowed_advisories: ["INTEL-SA-00960", "INTEL-SA-00982", "INTEL-SA-00986"]
             .map(String::from)
             .to_vec(),

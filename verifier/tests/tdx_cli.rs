@@ -277,36 +277,19 @@ fn a_partial_reference_file_is_a_usage_error() {
 /// elsewhere cannot satisfy, so the CLI rejects it (exit 1) naming that check.
 #[test]
 fn bundle_around_a_real_quote_is_rejected_at_the_keyset_binding() {
-    use dait_chain_client::proto::{self, cpu_evidence::Evidence};
+    use dait_chain_client::proto::cpu_evidence::Evidence;
     let quote = dait_verifier::tdx::decode_quote_file(
         &std::fs::read(ev("tdx/dcap-qvl__v4_b0c06f_quote.bin")).unwrap(),
     );
-    let keyset = dait_chain_client::Keyset {
-        receipt_key: dait_chain_client::HostSigningKey::from_bytes(&[3; 32])
-            .unwrap()
-            .verifying_key()
-            .to_sec1(),
-        ohttp_key_config: vec![1],
-        tls_spki: vec![2],
-        chain_id: 1,
-        settlement: dait_chain_client::Address([9; 20]),
-        created_at: 1_752_919_000,
-        boot_id: [1; 16],
-        host_account: dait_chain_client::Address::ZERO,
-    };
+    let mut fixture = dait_verifier::bundle::fixture::Fixture::new();
+    fixture.keyset.created_at = 1_752_919_000;
+    fixture.event_log.clear();
     let nonce = [5u8; 32];
-    let bytes = dait_chain_client::encode_bundle(&proto::EvidenceBundle {
-        version: 1,
-        keyset: keyset.encode(),
-        freshness: Some(dait_chain_client::Freshness::TenantNonce(nonce).to_proto()),
-        cpu: Some(proto::CpuEvidence {
-            evidence: Some(Evidence::TdxQuote(quote)),
-        }),
-        gpus: vec![],
-        tpm: None,
-        event_log: vec![],
-        collateral: None,
-    });
+    assert_eq!(
+        fixture.freshness,
+        dait_chain_client::Freshness::TenantNonce(nonce)
+    );
+    let bytes = fixture.encode_with_cpu(Evidence::TdxQuote(quote), None);
     let dir = std::env::temp_dir().join(format!("dait-verify-bundle-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("bundle.pb");

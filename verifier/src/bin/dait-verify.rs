@@ -23,9 +23,10 @@ use clap::{Args, Parser, Subcommand};
 use dait_measure::ReferenceMeasurements;
 use dait_verifier::UnixTime;
 use dait_verifier::bundle::Policy;
-use dait_verifier::collateral::{PcsFiles, TdxCollateral};
-use dait_verifier::snp::{self, SnpCerts, SnpPolicy, SnpProduct};
+use dait_verifier::collateral::TdxCollateral;
+use dait_verifier::snp::{self, SnpPolicy};
 use dait_verifier::tdx::{self, TcbStatus, TdxPolicy};
+use dait_verifier::wire::decode_hex_or_raw;
 use serde::Serialize;
 
 #[derive(Parser, Debug)]
@@ -92,9 +93,14 @@ struct TdxArgs {
     /// `*root*crl*.der`, issuer chains `*.pem`).
     #[arg(long, value_name = "FILE|DIR")]
     collateral: Option<PathBuf>,
-    /// Accept this TCB status besides UpToDate (repeatable), e.g. SWHardeningNeeded, OutOfDate.
-    #[arg(long = "accept-tcb", value_name = "STATUS")]
-    accept_tcb: Vec<String>,
+    /// Accept this TCB status besides UpToDate (repeatable; case is ignored), e.g. SWHardeningNeeded.
+    #[arg(
+        long = "accept-tcb",
+        value_name = "STATUS",
+        value_parser = tcb_status_parser(),
+        ignore_case = true
+    )]
+    accept_tcb: Vec<TcbStatus>,
     /// Tolerate this advisory ID (repeatable), e.g. INTEL-SA-00837.
     #[arg(long = "allow-advisory", value_name = "ID")]
     allow_advisory: Vec<String>,
@@ -146,6 +152,19 @@ struct Item {
     error: Option<String>,
     #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
     claims: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Item {
+    /// Not (yet) verified, with no claims.
+    fn new(kind: &'static str, file: &Path) -> Self {
+        Self {
+            kind,
+            file: file.display().to_string(),
+            verified: false,
+            error: None,
+            claims: serde_json::Map::new(),
+        }
+    }
 }
 
 #[derive(Serialize, Debug)]
@@ -206,7 +225,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     let mut items = Vec::new();
     if let Some(b) = &args.bundle.bundle {
         let mut policy = reference.clone().unwrap_or_default();
-        policy.tdx = tdx_policy(&args.tdx, reference.as_ref())?;
+        policy.tdx = tdx_policy(&args.tdx, reference.as_ref());
         policy.tdx.dangerous_allow_debug = args.common.dangerous_allow_debug;
         policy.snp.dangerous_allow_debug = args.common.dangerous_allow_debug;
         policy.gpu.require_ocsp = !args.gpu.dangerous_skip_gpu_ocsp;
@@ -221,7 +240,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         items.push(verify_bundle_file(b, &args, &policy, now)?);
     }
     if let Some(q) = &args.tdx.tdx_quote {
-        let mut policy = tdx_policy(&args.tdx, reference.as_ref())?;
+        let mut policy = tdx_policy(&args.tdx, reference.as_ref());
         policy.report_data = report_data;
         policy.dangerous_allow_debug = args.common.dangerous_allow_debug;
         items.push(verify_tdx(q, args.tdx.collateral.as_deref(), &policy, now)?);
@@ -294,105 +313,21 @@ fn print_human(o: &Outcome) {
 
 // ---- TDX ----------------------------------------------------------------------------------------
 
-fn load_collateral(path: &Path) -> anyhow::Result<TdxCollateral> {
-    if !path.is_dir() {
-        return TdxCollateral::from_bundle_json(&read(path)?)
-            .with_context(|| format!("{} is not a collateral bundle", path.display()));
-    }
-    let mut names: Vec<PathBuf> = std::fs::read_dir(path)
-        .with_context(|| format!("listing {}", path.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    names.sort();
-    let find = |pred: &dyn Fn(&str) -> bool, what: &str| -> anyhow::Result<Vec<u8>> {
-        let hits: Vec<&PathBuf> = names
-            .iter()
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .map(|n| n.to_ascii_lowercase())
-                    .is_some_and(|n| pred(&n))
-            })
-            .collect();
-        match hits.as_slice() {
-            [one] => read(one),
-            [] => bail!("{}: no {what} file", path.display()),
-            _ => bail!("{}: more than one {what} file", path.display()),
-        }
-    };
-    let tcb = find(
-        &|n| n.ends_with(".json") && n.contains("tcb") && n.contains("info"),
-        "TCB Info JSON",
-    )?;
-    let qe = find(
-        &|n| n.ends_with(".json") && n.contains("qe") && n.contains("identity"),
-        "QE Identity JSON",
-    )?;
-    let pck_crl = find(
-        &|n| n.ends_with(".der") && n.contains("pck") && n.contains("crl"),
-        "PCK CRL",
-    )?;
-    let root_crl = find(
-        &|n| n.ends_with(".der") && n.contains("root") && n.contains("crl"),
-        "root CA CRL",
-    )?;
-    let tcb_chain = find(
-        &|n| {
-            n.ends_with(".pem")
-                && (n.contains("tcb_info_issuer")
-                    || n.contains("tcb_signing_chain")
-                    || n.contains("tcb-info-issuer"))
-        },
-        "TCB Info issuer chain",
-    )?;
-    let qe_chain = find(
-        &|n| {
-            n.ends_with(".pem")
-                && (n.contains("qe_identity_issuer") || n.contains("enclave-identity-issuer"))
-        },
-        "QE Identity issuer chain",
-    )
-    .unwrap_or_else(|_| tcb_chain.clone());
-    let crl_chain = find(
-        &|n| n.ends_with(".pem") && n.contains("pck") && (n.contains("crl") || n.contains("chain")),
-        "PCK CRL issuer chain",
-    )
-    .unwrap_or_default();
-    let files = PcsFiles {
-        tcb_info_json: &tcb,
-        qe_identity_json: &qe,
-        pck_crl_der: &pck_crl,
-        root_ca_crl_der: &root_crl,
-        tcb_info_issuer_chain_pem: &tcb_chain,
-        qe_identity_issuer_chain_pem: &qe_chain,
-        pck_crl_issuer_chain_pem: &crl_chain,
-    };
-    TdxCollateral::from_pcs_files(&files).with_context(|| format!("{}: PCS files", path.display()))
+/// `--accept-tcb` takes the name of any status but Revoked, which no policy accepts.
+fn tcb_status_parser() -> impl clap::builder::TypedValueParser<Value = TcbStatus> {
+    use clap::builder::{PossibleValuesParser, TypedValueParser as _};
+    let names = TcbStatus::ALL
+        .into_iter()
+        .filter(|s| *s != TcbStatus::Revoked)
+        .map(TcbStatus::as_str);
+    PossibleValuesParser::new(names).try_map(|name| name.parse::<TcbStatus>())
 }
 
-fn tcb_status_named(s: &str) -> anyhow::Result<TcbStatus> {
-    let all = [
-        TcbStatus::UpToDate,
-        TcbStatus::SwHardeningNeeded,
-        TcbStatus::ConfigurationNeeded,
-        TcbStatus::ConfigurationAndSwHardeningNeeded,
-        TcbStatus::OutOfDate,
-        TcbStatus::OutOfDateConfigurationNeeded,
-        TcbStatus::TdRelaunchAdvised,
-        TcbStatus::TdRelaunchAdvisedConfigurationNeeded,
-    ];
-    all.into_iter()
-        .find(|t| t.as_str().eq_ignore_ascii_case(s))
-        .with_context(|| format!("unknown TCB status {s:?}"))
-}
-
-fn tdx_policy(args: &TdxArgs, reference: Option<&Policy>) -> anyhow::Result<TdxPolicy> {
+fn tdx_policy(args: &TdxArgs, reference: Option<&Policy>) -> TdxPolicy {
     let mut p = reference.map(|r| r.tdx.clone()).unwrap_or_default();
-    for s in &args.accept_tcb {
-        p.accepted_tcb_statuses.push(tcb_status_named(s)?);
-    }
+    p.accepted_tcb_statuses.extend(&args.accept_tcb);
     p.allowed_advisories.clone_from(&args.allow_advisory);
-    Ok(p)
+    p
 }
 
 fn verify_tdx(
@@ -403,14 +338,8 @@ fn verify_tdx(
 ) -> anyhow::Result<Item> {
     let raw = tdx::decode_quote_file(&read(quote)?);
     let collateral_path = collateral.context("--tdx-quote needs --collateral")?;
-    let collateral = load_collateral(collateral_path)?;
-    let mut item = Item {
-        kind: "tdx",
-        file: quote.display().to_string(),
-        verified: false,
-        error: None,
-        claims: serde_json::Map::new(),
-    };
+    let collateral = TdxCollateral::load(collateral_path)?;
+    let mut item = Item::new("tdx", quote);
     match tdx::verify_quote(&raw, &collateral, policy, now) {
         Ok(v) => {
             item.verified = true;
@@ -432,7 +361,7 @@ fn verify_tdx(
             c.insert("xfam".into(), format!("{:016x}", v.xfam()).into());
             c.insert("report_data".into(), hex::encode(v.report_data()).into());
         }
-        Err(e) => item.error = Some(e.to_string()),
+        Err(e) => item.error = Some(reason(e)),
     }
     Ok(item)
 }
@@ -453,33 +382,16 @@ fn verify_snp(
     let vek = read(args.vcek.as_deref().context("--snp-report needs --vcek")?)?;
     let ark_file = args.ark.as_deref().map(read).transpose()?;
     let ask_file = args.ask.as_deref().map(read).transpose()?;
-    let mut item = Item {
-        kind: "snp",
-        file: report.display().to_string(),
-        verified: false,
-        error: None,
-        claims: serde_json::Map::new(),
-    };
-    // Without --ark/--ask, try AMD's certificates of each generation; report the first success, or the
-    // error of the generation whose ASK signs the VEK (else the last error).
-    let mut result = None;
-    for product in [SnpProduct::Milan, SnpProduct::Genoa, SnpProduct::Turin] {
-        let ark = ark_file.as_deref().unwrap_or(snp::amd_ark_pem(product));
-        let ask = ask_file.as_deref().unwrap_or(snp::amd_ask_pem(product));
-        let certs = SnpCerts {
-            ark,
-            ask,
-            vek: &vek,
-        };
-        let r = snp::verify_report(&raw, &certs, policy, now);
-        let chain_ok = !matches!(r, Err(snp::SnpError::ChainSignature(_)));
-        let done = r.is_ok() || chain_ok || (ark_file.is_some() && ask_file.is_some());
-        result = Some(r);
-        if done {
-            break;
-        }
-    }
-    match result.context("no SNP verification ran")? {
+    let mut item = Item::new("snp", report);
+    let result = snp::verify_report_with_amd_certs(
+        &raw,
+        &vek,
+        ask_file.as_deref(),
+        ark_file.as_deref(),
+        policy,
+        now,
+    );
+    match result {
         Ok(v) => {
             item.verified = true;
             let c = &mut item.claims;
@@ -503,7 +415,7 @@ fn verify_snp(
             );
             c.insert("vmpl".into(), v.vmpl().into());
         }
-        Err(e) => item.error = Some(e.to_string()),
+        Err(e) => item.error = Some(reason(e)),
     }
     Ok(item)
 }
@@ -554,14 +466,13 @@ struct TpmArgs {
     hcl_report: Option<PathBuf>,
 }
 
-fn hex_or_raw(bytes: Vec<u8>) -> Vec<u8> {
-    let text: Option<String> = std::str::from_utf8(&bytes)
-        .ok()
-        .map(|t| t.split_whitespace().collect());
-    match text.as_deref().map(|t| t.strip_prefix("0x").unwrap_or(t)) {
-        Some(t) if !t.is_empty() => hex::decode(t).unwrap_or(bytes),
-        _ => bytes,
-    }
+/// `{"index": "hex", ...}` for indexed digests (GPU measurements, PCRs).
+fn hex_by_index<D: AsRef<[u8]>>(entries: &[(u8, D)]) -> serde_json::Value {
+    entries
+        .iter()
+        .map(|(i, d)| (i.to_string(), hex::encode(d).into()))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 fn verify_gpu_file(
@@ -571,7 +482,7 @@ fn verify_gpu_file(
     now: UnixTime,
 ) -> anyhow::Result<Item> {
     use dait_verifier::nvidia::{self, GpuEvidenceInput, GpuPolicy, NvidiaRoots};
-    let spdm = hex_or_raw(read(report)?);
+    let spdm = decode_hex_or_raw(&read(report)?);
     let chain = read(
         args.gpu_chain
             .as_deref()
@@ -605,13 +516,7 @@ fn verify_gpu_file(
         vbios_rim: vbios.as_deref(),
         ocsp_responses: &ocsp_refs,
     };
-    let mut item = Item {
-        kind: "nvidia-gpu",
-        file: report.display().to_string(),
-        verified: false,
-        error: None,
-        claims: serde_json::Map::new(),
-    };
+    let mut item = Item::new("nvidia-gpu", report);
     match nvidia::verify_gpu(&input, &nonce, &policy, &NvidiaRoots::pinned(), now) {
         Ok(v) => {
             item.verified = true;
@@ -625,14 +530,9 @@ fn verify_gpu_file(
                 let matched = cmp.indices(nvidia::IndexOutcome::Match);
                 c.insert("rim_matched_indices".into(), matched.into());
             }
-            let m: serde_json::Map<String, serde_json::Value> = v
-                .measurements()
-                .iter()
-                .map(|(i, d)| (i.to_string(), hex::encode(d).into()))
-                .collect();
-            c.insert("measurements".into(), m.into());
+            c.insert("measurements".into(), hex_by_index(v.measurements()));
         }
-        Err(e) => item.error = Some(format!("{e:#}")),
+        Err(e) => item.error = Some(reason(e)),
     }
     Ok(item)
 }
@@ -649,24 +549,14 @@ fn verify_tpm_file(
             .as_deref()
             .context("--tpm-quote needs --ak-pub")?,
     )?;
-    let ak = match std::str::from_utf8(&ak_bytes) {
-        Ok(t) if t.contains("-----BEGIN") => AkPublic::from_spki_pem(t),
-        _ => AkPublic::from_tpm2b_public(&ak_bytes),
-    }
-    .map_err(|e| anyhow::anyhow!("--ak-pub: {e}"))?;
+    let ak = AkPublic::from_pem_or_tpm2b(&ak_bytes).context("--ak-pub")?;
     let expected: Vec<u8> = match (&args.tpm_qualifying_data, report_data) {
         (Some(h), _) => hex::decode(h.trim()).context("--tpm-qualifying-data is not hex")?,
         (None, Some(rd)) => tpm::qualifying_data(rd).to_vec(),
         (None, None) => bail!("--tpm-quote needs --tpm-qualifying-data or --report-data"),
     };
     let hcl = args.hcl_report.as_deref().map(read).transpose()?;
-    let mut item = Item {
-        kind: "vtpm",
-        file: quote.display().to_string(),
-        verified: false,
-        error: None,
-        claims: serde_json::Map::new(),
-    };
+    let mut item = Item::new("vtpm", quote);
     let result = tpm::parse_azure_quote(&bytes)
         .map_err(tpm::TpmError::Parse)
         .and_then(|q| tpm::verify_quote(&q.input(), &ak, &expected))
@@ -681,17 +571,12 @@ fn verify_tpm_file(
             item.verified = true;
             let c = &mut item.claims;
             c.insert("qualifying_data".into(), hex::encode(v.extra_data()).into());
-            let pcrs: serde_json::Map<String, serde_json::Value> = v
-                .pcrs()
-                .iter()
-                .map(|(i, d)| (i.to_string(), hex::encode(d).into()))
-                .collect();
-            c.insert("pcrs".into(), pcrs.into());
+            c.insert("pcrs".into(), hex_by_index(v.pcrs()));
             if let Some(k) = hcl_kind {
                 c.insert("hcl_ak_binding".into(), k.into());
             }
         }
-        Err(e) => item.error = Some(e.to_string()),
+        Err(e) => item.error = Some(reason(e)),
     }
     Ok(item)
 }
@@ -718,16 +603,10 @@ fn verify_bundle_file(
         None => Freshness::TenantNonce(nonce),
     };
     let collateral = match &args.tdx.collateral {
-        Some(p) => Some(load_collateral(p)?.to_proto()),
+        Some(p) => Some(TdxCollateral::load(p)?.to_proto()),
         None => None,
     };
-    let mut item = Item {
-        kind: "bundle",
-        file: path.display().to_string(),
-        verified: false,
-        error: None,
-        claims: serde_json::Map::new(),
-    };
+    let mut item = Item::new("bundle", path);
     match dait_verifier::bundle::verify_bundle_with_collateral(
         &bytes,
         policy,
@@ -758,21 +637,12 @@ fn verify_bundle_file(
             c.insert("gpus".into(), v.gpus().len().into());
             c.insert("vtpm".into(), v.tpm().is_some().into());
         }
-        Err(e) => item.error = Some(error_chain(&e)),
+        Err(e) => item.error = Some(reason(e)),
     }
     Ok(item)
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = s.source();
-    }
-    text
+/// Why a piece of evidence was rejected: the error and each of its causes, once.
+fn reason(e: impl std::error::Error + Send + Sync + 'static) -> String {
+    format!("{:#}", anyhow::Error::new(e))
 }

@@ -5,6 +5,18 @@ pub mod reader;
 
 pub use reader::Reader;
 
+/// Decodes an evidence file that holds either raw bytes or ASCII hex (optionally `0x`-prefixed; white space
+/// anywhere, as in wrapped hex dumps, is ignored). Anything that is not entirely hex is taken as raw.
+pub fn decode_hex_or_raw(bytes: &[u8]) -> Vec<u8> {
+    let text: Option<String> = core::str::from_utf8(bytes)
+        .ok()
+        .map(|t| t.split_whitespace().collect());
+    match text.as_deref().map(|t| t.strip_prefix("0x").unwrap_or(t)) {
+        Some(t) if !t.is_empty() => hex::decode(t).unwrap_or_else(|_| bytes.to_vec()),
+        _ => bytes.to_vec(),
+    }
+}
+
 /// Why a piece of evidence could not be parsed.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -60,4 +72,19 @@ pub enum ParseError {
     /// A bug in this crate, not in the input.
     #[error("internal error: {0}")]
     Internal(&'static str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_or_raw_files_decode() {
+        assert_eq!(decode_hex_or_raw(b"0x0102\n"), vec![1, 2]);
+        assert_eq!(decode_hex_or_raw(b"0a0B"), vec![10, 11]);
+        assert_eq!(decode_hex_or_raw(b"0a 0b\n0c"), vec![10, 11, 12]);
+        assert_eq!(decode_hex_or_raw(&[4, 0, 2]), vec![4, 0, 2]);
+        assert_eq!(decode_hex_or_raw(b"0a0"), b"0a0".to_vec());
+        assert_eq!(decode_hex_or_raw(b" \n"), b" \n".to_vec());
+    }
 }
