@@ -17,6 +17,8 @@
 //!   `P256VERIFY`-compatible `r || s`) and the tenant's secp256k1 [`TenantSigner`] / [`recover_tenant`]
 //!   (`ecrecover`-compatible `r || s || v`). Signing is RFC 6979 deterministic and low-s; verification rejects
 //!   high-s.
+//! - **Runtime event log** ([`runtime_log`], PROTOCOL.md §10): the events the agent measures at boot, the RTMR
+//!   extend rule and the log's replay; with the `json` feature its encoding and strict decoding.
 //! - **SPUR-IC rules**: [`ReceiptChain`] (tenant: one [`ReceiptError`] variant per rule) and [`ChannelHead`]
 //!   (agent: checks an incoming [`SignedChannelState`], one [`StateError`] variant per rule).
 //!
@@ -71,7 +73,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `std` | yes | `std` support in the dependencies; enables `json` |
-//! | `json` | via `std` | [`NormalizedResponse`], [`StreamNormalizer`], [`canonicalize`] (RFC 8785) using `serde_json` |
+//! | `json` | via `std` | [`NormalizedResponse`], [`StreamNormalizer`], [`canonicalize`] (RFC 8785) using `serde_json`; the runtime event log's JSON form ([`runtime_log::EventLog::encode`], [`runtime_log::replay`]) |
 //!
 //! Without default features the crate is `no_std` + `alloc`, builds for `wasm32-unknown-unknown`, and pulls in
 //! no OS randomness: key generation takes the RNG as a parameter.
@@ -104,6 +106,7 @@ mod p256_table;
 pub mod proto;
 #[cfg(feature = "json")]
 mod response;
+pub mod runtime_log;
 #[cfg(test)]
 mod testutil;
 mod types;
