@@ -371,6 +371,7 @@ impl ChannelHead {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::WireMessage as _;
     use crate::testutil::*;
     use crate::{HostSigningKey, TenantSigner};
 

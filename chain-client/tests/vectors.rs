@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use dait_chain_client::WireMessage as _;
 use dait_chain_client::runtime_log::{EventLog, RuntimeLogError};
 use dait_chain_client::{
     Address, B256, ChannelHead, ChannelState, DecodeError, Domain, Freshness, HostSignature,

@@ -28,6 +28,7 @@ use crate::nvidia::{GpuEvidenceInput, GpuPolicy, GpuSetError, NvidiaRoots, Verif
 use crate::snp::{SnpCerts, SnpError, SnpPolicy, VerifiedSnpReport};
 use crate::tdx::{TdxError, TdxPolicy, TdxShape, VerifiedTdxQuote};
 use crate::tpm::{AkPublic, QuoteSignature, TpmError, TpmQuoteInput, VerifiedTpmQuote};
+use dait_chain_client::WireMessage as _;
 use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
 use sha2::{Digest as _, Sha256};
 
@@ -723,6 +724,7 @@ fn p256_verify(key: &[u8; 65], digest: &B256, signature: &[u8]) -> Result<(), Op
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 pub(crate) mod fixture {
+    use dait_chain_client::WireMessage as _;
     use dait_chain_client::proto::{self, cpu_evidence::Evidence};
     use dait_chain_client::{Address, Freshness, HostSigningKey, Keyset, keyset_hash, report_data};
     use prost::Message as _;

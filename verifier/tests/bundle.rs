@@ -11,6 +11,7 @@
 
 use std::path::PathBuf;
 
+use dait_chain_client::WireMessage as _;
 use dait_chain_client::proto::{self, cpu_evidence::Evidence};
 use dait_chain_client::{Address, Freshness, HostSigningKey, Keyset};
 use dait_measure::ReferenceMeasurements;

@@ -11,6 +11,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use dait_chain_client::WireMessage as _;
 use dait_chain_client::proto::{self, cpu_evidence::Evidence};
 use dait_chain_client::{Address, Freshness, HostSigningKey, Keyset, keyset_hash, report_data};
 use dait_measure::reference::{RuntimeEvent, runtime_event_data};

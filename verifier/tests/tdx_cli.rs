@@ -7,6 +7,7 @@
     missing_docs
 )]
 
+use dait_chain_client::WireMessage as _;
 use std::path::PathBuf;
 use std::process::Command;
 

@@ -31,6 +31,7 @@ use tokio::sync::{Mutex, mpsc, watch};
 use super::session::{CallOutcome, Session, StreamItem};
 use super::{HostErrorCode, TenantError};
 use crate::receipt::{SignedChannelState, VerifiedReceipt};
+use dait_chain_client::WireMessage as _;
 
 /// Largest request body the proxy accepts.
 const MAX_REQUEST: usize = 4 << 20;

@@ -17,6 +17,7 @@ use super::transport::{HostClient, MAX_BODY, read_body};
 use super::{HostErrorCode, TenantError, Wallet};
 use crate::bundle::{Policy, UnixTime, VerifiedBundle, VerifyError, verify_bundle};
 use crate::receipt::{CallEvidence, Channel, ReceiptError, VerifiedReceipt};
+use dait_chain_client::WireMessage as _;
 
 /// The default [`SessionConfig::call_timeout`]: 300 s.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(300);
