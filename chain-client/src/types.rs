@@ -113,7 +113,24 @@ pub(crate) fn hex_decode_into(s: &str, out: &mut [u8]) -> Option<()> {
     Some(())
 }
 
-fn hex_val(c: u8) -> Option<u8> {
+/// Decodes exactly `2 * N` hex digits (no prefix). For constants: evaluated at compile time, malformed text fails
+/// the build.
+pub(crate) const fn hex_array<const N: usize>(s: &str) -> [u8; N] {
+    let s = s.as_bytes();
+    assert!(s.len() == 2 * N, "hex constant of the wrong length");
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        match (hex_val(s[2 * i]), hex_val(s[2 * i + 1])) {
+            (Some(hi), Some(lo)) => out[i] = (hi << 4) | lo,
+            _ => panic!("hex constant with a non-hex digit"),
+        }
+        i += 1;
+    }
+    out
+}
+
+const fn hex_val(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),
         b'a'..=b'f' => Some(c - b'a' + 10),
