@@ -10,6 +10,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use dait_agent::hpke::HpkeKey;
+use dait_chain_client::WireMessage as _;
 use dait_chain_client::{
     Address, B256, ChannelHead, ChannelState, Domain, HostSigningKey, Receipt, SignedChannelState,
     StreamNormalizer, TenantSigner,

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::{Conn, Tenant, host_info};
+use dait_chain_client::WireMessage as _;
 use dait_chain_client::{ChannelState, SignedReceipt, ciphertext_hash};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full, StreamBody};

@@ -12,6 +12,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use zeroize::Zeroizing;
 
 use crate::hpke::{HpkeError, HpkeKey};
+use dait_chain_client::WireMessage as _;
 
 /// Errors while generating the keyset.
 #[derive(Debug, thiserror::Error)]

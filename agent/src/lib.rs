@@ -51,13 +51,13 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use dait_chain_client::runtime_log::{self, EventLog};
 use dait_chain_client::{Address, B256, Freshness};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Command, Config, ConfigError};
 use crate::http::App;
 use crate::receipt::{Channels, ReceiptParams};
-use crate::tee::eventlog::{self, EventLog};
 
 /// Exit code: success.
 pub const EXIT_OK: i32 = 0;
@@ -125,8 +125,8 @@ pub struct RuntimeEvents {
     /// SHA-256 of the engine build identifier; also the receipts' `engine_build`.
     pub engine_build: B256,
     /// `(name, SHA-256 of the content)` in the order the agent extends them, the order
-    /// `measurements/reference/<release>.json` lists them. Each measures `name ":" hex(sha256)`
-    /// (dait-measure's contract), so a reference file predicts the register.
+    /// `measurements/reference/<release>.json` lists them. Each measures
+    /// [`runtime_log::event_data`] (`name ":" hex(sha256)`), so a reference file predicts the register.
     pub events: [(&'static str, [u8; 32]); 4],
 }
 
@@ -148,13 +148,13 @@ impl RuntimeEvents {
         );
         let events = [
             (
-                eventlog::MODEL_ID,
+                runtime_log::MODEL_ID,
                 Sha256::digest(config.model_id.as_bytes()).into(),
             ),
-            (eventlog::MODEL_WEIGHTS, weight_hash.0),
-            (eventlog::ENGINE_BUILD, engine_build.0),
+            (runtime_log::MODEL_WEIGHTS, weight_hash.0),
+            (runtime_log::ENGINE_BUILD, engine_build.0),
             (
-                eventlog::AGENT_CONFIG,
+                runtime_log::AGENT_CONFIG,
                 Sha256::digest(config_line.as_bytes()).into(),
             ),
         ];
@@ -194,14 +194,8 @@ pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
         events,
     } = RuntimeEvents::from_config(config)?;
     let mut event_log = EventLog::default();
-    let events = events.map(|(kind, sha256): (&str, [u8; 32])| {
-        let data =
-            dait_measure::reference::runtime_event_data(kind, &dait_measure::HexBytes(sha256));
-        // INVARIANT: runtime_event_data writes an ASCII name, ':' and hex digits.
-        (kind, String::from_utf8(data).unwrap_or_default())
-    });
-    for (kind, data) in events {
-        event_log.record(kind, &data);
+    for (kind, sha256) in events {
+        event_log.record(kind, &runtime_log::event_data(kind, &sha256));
         match tee.extend_runtime(&event_log) {
             Ok(()) => {}
             Err(tee::TeeError::Unsupported(what)) => {

@@ -18,6 +18,7 @@ use dait_chain_client::{
 
 use crate::http::error::CallError;
 use crate::log::{ReceiptLog, RecordHeader, Replay};
+use dait_chain_client::WireMessage as _;
 
 #[derive(Debug)]
 struct Slot {

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use dait_chain_client::WireMessage as _;
 use dait_chain_client::{
     B256, Freshness, HostVerifyingKey, ReceiptError as Rule, SignedChannelState, SignedReceipt,
     StreamNormalizer,

@@ -7,6 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
+use dait_chain_client::WireMessage as _;
 
 const LLAMA_LIKE: EngineMode = EngineMode {
     usage_in_stream: false,

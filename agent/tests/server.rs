@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use dait_chain_client::WireMessage as _;
 use dait_chain_client::{ReceiptError, SignedReceipt};
 use serde_json::Value;
 

@@ -6,6 +6,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use dait_chain_client::WireMessage as _;
 use dait_chain_client::{
     Address, B256, ChannelHead, ChannelState, Domain, HostSigningKey, NormalizedResponse, Receipt,
     ReceiptChain, SignedChannelState, SignedReceipt, StreamNormalizer, TenantSigner, Usage,

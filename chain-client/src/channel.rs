@@ -29,7 +29,7 @@ pub enum ReceiptError {
     #[error("cumulative does not equal previous cumulative plus amount")]
     Cumulative,
     /// The host signature does not verify under the attested receipt key.
-    #[error("host signature: {0}")]
+    #[error("host signature rejected")]
     HostSignature(#[source] SignatureError),
     /// `host_key_id` is not the attested receipt key's.
     #[error("host_key_id is not the attested key's")]
@@ -227,7 +227,7 @@ pub enum StateError {
         expected: u64,
     },
     /// The tenant signature does not verify or does not recover `tenant`.
-    #[error("tenant signature: {0}")]
+    #[error("tenant signature rejected")]
     TenantSignature(#[source] SignatureError),
     /// `turn` is higher than the agent's last call_seq.
     #[error("unknown state: turn {turn}, expected {expected}")]
@@ -371,6 +371,7 @@ impl ChannelHead {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::WireMessage as _;
     use crate::testutil::*;
     use crate::{HostSigningKey, TenantSigner};
 
@@ -781,5 +782,19 @@ mod tests {
             ("bad_state_signature", 401)
         );
         assert_eq!(StateError::OverEscrowCap.code(), ("over_escrow_cap", 402));
+    }
+
+    /// `{:#}` (anyhow) prints the message, then each source: a message must not repeat its source.
+    #[test]
+    fn signature_errors_print_their_cause_once() {
+        let chain = |e: &dyn core::error::Error| alloc::format!("{e}: {}", e.source().unwrap());
+        assert_eq!(
+            chain(&ReceiptError::HostSignature(SignatureError::Mismatch)),
+            "host signature rejected: signature verification failed"
+        );
+        assert_eq!(
+            chain(&StateError::TenantSignature(SignatureError::HighS)),
+            "tenant signature rejected: signature s is not low-s normalised"
+        );
     }
 }

@@ -7,7 +7,8 @@
 //!   `SignedReceipt`, `ChannelState`, `SignedChannelState`, `EvidenceBundle` and its parts), and typed, validated
 //!   views of them ([`Keyset`], [`Freshness`], [`Receipt`], [`SignedReceipt`], [`ChannelState`],
 //!   [`SignedChannelState`]) whose decoding caps sizes, rejects non-canonical or unknown encodings and checks
-//!   every fixed-size field ([`DecodeError`] names the field).
+//!   every fixed-size field ([`DecodeError`] names the field). They encode and decode through one trait,
+//!   [`WireMessage`] (protobuf, and the base64url form of the `x-dait-receipt`/`x-dait-state` headers).
 //! - **Hashes** (PROTOCOL.md §1–4): [`keyset_hash`], [`host_key_id`], [`report_data`], [`gpu_nonce`],
 //!   [`tpm_qualifying_data`], [`request_hash`], [`ciphertext_hash`], [`bundle_hash`], [`channel_id`], and with
 //!   the `json` feature the normalised `response_hash` ([`NormalizedResponse`], [`StreamNormalizer`]).
@@ -17,6 +18,8 @@
 //!   `P256VERIFY`-compatible `r || s`) and the tenant's secp256k1 [`TenantSigner`] / [`recover_tenant`]
 //!   (`ecrecover`-compatible `r || s || v`). Signing is RFC 6979 deterministic and low-s; verification rejects
 //!   high-s.
+//! - **Runtime event log** ([`runtime_log`], PROTOCOL.md §10): the events the agent measures at boot, the RTMR
+//!   extend rule and the log's replay; with the `json` feature its encoding and strict decoding.
 //! - **SPUR-IC rules**: [`ReceiptChain`] (tenant: one [`ReceiptError`] variant per rule) and [`ChannelHead`]
 //!   (agent: checks an incoming [`SignedChannelState`], one [`StateError`] variant per rule).
 //!
@@ -25,7 +28,7 @@
 //! ```
 //! use dait_chain_client::{
 //!     Address, B256, ChannelHead, ChannelState, Domain, HostSigningKey, Receipt, ReceiptChain,
-//!     SignedChannelState, SignedReceipt, TenantSigner, amount, channel_id,
+//!     SignedChannelState, SignedReceipt, TenantSigner, WireMessage, amount, channel_id,
 //! };
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -71,7 +74,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `std` | yes | `std` support in the dependencies; enables `json` |
-//! | `json` | via `std` | [`NormalizedResponse`], [`StreamNormalizer`], [`canonicalize`] (RFC 8785) using `serde_json` |
+//! | `json` | via `std` | [`NormalizedResponse`], [`StreamNormalizer`], [`canonicalize`] (RFC 8785) using `serde_json`; the runtime event log's JSON form ([`runtime_log::EventLog::encode`], [`runtime_log::replay`]) |
 //!
 //! Without default features the crate is `no_std` + `alloc`, builds for `wasm32-unknown-unknown`, and pulls in
 //! no OS randomness: key generation takes the RNG as a parameter.
@@ -104,6 +107,7 @@ mod p256_table;
 pub mod proto;
 #[cfg(feature = "json")]
 mod response;
+pub mod runtime_log;
 #[cfg(test)]
 mod testutil;
 mod types;
@@ -134,7 +138,7 @@ pub use types::{Address, B256};
 pub use wire::{
     ChannelState, DecodeError, Freshness, Keyset, MAX_BUNDLE_LEN, MAX_KEYSET_LEN, MAX_MODEL_ID_LEN,
     MAX_RECEIPT_LEN, MAX_STATE_LEN, PROTOCOL_VERSION, Receipt, SignedChannelState, SignedReceipt,
-    decode_bundle, encode_bundle,
+    WireMessage, decode_bundle, encode_bundle,
 };
 
 /// Re-exported so callers pass RNGs of the same trait version.
@@ -143,6 +147,8 @@ pub use rand_core;
 /// Entry points for fuzz targets (one line each in a `fuzz/` crate outside the workspace). Not a stable API.
 #[doc(hidden)]
 pub mod fuzzing {
+    use crate::WireMessage as _;
+
     /// Decodes `data` as every small message and, if it decodes, checks it re-encodes to the same bytes.
     pub fn receipt(data: &[u8]) {
         if let Ok(r) = crate::SignedReceipt::decode(data) {

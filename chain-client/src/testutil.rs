@@ -3,6 +3,7 @@
 
 use alloc::vec;
 
+use crate::WireMessage as _;
 use crate::{
     Address, B256, ChannelState, Domain, HostSigningKey, Keyset, Receipt, SignedChannelState,
     SignedReceipt, TenantSigner, proto,

@@ -1,5 +1,6 @@
 //! Fixed-size byte newtypes: [`B256`] (hashes, ids) and [`Address`] (EVM accounts).
 
+use alloc::string::String;
 use core::fmt;
 
 macro_rules! fixed_bytes {
@@ -86,6 +87,18 @@ fixed_bytes!(
     20
 );
 
+/// Lowercase hex of `bytes`, no prefix.
+pub(crate) fn hex_encode(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len().saturating_mul(2));
+    for b in bytes {
+        for nibble in [b >> 4, b & 0x0f] {
+            out.push(char::from(DIGITS[usize::from(nibble)]));
+        }
+    }
+    out
+}
+
 /// Decodes hex (optional `0x`) into exactly `out.len()` bytes.
 pub(crate) fn hex_decode_into(s: &str, out: &mut [u8]) -> Option<()> {
     let s = s.strip_prefix("0x").unwrap_or(s).as_bytes();
@@ -100,7 +113,24 @@ pub(crate) fn hex_decode_into(s: &str, out: &mut [u8]) -> Option<()> {
     Some(())
 }
 
-fn hex_val(c: u8) -> Option<u8> {
+/// Decodes exactly `2 * N` hex digits (no prefix). For constants: evaluated at compile time, malformed text fails
+/// the build.
+pub(crate) const fn hex_array<const N: usize>(s: &str) -> [u8; N] {
+    let s = s.as_bytes();
+    assert!(s.len() == 2 * N, "hex constant of the wrong length");
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        match (hex_val(s[2 * i]), hex_val(s[2 * i + 1])) {
+            (Some(hi), Some(lo)) => out[i] = (hi << 4) | lo,
+            _ => panic!("hex constant with a non-hex digit"),
+        }
+        i += 1;
+    }
+    out
+}
+
+const fn hex_val(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),
         b'a'..=b'f' => Some(c - b'a' + 10),
@@ -123,6 +153,8 @@ mod tests {
         assert_eq!(B256::from_hex(&s), Some(b));
         assert_eq!(B256::from_hex(&s[2..]), Some(b));
         assert_eq!(B256::from_hex(&s[..64]), None);
+        assert_eq!(hex_encode(&[0x00, 0x9f, 0xa0]), "009fa0");
+        assert_eq!(B256::from_hex(&hex_encode(&b.0)), Some(b));
         assert_eq!(
             Address::from_hex("0xzz00000000000000000000000000000000000000"),
             None

@@ -125,6 +125,58 @@ pub(crate) fn decode_canonical<M: prost::Message + Default>(
     Ok(msg)
 }
 
+/// A wire message: a typed, validated view of a protobuf message, encoded and decoded one way for every type
+/// (like rustls' `Codec`). Import the trait to call its methods: `use dait_chain_client::WireMessage;`.
+pub trait WireMessage: Sized {
+    /// The protobuf message (section 8 of PROTOCOL.md).
+    type Proto: prost::Message + Default;
+    /// The message's name in errors (the protobuf name in snake case).
+    const NAME: &'static str;
+    /// Largest accepted encoding, in bytes.
+    const MAX_LEN: usize;
+
+    /// The protobuf form.
+    fn to_proto(&self) -> Self::Proto;
+
+    /// Validates the protobuf form.
+    fn from_proto(p: &Self::Proto) -> Result<Self, DecodeError>;
+
+    /// Encodes to protobuf.
+    fn encode(&self) -> Vec<u8> {
+        self.to_proto().encode_to_vec()
+    }
+
+    /// Decodes and validates: size cap ([`Self::MAX_LEN`]), canonical encoding, then [`Self::from_proto`].
+    /// Signatures are not checked.
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::from_proto(&decode_canonical(Self::NAME, bytes, Self::MAX_LEN)?)
+    }
+
+    /// base64url (no padding) of the encoding: the form of the `x-dait-receipt` and `x-dait-state` header values
+    /// (PROTOCOL.md §6).
+    fn to_header_value(&self) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.encode())
+    }
+
+    /// Parses a header value ([`Self::to_header_value`]); text longer than the base64 of [`Self::MAX_LEN`]
+    /// bytes is refused before decoding.
+    fn from_header_value(text: &str) -> Result<Self, DecodeError> {
+        // base64 expands 3 bytes into 4 characters; refuse text that cannot decode to at most `MAX_LEN` bytes.
+        let cap = Self::MAX_LEN.saturating_mul(4) / 3 + 4;
+        if text.len() > cap {
+            return Err(DecodeError::TooLarge {
+                what: Self::NAME,
+                max: cap,
+                actual: text.len(),
+            });
+        }
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| DecodeError::Base64 { what: Self::NAME })?;
+        Self::decode(&bytes)
+    }
+}
+
 fn fixed<const N: usize>(field: &'static str, bytes: &[u8]) -> Result<[u8; N], DecodeError> {
     <[u8; N]>::try_from(bytes).map_err(|_| DecodeError::InvalidLength {
         field,
@@ -151,25 +203,6 @@ fn version(what: &'static str, version: u32) -> Result<u32, DecodeError> {
     } else {
         Err(DecodeError::UnsupportedVersion { what, version })
     }
-}
-
-fn b64_decode(what: &'static str, text: &str, max: usize) -> Result<Vec<u8>, DecodeError> {
-    // base64 expands 3 bytes into 4 characters; refuse text that cannot decode to at most `max` bytes.
-    let cap = max.saturating_mul(4) / 3 + 4;
-    if text.len() > cap {
-        return Err(DecodeError::TooLarge {
-            what,
-            max: cap,
-            actual: text.len(),
-        });
-    }
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text)
-        .map_err(|_| DecodeError::Base64 { what })
-}
-
-fn b64_encode(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// Freshness of an attestation (PROTOCOL.md §3).
@@ -258,13 +291,27 @@ pub struct Keyset {
 }
 
 impl Keyset {
-    /// Encodes to protobuf (version 1).
-    pub fn encode(&self) -> Vec<u8> {
-        self.to_proto().encode_to_vec()
+    /// `H256(receipt_key)`.
+    pub fn host_key_id(&self) -> B256 {
+        crate::hash::host_key_id(&self.receipt_key)
     }
 
+    /// The EIP-712 domain the host signs under.
+    pub fn domain(&self) -> crate::Domain {
+        crate::Domain {
+            chain_id: self.chain_id,
+            settlement: self.settlement,
+        }
+    }
+}
+
+impl WireMessage for Keyset {
+    type Proto = proto::Keyset;
+    const NAME: &'static str = "keyset";
+    const MAX_LEN: usize = MAX_KEYSET_LEN;
+
     /// The protobuf form.
-    pub fn to_proto(&self) -> proto::Keyset {
+    fn to_proto(&self) -> Self::Proto {
         proto::Keyset {
             version: PROTOCOL_VERSION,
             receipt_key: self.receipt_key.to_vec(),
@@ -278,15 +325,9 @@ impl Keyset {
         }
     }
 
-    /// Decodes and validates (size cap, canonical encoding, version, fixed lengths, non-empty keys).
-    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let p: proto::Keyset = decode_canonical("keyset", bytes, MAX_KEYSET_LEN)?;
-        Self::from_proto(&p)
-    }
-
     /// Validates the protobuf form.
-    pub fn from_proto(p: &proto::Keyset) -> Result<Self, DecodeError> {
-        version("keyset", p.version)?;
+    fn from_proto(p: &Self::Proto) -> Result<Self, DecodeError> {
+        version(Self::NAME, p.version)?;
         let receipt_key = fixed::<65>("keyset.receipt_key", &p.receipt_key)?;
         if receipt_key[0] != 0x04 {
             return Err(DecodeError::InvalidValue {
@@ -313,19 +354,6 @@ impl Keyset {
             boot_id: fixed::<16>("keyset.boot_id", &p.boot_id)?,
             host_account: address("keyset.host_account", &p.host_account)?,
         })
-    }
-
-    /// `H256(receipt_key)`.
-    pub fn host_key_id(&self) -> B256 {
-        crate::hash::host_key_id(&self.receipt_key)
-    }
-
-    /// The EIP-712 domain the host signs under.
-    pub fn domain(&self) -> crate::Domain {
-        crate::Domain {
-            chain_id: self.chain_id,
-            settlement: self.settlement,
-        }
     }
 }
 
@@ -378,9 +406,13 @@ pub struct Receipt {
     pub deterministic: bool,
 }
 
-impl Receipt {
+impl WireMessage for Receipt {
+    type Proto = proto::Receipt;
+    const NAME: &'static str = "receipt";
+    const MAX_LEN: usize = MAX_RECEIPT_LEN;
+
     /// The protobuf form.
-    pub fn to_proto(&self) -> proto::Receipt {
+    fn to_proto(&self) -> Self::Proto {
         proto::Receipt {
             version: self.version,
             channel_id: self.channel_id.0.to_vec(),
@@ -408,8 +440,8 @@ impl Receipt {
     }
 
     /// Validates the protobuf form (version, fixed lengths, model id length).
-    pub fn from_proto(p: &proto::Receipt) -> Result<Self, DecodeError> {
-        version("receipt", p.version)?;
+    fn from_proto(p: &Self::Proto) -> Result<Self, DecodeError> {
+        version(Self::NAME, p.version)?;
         if p.model_id.len() > MAX_MODEL_ID_LEN {
             return Err(DecodeError::TooLong {
                 field: "receipt.model_id",
@@ -442,17 +474,6 @@ impl Receipt {
             deterministic: p.deterministic,
         })
     }
-
-    /// Encodes to protobuf.
-    pub fn encode(&self) -> Vec<u8> {
-        self.to_proto().encode_to_vec()
-    }
-
-    /// Decodes and validates an unsigned receipt.
-    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let p: proto::Receipt = decode_canonical("receipt", bytes, MAX_RECEIPT_LEN)?;
-        Self::from_proto(&p)
-    }
 }
 
 /// A receipt with the host's signature. Decoding does not verify the signature: use
@@ -465,9 +486,13 @@ pub struct SignedReceipt {
     pub host_signature: HostSignature,
 }
 
-impl SignedReceipt {
+impl WireMessage for SignedReceipt {
+    type Proto = proto::SignedReceipt;
+    const NAME: &'static str = "signed_receipt";
+    const MAX_LEN: usize = MAX_RECEIPT_LEN;
+
     /// The protobuf form.
-    pub fn to_proto(&self) -> proto::SignedReceipt {
+    fn to_proto(&self) -> Self::Proto {
         proto::SignedReceipt {
             receipt: Some(self.receipt.to_proto()),
             host_signature: self.host_signature.to_bytes().to_vec(),
@@ -475,7 +500,7 @@ impl SignedReceipt {
     }
 
     /// Validates the protobuf form.
-    pub fn from_proto(p: &proto::SignedReceipt) -> Result<Self, DecodeError> {
+    fn from_proto(p: &Self::Proto) -> Result<Self, DecodeError> {
         let receipt = p.receipt.as_ref().ok_or(DecodeError::Missing {
             field: "signed_receipt.receipt",
         })?;
@@ -486,27 +511,6 @@ impl SignedReceipt {
                 &p.host_signature,
             )?),
         })
-    }
-
-    /// Encodes to protobuf.
-    pub fn encode(&self) -> Vec<u8> {
-        self.to_proto().encode_to_vec()
-    }
-
-    /// Decodes and validates (no signature check).
-    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let p: proto::SignedReceipt = decode_canonical("signed_receipt", bytes, MAX_RECEIPT_LEN)?;
-        Self::from_proto(&p)
-    }
-
-    /// base64url (no padding) of the protobuf, the `x-dait-receipt` header/trailer value.
-    pub fn to_header_value(&self) -> String {
-        b64_encode(&self.encode())
-    }
-
-    /// Parses an `x-dait-receipt` value.
-    pub fn from_header_value(text: &str) -> Result<Self, DecodeError> {
-        Self::decode(&b64_decode("signed_receipt", text, MAX_RECEIPT_LEN)?)
     }
 }
 
@@ -542,9 +546,15 @@ impl ChannelState {
             host_key_id,
         }
     }
+}
+
+impl WireMessage for ChannelState {
+    type Proto = proto::ChannelState;
+    const NAME: &'static str = "channel_state";
+    const MAX_LEN: usize = MAX_STATE_LEN;
 
     /// The protobuf form.
-    pub fn to_proto(&self) -> proto::ChannelState {
+    fn to_proto(&self) -> Self::Proto {
         proto::ChannelState {
             channel_id: self.channel_id.0.to_vec(),
             turn: self.turn,
@@ -557,7 +567,7 @@ impl ChannelState {
     }
 
     /// Validates the protobuf form.
-    pub fn from_proto(p: &proto::ChannelState) -> Result<Self, DecodeError> {
+    fn from_proto(p: &Self::Proto) -> Result<Self, DecodeError> {
         Ok(Self {
             channel_id: b256("channel_state.channel_id", &p.channel_id)?,
             turn: p.turn,
@@ -567,17 +577,6 @@ impl ChannelState {
             tenant: address("channel_state.tenant", &p.tenant)?,
             host_key_id: b256("channel_state.host_key_id", &p.host_key_id)?,
         })
-    }
-
-    /// Encodes to protobuf.
-    pub fn encode(&self) -> Vec<u8> {
-        self.to_proto().encode_to_vec()
-    }
-
-    /// Decodes and validates.
-    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let p: proto::ChannelState = decode_canonical("channel_state", bytes, MAX_STATE_LEN)?;
-        Self::from_proto(&p)
     }
 }
 
@@ -593,9 +592,13 @@ pub struct SignedChannelState {
     pub host_signature: Option<HostSignature>,
 }
 
-impl SignedChannelState {
+impl WireMessage for SignedChannelState {
+    type Proto = proto::SignedChannelState;
+    const NAME: &'static str = "signed_channel_state";
+    const MAX_LEN: usize = MAX_STATE_LEN;
+
     /// The protobuf form.
-    pub fn to_proto(&self) -> proto::SignedChannelState {
+    fn to_proto(&self) -> Self::Proto {
         proto::SignedChannelState {
             state: Some(self.state.to_proto()),
             tenant_signature: self.tenant_signature.to_bytes().to_vec(),
@@ -607,7 +610,7 @@ impl SignedChannelState {
     }
 
     /// Validates the protobuf form.
-    pub fn from_proto(p: &proto::SignedChannelState) -> Result<Self, DecodeError> {
+    fn from_proto(p: &Self::Proto) -> Result<Self, DecodeError> {
         let state = p.state.as_ref().ok_or(DecodeError::Missing {
             field: "signed_channel_state.state",
         })?;
@@ -627,28 +630,6 @@ impl SignedChannelState {
             )?),
             host_signature,
         })
-    }
-
-    /// Encodes to protobuf.
-    pub fn encode(&self) -> Vec<u8> {
-        self.to_proto().encode_to_vec()
-    }
-
-    /// Decodes and validates (no signature check).
-    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let p: proto::SignedChannelState =
-            decode_canonical("signed_channel_state", bytes, MAX_STATE_LEN)?;
-        Self::from_proto(&p)
-    }
-
-    /// base64url (no padding) of the protobuf, the `x-dait-state` header value.
-    pub fn to_header_value(&self) -> String {
-        b64_encode(&self.encode())
-    }
-
-    /// Parses an `x-dait-state` value.
-    pub fn from_header_value(text: &str) -> Result<Self, DecodeError> {
-        Self::decode(&b64_decode("signed_channel_state", text, MAX_STATE_LEN)?)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Property tests: encode/decode round trips, and decoding arbitrary bytes never panics.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+use dait_chain_client::WireMessage as _;
 use dait_chain_client::{
     Address, B256, ChannelState, Domain, HostSignature, HostSigningKey, Keyset, NormalizedResponse,
     Receipt, SignedChannelState, SignedReceipt, StreamNormalizer, TenantSignature, Usage,

@@ -10,13 +10,15 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use dait_chain_client::WireMessage as _;
+use dait_chain_client::runtime_log::{EventLog, RuntimeLogError};
 use dait_chain_client::{
     Address, B256, ChannelHead, ChannelState, DecodeError, Domain, Freshness, HostSignature,
     HostSigningKey, HostVerifyingKey, Keyset, NormalizedResponse, Receipt, ReceiptChain,
     ReceiptError, SignatureError, SignedChannelState, SignedReceipt, StreamNormalizer,
     TenantSignature, TenantSigner, Usage, bundle_hash, channel_id, decode_bundle, encode_bundle,
-    gpu_nonce, keyset_hash, proto, recover_tenant, report_data, simulated_key_digest,
-    simulated_report_digest, tpm_qualifying_data,
+    gpu_nonce, keyset_hash, proto, recover_tenant, report_data, runtime_log, simulated_key_digest,
+    simulated_report_digest, tagged_sha256, tpm_qualifying_data,
 };
 use prost::Message as _;
 use serde_json::{Value, json};
@@ -324,7 +326,7 @@ fn generate() -> BTreeMap<&'static str, Value> {
         host_key_id,
         keyset_hash: ks_hash,
         model_id: "smollm2-135m-instruct-q4_1".into(),
-        weight_hash: dait_chain_client::tagged_sha256(b"weights", b"smollm2"),
+        weight_hash: tagged_sha256(b"weights", b"smollm2"),
         request_hash: dait_chain_client::request_hash(
             br#"{"model":"smollm2-135m","messages":[{"role":"user","content":"Capital of France?"}],"temperature":0,"seed":7}"#,
         ),
@@ -340,7 +342,7 @@ fn generate() -> BTreeMap<&'static str, Value> {
         prev_receipt_hash: B256::ZERO,
         timestamp: 1_767_225_601,
         seed: 7,
-        engine_build: dait_chain_client::tagged_sha256(b"engine", b"llama-cpp-python 0.3.36"),
+        engine_build: tagged_sha256(b"engine", b"llama-cpp-python 0.3.36"),
         deterministic: true,
     };
     r1.amount =
@@ -457,7 +459,7 @@ fn generate() -> BTreeMap<&'static str, Value> {
         platform: proto::Platform::Simulated as i32,
         report_data: rd.to_vec(),
         measurements: (0u8..5).map(|i| vec![i; 48]).collect(),
-        event_log_digest: dait_chain_client::tagged_sha256(b"", &event_log).0.to_vec(),
+        event_log_digest: tagged_sha256(b"", &event_log).0.to_vec(),
     }
     .encode_to_vec();
     let ak_pub = ak.verifying_key().to_sec1();
@@ -511,6 +513,7 @@ fn generate() -> BTreeMap<&'static str, Value> {
             })
         })
         .collect();
+    files.insert("runtime_log.json", runtime_log_vector());
     files.insert(
         "response.json",
         json!({
@@ -519,6 +522,66 @@ fn generate() -> BTreeMap<&'static str, Value> {
         }),
     );
     files
+}
+
+/// The agent's runtime events for fixed contents (`None`: no weights file, 32 zero bytes).
+fn runtime_contents() -> [(&'static str, Option<&'static str>); 4] {
+    [
+        (runtime_log::MODEL_ID, Some("smollm2-135m-instruct-q4_1")),
+        (runtime_log::MODEL_WEIGHTS, None),
+        (runtime_log::ENGINE_BUILD, Some("llama-cpp-python 0.3.36")),
+        (
+            runtime_log::AGENT_CONFIG,
+            Some(
+                "price_in=3 price_out=5 chain_id=31337 settlement=0x5fbdb2315678afecb367f032d93f642f64180aa3 seed=0",
+            ),
+        ),
+    ]
+}
+
+fn runtime_log_vector() -> Value {
+    let mut log = EventLog::default();
+    let events: Vec<Value> = runtime_contents()
+        .iter()
+        .map(|(name, content)| {
+            let sha256 = content.map_or([0; 32], |c| tagged_sha256(b"", c.as_bytes()).0);
+            let data = runtime_log::event_data(name, &sha256);
+            let digest = log.record(name, &data);
+            json!({
+                "name": name, "content": content, "sha256": hex(sha256), "data": data,
+                "digest": hex(digest), "register": hex(log.register()),
+            })
+        })
+        .collect();
+    let encoded = String::from_utf8(log.encode()).unwrap();
+    let invalid: Vec<Value> = [
+        (
+            "changed-data",
+            encoded.replacen("model-id:", "model-id:0", 1),
+        ),
+        (
+            "register-2",
+            encoded.replacen(r#""imr":3"#, r#""imr":2"#, 1),
+        ),
+        (
+            "unknown-member",
+            encoded.replacen(r#""imr":3,"#, r#""imr":3,"pcr":23,"#, 1),
+        ),
+        (
+            "missing-kind",
+            encoded.replacen(r#""kind":"model-id","#, "", 1),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, encoded)| json!({"name": name, "encoded": encoded}))
+    .collect();
+    json!({
+        "description": "Runtime event log (PROTOCOL.md §10): data = name || \":\" || hex(sha256); digest = SHA-384(data); register_i = SHA-384(register_{i-1} || digest_i) from 48 zero bytes; encoded = the JSON log the agent serves as the bundle's event_log.",
+        "events": events,
+        "encoded": encoded,
+        "register": hex(log.register()),
+        "invalid": invalid,
+    })
 }
 
 // ---------- tests ----------
@@ -828,4 +891,52 @@ fn response_vector() {
     // Body and stream of the same text: two texts, two cases each, one hash each.
     assert_eq!(by_text.len(), 2);
     assert!(by_text.values().all(|hs| hs.len() == 2 && hs[0] == hs[1]));
+}
+
+#[test]
+fn runtime_log_vector_checks() {
+    let v = load("runtime_log.json");
+    let mut log = EventLog::default();
+    let events = v["events"].as_array().unwrap();
+    assert_eq!(events.len(), runtime_log::EVENT_NAMES.len());
+    for (e, name) in events.iter().zip(runtime_log::EVENT_NAMES) {
+        assert_eq!(e["name"], name, "the agent's order");
+        let sha256: [u8; 32] = arr(&e["sha256"]);
+        match e["content"].as_str() {
+            Some(c) => assert_eq!(tagged_sha256(b"", c.as_bytes()).0, sha256),
+            None => assert_eq!(sha256, [0; 32]),
+        }
+        // Encode direction: fields -> data -> digest -> register.
+        let data = runtime_log::event_data(name, &sha256);
+        assert_eq!(data, e["data"].as_str().unwrap());
+        assert_eq!(log.record(name, &data), arr::<48>(&e["digest"]));
+        assert_eq!(log.register(), arr::<48>(&e["register"]));
+    }
+    let encoded = v["encoded"].as_str().unwrap();
+    assert_eq!(log.encode(), encoded.as_bytes());
+    // Decode direction: bytes -> events -> register.
+    let decoded = EventLog::decode(encoded.as_bytes()).unwrap();
+    assert_eq!(decoded, log);
+    assert_eq!(
+        runtime_log::replay(encoded.as_bytes()).unwrap(),
+        arr::<48>(&v["register"])
+    );
+    assert_eq!(
+        runtime_log::replay_data(events.iter().map(|e| e["data"].as_str().unwrap())),
+        arr::<48>(&v["register"])
+    );
+    for bad in v["invalid"].as_array().unwrap() {
+        let r = runtime_log::replay(bad["encoded"].as_str().unwrap().as_bytes());
+        match bad["name"].as_str().unwrap() {
+            "changed-data" => assert_eq!(r, Err(RuntimeLogError::DigestMismatch { index: 0 })),
+            "register-2" => assert_eq!(
+                r,
+                Err(RuntimeLogError::UnsupportedRegister { index: 0, imr: 2 })
+            ),
+            "unknown-member" | "missing-kind" => {
+                assert!(matches!(r, Err(RuntimeLogError::Malformed { .. })), "{r:?}");
+            }
+            other => panic!("unknown invalid case {other}"),
+        }
+    }
 }

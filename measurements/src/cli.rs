@@ -59,6 +59,14 @@ struct BootArgs {
     cmdline: String,
 }
 
+impl BootArgs {
+    /// Reads the kernel and the initrd, if any.
+    fn read(&self) -> anyhow::Result<(Vec<u8>, Option<Vec<u8>>)> {
+        let kernel = read(&self.kernel)?;
+        Ok((kernel, self.initrd.as_deref().map(read).transpose()?))
+    }
+}
+
 #[derive(Debug, Args)]
 struct SnpArgs {
     /// OVMF built from OvmfPkg/AmdSev/AmdSevX64.dsc (scripts/ovmf.sh).
@@ -285,8 +293,7 @@ fn snp_digest(
 
 fn snp_command(args: &SnpArgs) -> anyhow::Result<bool> {
     let firmware = read(&args.ovmf)?;
-    let kernel = read(&args.boot.kernel)?;
-    let initrd = args.boot.initrd.as_deref().map(read).transpose()?;
+    let (kernel, initrd) = args.boot.read()?;
     let digest = snp_digest(
         &firmware,
         &kernel,
@@ -325,8 +332,7 @@ fn tdx_values(
 
 fn tdx_command(args: &TdxArgs) -> anyhow::Result<bool> {
     let firmware = read(&args.firmware)?;
-    let kernel = read(&args.boot.kernel)?;
-    let initrd = args.boot.initrd.as_deref().map(read).transpose()?;
+    let (kernel, initrd) = args.boot.read()?;
     let values = tdx_values(
         &firmware,
         &kernel,
@@ -447,8 +453,7 @@ fn parse_shape(text: &str) -> anyhow::Result<VmShape> {
 }
 
 fn reference_command(args: &ReferenceArgs) -> anyhow::Result<bool> {
-    let kernel = read(&args.boot.kernel)?;
-    let initrd = args.boot.initrd.as_deref().map(read).transpose()?;
+    let (kernel, initrd) = args.boot.read()?;
     let uki = args.uki.as_deref().map(read).transpose()?;
     let mut firmware = Vec::new();
     let mut firmware_bytes = Vec::new();

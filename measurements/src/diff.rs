@@ -96,6 +96,10 @@ fn hex_of<T: fmt::Display>(value: Option<&T>) -> Option<String> {
     value.map(ToString::to_string)
 }
 
+fn one<T: fmt::Display>(value: &T) -> Vec<String> {
+    vec![value.to_string()]
+}
+
 fn all<T: fmt::Display>(values: &[T]) -> Vec<String> {
     values.iter().map(ToString::to_string).collect()
 }
@@ -113,101 +117,98 @@ pub fn diff(
             reported: reported.platform,
         });
     }
-    let mut fields = Vec::new();
-    match vm.platform {
+    // A row named after the `ReportedValues` member it compares.
+    macro_rules! member_row {
+        ($member:ident, $meaning:expr, $expected:expr) => {
+            row(
+                stringify!($member),
+                $meaning,
+                $expected,
+                hex_of(reported.$member.as_ref()),
+            )
+        };
+    }
+    let fields = match vm.platform {
         Platform::Tdx => {
             let tdx = reference.tdx.as_ref().ok_or(DiffError::UnknownShape)?;
             let values = reference.tdx_shape(shape).ok_or(DiffError::UnknownShape)?;
-            let rtmr = reported.rtmr.as_ref();
-            let rtmr_at = |i: usize| rtmr.and_then(|r| r.get(i)).map(ToString::to_string);
-            fields.push(row(
-                "mrtd",
-                "firmware (TDVF) pages added at build time",
-                vec![values.mrtd.to_string()],
-                hex_of(reported.mrtd.as_ref()),
-            ));
-            fields.push(row(
-                "rtmr0",
-                "firmware configuration: TD HOB, variables, ACPI tables (VM shape)",
-                vec![values.rtmr0.to_string()],
-                rtmr_at(0),
-            ));
-            fields.push(row(
-                "rtmr1",
-                "EFI application (UKI/kernel) and boot events",
-                vec![tdx.rtmr1.to_string()],
-                rtmr_at(1),
-            ));
-            fields.push(row(
-                "rtmr2",
-                "kernel command line and initrd",
-                vec![tdx.rtmr2.to_string()],
-                rtmr_at(2),
-            ));
-            fields.push(row(
-                "rtmr3",
-                "runtime events: model weights, engine and agent configuration",
-                vec![reference.expected_rtmr3().to_string()],
-                rtmr_at(3),
-            ));
-            fields.push(row(
-                "mr_config_id",
-                "host-chosen configuration id",
-                all(&tdx.mr_config_id),
-                hex_of(reported.mr_config_id.as_ref()),
-            ));
-            fields.push(row(
-                "mr_owner",
-                "host-chosen owner id",
-                all(&tdx.mr_owner),
-                hex_of(reported.mr_owner.as_ref()),
-            ));
-            fields.push(row(
-                "mr_owner_config",
-                "host-chosen owner configuration",
-                all(&tdx.mr_owner_config),
-                hex_of(reported.mr_owner_config.as_ref()),
-            ));
-            fields.push(row(
-                "td_attributes",
-                "TD attributes (debug, SEPT_VE_DISABLE, PKS, KL…)",
-                vec![tdx.td_attributes.to_string()],
-                hex_of(reported.td_attributes.as_ref()),
-            ));
+            let rtmr = |i: usize| {
+                let rtmrs = reported.rtmr.as_ref();
+                rtmrs.and_then(|r| r.get(i)).map(ToString::to_string)
+            };
+            let mut fields = vec![
+                member_row!(
+                    mrtd,
+                    "firmware (TDVF) pages added at build time",
+                    one(&values.mrtd)
+                ),
+                row(
+                    "rtmr0",
+                    "firmware configuration: TD HOB, variables, ACPI tables (VM shape)",
+                    one(&values.rtmr0),
+                    rtmr(0),
+                ),
+                row(
+                    "rtmr1",
+                    "EFI application (UKI/kernel) and boot events",
+                    one(&tdx.rtmr1),
+                    rtmr(1),
+                ),
+                row(
+                    "rtmr2",
+                    "kernel command line and initrd",
+                    one(&tdx.rtmr2),
+                    rtmr(2),
+                ),
+                row(
+                    "rtmr3",
+                    "runtime events: model weights, engine and agent configuration",
+                    one(&reference.expected_rtmr3()),
+                    rtmr(3),
+                ),
+                member_row!(
+                    mr_config_id,
+                    "host-chosen configuration id",
+                    all(&tdx.mr_config_id)
+                ),
+                member_row!(mr_owner, "host-chosen owner id", all(&tdx.mr_owner)),
+                member_row!(
+                    mr_owner_config,
+                    "host-chosen owner configuration",
+                    all(&tdx.mr_owner_config)
+                ),
+                member_row!(
+                    td_attributes,
+                    "TD attributes (debug, SEPT_VE_DISABLE, PKS, KL…)",
+                    one(&tdx.td_attributes)
+                ),
+            ];
             if let Some(xfam) = &tdx.xfam {
-                fields.push(row(
-                    "xfam",
-                    "extended features",
-                    vec![xfam.to_string()],
-                    hex_of(reported.xfam.as_ref()),
-                ));
+                fields.push(member_row!(xfam, "extended features", one(xfam)));
             }
+            fields
         }
         Platform::Snp => {
             let snp = reference.snp.as_ref().ok_or(DiffError::UnknownShape)?;
             let measurement = reference
                 .snp_measurement(shape)
                 .ok_or(DiffError::UnknownShape)?;
-            fields.push(row(
-                "measurement",
-                "launch digest: firmware, kernel/initrd/cmdline hashes, vCPU count and type",
-                vec![measurement.to_string()],
-                hex_of(reported.measurement.as_ref()),
-            ));
-            fields.push(row(
-                "host_data",
-                "host-chosen data",
-                all(&snp.host_data),
-                hex_of(reported.host_data.as_ref()),
-            ));
-            fields.push(row(
-                "guest_policy",
-                "guest policy (debug, migration, SMT, ABI version)",
-                vec![format!("{:#x}", snp.guest_policy)],
-                reported.guest_policy.map(|p| format!("{p:#x}")),
-            ));
+            vec![
+                member_row!(
+                    measurement,
+                    "launch digest: firmware, kernel/initrd/cmdline hashes, vCPU count and type",
+                    one(measurement)
+                ),
+                member_row!(host_data, "host-chosen data", all(&snp.host_data)),
+                row(
+                    "guest_policy",
+                    "guest policy (debug, migration, SMT, ABI version)",
+                    vec![format!("{:#x}", snp.guest_policy)],
+                    reported.guest_policy.map(|p| format!("{p:#x}")),
+                ),
+            ]
         }
-    }
+    };
     Ok(DiffReport {
         shape: shape.to_owned(),
         fields,
@@ -329,17 +330,10 @@ mod tests {
     fn snp_fields_and_errors() {
         let reference = sample();
         let good = ReportedValues {
-            platform: Platform::Snp,
             measurement: Some(*reference.snp_measurement("snp-4").unwrap()),
             host_data: Some(HexBytes::ZERO),
             guest_policy: Some(0x30000),
-            mrtd: None,
-            rtmr: None,
-            mr_config_id: None,
-            mr_owner: None,
-            mr_owner_config: None,
-            td_attributes: None,
-            xfam: None,
+            ..ReportedValues::new(Platform::Snp)
         };
         assert!(diff(&reference, "snp-4", &good).unwrap().matches());
         for (field, edit) in [

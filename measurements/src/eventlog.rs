@@ -167,22 +167,20 @@ impl<'a> Cursor<'a> {
         Ok(head)
     }
 
-    fn u32(&mut self, field: &'static str) -> Result<u32, EventLogError> {
-        let bytes = self.take(4, field)?;
-        let array: [u8; 4] = bytes.try_into().map_err(|_| EventLogError::Truncated {
+    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], EventLogError> {
+        let bytes = self.take(N, field)?;
+        bytes.try_into().map_err(|_| EventLogError::Truncated {
             index: self.index,
             field,
-        })?;
-        Ok(u32::from_le_bytes(array))
+        })
+    }
+
+    fn u32(&mut self, field: &'static str) -> Result<u32, EventLogError> {
+        self.array(field).map(u32::from_le_bytes)
     }
 
     fn u16(&mut self, field: &'static str) -> Result<u16, EventLogError> {
-        let bytes = self.take(2, field)?;
-        let array: [u8; 2] = bytes.try_into().map_err(|_| EventLogError::Truncated {
-            index: self.index,
-            field,
-        })?;
-        Ok(u16::from_le_bytes(array))
+        self.array(field).map(u16::from_le_bytes)
     }
 
     fn data(&mut self, field: &'static str) -> Result<&'a [u8], EventLogError> {

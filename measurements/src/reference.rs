@@ -11,8 +11,11 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::Path;
 
+use dait_chain_client::runtime_log;
+/// `SHA-384(register || digest)`: the TDX RTMR / TPM PCR extend operation, defined by the protocol core.
+pub use dait_chain_client::runtime_log::extend_sha384;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256, Sha384};
+use sha2::{Digest, Sha256};
 
 use crate::hexbytes::{HexBytes, Sha256Digest, Sha384Digest};
 use crate::snp::CpuType;
@@ -544,13 +547,12 @@ impl ReferenceMeasurements {
 
     /// The RTMR3 value after the agent has extended every runtime event, in order.
     pub fn expected_rtmr3(&self) -> Sha384Digest {
-        let mut register = [0u8; 48];
-        for event in &self.runtime.events {
-            let digest: [u8; 48] =
-                Sha384::digest(runtime_event_data(&event.name, &event.sha256)).into();
-            register = extend_sha384(&register, &digest);
-        }
-        HexBytes(register)
+        HexBytes(runtime_log::replay_data(
+            self.runtime
+                .events
+                .iter()
+                .map(|e| runtime_event_data(&e.name, &e.sha256)),
+        ))
     }
 
     /// The SHA-256 bank value of the runtime vTPM PCR after the agent has extended every runtime event.
@@ -598,22 +600,10 @@ impl Artefacts {
     }
 }
 
-/// The bytes the agent measures for a runtime event: `name || ":" || hex(sha256)` (ASCII).
+/// The bytes the agent measures for a runtime event ([`runtime_log::event_data`]: `name || ":" || hex(sha256)`).
 /// RTMR3 is extended with SHA-384 of these bytes; the vTPM PCR's SHA-256 bank with SHA-256 of them.
 pub fn runtime_event_data(name: &str, sha256: &Sha256Digest) -> Vec<u8> {
-    let mut data = Vec::with_capacity(name.len().saturating_add(65));
-    data.extend_from_slice(name.as_bytes());
-    data.push(b':');
-    data.extend_from_slice(sha256.to_hex().as_bytes());
-    data
-}
-
-/// `SHA-384(register || digest)`: the TDX RTMR / TPM PCR extend operation.
-pub fn extend_sha384(register: &[u8; 48], digest: &[u8; 48]) -> [u8; 48] {
-    let mut hasher = Sha384::new();
-    hasher.update(register);
-    hasher.update(digest);
-    hasher.finalize().into()
+    runtime_log::event_data(name, &sha256.0).into_bytes()
 }
 
 fn check_name(name: &str, field: &'static str, index: usize) -> Result<(), ReferenceError> {

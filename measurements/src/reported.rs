@@ -44,6 +44,25 @@ pub struct ReportedValues {
     pub guest_policy: Option<u64>,
 }
 
+impl ReportedValues {
+    /// Values reported by `platform`, none of them known yet.
+    pub fn new(platform: Platform) -> Self {
+        Self {
+            platform,
+            mrtd: None,
+            rtmr: None,
+            mr_config_id: None,
+            mr_owner: None,
+            mr_owner_config: None,
+            td_attributes: None,
+            xfam: None,
+            measurement: None,
+            host_data: None,
+            guest_policy: None,
+        }
+    }
+}
+
 /// Why a quote or report could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -107,7 +126,6 @@ pub fn tdx_quote_fields(quote: &[u8]) -> Result<ReportedValues, ReportedError> {
     let digest =
         |offset: usize, name: &'static str| field::<48>(quote, at(offset), name).map(HexBytes);
     Ok(ReportedValues {
-        platform: Platform::Tdx,
         td_attributes: Some(HexBytes(field::<8>(
             quote,
             at(120),
@@ -124,9 +142,7 @@ pub fn tdx_quote_fields(quote: &[u8]) -> Result<ReportedValues, ReportedError> {
             digest(424, "td_report.rtmr2")?,
             digest(472, "td_report.rtmr3")?,
         ]),
-        measurement: None,
-        host_data: None,
-        guest_policy: None,
+        ..ReportedValues::new(Platform::Tdx)
     })
 }
 
@@ -144,7 +160,6 @@ pub fn snp_report_fields(report: &[u8]) -> Result<ReportedValues, ReportedError>
         return Err(ReportedError::UnsupportedVersion(version));
     }
     Ok(ReportedValues {
-        platform: Platform::Snp,
         guest_policy: Some(u64::from_le_bytes(field::<8>(
             report,
             0x08,
@@ -156,13 +171,7 @@ pub fn snp_report_fields(report: &[u8]) -> Result<ReportedValues, ReportedError>
             "snp_report.measurement",
         )?)),
         host_data: Some(HexBytes(field::<32>(report, 0xc0, "snp_report.host_data")?)),
-        mrtd: None,
-        rtmr: None,
-        mr_config_id: None,
-        mr_owner: None,
-        mr_owner_config: None,
-        td_attributes: None,
-        xfam: None,
+        ..ReportedValues::new(Platform::Snp)
     })
 }
 

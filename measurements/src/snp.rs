@@ -31,73 +31,59 @@ pub const MAX_VCPUS: u32 = 512;
 /// A GUID in its on-disk (little-endian, `bytes_le`) form.
 pub type Guid = [u8; 16];
 
-/// Encodes a GUID given as `{d1-d2-d3-d4}` into its little-endian byte form.
-pub const fn guid(d1: u32, d2: u16, d3: u16, d4: [u8; 8]) -> Guid {
-    let a = d1.to_le_bytes();
-    let b = d2.to_le_bytes();
-    let c = d3.to_le_bytes();
-    [
-        a[0], a[1], a[2], a[3], b[0], b[1], c[0], c[1], d4[0], d4[1], d4[2], d4[3], d4[4], d4[5],
-        d4[6], d4[7],
-    ]
+/// A GUID from its text form `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (RFC 9562 §4), as [`Guid`] bytes: the first
+/// three groups little-endian, the last two as written.
+// For the constants of this crate only, evaluated at compile time: a malformed literal fails the build.
+#[allow(
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+pub(crate) const fn guid(text: &str) -> Guid {
+    const fn nibble(c: u8) -> u8 {
+        match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => panic!("GUID: not a hex digit"),
+        }
+    }
+    // Where each byte's two digits start in the text, in the on-disk (little-endian) byte order.
+    const AT: [usize; 16] = [6, 4, 2, 0, 11, 9, 16, 14, 19, 21, 24, 26, 28, 30, 32, 34];
+    let text = text.as_bytes();
+    assert!(
+        text.len() == 36
+            && text[8] == b'-'
+            && text[13] == b'-'
+            && text[18] == b'-'
+            && text[23] == b'-',
+        "GUID: not xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
+    );
+    let mut out = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        out[i] = (nibble(text[AT[i]]) << 4) | nibble(text[AT[i] + 1]);
+        i += 1;
+    }
+    out
 }
 
-/// `96b582de-1fb2-45f7-baea-a366c55a082d`: the footer of OVMF's GUIDed table (ResetVector).
-pub const OVMF_TABLE_FOOTER_GUID: Guid = guid(
-    0x96b5_82de,
-    0x1fb2,
-    0x45f7,
-    [0xba, 0xea, 0xa3, 0x66, 0xc5, 0x5a, 0x08, 0x2d],
-);
-/// `7255371f-3a3b-4b04-927b-1da6efa8d454`: GPA and size of the SEV hashes table.
-pub const SEV_HASH_TABLE_RV_GUID: Guid = guid(
-    0x7255_371f,
-    0x3a3b,
-    0x4b04,
-    [0x92, 0x7b, 0x1d, 0xa6, 0xef, 0xa8, 0xd4, 0x54],
-);
-/// `00f771de-1a7e-4fcb-890e-68c77e2fb44e`: the SEV-ES AP reset vector.
-pub const SEV_ES_RESET_BLOCK_GUID: Guid = guid(
-    0x00f7_71de,
-    0x1a7e,
-    0x4fcb,
-    [0x89, 0x0e, 0x68, 0xc7, 0x7e, 0x2f, 0xb4, 0x4e],
-);
-/// `dc886566-984a-4798-a75e-5585a7bf67cc`: offset of the SEV metadata.
-pub const OVMF_SEV_METADATA_GUID: Guid = guid(
-    0xdc88_6566,
-    0x984a,
-    0x4798,
-    [0xa7, 0x5e, 0x55, 0x85, 0xa7, 0xbf, 0x67, 0xcc],
-);
-/// `9438d606-4f22-4cc9-b479-a793d411fd21`: SEV hashes table header.
-pub const SEV_HASH_TABLE_HEADER_GUID: Guid = guid(
-    0x9438_d606,
-    0x4f22,
-    0x4cc9,
-    [0xb4, 0x79, 0xa7, 0x93, 0xd4, 0x11, 0xfd, 0x21],
-);
-/// `4de79437-abd2-427f-b835-d5b172d2045b`: kernel entry of the hashes table.
-pub const SEV_KERNEL_ENTRY_GUID: Guid = guid(
-    0x4de7_9437,
-    0xabd2,
-    0x427f,
-    [0xb8, 0x35, 0xd5, 0xb1, 0x72, 0xd2, 0x04, 0x5b],
-);
-/// `44baf731-3a2f-4bd7-9af1-41e29169781d`: initrd entry of the hashes table.
-pub const SEV_INITRD_ENTRY_GUID: Guid = guid(
-    0x44ba_f731,
-    0x3a2f,
-    0x4bd7,
-    [0x9a, 0xf1, 0x41, 0xe2, 0x91, 0x69, 0x78, 0x1d],
-);
-/// `97d02dd8-bd20-4c94-aa78-e7714d36ab2a`: command-line entry of the hashes table.
-pub const SEV_CMDLINE_ENTRY_GUID: Guid = guid(
-    0x97d0_2dd8,
-    0xbd20,
-    0x4c94,
-    [0xaa, 0x78, 0xe7, 0x71, 0x4d, 0x36, 0xab, 0x2a],
-);
+/// The footer of OVMF's GUIDed table (ResetVector).
+pub const OVMF_TABLE_FOOTER_GUID: Guid = guid("96b582de-1fb2-45f7-baea-a366c55a082d");
+/// GPA and size of the SEV hashes table.
+pub const SEV_HASH_TABLE_RV_GUID: Guid = guid("7255371f-3a3b-4b04-927b-1da6efa8d454");
+/// The SEV-ES AP reset vector.
+pub const SEV_ES_RESET_BLOCK_GUID: Guid = guid("00f771de-1a7e-4fcb-890e-68c77e2fb44e");
+/// Offset of the SEV metadata.
+pub const OVMF_SEV_METADATA_GUID: Guid = guid("dc886566-984a-4798-a75e-5585a7bf67cc");
+/// SEV hashes table header.
+pub const SEV_HASH_TABLE_HEADER_GUID: Guid = guid("9438d606-4f22-4cc9-b479-a793d411fd21");
+/// Kernel entry of the hashes table.
+pub const SEV_KERNEL_ENTRY_GUID: Guid = guid("4de79437-abd2-427f-b835-d5b172d2045b");
+/// Initrd entry of the hashes table.
+pub const SEV_INITRD_ENTRY_GUID: Guid = guid("44baf731-3a2f-4bd7-9af1-41e29169781d");
+/// Command-line entry of the hashes table.
+pub const SEV_CMDLINE_ENTRY_GUID: Guid = guid("97d02dd8-bd20-4c94-aa78-e7714d36ab2a");
 
 /// Why a launch digest could not be computed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -810,10 +796,20 @@ mod tests {
     }
 
     #[test]
+    #[should_panic(expected = "GUID")]
+    fn malformed_guid_text_panics() {
+        let _ = guid("96b582de-1fb2-45f7-baea_a366c55a082d");
+    }
+
+    #[test]
     fn guids_encode_little_endian() {
         assert_eq!(
             hex::encode(OVMF_TABLE_FOOTER_GUID),
             "de82b596b21ff745baeaa366c55a082d"
+        );
+        assert_eq!(
+            guid("00F771DE-1A7E-4FCB-890E-68C77E2FB44E"),
+            SEV_ES_RESET_BLOCK_GUID
         );
     }
 

@@ -29,13 +29,8 @@ use crate::hexbytes::{HexBytes, Sha384Digest};
 use crate::reference::extend_sha384;
 use crate::snp::{self, Guid, PAGE_SIZE};
 
-/// `e47a6535-984a-4798-865e-4685a7bf8ec2`: offset of the TDVF metadata descriptor in the OVMF footer table.
-pub const TDX_METADATA_GUID: Guid = snp::guid(
-    0xe47a_6535,
-    0x984a,
-    0x4798,
-    [0x86, 0x5e, 0x46, 0x85, 0xa7, 0xbf, 0x8e, 0xc2],
-);
+/// Offset of the TDVF metadata descriptor in the OVMF footer table.
+pub const TDX_METADATA_GUID: Guid = snp::guid("e47a6535-984a-4798-865e-4685a7bf8ec2");
 /// Section attribute: measure the section's data with TDH.MR.EXTEND.
 pub const ATTRIBUTE_MR_EXTEND: u32 = 0x1;
 /// Section attribute: pages are added by the guest (TDH.MEM.PAGE.AUG), not measured.

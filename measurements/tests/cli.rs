@@ -128,17 +128,10 @@ fn committed_reference(release: &str) -> (PathBuf, ReferenceMeasurements) {
 fn snp_values(reference: &ReferenceMeasurements, shape: &str) -> ReportedValues {
     let snp = reference.snp.as_ref().unwrap();
     ReportedValues {
-        platform: dait_measure::reference::Platform::Snp,
         measurement: Some(*reference.snp_measurement(shape).unwrap()),
         host_data: Some(snp.host_data[0]),
         guest_policy: Some(snp.guest_policy),
-        mrtd: None,
-        rtmr: None,
-        mr_config_id: None,
-        mr_owner: None,
-        mr_owner_config: None,
-        td_attributes: None,
-        xfam: None,
+        ..ReportedValues::new(dait_measure::reference::Platform::Snp)
     }
 }
 

@@ -13,7 +13,9 @@ use dait_chain_client::{
     B256, CallBinding, DecodeError, Domain, HostVerifyingKey, NormalizeError, NormalizedResponse,
     ReceiptChain, SignatureError, TenantSigner, Usage, ciphertext_hash, request_hash,
 };
-pub use dait_chain_client::{ChannelState, Receipt, SignedChannelState, SignedReceipt};
+pub use dait_chain_client::{
+    ChannelState, Receipt, SignedChannelState, SignedReceipt, WireMessage,
+};
 
 use crate::bundle::VerifiedBundle;
 

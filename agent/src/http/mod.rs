@@ -29,6 +29,7 @@ use crate::log::ReceiptLog;
 use crate::proxy::{ProxyError, Upstream, ask_for_usage, response_hash};
 use crate::receipt::{CallFacts, Channels, Lease, ReceiptParams};
 use crate::tee::TeeBackend;
+use dait_chain_client::WireMessage as _;
 use dait_chain_client::{NormalizedResponse, StreamNormalizer, Usage};
 use error::CallError;
 

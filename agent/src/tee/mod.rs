@@ -7,10 +7,10 @@
 use std::path::Path;
 
 pub use dait_chain_client::proto::{CpuEvidence, Platform};
+use dait_chain_client::runtime_log::EventLog;
 
 use crate::config::TeeKind;
 
-pub mod eventlog;
 mod tsm;
 
 #[cfg(feature = "simulated-tee")]
@@ -62,7 +62,7 @@ pub trait TeeBackend: Send + Sync {
     fn evidence(&self, report_data: &[u8; 64]) -> Result<CpuEvidence, TeeError>;
     /// Extend the runtime measurement register (TDX RTMR3; the simulated RTMR3) with the last
     /// event of `log`.
-    fn extend_runtime(&self, log: &eventlog::EventLog) -> Result<(), TeeError>;
+    fn extend_runtime(&self, log: &EventLog) -> Result<(), TeeError>;
 }
 
 /// Open the backend chosen by `kind`. `state_dir` holds the simulated platform root.

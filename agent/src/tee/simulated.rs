@@ -23,8 +23,8 @@ use rand::RngCore;
 use sha2::{Digest, Sha256, Sha384};
 use zeroize::Zeroizing;
 
-use super::eventlog::EventLog;
 use super::{CpuEvidence, Platform, TeeBackend, TeeError};
+use dait_chain_client::runtime_log::EventLog;
 
 /// File of the simulated platform root secret (hex, mode 0600).
 pub const ROOT_KEY_FILE: &str = "sim-root.key";

@@ -110,7 +110,10 @@ impl TeeBackend for TsmBackend {
         })
     }
 
-    fn extend_runtime(&self, _log: &super::eventlog::EventLog) -> Result<(), TeeError> {
+    fn extend_runtime(
+        &self,
+        _log: &dait_chain_client::runtime_log::EventLog,
+    ) -> Result<(), TeeError> {
         Err(TeeError::Unsupported(
             "runtime register extension through configfs-tsm",
         ))

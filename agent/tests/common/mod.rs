@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
+use dait_chain_client::WireMessage as _;
 use dait_chain_client::{
     B256, CallBinding, ChannelState, Domain, HostVerifyingKey, Keyset, NormalizedResponse,
     ReceiptChain, ReceiptError, SignedChannelState, SignedReceipt, TenantSigner, Usage,

@@ -4,6 +4,7 @@
 //! Its keys are fixed (root 1, attestation key 2, receipt key 3: [`key`]), so what it builds verifies only
 //! under a policy that names its root through [`Policy::dangerous_allow_simulated`] ([`Fixture::allow`]).
 
+use dait_chain_client::WireMessage as _;
 use dait_chain_client::proto::{self, cpu_evidence::Evidence};
 use dait_chain_client::{
     Address, B256, Freshness, HostSigningKey, Keyset, keyset_hash, report_data,

@@ -1,37 +1,18 @@
 //! The runtime event log a TDX or simulated bundle carries, and its replay into RTMR3.
 
-use sha2::{Digest as _, Sha384};
-
 use super::VerifyError;
 
-/// One event of the runtime event log the agent serves (`event_log` of a TDX or simulated bundle): a JSON
-/// array of `{"imr": 3, "kind": "...", "data": "...", "digest": "<hex SHA-384(data)>"}`.
-#[derive(serde::Deserialize)]
-struct RuntimeLogEvent {
-    imr: u8,
-    data: String,
-    digest: String,
-}
-
-/// Replays the runtime event log into RTMR3: `R_0 = 0^48`, `R_i = SHA-384(R_{i-1} || SHA-384(data_i))`;
-/// each stated digest must be the digest of its data.
+/// Replays the runtime event log into RTMR3 by the protocol core's one definition of the log and its rule
+/// ([`dait_chain_client::runtime_log::replay`], `docs/PROTOCOL.md` §10): `R_0 = 0^48`,
+/// `R_i = SHA-384(R_{i-1} || SHA-384(data_i))`, each stated digest checked against its data.
 pub(crate) fn replay_runtime_log(log: &[u8]) -> Result<[u8; 48], VerifyError> {
-    let events: Vec<RuntimeLogEvent> =
-        serde_json::from_slice(log).map_err(|_| VerifyError::MalformedEventLog)?;
-    let mut register = [0u8; 48];
-    for e in &events {
-        let digest: [u8; 48] = Sha384::digest(e.data.as_bytes()).into();
-        if e.imr != 3 || hex::decode(&e.digest).ok().as_deref() != Some(digest.as_slice()) {
-            return Err(VerifyError::MalformedEventLog);
-        }
-        register = dait_measure::reference::extend_sha384(&register, &digest);
-    }
-    Ok(register)
+    dait_chain_client::runtime_log::replay(log).map_err(|_| VerifyError::MalformedEventLog)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest as _, Sha384};
 
     #[test]
     fn runtime_log_replays_and_rejects_a_wrong_digest() {

@@ -101,6 +101,7 @@ mod tests {
     use crate::UnixTime;
     use crate::bundle::fixture::{Fixture, NOW, key, runtime_events, runtime_log};
     use crate::bundle::{Platform, VerifiedBundle, verify_bundle};
+    use dait_chain_client::WireMessage as _;
 
     /// The synthetic reference with `events` as its runtime events.
     fn reference(events: Vec<RuntimeEvent>) -> ReferenceMeasurements {

@@ -1,6 +1,7 @@
 //! The orchestration: [`verify_bundle`] runs every check of a bundle in order and builds the
 //! [`VerifiedBundle`].
 
+use dait_chain_client::WireMessage as _;
 use dait_chain_client::proto::{self, cpu_evidence::Evidence};
 use dait_chain_client::{B256, DecodeError, Domain, Freshness, Keyset};
 

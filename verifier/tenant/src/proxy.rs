@@ -13,6 +13,7 @@
 //!
 //! One proxy is one channel; requests on it are serialised.
 
+use dait_chain_client::WireMessage as _;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! One tenant session: a verified host, one channel, and the calls on it (serialised by `&mut self`).
 
+use dait_chain_client::WireMessage as _;
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -2,6 +2,7 @@
 //! `mod support;`, the unit tests through a `#[path]` module in `lib.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+use dait_chain_client::WireMessage as _;
 use dait_chain_client::proto::{self, cpu_evidence::Evidence};
 use dait_chain_client::{Address, Freshness, HostSigningKey, Keyset, keyset_hash, report_data};
 use prost::Message as _;
