@@ -8,7 +8,9 @@
 # What it installs:
 #   Debian packages   build-essential (C compiler for ring and the engine), cmake (engine build), python3,
 #                     python3-venv (engine venv), curl (demo, engine health checks), ca-certificates, and
-#                     the shell script linter shellcheck (`just check`)
+#                     the shell script linter shellcheck (`just check`), nodejs and npm (the settlement
+#                     contract's compiler and the local chain)
+#   chain tools       solc and anvil, pinned, by scripts/install-chain-tools.sh (npm ci into chain-client/contracts)
 #   just, typos       the task runner and the spelling checker, prebuilt from the PyPI packages rust-just and
 #                     typos, in a venv under ~/.local/share/dait/tools, linked into ~/.local/bin
 #   Rust              the toolchain pinned in rust-toolchain.toml with rustfmt, clippy and the wasm32 target
@@ -32,6 +34,8 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v curl >/dev/null || need+=(curl)
 [ -d /etc/ssl/certs ] || need+=(ca-certificates)
 command -v shellcheck >/dev/null || need+=(shellcheck)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 apt_install "${need[@]}"
 
 # The pinned toolchain, its components and the wasm32 target (rust-toolchain.toml names them; this makes the
@@ -71,6 +75,8 @@ pip_tool() {
 }
 pip_tool just rust-just "$JUST_VERSION" just
 pip_tool typos typos "$TYPOS_VERSION" typos-cli
+scripts/install-chain-tools.sh
+
 if ! command -v just >/dev/null 2>&1; then
     log "just is in $BIN_DIR: add it to PATH (export PATH=\"\$HOME/.local/bin:\$PATH\")"
 fi

@@ -8,13 +8,15 @@
 #      and then each crate alone with its default features
 #   4. the wasm32 build of the chain-client core, and the fuzz crate (verifier/fuzz, outside the workspace)
 #      built on the stable toolchain without instrumentation, so its targets keep compiling
-#   5. the API docs, warnings are errors
-#   6. the guest image (scripts/image.sh: the agent's static release build, llama-server and the mkosi image)
-#   7. the image booted under QEMU (scripts/boot.sh): attestation endpoint, one encrypted chat through the
+#   5. the settlement contract (chain-client/contracts): its committed artefacts equal a fresh compile, and its
+#      tests pass on a local anvil chain
+#   6. the API docs, warnings are errors
+#   7. the guest image (scripts/image.sh: the agent's static release build, llama-server and the mkosi image)
+#   8. the image booted under QEMU (scripts/boot.sh): attestation endpoint, one encrypted chat through the
 #      engine inside the guest, its receipt verified by the tenant CLI
 # The engine is stopped on exit, also when a step fails (unless it was running before). A failing step stops the run, unless
 # DAIT_TEST_KEEP_GOING=1, which runs every step and fails at the end (to see all failures at once).
-# DAIT_TEST_IMAGE=0 leaves out steps 6 and 7 (they take the most time: about 15 min on a fresh 2-core machine, a
+# DAIT_TEST_IMAGE=0 leaves out steps 7 and 8 (they take the most time: about 15 min on a fresh 2-core machine, a
 # few minutes with mkosi's caches warm); CI runs them.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -99,6 +101,8 @@ step "wasm32 build of the chain-client core" \
     cargo build -p dait-chain-client --no-default-features --target wasm32-unknown-unknown --locked
 step "fuzz crate build (stable, uninstrumented)" \
     cargo build --manifest-path verifier/fuzz/Cargo.toml --target-dir target --locked
+step "settlement contract: committed artefacts match a fresh compile" scripts/contracts.sh check
+step "settlement contract: tests on anvil (started and stopped by the tests)" scripts/contracts.sh test
 step "docs" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked
 if [ "${DAIT_TEST_IMAGE:-1}" != 0 ]; then
     step "image (agent release build, llama-server build, mkosi)" scripts/image.sh
