@@ -149,9 +149,9 @@ async fn run() {
     }
 
     // Every acknowledged receipt is in the log, byte for byte.
-    let log = state.join(dait_agent::log::LOG_FILE);
-    let (records, _) = dait_agent::log::read_records(&log).unwrap();
-    let logged: HashMap<([u8; 32], u64), &dait_agent::log::Record> = records
+    let log = state.join(dait_agent::receipt_log::LOG_FILE);
+    let (records, _) = dait_agent::receipt_log::read_records(&log).unwrap();
+    let logged: HashMap<([u8; 32], u64), &dait_agent::receipt_log::Record> = records
         .iter()
         .map(|r| ((r.header.channel_id, r.header.call_seq), r))
         .collect();
@@ -224,7 +224,7 @@ async fn run() {
     let _ = child.wait().await;
 
     // The log is still gapless per channel after the restart's appends.
-    let (records, _) = dait_agent::log::read_records(&log).unwrap();
+    let (records, _) = dait_agent::receipt_log::read_records(&log).unwrap();
     let mut last: HashMap<[u8; 32], u64> = HashMap::new();
     for r in &records {
         let prev = last

@@ -70,7 +70,8 @@ async fn plain_calls_build_a_receipt_chain() {
         t.accept(&r, false).unwrap();
     }
     // Every receipt is in the log, in order.
-    let (records, _) = dait_agent::log::read_records(a.app.log.as_ref().unwrap().path()).unwrap();
+    let (records, _) =
+        dait_agent::receipt_log::read_records(a.app.receipt_log.as_ref().unwrap().path()).unwrap();
     assert_eq!(records.len(), 3);
     let last = SignedReceipt::decode(&records[2].signed_receipt).unwrap();
     assert_eq!(last.receipt.call_seq, 3);

@@ -23,11 +23,11 @@ use tokio::net::TcpListener;
 use tokio_stream_shim::ReceiverStream;
 use tracing::{Instrument, debug, info_span, warn};
 
+use crate::engine::{EngineClient, EngineError, ask_for_usage, response_hash};
 use crate::hpke::{ChunkWriter, MAX_REQUEST};
 use crate::key::BootKeys;
-use crate::log::ReceiptLog;
-use crate::proxy::{ProxyError, Upstream, ask_for_usage, response_hash};
 use crate::receipt::{CallFacts, Channels, Lease, ReceiptParams};
+use crate::receipt_log::ReceiptLog;
 use crate::tee::TeeBackend;
 use dait_chain_client::{NormalizedResponse, StreamNormalizer, Usage};
 use error::CallError;
@@ -60,9 +60,9 @@ pub struct App {
     /// Channels.
     pub channels: Arc<Channels>,
     /// Receipt log (`None` when only producing evidence, `dait-host attest`).
-    pub log: Option<ReceiptLog>,
+    pub receipt_log: Option<ReceiptLog>,
     /// Engine client.
-    pub upstream: Option<Upstream>,
+    pub engine: Option<EngineClient>,
     /// Fixed receipt fields.
     pub params: ReceiptParams,
 }
@@ -282,7 +282,7 @@ fn upstream_body(inner: &Inner) -> Bytes {
 }
 
 fn receipt_log(app: &App) -> Result<&ReceiptLog, CallError> {
-    app.log
+    app.receipt_log
         .as_ref()
         .ok_or(CallError::Internal("no receipt log"))
 }
@@ -355,13 +355,13 @@ async fn plain_call(
             "stream=true needs a chunked OHTTP request",
         ));
     }
-    let upstream = app.upstream.as_ref().ok_or(CallError::NoUpstream)?;
+    let upstream = app.engine.as_ref().ok_or(CallError::NoUpstream)?;
     let lease = begin(app, &inner)?;
     let resp = upstream
         .post_json(inner.path, upstream_body(&inner))
         .await?;
-    let normalised = NormalizedResponse::from_body(&resp).map_err(ProxyError::Normalize)?;
-    let usage = normalised.reported_usage.ok_or(ProxyError::NoUsage)?;
+    let normalised = NormalizedResponse::from_body(&resp).map_err(EngineError::Normalize)?;
+    let usage = normalised.reported_usage.ok_or(EngineError::NoUsage)?;
     let facts = CallFacts {
         request_hash: request_hash(&inner.body),
         response_hash: response_hash(&normalised, usage)?,
@@ -459,7 +459,7 @@ async fn streaming(app: Arc<App>, body: Bytes, request_ct_hash: B256) -> Respons
                 "a chunked OHTTP request needs stream=true",
             ));
         }
-        if app.upstream.is_none() {
+        if app.engine.is_none() {
             return Err(CallError::NoUpstream);
         }
         let lease = begin(&app, &inner)?;
@@ -511,7 +511,7 @@ async fn stream_call(
     writer: &mut ChunkWriter,
     request_ct_hash: B256,
 ) -> Result<(), CallError> {
-    let Some(upstream) = app.upstream.as_ref() else {
+    let Some(upstream) = app.engine.as_ref() else {
         return Err(CallError::NoUpstream);
     };
     let resp = match upstream.post(inner.path, upstream_body(&inner)).await {
@@ -544,7 +544,7 @@ async fn stream_call(
             continue;
         }
         if let Err(e) = observer.push(&data) {
-            failed = Some(CallError::Upstream(ProxyError::Normalize(e)));
+            failed = Some(CallError::Upstream(EngineError::Normalize(e)));
             break;
         }
         if writer.write(&indeterminate_chunk(&data)).await.is_err() {
@@ -558,16 +558,16 @@ async fn stream_call(
         None => match observer.finish() {
             // A stream without [DONE] or without a finish_reason on every choice was cut short
             // upstream: not a complete answer, no receipt.
-            Ok(_) if !done => Err(CallError::Upstream(ProxyError::Incomplete)),
+            Ok(_) if !done => Err(CallError::Upstream(EngineError::Incomplete)),
             Ok(n)
                 if n.choices.is_empty() || n.choices.iter().any(|c| c.finish_reason.is_none()) =>
             {
-                Err(CallError::Upstream(ProxyError::Incomplete))
+                Err(CallError::Upstream(EngineError::Incomplete))
             }
             Ok(normalised) => {
                 finish_stream(app, &inner, lease, upstream, &normalised, request_ct_hash).await
             }
-            Err(e) => Err(CallError::Upstream(ProxyError::Normalize(e))),
+            Err(e) => Err(CallError::Upstream(EngineError::Normalize(e))),
         },
     };
     match outcome {
@@ -589,7 +589,7 @@ async fn finish_stream(
     app: &App,
     inner: &Inner,
     lease: Lease,
-    upstream: &Upstream,
+    upstream: &EngineClient,
     normalised: &NormalizedResponse,
     request_ct_hash: B256,
 ) -> Result<String, CallError> {
