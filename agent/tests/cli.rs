@@ -253,5 +253,14 @@ fn runtime_events_exit_codes() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("model weights"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("model weights"), "{stderr}");
+    // Each cause in the chain is printed once.
+    let cause = std::fs::File::open(&missing).unwrap_err().to_string();
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("dait-host: "))
+        .unwrap();
+    assert_eq!(line.matches("model weights").count(), 1, "{line}");
+    assert_eq!(line.matches(&cause).count(), 1, "{line}");
 }
