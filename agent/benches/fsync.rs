@@ -13,7 +13,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use dait_agent::log::{ReceiptLog, RecordHeader};
+use dait_agent::receipt_log::{ReceiptLog, RecordHeader};
 
 const RECORD: usize = 400;
 const N: usize = 2000;

@@ -6,6 +6,9 @@
 //! Run: `cargo bench -p dait-agent --bench hotpath`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -120,11 +123,11 @@ fn main() {
 "#;
     let per_chunk = rt.block_on(async {
         use futures::io::AsyncWriteExt;
-        let buf = CollectSink::default();
+        let buf = common::SharedSink::default();
         let mut w2 = client().encapsulate_stream(buf.clone()).unwrap();
         w2.write_all(&request).await.unwrap();
         w2.close().await.unwrap();
-        let enc = buf.0.lock().unwrap().clone();
+        let enc = buf.take();
         let (_pt, sealer) = hpke.decapsulate_chunked(&enc).await.unwrap();
         let (mut writer, mut rx) = sealer.split();
         let mut norm = StreamNormalizer::new();
@@ -152,29 +155,4 @@ fn main() {
         "stream chunk: normalise + frame + seal",
         event.len()
     );
-}
-
-#[derive(Clone, Default)]
-struct CollectSink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-impl futures::io::AsyncWrite for CollectSink {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        std::task::Poll::Ready(Ok(buf.len()))
-    }
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-    fn poll_close(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
 }

@@ -23,18 +23,16 @@ mod common;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{Conn, Tenant, host_info};
+use common::{Conn, Tenant, host_info, init_simulated, serve_command, spawn_listening};
 use dait_chain_client::WireMessage as _;
 use dait_chain_client::{ChannelState, SignedReceipt, ciphertext_hash};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 
 const CHAT: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","created":2,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Paris is the capital of France."},"finish_reason":"stop"}],"usage":{"prompt_tokens":37,"completion_tokens":8,"total_tokens":45}}"#;
@@ -153,6 +151,18 @@ async fn direct_once(conn: &mut Conn, stream: bool) -> Duration {
     e
 }
 
+/// POST an encapsulated request to the agent; returns how long the exchange took and the answer.
+async fn timed_ohttp(conn: &mut Conn, content_type: &str, enc: Vec<u8>) -> (Duration, Bytes) {
+    let start = Instant::now();
+    let (status, resp) = conn
+        .send("POST", "/v1/ohttp", Some(content_type), enc)
+        .await
+        .unwrap();
+    let e = start.elapsed();
+    assert_eq!(status, 200);
+    (e, resp)
+}
+
 /// One request through the agent; the clock covers only the exchange. Advances the tenant's state.
 async fn agent_once(
     t: &mut Tenant,
@@ -171,13 +181,7 @@ async fn agent_once(
         w.write_all(&inner).await.unwrap();
         w.close().await.unwrap();
         let enc = sink.take();
-        let start = Instant::now();
-        let (status, resp) = conn
-            .send("POST", "/v1/ohttp", Some("message/ohttp-chunked-req"), enc)
-            .await
-            .unwrap();
-        let e = start.elapsed();
-        assert_eq!(status, 200);
+        let (e, resp) = timed_ohttp(conn, "message/ohttp-chunked-req", enc).await;
         let mut opened = w.response(futures::io::Cursor::new(resp.to_vec())).unwrap();
         let mut pt = Vec::new();
         opened.read_to_end(&mut pt).await.unwrap();
@@ -185,13 +189,7 @@ async fn agent_once(
     } else {
         let (enc, opener) = client.encapsulate(&inner).unwrap();
         let _ = ciphertext_hash(&enc);
-        let start = Instant::now();
-        let (status, resp) = conn
-            .send("POST", "/v1/ohttp", Some("message/ohttp-req"), enc)
-            .await
-            .unwrap();
-        let e = start.elapsed();
-        assert_eq!(status, 200);
+        let (e, resp) = timed_ohttp(conn, "message/ohttp-req", enc).await;
         (e, opener.decapsulate(&resp).unwrap())
     };
     let msg =
@@ -253,53 +251,14 @@ async fn run(upstream_on: tokio::runtime::Handle, prebuilt_mode: bool) {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| tmp.path().join("state"));
     let _ = std::fs::remove_dir_all(&state_dir);
-    let bin = env!("CARGO_BIN_EXE_dait-host");
-    let ok = std::process::Command::new(bin)
-        .args(["init", "--tee", "simulated", "--state-dir"])
-        .arg(&state_dir)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let mut child = tokio::process::Command::new(bin)
-        .args([
-            "serve",
-            "--tee",
-            "simulated",
-            "--listen",
-            "127.0.0.1:0",
-            "--price-in",
-            "1",
-            "--price-out",
-            "2",
-        ])
-        .arg("--state-dir")
-        .arg(&state_dir)
-        .arg("--upstream")
-        .arg(format!("http://{upstream}"))
-        .env(
-            "DAIT_LOG",
-            std::env::var("DAIT_BENCH_AGENT_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    init_simulated(&state_dir);
+    let mut cmd = serve_command(&state_dir, &format!("http://{upstream}"));
+    cmd.args(["--price-in", "1", "--price-out", "2"]).env(
+        "DAIT_LOG",
+        std::env::var("DAIT_BENCH_AGENT_LOG").unwrap_or_else(|_| "warn".into()),
+    );
+    let (mut child, agent, _) = spawn_listening(&mut cmd).await;
     let pid = child.id().unwrap();
-    let line = BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .next_line()
-        .await
-        .unwrap()
-        .unwrap();
-    let agent: SocketAddr = line
-        .strip_prefix("listening https://")
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle_rss = rss_kib(pid);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();

@@ -39,12 +39,12 @@
 //! - The agent never panics on a request; errors after decryption travel encrypted.
 
 pub mod config;
+pub mod engine;
 pub mod hpke;
 pub mod http;
 pub mod key;
-pub mod log;
-pub mod proxy;
 pub mod receipt;
+pub mod receipt_log;
 pub mod tee;
 
 use std::io::Read;
@@ -81,7 +81,7 @@ pub enum AgentError {
     Key(#[from] key::KeyError),
     /// The receipt log failed.
     #[error("receipt log")]
-    Log(#[from] log::LogError),
+    ReceiptLog(#[from] receipt_log::ReceiptLogError),
     /// I/O.
     #[error("{0}")]
     Io(&'static str, #[source] std::io::Error),
@@ -221,11 +221,11 @@ pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
     };
     let keys = key::BootKeys::generate(config.chain_id, config.settlement, host_account)?;
 
-    let (log, channels) = match mode {
+    let (receipt_log, channels) = match mode {
         Mode::Serve => {
             std::fs::create_dir_all(&config.state_dir)
                 .map_err(|e| AgentError::Io("state dir", e))?;
-            let (log, replay) = log::ReceiptLog::open(&config.state_dir)?;
+            let (log, replay) = receipt_log::ReceiptLog::open(&config.state_dir)?;
             tracing::info!(
                 records = replay.records,
                 channels = replay.heads.len(),
@@ -253,8 +253,8 @@ pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
         tee,
         event_log: event_log.encode(),
         channels: Arc::new(channels),
-        log,
-        upstream: config.upstream.clone().map(proxy::Upstream::new),
+        receipt_log,
+        engine: config.upstream.clone().map(engine::EngineClient::new),
         params,
     }))
 }

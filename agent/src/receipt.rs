@@ -17,7 +17,7 @@ use dait_chain_client::{
 };
 
 use crate::http::error::CallError;
-use crate::log::{ReceiptLog, RecordHeader, Replay};
+use crate::receipt_log::{ReceiptLog, RecordHeader, Replay};
 use dait_chain_client::WireMessage as _;
 
 #[derive(Debug)]

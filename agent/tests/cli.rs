@@ -1,21 +1,71 @@
 //! The `dait-host` command line: `init`, `attest`, `runtime-events`, startup failures, exit codes.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use std::path::Path;
 use std::process::{Command, Output};
 
-use dait_chain_client::proto::{SimulatedReportBody, cpu_evidence};
+use dait_chain_client::proto::{self, SimulatedReportBody, cpu_evidence};
 use prost::Message;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dait-host");
 
+/// `dait-host ARGS`, without the caller's TEE and state settings in the environment.
 fn run(args: &[&str]) -> Output {
+    run_with_env(args, &[])
+}
+
+/// `dait-host ARGS` with `env` added.
+fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(BIN)
         .args(args)
         .env_remove("DAIT_TEE_KIND")
         .env_remove("DAIT_STATE_DIR")
+        .envs(env.iter().copied())
         .env("DAIT_LOG", "error")
         .output()
         .unwrap()
+}
+
+/// Asserts exit code 0, showing stderr otherwise.
+fn assert_success(out: &Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `dait-host attest --tee simulated` for `nonce` (hex) into the file `out`, with `env` added.
+fn run_attest(state: &str, nonce: &str, out: &str, env: &[(&str, &str)]) -> Output {
+    let args = [
+        "attest",
+        "--tee",
+        "simulated",
+        "--state-dir",
+        state,
+        "--nonce",
+        nonce,
+        "--out",
+        out,
+    ];
+    run_with_env(&args, env)
+}
+
+/// A [`run_attest`] that must succeed: the bundle it wrote and the bundle's simulated report.
+fn attest(
+    state: &str,
+    nonce: &str,
+    out: &Path,
+    env: &[(&str, &str)],
+) -> (proto::EvidenceBundle, SimulatedReportBody) {
+    assert_success(&run_attest(state, nonce, out.to_str().unwrap(), env));
+    let bundle = dait_chain_client::decode_bundle(&std::fs::read(out).unwrap()).unwrap();
+    let Some(cpu_evidence::Evidence::Simulated(r)) = bundle.cpu.clone().unwrap().evidence else {
+        panic!("not simulated")
+    };
+    let report = SimulatedReportBody::decode(&r.body[..]).unwrap();
+    (bundle, report)
 }
 
 #[test]
@@ -24,12 +74,7 @@ fn init_then_attest_writes_a_bound_bundle() {
     let state = dir.path().join("state");
     let state = state.to_str().unwrap();
     let out = run(&["init", "--tee", "simulated", "--state-dir", state]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let root_pub = std::fs::read_to_string(dir.path().join("state/sim-root.pub")).unwrap();
     assert_eq!(root_pub.trim().len(), 130, "hex of a 65-byte SEC1 point");
     #[cfg(unix)]
@@ -46,30 +91,8 @@ fn init_then_attest_writes_a_bound_bundle() {
         );
     }
 
-    let nonce = "11".repeat(32);
     let bundle_path = dir.path().join("bundle.bin");
-    let out = run(&[
-        "attest",
-        "--tee",
-        "simulated",
-        "--state-dir",
-        state,
-        "--nonce",
-        &nonce,
-        "--out",
-        bundle_path.to_str().unwrap(),
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let bundle = dait_chain_client::decode_bundle(&std::fs::read(&bundle_path).unwrap()).unwrap();
-    let Some(cpu_evidence::Evidence::Simulated(r)) = bundle.cpu.unwrap().evidence else {
-        panic!("not simulated")
-    };
-    let body = SimulatedReportBody::decode(&r.body[..]).unwrap();
+    let (bundle, body) = attest(state, &"11".repeat(32), &bundle_path, &[]);
     let expected = dait_chain_client::report_data(
         &dait_chain_client::keyset_hash(&bundle.keyset),
         &dait_chain_client::Freshness::TenantNonce([0x11; 32]),
@@ -86,17 +109,7 @@ fn usage_errors_exit_2() {
     // No TEE kind.
     assert_eq!(run(&["serve", "--state-dir", state]).status.code(), Some(2));
     // Malformed nonce.
-    let out = run(&[
-        "attest",
-        "--tee",
-        "simulated",
-        "--state-dir",
-        state,
-        "--nonce",
-        "xyz",
-        "--out",
-        "/dev/null",
-    ]);
+    let out = run_attest(state, "xyz", "/dev/null", &[]);
     assert_eq!(out.status.code(), Some(2));
     // Unknown TEE kind (clap).
     assert_eq!(
@@ -127,7 +140,7 @@ fn runtime_failures_exit_1() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("dait-host init"));
     // Hardware TEE without its device: refuses to start, no fallback.
-    if !std::path::Path::new(dait_agent::tee::TSM_REPORT_DIR).exists() {
+    if !Path::new(dait_agent::tee::TSM_REPORT_DIR).exists() {
         for tee in ["tdx", "snp"] {
             let out = run(&["serve", "--tee", tee, "--state-dir", state]);
             assert_eq!(out.status.code(), Some(1));
@@ -136,25 +149,9 @@ fn runtime_failures_exit_1() {
     }
 }
 
-fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("DAIT_TEE_KIND")
-        .env_remove("DAIT_STATE_DIR")
-        .envs(env.iter().copied())
-        .env("DAIT_LOG", "error")
-        .output()
-        .unwrap()
-}
-
 /// `name=sha256hex` lines as printed by `runtime-events`.
 fn event_lines(out: &Output) -> Vec<(String, String)> {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(out);
     String::from_utf8(out.stdout.clone())
         .unwrap()
         .lines()
@@ -202,29 +199,9 @@ fn runtime_events_replay_to_the_register_a_started_agent_reports() {
 
     // The same configuration, started: its event log and the simulated RTMR3 are what the lines predict.
     let out = run_with_env(&["init", "--tee", "simulated", "--state-dir", state], &env);
-    assert_eq!(out.status.code(), Some(0));
+    assert_success(&out);
     let bundle_path = dir.path().join("bundle.bin");
-    let out = run_with_env(
-        &[
-            "attest",
-            "--tee",
-            "simulated",
-            "--state-dir",
-            state,
-            "--nonce",
-            &"22".repeat(32),
-            "--out",
-            bundle_path.to_str().unwrap(),
-        ],
-        &env,
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let bundle = dait_chain_client::decode_bundle(&std::fs::read(&bundle_path).unwrap()).unwrap();
+    let (bundle, body) = attest(state, &"22".repeat(32), &bundle_path, &env);
     let log: serde_json::Value = serde_json::from_slice(&bundle.event_log).unwrap();
     let logged: Vec<(String, String)> = log
         .as_array()
@@ -244,10 +221,6 @@ fn runtime_events_replay_to_the_register_a_started_agent_reports() {
         let digest: [u8; 48] = sha2::Sha384::digest(data).into();
         rtmr3 = dait_measure::reference::extend_sha384(&rtmr3, &digest);
     }
-    let Some(cpu_evidence::Evidence::Simulated(r)) = bundle.cpu.unwrap().evidence else {
-        panic!("not simulated")
-    };
-    let body = SimulatedReportBody::decode(&r.body[..]).unwrap();
     assert_eq!(
         body.measurements.last().map(Vec::as_slice),
         Some(&rtmr3[..])
@@ -280,5 +253,14 @@ fn runtime_events_exit_codes() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("model weights"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("model weights"), "{stderr}");
+    // Each cause in the chain is printed once.
+    let cause = std::fs::File::open(&missing).unwrap_err().to_string();
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("dait-host: "))
+        .unwrap();
+    assert_eq!(line.matches("model weights").count(), 1, "{line}");
+    assert_eq!(line.matches(&cause).count(), 1, "{line}");
 }

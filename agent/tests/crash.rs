@@ -8,53 +8,19 @@ mod common;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
 use dait_chain_client::WireMessage as _;
 use dait_chain_client::{B256, SignedReceipt};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-const BIN: &str = env!("CARGO_BIN_EXE_dait-host");
+use tokio::process::Child;
 
 async fn start_agent(state: &Path, upstream: SocketAddr) -> (Child, SocketAddr) {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--tee",
-            "simulated",
-            "--listen",
-            "127.0.0.1:0",
-            "--price-in",
-            "1",
-            "--price-out",
-            "2",
-        ])
-        .arg("--state-dir")
-        .arg(state)
-        .arg("--upstream")
-        .arg(format!("http://{upstream}"))
-        .env("DAIT_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("agent did not start in time")
-        .unwrap()
-        .expect("agent printed nothing");
-    let addr = line
-        .strip_prefix("listening https://")
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .parse()
-        .unwrap();
+    let mut cmd = serve_command(state, &format!("http://{upstream}"));
+    cmd.args(["--price-in", "1", "--price-out", "2"])
+        .env("DAIT_LOG", "warn");
+    let (child, addr, _) = spawn_listening(&mut cmd).await;
     (child, addr)
 }
 
@@ -71,22 +37,12 @@ async fn kill_9_mid_burst_keeps_every_acknowledged_receipt() {
 async fn run() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let out = std::process::Command::new(BIN)
-        .args(["init", "--tee", "simulated", "--state-dir"])
-        .arg(&state)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "init failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    init_simulated(&state);
     assert!(state.join("sim-root.pub").exists());
 
     let (engine, _) = start_engine(EngineMode {
-        usage_in_stream: true,
         tokens: 3,
-        cut_streams: false,
+        ..VLLM_LIKE
     })
     .await;
     let (mut child, addr) = start_agent(&state, engine).await;
@@ -107,18 +63,8 @@ async fn run() {
             };
             loop {
                 let body = chat_body(&format!("tenant {i} says hello"), 3, false);
-                let r = match t
-                    .call_with(
-                        &mut conn,
-                        "/v1/chat/completions",
-                        &t.state_header(),
-                        &body,
-                        |_| {},
-                    )
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(_) => break,
+                let Ok(r) = t.try_call(&mut conn, CHAT, &body).await else {
+                    break;
                 };
                 let signed = r.receipt.clone().expect("receipt");
                 let hash = t.accept(&r, false).expect("receipt passes SPUR-IC");
@@ -150,9 +96,9 @@ async fn run() {
     }
 
     // Every acknowledged receipt is in the log, byte for byte.
-    let log = state.join(dait_agent::log::LOG_FILE);
-    let (records, _) = dait_agent::log::read_records(&log).unwrap();
-    let logged: HashMap<([u8; 32], u64), &dait_agent::log::Record> = records
+    let log = state.join(dait_agent::receipt_log::LOG_FILE);
+    let (records, _) = dait_agent::receipt_log::read_records(&log).unwrap();
+    let logged: HashMap<([u8; 32], u64), &dait_agent::receipt_log::Record> = records
         .iter()
         .map(|r| ((r.header.channel_id, r.header.call_seq), r))
         .collect();
@@ -193,15 +139,8 @@ async fn run() {
             .unwrap_or(0);
         let turn = t.chain.state().turn;
         let r = t
-            .call_with(
-                &mut conn,
-                "/v1/chat/completions",
-                &t.state_header(),
-                &chat_body("after restart", 3, false),
-                |_| {},
-            )
-            .await
-            .unwrap();
+            .call(&mut conn, CHAT, &chat_body("after restart", 3, false))
+            .await;
         if logged_head == turn {
             let signed: SignedReceipt = r.receipt.expect("receipt after restart");
             let rec = &signed.receipt;
@@ -217,15 +156,14 @@ async fn run() {
                 turn + 1,
                 "tenant {i}: at most one unacknowledged receipt"
             );
-            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-            assert_eq!(v["error"]["code"], "stale_state");
+            assert_eq!(r.error_code(), "stale_state");
         }
     }
     child.start_kill().unwrap();
     let _ = child.wait().await;
 
     // The log is still gapless per channel after the restart's appends.
-    let (records, _) = dait_agent::log::read_records(&log).unwrap();
+    let (records, _) = dait_agent::receipt_log::read_records(&log).unwrap();
     let mut last: HashMap<[u8; 32], u64> = HashMap::new();
     for r in &records {
         let prev = last

@@ -6,9 +6,7 @@
 
 mod common;
 
-use clap::Parser;
 use common::*;
-use dait_agent::config::{Cli, Command};
 use serde_json::json;
 
 fn engine_url() -> Option<String> {
@@ -34,15 +32,7 @@ async fn streamed_usage_equals_plain_usage_on_the_real_engine() {
 }
 
 async fn run(url: String) {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().to_str().unwrap().to_owned();
-    let args = [
-        "dait-host",
-        "serve",
-        "--tee",
-        "simulated",
-        "--state-dir",
-        &state,
+    let flags = [
         "--upstream",
         &url,
         "--price-in",
@@ -52,16 +42,8 @@ async fn run(url: String) {
         "--model-id",
         "smollm2-135m-instruct-q4_1",
     ];
-    let Command::Serve { raw } = Cli::try_parse_from(args).unwrap().command else {
-        unreachable!()
-    };
-    let config = raw.validate().unwrap();
-    dait_agent::tee::init(config.tee, &config.state_dir).unwrap();
-    let app = dait_agent::build_app(&config, dait_agent::Mode::Serve).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(dait_agent::http::serve_tls(app, listener));
-    let mut conn = Conn::connect(addr, true).await.unwrap();
+    let agent = serve_in_process(&flags, true).await;
+    let mut conn = Conn::connect(agent.addr, true).await.unwrap();
     let info = host_info(&mut conn).await;
     let mut t = Tenant::new(&info, u128::MAX / 2, 1);
 
@@ -81,10 +63,7 @@ async fn run(url: String) {
     ];
     for (path, body) in cases {
         let plain_body = body.to_string().into_bytes();
-        let plain = t
-            .call_with(&mut conn, path, &t.state_header(), &plain_body, |_| {})
-            .await
-            .unwrap();
+        let plain = t.call(&mut conn, path, &plain_body).await;
         assert_eq!(
             plain.status,
             200,
@@ -95,15 +74,8 @@ async fn run(url: String) {
         let mut sbody = body.clone();
         sbody["stream"] = json!(true);
         let streamed = t
-            .stream_with(
-                &mut conn,
-                path,
-                &t.state_header(),
-                &sbody.to_string().into_bytes(),
-                0,
-            )
-            .await
-            .unwrap();
+            .stream(&mut conn, path, &sbody.to_string().into_bytes())
+            .await;
         assert_eq!(streamed.status, 200);
         t.accept(&streamed, true).unwrap();
         let p = &plain.receipt.as_ref().unwrap().receipt;

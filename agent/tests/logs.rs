@@ -9,12 +9,6 @@ use std::sync::Arc;
 use common::*;
 use dait_chain_client::WireMessage as _;
 
-const LLAMA_LIKE: EngineMode = EngineMode {
-    usage_in_stream: false,
-    tokens: 5,
-    cut_streams: false,
-};
-
 /// A writer that keeps everything logged, to check that no plaintext reaches the logs.
 #[derive(Clone, Default)]
 struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
@@ -38,38 +32,22 @@ async fn no_plaintext_in_logs_even_at_trace() {
         .with_writer(move || c2.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
-    let a = agent(LLAMA_LIKE, false).await;
-    let mut conn = Conn::connect(a.addr, false).await.unwrap();
-    let info = host_info(&mut conn).await;
+    let (_agent, mut conn, info) = connected_agent(LLAMA_LIKE, false).await;
     let mut t = Tenant::new(&info, 1_000_000, 12);
     let secret_prompt = "zebra-quartz-prompt-7731";
     let r = t
-        .call_with(
-            &mut conn,
-            "/v1/chat/completions",
-            &t.state_header(),
-            &chat_body(secret_prompt, 3, false),
-            |_| {},
-        )
-        .await
-        .unwrap();
+        .call(&mut conn, CHAT, &chat_body(secret_prompt, 3, false))
+        .await;
     t.accept(&r, false).unwrap();
     let r = t
-        .stream_with(
-            &mut conn,
-            "/v1/chat/completions",
-            &t.state_header(),
-            &chat_body(secret_prompt, 3, true),
-            0,
-        )
-        .await
-        .unwrap();
+        .stream(&mut conn, CHAT, &chat_body(secret_prompt, 3, true))
+        .await;
     t.accept(&r, true).unwrap();
     // A flipped bit and a rejected state are logged, without content.
     let _ = t
         .call_with(
             &mut conn,
-            "/v1/chat/completions",
+            CHAT,
             &t.state_header(),
             &chat_body(secret_prompt, 3, false),
             |e| {
@@ -85,7 +63,7 @@ async fn no_plaintext_in_logs_even_at_trace() {
     let _ = t
         .call_with(
             &mut conn,
-            "/v1/chat/completions",
+            CHAT,
             &stale.to_header_value(),
             &chat_body(secret_prompt, 3, false),
             |_| {},

@@ -9,22 +9,6 @@ use dait_chain_client::WireMessage as _;
 use dait_chain_client::{ReceiptError, SignedReceipt};
 use serde_json::Value;
 
-const VLLM_LIKE: EngineMode = EngineMode {
-    usage_in_stream: true,
-    tokens: 5,
-    cut_streams: false,
-};
-const LLAMA_LIKE: EngineMode = EngineMode {
-    usage_in_stream: false,
-    tokens: 5,
-    cut_streams: false,
-};
-
-fn error_code(body: &[u8]) -> String {
-    let v: Value = serde_json::from_slice(body).unwrap();
-    v["error"]["code"].as_str().unwrap().to_owned()
-}
-
 fn engine_usage(body: &[u8]) -> (u64, u64) {
     let v: Value = serde_json::from_slice(body).unwrap();
     (
@@ -35,28 +19,16 @@ fn engine_usage(body: &[u8]) -> (u64, u64) {
 
 #[tokio::test]
 async fn plain_calls_build_a_receipt_chain() {
-    let a = agent(VLLM_LIKE, false).await;
-    let mut conn = Conn::connect(a.addr, false).await.unwrap();
-    let info = host_info(&mut conn).await;
+    let (a, mut conn, info) = connected_agent(VLLM_LIKE, false).await;
     let mut t = Tenant::new(&info, 1_000_000, 1);
     let mut cumulative = 0u128;
-    for (i, path) in [
-        "/v1/chat/completions",
-        "/v1/completions",
-        "/v1/chat/completions",
-    ]
-    .iter()
-    .enumerate()
-    {
+    for (i, path) in [CHAT, "/v1/completions", CHAT].iter().enumerate() {
         let body = if path.ends_with("chat/completions") {
             chat_body("hello there agent", 3, false)
         } else {
             br#"{"model":"m","prompt":"one two three","max_tokens":4}"#.to_vec()
         };
-        let r = t
-            .call_with(&mut conn, path, &t.state_header(), &body, |_| {})
-            .await
-            .unwrap();
+        let r = t.call(&mut conn, path, &body).await;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         let rec = &r.receipt.as_ref().unwrap().receipt;
         assert_eq!(rec.call_seq, i as u64 + 1);
@@ -71,7 +43,8 @@ async fn plain_calls_build_a_receipt_chain() {
         t.accept(&r, false).unwrap();
     }
     // Every receipt is in the log, in order.
-    let (records, _) = dait_agent::log::read_records(a.app.log.as_ref().unwrap().path()).unwrap();
+    let (records, _) =
+        dait_agent::receipt_log::read_records(a.app.receipt_log.as_ref().unwrap().path()).unwrap();
     assert_eq!(records.len(), 3);
     let last = SignedReceipt::decode(&records[2].signed_receipt).unwrap();
     assert_eq!(last.receipt.call_seq, 3);
@@ -79,31 +52,15 @@ async fn plain_calls_build_a_receipt_chain() {
 }
 
 async fn stream_equals_plain(mode: EngineMode) {
-    let a = agent(mode, false).await;
-    let mut conn = Conn::connect(a.addr, false).await.unwrap();
-    let info = host_info(&mut conn).await;
+    let (_agent, mut conn, info) = connected_agent(mode, false).await;
     let mut t = Tenant::new(&info, 1_000_000, 2);
     let plain = t
-        .call_with(
-            &mut conn,
-            "/v1/chat/completions",
-            &t.state_header(),
-            &chat_body("same prompt here", 4, false),
-            |_| {},
-        )
-        .await
-        .unwrap();
+        .call(&mut conn, CHAT, &chat_body("same prompt here", 4, false))
+        .await;
     t.accept(&plain, false).unwrap();
     let streamed = t
-        .stream_with(
-            &mut conn,
-            "/v1/chat/completions",
-            &t.state_header(),
-            &chat_body("same prompt here", 4, true),
-            0,
-        )
-        .await
-        .unwrap();
+        .stream(&mut conn, CHAT, &chat_body("same prompt here", 4, true))
+        .await;
     assert_eq!(streamed.status, 200);
     assert!(String::from_utf8_lossy(&streamed.body).contains("data: [DONE]"));
     t.accept(&streamed, true).unwrap();
@@ -114,10 +71,7 @@ async fn stream_equals_plain(mode: EngineMode) {
     assert_eq!(s.response_hash, p.response_hash);
     // A streamed completion (not chat) too.
     let body = br#"{"model":"m","prompt":"a b c d","max_tokens":3,"stream":true}"#;
-    let r = t
-        .stream_with(&mut conn, "/v1/completions", &t.state_header(), body, 0)
-        .await
-        .unwrap();
+    let r = t.stream(&mut conn, "/v1/completions", body).await;
     t.accept(&r, true).unwrap();
     assert_eq!(r.receipt.unwrap().receipt.tokens_out, 3);
 }
@@ -134,29 +88,21 @@ async fn stream_metered_by_engine_tokenizer_when_no_usage() {
 
 #[tokio::test]
 async fn flipped_ciphertext_bit_is_an_opaque_400() {
-    let a = agent(VLLM_LIKE, false).await;
-    let mut conn = Conn::connect(a.addr, false).await.unwrap();
-    let info = host_info(&mut conn).await;
+    let (a, mut conn, info) = connected_agent(VLLM_LIKE, false).await;
     let t = Tenant::new(&info, 1_000_000, 3);
     let body = chat_body("x", 1, false);
     let mut outcomes = Vec::new();
     // A bit in the AEAD ciphertext, in the encapsulated key, and in the key id.
     for pos in [usize::MAX, 10, 0] {
         let e = t
-            .call_with(
-                &mut conn,
-                "/v1/chat/completions",
-                &t.state_header(),
-                &body,
-                |enc| {
-                    let i = if pos == usize::MAX {
-                        enc.len() - 1
-                    } else {
-                        pos
-                    };
-                    enc[i] ^= 1;
-                },
-            )
+            .call_with(&mut conn, CHAT, &t.state_header(), &body, |enc| {
+                let i = if pos == usize::MAX {
+                    enc.len() - 1
+                } else {
+                    pos
+                };
+                enc[i] ^= 1;
+            })
             .await
             .err()
             .unwrap();
@@ -183,81 +129,38 @@ async fn flipped_ciphertext_bit_is_an_opaque_400() {
 
 #[tokio::test]
 async fn stale_and_unknown_states_are_rejected() {
-    let a = agent(VLLM_LIKE, false).await;
-    let mut conn = Conn::connect(a.addr, false).await.unwrap();
-    let info = host_info(&mut conn).await;
+    let (_agent, mut conn, info) = connected_agent(VLLM_LIKE, false).await;
     let mut t = Tenant::new(&info, 1_000_000, 4);
     let old = t.state_header();
     let body = chat_body("hi", 2, false);
-    let r = t
-        .call_with(&mut conn, "/v1/chat/completions", &old, &body, |_| {})
-        .await
-        .unwrap();
+    let r = t.call_as(&mut conn, CHAT, &old, &body).await;
     t.accept(&r, false).unwrap();
     // Replaying the turn-0 state.
-    let r = t
-        .call_with(&mut conn, "/v1/chat/completions", &old, &body, |_| {})
-        .await
-        .unwrap();
-    assert_eq!(
-        (r.status, error_code(&r.body).as_str()),
-        (409, "stale_state")
-    );
-    assert!(r.receipt.is_none());
+    let r = t.call_as(&mut conn, CHAT, &old, &body).await;
+    r.assert_error(409, "stale_state");
     // A turn ahead of the agent.
     let mut ahead = t.chain.state().clone();
     ahead.turn += 1;
     let h = t.signed_state(ahead).to_header_value();
-    let r = t
-        .call_with(&mut conn, "/v1/chat/completions", &h, &body, |_| {})
-        .await
-        .unwrap();
-    assert_eq!(
-        (r.status, error_code(&r.body).as_str()),
-        (409, "unknown_state")
-    );
+    let r = t.call_as(&mut conn, CHAT, &h, &body).await;
+    r.assert_error(409, "unknown_state");
     // The right state still works: call_seq 2.
-    let r = t
-        .call_with(
-            &mut conn,
-            "/v1/chat/completions",
-            &t.state_header(),
-            &body,
-            |_| {},
-        )
-        .await
-        .unwrap();
+    let r = t.call(&mut conn, CHAT, &body).await;
     t.accept(&r, false).unwrap();
     assert_eq!(r.receipt.unwrap().receipt.call_seq, 2);
 }
 
 #[tokio::test]
 async fn over_escrow_cap_is_402() {
-    let a = agent(VLLM_LIKE, false).await;
-    let mut conn = Conn::connect(a.addr, false).await.unwrap();
-    let info = host_info(&mut conn).await;
+    let (_agent, mut conn, info) = connected_agent(VLLM_LIKE, false).await;
     let t = Tenant::new(&info, 10, 5);
-    let r = t
-        .call_with(
-            &mut conn,
-            "/v1/chat/completions",
-            &t.state_header(),
-            &chat_body("hi", 100, false),
-            |_| {},
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        (r.status, error_code(&r.body).as_str()),
-        (402, "over_escrow_cap")
-    );
+    let r = t.call(&mut conn, CHAT, &chat_body("hi", 100, false)).await;
+    r.assert_error(402, "over_escrow_cap");
 }
 
 #[tokio::test]
 async fn bad_signature_and_wrong_channel() {
-    let a = agent(VLLM_LIKE, false).await;
-    let mut conn = Conn::connect(a.addr, false).await.unwrap();
-    let info = host_info(&mut conn).await;
+    let (_agent, mut conn, info) = connected_agent(VLLM_LIKE, false).await;
     let t = Tenant::new(&info, 1_000_000, 6);
     let body = chat_body("hi", 2, false);
     // Signed by someone else than the state's tenant.
@@ -265,102 +168,32 @@ async fn bad_signature_and_wrong_channel() {
     let mut forged = other.signed_state(t.chain.state().clone());
     forged.state = t.chain.state().clone();
     let r = t
-        .call_with(
-            &mut conn,
-            "/v1/chat/completions",
-            &forged.to_header_value(),
-            &body,
-            |_| {},
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        (r.status, error_code(&r.body).as_str()),
-        (401, "bad_state_signature")
-    );
+        .call_as(&mut conn, CHAT, &forged.to_header_value(), &body)
+        .await;
+    r.assert_error(401, "bad_state_signature");
     // A state naming another host key.
     let mut s = t.chain.state().clone();
     s.host_key_id.0[0] ^= 1;
     let r = t
-        .call_with(
-            &mut conn,
-            "/v1/chat/completions",
-            &t.signed_state(s).to_header_value(),
-            &body,
-            |_| {},
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        (r.status, error_code(&r.body).as_str()),
-        (409, "wrong_channel")
-    );
+        .call_as(&mut conn, CHAT, &t.signed_state(s).to_header_value(), &body)
+        .await;
+    r.assert_error(409, "wrong_channel");
 }
 
 #[tokio::test]
 async fn malformed_inner_requests_are_encrypted_400s() {
-    let a = agent(VLLM_LIKE, false).await;
-    let mut conn = Conn::connect(a.addr, false).await.unwrap();
-    let info = host_info(&mut conn).await;
+    let (_agent, mut conn, info) = connected_agent(VLLM_LIKE, false).await;
     let t = Tenant::new(&info, 1_000_000, 7);
     let body = chat_body("hi", 2, false);
-    let r = t
-        .call_with(
-            &mut conn,
-            "/v1/embeddings",
-            &t.state_header(),
-            &body,
-            |_| {},
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        (r.status, error_code(&r.body).as_str()),
-        (400, "bad_request")
-    );
-    let r = t
-        .call_with(
-            &mut conn,
-            "/v1/chat/completions",
-            "not-a-state",
-            &body,
-            |_| {},
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        (r.status, error_code(&r.body).as_str()),
-        (400, "bad_request")
-    );
-    let r = t
-        .call_with(
-            &mut conn,
-            "/v1/chat/completions",
-            &t.state_header(),
-            b"[1,2]",
-            |_| {},
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        (r.status, error_code(&r.body).as_str()),
-        (400, "bad_request")
-    );
+    let r = t.call(&mut conn, "/v1/embeddings", &body).await;
+    r.assert_error(400, "bad_request");
+    let r = t.call_as(&mut conn, CHAT, "not-a-state", &body).await;
+    r.assert_error(400, "bad_request");
+    let r = t.call(&mut conn, CHAT, b"[1,2]").await;
+    r.assert_error(400, "bad_request");
     // stream=true over non-chunked OHTTP.
-    let r = t
-        .call_with(
-            &mut conn,
-            "/v1/chat/completions",
-            &t.state_header(),
-            &chat_body("hi", 2, true),
-            |_| {},
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        (r.status, error_code(&r.body).as_str()),
-        (400, "bad_request")
-    );
+    let r = t.call(&mut conn, CHAT, &chat_body("hi", 2, true)).await;
+    r.assert_error(400, "bad_request");
     // Outer errors.
     assert_eq!(
         conn.send("GET", "/nope", None, vec![]).await.unwrap().0,
@@ -388,20 +221,12 @@ async fn malformed_inner_requests_are_encrypted_400s() {
 
 #[tokio::test]
 async fn truncated_stream_is_detected() {
-    let a = agent(VLLM_LIKE, false).await;
-    let mut conn = Conn::connect(a.addr, false).await.unwrap();
-    let info = host_info(&mut conn).await;
+    let (_agent, mut conn, info) = connected_agent(VLLM_LIKE, false).await;
     let t = Tenant::new(&info, 1_000_000, 8);
     let body = chat_body("hello", 4, true);
     // Cutting only the final chunk (1 length byte + 16 tag bytes) loses the end marker.
     let e = t
-        .stream_with(
-            &mut conn,
-            "/v1/chat/completions",
-            &t.state_header(),
-            &body,
-            17,
-        )
+        .stream_with(&mut conn, CHAT, &t.state_header(), &body, 17)
         .await;
     assert!(e.is_err(), "a stream without its final chunk must not open");
 }
@@ -409,42 +234,15 @@ async fn truncated_stream_is_detected() {
 #[tokio::test]
 async fn rejected_state_leaves_the_channel_usable() {
     // A failed check must not consume a call_seq or leave the channel reserved.
-    let a = agent(VLLM_LIKE, false).await;
-    let mut conn = Conn::connect(a.addr, false).await.unwrap();
-    let info = host_info(&mut conn).await;
+    let (_agent, mut conn, info) = connected_agent(VLLM_LIKE, false).await;
     let mut t = Tenant::new(&info, 1_000_000, 9);
-    let r = t
-        .call_with(
-            &mut conn,
-            "/v1/chat/completions",
-            &t.state_header(),
-            &chat_body("a", 2, false),
-            |_| {},
-        )
-        .await
-        .unwrap();
+    let r = t.call(&mut conn, CHAT, &chat_body("a", 2, false)).await;
     t.accept(&r, false).unwrap();
     let over = t
-        .call_with(
-            &mut conn,
-            "/v1/chat/completions",
-            &t.state_header(),
-            &chat_body("a", 10_000_000, false),
-            |_| {},
-        )
-        .await
-        .unwrap();
-    assert_eq!(error_code(&over.body), "over_escrow_cap");
-    let r = t
-        .call_with(
-            &mut conn,
-            "/v1/chat/completions",
-            &t.state_header(),
-            &chat_body("a", 2, false),
-            |_| {},
-        )
-        .await
-        .unwrap();
+        .call(&mut conn, CHAT, &chat_body("a", 10_000_000, false))
+        .await;
+    assert_eq!(over.error_code(), "over_escrow_cap");
+    let r = t.call(&mut conn, CHAT, &chat_body("a", 2, false)).await;
     assert_eq!(r.receipt.as_ref().unwrap().receipt.call_seq, 2);
     t.accept(&r, false).unwrap();
     // A receipt for another channel is refused by the tenant (sanity of the checker used here).
@@ -457,9 +255,7 @@ async fn rejected_state_leaves_the_channel_usable() {
 
 #[tokio::test]
 async fn tls_certificate_matches_the_keyset_pin() {
-    let a = agent(VLLM_LIKE, true).await;
-    let mut conn = Conn::connect(a.addr, true).await.unwrap();
-    let info = host_info(&mut conn).await;
+    let (_agent, mut conn, info) = connected_agent(VLLM_LIKE, true).await;
     let cert = conn.peer_cert.clone().unwrap();
     let spki = &info.keyset.tls_spki;
     assert!(!spki.is_empty());
@@ -468,16 +264,7 @@ async fn tls_certificate_matches_the_keyset_pin() {
         "certificate does not carry the pinned SPKI"
     );
     let mut t = Tenant::new(&info, 1_000_000, 11);
-    let r = t
-        .call_with(
-            &mut conn,
-            "/v1/chat/completions",
-            &t.state_header(),
-            &chat_body("tls", 2, false),
-            |_| {},
-        )
-        .await
-        .unwrap();
+    let r = t.call(&mut conn, CHAT, &chat_body("tls", 2, false)).await;
     t.accept(&r, false).unwrap();
 }
 
@@ -488,17 +275,7 @@ async fn attestation_binds_keyset_and_nonce() {
     let a = agent(VLLM_LIKE, false).await;
     let mut conn = Conn::connect(a.addr, false).await.unwrap();
     for nonce in [[1u8; 32], [2u8; 32]] {
-        let (status, body) = conn
-            .send(
-                "GET",
-                &format!("/v1/attestation?nonce={}", hex::encode(nonce)),
-                None,
-                vec![],
-            )
-            .await
-            .unwrap();
-        assert_eq!(status, 200);
-        let bundle = dait_chain_client::decode_bundle(&body).unwrap();
+        let bundle = fetch_bundle(&mut conn, nonce).await;
         assert_eq!(bundle.keyset, a.app.keys.keyset_bytes);
         let freshness = dait_chain_client::Freshness::TenantNonce(nonce);
         assert_eq!(bundle.freshness, Some(freshness.to_proto()));
@@ -566,28 +343,13 @@ async fn attestation_binds_keyset_and_nonce() {
 
 #[tokio::test]
 async fn stream_cut_short_upstream_gets_no_receipt() {
-    let a = agent(
-        EngineMode {
-            usage_in_stream: true,
-            tokens: 5,
-            cut_streams: true,
-        },
-        false,
-    )
-    .await;
-    let mut conn = Conn::connect(a.addr, false).await.unwrap();
-    let info = host_info(&mut conn).await;
+    let cut_short = EngineMode {
+        cut_streams: true,
+        ..VLLM_LIKE
+    };
+    let (a, mut conn, info) = connected_agent(cut_short, false).await;
     let t = Tenant::new(&info, 1_000_000, 13);
-    let r = t
-        .stream_with(
-            &mut conn,
-            "/v1/chat/completions",
-            &t.state_header(),
-            &chat_body("hi", 5, true),
-            0,
-        )
-        .await
-        .unwrap();
+    let r = t.stream(&mut conn, CHAT, &chat_body("hi", 5, true)).await;
     assert_eq!(r.status, 200);
     assert!(r.receipt.is_none());
     assert_eq!(r.trailer_error.as_deref(), Some(&b"upstream"[..]));

@@ -28,7 +28,7 @@ pub enum CallError {
     NoUpstream,
     /// The engine failed.
     #[error("upstream failed")]
-    Upstream(#[from] crate::proxy::ProxyError),
+    Upstream(#[from] crate::engine::EngineError),
     /// An internal failure (logged once).
     #[error("internal error: {0}")]
     Internal(&'static str),

@@ -17,7 +17,7 @@ pub const MAX_UPSTREAM_BODY: usize = 16 << 20;
 /// Errors talking to the engine.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ProxyError {
+pub enum EngineError {
     /// Building the upstream request failed.
     #[error("bad upstream request")]
     Build(#[from] http::Error),
@@ -52,12 +52,12 @@ pub enum ProxyError {
 
 /// Pooled HTTP/1.1 client for the engine.
 #[derive(Clone, Debug)]
-pub struct Upstream {
+pub struct EngineClient {
     client: Client<HttpConnector, Full<Bytes>>,
     base: Uri,
 }
 
-impl Upstream {
+impl EngineClient {
     /// A client for the engine at `base` (e.g. `http://127.0.0.1:8000`).
     pub fn new(base: Uri) -> Self {
         let mut connector = HttpConnector::new();
@@ -79,7 +79,7 @@ impl Upstream {
         &self,
         path: &str,
         body: Bytes,
-    ) -> Result<http::Response<Incoming>, ProxyError> {
+    ) -> Result<http::Response<Incoming>, EngineError> {
         let req = Request::builder()
             .method(Method::POST)
             .uri(self.uri(path)?)
@@ -87,25 +87,25 @@ impl Upstream {
             .body(Full::new(body))?;
         let resp = self.client.request(req).await?;
         if !resp.status().is_success() {
-            return Err(ProxyError::Status(resp.status().as_u16()));
+            return Err(EngineError::Status(resp.status().as_u16()));
         }
         Ok(resp)
     }
 
     /// POST and read the whole JSON answer.
-    pub async fn post_json(&self, path: &str, body: Bytes) -> Result<Bytes, ProxyError> {
+    pub async fn post_json(&self, path: &str, body: Bytes) -> Result<Bytes, EngineError> {
         let resp = self.post(path, body).await?;
         read_limited(resp.into_body(), MAX_UPSTREAM_BODY).await
     }
 }
 
 /// Read a body, failing past `limit` bytes.
-pub async fn read_limited(mut body: Incoming, limit: usize) -> Result<Bytes, ProxyError> {
+pub async fn read_limited(mut body: Incoming, limit: usize) -> Result<Bytes, EngineError> {
     let mut out = Vec::new();
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame?.into_data() {
             if out.len() + data.len() > limit {
-                return Err(ProxyError::TooLarge);
+                return Err(EngineError::TooLarge);
             }
             out.extend_from_slice(&data);
         }
@@ -124,11 +124,11 @@ pub fn ask_for_usage(body: &mut Map<String, Value>) {
 }
 
 /// `response_hash` over the normalised response with the metered usage.
-pub fn response_hash(n: &NormalizedResponse, usage: Usage) -> Result<B256, ProxyError> {
-    n.response_hash(usage).map_err(ProxyError::Normalize)
+pub fn response_hash(n: &NormalizedResponse, usage: Usage) -> Result<B256, EngineError> {
+    n.response_hash(usage).map_err(EngineError::Normalize)
 }
 
-impl Upstream {
+impl EngineClient {
     /// Meter a streamed call whose engine sent no `usage` (llama.cpp's server, see `docs/ENGINE.md`):
     /// prompt tokens from the engine's own count for the same request run non-streamed with
     /// `max_tokens: 1` (same chat template, same tokenizer; the engine reuses the cached prompt),
@@ -139,7 +139,7 @@ impl Upstream {
         path: &str,
         request: &Map<String, Value>,
         response: &NormalizedResponse,
-    ) -> Result<Usage, ProxyError> {
+    ) -> Result<Usage, EngineError> {
         let mut twin = request.clone();
         twin.insert("stream".into(), Value::Bool(false));
         twin.remove("stream_options");
@@ -150,9 +150,9 @@ impl Upstream {
             .post_json(path, Bytes::from(Value::Object(twin).to_string()))
             .await?;
         let prompt_tokens = NormalizedResponse::from_body(&body)
-            .map_err(ProxyError::Normalize)?
+            .map_err(EngineError::Normalize)?
             .reported_usage
-            .ok_or(ProxyError::NoUsage)?
+            .ok_or(EngineError::NoUsage)?
             .prompt_tokens;
         let base = self.count_tokens(request, "").await?;
         let mut completion_tokens = 0u64;
@@ -173,7 +173,7 @@ impl Upstream {
         &self,
         request: &Map<String, Value>,
         text: &str,
-    ) -> Result<u64, ProxyError> {
+    ) -> Result<u64, EngineError> {
         let mut m = Map::new();
         m.insert("input".into(), Value::String(text.to_owned()));
         if let Some(model) = request.get("model") {
@@ -185,11 +185,11 @@ impl Upstream {
                 Bytes::from(Value::Object(m).to_string()),
             )
             .await
-            .map_err(|_| ProxyError::Tokenize)?;
+            .map_err(|_| EngineError::Tokenize)?;
         let v: Value = serde_json::from_slice(&body)?;
         v.get("count")
             .and_then(Value::as_u64)
-            .ok_or(ProxyError::Tokenize)
+            .ok_or(EngineError::Tokenize)
     }
 }
 

@@ -38,7 +38,7 @@ pub const RECORD_HEADER_LEN: usize = 32 + 8 + 16 + 32 + 32 + 20;
 /// Errors of the receipt log.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum LogError {
+pub enum ReceiptLogError {
     /// A complete record failed its checksum and is followed by more data.
     #[error("receipt log corrupt at offset {offset}")]
     Corrupt {
@@ -150,7 +150,7 @@ fn frame(header: &RecordHeader, signed_receipt: &[u8]) -> Vec<u8> {
 /// Read every complete record of a log file (no sequencing checks beyond framing). Returns the
 /// records and the offset where the next record goes; stops at the zero-filled preallocated tail and
 /// at a torn final record (one that is short or fails its checksum with only zeros after it).
-pub fn read_records(path: &Path) -> Result<(Vec<Record>, u64), LogError> {
+pub fn read_records(path: &Path) -> Result<(Vec<Record>, u64), ReceiptLogError> {
     let mut data = Vec::new();
     File::open(path)?.read_to_end(&mut data)?;
     let mut out = Vec::new();
@@ -196,7 +196,7 @@ pub fn read_records(path: &Path) -> Result<(Vec<Record>, u64), LogError> {
                 if end {
                     return Ok((out, pos as u64));
                 }
-                return Err(LogError::Corrupt { offset: pos as u64 });
+                return Err(ReceiptLogError::Corrupt { offset: pos as u64 });
             }
         }
     }
@@ -261,7 +261,7 @@ impl std::fmt::Debug for Job {
 impl ReceiptLog {
     /// Open (creating if needed) the log in `state_dir`, replay it, truncate a torn final record,
     /// and start the writer thread.
-    pub fn open(state_dir: &Path) -> Result<(Self, Replay), LogError> {
+    pub fn open(state_dir: &Path) -> Result<(Self, Replay), ReceiptLogError> {
         let path = state_dir.join(LOG_FILE);
         let file = OpenOptions::new()
             .create(true)
@@ -273,7 +273,7 @@ impl ReceiptLog {
         let truncated = garbage_end(&path, good_len)? - good_len;
         if truncated > 0 {
             // Erase the torn record so that the next append starts on zeros.
-            let n = usize::try_from(truncated).map_err(|_| LogError::TooLarge)?;
+            let n = usize::try_from(truncated).map_err(|_| ReceiptLogError::TooLarge)?;
             file.write_all_at(&vec![0u8; n], good_len)?;
             file.sync_all()?;
         }
@@ -284,7 +284,7 @@ impl ReceiptLog {
         for r in &records {
             let expected = heads.get(&r.header.channel_id).map_or(0, |h| h.call_seq) + 1;
             if r.header.call_seq != expected {
-                return Err(LogError::Gap { offset });
+                return Err(ReceiptLogError::Gap { offset });
             }
             heads.insert(r.header.channel_id, r.header);
             offset += (FRAME_HEADER + RECORD_HEADER_LEN + r.signed_receipt.len()) as u64;
@@ -311,9 +311,9 @@ impl ReceiptLog {
         &self,
         header: &RecordHeader,
         signed_receipt: &[u8],
-    ) -> Result<(), LogError> {
+    ) -> Result<(), ReceiptLogError> {
         if RECORD_HEADER_LEN + signed_receipt.len() > MAX_RECORD {
-            return Err(LogError::TooLarge);
+            return Err(ReceiptLogError::TooLarge);
         }
         let (done, wait) = oneshot::channel();
         self.tx
@@ -321,11 +321,11 @@ impl ReceiptLog {
                 bytes: frame(header, signed_receipt),
                 done,
             })
-            .map_err(|_| LogError::Closed)?;
+            .map_err(|_| ReceiptLogError::Closed)?;
         match wait.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(kind)) => Err(LogError::Io(kind.into())),
-            Err(_) => Err(LogError::Closed),
+            Ok(Err(kind)) => Err(ReceiptLogError::Io(kind.into())),
+            Err(_) => Err(ReceiptLogError::Closed),
         }
     }
 }
@@ -486,7 +486,7 @@ mod tests {
         write_raw(dir.path(), &[a.clone(), vec![0; 100], vec![1]]);
         assert!(matches!(
             ReceiptLog::open(dir.path()),
-            Err(LogError::Corrupt { offset }) if offset == a.len() as u64
+            Err(ReceiptLogError::Corrupt { offset }) if offset == a.len() as u64
         ));
     }
 
@@ -510,7 +510,7 @@ mod tests {
         write_raw(dir.path(), &[a, b]);
         assert!(matches!(
             ReceiptLog::open(dir.path()),
-            Err(LogError::Corrupt { offset: 0 })
+            Err(ReceiptLogError::Corrupt { offset: 0 })
         ));
     }
 
@@ -535,7 +535,7 @@ mod tests {
         );
         assert!(matches!(
             ReceiptLog::open(dir.path()),
-            Err(LogError::Gap { .. })
+            Err(ReceiptLogError::Gap { .. })
         ));
     }
 }

@@ -1,0 +1,149 @@
+//! The router: which path and method go where, the attestation endpoint, and the small fixed
+//! responses every handler uses.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use dait_chain_client::{Freshness, ciphertext_hash, encode_bundle, proto};
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use tracing::{Instrument, info_span};
+
+use super::{App, Body, plain, stream};
+use crate::hpke::MAX_REQUEST;
+
+/// A response with a whole body.
+pub(super) fn full(
+    status: StatusCode,
+    content_type: Option<&'static str>,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut b = Response::builder().status(status);
+    if let Some(ct) = content_type {
+        b = b.header(header::CONTENT_TYPE, ct);
+    }
+    // INVARIANT: status and a static content type are always valid.
+    b.body(Full::new(body.into()).boxed_unsync())
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed_unsync()))
+}
+
+/// A response with no body.
+pub(super) fn empty(status: StatusCode) -> Response<Body> {
+    full(status, None, Bytes::new())
+}
+
+/// The opaque answer to any decapsulation or decryption failure.
+pub(super) fn opaque_400() -> Response<Body> {
+    empty(StatusCode::BAD_REQUEST)
+}
+
+/// Route one request. Never panics on input; every error becomes a response.
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path();
+    let resp = match (req.method(), path) {
+        (&Method::GET, "/healthz") => empty(StatusCode::OK),
+        (&Method::GET, "/v1/ohttp-keys") => full(
+            StatusCode::OK,
+            Some("application/ohttp-keys"),
+            app.keys.hpke.config_list().to_vec(),
+        ),
+        (&Method::GET, "/v1/attestation") => attestation(&app, req.uri().query()).await,
+        (&Method::POST, "/v1/ohttp") => ohttp(app, req).await,
+        (_, "/healthz" | "/v1/ohttp-keys" | "/v1/attestation" | "/v1/ohttp") => {
+            empty(StatusCode::METHOD_NOT_ALLOWED)
+        }
+        _ => empty(StatusCode::NOT_FOUND),
+    };
+    Ok(resp)
+}
+
+fn parse_nonce(query: Option<&str>) -> Option<[u8; 32]> {
+    let q = query?;
+    let v = q.split('&').find_map(|kv| kv.strip_prefix("nonce="))?;
+    let mut n = [0u8; 32];
+    hex::decode_to_slice(v, &mut n).ok()?;
+    Some(n)
+}
+
+/// Build the evidence bundle for `freshness`.
+pub fn bundle(app: &App, freshness: &Freshness) -> Result<Vec<u8>, crate::tee::TeeError> {
+    let rd = app.keys.report_data(freshness);
+    let cpu = app.tee.evidence(&rd)?;
+    Ok(encode_bundle(&proto::EvidenceBundle {
+        version: dait_chain_client::PROTOCOL_VERSION,
+        keyset: app.keys.keyset_bytes.clone(),
+        freshness: Some(freshness.to_proto()),
+        cpu: Some(cpu),
+        gpus: Vec::new(),
+        tpm: None,
+        event_log: app.event_log.clone(),
+        collateral: None,
+    }))
+}
+
+async fn attestation(app: &Arc<App>, query: Option<&str>) -> Response<Body> {
+    let Some(nonce) = parse_nonce(query) else {
+        return empty(StatusCode::BAD_REQUEST);
+    };
+    let app2 = Arc::clone(app);
+    let r =
+        tokio::task::spawn_blocking(move || bundle(&app2, &Freshness::TenantNonce(nonce))).await;
+    match r {
+        Ok(Ok(b)) => full(StatusCode::OK, Some("application/vnd.dait.bundle"), b),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "evidence failed");
+            empty(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+        Err(_) => empty(StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
+/// `POST /v1/ohttp`: read the encapsulated request and hand it to the plain or the streamed call,
+/// by its content type.
+async fn ohttp(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    let chunked = match req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.as_bytes())
+    {
+        Some(b"message/ohttp-req") => false,
+        Some(b"message/ohttp-chunked-req") => true,
+        _ => return empty(StatusCode::UNSUPPORTED_MEDIA_TYPE),
+    };
+    let body = match Limited::new(req.into_body(), MAX_REQUEST).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return empty(StatusCode::PAYLOAD_TOO_LARGE),
+    };
+    let request_ct_hash = ciphertext_hash(&body);
+    let span = info_span!(
+        "call",
+        request_id = %hex::encode(request_ct_hash.0.get(..8).unwrap_or_default()),
+        model = %app.params.model_id,
+        chunked
+    );
+    if chunked {
+        stream::streaming(app, body, request_ct_hash)
+            .instrument(span)
+            .await
+    } else {
+        plain::plain(app, body, request_ct_hash)
+            .instrument(span)
+            .await
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonce_query() {
+        let h = "ab".repeat(32);
+        assert_eq!(parse_nonce(Some(&format!("nonce={h}"))), Some([0xab; 32]));
+        assert_eq!(parse_nonce(Some("nonce=zz")), None);
+        assert_eq!(parse_nonce(None), None);
+    }
+}

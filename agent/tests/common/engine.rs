@@ -1,0 +1,165 @@
+//! The in-test OpenAI-compatible engine: deterministic answers, usage in streams or not (like vLLM or
+//! llama.cpp's server), and streams that an interrupted engine cuts short.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+/// Behaviour of the in-test engine.
+#[derive(Clone, Copy, Debug)]
+pub struct EngineMode {
+    /// Honour `stream_options.include_usage` (like vLLM); otherwise send no usage when streaming
+    /// (like llama.cpp's server) and offer `/extras/tokenize/count`.
+    pub usage_in_stream: bool,
+    /// Number of completion tokens generated (capped by max_tokens).
+    pub tokens: u64,
+    /// End streams after the first token, without a finish reason or `[DONE]` (an engine that
+    /// was interrupted).
+    pub cut_streams: bool,
+}
+
+/// An engine that reports usage in streams when asked, as vLLM does.
+pub const VLLM_LIKE: EngineMode = EngineMode {
+    usage_in_stream: true,
+    tokens: 5,
+    cut_streams: false,
+};
+
+/// An engine that sends no usage in streams and offers its tokenizer, as llama.cpp's server does.
+pub const LLAMA_LIKE: EngineMode = EngineMode {
+    usage_in_stream: false,
+    tokens: 5,
+    cut_streams: false,
+};
+
+/// Counts of what the engine saw.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    pub calls: AtomicU64,
+}
+
+fn words(s: &str) -> u64 {
+    s.split_whitespace().count() as u64
+}
+
+fn prompt_tokens(body: &Value) -> u64 {
+    if let Some(msgs) = body.get("messages").and_then(Value::as_array) {
+        msgs.iter()
+            .map(|m| words(m.get("content").and_then(Value::as_str).unwrap_or("")) + 2)
+            .sum()
+    } else {
+        words(body.get("prompt").and_then(Value::as_str).unwrap_or("")) + 1
+    }
+}
+
+fn not_found() -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(404)
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+fn answer(content_type: &str, body: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
+async fn engine(
+    mode: EngineMode,
+    stats: Arc<EngineStats>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    stats.calls.fetch_add(1, Ordering::Relaxed);
+    let path = req.uri().path().to_owned();
+    let body = req.into_body().collect().await.unwrap().to_bytes();
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if path == "/extras/tokenize/count" {
+        if mode.usage_in_stream {
+            return Ok(not_found());
+        }
+        let n = words(v["input"].as_str().unwrap_or(""));
+        return Ok(Response::new(Full::new(Bytes::from(
+            json!({"count": n}).to_string(),
+        ))));
+    }
+    let chat = path == "/v1/chat/completions";
+    if !chat && path != "/v1/completions" {
+        return Ok(not_found());
+    }
+    let max = v["max_tokens"].as_u64().unwrap_or(16);
+    let k = mode.tokens.min(max);
+    let finish = if k < mode.tokens { "length" } else { "stop" };
+    let p = prompt_tokens(&v);
+    let usage = json!({"prompt_tokens": p, "completion_tokens": k, "total_tokens": p + k});
+    let toks: Vec<String> = (0..k).map(|i| format!("tok{i} ")).collect();
+    if v["stream"].as_bool() == Some(true) {
+        let mut out = String::new();
+        if mode.cut_streams {
+            let c = json!({"id":"x","choices":[{"index":0,"delta":{"content":"tok0 "},"finish_reason":null}]});
+            return Ok(answer("text/event-stream", format!("data: {c}\n\n")));
+        }
+        for t in &toks {
+            let c = if chat {
+                json!({"id":"x","object":"chat.completion.chunk","created":1,"choices":[{"index":0,"delta":{"content":t},"finish_reason":null}]})
+            } else {
+                json!({"id":"x","object":"text_completion","created":1,"choices":[{"index":0,"text":t,"finish_reason":null}]})
+            };
+            out.push_str(&format!("data: {c}\n\n"));
+        }
+        let last = if chat {
+            json!({"id":"x","choices":[{"index":0,"delta":{},"finish_reason":finish}]})
+        } else {
+            json!({"id":"x","choices":[{"index":0,"text":"","finish_reason":finish}]})
+        };
+        out.push_str(&format!("data: {last}\n\n"));
+        if mode.usage_in_stream && v["stream_options"]["include_usage"].as_bool() == Some(true) {
+            out.push_str(&format!(
+                "data: {}\n\n",
+                json!({"id":"x","choices":[],"usage":usage})
+            ));
+        }
+        out.push_str("data: [DONE]\n\n");
+        return Ok(answer("text/event-stream", out));
+    }
+    let text: String = toks.concat();
+    let resp = if chat {
+        json!({"id":"chatcmpl-1","object":"chat.completion","created":2,"choices":[{"index":0,"message":{"role":"assistant","content":text},"finish_reason":finish}],"usage":usage})
+    } else {
+        json!({"id":"cmpl-1","object":"text_completion","created":2,"choices":[{"index":0,"text":text,"finish_reason":finish}],"usage":usage})
+    };
+    Ok(answer("application/json", resp.to_string()))
+}
+
+/// Start the in-test engine on 127.0.0.1:0; it stops when the runtime ends.
+pub async fn start_engine(mode: EngineMode) -> (SocketAddr, Arc<EngineStats>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stats = Arc::new(EngineStats::default());
+    let st = stats.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let _ = tcp.set_nodelay(true);
+            let st = st.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |r| engine(mode, st.clone(), r));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, stats)
+}
