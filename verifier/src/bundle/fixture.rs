@@ -9,9 +9,9 @@ use dait_chain_client::proto::{self, cpu_evidence::Evidence};
 use dait_chain_client::{
     Address, B256, Freshness, HostSigningKey, Keyset, keyset_hash, report_data,
 };
-use dait_measure::reference::{RuntimeEvent, runtime_event_data};
+use dait_measure::reference::RuntimeEvent;
 use prost::Message as _;
-use sha2::{Digest as _, Sha256, Sha384};
+use sha2::{Digest as _, Sha256};
 
 use super::{Policy, UnixTime, VerifiedBundle, VerifyError, verify_bundle};
 
@@ -175,19 +175,15 @@ pub fn runtime_events() -> Vec<RuntimeEvent> {
         .collect()
 }
 
-/// The runtime event log the agent serves for `events`: a JSON array with one SHA-384 digest per event.
+/// The runtime event log the agent serves for `events`, encoded by the protocol core's one definition
+/// ([`dait_chain_client::runtime_log::EventLog`]).
 pub fn runtime_log(events: &[RuntimeEvent]) -> Vec<u8> {
-    let entries: Vec<serde_json::Value> = events
-        .iter()
-        .map(|e| {
-            let data = runtime_event_data(&e.name, &e.sha256);
-            serde_json::json!({
-                "imr": 3,
-                "kind": e.name,
-                "data": String::from_utf8_lossy(&data),
-                "digest": hex::encode(Sha384::digest(&data)),
-            })
-        })
-        .collect();
-    serde_json::Value::from(entries).to_string().into_bytes()
+    let mut log = dait_chain_client::runtime_log::EventLog::default();
+    for e in events {
+        log.record(
+            &e.name,
+            &dait_chain_client::runtime_log::event_data(&e.name, &e.sha256.0),
+        );
+    }
+    log.encode()
 }

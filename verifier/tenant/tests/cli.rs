@@ -12,44 +12,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use dait_chain_client::Freshness;
-use dait_measure::reference::{RuntimeEvent, runtime_event_data};
-use dait_measure::{HexBytes, ReferenceMeasurements};
+use dait_measure::reference::RuntimeEvent;
+use dait_measure::ReferenceMeasurements;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use sha2::Digest as _;
 use tokio::net::TcpListener;
 
 mod support;
+use dait_verifier::bundle::fixture::{runtime_events, runtime_log};
 use support::{key, keyset, simulated_bundle};
-
-/// The runtime events every served bundle records (the agent's default kinds, in its order).
-fn served_events() -> Vec<RuntimeEvent> {
-    ["model-id", "model-weights", "engine-build", "agent-config"]
-        .iter()
-        .zip(1u8..)
-        .map(|(name, n)| RuntimeEvent {
-            name: (*name).to_owned(),
-            sha256: HexBytes([n; 32]),
-        })
-        .collect()
-}
-
-/// The agent's event log encoding of `events`: a JSON array of `{imr, kind, data, digest}`.
-fn event_log(events: &[RuntimeEvent]) -> Vec<u8> {
-    let entries: Vec<serde_json::Value> = events
-        .iter()
-        .map(|e| {
-            let data = runtime_event_data(&e.name, &e.sha256);
-            serde_json::json!({
-                "imr": 3,
-                "kind": e.name,
-                "data": String::from_utf8(data.clone()).unwrap(),
-                "digest": hex::encode(sha2::Sha384::digest(&data)),
-            })
-        })
-        .collect();
-    serde_json::to_vec(&entries).unwrap()
-}
 
 /// Writes the synthetic reference with `events` as its runtime events under `dir`; returns its path.
 fn reference_file(dir: &Path, name: &str, events: Vec<RuntimeEvent>) -> String {
@@ -65,7 +36,11 @@ fn reference_file(dir: &Path, name: &str, events: Vec<RuntimeEvent>) -> String {
 /// A simulated bundle for `nonce`, certified by root key 1, whose keyset names `tls_spki`.
 fn bundle(nonce: [u8; 32], tls_spki: &[u8]) -> Vec<u8> {
     let freshness = Freshness::TenantNonce(nonce);
-    simulated_bundle(&keyset(tls_spki), &freshness, &event_log(&served_events()))
+    simulated_bundle(
+        &keyset(tls_spki),
+        &freshness,
+        &runtime_log(&runtime_events()),
+    )
 }
 
 /// Serves `GET /v1/attestation?nonce=…` over TLS with a fresh key; the bundles name `attested_spki`, or
@@ -242,8 +217,8 @@ async fn policy_checks_the_runtime_events_against_a_reference() {
         let dir = std::env::temp_dir().join(format!("dait-tenant-policy-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let root = root_file(&dir, 1);
-        let matching = reference_file(&dir, "matching.json", served_events());
-        let mut events = served_events();
+        let matching = reference_file(&dir, "matching.json", runtime_events());
+        let mut events = runtime_events();
         events[1].sha256.0[0] ^= 1;
         let changed = reference_file(&dir, "changed.json", events);
         let host = format!("https://{}", serve(None).await);
