@@ -84,3 +84,9 @@ boot: image
 # Every fuzz target of the evidence parsers for SECS seconds each (default 60), seeded from the real evidence.
 fuzz-smoke secs="60":
     scripts/fuzz-smoke.sh {{ secs }}
+
+# Refresh verifier/fuzz/Cargo.lock from the workspace's Cargo.lock (same versions; the fuzz crate's own additions
+# stay pinned). Run after a change to Cargo.lock; CI builds the fuzz crate with --locked.
+fuzz-lock:
+    cp Cargo.lock verifier/fuzz/Cargo.lock
+    cargo metadata --manifest-path verifier/fuzz/Cargo.toml --format-version 1 >/dev/null
