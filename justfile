@@ -85,8 +85,7 @@ boot: image
 fuzz-smoke secs="60":
     scripts/fuzz-smoke.sh {{ secs }}
 
-# Refresh verifier/fuzz/Cargo.lock from the workspace's Cargo.lock (same versions; the fuzz crate's own additions
-# stay pinned). Run after a change to Cargo.lock; CI builds the fuzz crate with --locked.
+# Refresh verifier/fuzz/Cargo.lock after a change to the workspace's dependencies: versions already locked stay,
+# new dependencies are added and unused ones dropped. CI builds the fuzz crate with --locked.
 fuzz-lock:
-    cp Cargo.lock verifier/fuzz/Cargo.lock
     cargo metadata --manifest-path verifier/fuzz/Cargo.toml --format-version 1 >/dev/null
