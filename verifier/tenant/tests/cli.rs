@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use dait_chain_client::Freshness;
-use dait_measure::reference::RuntimeEvent;
 use dait_measure::ReferenceMeasurements;
+use dait_measure::reference::RuntimeEvent;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
