@@ -117,6 +117,56 @@ fn reference_subcommand_refuses_a_tdx_shape_without_rtmr0() {
     assert!(text(&out).contains("RTMR0"), "{}", text(&out));
 }
 
+#[test]
+fn reference_subcommand_writes_and_reloads_a_shape_vmpl() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("out.json");
+    let out = bin()
+        .args(synthetic_inputs(dir.path()))
+        .args(["--vmpl", "snp-genoa-16=1", "--out"])
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let written = std::fs::read_to_string(&out_path).unwrap();
+    let reference = ReferenceMeasurements::from_json(written.as_bytes()).unwrap();
+    assert_eq!(reference.snp_shape("snp-genoa-16").unwrap().vmpl, 1);
+    assert_eq!(reference.snp_shape("snp-milan-4").unwrap().vmpl, 0);
+    assert_eq!(
+        written.matches("\"vmpl\"").count(),
+        1,
+        "VMPL 0 is not written"
+    );
+    assert_eq!(reference.to_json_pretty(), written);
+    // Without --vmpl the file is the committed one, byte for byte.
+    let committed =
+        std::fs::read_to_string(crate_dir().join("reference/0.0.0-synthetic.json")).unwrap();
+    assert_ne!(written, committed);
+    assert_eq!(
+        written.replace(",\n        \"vmpl\": 1", ""),
+        committed,
+        "only the vmpl line differs"
+    );
+}
+
+#[test]
+fn reference_subcommand_refuses_a_bad_vmpl() {
+    for spec in [
+        "tdx-16=1",
+        "snp-unknown=1",
+        "snp-milan-4=4",
+        "snp-milan-4=x",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = bin()
+            .args(synthetic_inputs(dir.path()))
+            .args(["--vmpl", spec])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{spec}: {}", text(&out));
+    }
+}
+
 /// A committed reference file by release, loaded and validated.
 fn committed_reference(release: &str) -> (PathBuf, ReferenceMeasurements) {
     let path = crate_dir().join(format!("reference/{release}.json"));
