@@ -203,7 +203,7 @@ fn assert_diff_checks_each_snp_field(path: &Path, reference: &ReferenceMeasureme
     let good = snp_values(reference, shape);
     let out = run_diff(path, shape, &good);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("all 3 fields match"), "{}", text(&out));
+    assert!(text(&out).contains("all 4 fields match"), "{}", text(&out));
 
     let mut measurement = good.clone();
     measurement.measurement.as_mut().unwrap().0[0] ^= 1;
@@ -211,10 +211,15 @@ fn assert_diff_checks_each_snp_field(path: &Path, reference: &ReferenceMeasureme
     host_data.host_data.as_mut().unwrap().0[31] ^= 1;
     let mut policy = good.clone();
     policy.guest_policy = good.guest_policy.map(|p| p | 1 << 19);
+    let vmpl = ReportedValues {
+        vmpl: Some(1),
+        ..good.clone()
+    };
     for (field, values) in [
         ("measurement", measurement),
         ("host_data", host_data),
         ("guest_policy", policy),
+        ("vmpl", vmpl),
     ] {
         let out = run_diff(path, shape, &values);
         assert_eq!(out.status.code(), Some(1), "{shape}: {}", text(&out));
@@ -224,7 +229,7 @@ fn assert_diff_checks_each_snp_field(path: &Path, reference: &ReferenceMeasureme
             text(&out)
         );
         assert!(
-            text(&out).contains("1 of 3 fields differ"),
+            text(&out).contains("1 of 4 fields differ"),
             "{}",
             text(&out)
         );
