@@ -173,6 +173,9 @@ struct ReferenceArgs {
     /// Required SNP guest policy.
     #[arg(long, default_value = "0x30000", value_parser = parse_u64)]
     guest_policy: u64,
+    /// VMPL of an SNP shape's reports as `shape=N` (repeat; default 0): 1 for a guest under an SVSM.
+    #[arg(long = "vmpl", value_name = "SHAPE=N")]
+    vmpl: Vec<String>,
     /// Required TDX TD attributes (8 bytes hex, as in the TD report).
     #[arg(long, default_value = "0000001000000000")]
     td_attributes: HexBytes<8>,
@@ -497,6 +500,21 @@ fn reference_command(args: &ReferenceArgs) -> anyhow::Result<bool> {
             })
     };
 
+    let mut vmpls = Vec::new();
+    for spec in &args.vmpl {
+        let (name, value) = split_pair(spec, "--vmpl")?;
+        if !shapes
+            .iter()
+            .any(|s| s.name == name && s.platform == Platform::Snp)
+        {
+            bail!("--vmpl {spec}: no SNP shape named {name}");
+        }
+        let vmpl: u8 = value
+            .parse()
+            .with_context(|| format!("--vmpl {spec}: not a VMPL"))?;
+        vmpls.push((name, vmpl));
+    }
+
     let mut snp_shapes = Vec::new();
     let mut tdx_shapes = Vec::new();
     let mut tdx_boot = None;
@@ -517,6 +535,11 @@ fn reference_command(args: &ReferenceArgs) -> anyhow::Result<bool> {
                 snp_shapes.push(SnpShapeValues {
                     shape: shape.name.clone(),
                     measurement,
+                    vmpl: vmpls
+                        .iter()
+                        .rev()
+                        .find(|(name, _)| *name == shape.name)
+                        .map_or(0, |(_, v)| *v),
                 });
             }
             Platform::Tdx => {

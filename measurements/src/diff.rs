@@ -190,9 +190,8 @@ pub fn diff(
         }
         Platform::Snp => {
             let snp = reference.snp.as_ref().ok_or(DiffError::UnknownShape)?;
-            let measurement = reference
-                .snp_measurement(shape)
-                .ok_or(DiffError::UnknownShape)?;
+            let values = reference.snp_shape(shape).ok_or(DiffError::UnknownShape)?;
+            let measurement = &values.measurement;
             vec![
                 member_row!(
                     measurement,
@@ -205,6 +204,12 @@ pub fn diff(
                     "guest policy (debug, migration, SMT, ABI version)",
                     vec![format!("{:#x}", snp.guest_policy)],
                     reported.guest_policy.map(|p| format!("{p:#x}")),
+                ),
+                row(
+                    "vmpl",
+                    "VMPL the report was requested from (1 for a guest under an SVSM)",
+                    vec![values.vmpl.to_string()],
+                    Some(reported.vmpl.unwrap_or(0).to_string()),
                 ),
             ]
         }
@@ -286,6 +291,7 @@ mod tests {
             measurement: None,
             host_data: None,
             guest_policy: None,
+            vmpl: None,
         }
     }
 
@@ -343,6 +349,7 @@ mod tests {
             ),
             ("host_data", |r| r.host_data.as_mut().unwrap().0[0] ^= 1),
             ("guest_policy", |r| r.guest_policy = Some(0x30000 | 1 << 19)),
+            ("vmpl", |r| r.vmpl = Some(1)),
         ] {
             let mut bad = good.clone();
             edit(&mut bad);
@@ -352,6 +359,24 @@ mod tests {
                 vec![field]
             );
         }
+        // An explicit VMPL 0 matches like an absent one; a shape naming VMPL 1 wants exactly 1.
+        let at0 = ReportedValues {
+            vmpl: Some(0),
+            ..good.clone()
+        };
+        assert!(diff(&reference, "snp-4", &at0).unwrap().matches());
+        let mut svsm = reference.clone();
+        svsm.snp.as_mut().unwrap().shapes[0].vmpl = 1;
+        let report = diff(&svsm, "snp-4", &at0).unwrap();
+        assert_eq!(
+            report.mismatches().map(|f| f.field).collect::<Vec<_>>(),
+            vec!["vmpl"]
+        );
+        let at1 = ReportedValues {
+            vmpl: Some(1),
+            ..good.clone()
+        };
+        assert!(diff(&svsm, "snp-4", &at1).unwrap().matches());
         assert!(matches!(
             diff(&reference, "nope", &good),
             Err(DiffError::UnknownShape)

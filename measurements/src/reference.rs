@@ -28,6 +28,8 @@ pub const MAX_REFERENCE_LEN: u64 = 4 * 1024 * 1024;
 pub const MAX_VCPUS: u32 = 512;
 /// The vTPM PCR the agent extends with runtime events on platforms without RTMRs (SNP with a vTPM).
 pub const DEFAULT_RUNTIME_PCR: u8 = 23;
+/// The highest SEV-SNP VMPL (VMPLs 0 to 3; SEV-SNP ABI spec, `VMPL` of the attestation report).
+pub const MAX_VMPL: u8 = 3;
 
 /// Reference measurements of one image release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,6 +218,18 @@ pub struct SnpShapeValues {
     pub shape: String,
     /// The launch measurement (`MEASUREMENT` in the attestation report).
     pub measurement: Sha384Digest,
+    /// The VMPL the guest's attestation reports come from (`VMPL` in the report, 0 to [`MAX_VMPL`]): 0 for a
+    /// guest that runs at VMPL 0, 1 for a guest under an SVSM (which keeps VMPL 0 and hosts the vTPM). A
+    /// guest can only request reports for its own VMPL or a less privileged one. Omitted when 0, so files
+    /// written before this field existed keep their meaning and their bytes.
+    #[serde(default, skip_serializing_if = "is_vmpl_zero")]
+    pub vmpl: u8,
+}
+
+// serde's `skip_serializing_if` passes a reference.
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_vmpl_zero(vmpl: &u8) -> bool {
+    *vmpl == 0
 }
 
 /// Runtime measurements the agent makes at boot, in order.
@@ -505,6 +519,12 @@ impl ReferenceMeasurements {
                 snp.shapes.iter().map(|v| v.shape.as_str()),
                 "snp",
             )?;
+            if let Some(index) = snp.shapes.iter().position(|v| v.vmpl > MAX_VMPL) {
+                return Err(ReferenceError::InvalidShape {
+                    field: "snp.shapes.vmpl",
+                    index,
+                });
+            }
             non_empty(&snp.host_data, "snp.host_data")?;
             if snp.guest_policy & SNP_POLICY_DEBUG != 0 {
                 return Err(ReferenceError::DebugAllowed {
@@ -535,14 +555,14 @@ impl ReferenceMeasurements {
         self.tdx.as_ref()?.shapes.iter().find(|v| v.shape == name)
     }
 
+    /// The SNP values (launch measurement, VMPL) of a shape.
+    pub fn snp_shape(&self, name: &str) -> Option<&SnpShapeValues> {
+        self.snp.as_ref()?.shapes.iter().find(|v| v.shape == name)
+    }
+
     /// The SNP launch measurement of a shape.
     pub fn snp_measurement(&self, name: &str) -> Option<&Sha384Digest> {
-        self.snp
-            .as_ref()?
-            .shapes
-            .iter()
-            .find(|v| v.shape == name)
-            .map(|v| &v.measurement)
+        self.snp_shape(name).map(|v| &v.measurement)
     }
 
     /// The RTMR3 value after the agent has extended every runtime event, in order.
@@ -725,6 +745,7 @@ pub(crate) mod tests {
                 shapes: vec![SnpShapeValues {
                     shape: "snp-4".into(),
                     measurement: HexBytes([9; 48]),
+                    vmpl: 0,
                 }],
                 host_data: vec![HexBytes::ZERO],
                 guest_policy: 0x30000,
@@ -877,12 +898,20 @@ pub(crate) mod tests {
                 let extra = SnpShapeValues {
                     shape: "tdx-4".into(),
                     measurement: HexBytes::ZERO,
+                    vmpl: 0,
                 };
                 r.snp.as_mut().unwrap().shapes.push(extra)
             }),
             ReferenceError::UnknownShape {
                 field: "snp",
                 index: 1
+            }
+        ));
+        assert!(matches!(
+            check(&|r| r.snp.as_mut().unwrap().shapes[0].vmpl = MAX_VMPL + 1),
+            ReferenceError::InvalidShape {
+                field: "snp.shapes.vmpl",
+                index: 0
             }
         ));
         assert!(matches!(
@@ -928,6 +957,21 @@ pub(crate) mod tests {
             }),
             ReferenceError::MissingPlatformSection { .. }
         ));
+    }
+
+    #[test]
+    fn snp_vmpl_defaults_to_zero_and_round_trips() {
+        let mut r = sample();
+        let text = r.to_json_pretty();
+        assert!(!text.contains("vmpl"), "VMPL 0 is not written");
+        let back = ReferenceMeasurements::from_json(text.as_bytes()).unwrap();
+        assert_eq!(back.snp_shape("snp-4").unwrap().vmpl, 0);
+        r.snp.as_mut().unwrap().shapes[0].vmpl = 1;
+        let text = r.to_json_pretty();
+        assert!(text.contains("\"vmpl\": 1"), "{text}");
+        let back = ReferenceMeasurements::from_json(text.as_bytes()).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.to_json_pretty(), text);
     }
 
     #[test]

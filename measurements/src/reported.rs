@@ -42,6 +42,9 @@ pub struct ReportedValues {
     /// SNP guest policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guest_policy: Option<u64>,
+    /// SNP VMPL the report was requested from; absent means 0, as in the reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmpl: Option<u32>,
 }
 
 impl ReportedValues {
@@ -59,6 +62,7 @@ impl ReportedValues {
             measurement: None,
             host_data: None,
             guest_policy: None,
+            vmpl: None,
         }
     }
 }
@@ -171,6 +175,11 @@ pub fn snp_report_fields(report: &[u8]) -> Result<ReportedValues, ReportedError>
             "snp_report.measurement",
         )?)),
         host_data: Some(HexBytes(field::<32>(report, 0xc0, "snp_report.host_data")?)),
+        vmpl: Some(u32::from_le_bytes(field::<4>(
+            report,
+            0x30,
+            "snp_report.vmpl",
+        )?)),
         ..ReportedValues::new(Platform::Snp)
     })
 }

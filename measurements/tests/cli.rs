@@ -117,6 +117,56 @@ fn reference_subcommand_refuses_a_tdx_shape_without_rtmr0() {
     assert!(text(&out).contains("RTMR0"), "{}", text(&out));
 }
 
+#[test]
+fn reference_subcommand_writes_and_reloads_a_shape_vmpl() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("out.json");
+    let out = bin()
+        .args(synthetic_inputs(dir.path()))
+        .args(["--vmpl", "snp-genoa-16=1", "--out"])
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let written = std::fs::read_to_string(&out_path).unwrap();
+    let reference = ReferenceMeasurements::from_json(written.as_bytes()).unwrap();
+    assert_eq!(reference.snp_shape("snp-genoa-16").unwrap().vmpl, 1);
+    assert_eq!(reference.snp_shape("snp-milan-4").unwrap().vmpl, 0);
+    assert_eq!(
+        written.matches("\"vmpl\"").count(),
+        1,
+        "VMPL 0 is not written"
+    );
+    assert_eq!(reference.to_json_pretty(), written);
+    // Without --vmpl the file is the committed one, byte for byte.
+    let committed =
+        std::fs::read_to_string(crate_dir().join("reference/0.0.0-synthetic.json")).unwrap();
+    assert_ne!(written, committed);
+    assert_eq!(
+        written.replace(",\n        \"vmpl\": 1", ""),
+        committed,
+        "only the vmpl line differs"
+    );
+}
+
+#[test]
+fn reference_subcommand_refuses_a_bad_vmpl() {
+    for spec in [
+        "tdx-16=1",
+        "snp-unknown=1",
+        "snp-milan-4=4",
+        "snp-milan-4=x",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = bin()
+            .args(synthetic_inputs(dir.path()))
+            .args(["--vmpl", spec])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{spec}: {}", text(&out));
+    }
+}
+
 /// A committed reference file by release, loaded and validated.
 fn committed_reference(release: &str) -> (PathBuf, ReferenceMeasurements) {
     let path = crate_dir().join(format!("reference/{release}.json"));
@@ -153,7 +203,7 @@ fn assert_diff_checks_each_snp_field(path: &Path, reference: &ReferenceMeasureme
     let good = snp_values(reference, shape);
     let out = run_diff(path, shape, &good);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("all 3 fields match"), "{}", text(&out));
+    assert!(text(&out).contains("all 4 fields match"), "{}", text(&out));
 
     let mut measurement = good.clone();
     measurement.measurement.as_mut().unwrap().0[0] ^= 1;
@@ -161,10 +211,15 @@ fn assert_diff_checks_each_snp_field(path: &Path, reference: &ReferenceMeasureme
     host_data.host_data.as_mut().unwrap().0[31] ^= 1;
     let mut policy = good.clone();
     policy.guest_policy = good.guest_policy.map(|p| p | 1 << 19);
+    let vmpl = ReportedValues {
+        vmpl: Some(1),
+        ..good.clone()
+    };
     for (field, values) in [
         ("measurement", measurement),
         ("host_data", host_data),
         ("guest_policy", policy),
+        ("vmpl", vmpl),
     ] {
         let out = run_diff(path, shape, &values);
         assert_eq!(out.status.code(), Some(1), "{shape}: {}", text(&out));
@@ -174,7 +229,7 @@ fn assert_diff_checks_each_snp_field(path: &Path, reference: &ReferenceMeasureme
             text(&out)
         );
         assert!(
-            text(&out).contains("1 of 3 fields differ"),
+            text(&out).contains("1 of 4 fields differ"),
             "{}",
             text(&out)
         );

@@ -9,7 +9,9 @@
 //! Facts from the format (DSP0274 1.1 and NVIDIA's verifiers): the evidence is the 37-byte GET_MEASUREMENTS
 //! request followed by the MEASUREMENTS response; the signature is ECDSA P-384 over SHA-384 of
 //! request ‖ response-without-signature, raw r‖s, by the first (leaf, "GSP FMC") certificate of the chain; RIM
-//! index `i` holds the golden value of measurement block index `i + 1`.
+//! index `i` holds the golden value of measurement block index `i + 1`. Zero bytes after the signature, as
+//! some real H100 evidence carries, are accepted up to a cap and reported ([`VerifiedGpu::padding`]); see
+//! [`spdm::parse`] for what NVIDIA's verifiers and trustee do with them.
 //!
 //! Not covered: the GPU's CC mode and "production vs debug" state are not fields of the signed evidence in the
 //! Hopper samples this was built against (NVIDIA's verifiers read CC mode from the driver, unsigned); they are
@@ -299,6 +301,7 @@ pub struct VerifiedGpu {
     comparison: Option<MeasurementComparison>,
     ocsp_checked: usize,
     leaf_spki_sha256: [u8; 32],
+    padding: usize,
 }
 
 impl VerifiedGpu {
@@ -337,6 +340,10 @@ impl VerifiedGpu {
     /// SHA-256 of the attestation (leaf) key's SubjectPublicKeyInfo.
     pub fn leaf_spki_sha256(&self) -> &[u8; 32] {
         &self.leaf_spki_sha256
+    }
+    /// How many zero bytes followed the SPDM signature (0 for exact evidence; unsigned, so informational).
+    pub fn padding(&self) -> usize {
+        self.padding
     }
 }
 
@@ -576,6 +583,7 @@ fn verify_gpu_shared(
         comparison,
         ocsp_checked,
         leaf_spki_sha256: x::spki_sha256(leaf).map_err(NvidiaError::Chain)?,
+        padding: ev.padding,
     })
 }
 

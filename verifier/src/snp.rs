@@ -23,7 +23,7 @@ pub use chain::{
     amd_ark_pem, amd_ask_pem, check_vek_binding, split_pem_certs, verify_chain,
 };
 pub use error::{SnpCert, SnpError};
-pub use policy::{SnpPolicy, check_policy};
+pub use policy::{SnpPolicy, SnpShape, check_policy};
 pub use report::{
     POLICY_DEBUG, POLICY_MIGRATE_MA, POLICY_SMT, REPORT_LEN, SIGNED_LEN, SigningKey, SnpReport,
     TcbVersion,

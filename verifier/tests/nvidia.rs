@@ -280,21 +280,91 @@ fn truncation_at_every_field_boundary_is_a_parse_error() {
     }
 }
 
+/// Real H100 evidence can end in zero bytes after the signature (issue 9, item 8; trustee's
+/// `hopper_coco_report1` capture has one): they verify, are counted, and change nothing else.
 #[test]
-fn appended_byte_is_rejected() {
+fn appended_zero_bytes_are_counted_as_padding() {
+    let exact = Sample::y2023();
+    let want = nvidia::verify_gpu(
+        &exact.input(),
+        &nonce(NONCE_2023),
+        &no_ocsp(),
+        &roots(),
+        PINNED,
+    )
+    .unwrap();
+    assert_eq!(want.padding(), 0);
+    for n in [1, 3, 64, spdm::MAX_PADDING] {
+        let mut s = Sample::y2023();
+        s.spdm.resize(s.spdm.len() + n, 0);
+        let v = nvidia::verify_gpu(&s.input(), &nonce(NONCE_2023), &no_ocsp(), &roots(), PINNED)
+            .unwrap_or_else(|e| panic!("+{n} zero bytes: {e:?}"));
+        assert_eq!(v.padding(), n);
+        assert_eq!(v.measurements(), want.measurements());
+        assert_eq!(v.comparison(), want.comparison());
+        assert_eq!(
+            spdm::parse(&s.spdm).unwrap().signed,
+            spdm::parse(&exact.spdm).unwrap().signed
+        );
+    }
     let mut s = Sample::y2025();
     s.spdm.push(0);
+    let v = nvidia::verify_gpu(
+        &s.input_without_rims(),
+        &nonce(NONCE_2025),
+        &no_ocsp_no_rim(),
+        &roots(),
+        PINNED,
+    )
+    .unwrap();
+    assert_eq!(v.padding(), 1);
+}
+
+#[test]
+fn appended_non_zero_byte_is_rejected() {
+    for tail in [&[1u8][..], &[0x80], &[0, 0, 0, 7], &[0xff, 0]] {
+        let mut s = Sample::y2025();
+        let end = s.spdm.len();
+        s.spdm.extend_from_slice(tail);
+        let err = nvidia::verify_gpu(
+            &s.input_without_rims(),
+            &nonce(NONCE_2025),
+            &no_ocsp_no_rim(),
+            &roots(),
+            PINNED,
+        )
+        .unwrap_err();
+        let first = tail.iter().position(|b| *b != 0).unwrap();
+        assert_eq!(
+            err,
+            NvidiaError::Parse(ParseError::NonZeroPadding {
+                structure: "spdm.measurements_response",
+                offset: end + first,
+            }),
+            "{tail:?}"
+        );
+    }
+}
+
+#[test]
+fn padding_over_the_cap_is_rejected() {
+    let mut s = Sample::y2025();
+    s.spdm.resize(s.spdm.len() + spdm::MAX_PADDING + 1, 0);
     let err = nvidia::verify_gpu(
-        &s.input(),
+        &s.input_without_rims(),
         &nonce(NONCE_2025),
         &no_ocsp_no_rim(),
         &roots(),
         PINNED,
     )
     .unwrap_err();
-    assert!(
-        matches!(err, NvidiaError::Parse(ParseError::TrailingBytes { .. })),
-        "{err:?}"
+    assert_eq!(
+        err,
+        NvidiaError::Parse(ParseError::TooLong {
+            field: "spdm.padding",
+            len: spdm::MAX_PADDING + 1,
+            max: spdm::MAX_PADDING,
+        })
     );
 }
 

@@ -60,6 +60,7 @@ fn gpu_report_with_rims_verifies_when_ocsp_is_waived() {
     let gpu = &v["evidence"][0];
     assert_eq!(gpu["kind"], "nvidia-gpu");
     assert_eq!(gpu["claims"]["driver_version"], "545.00");
+    assert_eq!(gpu["claims"]["padding"], 0);
     assert_eq!(
         gpu["claims"]["rim_matched_indices"]
             .as_array()

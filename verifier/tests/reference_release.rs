@@ -76,7 +76,11 @@ fn release_reference_becomes_a_policy_that_refuses_tdx() {
         .map(|s| reference.snp_measurement(&s.name).unwrap().0)
         .collect();
     assert!(shapes.len() >= 2);
-    assert_eq!(policy.snp.measurements, shapes);
+    let measurements: Vec<[u8; 48]> = policy.snp.shapes.iter().map(|s| s.measurement).collect();
+    assert_eq!(measurements, shapes);
+    // The release's shapes run at VMPL 0 (no vmpl field), which each shape now carries.
+    assert!(policy.snp.shapes.iter().all(|s| s.vmpl == 0));
+    assert_eq!(policy.snp.vmpl, None);
     assert_eq!(
         policy.snp.guest_policy,
         Some(reference.snp.as_ref().unwrap().guest_policy)
@@ -122,5 +126,60 @@ fn release_policy_accepts_each_shape_and_rejects_each_field_changed() {
         let mut debug = good;
         debug.guest_policy |= 1 << 19;
         assert_eq!(check(&policy, debug), Err(SnpError::Debug));
+    }
+}
+
+/// Issue 9, item 8: an SNP report at VMPL 1 (a guest under an SVSM) passes only under a reference that names
+/// VMPL 1 for its shape, and a VMPL 0 report no longer passes there; the other shape keeps VMPL 0.
+#[test]
+fn vmpl_1_report_passes_only_where_its_shape_names_vmpl_1() {
+    let release = release();
+    let shapes: Vec<String> = release
+        .snp
+        .as_ref()
+        .unwrap()
+        .shapes
+        .iter()
+        .map(|v| v.shape.clone())
+        .collect();
+    let (svsm, plain) = (&shapes[0], &shapes[1]);
+    let mut svsm_reference = release.clone();
+    svsm_reference.snp.as_mut().unwrap().shapes[0].vmpl = 1;
+    svsm_reference.validate().unwrap();
+    let at_vmpl1 = Policy::from_reference(&svsm_reference).unwrap();
+    let at_vmpl0 = Policy::from_reference(&release).unwrap();
+
+    let check_at = |policy: &Policy, shape: &str, vmpl: u32| {
+        let bytes = report_bytes(expected(&release, shape));
+        let mut report = SnpReport::parse(&bytes).unwrap();
+        report.vmpl = vmpl;
+        check_policy(&report, SnpProduct::Genoa, &policy.snp)
+    };
+    assert_eq!(check_at(&at_vmpl1, svsm, 1), Ok(()));
+    assert_eq!(
+        check_at(&at_vmpl0, svsm, 1),
+        Err(SnpError::VmplMismatch {
+            expected: 0,
+            found: 1
+        })
+    );
+    assert_eq!(
+        check_at(&at_vmpl1, svsm, 0),
+        Err(SnpError::VmplMismatch {
+            expected: 1,
+            found: 0
+        })
+    );
+    assert_eq!(check_at(&at_vmpl1, plain, 0), Ok(()));
+    assert_eq!(
+        check_at(&at_vmpl1, plain, 1),
+        Err(SnpError::VmplMismatch {
+            expected: 0,
+            found: 1
+        })
+    );
+    // VMPL 2 and 3 are accepted by no shape.
+    for vmpl in [2, 3] {
+        assert!(check_at(&at_vmpl1, svsm, vmpl).is_err());
     }
 }

@@ -10,8 +10,9 @@ use dait_testdata::{evidence_dir, read};
 
 use dait_verifier::UnixTime;
 use dait_verifier::snp::{
-    self, SigningKey, SnpCert, SnpCerts, SnpError, SnpPolicy, SnpProduct, SnpReport, TcbVersion,
-    check_vek_binding, decode_report_file, split_pem_certs, verify_chain, verify_report,
+    self, SigningKey, SnpCert, SnpCerts, SnpError, SnpPolicy, SnpProduct, SnpReport, SnpShape,
+    TcbVersion, check_vek_binding, decode_report_file, split_pem_certs, verify_chain,
+    verify_report,
 };
 use dait_verifier::wire::ParseError;
 use sha2::Digest as _;
@@ -336,7 +337,10 @@ fn snp_a2_go_sev_guest_milan() {
     };
     assert_eq!(
         verify_report(&s.report, &s.certs(), &vmpl1, now).unwrap_err(),
-        SnpError::Vmpl(0)
+        SnpError::VmplMismatch {
+            expected: 1,
+            found: 0
+        }
     );
 }
 
@@ -584,7 +588,10 @@ fn snp_policy_rejections_have_their_own_variants() {
     );
     assert_eq!(
         verify(SnpPolicy {
-            measurements: vec![[7u8; 48]],
+            shapes: vec![SnpShape {
+                measurement: [7u8; 48],
+                vmpl: 0
+            }],
             ..SnpPolicy::default()
         })
         .unwrap_err(),
@@ -623,7 +630,16 @@ fn snp_policy_rejections_have_their_own_variants() {
     );
     let parsed = SnpReport::parse(&s.report).unwrap();
     let ok = SnpPolicy {
-        measurements: vec![[1u8; 48], *parsed.measurement],
+        shapes: vec![
+            SnpShape {
+                measurement: [1u8; 48],
+                vmpl: 0,
+            },
+            SnpShape {
+                measurement: *parsed.measurement,
+                vmpl: 0,
+            },
+        ],
         host_data: vec![*parsed.host_data],
         report_data: Some(*parsed.report_data),
         ..SnpPolicy::default()
@@ -645,6 +661,118 @@ fn snp_policy_rejections_have_their_own_variants() {
 }
 
 /// Reported TCB must equal the VCEK SPL extensions, and CHIP_ID the hwID.
+/// Issue 9, item 8: a report passes only from the VMPL its shape names. The evidence set's reports all come
+/// from VMPL 0 (see the manifest's `vmpl`), so the real dstack report is verified end to end at VMPL 0; the
+/// VMPL 1 cases run `check_policy` on the parsed report with its `vmpl` set to 1, because changing the signed
+/// VMPL field breaks the signature (no real VMPL 1 report is in the evidence set).
+#[test]
+fn snp_vmpl_must_be_the_matching_shapes() {
+    let s = dstack_milan_v3();
+    let now = dstack_now();
+    let parsed = SnpReport::parse(&s.report).unwrap();
+    assert_eq!(parsed.vmpl, 0);
+    let mine = *parsed.measurement;
+    let shape = |measurement, vmpl| SnpShape { measurement, vmpl };
+    let policy = |shapes: Vec<SnpShape>| SnpPolicy {
+        shapes,
+        vmpl: None,
+        ..SnpPolicy::default()
+    };
+    let verify = |p: &SnpPolicy| verify_report(&s.report, &s.certs(), p, now);
+
+    // The real VMPL 0 report: accepted where its shape names VMPL 0, refused where it names VMPL 1.
+    assert!(verify(&policy(vec![shape(mine, 0)])).is_ok());
+    assert_eq!(
+        verify(&policy(vec![shape(mine, 1)])).unwrap_err(),
+        SnpError::VmplMismatch {
+            expected: 1,
+            found: 0
+        }
+    );
+    // The VMPL is the matching shape's, not any shape's.
+    assert!(verify(&policy(vec![shape([7; 48], 1), shape(mine, 0)])).is_ok());
+    assert_eq!(
+        verify(&policy(vec![shape([7; 48], 0), shape(mine, 1)])).unwrap_err(),
+        SnpError::VmplMismatch {
+            expected: 1,
+            found: 0
+        }
+    );
+    // The same launch accepted at either VMPL when both are listed.
+    assert!(verify(&policy(vec![shape(mine, 1), shape(mine, 0)])).is_ok());
+    // An unknown measurement is still a measurement mismatch, whatever the VMPL.
+    assert_eq!(
+        verify(&policy(vec![shape([7; 48], 0)])).unwrap_err(),
+        SnpError::MeasurementMismatch
+    );
+
+    // The same report as if requested from VMPL 1 (under an SVSM): only a shape naming VMPL 1 accepts it.
+    let mut at1 = parsed;
+    at1.vmpl = 1;
+    let check = |p: &SnpPolicy| snp::check_policy(&at1, SnpProduct::Milan, p);
+    assert_eq!(check(&policy(vec![shape(mine, 1)])), Ok(()));
+    assert_eq!(
+        check(&policy(vec![shape(mine, 0)])),
+        Err(SnpError::VmplMismatch {
+            expected: 0,
+            found: 1
+        })
+    );
+    // The default policy (VMPL 0, nothing pinned) refuses it too, and a policy-wide VMPL applies on top of
+    // the shapes.
+    assert_eq!(
+        check(&SnpPolicy::default()),
+        Err(SnpError::VmplMismatch {
+            expected: 0,
+            found: 1
+        })
+    );
+    assert_eq!(
+        check(&SnpPolicy {
+            vmpl: Some(0),
+            ..policy(vec![shape(mine, 1)])
+        }),
+        Err(SnpError::VmplMismatch {
+            expected: 0,
+            found: 1
+        })
+    );
+}
+
+/// The same through a reference file: the release reference with one SNP shape's values replaced by the real
+/// dstack report's (measurement, HOST_DATA, guest policy) accepts that report only while the shape's `vmpl`
+/// is the report's (0); naming VMPL 1 for the shape refuses it with the expected and found VMPL.
+#[test]
+fn snp_vmpl_comes_from_the_reference_shape() {
+    use dait_measure::ReferenceMeasurements;
+    use dait_measure::hexbytes::HexBytes;
+    use dait_verifier::bundle::Policy;
+
+    let s = dstack_milan_v3();
+    let parsed = SnpReport::parse(&s.report).unwrap();
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../measurements/reference/0.1.0.json");
+    let mut reference = ReferenceMeasurements::load(&path).unwrap();
+    let snp_ref = reference.snp.as_mut().unwrap();
+    snp_ref.shapes[0].measurement = HexBytes(*parsed.measurement);
+    snp_ref.host_data = vec![HexBytes(*parsed.host_data)];
+    snp_ref.guest_policy = parsed.policy;
+    let verify = |reference: &ReferenceMeasurements| {
+        reference.validate().unwrap();
+        let policy = Policy::from_reference(reference).unwrap();
+        verify_report(&s.report, &s.certs(), &policy.snp, dstack_now())
+    };
+    assert!(verify(&reference).is_ok());
+    reference.snp.as_mut().unwrap().shapes[0].vmpl = 1;
+    assert_eq!(
+        verify(&reference).unwrap_err(),
+        SnpError::VmplMismatch {
+            expected: 1,
+            found: 0
+        }
+    );
+}
+
 #[test]
 fn snp_vek_binding_detects_other_chips_and_tcbs() {
     let a1 = virtee_milan();

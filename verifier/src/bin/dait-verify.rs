@@ -526,6 +526,7 @@ fn verify_gpu_file(
             c.insert("vbios_version".into(), v.vbios_version().into());
             c.insert("fwid".into(), v.fwid().map(hex::encode).into());
             c.insert("ocsp_good".into(), v.ocsp_checked().into());
+            c.insert("padding".into(), v.padding().into());
             if let Some(cmp) = v.comparison() {
                 let matched = cmp.indices(nvidia::IndexOutcome::Match);
                 c.insert("rim_matched_indices".into(), matched.into());

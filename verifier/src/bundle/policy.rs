@@ -4,7 +4,7 @@ use dait_measure::ReferenceMeasurements;
 
 use super::{Platform, VerifyError};
 use crate::nvidia::{GpuPolicy, NvidiaRoots};
-use crate::snp::SnpPolicy;
+use crate::snp::{SnpPolicy, SnpShape};
 use crate::tdx::{TdxPolicy, TdxShape};
 
 /// What a vTPM quote must show. Default: a quote is optional; when present it must verify and bind
@@ -81,9 +81,10 @@ impl Policy {
 
     /// The default policy plus the values of a published reference file: TDX MRTD/RTMR0 per shape, RTMR1,
     /// RTMR2, RTMR3 (the replay of the runtime events: model and config hashes), MRCONFIGID, MROWNER,
-    /// MROWNERCONFIG, TD attributes, XFAM; SNP launch measurement per shape, HOST_DATA, guest policy; the
-    /// runtime vTPM PCR when a vTPM quote is present; the runtime event log's replay for simulated evidence
-    /// ([`Policy::runtime_rtmr3`]), which still needs [`Policy::dangerous_allow_simulated`].
+    /// MROWNERCONFIG, TD attributes, XFAM; SNP launch measurement and VMPL per shape (the shape's VMPL
+    /// replaces the default VMPL 0), HOST_DATA, guest policy; the runtime vTPM PCR when a vTPM quote is
+    /// present; the runtime event log's replay for simulated evidence ([`Policy::runtime_rtmr3`]), which
+    /// still needs [`Policy::dangerous_allow_simulated`].
     pub fn from_reference(reference: &ReferenceMeasurements) -> Result<Self, ReferenceError> {
         let mut policy = Self {
             runtime_rtmr3: Some(reference.expected_rtmr3().0),
@@ -122,7 +123,18 @@ impl Policy {
             if snp.guest_policy & crate::snp::POLICY_DEBUG != 0 {
                 return Err(ReferenceError::DebugGuestPolicy);
             }
-            policy.snp.measurements = snp.shapes.iter().map(|v| v.measurement.0).collect();
+            policy.snp.shapes = snp
+                .shapes
+                .iter()
+                .map(|v| SnpShape {
+                    measurement: v.measurement.0,
+                    vmpl: u32::from(v.vmpl),
+                })
+                .collect();
+            if !policy.snp.shapes.is_empty() {
+                // Each shape names the VMPL of its reports (0, or 1 under an SVSM).
+                policy.snp.vmpl = None;
+            }
             policy.snp.host_data = snp.host_data.iter().map(|d| d.0).collect();
             policy.snp.guest_policy = Some(snp.guest_policy);
         }

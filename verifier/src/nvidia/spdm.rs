@@ -17,6 +17,10 @@ pub const MAX_RECORD_LEN: usize = 64 * 1024;
 pub const MAX_MEASUREMENT_LEN: usize = 1024;
 /// The largest opaque data accepted (DSP0274 1.1 limits OpaqueLength to 1024).
 pub const MAX_OPAQUE_LEN: usize = 1024;
+/// The most zero bytes accepted after the signature: the size of the buffer NVML returns the report in
+/// (`NVML_CC_GPU_ATTESTATION_REPORT_SIZE`, 0x2000), so even a collector that keeps the whole buffer stays
+/// under it, while megabytes of "padding" are refused.
+pub const MAX_PADDING: usize = 0x2000;
 
 /// SPDM version byte for 1.1.
 pub const SPDM_VERSION_11: u8 = 0x11;
@@ -77,15 +81,31 @@ pub struct SpdmEvidence<'a> {
     pub response: MeasurementsResponse<'a>,
     /// request ‖ response without its signature: the signed message (DSP0274 1.1 §10.11.2, L1/L2 transcript).
     pub signed: &'a [u8],
+    /// Zero bytes after the signature: not part of SPDM and not signed, but some real H100 evidence carries
+    /// them (see [`parse`]).
+    pub padding: usize,
 }
 
-/// Parses the 37-byte request followed by the MEASUREMENTS response, rejecting trailing bytes.
+/// Parses the 37-byte request followed by the MEASUREMENTS response.
+///
+/// Up to [`MAX_PADDING`] zero bytes after the signature are accepted and counted in
+/// [`SpdmEvidence::padding`], as the TDX quote parser does for its buffer padding; a non-zero byte there
+/// is [`ParseError::NonZeroPadding`], more zeros [`ParseError::TooLong`]. Why: H100 evidence captured on
+/// real hardware can end in zero bytes (trustee's `hopper_coco_report1` fixture, from a CoCo CI run, has
+/// one `0x00` after the signature), and trustee's verifier accepts it, because it signs and checks only
+/// the parsed length and ignores whatever follows. NVIDIA's own verifiers do not accept it: the C++
+/// attestation SDK (`spdm_resp.cpp`) refuses any byte left after the signature, and nvtrust's Python
+/// `local_gpu_verifier` takes the signed message as "all but the last 96 bytes", so trailing bytes make its
+/// signature check fail. This parser sits between the two: zeros are padding (they carry nothing, and the
+/// signed range ends at the parsed signature, so they cannot change what is verified), anything else is
+/// refused.
 pub fn parse(bytes: &[u8]) -> Result<SpdmEvidence<'_>, ParseError> {
     let mut r = Reader::new(bytes);
     let request = parse_request(&mut r)?;
     let response_start = r.offset();
     let (response, sig_offset) = parse_response(&mut r, response_start)?;
-    r.finish("spdm.measurements_response")?;
+    let padding =
+        r.finish_zero_padding("spdm.measurements_response", "spdm.padding", MAX_PADDING)?;
     let signed = bytes
         .get(..sig_offset)
         .ok_or(ParseError::Internal("signed range"))?;
@@ -93,6 +113,7 @@ pub fn parse(bytes: &[u8]) -> Result<SpdmEvidence<'_>, ParseError> {
         request,
         response,
         signed,
+        padding,
     })
 }
 

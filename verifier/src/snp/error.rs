@@ -80,7 +80,12 @@ pub enum SnpError {
     /// The ARK is not one of the pinned AMD roots.
     #[error("the ARK is not a pinned AMD root")]
     UntrustedRoot,
-    /// The report was requested from a VMPL the policy does not accept.
-    #[error("VMPL {0} is not accepted")]
-    Vmpl(u32),
+    /// The report was requested from another VMPL than the policy (or the matching shape) names.
+    #[error("report from VMPL {found}, but VMPL {expected} is required")]
+    VmplMismatch {
+        /// The VMPL the policy or the shape requires.
+        expected: u32,
+        /// The report's VMPL.
+        found: u32,
+    },
 }

@@ -49,6 +49,14 @@ pub enum ParseError {
         /// How many bytes were left.
         extra: usize,
     },
+    /// A byte in the padding a format allows after a structure is not zero (padding is zeros only).
+    #[error("non-zero byte at offset {offset} in the padding after {structure}")]
+    NonZeroPadding {
+        /// The structure the padding follows.
+        structure: &'static str,
+        /// Offset of the first non-zero byte from the start of the input.
+        offset: usize,
+    },
     /// A reserved field was not zero.
     #[error("reserved field {field} is not zero")]
     NonZeroReserved {

@@ -146,6 +146,28 @@ impl<'a> Reader<'a> {
             })
         }
     }
+
+    /// Ends parsing where the format allows at most `max` zero bytes of padding after the structure, and
+    /// returns how many there were. A non-zero byte there is [`ParseError::NonZeroPadding`] (naming its
+    /// offset); more than `max` zero bytes are [`ParseError::TooLong`] for `field`.
+    pub fn finish_zero_padding(
+        self,
+        structure: &'static str,
+        field: &'static str,
+        max: usize,
+    ) -> Result<usize, ParseError> {
+        if let Some(i) = self.buf.iter().position(|b| *b != 0) {
+            return Err(ParseError::NonZeroPadding {
+                structure,
+                offset: self.used.saturating_add(i),
+            });
+        }
+        let len = self.buf.len();
+        if len > max {
+            return Err(ParseError::TooLong { field, len, max });
+        }
+        Ok(len)
+    }
 }
 
 #[cfg(test)]
@@ -184,6 +206,31 @@ mod tests {
     fn zero_padding_is_allowed_only_when_zero() {
         assert!(Reader::new(&[0, 0]).finish_zero_padded("q").is_ok());
         assert!(Reader::new(&[0, 1]).finish_zero_padded("q").is_err());
+    }
+
+    #[test]
+    fn capped_zero_padding_is_counted_and_checked() {
+        let mut r = Reader::new(&[7, 0, 0]);
+        let _ = r.u8("x");
+        assert_eq!(r.clone().finish_zero_padding("s", "s.padding", 2), Ok(2));
+        assert!(matches!(
+            r.finish_zero_padding("s", "s.padding", 1),
+            Err(ParseError::TooLong {
+                field: "s.padding",
+                len: 2,
+                max: 1
+            })
+        ));
+        let mut r = Reader::new(&[7, 0, 5]);
+        let _ = r.u8("x");
+        assert_eq!(
+            r.finish_zero_padding("s", "s.padding", 8),
+            Err(ParseError::NonZeroPadding {
+                structure: "s",
+                offset: 2
+            })
+        );
+        assert_eq!(Reader::new(&[]).finish_zero_padding("s", "p", 0), Ok(0));
     }
 
     #[test]
