@@ -139,12 +139,10 @@ impl TeeBackend for TsmBackend {
 /// TODO(issue 9 item 5): take the VCEK (by CHIP_ID and reported TCB) and the ASK/ARK from the collateral
 /// cache when the host gives no table, instead of failing.
 fn snp_cert_chain(report: &[u8], auxblob: &[u8]) -> Result<Vec<Vec<u8>>, TeeError> {
-    let key = SnpReport::parse(report)
-        .map_err(TeeError::SnpReport)?
-        .signing_key();
-    let name = match key {
-        Some(SigningKey::Vcek) => "VCEK",
-        Some(SigningKey::Vlek) => "VLEK",
+    let report = SnpReport::parse(report).map_err(TeeError::SnpReport)?;
+    let (key, name) = match report.signing_key() {
+        Some(SigningKey::Vcek) => (SigningKey::Vcek, "VCEK"),
+        Some(SigningKey::Vlek) => (SigningKey::Vlek, "VLEK"),
         Some(SigningKey::None) => return Err(TeeError::BadEvidence("the SNP report is unsigned")),
         None => {
             return Err(TeeError::BadEvidence(
@@ -156,8 +154,8 @@ fn snp_cert_chain(report: &[u8], auxblob: &[u8]) -> Result<Vec<Vec<u8>>, TeeErro
         return Err(TeeError::SnpCertMissing(name));
     }
     let table = CertTable::parse(auxblob).map_err(TeeError::SnpCertTable)?;
-    let chain = key
-        .and_then(|k| table.bundle_chain(k))
+    let chain = table
+        .bundle_chain(key)
         .ok_or(TeeError::SnpCertMissing(name))?;
     Ok(chain.into_iter().map(<[u8]>::to_vec).collect())
 }
@@ -299,6 +297,12 @@ mod tests {
         assert!(matches!(
             snp_chain(&report, Some(&aux)),
             Err(TeeError::SnpCertMissing("VLEK"))
+        ));
+        // An unsigned report (SIGNING_KEY 7) has no chain to carry.
+        report[0x48] |= 0x1c;
+        assert!(matches!(
+            snp_chain(&report, Some(&aux)),
+            Err(TeeError::BadEvidence(_))
         ));
     }
 
