@@ -16,6 +16,14 @@ pub fn snp_report(data: &[u8]) {
     }
 }
 
+/// Parses bytes as an SNP certificate table (configfs-tsm `auxblob`); must never panic.
+pub fn snp_cert_table(data: &[u8]) {
+    if let Ok(t) = crate::snp::cert_table::CertTable::parse(data) {
+        let _ = t.bundle_chain(crate::snp::SigningKey::Vcek);
+        let _ = t.bundle_chain(crate::snp::SigningKey::Vlek);
+    }
+}
+
 /// Parses bytes as NVIDIA SPDM evidence (request ‖ response) and its opaque data; must never panic.
 pub fn nvidia_evidence(data: &[u8]) {
     if let Ok(ev) = crate::nvidia::spdm::parse(data)

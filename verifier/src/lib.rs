@@ -6,6 +6,8 @@
 //!   policy, the expected freshness and the time. The result, a [`bundle::VerifiedBundle`], carries the
 //!   attested keys: receipt key, OHTTP key configuration, TLS SPKI.
 //! - [`receipt`]: the tenant's SPUR-IC checks on every receipt and the channel state it counter-signs.
+//! - Parsers for evidence as devices and hosts produce it, shared with the agent: e.g.
+//!   [`snp::cert_table`], the SEV-SNP certificate table the agent turns into a bundle's certificate chain.
 //! - The `dait-verify` binary (feature `cli`): verifies evidence files and whole bundles from the command line.
 //!
 //! The tenant's network client (TLS pinned to the attested key, Oblivious HTTP to the attested HPKE key,

@@ -52,6 +52,18 @@ pub enum TeeError {
     /// The backend cannot do this operation.
     #[error("unsupported: {0}")]
     Unsupported(&'static str),
+    /// The SNP report in `outblob` does not parse.
+    #[error("malformed SNP report from the device")]
+    SnpReport(#[source] dait_verifier::wire::ParseError),
+    /// The host's SNP certificate table (configfs-tsm `auxblob`) is malformed.
+    #[error("malformed SNP certificate table from the host")]
+    SnpCertTable(#[source] dait_verifier::snp::cert_table::CertTableError),
+    /// The host supplied no certificate for the key that signed the SNP report (`auxblob` empty, or a table
+    /// without it), so the evidence could not be verified.
+    #[error(
+        "the host supplied no {0} certificate with the SNP report (configure the host's certificate table)"
+    )]
+    SnpCertMissing(&'static str),
 }
 
 /// A source of CPU evidence.

@@ -2,12 +2,19 @@
 //! (`/sys/kernel/config/tsm/report`): create a report entry, write `inblob` (the 64-byte
 //! `report_data`), read `outblob` (TDX quote or SNP report) and check `generation` did not move
 //! in between (another writer would have changed the report).
+//!
+//! For SEV-SNP the kernel also returns the host's certificate table as `auxblob` (GHCB extended report
+//! certificates; format in `dait_verifier::snp::cert_table`). It becomes the bundle's `cert_chain`: the
+//! VCEK or VLEK that signed the report, then ASK and ARK when the host gave both. A failed read, a malformed
+//! table and a missing endorsement certificate are errors; evidence is never served without its chain.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use dait_chain_client::proto::{SnpEvidence, cpu_evidence};
+use dait_verifier::snp::cert_table::CertTable;
+use dait_verifier::snp::{SigningKey, SnpReport};
 
 use super::{CpuEvidence, Platform, TeeBackend, TeeError};
 
@@ -83,7 +90,10 @@ impl TeeBackend for TsmBackend {
         let out =
             fs::read(entry.join("outblob")).map_err(|e| TeeError::Io("configfs-tsm outblob", e))?;
         let aux = match self.platform {
-            Platform::Snp => fs::read(entry.join("auxblob")).ok(),
+            Platform::Snp => Some(
+                fs::read(entry.join("auxblob"))
+                    .map_err(|e| TeeError::Io("configfs-tsm auxblob", e))?,
+            ),
             _ => None,
         };
         if Self::read_generation(&entry)? != before {
@@ -100,8 +110,8 @@ impl TeeBackend for TsmBackend {
         }
         let evidence = match self.platform {
             Platform::Snp => cpu_evidence::Evidence::Snp(SnpEvidence {
+                cert_chain: snp_cert_chain(&out, aux.as_deref().unwrap_or_default())?,
                 report: out,
-                cert_chain: aux.map(|a| vec![a]).unwrap_or_default(),
             }),
             _ => cpu_evidence::Evidence::TdxQuote(out),
         };
@@ -120,10 +130,41 @@ impl TeeBackend for TsmBackend {
     }
 }
 
+/// The bundle's `cert_chain` for an SNP `report` from the host's certificate table `auxblob`: the VCEK or
+/// VLEK (whichever the report names as its signer), then ASK and ARK when the table has both (with one of
+/// them only, neither: the verifier then takes AMD's pinned pair).
+///
+/// An empty `auxblob` means the host loaded no certificate table. That is an error for now: the verifier
+/// needs the VCEK, and the agent serves no evidence that cannot verify.
+/// TODO(issue 9 item 5): take the VCEK (by CHIP_ID and reported TCB) and the ASK/ARK from the collateral
+/// cache when the host gives no table, instead of failing.
+fn snp_cert_chain(report: &[u8], auxblob: &[u8]) -> Result<Vec<Vec<u8>>, TeeError> {
+    let report = SnpReport::parse(report).map_err(TeeError::SnpReport)?;
+    let (key, name) = match report.signing_key() {
+        Some(SigningKey::Vcek) => (SigningKey::Vcek, "VCEK"),
+        Some(SigningKey::Vlek) => (SigningKey::Vlek, "VLEK"),
+        Some(SigningKey::None) => return Err(TeeError::BadEvidence("the SNP report is unsigned")),
+        None => {
+            return Err(TeeError::BadEvidence(
+                "the SNP report names an unknown signing key",
+            ));
+        }
+    };
+    if auxblob.is_empty() {
+        return Err(TeeError::SnpCertMissing(name));
+    }
+    let table = CertTable::parse(auxblob).map_err(TeeError::SnpCertTable)?;
+    let chain = table
+        .bundle_chain(key)
+        .ok_or(TeeError::SnpCertMissing(name))?;
+    Ok(chain.into_iter().map(<[u8]>::to_vec).collect())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use dait_verifier::snp::cert_table::{self, CertKind, CertTableError};
 
     /// An emulated configfs-tsm tree: the entry exists with a provider, generation and an outblob.
     fn tree(provider: &str, outblob: &[u8]) -> tempfile::TempDir {
@@ -148,17 +189,157 @@ mod tests {
         assert_eq!(fs::read(dir.path().join(ENTRY).join("inblob")).unwrap(), rd);
     }
 
+    /// The real virtee/sev Milan report and its VCEK, AMD's Milan ASK and ARK (DER), from the evidence set.
+    struct Milan {
+        report: Vec<u8>,
+        vcek: Vec<u8>,
+        ask: Vec<u8>,
+        ark: Vec<u8>,
+    }
+
+    fn milan() -> Milan {
+        let der = |name: &str| {
+            let mut d = dait_verifier::x509::pem_to_der(&dait_testdata::read(name)).unwrap();
+            assert_eq!(d.len(), 1);
+            d.pop().unwrap()
+        };
+        Milan {
+            report: dait_verifier::snp::decode_report_file(&dait_testdata::read(
+                "snp/virtee__milan_report.hex",
+            )),
+            vcek: dait_testdata::read("snp/virtee__milan_vcek.der"),
+            ask: der("snp/amd_milan_ask.pem"),
+            ark: der("snp/amd_milan_ark.pem"),
+        }
+    }
+
+    /// A host's certificate table with `entries`, zero-padded to a page as the kernel returns it.
+    fn auxblob(entries: &[(CertKind, &[u8])]) -> Vec<u8> {
+        let e: Vec<([u8; 16], &[u8])> = entries.iter().map(|(k, c)| (k.guid(), *c)).collect();
+        let mut t = cert_table::encode(&e).unwrap();
+        t.resize(t.len().next_multiple_of(4096), 0);
+        t
+    }
+
+    /// An emulated SNP guest whose `outblob` is the real report and whose `auxblob` is `aux` (absent: no file).
+    fn snp_tree(report: &[u8], aux: Option<&[u8]>) -> (tempfile::TempDir, [u8; 64]) {
+        let dir = tree("sev_guest", report);
+        if let Some(a) = aux {
+            fs::write(dir.path().join(ENTRY).join("auxblob"), a).unwrap();
+        }
+        let rd: [u8; 64] = report[SNP_REPORT_DATA].try_into().unwrap();
+        (dir, rd)
+    }
+
+    fn snp_chain(report: &[u8], aux: Option<&[u8]>) -> Result<Vec<Vec<u8>>, TeeError> {
+        let (dir, rd) = snp_tree(report, aux);
+        let b = TsmBackend::open(dir.path(), Platform::Snp).unwrap();
+        match b.evidence(&rd)?.evidence {
+            Some(cpu_evidence::Evidence::Snp(e)) => {
+                assert_eq!(e.report, report);
+                Ok(e.cert_chain)
+            }
+            other => panic!("not SNP evidence: {other:?}"),
+        }
+    }
+
     #[test]
-    fn snp_report_is_read() {
+    fn snp_report_is_read_with_its_chain() {
+        let m = milan();
+        let aux = auxblob(&[
+            (CertKind::Ark, &m.ark),
+            (CertKind::Vcek, &m.vcek),
+            (CertKind::Ask, &m.ask),
+        ]);
+        let chain = snp_chain(&m.report, Some(&aux)).unwrap();
+        assert_eq!(chain, [m.vcek.clone(), m.ask.clone(), m.ark.clone()]);
+        // The chain is in the verifier's order: it verifies the real report.
+        let v = dait_verifier::snp::verify_report_with_amd_certs(
+            &m.report,
+            &chain[0],
+            Some(&chain[1]),
+            Some(&chain[2]),
+            &dait_verifier::snp::SnpPolicy::default(),
+            dait_verifier::UnixTime::parse_rfc3339("2025-01-01T00:00:00Z").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(v.report_data(), &m.report[SNP_REPORT_DATA]);
+    }
+
+    #[test]
+    fn snp_table_without_ask_and_ark_gives_the_vcek_alone() {
+        let m = milan();
+        let aux = auxblob(&[(CertKind::Vcek, &m.vcek), (CertKind::Ark, &m.ark)]);
+        assert_eq!(snp_chain(&m.report, Some(&aux)).unwrap(), [m.vcek]);
+    }
+
+    #[test]
+    fn snp_empty_auxblob_is_missing_certificates() {
+        let m = milan();
+        assert!(matches!(
+            snp_chain(&m.report, Some(&[])),
+            Err(TeeError::SnpCertMissing("VCEK"))
+        ));
+        // A table of zeros (the terminator only) holds no VCEK either.
+        assert!(matches!(
+            snp_chain(&m.report, Some(&[0u8; 4096])),
+            Err(TeeError::SnpCertMissing("VCEK"))
+        ));
+    }
+
+    #[test]
+    fn snp_table_without_the_signing_key_is_missing_certificates() {
+        let m = milan();
+        // The report says VLEK (KEY_INFO bits 4:2 = 1, offset 0x48); the table has the VCEK only.
+        let mut report = m.report.clone();
+        report[0x48] = (report[0x48] & !0x1c) | (1 << 2);
+        let aux = auxblob(&[(CertKind::Vcek, &m.vcek)]);
+        assert!(matches!(
+            snp_chain(&report, Some(&aux)),
+            Err(TeeError::SnpCertMissing("VLEK"))
+        ));
+        // An unsigned report (SIGNING_KEY 7) has no chain to carry.
+        report[0x48] |= 0x1c;
+        assert!(matches!(
+            snp_chain(&report, Some(&aux)),
+            Err(TeeError::BadEvidence(_))
+        ));
+    }
+
+    #[test]
+    fn snp_malformed_auxblob_is_refused() {
+        let m = milan();
+        let aux = auxblob(&[(CertKind::Vcek, &m.vcek)]);
+        assert!(matches!(
+            snp_chain(&m.report, Some(&aux[..30])),
+            Err(TeeError::SnpCertTable(CertTableError::Malformed(_)))
+        ));
+        let mut unknown = aux.clone();
+        unknown[0] ^= 1;
+        assert!(matches!(
+            snp_chain(&m.report, Some(&unknown)),
+            Err(TeeError::SnpCertTable(CertTableError::UnknownGuid(_)))
+        ));
+    }
+
+    #[test]
+    fn snp_unreadable_auxblob_is_an_io_error() {
+        let m = milan();
+        assert!(matches!(
+            snp_chain(&m.report, None),
+            Err(TeeError::Io("configfs-tsm auxblob", _))
+        ));
+    }
+
+    #[test]
+    fn snp_malformed_report_is_refused() {
         let rd = [9u8; 64];
         let mut report = vec![0u8; 1184];
         report[SNP_REPORT_DATA].copy_from_slice(&rd);
         let dir = tree("sev_guest", &report);
+        fs::write(dir.path().join(ENTRY).join("auxblob"), [0u8; 4096]).unwrap();
         let b = TsmBackend::open(dir.path(), Platform::Snp).unwrap();
-        assert!(matches!(
-            b.evidence(&rd).unwrap().evidence,
-            Some(cpu_evidence::Evidence::Snp(_))
-        ));
+        assert!(matches!(b.evidence(&rd), Err(TeeError::SnpReport(_))));
     }
 
     #[test]
