@@ -303,3 +303,123 @@ fn strict_parser_rejects_malformed_expositions() {
         assert!(parse_openmetrics(bad).is_err(), "{bad:?}");
     }
 }
+
+/// `dait-host serve` whose files may not grow past 1 MiB (`prlimit`, with `SIGXFSZ` ignored so a
+/// write past the limit fails with `EFBIG` instead of killing the process): the receipt log's
+/// disk refusing writes. `None` without `prlimit` (util-linux).
+fn serve_with_file_size_limit(
+    state: &std::path::Path,
+    upstream: &str,
+) -> Option<tokio::process::Command> {
+    let found = std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        return None;
+    }
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.args([
+        "-c",
+        r#"trap "" XFSZ; exec prlimit --fsize=1048576 -- "$@""#,
+        "sh",
+        BIN,
+    ])
+    .args(["serve", "--tee", "simulated", "--listen", "127.0.0.1:0"])
+    .args(["--metrics-listen", "127.0.0.1:0", "--upstream", upstream])
+    .arg("--state-dir")
+    .arg(state)
+    .stdout(std::process::Stdio::piped())
+    .kill_on_drop(true);
+    Some(cmd)
+}
+
+/// Calls `CHAT` until the agent refuses one; returns the tenant and how many calls it acknowledged.
+async fn call_until_refused(addr: SocketAddr, info: Arc<HostInfo>, salt: u8) -> (Tenant, u64) {
+    let mut conn = Conn::connect(addr, true).await.unwrap();
+    let mut t = Tenant::new(&info, u128::MAX / 2, salt);
+    for acknowledged in 0..1000 {
+        let r = t.call(&mut conn, CHAT, &chat_body("hello", 1, false)).await;
+        if r.status != 200 {
+            // The record could not be made durable: no receipt, a generic internal error.
+            r.assert_error(500, "internal");
+            return (t, acknowledged);
+        }
+        t.accept(&r, false).unwrap();
+    }
+    panic!("the receipt log never refused a record");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_reports_a_receipt_log_that_cannot_write_until_a_restart() {
+    tokio::time::timeout(Duration::from_secs(120), receipt_log_cannot_write())
+        .await
+        .expect("test timed out");
+}
+
+async fn receipt_log_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    init_simulated(&state);
+    let (engine, _) = start_engine(VLLM_LIKE).await;
+    let upstream = format!("http://{engine}");
+    // The longest model id makes each receipt as large as it gets, so that fewer calls fill the
+    // 1 MiB the log may use.
+    let model_id = "m".repeat(dait_chain_client::MAX_MODEL_ID_LEN);
+    let Some(mut cmd) = serve_with_file_size_limit(&state, &upstream) else {
+        eprintln!("skipped: prlimit (util-linux) not found");
+        return;
+    };
+    cmd.env("DAIT_MODEL_ID", &model_id).env("DAIT_LOG", "error");
+    let (child, line, _out) = spawn_listening_line(&mut cmd).await;
+    let addr = listening_addr(&line);
+    let metrics: SocketAddr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("metrics=http://"))
+        .unwrap_or_else(|| panic!("no metrics address in {line:?}"))
+        .parse()
+        .unwrap();
+    await_readyz(addr, true, &[]).await;
+
+    // Tenants call in parallel until the log's file reaches its limit and a write fails.
+    const TENANTS: u8 = 8;
+    let mut conn = Conn::connect(addr, true).await.unwrap();
+    let info = Arc::new(host_info(&mut conn).await);
+    let tasks: Vec<_> = (0..TENANTS)
+        .map(|i| tokio::spawn(call_until_refused(addr, info.clone(), i)))
+        .collect();
+    let mut tenants = Vec::new();
+    for task in tasks {
+        tenants.push(task.await.unwrap());
+    }
+    let acknowledged: u64 = tenants.iter().map(|(_, n)| n).sum();
+    await_readyz(addr, true, &["receipt_log_unwritable"]).await;
+    assert_eq!(get(addr, true, "/healthz").await.0, 200);
+    let s = scrape(metrics).await;
+    assert_eq!(requests(&s, "ohttp", "ok"), acknowledged as f64);
+    assert_eq!(requests(&s, "ohttp", "internal"), f64::from(TENANTS));
+    assert!(s.value("dait_receipt_log_sync_duration_seconds_count", &[]) >= 1.0);
+    drop(conn);
+    drop(child);
+
+    // The failure is final for that process; after a restart (the disk fixed) the agent is ready,
+    // the log holds every acknowledged receipt and each channel continues.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut cmd = serve_command(&state, &upstream);
+    cmd.env("DAIT_MODEL_ID", &model_id).env("DAIT_LOG", "error");
+    let (_child, addr, _out) = spawn_listening(&mut cmd).await;
+    await_readyz(addr, true, &[]).await;
+    let (records, _) =
+        dait_agent::receipt_log::read_records(&state.join(dait_agent::receipt_log::LOG_FILE))
+            .unwrap();
+    assert_eq!(records.len() as u64, acknowledged);
+    let mut conn = Conn::connect(addr, true).await.unwrap();
+    let info = host_info(&mut conn).await;
+    for (t, n) in &mut tenants {
+        // A new boot has a new OHTTP key: the tenant re-attests and encrypts to it.
+        t.key_config = info.keyset.ohttp_key_config.clone();
+        let r = t.call(&mut conn, CHAT, &chat_body("hello", 1, false)).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.receipt.as_ref().unwrap().receipt.call_seq, *n + 1);
+    }
+}
