@@ -12,6 +12,9 @@
 //! - `POST /v1/ohttp` takes an Oblivious HTTP request (chunked OHTTP for streaming), checks the
 //!   tenant's signed channel state, forwards the call to the engine on loopback, encrypts the
 //!   answer and returns a signed receipt, logged durably before the response is released.
+//! - `GET /healthz` says the process is up; `GET /readyz` checks the named conditions of
+//!   [`ready`] (engine, receipt log, TEE). `--metrics-listen` serves Prometheus [`metrics`] on a
+//!   separate listener.
 //!
 //! # Example
 //! ```no_run
