@@ -76,6 +76,10 @@ pub struct RawConfig {
     /// Address to listen on (TLS).
     #[arg(long, env = "DAIT_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: String,
+    /// Address of the operator's metrics listener (plaintext HTTP, `GET /metrics`, no
+    /// authentication); off when absent. Bind it to loopback or an operator-only network.
+    #[arg(long, env = "DAIT_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// Base URL of the OpenAI-compatible engine on loopback, e.g. `http://127.0.0.1:8000`.
     #[arg(long, env = "DAIT_UPSTREAM")]
     pub upstream: Option<String>,
@@ -136,6 +140,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Listen address.
     pub listen: SocketAddr,
+    /// Metrics listen address (none: no metrics listener).
+    pub metrics_listen: Option<SocketAddr>,
     /// Upstream engine base URI (no trailing slash).
     pub upstream: Option<http::Uri>,
     /// Model id.
@@ -173,6 +179,13 @@ impl RawConfig {
             .listen
             .parse()
             .map_err(|_| ConfigError::Invalid("--listen / DAIT_LISTEN"))?;
+        let metrics_listen = match self.metrics_listen {
+            None => None,
+            Some(a) => Some(
+                a.parse()
+                    .map_err(|_| ConfigError::Invalid("--metrics-listen / DAIT_METRICS_LISTEN"))?,
+            ),
+        };
         let upstream = match self.upstream {
             None => None,
             Some(u) => {
@@ -195,6 +208,7 @@ impl RawConfig {
             tee,
             state_dir,
             listen,
+            metrics_listen,
             upstream,
             model_id: self.model_id,
             model_path: self.model_path,
@@ -250,6 +264,7 @@ mod tests {
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(c.upstream.unwrap().to_string(), "http://127.0.0.1:9000/");
         assert_eq!(c.settlement[19], 0xaa);
+        assert_eq!(c.metrics_listen, None);
     }
 
     #[test]
@@ -270,5 +285,14 @@ mod tests {
         let mut c = base.to_vec();
         c.extend(["--listen", "nope"]);
         assert!(matches!(raw(&c).validate(), Err(ConfigError::Invalid(_))));
+        let mut d = base.to_vec();
+        d.extend(["--metrics-listen", "localhost"]);
+        assert!(matches!(raw(&d).validate(), Err(ConfigError::Invalid(_))));
+        let mut e = base.to_vec();
+        e.extend(["--metrics-listen", "127.0.0.1:9100"]);
+        assert_eq!(
+            raw(&e).validate().unwrap().metrics_listen,
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
     }
 }

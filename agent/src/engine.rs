@@ -14,6 +14,13 @@ use serde_json::{Map, Value};
 /// Largest non-streamed upstream response body read (bytes).
 pub const MAX_UPSTREAM_BODY: usize = 16 << 20;
 
+/// What the readiness probe asks the engine: the model list, which every OpenAI-compatible engine
+/// serves (vLLM, llama.cpp's server, llama-cpp-python) and which answers without running the model.
+pub const ENGINE_HEALTH_PATH: &str = "/v1/models";
+
+/// Largest probe answer read (bytes).
+const MAX_PROBE_BODY: usize = 1 << 20;
+
 /// Errors talking to the engine.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -90,6 +97,20 @@ impl EngineClient {
             return Err(EngineError::Status(resp.status().as_u16()));
         }
         Ok(resp)
+    }
+
+    /// `GET` [`ENGINE_HEALTH_PATH`]: `Ok` when the engine answers with a success status.
+    pub async fn probe(&self) -> Result<(), EngineError> {
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(self.uri(ENGINE_HEALTH_PATH)?)
+            .body(Full::new(Bytes::new()))?;
+        let resp = self.client.request(req).await?;
+        if !resp.status().is_success() {
+            return Err(EngineError::Status(resp.status().as_u16()));
+        }
+        read_limited(resp.into_body(), MAX_PROBE_BODY).await?;
+        Ok(())
     }
 
     /// POST and read the whole JSON answer.

@@ -12,6 +12,9 @@
 //! - `POST /v1/ohttp` takes an Oblivious HTTP request (chunked OHTTP for streaming), checks the
 //!   tenant's signed channel state, forwards the call to the engine on loopback, encrypts the
 //!   answer and returns a signed receipt, logged durably before the response is released.
+//! - `GET /healthz` says the process is up; `GET /readyz` checks the named conditions of
+//!   [`ready`] (engine, receipt log, TEE). `--metrics-listen` serves Prometheus [`metrics`] on a
+//!   separate listener.
 //!
 //! # Example
 //! ```no_run
@@ -43,6 +46,8 @@ pub mod engine;
 pub mod hpke;
 pub mod http;
 pub mod key;
+pub mod metrics;
+pub mod ready;
 pub mod receipt;
 pub mod receipt_log;
 pub mod tee;
@@ -57,6 +62,8 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Command, Config, ConfigError};
 use crate::http::App;
+use crate::metrics::Metrics;
+use crate::ready::Readiness;
 use crate::receipt::{Channels, ReceiptParams};
 
 /// Exit code: success.
@@ -221,11 +228,19 @@ pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
     };
     let keys = key::BootKeys::generate(config.chain_id, config.settlement, host_account)?;
 
+    let engine = config.upstream.clone().map(engine::EngineClient::new);
+    let metrics = Arc::new(Metrics::new());
+    let readiness = Arc::new(Readiness::new(engine.clone(), mode == Mode::Serve));
     let (receipt_log, channels) = match mode {
         Mode::Serve => {
             std::fs::create_dir_all(&config.state_dir)
                 .map_err(|e| AgentError::Io("state dir", e))?;
-            let (log, replay) = receipt_log::ReceiptLog::open(&config.state_dir)?;
+            let observer = LogObserver {
+                metrics: Arc::clone(&metrics),
+                readiness: Arc::clone(&readiness),
+            };
+            let (log, replay) =
+                receipt_log::ReceiptLog::open_observed(&config.state_dir, Box::new(observer))?;
             tracing::info!(
                 records = replay.records,
                 channels = replay.heads.len(),
@@ -248,15 +263,38 @@ pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
         engine_build,
         deterministic: false,
     };
-    Ok(Arc::new(App {
+    let app = Arc::new(App {
         keys,
         tee,
         event_log: event_log.encode(),
         channels: Arc::new(channels),
         receipt_log,
-        engine: config.upstream.clone().map(engine::EngineClient::new),
+        engine,
         params,
-    }))
+        metrics,
+        readiness,
+    });
+    if mode == Mode::Serve {
+        // Readiness needs one evidence generation at start; a failure leaves the agent unready
+        // (`tee_unusable`) until an attestation succeeds.
+        if let Err(e) = http::bundle(&app, &Freshness::TenantNonce([0; 32])) {
+            tracing::error!(error = %e, "evidence generation failed at start");
+        }
+    }
+    Ok(app)
+}
+
+/// Tells the metrics and readiness how each receipt-log batch's write and sync went.
+struct LogObserver {
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+}
+
+impl receipt_log::SyncObserver for LogObserver {
+    fn synced(&self, elapsed: std::time::Duration, ok: bool) {
+        self.metrics.receipt_log_sync(elapsed);
+        self.readiness.set_receipt_log(ok);
+    }
 }
 
 /// Run one command.
@@ -314,9 +352,27 @@ pub async fn serve(config: &Config) -> Result<(), AgentError> {
     let local = listener
         .local_addr()
         .map_err(|e| AgentError::Io("listen", e))?;
+    let metrics = match config.metrics_listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| AgentError::Io("metrics listen", e))?;
+            let local = l
+                .local_addr()
+                .map_err(|e| AgentError::Io("metrics listen", e))?;
+            let app = Arc::clone(&app);
+            tokio::spawn(async move {
+                if let Err(e) = http::serve_metrics(app, l).await {
+                    tracing::error!(error = %e, "metrics listener failed");
+                }
+            });
+            format!(" metrics=http://{local}")
+        }
+        None => String::new(),
+    };
     // One machine-readable line on stdout, for scripts and tests.
     println!(
-        "listening https://{local} keyset_hash={} host_key_id={} chain_rpc={}",
+        "listening https://{local} keyset_hash={} host_key_id={} chain_rpc={}{metrics}",
         app.keys.keyset_hash,
         app.keys.host_key_id,
         config.chain_rpc.as_deref().unwrap_or("-")

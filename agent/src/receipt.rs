@@ -61,6 +61,16 @@ impl Channels {
         }
     }
 
+    /// Number of channels held.
+    pub fn len(&self) -> usize {
+        self.slots.lock().map_or(0, |s| s.len())
+    }
+
+    /// Whether no channel is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The head of a channel, if known.
     pub fn head(&self, channel_id: &B256) -> Option<ChannelHead> {
         self.slots

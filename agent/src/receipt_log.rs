@@ -18,6 +18,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
@@ -240,6 +241,16 @@ fn preallocate(file: &File, allocated: &mut u64, need: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Told how each batch's write and `fdatasync` went (metrics, readiness): see [`ReceiptLog::open_observed`].
+pub trait SyncObserver: Send + 'static {
+    /// One batch: how long its write and sync took, and whether both succeeded.
+    fn synced(&self, elapsed: Duration, ok: bool);
+}
+
+impl SyncObserver for () {
+    fn synced(&self, _: Duration, _: bool) {}
+}
+
 struct Job {
     bytes: Vec<u8>,
     done: oneshot::Sender<Result<(), io::ErrorKind>>,
@@ -262,6 +273,14 @@ impl ReceiptLog {
     /// Open (creating if needed) the log in `state_dir`, replay it, truncate a torn final record,
     /// and start the writer thread.
     pub fn open(state_dir: &Path) -> Result<(Self, Replay), ReceiptLogError> {
+        Self::open_observed(state_dir, Box::new(()))
+    }
+
+    /// [`Self::open`], telling `observer` of every batch the writer makes durable or fails to.
+    pub fn open_observed(
+        state_dir: &Path,
+        observer: Box<dyn SyncObserver>,
+    ) -> Result<(Self, Replay), ReceiptLogError> {
         let path = state_dir.join(LOG_FILE);
         let file = OpenOptions::new()
             .create(true)
@@ -297,7 +316,7 @@ impl ReceiptLog {
         let (tx, rx) = mpsc::unbounded_channel();
         thread::Builder::new()
             .name("receipt-log".into())
-            .spawn(move || writer(file, good_len, allocated, rx))?;
+            .spawn(move || writer(file, good_len, allocated, rx, observer))?;
         Ok((Self { tx, path }, replay))
     }
 
@@ -332,7 +351,13 @@ impl ReceiptLog {
 
 /// Writer thread: take every job queued, write them with one positioned write at `pos`, sync the data
 /// once, acknowledge all; then extend the preallocation when less than half a segment is left.
-fn writer(file: File, mut pos: u64, mut allocated: u64, mut rx: mpsc::UnboundedReceiver<Job>) {
+fn writer(
+    file: File,
+    mut pos: u64,
+    mut allocated: u64,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    observer: Box<dyn SyncObserver>,
+) {
     let mut batch: Vec<Job> = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
     let mut failed: Option<io::ErrorKind> = None;
@@ -349,9 +374,11 @@ fn writer(file: File, mut pos: u64, mut allocated: u64, mut rx: mpsc::UnboundedR
                     buf.extend_from_slice(&j.bytes);
                 }
                 let end = pos + buf.len() as u64;
+                let started = Instant::now();
                 let r = preallocate(&file, &mut allocated, end)
                     .and_then(|()| file.write_all_at(&buf, pos))
                     .and_then(|()| file.sync_data());
+                observer.synced(started.elapsed(), r.is_ok());
                 if r.is_ok() {
                     pos = end;
                 }

@@ -153,6 +153,8 @@ pub(super) async fn commit_receipt(
             receipt_log,
         )
         .await?;
+    app.metrics
+        .metered(usage.prompt_tokens, usage.completion_tokens);
     Ok(signed.to_header_value())
 }
 

@@ -10,11 +10,13 @@
 //! | `stream.rs` | a streamed call (`message/ohttp-chunked-req`), ending with the receipt trailer |
 //! | `bhttp.rs` | the indeterminate-length Binary HTTP encoder the streamed call writes |
 //! | `serve.rs` | the accept loops (TLS, and plaintext for tests) and one connection |
+//! | `ops.rs` | the operator's listener: `GET /metrics` |
 //! | `error.rs` | the errors of a call after decryption |
 
 mod bhttp;
 mod call;
 pub mod error;
+mod ops;
 mod plain;
 mod routes;
 mod serve;
@@ -28,10 +30,13 @@ use http_body_util::combinators::UnsyncBoxBody;
 
 use crate::engine::EngineClient;
 use crate::key::BootKeys;
+use crate::metrics::Metrics;
+use crate::ready::Readiness;
 use crate::receipt::{Channels, ReceiptParams};
 use crate::receipt_log::ReceiptLog;
 use crate::tee::TeeBackend;
 
+pub use ops::serve_metrics;
 pub use routes::{bundle, handle};
 pub use serve::{dangerous_serve_plaintext, serve_tls};
 
@@ -68,6 +73,10 @@ pub struct App {
     pub engine: Option<EngineClient>,
     /// Fixed receipt fields.
     pub params: ReceiptParams,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// What `/readyz` reports.
+    pub readiness: Arc<Readiness>,
 }
 
 impl std::fmt::Debug for App {

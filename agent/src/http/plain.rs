@@ -2,6 +2,7 @@
 //! receipt header, encapsulated as `message/ohttp-res`.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use dait_chain_client::{B256, NormalizedResponse};
@@ -10,35 +11,42 @@ use tracing::debug;
 
 use super::call::{begin, commit_receipt, decode_inner, engine_body, log_call_error};
 use super::error::CallError;
-use super::routes::{empty, full, opaque_400};
+use super::routes::{OHTTP_ROUTE, UNDECRYPTABLE, empty, full, opaque_400};
 use super::{App, Body, RECEIPT_FIELD};
 use crate::engine::EngineError;
+use crate::metrics::CallMode;
 
 /// Decapsulate, run the call, and encapsulate its answer (an error after decryption travels
 /// encrypted, with its status inside).
 pub(super) async fn plain(app: Arc<App>, body: Bytes, request_ct_hash: B256) -> Response<Body> {
+    let started = Instant::now();
     let (pt, sealer) = match app.keys.hpke.decapsulate(&body) {
         Ok(x) => x,
         Err(e) => {
             debug!(error = %e, "decapsulation failed");
+            app.metrics.request(OHTTP_ROUTE, UNDECRYPTABLE);
             return opaque_400();
         }
     };
-    let inner_bytes = match plain_call(&app, pt.as_bytes(), request_ct_hash).await {
-        Ok((resp_body, receipt)) => inner_response(200, &resp_body, Some(&receipt)),
+    let (mut outcome, inner_bytes) = match plain_call(&app, pt.as_bytes(), request_ct_hash).await {
+        Ok((resp_body, receipt)) => ("ok", inner_response(200, &resp_body, Some(&receipt))),
         Err(e) => {
             log_call_error(&e);
-            inner_response(e.code().1, &e.body(), None)
+            (e.code().0, inner_response(e.code().1, &e.body(), None))
         }
     };
     drop(pt);
-    match sealer.seal(&inner_bytes) {
+    let resp = match sealer.seal(&inner_bytes) {
         Ok(ct) => full(StatusCode::OK, Some("message/ohttp-res"), ct),
         Err(e) => {
             tracing::error!(error = %e, "response encapsulation failed");
+            outcome = "internal";
             empty(StatusCode::INTERNAL_SERVER_ERROR)
         }
-    }
+    };
+    app.metrics.request(OHTTP_ROUTE, outcome);
+    app.metrics.call(CallMode::Plain, started.elapsed());
+    resp
 }
 
 /// The known-length BHTTP response.

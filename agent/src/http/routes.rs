@@ -39,24 +39,59 @@ pub(super) fn opaque_400() -> Response<Body> {
     empty(StatusCode::BAD_REQUEST)
 }
 
+/// The `outcome` label of a request answered with `status` outside a call.
+pub(super) fn outcome(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::OK => "ok",
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::SERVICE_UNAVAILABLE => "not_ready",
+        _ => "internal",
+    }
+}
+
 /// Route one request. Never panics on input; every error becomes a response.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path();
-    let resp = match (req.method(), path) {
-        (&Method::GET, "/healthz") => empty(StatusCode::OK),
-        (&Method::GET, "/v1/ohttp-keys") => full(
-            StatusCode::OK,
-            Some("application/ohttp-keys"),
-            app.keys.hpke.config_list().to_vec(),
+    let (route, resp) = match (req.method(), path) {
+        (&Method::GET, "/healthz") => ("healthz", empty(StatusCode::OK)),
+        (&Method::GET, "/readyz") => ("readyz", readyz(&app).await),
+        (&Method::GET, "/v1/ohttp-keys") => (
+            "ohttp_keys",
+            full(
+                StatusCode::OK,
+                Some("application/ohttp-keys"),
+                app.keys.hpke.config_list().to_vec(),
+            ),
         ),
-        (&Method::GET, "/v1/attestation") => attestation(&app, req.uri().query()).await,
-        (&Method::POST, "/v1/ohttp") => ohttp(app, req).await,
-        (_, "/healthz" | "/v1/ohttp-keys" | "/v1/attestation" | "/v1/ohttp") => {
-            empty(StatusCode::METHOD_NOT_ALLOWED)
+        (&Method::GET, "/v1/attestation") => {
+            ("attestation", attestation(&app, req.uri().query()).await)
         }
-        _ => empty(StatusCode::NOT_FOUND),
+        // Counts its own outcome, which a stream knows only at its end.
+        (&Method::POST, "/v1/ohttp") => return Ok(ohttp(app, req).await),
+        (_, "/healthz" | "/readyz" | "/v1/ohttp-keys" | "/v1/attestation" | "/v1/ohttp") => {
+            ("other", empty(StatusCode::METHOD_NOT_ALLOWED))
+        }
+        _ => ("other", empty(StatusCode::NOT_FOUND)),
     };
+    app.metrics.request(route, outcome(resp.status()));
     Ok(resp)
+}
+
+/// `GET /readyz`: 200 when every readiness condition holds, else 503; the body lists the failing
+/// conditions (`{"ready": false, "failing": [{"code", "message"}]}`).
+async fn readyz(app: &App) -> Response<Body> {
+    let failing = app.readiness.failures().await;
+    let status = if failing.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({"ready": failing.is_empty(), "failing": failing});
+    full(status, Some("application/json"), body.to_string())
 }
 
 fn parse_nonce(query: Option<&str>) -> Option<[u8; 32]> {
@@ -70,7 +105,11 @@ fn parse_nonce(query: Option<&str>) -> Option<[u8; 32]> {
 /// Build the evidence bundle for `freshness`.
 pub fn bundle(app: &App, freshness: &Freshness) -> Result<Vec<u8>, crate::tee::TeeError> {
     let rd = app.keys.report_data(freshness);
-    let cpu = app.tee.evidence(&rd)?;
+    let started = std::time::Instant::now();
+    let cpu = app.tee.evidence(&rd);
+    app.metrics.evidence(started.elapsed());
+    app.readiness.set_tee(cpu.is_ok());
+    let cpu = cpu?;
     Ok(encode_bundle(&proto::EvidenceBundle {
         version: dait_chain_client::PROTOCOL_VERSION,
         keyset: app.keys.keyset_bytes.clone(),
@@ -110,11 +149,11 @@ async fn ohttp(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     {
         Some(b"message/ohttp-req") => false,
         Some(b"message/ohttp-chunked-req") => true,
-        _ => return empty(StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        _ => return outer_error(&app, StatusCode::UNSUPPORTED_MEDIA_TYPE),
     };
     let body = match Limited::new(req.into_body(), MAX_REQUEST).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return empty(StatusCode::PAYLOAD_TOO_LARGE),
+        Err(_) => return outer_error(&app, StatusCode::PAYLOAD_TOO_LARGE),
     };
     let request_ct_hash = ciphertext_hash(&body);
     let span = info_span!(
@@ -133,6 +172,17 @@ async fn ohttp(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             .await
     }
 }
+
+/// A `/v1/ohttp` request refused before decapsulation, counted.
+fn outer_error(app: &App, status: StatusCode) -> Response<Body> {
+    app.metrics.request(OHTTP_ROUTE, outcome(status));
+    empty(status)
+}
+
+/// The `route` label of `POST /v1/ohttp`.
+pub(super) const OHTTP_ROUTE: &str = "ohttp";
+/// The `outcome` label of a request that did not decapsulate (the opaque 400).
+pub(super) const UNDECRYPTABLE: &str = "undecryptable";
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]

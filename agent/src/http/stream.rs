@@ -5,6 +5,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use dait_chain_client::{B256, NormalizedResponse, StreamNormalizer, Usage};
@@ -18,19 +19,22 @@ use tracing::{Instrument, debug};
 use super::bhttp::{indeterminate_chunk, indeterminate_head, indeterminate_tail};
 use super::call::{Inner, begin, commit_receipt, decode_inner, engine_body, log_call_error};
 use super::error::CallError;
-use super::routes::opaque_400;
+use super::routes::{OHTTP_ROUTE, UNDECRYPTABLE, opaque_400};
 use super::{App, Body, ERROR_TRAILER, RECEIPT_FIELD};
 use crate::engine::{EngineClient, EngineError};
 use crate::hpke::ChunkWriter;
+use crate::metrics::CallMode;
 use crate::receipt::Lease;
 
 /// Decapsulate and answer at once with a chunked response; the call runs in its own task and
 /// writes the response's chunks as the engine produces them.
 pub(super) async fn streaming(app: Arc<App>, body: Bytes, request_ct_hash: B256) -> Response<Body> {
+    let started = Instant::now();
     let (pt, sealer) = match app.keys.hpke.decapsulate_chunked(&body).await {
         Ok(x) => x,
         Err(e) => {
             debug!(error = %e, "chunked decapsulation failed");
+            app.metrics.request(OHTTP_ROUTE, UNDECRYPTABLE);
             return opaque_400();
         }
     };
@@ -57,6 +61,8 @@ pub(super) async fn streaming(app: Arc<App>, body: Bytes, request_ct_hash: B256)
                 async move {
                     let _ = write_error(&mut writer, &e).await;
                     let _ = writer.finish().await;
+                    app.metrics.request(OHTTP_ROUTE, e.code().0);
+                    app.metrics.call(CallMode::Stream, started.elapsed());
                 }
                 .instrument(span),
             );
@@ -64,12 +70,17 @@ pub(super) async fn streaming(app: Arc<App>, body: Bytes, request_ct_hash: B256)
         Ok((inner, lease)) => {
             tokio::spawn(
                 async move {
-                    if let Err(e) =
-                        stream_call(&app, inner, lease, &mut writer, request_ct_hash).await
-                    {
-                        log_call_error(&e);
-                    }
+                    let outcome =
+                        match stream_call(&app, inner, lease, &mut writer, request_ct_hash).await {
+                            Ok(()) => "ok",
+                            Err(e) => {
+                                log_call_error(&e);
+                                e.code().0
+                            }
+                        };
                     let _ = writer.finish().await;
+                    app.metrics.request(OHTTP_ROUTE, outcome);
+                    app.metrics.call(CallMode::Stream, started.elapsed());
                 }
                 .instrument(span),
             );

@@ -11,7 +11,7 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 /// Behaviour of the in-test engine.
 #[derive(Clone, Copy, Debug)]
@@ -81,6 +81,14 @@ async fn engine(
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     stats.calls.fetch_add(1, Ordering::Relaxed);
     let path = req.uri().path().to_owned();
+    if path == "/v1/models" {
+        // What the agent's readiness probe asks.
+        return Ok(answer(
+            "application/json",
+            json!({"object": "list", "data": [{"id": "test-model", "object": "model"}]})
+                .to_string(),
+        ));
+    }
     let body = req.into_body().collect().await.unwrap().to_bytes();
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     if path == "/extras/tokenize/count" {
@@ -153,13 +161,50 @@ pub async fn start_engine(mode: EngineMode) -> (SocketAddr, Arc<EngineStats>) {
             };
             let _ = tcp.set_nodelay(true);
             let st = st.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |r| engine(mode, st.clone(), r));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
-                    .await;
-            });
+            tokio::spawn(serve_engine_connection(mode, st, tcp));
         }
     });
     (addr, stats)
+}
+
+async fn serve_engine_connection(mode: EngineMode, stats: Arc<EngineStats>, tcp: TcpStream) {
+    let svc = hyper::service::service_fn(move |r| engine(mode, stats.clone(), r));
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+        .await;
+}
+
+/// The in-test engine on a fixed address, stopped (listener and every connection closed) by
+/// [`StoppableEngine::stop`], and restartable on the same address.
+pub struct StoppableEngine {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StoppableEngine {
+    /// Start on `addr` (`127.0.0.1:0` for any port).
+    pub async fn start(mode: EngineMode, addr: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stats = Arc::new(EngineStats::default());
+        let task = tokio::spawn(async move {
+            // Dropping the set (when this task is aborted) aborts every connection.
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                conns.spawn(serve_engine_connection(mode, stats.clone(), tcp));
+            }
+        });
+        Self { addr, task }
+    }
+
+    /// Close the listener and every connection.
+    pub async fn stop(self) -> SocketAddr {
+        let Self { addr, task } = self;
+        task.abort();
+        let _ = task.await;
+        addr
+    }
 }

@@ -121,6 +121,15 @@ pub fn serve_command(state: &Path, upstream: &str) -> tokio::process::Command {
 pub async fn spawn_listening(
     cmd: &mut tokio::process::Command,
 ) -> (Child, SocketAddr, BufReader<ChildStdout>) {
+    let (child, line, stdout) = spawn_listening_line(cmd).await;
+    (child, listening_addr(&line), stdout)
+}
+
+/// Spawns a [`serve_command`] and reads, within 30 s, the line where it listens. Returns the child,
+/// that line, and its stdout.
+pub async fn spawn_listening_line(
+    cmd: &mut tokio::process::Command,
+) -> (Child, String, BufReader<ChildStdout>) {
     let mut child = cmd.spawn().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
@@ -128,11 +137,14 @@ pub async fn spawn_listening(
         .await
         .expect("dait-host did not start in time")
         .unwrap();
-    let addr = line
-        .strip_prefix("listening https://")
+    (child, line, stdout)
+}
+
+/// The TLS address in `dait-host serve`'s listening line.
+pub fn listening_addr(line: &str) -> SocketAddr {
+    line.strip_prefix("listening https://")
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("unexpected first line from dait-host: {line:?}"))
         .parse()
-        .unwrap();
-    (child, addr, stdout)
+        .unwrap()
 }

@@ -13,9 +13,11 @@
 mod client;
 mod engine;
 mod host;
+mod metrics;
 mod tenant;
 
 pub use client::*;
 pub use engine::*;
 pub use host::*;
+pub use metrics::*;
 pub use tenant::*;
