@@ -225,11 +225,18 @@ pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
         Mode::Serve => {
             std::fs::create_dir_all(&config.state_dir)
                 .map_err(|e| AgentError::Io("state dir", e))?;
-            let (log, replay) = receipt_log::ReceiptLog::open(&config.state_dir)?;
+            let (log, replay) = match config.dangerous_truncate_receipt_log_at {
+                None => receipt_log::ReceiptLog::open(&config.state_dir)?,
+                Some(offset) => receipt_log::ReceiptLog::dangerous_open_truncating_at(
+                    &config.state_dir,
+                    offset,
+                )?,
+            };
             tracing::info!(
                 records = replay.records,
                 channels = replay.heads.len(),
                 truncated_bytes = replay.truncated,
+                moved_aside_bytes = replay.moved_aside.as_ref().map_or(0, |m| m.bytes),
                 "receipt log replayed"
             );
             (Some(log), Channels::from_replay(&replay))
