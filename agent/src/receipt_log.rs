@@ -3,7 +3,8 @@
 //! One record per receipt: `u32be(len) || SHA-256(payload)[..8] || payload`, where the payload is a
 //! fixed header ([`RecordHeader`]) followed by the protobuf `SignedReceipt` bytes as served. A record
 //! is durable (written and `fdatasync`ed) before [`ReceiptLog::append`] returns; concurrent appends
-//! share one sync (group commit).
+//! share one sync (group commit). The file's directory is synced when the log is opened (so a newly
+//! created log survives a crash) and after a damaged remainder is moved aside.
 //!
 //! The file is preallocated in [`SEGMENT`]-byte steps by writing zeros and syncing the metadata once
 //! per step, so that each commit overwrites blocks that already exist: the per-request `fdatasync`
@@ -486,6 +487,8 @@ impl ReceiptLog {
             .read(true)
             .write(true)
             .open(&path)?;
+        // The file's directory entry must be durable before any record in it is acknowledged.
+        sync_dir(state_dir)?;
         let mut data = Vec::new();
         (&file).read_to_end(&mut data)?;
         let Scan {
