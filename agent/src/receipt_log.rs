@@ -499,21 +499,20 @@ impl ReceiptLog {
         } = scan(&data);
 
         // The first problem: a call_seq gap among the intact records, or else damage after them.
-        // `offset` ends as the gap's offset, or else as `good`.
         let mut heads = ChannelHeads::new();
-        let mut offset = 0usize;
+        let mut at_record = 0usize;
         let mut gap = None;
         for (i, r) in records.iter().enumerate() {
             let expected = heads.get(&r.header.channel_id).map_or(0, |h| h.call_seq) + 1;
             if r.header.call_seq != expected {
-                gap = Some(i);
+                gap = Some((i, at_record));
                 break;
             }
             heads.insert(r.header.channel_id, r.header);
-            offset += FRAME_HEADER + RECORD_HEADER_LEN + r.signed_receipt.len();
+            at_record += FRAME_HEADER + RECORD_HEADER_LEN + r.signed_receipt.len();
         }
         let problem = match (gap, tail) {
-            (Some(_), _) => Some(ReceiptLogError::Gap {
+            (Some((_, offset)), _) => Some(ReceiptLogError::Gap {
                 offset: offset as u64,
             }),
             (None, Tail::Corrupt(damage)) => Some(ReceiptLogError::Corrupt {
@@ -522,17 +521,19 @@ impl ReceiptLog {
             }),
             (None, Tail::Clean | Tail::Torn) => None,
         };
+        // Where the problem starts (`good` when there is none).
+        let first_bad = gap.map_or(good, |(_, offset)| offset);
 
         let mut truncated = 0u64;
         let mut moved_aside = None;
         match (problem, truncate_at) {
             (Some(problem), None) => return Err(problem),
-            (Some(problem), Some(at)) if at != offset as u64 => return Err(problem),
+            (Some(problem), Some(at)) if at != first_bad as u64 => return Err(problem),
             (Some(_), Some(at)) => {
-                if let Some(i) = gap {
+                if let Some((i, _)) = gap {
                     records.truncate(i);
-                    good = offset;
                 }
+                good = first_bad;
                 let bytes = data.get(good..end).unwrap_or_default();
                 let aside = move_aside(state_dir, &file, bytes, at)?;
                 tracing::warn!(
