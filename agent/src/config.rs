@@ -117,6 +117,11 @@ pub struct RawConfig {
     /// Engine build identifier; its SHA-256 is the receipt's `engine_build`.
     #[arg(long, env = "DAIT_ENGINE_BUILD", default_value = "")]
     pub engine_build: String,
+    /// `serve` only, loses data: the receipt log is damaged at this byte offset (as its error
+    /// said); move everything from there aside to `receipts.log.corrupt-at-<offset>` and start
+    /// with the records before it. Command line only (no environment variable), for one start.
+    #[arg(long, value_name = "OFFSET")]
+    pub dangerous_truncate_receipt_log_at: Option<u64>,
 }
 
 /// Reasons a [`RawConfig`] is rejected.
@@ -164,6 +169,8 @@ pub struct Config {
     pub seed: u64,
     /// Engine build id.
     pub engine_build: String,
+    /// Move the damaged receipt log aside from this offset and start (loses the receipts there).
+    pub dangerous_truncate_receipt_log_at: Option<u64>,
 }
 
 impl RawConfig {
@@ -220,6 +227,7 @@ impl RawConfig {
             host_key_path: self.host_key_path,
             seed: self.seed,
             engine_build: self.engine_build,
+            dangerous_truncate_receipt_log_at: self.dangerous_truncate_receipt_log_at,
         })
     }
 }
@@ -265,6 +273,29 @@ mod tests {
         assert_eq!(c.upstream.unwrap().to_string(), "http://127.0.0.1:9000/");
         assert_eq!(c.settlement[19], 0xaa);
         assert_eq!(c.metrics_listen, None);
+        assert_eq!(c.dangerous_truncate_receipt_log_at, None);
+    }
+
+    #[test]
+    fn dangerous_truncate_offset_is_parsed() {
+        let c = raw(&[
+            "--tee",
+            "tdx",
+            "--state-dir",
+            "/tmp/x",
+            "--dangerous-truncate-receipt-log-at",
+            "4096",
+        ])
+        .validate()
+        .unwrap();
+        assert_eq!(c.dangerous_truncate_receipt_log_at, Some(4096));
+        let v = [
+            "dait-host",
+            "serve",
+            "--dangerous-truncate-receipt-log-at",
+            "-1",
+        ];
+        assert!(Cli::try_parse_from(v).is_err());
     }
 
     #[test]

@@ -235,16 +235,23 @@ pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
         Mode::Serve => {
             std::fs::create_dir_all(&config.state_dir)
                 .map_err(|e| AgentError::Io("state dir", e))?;
-            let observer = LogObserver {
+            let observer = Box::new(LogObserver {
                 metrics: Arc::clone(&metrics),
                 readiness: Arc::clone(&readiness),
+            });
+            let (log, replay) = match config.dangerous_truncate_receipt_log_at {
+                None => receipt_log::ReceiptLog::open_observed(&config.state_dir, observer)?,
+                Some(offset) => receipt_log::ReceiptLog::dangerous_open_truncating_at(
+                    &config.state_dir,
+                    offset,
+                    observer,
+                )?,
             };
-            let (log, replay) =
-                receipt_log::ReceiptLog::open_observed(&config.state_dir, Box::new(observer))?;
             tracing::info!(
                 records = replay.records,
                 channels = replay.heads.len(),
                 truncated_bytes = replay.truncated,
+                moved_aside_bytes = replay.moved_aside.as_ref().map_or(0, |m| m.bytes),
                 "receipt log replayed"
             );
             (Some(log), Channels::from_replay(&replay))

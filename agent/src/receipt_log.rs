@@ -3,18 +3,47 @@
 //! One record per receipt: `u32be(len) || SHA-256(payload)[..8] || payload`, where the payload is a
 //! fixed header ([`RecordHeader`]) followed by the protobuf `SignedReceipt` bytes as served. A record
 //! is durable (written and `fdatasync`ed) before [`ReceiptLog::append`] returns; concurrent appends
-//! share one sync (group commit). On open, the log is replayed: a torn final record (short, or its
-//! checksum fails and only zero bytes follow it) is erased; a damaged record followed by more data,
-//! or a gap in a channel's `call_seq`, is an error (never silently dropped).
+//! share one sync (group commit). The file's directory is synced when the log is opened (so a newly
+//! created log survives a crash) and after a damaged remainder is moved aside.
 //!
 //! The file is preallocated in [`SEGMENT`]-byte steps by writing zeros and syncing the metadata once
 //! per step, so that each commit overwrites blocks that already exist: the per-request `fdatasync`
 //! then flushes data only, with no file-size or extent update to journal. Zero bytes after the last
 //! record are the unused part of the preallocation (a record never starts with a zero length).
+//!
+//! # Replay: a torn tail or corruption
+//! On open, records are read from offset 0 while they are intact (length in
+//! `RECORD_HEADER_LEN..=MAX_RECORD`, payload inside the file, checksum right). Where that stops, at
+//! offset `P`, let `E` be the offset just past the file's last non-zero byte. `E == P` is the clean end
+//! of the log. Otherwise the bytes `P..E` are classified, first match wins, into a [`Damage`]:
+//! 1. [`Damage::LengthMismatch`]: the payload passes its checksum at another length (up to the next
+//!    intact record, or ending at `E`): the length field is damaged.
+//! 2. [`Damage::Length`]: the frame header is complete (`E - P >= 12`) and its length is out of range.
+//! 3. [`Damage::Checksum`]: the whole declared record lies before `E`, so it is complete (or data
+//!    follows it), and its checksum fails.
+//! 4. [`Damage::RecordAfter`]: an intact record starts after `P` (within one largest record).
+//!
+//! What matches none of these is a **torn tail**: the last record's frame header or its end was never
+//! written (only zeros, or the end of the file, where its last bytes should be) and no intact record
+//! follows. That is what a write cut by a crash leaves (the write lands in zeroed, preallocated
+//! blocks), so it is erased (zeroed) and counted in [`Replay::truncated`]. Damage of any kind stops
+//! [`ReceiptLog::open`] with [`ReceiptLogError::Corrupt`], naming `P`: records after it may have been
+//! acknowledged, so they are never dropped silently. [`ReceiptLog::dangerous_open_truncating_at`]
+//! (`dait-host serve --dangerous-truncate-receipt-log-at P`) moves `P..E` aside to
+//! `receipts.log.corrupt-at-P` next to the log (synced, with its directory), zeroes it in the log and
+//! starts; it refuses any offset other than the one replay reports.
+//!
+//! Limits of the classification: a final record whose payload is damaged and whose last bytes
+//! happen to be zero is taken for a torn tail (its length field says more bytes should follow than
+//! the file holds); a power loss that persists a write's blocks out of order can leave a hole before
+//! intact records of the same unacknowledged batch, which is reported as damage (the flag recovers
+//! it). Records that form a `call_seq` gap stop the start too ([`ReceiptLogError::Gap`]); the same flag,
+//! given the gap's offset, moves the log aside from there.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -26,6 +55,10 @@ use tokio::sync::{mpsc, oneshot};
 /// File name of the log inside the state directory.
 pub const LOG_FILE: &str = "receipts.log";
 
+/// Name prefix of a damaged remainder moved aside by
+/// [`ReceiptLog::dangerous_open_truncating_at`]; the byte offset follows it.
+pub const MOVED_ASIDE_PREFIX: &str = "receipts.log.corrupt-at-";
+
 /// Largest record payload accepted on replay (bytes).
 pub const MAX_RECORD: usize = 1 << 20;
 
@@ -36,18 +69,32 @@ const FRAME_HEADER: usize = 4 + 8;
 /// Size of [`RecordHeader`] when encoded.
 pub const RECORD_HEADER_LEN: usize = 32 + 8 + 16 + 32 + 32 + 20;
 
+/// How many zero bytes a final record's payload may end with when replay looks for its real length
+/// (a `SignedReceipt` ends with a 64-byte signature, so more is vanishingly unlikely).
+const TRAILING_ZEROS: usize = 8;
+
 /// Errors of the receipt log.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReceiptLogError {
-    /// A complete record failed its checksum and is followed by more data.
-    #[error("receipt log corrupt at offset {offset}")]
+    /// The log is damaged at `offset` (not a torn final record): records after it may have been
+    /// acknowledged, so the log is not opened.
+    #[error(
+        "receipt log corrupt at byte offset {offset}: {damage}; the bytes from there on are kept \
+         (to move them aside and start, losing any receipts in them: \
+         serve --dangerous-truncate-receipt-log-at {offset})"
+    )]
     Corrupt {
         /// Byte offset of the damaged record.
         offset: u64,
+        /// What is wrong with it.
+        damage: Damage,
     },
     /// A channel's call_seq in the log is not gapless.
-    #[error("receipt log has a call_seq gap at offset {offset}")]
+    #[error(
+        "receipt log has a call_seq gap at byte offset {offset} (to move the log aside from there and \
+         start: serve --dangerous-truncate-receipt-log-at {offset})"
+    )]
     Gap {
         /// Byte offset of the record.
         offset: u64,
@@ -58,9 +105,60 @@ pub enum ReceiptLogError {
     /// I/O failure.
     #[error("receipt log i/o")]
     Io(#[from] io::Error),
+    /// Truncation was asked for at an offset where the log is intact (or only has a torn tail).
+    #[error(
+        "receipt log is not damaged at byte offset {offset}; refusing to truncate it (remove \
+         --dangerous-truncate-receipt-log-at)"
+    )]
+    NothingToTruncate {
+        /// The offset asked for.
+        offset: u64,
+    },
     /// A record is larger than [`MAX_RECORD`].
     #[error("receipt log record too large")]
     TooLarge,
+}
+
+/// What is wrong with a damaged record (see the module documentation for the order of the checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Damage {
+    /// The record fails its checksum, and it is complete or more data follows it.
+    Checksum,
+    /// The length field is zero or outside `RECORD_HEADER_LEN..=MAX_RECORD`.
+    Length {
+        /// The length field.
+        len: u32,
+    },
+    /// The length field is damaged: the payload passes its checksum with `actual` bytes.
+    LengthMismatch {
+        /// The length field.
+        len: u32,
+        /// The payload length that passes the checksum.
+        actual: u32,
+    },
+    /// The record fails its checksum and runs past the data, but an intact record starts at `next`.
+    RecordAfter {
+        /// Byte offset of the intact record.
+        next: u64,
+    },
+}
+
+impl fmt::Display for Damage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Checksum => write!(f, "checksum mismatch with data after the record"),
+            Self::Length { len } => write!(f, "length field {len} out of range"),
+            Self::LengthMismatch { len, actual } => write!(
+                f,
+                "length field {len} is damaged (the payload checks with length {actual})"
+            ),
+            Self::RecordAfter { next } => write!(
+                f,
+                "checksum mismatch, and an intact record follows at byte offset {next}"
+            ),
+        }
+    }
 }
 
 /// The fixed fields of a record that replay needs (no protobuf decoding on start).
@@ -127,15 +225,34 @@ pub struct Replay {
     pub heads: ChannelHeads,
     /// Number of complete records.
     pub records: u64,
-    /// Bytes cut off a torn final record (0 if none).
+    /// Bytes of a torn final record that were erased (0 if none).
     pub truncated: u64,
+    /// The damaged remainder moved aside by [`ReceiptLog::dangerous_open_truncating_at`].
+    pub moved_aside: Option<MovedAside>,
+}
+
+/// A damaged remainder of the log, moved to a file next to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovedAside {
+    /// The file that holds the bytes.
+    pub path: PathBuf,
+    /// The log offset they came from.
+    pub offset: u64,
+    /// How many bytes (up to the log's last non-zero byte).
+    pub bytes: u64,
+}
+
+fn checksum(payload: &[u8]) -> [u8; 8] {
+    let digest = Sha256::digest(payload);
+    let mut out = [0u8; 8];
+    out.copy_from_slice(digest.get(..8).unwrap_or_default());
+    out
 }
 
 fn frame(header: &RecordHeader, signed_receipt: &[u8]) -> Vec<u8> {
     let mut payload = Vec::with_capacity(RECORD_HEADER_LEN + signed_receipt.len());
     header.encode(&mut payload);
     payload.extend_from_slice(signed_receipt);
-    let digest = Sha256::digest(&payload);
     let mut out = Vec::with_capacity(FRAME_HEADER + payload.len());
     // INVARIANT: payload length is bounded by MAX_RECORD (checked by the caller) which fits in u32.
     out.extend_from_slice(
@@ -143,81 +260,163 @@ fn frame(header: &RecordHeader, signed_receipt: &[u8]) -> Vec<u8> {
             .unwrap_or(u32::MAX)
             .to_be_bytes(),
     );
-    out.extend_from_slice(digest.get(..8).unwrap_or_default());
+    out.extend_from_slice(&checksum(&payload));
     out.extend_from_slice(&payload);
     out
 }
 
-/// Read every complete record of a log file (no sequencing checks beyond framing). Returns the
-/// records and the offset where the next record goes; stops at the zero-filled preallocated tail and
-/// at a torn final record (one that is short or fails its checksum with only zeros after it).
-pub fn read_records(path: &Path) -> Result<(Vec<Record>, u64), ReceiptLogError> {
-    let mut data = Vec::new();
-    File::open(path)?.read_to_end(&mut data)?;
-    let mut out = Vec::new();
-    let mut pos = 0usize;
-    loop {
-        let rest = data.get(pos..).unwrap_or_default();
-        let Some((len, after)) = rest.split_first_chunk::<4>() else {
-            return Ok((out, pos as u64));
-        };
-        let len = u32::from_be_bytes(*len) as usize;
-        let Some((sum, after)) = after.split_first_chunk::<8>() else {
-            return Ok((out, pos as u64));
-        };
-        let record = if len == 0 || len > MAX_RECORD {
-            None
-        } else {
-            after.get(..len).and_then(|payload| {
-                let header = RecordHeader::decode(payload)?;
-                (Sha256::digest(payload).get(..8) == Some(&sum[..])).then_some((header, payload))
-            })
-        };
-        match record {
-            Some((header, payload)) => {
-                out.push(Record {
-                    header,
-                    signed_receipt: payload
-                        .get(RECORD_HEADER_LEN..)
-                        .unwrap_or_default()
-                        .to_vec(),
-                });
-                pos += FRAME_HEADER + len;
-            }
-            None => {
-                // Unused preallocation, or a torn final write: the record is short, or only zeros
-                // follow it (or follow its frame header, when the length is zero or implausible).
-                let end = if len == 0 {
-                    zeros(after)
-                } else if len > MAX_RECORD {
-                    after.len() < MAX_RECORD || zeros(after)
-                } else {
-                    after.get(len..).is_none_or(zeros)
-                };
-                if end {
-                    return Ok((out, pos as u64));
-                }
-                return Err(ReceiptLogError::Corrupt { offset: pos as u64 });
-            }
-        }
+/// The frame header at `at`: the length field and the checksum.
+fn frame_header(data: &[u8], at: usize) -> Option<(u32, [u8; 8])> {
+    let (len, rest) = data.get(at..)?.split_first_chunk::<4>()?;
+    let (sum, _) = rest.split_first_chunk::<8>()?;
+    Some((u32::from_be_bytes(*len), *sum))
+}
+
+/// Whether the payload of `len` bytes after the frame header at `at` lies in `data` and passes `sum`.
+fn payload_checks(data: &[u8], at: usize, len: usize, sum: &[u8; 8]) -> bool {
+    (RECORD_HEADER_LEN..=MAX_RECORD).contains(&len)
+        && data
+            .get(at + FRAME_HEADER..)
+            .and_then(|p| p.get(..len))
+            .is_some_and(|p| checksum(p) == *sum)
+}
+
+/// The intact record at `at`, if there is one.
+fn record_at(data: &[u8], at: usize) -> Option<Record> {
+    let (len, sum) = frame_header(data, at)?;
+    let len = len as usize;
+    if !payload_checks(data, at, len, &sum) {
+        return None;
     }
+    let payload = data.get(at + FRAME_HEADER..)?.get(..len)?;
+    Some(Record {
+        header: RecordHeader::decode(payload)?,
+        signed_receipt: payload.get(RECORD_HEADER_LEN..)?.to_vec(),
+    })
 }
 
-fn zeros(b: &[u8]) -> bool {
-    b.iter().all(|&x| x == 0)
+/// What follows the intact records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tail {
+    /// Nothing, or only zeros.
+    Clean,
+    /// A damaged record.
+    Corrupt(Damage),
+    /// A torn final record.
+    Torn,
 }
 
-/// Offset just past the last non-zero byte at or after `from` (`from` when there is none).
-fn garbage_end(path: &Path, from: u64) -> io::Result<u64> {
-    let mut data = Vec::new();
-    File::open(path)?.read_to_end(&mut data)?;
-    let from = usize::try_from(from).unwrap_or(usize::MAX);
+/// A log file's contents, read.
+#[derive(Debug)]
+struct Scan {
+    records: Vec<Record>,
+    /// Offset just past the last intact record.
+    good: usize,
+    /// Offset just past the last non-zero byte (at least `good`).
+    end: usize,
+    tail: Tail,
+}
+
+fn scan(data: &[u8]) -> Scan {
+    let mut records = Vec::new();
+    let mut good = 0usize;
+    while let Some(r) = record_at(data, good) {
+        good += FRAME_HEADER + RECORD_HEADER_LEN + r.signed_receipt.len();
+        records.push(r);
+    }
     let end = data
         .iter()
         .rposition(|&b| b != 0)
         .map_or(0, |i| i + 1)
-        .max(from);
-    Ok(end as u64)
+        .max(good);
+    Scan {
+        records,
+        good,
+        end,
+        tail: classify(data, good, end),
+    }
+}
+
+/// Classify the non-zero bytes `p..e` that follow the intact records (module documentation, "Replay").
+fn classify(data: &[u8], p: usize, e: usize) -> Tail {
+    if e == p {
+        return Tail::Clean;
+    }
+    // An intact record after `p` that matters here starts within one largest record of it.
+    let window = e.min(p + FRAME_HEADER + MAX_RECORD + 1);
+    let next = (p + 1..window).find(|&q| record_at(data, q).is_some());
+    if let Some((len, sum)) = frame_header(data, p).filter(|_| e - p >= FRAME_HEADER) {
+        // Where the payload would end if the length field were wrong: before the next intact
+        // record, or at the last non-zero byte (allowing for a few zero bytes at its end).
+        let ends = next
+            .into_iter()
+            .chain((e..e + TRAILING_ZEROS).filter(|&t| t <= data.len()));
+        for t in ends {
+            let actual = t.saturating_sub(p + FRAME_HEADER);
+            if actual != len as usize && payload_checks(data, p, actual, &sum) {
+                return Tail::Corrupt(Damage::LengthMismatch {
+                    len,
+                    actual: u32::try_from(actual).unwrap_or(u32::MAX),
+                });
+            }
+        }
+        if !(RECORD_HEADER_LEN..=MAX_RECORD).contains(&(len as usize)) {
+            return Tail::Corrupt(Damage::Length { len });
+        }
+        if p + FRAME_HEADER + len as usize <= e {
+            return Tail::Corrupt(Damage::Checksum);
+        }
+    }
+    match next {
+        Some(next) => Tail::Corrupt(Damage::RecordAfter { next: next as u64 }),
+        None => Tail::Torn,
+    }
+}
+
+/// Read every intact record of a log file (no sequencing checks beyond framing). Returns the records
+/// and the offset where the next record goes; a torn final record is not returned (and not an error),
+/// damage is [`ReceiptLogError::Corrupt`].
+pub fn read_records(path: &Path) -> Result<(Vec<Record>, u64), ReceiptLogError> {
+    let mut data = Vec::new();
+    File::open(path)?.read_to_end(&mut data)?;
+    let s = scan(&data);
+    match s.tail {
+        Tail::Corrupt(damage) => Err(ReceiptLogError::Corrupt {
+            offset: s.good as u64,
+            damage,
+        }),
+        Tail::Clean | Tail::Torn => Ok((s.records, s.good as u64)),
+    }
+}
+
+/// Sync a directory, so that the entries created in it are durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Copy `bytes` (the log's contents from `offset`) into a new file next to the log and make it
+/// durable; then zero them in the log. Returns the new file's path.
+fn move_aside(state_dir: &Path, log: &File, bytes: &[u8], offset: u64) -> io::Result<PathBuf> {
+    let base = state_dir.join(format!("{MOVED_ASIDE_PREFIX}{offset}"));
+    let mut n = 0u32;
+    let (mut out, path) = loop {
+        let path = if n == 0 {
+            base.clone()
+        } else {
+            PathBuf::from(format!("{}.{n}", base.display()))
+        };
+        match OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(f) => break (f, path),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+            Err(e) => return Err(e),
+        }
+    };
+    out.write_all(bytes)?;
+    out.sync_all()?;
+    sync_dir(state_dir)?;
+    log.write_all_at(&vec![0u8; bytes.len()], offset)?;
+    log.sync_all()?;
+    Ok(path)
 }
 
 /// Make sure the file holds written (zeroed) blocks up to at least `need`, extending it by whole
@@ -263,22 +462,43 @@ pub struct ReceiptLog {
     path: PathBuf,
 }
 
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for Job {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Job").finish_non_exhaustive()
     }
 }
 
 impl ReceiptLog {
-    /// Open (creating if needed) the log in `state_dir`, replay it, truncate a torn final record,
-    /// and start the writer thread.
+    /// Open (creating if needed) the log in `state_dir`, replay it, erase a torn final record, and
+    /// start the writer thread. Damage anywhere is [`ReceiptLogError::Corrupt`] (module documentation).
     pub fn open(state_dir: &Path) -> Result<(Self, Replay), ReceiptLogError> {
-        Self::open_observed(state_dir, Box::new(()))
+        Self::open_with(state_dir, None, Box::new(()))
     }
 
     /// [`Self::open`], telling `observer` of every batch the writer makes durable or fails to.
     pub fn open_observed(
         state_dir: &Path,
+        observer: Box<dyn SyncObserver>,
+    ) -> Result<(Self, Replay), ReceiptLogError> {
+        Self::open_with(state_dir, None, observer)
+    }
+
+    /// [`ReceiptLog::open_observed`] a log that replay reports damaged (or with a `call_seq` gap) at exactly
+    /// `offset`: move the log's bytes from `offset` to its last non-zero byte into
+    /// `receipts.log.corrupt-at-<offset>` next to it (never deleting them), zero them in the log, and
+    /// start with the records before `offset`. Receipts in the moved bytes are no longer known to the
+    /// agent. Any other offset, or a log that is not damaged there, is refused.
+    pub fn dangerous_open_truncating_at(
+        state_dir: &Path,
+        offset: u64,
+        observer: Box<dyn SyncObserver>,
+    ) -> Result<(Self, Replay), ReceiptLogError> {
+        Self::open_with(state_dir, Some(offset), observer)
+    }
+
+    fn open_with(
+        state_dir: &Path,
+        truncate_at: Option<u64>,
         observer: Box<dyn SyncObserver>,
     ) -> Result<(Self, Replay), ReceiptLogError> {
         let path = state_dir.join(LOG_FILE);
@@ -288,35 +508,91 @@ impl ReceiptLog {
             .read(true)
             .write(true)
             .open(&path)?;
-        let (records, good_len) = read_records(&path)?;
-        let truncated = garbage_end(&path, good_len)? - good_len;
-        if truncated > 0 {
-            // Erase the torn record so that the next append starts on zeros.
-            let n = usize::try_from(truncated).map_err(|_| ReceiptLogError::TooLarge)?;
-            file.write_all_at(&vec![0u8; n], good_len)?;
-            file.sync_all()?;
-        }
-        let mut allocated = file.metadata()?.len();
-        preallocate(&file, &mut allocated, good_len + SEGMENT / 2)?;
+        // The file's directory entry must be durable before any record in it is acknowledged.
+        sync_dir(state_dir)?;
+        let mut data = Vec::new();
+        (&file).read_to_end(&mut data)?;
+        let Scan {
+            mut records,
+            mut good,
+            end,
+            tail,
+        } = scan(&data);
+
+        // The first problem: a call_seq gap among the intact records, or else damage after them.
         let mut heads = ChannelHeads::new();
-        let mut offset = 0u64;
-        for r in &records {
+        let mut at_record = 0usize;
+        let mut gap = None;
+        for (i, r) in records.iter().enumerate() {
             let expected = heads.get(&r.header.channel_id).map_or(0, |h| h.call_seq) + 1;
             if r.header.call_seq != expected {
-                return Err(ReceiptLogError::Gap { offset });
+                gap = Some((i, at_record));
+                break;
             }
             heads.insert(r.header.channel_id, r.header);
-            offset += (FRAME_HEADER + RECORD_HEADER_LEN + r.signed_receipt.len()) as u64;
+            at_record += FRAME_HEADER + RECORD_HEADER_LEN + r.signed_receipt.len();
         }
+        let problem = match (gap, tail) {
+            (Some((_, offset)), _) => Some(ReceiptLogError::Gap {
+                offset: offset as u64,
+            }),
+            (None, Tail::Corrupt(damage)) => Some(ReceiptLogError::Corrupt {
+                offset: good as u64,
+                damage,
+            }),
+            (None, Tail::Clean | Tail::Torn) => None,
+        };
+        // Where the problem starts (`good` when there is none).
+        let first_bad = gap.map_or(good, |(_, offset)| offset);
+
+        let mut truncated = 0u64;
+        let mut moved_aside = None;
+        match (problem, truncate_at) {
+            (Some(problem), None) => return Err(problem),
+            (Some(problem), Some(at)) if at != first_bad as u64 => return Err(problem),
+            (Some(_), Some(at)) => {
+                if let Some((i, _)) = gap {
+                    records.truncate(i);
+                }
+                good = first_bad;
+                let bytes = data.get(good..end).unwrap_or_default();
+                let aside = move_aside(state_dir, &file, bytes, at)?;
+                tracing::warn!(
+                    offset = at,
+                    bytes = bytes.len(),
+                    moved_to = %aside.display(),
+                    "receipt log damaged: its remainder was moved aside, as asked"
+                );
+                moved_aside = Some(MovedAside {
+                    path: aside,
+                    offset: at,
+                    bytes: bytes.len() as u64,
+                });
+            }
+            (None, Some(at)) => return Err(ReceiptLogError::NothingToTruncate { offset: at }),
+            (None, None) => {
+                if tail == Tail::Torn {
+                    // Erase the torn record so that the next append starts on zeros.
+                    file.write_all_at(&vec![0u8; end - good], good as u64)?;
+                    file.sync_all()?;
+                    truncated = (end - good) as u64;
+                }
+            }
+        }
+        drop(data);
+        let good = good as u64;
+        let mut allocated = file.metadata()?.len();
+        preallocate(&file, &mut allocated, good + SEGMENT / 2)?;
         let replay = Replay {
             heads,
             records: records.len() as u64,
             truncated,
+            moved_aside,
         };
         let (tx, rx) = mpsc::unbounded_channel();
         thread::Builder::new()
             .name("receipt-log".into())
-            .spawn(move || writer(file, good_len, allocated, rx, observer))?;
+            .spawn(move || writer(file, good, allocated, rx, observer))?;
         Ok((Self { tx, path }, replay))
     }
 
@@ -513,7 +789,8 @@ mod tests {
         write_raw(dir.path(), &[a.clone(), vec![0; 100], vec![1]]);
         assert!(matches!(
             ReceiptLog::open(dir.path()),
-            Err(ReceiptLogError::Corrupt { offset }) if offset == a.len() as u64
+            Err(ReceiptLogError::Corrupt { offset, damage: Damage::Length { len: 0 } })
+                if offset == a.len() as u64
         ));
     }
 
@@ -537,7 +814,10 @@ mod tests {
         write_raw(dir.path(), &[a, b]);
         assert!(matches!(
             ReceiptLog::open(dir.path()),
-            Err(ReceiptLogError::Corrupt { offset: 0 })
+            Err(ReceiptLogError::Corrupt {
+                offset: 0,
+                damage: Damage::Checksum
+            })
         ));
     }
 
@@ -563,6 +843,314 @@ mod tests {
         assert!(matches!(
             ReceiptLog::open(dir.path()),
             Err(ReceiptLogError::Gap { .. })
+        ));
+    }
+
+    /// Three records of channel 1 (call_seq 1, 2, 3), and the file: them, then `zeros` zero bytes
+    /// (the preallocation a real log has after its records).
+    fn three(zeros: usize) -> ([Vec<u8>; 3], Vec<u8>) {
+        let recs = [
+            frame(&hdr(1, 1), b"one"),
+            frame(&hdr(1, 2), b"two, a little longer"),
+            frame(&hdr(1, 3), b"three"),
+        ];
+        let mut file = recs.concat();
+        file.resize(file.len() + zeros, 0);
+        (recs, file)
+    }
+
+    fn len_field(record: &[u8]) -> u32 {
+        u32::from_be_bytes(record[..4].try_into().unwrap())
+    }
+
+    fn open_err(dir: &Path) -> ReceiptLogError {
+        ReceiptLog::open(dir).map(|_| ()).unwrap_err()
+    }
+
+    #[test]
+    fn empty_file_opens_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        write_raw(dir.path(), &[]);
+        let (_log, replay) = ReceiptLog::open(dir.path()).unwrap();
+        assert_eq!((replay.records, replay.truncated), (0, 0));
+        assert!(replay.heads.is_empty() && replay.moved_aside.is_none());
+        let len = std::fs::metadata(dir.path().join(LOG_FILE)).unwrap().len();
+        assert_eq!(len, SEGMENT);
+    }
+
+    #[test]
+    fn preallocation_only_opens_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        write_raw(dir.path(), &[vec![0; SEGMENT as usize]]);
+        let (_log, replay) = ReceiptLog::open(dir.path()).unwrap();
+        assert_eq!((replay.records, replay.truncated), (0, 0));
+        assert!(replay.moved_aside.is_none());
+    }
+
+    #[test]
+    fn only_a_frame_header_is_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = frame(&hdr(1, 1), b"one")[..FRAME_HEADER].to_vec();
+        assert_ne!(
+            header[FRAME_HEADER - 1],
+            0,
+            "fixture: the checksum ends non-zero"
+        );
+        write_raw(dir.path(), &[header, vec![0; 4096]]);
+        let (_log, replay) = ReceiptLog::open(dir.path()).unwrap();
+        assert_eq!(replay.records, 0);
+        assert_eq!(replay.truncated, FRAME_HEADER as u64);
+        let data = std::fs::read(dir.path().join(LOG_FILE)).unwrap();
+        assert!(data.iter().all(|&b| b == 0));
+    }
+
+    #[tokio::test]
+    async fn torn_tail_of_a_preallocated_log_is_truncated_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = ReceiptLog::open(dir.path()).unwrap();
+        for seq in 1..=3 {
+            log.append(&hdr(4, seq), b"body").await.unwrap();
+        }
+        drop(log);
+        let path = dir.path().join(LOG_FILE);
+        let (_, next) = read_records(&path).unwrap();
+        // A fourth record cut after its frame header and part of its payload.
+        let torn = frame(&hdr(4, 4), b"body");
+        let cut = &torn[..FRAME_HEADER + 100];
+        assert_ne!(cut[cut.len() - 1], 0, "fixture: the cut ends non-zero");
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(cut, next).unwrap();
+        drop(f);
+        let (_log, replay) = ReceiptLog::open(dir.path()).unwrap();
+        assert_eq!(replay.records, 3);
+        assert_eq!(replay.truncated, cut.len() as u64);
+        assert_eq!(replay.heads[&[4; 32]].call_seq, 3);
+        let data = std::fs::read(&path).unwrap();
+        assert!(data[next as usize..].iter().all(|&b| b == 0));
+    }
+
+    /// Regression for issue 11: a damaged length field in the middle of the log used to make
+    /// replay erase every record after it.
+    #[test]
+    fn flipped_bit_in_a_middle_length_refuses_with_the_offset() {
+        for zeros in [0, 4096] {
+            for bit in 0..32 {
+                let dir = tempfile::tempdir().unwrap();
+                let ([a, b, _], mut file) = three(zeros);
+                let len = len_field(&b);
+                let flipped = len ^ (1 << bit);
+                file[a.len()..a.len() + 4].copy_from_slice(&flipped.to_be_bytes());
+                write_raw(dir.path(), std::slice::from_ref(&file));
+                let e = open_err(dir.path());
+                assert!(
+                    matches!(
+                        e,
+                        ReceiptLogError::Corrupt {
+                            offset,
+                            damage: Damage::LengthMismatch { len: l, actual },
+                        } if offset == a.len() as u64 && l == flipped && actual == len
+                    ),
+                    "bit {bit}, {zeros} zeros: {e:?}"
+                );
+                // Nothing was changed.
+                assert_eq!(std::fs::read(dir.path().join(LOG_FILE)).unwrap(), file);
+            }
+        }
+    }
+
+    #[test]
+    fn flipped_bit_in_a_middle_checksum_refuses_with_the_offset() {
+        for bit in 0..64 {
+            let dir = tempfile::tempdir().unwrap();
+            let ([a, _, _], mut file) = three(4096);
+            file[a.len() + 4 + bit / 8] ^= 1 << (bit % 8);
+            write_raw(dir.path(), &[file]);
+            let e = open_err(dir.path());
+            assert!(
+                matches!(
+                    e,
+                    ReceiptLogError::Corrupt { offset, damage: Damage::Checksum }
+                        if offset == a.len() as u64
+                ),
+                "bit {bit}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn damaged_final_record_is_not_a_torn_tail() {
+        let ([a, b, c], file) = three(4096);
+        let at = a.len() + b.len();
+        // Its length field grown: the payload still checks at the real length.
+        let dir = tempfile::tempdir().unwrap();
+        let mut grown = file.clone();
+        let len = len_field(&c);
+        grown[at + 2] ^= 0x04;
+        write_raw(dir.path(), &[grown]);
+        assert!(matches!(
+            open_err(dir.path()),
+            ReceiptLogError::Corrupt { offset, damage: Damage::LengthMismatch { len: l, actual } }
+                if offset == at as u64 && l == len + 1024 && actual == len
+        ));
+        // A flipped payload bit in a complete final record.
+        let dir = tempfile::tempdir().unwrap();
+        let mut flipped = file;
+        flipped[at + FRAME_HEADER + 40] ^= 0x10;
+        write_raw(dir.path(), &[flipped]);
+        assert!(matches!(
+            open_err(dir.path()),
+            ReceiptLogError::Corrupt { offset, damage: Damage::Checksum } if offset == at as u64
+        ));
+    }
+
+    #[test]
+    fn out_of_range_length_before_a_damaged_record_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let ([a, _, _], mut file) = three(4096);
+        // The middle record's length and payload both damaged: no length makes it check.
+        file[a.len()] = 0x80;
+        file[a.len() + FRAME_HEADER + 3] ^= 1;
+        write_raw(dir.path(), &[file]);
+        let len = 0x8000_0000 | len_field(&three(0).0[1]);
+        assert!(matches!(
+            open_err(dir.path()),
+            ReceiptLogError::Corrupt { offset, damage: Damage::Length { len: l } }
+                if offset == a.len() as u64 && l == len
+        ));
+    }
+
+    #[test]
+    fn length_running_past_the_data_over_an_intact_record_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let ([a, b, _], mut file) = three(4096);
+        // The middle record's length grown past the end of the data, and its payload damaged.
+        let grown = len_field(&b) + 4096;
+        file[a.len()..a.len() + 4].copy_from_slice(&grown.to_be_bytes());
+        file[a.len() + FRAME_HEADER + 3] ^= 1;
+        write_raw(dir.path(), &[file]);
+        let next = (a.len() + b.len()) as u64;
+        assert!(matches!(
+            open_err(dir.path()),
+            ReceiptLogError::Corrupt { offset, damage: Damage::RecordAfter { next: n } }
+                if offset == a.len() as u64 && n == next
+        ));
+    }
+
+    #[tokio::test]
+    async fn dangerous_truncation_moves_the_remainder_aside_and_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let ([a, b, c], mut file) = three(4096);
+        file[a.len() + 2] ^= 0x04;
+        write_raw(dir.path(), std::slice::from_ref(&file));
+        let at = a.len() as u64;
+        let (log, replay) =
+            ReceiptLog::dangerous_open_truncating_at(dir.path(), at, Box::new(())).unwrap();
+        assert_eq!((replay.records, replay.truncated), (1, 0));
+        assert_eq!(replay.heads[&[1; 32]].call_seq, 1);
+        let moved = replay.moved_aside.unwrap();
+        assert_eq!(moved.offset, at);
+        assert_eq!(moved.bytes, (b.len() + c.len()) as u64);
+        assert_eq!(
+            moved.path,
+            dir.path().join(format!("{MOVED_ASIDE_PREFIX}{at}"))
+        );
+        // The moved-aside file holds exactly the bytes from the offset on (the damaged one included).
+        assert_eq!(
+            std::fs::read(&moved.path).unwrap(),
+            &file[a.len()..a.len() + b.len() + c.len()]
+        );
+        // The log keeps every record before the offset, then zeros; appends go on from there.
+        let data = std::fs::read(dir.path().join(LOG_FILE)).unwrap();
+        assert_eq!(&data[..a.len()], &a[..]);
+        assert!(data[a.len()..].iter().all(|&x| x == 0));
+        log.append(&hdr(1, 2), b"again").await.unwrap();
+        drop(log);
+        let (_log, replay) = ReceiptLog::open(dir.path()).unwrap();
+        assert_eq!((replay.records, replay.truncated), (2, 0));
+        assert!(replay.moved_aside.is_none());
+    }
+
+    #[test]
+    fn dangerous_truncation_needs_the_exact_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let ([a, _, _], mut file) = three(4096);
+        file[a.len() + 2] ^= 0x04;
+        write_raw(dir.path(), std::slice::from_ref(&file));
+        for wrong in [0, a.len() as u64 - 1, a.len() as u64 + 1] {
+            let e = ReceiptLog::dangerous_open_truncating_at(dir.path(), wrong, Box::new(()))
+                .unwrap_err();
+            assert!(
+                matches!(e, ReceiptLogError::Corrupt { offset, .. } if offset == a.len() as u64),
+                "{e:?}"
+            );
+        }
+        assert_eq!(std::fs::read(dir.path().join(LOG_FILE)).unwrap(), file);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn dangerous_truncation_of_a_sound_log_is_refused() {
+        // An intact log, and one with only a torn tail.
+        let (recs, file) = three(4096);
+        let end = recs.iter().map(Vec::len).sum::<usize>() as u64;
+        let mut torn = recs.concat();
+        torn.extend_from_slice(&frame(&hdr(1, 4), b"four")[..30]);
+        for (bytes, at) in [(file, end), (torn, end)] {
+            let dir = tempfile::tempdir().unwrap();
+            write_raw(dir.path(), std::slice::from_ref(&bytes));
+            assert!(matches!(
+                ReceiptLog::dangerous_open_truncating_at(dir.path(), at, Box::new(())).unwrap_err(),
+                ReceiptLogError::NothingToTruncate { offset } if offset == at
+            ));
+            assert_eq!(std::fs::read(dir.path().join(LOG_FILE)).unwrap(), bytes);
+        }
+    }
+
+    #[test]
+    fn dangerous_truncation_at_a_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = frame(&hdr(1, 1), b"x");
+        let b = frame(&hdr(1, 3), b"y");
+        write_raw(dir.path(), &[a.clone(), b.clone()]);
+        let at = a.len() as u64;
+        assert!(matches!(
+            open_err(dir.path()),
+            ReceiptLogError::Gap { offset } if offset == at
+        ));
+        let (_log, replay) =
+            ReceiptLog::dangerous_open_truncating_at(dir.path(), at, Box::new(())).unwrap();
+        assert_eq!(replay.records, 1);
+        assert_eq!(std::fs::read(replay.moved_aside.unwrap().path).unwrap(), b);
+    }
+
+    #[test]
+    fn a_second_move_aside_at_the_same_offset_gets_its_own_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let ([a, _, _], mut file) = three(0);
+        file[a.len() + 2] ^= 0x04;
+        let at = a.len() as u64;
+        let first = dir.path().join(format!("{MOVED_ASIDE_PREFIX}{at}"));
+        std::fs::write(&first, b"earlier").unwrap();
+        write_raw(dir.path(), &[file]);
+        let (_log, replay) =
+            ReceiptLog::dangerous_open_truncating_at(dir.path(), at, Box::new(())).unwrap();
+        assert_eq!(
+            replay.moved_aside.unwrap().path,
+            PathBuf::from(format!("{}.1", first.display()))
+        );
+        assert_eq!(std::fs::read(&first).unwrap(), b"earlier");
+    }
+
+    #[test]
+    fn read_records_reports_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let ([a, _, _], mut file) = three(4096);
+        file[a.len() + 4] ^= 1;
+        write_raw(dir.path(), &[file]);
+        assert!(matches!(
+            read_records(&dir.path().join(LOG_FILE)),
+            Err(ReceiptLogError::Corrupt { offset, damage: Damage::Checksum })
+                if offset == a.len() as u64
         ));
     }
 }
