@@ -301,7 +301,7 @@ pub struct Limits {
 impl Limits {
     /// The defaults (those of the command line).
     pub const DEFAULT: Self = Self {
-        max_connections: 1024,
+        max_connections: 512,
         max_in_flight: 256,
         retry_after_secs: 1,
         tls_handshake_timeout: Duration::from_secs(10),

@@ -11,6 +11,9 @@ use tracing::debug;
 use super::admission::Admission;
 use super::{App, handle};
 
+/// The pause after a failed `accept` (no descriptor free, for one).
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// The `route` label of a connection refused for the connection limit.
 const CONNECTION_ROUTE: &str = "connection";
 
@@ -26,7 +29,9 @@ pub async fn serve_tls(app: Arc<App>, listener: TcpListener) -> std::io::Result<
         let (tcp, _) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
+                // Out of descriptors or memory: back off a little rather than spin.
                 debug!(error = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
