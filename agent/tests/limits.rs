@@ -135,6 +135,22 @@ async fn calls_over_the_in_flight_limit_get_a_fast_503_and_no_receipt() {
     let r1 = first.await.unwrap();
     assert_eq!(r1.status, 200);
     assert!(r1.receipt.is_some());
+
+    // A stream holds its slot until its last chunk, after its response has begun.
+    let mut c3 = Conn::connect(a.addr, false).await.unwrap();
+    let t3 = Tenant::new(&info, 1_000_000, 3);
+    let seen = stats.calls.load(std::sync::atomic::Ordering::Relaxed);
+    let streamed =
+        tokio::spawn(async move { t3.stream(&mut c3, CHAT, &chat_body("hi", 5, true)).await });
+    let deadline = Instant::now() + BOUND;
+    while stats.calls.load(std::sync::atomic::Ordering::Relaxed) == seen {
+        assert!(Instant::now() < deadline, "the engine never got the stream");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut c2 = Conn::connect(a.addr, false).await.unwrap();
+    let refused = t2.try_call(&mut c2, CHAT, &chat_body("hi", 5, false)).await;
+    assert_eq!(refused.err().map(|(status, _)| status), Some(503));
+    assert!(streamed.await.unwrap().receipt.is_some());
     // The slot is free again; the refused tenant's channel was not touched.
     let mut c2 = Conn::connect(a.addr, false).await.unwrap();
     let r2 = t2.call(&mut c2, CHAT, &chat_body("hi", 5, false)).await;
@@ -267,4 +283,43 @@ async fn an_engine_stalling_mid_answer_gives_upstream_at_the_deadline() {
         took >= Duration::from_millis(550) && took < Duration::from_secs(2),
         "{took:?}"
     );
+}
+
+#[tokio::test]
+async fn an_engine_that_does_not_accept_gives_upstream_at_the_connect_timeout() {
+    // A listener with a full accept queue, never accepting: further connection attempts get no
+    // answer to their SYN, so connecting hangs.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let engine = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(engine)).await {
+            Ok(Ok(s)) => fillers.push(s),
+            _ => break,
+        }
+        assert!(fillers.len() < 64, "the accept queue never filled");
+    }
+    let flags = [
+        "--upstream-connect-timeout",
+        "300ms",
+        "--upstream-first-byte-timeout",
+        "10s",
+    ];
+    let a = agent_at(engine, false, &flags).await;
+    let mut conn = Conn::connect(a.addr, false).await.unwrap();
+    let info = host_info(&mut conn).await;
+    let t = Tenant::new(&info, 1_000_000, 1);
+    let started = Instant::now();
+    let r = tokio::time::timeout(BOUND, t.call(&mut conn, CHAT, &chat_body("hi", 5, false)))
+        .await
+        .expect("plain call hung");
+    r.assert_error(502, "upstream");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    drop(listener);
 }
