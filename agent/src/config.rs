@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -122,6 +123,9 @@ pub struct RawConfig {
     /// with the records before it. Command line only (no environment variable), for one start.
     #[arg(long, value_name = "OFFSET")]
     pub dangerous_truncate_receipt_log_at: Option<u64>,
+    /// Limits and timeouts.
+    #[command(flatten)]
+    pub limits: RawLimits,
 }
 
 /// Reasons a [`RawConfig`] is rejected.
@@ -171,6 +175,8 @@ pub struct Config {
     pub engine_build: String,
     /// Move the damaged receipt log aside from this offset and start (loses the receipts there).
     pub dangerous_truncate_receipt_log_at: Option<u64>,
+    /// Limits and timeouts.
+    pub limits: Limits,
 }
 
 impl RawConfig {
@@ -228,6 +234,7 @@ impl RawConfig {
             seed: self.seed,
             engine_build: self.engine_build,
             dangerous_truncate_receipt_log_at: self.dangerous_truncate_receipt_log_at,
+            limits: self.limits.validate()?,
         })
     }
 }
@@ -239,6 +246,140 @@ pub fn parse_address(s: &str) -> Option<[u8; 20]> {
     hex::decode_to_slice(s, &mut out).ok()?;
     Some(out)
 }
+
+// ---- Limits and timeouts -------------------------------------------------------------------------
+
+/// Limits and timeouts as given on the command line or in the environment (durations as `500ms`,
+/// `10s`, `5m`; a bare number is seconds).
+#[derive(Debug, Clone, Args)]
+pub struct RawLimits {
+    /// Most tenant connections open at once; more get a `503` with `Retry-After` and are closed.
+    #[arg(long, env = "DAIT_MAX_CONNECTIONS", default_value_t = Limits::DEFAULT.max_connections)]
+    pub max_connections: usize,
+    /// Most OHTTP calls in flight at once; more get a `503` with `Retry-After` (no receipt).
+    #[arg(long, env = "DAIT_MAX_IN_FLIGHT", default_value_t = Limits::DEFAULT.max_in_flight)]
+    pub max_in_flight: usize,
+    /// The `Retry-After` (seconds) of a `503` for a limit reached.
+    #[arg(long, env = "DAIT_RETRY_AFTER", default_value_t = Limits::DEFAULT.retry_after_secs)]
+    pub retry_after: u64,
+    /// How long a client may take to finish the TLS handshake.
+    #[arg(long, env = "DAIT_TLS_HANDSHAKE_TIMEOUT", default_value = "10s")]
+    pub tls_handshake_timeout: String,
+    /// How long a client may take to send a request's headers (also the idle time allowed between
+    /// requests on a kept-alive connection).
+    #[arg(long, env = "DAIT_HEADER_READ_TIMEOUT", default_value = "10s")]
+    pub header_read_timeout: String,
+    /// How long a client may take to send a request's body.
+    #[arg(long, env = "DAIT_BODY_READ_TIMEOUT", default_value = "30s")]
+    pub body_read_timeout: String,
+    /// How long connecting to the engine may take.
+    #[arg(long, env = "DAIT_UPSTREAM_CONNECT_TIMEOUT", default_value = "5s")]
+    pub upstream_connect_timeout: String,
+    /// How long the engine may take to start its answer (its response head) after the request.
+    #[arg(long, env = "DAIT_UPSTREAM_FIRST_BYTE_TIMEOUT", default_value = "300s")]
+    pub upstream_first_byte_timeout: String,
+    /// How long one call to the engine may take in all, its whole answer (or stream) included.
+    #[arg(long, env = "DAIT_UPSTREAM_DEADLINE", default_value = "600s")]
+    pub upstream_deadline: String,
+}
+
+/// Validated limits and timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most tenant connections open at once.
+    pub max_connections: usize,
+    /// Most OHTTP calls in flight at once.
+    pub max_in_flight: usize,
+    /// `Retry-After` of a limit's `503`, in seconds.
+    pub retry_after_secs: u64,
+    /// TLS handshake timeout.
+    pub tls_handshake_timeout: Duration,
+    /// Request header (and keep-alive idle) timeout.
+    pub header_read_timeout: Duration,
+    /// Request body timeout.
+    pub body_read_timeout: Duration,
+    /// Engine connect timeout.
+    pub upstream_connect_timeout: Duration,
+    /// Engine first-byte (response head) timeout.
+    pub upstream_first_byte_timeout: Duration,
+    /// Engine total call deadline.
+    pub upstream_deadline: Duration,
+}
+
+impl Limits {
+    /// The defaults (those of the command line).
+    pub const DEFAULT: Self = Self {
+        max_connections: 512,
+        max_in_flight: 256,
+        retry_after_secs: 1,
+        tls_handshake_timeout: Duration::from_secs(10),
+        header_read_timeout: Duration::from_secs(10),
+        body_read_timeout: Duration::from_secs(30),
+        upstream_connect_timeout: Duration::from_secs(5),
+        upstream_first_byte_timeout: Duration::from_secs(300),
+        upstream_deadline: Duration::from_secs(600),
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl RawLimits {
+    /// Validate the limits: counts and durations must be positive, and the first-byte timeout
+    /// no longer than the deadline.
+    pub fn validate(self) -> Result<Limits, ConfigError> {
+        let d = |s: &str, what| parse_duration(s).ok_or(ConfigError::Invalid(what));
+        let limits = Limits {
+            max_connections: self.max_connections,
+            max_in_flight: self.max_in_flight,
+            retry_after_secs: self.retry_after,
+            tls_handshake_timeout: d(&self.tls_handshake_timeout, "--tls-handshake-timeout")?,
+            header_read_timeout: d(&self.header_read_timeout, "--header-read-timeout")?,
+            body_read_timeout: d(&self.body_read_timeout, "--body-read-timeout")?,
+            upstream_connect_timeout: d(
+                &self.upstream_connect_timeout,
+                "--upstream-connect-timeout",
+            )?,
+            upstream_first_byte_timeout: d(
+                &self.upstream_first_byte_timeout,
+                "--upstream-first-byte-timeout",
+            )?,
+            upstream_deadline: d(&self.upstream_deadline, "--upstream-deadline")?,
+        };
+        if limits.max_connections == 0 {
+            return Err(ConfigError::Invalid("--max-connections"));
+        }
+        if limits.max_in_flight == 0 {
+            return Err(ConfigError::Invalid("--max-in-flight"));
+        }
+        if limits.upstream_first_byte_timeout > limits.upstream_deadline {
+            return Err(ConfigError::Invalid("--upstream-first-byte-timeout"));
+        }
+        Ok(limits)
+    }
+}
+
+/// Parse a positive duration: a number with `ms`, `s` or `m`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (n, unit_ms) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        (s, 1000)
+    };
+    let n: u64 = n.trim().parse().ok()?;
+    let ms = n.checked_mul(unit_ms)?;
+    (ms > 0).then(|| Duration::from_millis(ms))
+}
+
+// ---- end of limits and timeouts ------------------------------------------------------------------
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
@@ -325,5 +466,32 @@ mod tests {
             raw(&e).validate().unwrap().metrics_listen,
             Some("127.0.0.1:9100".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn limits_defaults_and_validation() {
+        let base = ["--tee", "tdx", "--state-dir", "/tmp/x"];
+        assert_eq!(raw(&base).validate().unwrap().limits, Limits::DEFAULT);
+        let mut a = base.to_vec();
+        a.extend(["--header-read-timeout", "250ms", "--max-in-flight", "3"]);
+        let l = raw(&a).validate().unwrap().limits;
+        assert_eq!(l.header_read_timeout, Duration::from_millis(250));
+        assert_eq!(l.max_in_flight, 3);
+        for bad in [
+            ["--max-connections", "0"],
+            ["--body-read-timeout", "0s"],
+            ["--upstream-deadline", "soon"],
+            ["--upstream-first-byte-timeout", "20m"],
+        ] {
+            let mut b = base.to_vec();
+            b.extend(bad);
+            assert!(
+                matches!(raw(&b).validate(), Err(ConfigError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_duration("-1s"), None);
     }
 }

@@ -10,6 +10,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Map, Value};
+use std::time::Duration;
+
+use crate::config::Limits;
 
 /// Largest non-streamed upstream response body read (bytes).
 pub const MAX_UPSTREAM_BODY: usize = 16 << 20;
@@ -55,6 +58,37 @@ pub enum EngineError {
     /// The tokenizer endpoint could not be used.
     #[error("upstream tokenizer")]
     Tokenize,
+    /// The engine did not answer in time (`first byte`: no response head within the first-byte
+    /// timeout; `deadline`: the whole call took longer than the call deadline).
+    #[error("upstream timed out ({0})")]
+    Timeout(&'static str),
+}
+
+/// How long the engine may take: to connect, to start its answer, and for the whole call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamTimeouts {
+    /// TCP connect.
+    pub connect: Duration,
+    /// From sending the request to the response head.
+    pub first_byte: Duration,
+    /// The whole call, the answer's body (or stream) included.
+    pub deadline: Duration,
+}
+
+impl From<&Limits> for UpstreamTimeouts {
+    fn from(l: &Limits) -> Self {
+        Self {
+            connect: l.upstream_connect_timeout,
+            first_byte: l.upstream_first_byte_timeout,
+            deadline: l.upstream_deadline,
+        }
+    }
+}
+
+impl Default for UpstreamTimeouts {
+    fn default() -> Self {
+        Self::from(&Limits::DEFAULT)
+    }
 }
 
 /// Pooled HTTP/1.1 client for the engine.
@@ -62,17 +96,34 @@ pub enum EngineError {
 pub struct EngineClient {
     client: Client<HttpConnector, Full<Bytes>>,
     base: Uri,
+    timeouts: UpstreamTimeouts,
 }
 
 impl EngineClient {
-    /// A client for the engine at `base` (e.g. `http://127.0.0.1:8000`).
+    /// A client for the engine at `base` (e.g. `http://127.0.0.1:8000`), with the default
+    /// timeouts.
     pub fn new(base: Uri) -> Self {
+        Self::with_timeouts(base, UpstreamTimeouts::default())
+    }
+
+    /// A client for the engine at `base` with the given timeouts.
+    pub fn with_timeouts(base: Uri, timeouts: UpstreamTimeouts) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(timeouts.connect));
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(256)
             .build(connector);
-        Self { client, base }
+        Self {
+            client,
+            base,
+            timeouts,
+        }
+    }
+
+    /// The timeouts of this client.
+    pub fn timeouts(&self) -> UpstreamTimeouts {
+        self.timeouts
     }
 
     fn uri(&self, path: &str) -> Result<Uri, http::Error> {
@@ -81,7 +132,8 @@ impl EngineClient {
         Ok(format!("{base}{path}").parse::<Uri>()?)
     }
 
-    /// POST a JSON body; returns the response with its body unread.
+    /// POST a JSON body; returns the response with its body unread, failing when its head does not
+    /// come within the first-byte timeout (the caller bounds the body by the call deadline).
     pub async fn post(
         &self,
         path: &str,
@@ -92,7 +144,9 @@ impl EngineClient {
             .uri(self.uri(path)?)
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))?;
-        let resp = self.client.request(req).await?;
+        let resp = tokio::time::timeout(self.timeouts.first_byte, self.client.request(req))
+            .await
+            .map_err(|_| EngineError::Timeout("first byte"))??;
         if !resp.status().is_success() {
             return Err(EngineError::Status(resp.status().as_u16()));
         }
@@ -113,10 +167,15 @@ impl EngineClient {
         Ok(())
     }
 
-    /// POST and read the whole JSON answer.
+    /// POST and read the whole JSON answer, within the call deadline.
     pub async fn post_json(&self, path: &str, body: Bytes) -> Result<Bytes, EngineError> {
-        let resp = self.post(path, body).await?;
-        read_limited(resp.into_body(), MAX_UPSTREAM_BODY).await
+        let call = async {
+            let resp = self.post(path, body).await?;
+            read_limited(resp.into_body(), MAX_UPSTREAM_BODY).await
+        };
+        tokio::time::timeout(self.timeouts.deadline, call)
+            .await
+            .map_err(|_| EngineError::Timeout("deadline"))?
     }
 }
 

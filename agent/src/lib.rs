@@ -228,7 +228,9 @@ pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
     };
     let keys = key::BootKeys::generate(config.chain_id, config.settlement, host_account)?;
 
-    let engine = config.upstream.clone().map(engine::EngineClient::new);
+    let engine = config.upstream.clone().map(|u| {
+        engine::EngineClient::with_timeouts(u, engine::UpstreamTimeouts::from(&config.limits))
+    });
     let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(Readiness::new(engine.clone(), mode == Mode::Serve));
     let (receipt_log, channels) = match mode {
@@ -280,6 +282,8 @@ pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
         params,
         metrics,
         readiness,
+        limits: config.limits,
+        gates: http::Gates::new(&config.limits),
     });
     if mode == Mode::Serve {
         // Readiness needs one evidence generation at start; a failure leaves the agent unready

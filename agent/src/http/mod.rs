@@ -10,9 +10,11 @@
 //! | `stream.rs` | a streamed call (`message/ohttp-chunked-req`), ending with the receipt trailer |
 //! | `bhttp.rs` | the indeterminate-length Binary HTTP encoder the streamed call writes |
 //! | `serve.rs` | the accept loops (TLS, and plaintext for tests) and one connection |
+//! | `admission.rs` | the connection and in-flight bounds, and their `503` with `Retry-After` |
 //! | `ops.rs` | the operator's listener: `GET /metrics` |
 //! | `error.rs` | the errors of a call after decryption |
 
+mod admission;
 mod bhttp;
 mod call;
 pub mod error;
@@ -28,6 +30,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 
+use crate::config::Limits;
 use crate::engine::EngineClient;
 use crate::key::BootKeys;
 use crate::metrics::Metrics;
@@ -36,6 +39,7 @@ use crate::receipt::{Channels, ReceiptParams};
 use crate::receipt_log::ReceiptLog;
 use crate::tee::TeeBackend;
 
+pub use admission::{Gates, OVERFLOW_CONNECTIONS};
 pub use ops::serve_metrics;
 pub use routes::{bundle, handle};
 pub use serve::{dangerous_serve_plaintext, serve_tls};
@@ -52,8 +56,6 @@ pub const ERROR_TRAILER: &[u8] = b"x-dait-error";
 /// Upper bound of prompt tokens assumed for the escrow check: body bytes plus this margin (a token
 /// is at least one byte of the prompt text; the margin covers template tokens).
 pub const PROMPT_TOKEN_MARGIN: u64 = 256;
-/// How long a client may take to finish the TLS handshake.
-pub const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// `max_tokens` the agent sets when the request has none, so the escrow bound holds.
 pub const DEFAULT_MAX_TOKENS: u64 = 1024;
 
@@ -77,6 +79,10 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// What `/readyz` reports.
     pub readiness: Arc<Readiness>,
+    /// Limits and timeouts.
+    pub limits: Limits,
+    /// The connection and in-flight bounds.
+    pub gates: Gates,
 }
 
 impl std::fmt::Debug for App {

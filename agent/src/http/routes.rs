@@ -47,6 +47,7 @@ pub(super) fn outcome(status: StatusCode) -> &'static str {
         StatusCode::NOT_FOUND => "not_found",
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
         StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::REQUEST_TIMEOUT => "timeout",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
         StatusCode::SERVICE_UNAVAILABLE => "not_ready",
         _ => "internal",
@@ -151,9 +152,17 @@ async fn ohttp(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         Some(b"message/ohttp-chunked-req") => true,
         _ => return outer_error(&app, StatusCode::UNSUPPORTED_MEDIA_TYPE),
     };
-    let body = match Limited::new(req.into_body(), MAX_REQUEST).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return outer_error(&app, StatusCode::PAYLOAD_TOO_LARGE),
+    let read = Limited::new(req.into_body(), MAX_REQUEST).collect();
+    let body = match tokio::time::timeout(app.limits.body_read_timeout, read).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(_)) => return outer_error(&app, StatusCode::PAYLOAD_TOO_LARGE),
+        Err(_) => return outer_error(&app, StatusCode::REQUEST_TIMEOUT),
+    };
+    // Admitted once its body is in (a slow sender holds a connection, never a call slot); over
+    // the bound, a fast 503 before decapsulation: no call, no receipt.
+    let Some(permit) = app.gates.call() else {
+        app.metrics.request(OHTTP_ROUTE, OVERLOADED);
+        return app.gates.overloaded();
     };
     let request_ct_hash = ciphertext_hash(&body);
     let span = info_span!(
@@ -163,13 +172,15 @@ async fn ohttp(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         chunked
     );
     if chunked {
-        stream::streaming(app, body, request_ct_hash)
+        stream::streaming(app, body, request_ct_hash, permit)
             .instrument(span)
             .await
     } else {
-        plain::plain(app, body, request_ct_hash)
+        let resp = plain::plain(app, body, request_ct_hash)
             .instrument(span)
-            .await
+            .await;
+        drop(permit);
+        resp
     }
 }
 
@@ -181,6 +192,8 @@ fn outer_error(app: &App, status: StatusCode) -> Response<Body> {
 
 /// The `route` label of `POST /v1/ohttp`.
 pub(super) const OHTTP_ROUTE: &str = "ohttp";
+/// The `outcome` label of a call refused for the in-flight bound.
+pub(super) const OVERLOADED: &str = "overloaded";
 /// The `outcome` label of a request that did not decapsulate (the opaque 400).
 pub(super) const UNDECRYPTABLE: &str = "undecryptable";
 

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use http::{Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tracing::{Instrument, debug};
 
 use super::bhttp::{indeterminate_chunk, indeterminate_head, indeterminate_tail};
@@ -28,7 +28,13 @@ use crate::receipt::Lease;
 
 /// Decapsulate and answer at once with a chunked response; the call runs in its own task and
 /// writes the response's chunks as the engine produces them.
-pub(super) async fn streaming(app: Arc<App>, body: Bytes, request_ct_hash: B256) -> Response<Body> {
+/// The call holds `permit` (its in-flight slot) until its last chunk is written.
+pub(super) async fn streaming(
+    app: Arc<App>,
+    body: Bytes,
+    request_ct_hash: B256,
+    permit: OwnedSemaphorePermit,
+) -> Response<Body> {
     let started = Instant::now();
     let (pt, sealer) = match app.keys.hpke.decapsulate_chunked(&body).await {
         Ok(x) => x,
@@ -63,6 +69,7 @@ pub(super) async fn streaming(app: Arc<App>, body: Bytes, request_ct_hash: B256)
                     let _ = writer.finish().await;
                     app.metrics.request(OHTTP_ROUTE, e.code().0);
                     app.metrics.call(CallMode::Stream, started.elapsed());
+                    drop(permit);
                 }
                 .instrument(span),
             );
@@ -81,6 +88,7 @@ pub(super) async fn streaming(app: Arc<App>, body: Bytes, request_ct_hash: B256)
                     let _ = writer.finish().await;
                     app.metrics.request(OHTTP_ROUTE, outcome);
                     app.metrics.call(CallMode::Stream, started.elapsed());
+                    drop(permit);
                 }
                 .instrument(span),
             );
@@ -122,6 +130,7 @@ async fn stream_call(
     let Some(engine) = app.engine.as_ref() else {
         return Err(CallError::NoUpstream);
     };
+    let deadline = tokio::time::Instant::now() + engine.timeouts().deadline;
     let resp = match engine.post(inner.path, engine_body(&inner)).await {
         Ok(r) => r,
         Err(e) => {
@@ -137,7 +146,15 @@ async fn stream_call(
     let mut observer = StreamNormalizer::new();
     let mut body = resp.into_body();
     let mut failed: Option<CallError> = None;
-    while let Some(frame) = body.frame().await {
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(_) => {
+                failed = Some(CallError::Upstream(EngineError::Timeout("deadline")));
+                break;
+            }
+        };
         let data = match frame {
             Ok(f) => match f.into_data() {
                 Ok(d) => d,
@@ -173,7 +190,16 @@ async fn stream_call(
                 Err(CallError::Upstream(EngineError::Incomplete))
             }
             Ok(normalised) => {
-                finish_stream(app, &inner, lease, engine, &normalised, request_ct_hash).await
+                finish_stream(
+                    app,
+                    &inner,
+                    lease,
+                    engine,
+                    &normalised,
+                    request_ct_hash,
+                    deadline,
+                )
+                .await
             }
             Err(e) => Err(CallError::Upstream(EngineError::Normalize(e))),
         },
@@ -193,8 +219,8 @@ async fn stream_call(
     }
 }
 
-/// Meter a complete stream (the engine's own `usage`, or counted when it sent none) and sign its
-/// receipt.
+/// Meter a complete stream (the engine's own `usage`, or counted when it sent none, by `deadline`)
+/// and sign its receipt.
 async fn finish_stream(
     app: &App,
     inner: &Inner,
@@ -202,13 +228,15 @@ async fn finish_stream(
     engine: &EngineClient,
     normalised: &NormalizedResponse,
     request_ct_hash: B256,
+    deadline: tokio::time::Instant,
 ) -> Result<String, CallError> {
     let usage: Usage = match normalised.reported_usage {
         Some(u) => u,
         None => {
-            engine
-                .meter_stream(inner.path, &inner.json, normalised)
-                .await?
+            let meter = engine.meter_stream(inner.path, &inner.json, normalised);
+            tokio::time::timeout_at(deadline, meter)
+                .await
+                .map_err(|_| EngineError::Timeout("deadline"))??
         }
     };
     commit_receipt(app, inner, lease, normalised, usage, request_ct_hash).await

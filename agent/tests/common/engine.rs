@@ -5,12 +5,14 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Behaviour of the in-test engine.
@@ -24,6 +26,8 @@ pub struct EngineMode {
     /// End streams after the first token, without a finish reason or `[DONE]` (an engine that
     /// was interrupted).
     pub cut_streams: bool,
+    /// How long to wait before answering a completion (a slow engine).
+    pub delay: Duration,
 }
 
 /// An engine that reports usage in streams when asked, as vLLM does.
@@ -31,6 +35,7 @@ pub const VLLM_LIKE: EngineMode = EngineMode {
     usage_in_stream: true,
     tokens: 5,
     cut_streams: false,
+    delay: Duration::ZERO,
 };
 
 /// An engine that sends no usage in streams and offers its tokenizer, as llama.cpp's server does.
@@ -38,6 +43,7 @@ pub const LLAMA_LIKE: EngineMode = EngineMode {
     usage_in_stream: false,
     tokens: 5,
     cut_streams: false,
+    delay: Duration::ZERO,
 };
 
 /// Counts of what the engine saw.
@@ -100,6 +106,7 @@ async fn engine(
             json!({"count": n}).to_string(),
         ))));
     }
+    tokio::time::sleep(mode.delay).await;
     let chat = path == "/v1/chat/completions";
     if !chat && path != "/v1/completions" {
         return Ok(not_found());
@@ -206,5 +213,53 @@ impl StoppableEngine {
         task.abort();
         let _ = task.await;
         addr
+    }
+}
+
+/// A stalled engine on 127.0.0.1:0: it accepts every connection, reads one request, writes raw
+/// HTTP/1.1 bytes (`stream_reply` when the request asked for a stream, else `reply`; empty: nothing
+/// at all) and then never says more, holding the connection open until the runtime ends.
+pub async fn start_stalled_engine(reply: &[u8], stream_reply: &[u8]) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let replies = Arc::new((reply.to_vec(), stream_reply.to_vec()));
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let replies = replies.clone();
+            tokio::spawn(async move {
+                let request = read_request(&mut tcp).await;
+                let streamed = String::from_utf8_lossy(&request).contains("\"stream\":true");
+                let reply = if streamed { &replies.1 } else { &replies.0 };
+                let _ = tcp.write_all(reply).await;
+                std::future::pending::<()>().await;
+                drop(tcp);
+            });
+        }
+    });
+    addr
+}
+
+/// One whole HTTP/1.1 request with a `content-length` body (what the agent sends), as bytes.
+async fn read_request(tcp: &mut TcpStream) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 << 10];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if buf.len() >= end + 4 + len {
+                return buf;
+            }
+        }
+        match tcp.read(&mut chunk).await {
+            Ok(0) | Err(_) => return buf,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
     }
 }

@@ -66,8 +66,14 @@ pub async fn serve_in_process(flags: &[&str], tls: bool) -> Agent {
 /// The agent in-process in front of the in-test engine (prices 2 and 3, model `test-model`).
 pub async fn agent(mode: EngineMode, tls: bool) -> Agent {
     let (engine, _) = start_engine(mode).await;
+    agent_at(engine, tls, &[]).await
+}
+
+/// The agent in-process in front of the engine at `engine` (prices 2 and 3, model `test-model`),
+/// with `extra` flags.
+pub async fn agent_at(engine: SocketAddr, tls: bool, extra: &[&str]) -> Agent {
     let upstream = format!("http://{engine}");
-    let flags = [
+    let mut flags = vec![
         "--upstream",
         &upstream,
         "--price-in",
@@ -77,6 +83,7 @@ pub async fn agent(mode: EngineMode, tls: bool) -> Agent {
         "--model-id",
         "test-model",
     ];
+    flags.extend_from_slice(extra);
     serve_in_process(&flags, tls).await
 }
 
