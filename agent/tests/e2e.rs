@@ -991,11 +991,18 @@ async fn a_call_slower_than_the_tenants_timeout_fails_with_its_own_error() {
         let body = chat("answer slowly please", 6, true)
             .to_string()
             .into_bytes();
-        let mut call = session.call_stream(CHAT, body).await.unwrap();
-        let mut outcome = None;
-        while let Some(item) = call.next().await {
-            outcome = Some(item);
-        }
+        // The timeout is meant to strike between two paced events; on a loaded machine it may strike
+        // before the response head already, which is the same error.
+        let outcome = match session.call_stream(CHAT, body).await {
+            Err(e) => Some(Err(e)),
+            Ok(mut call) => {
+                let mut outcome = None;
+                while let Some(item) = call.next().await {
+                    outcome = Some(item);
+                }
+                outcome
+            }
+        };
         assert!(
             matches!(outcome, Some(Err(TenantError::Timeout))),
             "{outcome:?}"
