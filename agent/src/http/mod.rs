@@ -14,7 +14,7 @@
 //! | `error.rs` | the errors of a call after decryption |
 
 mod bhttp;
-mod call;
+pub(crate) mod call;
 pub mod error;
 mod ops;
 mod plain;
