@@ -5,7 +5,7 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 # Every shell script of the repository, for shellcheck (its settings: .shellcheckrc, image/.shellcheckrc): the
 # scripts, the fuzz corpus seeders, the CI entry point and the image's own scripts.
 shell_scripts := (
-    "scripts/*.sh verifier/fuzz/*.sh measurements/scripts/*.sh .ci/run " +
+    "scripts/*.sh verifier/fuzz/*.sh agent/fuzz/*.sh measurements/scripts/*.sh .ci/run " +
     "image/mkosi.extra/usr/lib/dait/wait-engine " +
     "image/mkosi.conf.d/10-simulated/extra/usr/lib/dait/print-sim-root " +
     "image/mkosi.conf.d/10-simulated/extra/usr/lib/dait/report-rss " +
@@ -81,11 +81,14 @@ image-check:
 boot: image
     scripts/boot.sh
 
-# Every fuzz target of the evidence parsers for SECS seconds each (default 60), seeded from the real evidence.
+# Every fuzz target (the evidence parsers, the agent's decapsulated request) for SECS seconds each (default 60),
+# seeded from the real evidence and from requests built by the test tenant.
 fuzz-smoke secs="60":
     scripts/fuzz-smoke.sh {{ secs }}
 
-# Refresh verifier/fuzz/Cargo.lock after a change to the workspace's dependencies: versions already locked stay,
-# new dependencies are added and unused ones dropped. CI builds the fuzz crate with --locked.
+# Refresh verifier/fuzz/Cargo.lock and agent/fuzz/Cargo.lock after a change to the workspace's dependencies:
+# versions already locked stay, new dependencies are added and unused ones dropped. CI builds the fuzz crates with
+# --locked.
 fuzz-lock:
     cargo metadata --manifest-path verifier/fuzz/Cargo.toml --format-version 1 >/dev/null
+    cargo metadata --manifest-path agent/fuzz/Cargo.toml --format-version 1 >/dev/null

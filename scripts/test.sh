@@ -6,8 +6,8 @@
 #   3. the workspace tests, with the real inference engine started here (DAIT_ENGINE_URL) and required
 #      (DAIT_REQUIRE_ENGINE=1: end-to-end tests fail instead of skipping when it is missing), with every feature
 #      and then each crate alone with its default features
-#   4. the wasm32 build of the chain-client core, and the fuzz crate (verifier/fuzz, outside the workspace)
-#      built on the stable toolchain without instrumentation, so its targets keep compiling
+#   4. the wasm32 build of the chain-client core, and the fuzz crates (verifier/fuzz, agent/fuzz, outside the
+#      workspace) built on the stable toolchain without instrumentation, so their targets keep compiling
 #   5. the settlement contract (chain-client/contracts): its committed artefacts equal a fresh compile, and its
 #      tests pass on a local anvil chain
 #   6. the API docs, warnings are errors
@@ -101,6 +101,8 @@ step "wasm32 build of the chain-client core" \
     cargo build -p dait-chain-client --no-default-features --target wasm32-unknown-unknown --locked
 step "fuzz crate build (stable, uninstrumented)" \
     cargo build --manifest-path verifier/fuzz/Cargo.toml --target-dir target --locked
+step "agent fuzz crate build (stable, uninstrumented)" \
+    cargo build --manifest-path agent/fuzz/Cargo.toml --target-dir target --locked
 step "settlement contract: committed artefacts match a fresh compile" scripts/contracts.sh check
 step "settlement contract: tests on anvil (started and stopped by the tests)" scripts/contracts.sh test
 step "docs" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked

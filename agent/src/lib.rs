@@ -43,6 +43,8 @@
 
 pub mod config;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hpke;
 pub mod http;
 pub mod key;

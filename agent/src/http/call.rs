@@ -17,23 +17,23 @@ use crate::engine::{ask_for_usage, response_hash};
 use crate::receipt::{CallFacts, Lease, ReceiptParams};
 
 /// A decoded inner request.
-pub(super) struct Inner {
+pub(crate) struct Inner {
     /// The engine path (`/v1/chat/completions` or `/v1/completions`).
     pub(super) path: &'static str,
     /// The tenant's signed channel state.
-    pub(super) state: SignedChannelState,
+    pub(crate) state: SignedChannelState,
     /// The body as the tenant sent it (what the receipt's `request_hash` covers).
     pub(super) body: Vec<u8>,
     /// The body as JSON.
     pub(super) json: Map<String, Value>,
     /// `"stream": true`.
-    pub(super) stream: bool,
+    pub(crate) stream: bool,
     /// The most this call can cost, for the escrow check.
-    pub(super) worst_case: u128,
+    pub(crate) worst_case: u128,
 }
 
 /// Decode the decrypted inner request and bound its cost.
-pub(super) fn decode_inner(plaintext: &[u8], params: &ReceiptParams) -> Result<Inner, CallError> {
+pub(crate) fn decode_inner(plaintext: &[u8], params: &ReceiptParams) -> Result<Inner, CallError> {
     let msg = bhttp::Message::read_bhttp::<_, Cursor<&[u8]>>(&mut Cursor::new(plaintext))
         .map_err(|_| CallError::BadRequest("inner message is not binary HTTP"))?;
     let control = msg.control();
@@ -49,14 +49,11 @@ pub(super) fn decode_inner(plaintext: &[u8], params: &ReceiptParams) -> Result<I
             ));
         }
     };
-    let state_text = msg
-        .header()
-        .get(STATE_HEADER)
-        .ok_or(CallError::BadRequest("missing x-dait-state"))?;
-    let state_text = std::str::from_utf8(state_text)
-        .map_err(|_| CallError::BadRequest("x-dait-state is not text"))?;
-    let state = SignedChannelState::from_header_value(state_text)
-        .map_err(|_| CallError::BadRequest("x-dait-state does not decode"))?;
+    let state = parse_state(
+        msg.header()
+            .get(STATE_HEADER)
+            .ok_or(CallError::BadRequest("missing x-dait-state"))?,
+    )?;
     let body = msg.content().to_vec();
     let json: Map<String, Value> = serde_json::from_slice(&body)
         .map_err(|_| CallError::BadRequest("body is not a JSON object"))?;
@@ -99,8 +96,16 @@ pub(super) fn decode_inner(plaintext: &[u8], params: &ReceiptParams) -> Result<I
     })
 }
 
+/// Decode the `x-dait-state` field's value (the tenant's signed channel state).
+pub(crate) fn parse_state(value: &[u8]) -> Result<SignedChannelState, CallError> {
+    let text = std::str::from_utf8(value)
+        .map_err(|_| CallError::BadRequest("x-dait-state is not text"))?;
+    SignedChannelState::from_header_value(text)
+        .map_err(|_| CallError::BadRequest("x-dait-state does not decode"))
+}
+
 /// The body sent to the engine: the tenant's JSON, with `max_tokens` set if absent.
-pub(super) fn engine_body(inner: &Inner) -> Bytes {
+pub(crate) fn engine_body(inner: &Inner) -> Bytes {
     let mut json = inner.json.clone();
     if !json.contains_key("max_tokens") && !json.contains_key("max_completion_tokens") {
         json.insert("max_tokens".into(), DEFAULT_MAX_TOKENS.into());

@@ -16,7 +16,7 @@
 
 mod admission;
 mod bhttp;
-mod call;
+pub(crate) mod call;
 pub mod error;
 mod ops;
 mod plain;
