@@ -281,6 +281,10 @@ pub struct RawLimits {
     /// How long one call to the engine may take in all, its whole answer (or stream) included.
     #[arg(long, env = "DAIT_UPSTREAM_DEADLINE", default_value = "600s")]
     pub upstream_deadline: String,
+    /// After SIGTERM or SIGINT, how long calls in flight may take to finish before they are cut
+    /// and the agent exits.
+    #[arg(long, env = "DAIT_SHUTDOWN_DRAIN", default_value = "30s")]
+    pub shutdown_drain: String,
 }
 
 /// Validated limits and timeouts.
@@ -304,6 +308,8 @@ pub struct Limits {
     pub upstream_first_byte_timeout: Duration,
     /// Engine total call deadline.
     pub upstream_deadline: Duration,
+    /// After SIGTERM or SIGINT, the most time calls in flight get to finish.
+    pub shutdown_drain: Duration,
 }
 
 impl Limits {
@@ -318,6 +324,7 @@ impl Limits {
         upstream_connect_timeout: Duration::from_secs(5),
         upstream_first_byte_timeout: Duration::from_secs(300),
         upstream_deadline: Duration::from_secs(600),
+        shutdown_drain: Duration::from_secs(30),
     };
 }
 
@@ -348,6 +355,7 @@ impl RawLimits {
                 "--upstream-first-byte-timeout",
             )?,
             upstream_deadline: d(&self.upstream_deadline, "--upstream-deadline")?,
+            shutdown_drain: d(&self.shutdown_drain, "--shutdown-drain")?,
         };
         if limits.max_connections == 0 {
             return Err(ConfigError::Invalid("--max-connections"));
@@ -474,13 +482,16 @@ mod tests {
         assert_eq!(raw(&base).validate().unwrap().limits, Limits::DEFAULT);
         let mut a = base.to_vec();
         a.extend(["--header-read-timeout", "250ms", "--max-in-flight", "3"]);
+        a.extend(["--shutdown-drain", "5s"]);
         let l = raw(&a).validate().unwrap().limits;
         assert_eq!(l.header_read_timeout, Duration::from_millis(250));
+        assert_eq!(l.shutdown_drain, Duration::from_secs(5));
         assert_eq!(l.max_in_flight, 3);
         for bad in [
             ["--max-connections", "0"],
             ["--body-read-timeout", "0s"],
             ["--upstream-deadline", "soon"],
+            ["--shutdown-drain", "0s"],
             ["--upstream-first-byte-timeout", "20m"],
         ] {
             let mut b = base.to_vec();

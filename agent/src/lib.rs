@@ -391,11 +391,11 @@ pub async fn serve(config: &Config) -> Result<(), AgentError> {
         config.chain_rpc.as_deref().unwrap_or("-")
     );
     tracing::info!(%local, upstream = ?config.upstream.as_ref().map(ToString::to_string), "serving");
-    let server = http::serve_tls(app, listener);
-    tokio::select! {
-        r = server => r.map_err(|e| AgentError::Io("serve", e)),
-        () = shutdown() => Ok(()),
-    }
+    // On SIGINT or SIGTERM: refuse new connections, drain the calls in flight (at most
+    // `--shutdown-drain`), then return, and the process exits 0, cutting whatever still runs.
+    http::serve_tls_until(app, listener, shutdown())
+        .await
+        .map_err(|e| AgentError::Io("serve", e))
 }
 
 async fn shutdown() {

@@ -112,7 +112,8 @@ async fn start_upstream() -> Upstream {
     Upstream { addr, calls, task }
 }
 
-type TestBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+/// The in-test engine's body; its error is an engine failing mid-body (hyper then drops the connection).
+type TestBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
 async fn engine(
     calls: Arc<AtomicU64>,
@@ -161,6 +162,25 @@ async fn engine(
         frames.push(Ok(Frame::data(Bytes::from_static(b"data: [DONE]\n\n"))));
         // A prompt that mentions "slowly" gets its events 100 ms apart.
         let slow = body.windows(6).any(|w| w == b"slowly");
+        // A prompt that mentions "perish" gets two events, then the engine's body fails, which
+        // hyper turns into a connection dropped mid-body: an engine that died mid-stream.
+        if body.windows(6).any(|w| w == b"perish") {
+            let mut frames: Vec<Result<Frame<Bytes>, std::io::Error>> =
+                frames.into_iter().take(2).map(|f| Ok(f.unwrap())).collect();
+            frames.push(Err(std::io::Error::other("the engine died")));
+            // Paced, so that the head and the first events leave before the failure.
+            let paced =
+                futures::StreamExt::then(futures::stream::iter(frames), |frame| async move {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    frame
+                });
+            let body = StreamBody::new(paced);
+            let mut response = Response::new(BodyExt::boxed(body));
+            response
+                .headers_mut()
+                .insert("content-type", "text/event-stream".parse().unwrap());
+            return Ok(response);
+        }
         let paced =
             futures::StreamExt::then(futures::stream::iter(frames), move |frame| async move {
                 if slow {
@@ -169,7 +189,7 @@ async fn engine(
                 frame
             });
         let body = StreamBody::new(paced);
-        let mut response = Response::new(BodyExt::boxed(body));
+        let mut response = Response::new(BodyExt::boxed(BodyExt::map_err(body, |e| match e {})));
         response
             .headers_mut()
             .insert("content-type", "text/event-stream".parse().unwrap());
@@ -182,7 +202,10 @@ async fn engine(
         json!({"index": 0, "text": text, "finish_reason": finish})
     };
     let out = json!({"id": id, "object": "x", "created": n, "model": request["model"], "choices": [choice], "usage": usage});
-    let mut response = Response::new(BodyExt::boxed(Full::new(Bytes::from(out.to_string()))));
+    let mut response = Response::new(BodyExt::boxed(BodyExt::map_err(
+        Full::new(Bytes::from(out.to_string())),
+        |e| match e {},
+    )));
     response
         .headers_mut()
         .insert("content-type", "application/json".parse().unwrap());
@@ -1007,6 +1030,60 @@ async fn a_call_slower_than_the_tenants_timeout_fails_with_its_own_error() {
             matches!(outcome, Some(Err(TenantError::Timeout))),
             "{outcome:?}"
         );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_dying_mid_stream_ends_it_with_an_error_no_receipt_and_the_same_turn() {
+    with_host(|_, host| async move {
+        let mut session = open_session(&host, &host.url, 1_000_000).await;
+        // The engine sends two events, then its connection drops mid-body.
+        let body = chat("perish after two words", 6, true)
+            .to_string()
+            .into_bytes();
+        let mut data = Vec::new();
+        let mut end = None;
+        {
+            let mut call = session.call_stream(CHAT, body).await.unwrap();
+            while let Some(item) = call.next().await {
+                match item {
+                    Ok(StreamItem::Data(chunk)) => data.extend_from_slice(&chunk),
+                    other => end = Some(other),
+                }
+            }
+        }
+        // What was delivered arrived, then the authenticated error trailer; no receipt.
+        assert!(String::from_utf8_lossy(&data).contains("alpha"));
+        assert!(
+            matches!(
+                end,
+                Some(Err(TenantError::StreamFailed {
+                    code: HostErrorCode::Upstream
+                }))
+            ),
+            "{end:?}"
+        );
+        let log = host.dir.path().join("host").join("receipts.log");
+        let (records, _) = dait_agent::receipt_log::read_records(&log).unwrap();
+        assert!(records.is_empty(), "a failed stream logged a receipt");
+
+        // The channel did not move: the next calls are turns 1 and 2.
+        let plain = chat("and now quickly", 3, false).to_string().into_bytes();
+        let outcome = session.call(CHAT, plain).await.unwrap();
+        assert_eq!(outcome.receipt.receipt().call_seq, 1);
+        let streamed = chat("and a stream", 3, true).to_string().into_bytes();
+        let mut call = session.call_stream(CHAT, streamed).await.unwrap();
+        let mut seq = None;
+        while let Some(item) = call.next().await {
+            if let StreamItem::Done(outcome) = item.unwrap() {
+                seq = Some(outcome.receipt.receipt().call_seq);
+            }
+        }
+        assert_eq!(seq, Some(2));
+        let (records, _) = dait_agent::receipt_log::read_records(&log).unwrap();
+        let seqs: Vec<u64> = records.iter().map(|r| r.header.call_seq).collect();
+        assert_eq!(seqs, [1, 2]);
     })
     .await;
 }

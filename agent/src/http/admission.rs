@@ -20,6 +20,7 @@ pub struct Gates {
     connections: Arc<Semaphore>,
     overflow: Arc<Semaphore>,
     in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
     retry_after: HeaderValue,
 }
 
@@ -41,6 +42,7 @@ impl Gates {
             connections: Arc::new(Semaphore::new(limits.max_connections)),
             overflow: Arc::new(Semaphore::new(OVERFLOW_CONNECTIONS)),
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+            max_in_flight: limits.max_in_flight,
             retry_after: HeaderValue::from(limits.retry_after_secs),
         }
     }
@@ -59,6 +61,15 @@ impl Gates {
     /// Admit one call, never waiting; `None` when the in-flight bound is reached.
     pub(super) fn call(&self) -> Option<OwnedSemaphorePermit> {
         Arc::clone(&self.in_flight).try_acquire_owned().ok()
+    }
+
+    /// Wait until no call is in flight, taking every slot so that none starts after it
+    /// (for a graceful shutdown).
+    pub(super) async fn calls_finished(&self) {
+        let all = u32::try_from(self.max_in_flight).unwrap_or(u32::MAX);
+        if let Ok(permits) = self.in_flight.acquire_many(all).await {
+            permits.forget();
+        }
     }
 
     /// The `503` with `Retry-After` for whatever is over a bound.

@@ -9,7 +9,7 @@
 //! | `plain.rs` | a call answered in one piece (`message/ohttp-req`) |
 //! | `stream.rs` | a streamed call (`message/ohttp-chunked-req`), ending with the receipt trailer |
 //! | `bhttp.rs` | the indeterminate-length Binary HTTP encoder the streamed call writes |
-//! | `serve.rs` | the accept loops (TLS, and plaintext for tests) and one connection |
+//! | `serve.rs` | the accept loops (TLS, and plaintext for tests), one connection, the graceful shutdown |
 //! | `admission.rs` | the connection and in-flight bounds, and their `503` with `Retry-After` |
 //! | `ops.rs` | the operator's listener: `GET /metrics` |
 //! | `error.rs` | the errors of a call after decryption |
@@ -42,7 +42,7 @@ use crate::tee::TeeBackend;
 pub use admission::{Gates, OVERFLOW_CONNECTIONS};
 pub use ops::serve_metrics;
 pub use routes::{bundle, handle};
-pub use serve::{dangerous_serve_plaintext, serve_tls};
+pub use serve::{dangerous_serve_plaintext, serve_tls, serve_tls_until};
 
 /// Response body type of the server.
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;

@@ -1,12 +1,14 @@
 //! The accept loops: TLS with the keyset's certificate (what `dait-host serve` runs), plaintext for
 //! in-process tests, and one HTTP/1.1 connection served by the router (or, over the connection
-//! limit, answered `503`).
+//! limit, answered `503`); and the graceful shutdown that drains them.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tracing::debug;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
 
 use super::admission::Admission;
 use super::{App, handle};
@@ -19,6 +21,54 @@ const CONNECTION_ROUTE: &str = "connection";
 
 /// Accept connections on `listener` and serve them over TLS until the task is cancelled.
 pub async fn serve_tls(app: Arc<App>, listener: TcpListener) -> std::io::Result<()> {
+    serve_tls_until(app, listener, std::future::pending()).await
+}
+
+/// [`serve_tls`] until `stop` completes, then shut down gracefully: close the listener (new
+/// connections are refused), close idle connections, let the calls in flight finish, and return
+/// once they did or `limits.shutdown_drain` passed (the caller then exits, cutting what still runs).
+pub async fn serve_tls_until(
+    app: Arc<App>,
+    listener: TcpListener,
+    stop: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    // Each connection holds a receiver: `true` asks it to finish its current response and close,
+    // and the sender's `closed()` is every connection having ended.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::select! {
+        r = accept_tls(Arc::clone(&app), listener, stop_rx) => r?,
+        () = stop => {}
+    }
+    // The listener was dropped with the accept loop: the port refuses new connections.
+    drain(&app, &stop_tx).await;
+    Ok(())
+}
+
+/// Ask every connection to close after its current response, then wait, at most the drain
+/// deadline, for the connections to end and the calls in flight (whose receipts are logged before
+/// their answers leave) to finish.
+async fn drain(app: &App, stop_tx: &watch::Sender<bool>) {
+    let deadline = app.limits.shutdown_drain;
+    info!(?deadline, "shutting down: draining calls in flight");
+    stop_tx.send_replace(true);
+    let drained = async {
+        stop_tx.closed().await;
+        app.gates.calls_finished().await;
+    };
+    match tokio::time::timeout(deadline, drained).await {
+        Ok(()) => info!("drained"),
+        Err(_) => warn!(
+            connections = stop_tx.receiver_count(),
+            "drain deadline passed; cutting the calls still running"
+        ),
+    }
+}
+
+async fn accept_tls(
+    app: Arc<App>,
+    listener: TcpListener,
+    stop_rx: watch::Receiver<bool>,
+) -> std::io::Result<()> {
     let cfg = app
         .keys
         .tls
@@ -43,13 +93,14 @@ pub async fn serve_tls(app: Arc<App>, listener: TcpListener) -> std::io::Result<
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = Arc::clone(&app);
+        let stop_rx = stop_rx.clone();
         tokio::spawn(async move {
             let Ok(Ok(tls)) =
                 tokio::time::timeout(app.limits.tls_handshake_timeout, acceptor.accept(tcp)).await
             else {
                 return;
             };
-            serve_admitted(app, admission, tls).await;
+            serve_admitted(app, admission, tls, stop_rx).await;
         });
     }
 }
@@ -60,6 +111,8 @@ pub async fn dangerous_serve_plaintext(
     app: Arc<App>,
     listener: TcpListener,
 ) -> std::io::Result<()> {
+    // Never asked to stop: the connections end with their clients.
+    let (_stop_tx, stop_rx) = watch::channel(false);
     loop {
         let (tcp, _) = listener.accept().await?;
         let admission = app.gates.connection();
@@ -69,22 +122,22 @@ pub async fn dangerous_serve_plaintext(
         }
         let _ = tcp.set_nodelay(true);
         let app = Arc::clone(&app);
-        tokio::spawn(serve_admitted(app, admission, tcp));
+        tokio::spawn(serve_admitted(app, admission, tcp, stop_rx.clone()));
     }
 }
 
 /// Serve an admitted connection, or answer a refused one; its permit is released at the end.
-async fn serve_admitted<S>(app: Arc<App>, admission: Admission, io: S)
+async fn serve_admitted<S>(app: Arc<App>, admission: Admission, io: S, stop: watch::Receiver<bool>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     match admission {
         Admission::Serve(permit) => {
-            serve_connection(app, io).await;
+            serve_connection(app, io, stop).await;
             drop(permit);
         }
         Admission::Refuse(permit) => {
-            refuse_connection(app, io).await;
+            refuse_connection(app, io, stop).await;
             drop(permit);
         }
         Admission::Drop => {}
@@ -101,20 +154,46 @@ fn builder(app: &App) -> hyper::server::conn::http1::Builder {
     b
 }
 
-async fn serve_connection<S>(app: Arc<App>, io: S)
+async fn serve_connection<S>(app: Arc<App>, io: S, stop: watch::Receiver<bool>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let builder = builder(&app);
     let svc = hyper::service::service_fn(move |req| handle(Arc::clone(&app), req));
     let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), svc);
-    if let Err(e) = conn.await {
+    if let Err(e) = until_stopped(conn, stop).await {
         debug!(error = %e, "connection ended with an error");
     }
 }
 
+/// Serve `conn` to its end; once `stop` turns `true`, it finishes the response under way (a
+/// stream to its last chunk) and closes, or closes at once if idle.
+async fn until_stopped<I, S>(
+    conn: hyper::server::conn::http1::Connection<I, S>,
+    mut stop: watch::Receiver<bool>,
+) -> hyper::Result<()>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut conn = std::pin::pin!(conn);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => return r,
+            // An error is the sender gone: the server itself ended, so stop too.
+            _ = stop.wait_for(|s| *s), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
 /// Read one request and answer it `503` with `Retry-After`, then close.
-async fn refuse_connection<S>(app: Arc<App>, io: S)
+async fn refuse_connection<S>(app: Arc<App>, io: S, stop: watch::Receiver<bool>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -128,7 +207,7 @@ where
         }
     });
     let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), svc);
-    if let Err(e) = conn.await {
+    if let Err(e) = until_stopped(conn, stop).await {
         debug!(error = %e, "refused connection ended with an error");
     }
 }

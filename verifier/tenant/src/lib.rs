@@ -193,6 +193,14 @@ pub enum TenantError {
     /// The request body is not a JSON object the proxy can send.
     #[error("the request body is not a JSON object")]
     BadRequestBody,
+    /// A started stream ended, authenticated, with the host's `x-dait-error` trailer instead of a
+    /// receipt (its engine failed mid-stream): the data received is not billed, and the channel state is
+    /// unchanged, so the next call continues at the same turn.
+    #[error("the host ended the stream with an error: {code:?}")]
+    StreamFailed {
+        /// The error code of the trailer.
+        code: HostErrorCode,
+    },
     /// A streamed response ended without its authenticated final chunk.
     #[error("the streamed response was truncated (no authenticated final chunk)")]
     StreamTruncated,

@@ -26,6 +26,8 @@ pub(crate) const CHUNKED_REQ: &str = "message/ohttp-chunked-req";
 pub(crate) const STATE_HEADER: &str = "x-dait-state";
 /// Inner response header (or trailer, when streaming) carrying the signed receipt.
 pub(crate) const RECEIPT_FIELD: &[u8] = b"x-dait-receipt";
+/// The trailer a host sends instead of a receipt when a stream it started failed (PROTOCOL.md §6).
+pub(crate) const ERROR_FIELD: &[u8] = b"x-dait-error";
 /// Domain tag of ciphertext hashes (PROTOCOL.md §1).
 const CIPHERTEXT_TAG: &[u8] = b"dait/v1/ciphertext";
 /// Bytes read from the decrypted stream at a time.
@@ -156,6 +158,8 @@ pub(crate) enum StreamEvent {
     End {
         /// The `x-dait-receipt` trailer, base64url, if present.
         receipt: Option<Vec<u8>>,
+        /// The `x-dait-error` trailer (a §6 error code), if present.
+        error: Option<Vec<u8>>,
         /// `response_ct_hash` over the whole chunked response as received.
         ct_hash: [u8; 32],
     },
@@ -266,6 +270,7 @@ async fn run_stream(
     let trailer = message.trailer().await.map_err(classify_bhttp)?;
     drop(message);
     let receipt = trailer.get(RECEIPT_FIELD).map(<[u8]>::to_vec);
+    let error = trailer.get(ERROR_FIELD).map(<[u8]>::to_vec);
     // The trailer may sit in a chunk before the final one: read on until the authenticated final chunk
     // (ohttp reports a missing one as truncation).
     let mut rest = Vec::new();
@@ -275,7 +280,13 @@ async fn run_stream(
         .map_err(|_| TenantError::Internal("hasher lock poisoned"))?
         .clone()
         .finish();
-    let _ = tx.send(Ok(StreamEvent::End { receipt, ct_hash })).await;
+    let _ = tx
+        .send(Ok(StreamEvent::End {
+            receipt,
+            error,
+            ct_hash,
+        }))
+        .await;
     Ok(())
 }
 

@@ -366,7 +366,20 @@ impl StreamCall<'_> {
                 self.collected.extend_from_slice(&chunk);
                 Some(Ok(StreamItem::Data(chunk)))
             }
-            StreamEvent::End { receipt, ct_hash } => {
+            StreamEvent::End {
+                receipt: None,
+                error: Some(code),
+                ..
+            } => {
+                // The host's engine failed after the stream started: an authenticated error, no
+                // receipt, and the channel is where it was, so the next call reuses this turn.
+                self.finished = true;
+                let code = HostErrorCode::from_code(&String::from_utf8_lossy(&code));
+                Some(Err(TenantError::StreamFailed { code }))
+            }
+            StreamEvent::End {
+                receipt, ct_hash, ..
+            } => {
                 self.finished = true;
                 let body = std::mem::take(&mut self.collected);
                 let request_body = std::mem::take(&mut self.request_body);
