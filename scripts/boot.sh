@@ -20,7 +20,8 @@
 #   DAIT_BOOT_MEMORY   guest memory (default 2048M)
 #   DAIT_BOOT_KEEP     if set, a directory to copy the console log and fetched files into
 #   DAIT_BOOT_REFERENCE  reference file for dait-tenant --policy instead of the image version's; set and empty:
-#                      none (the default policy, which pins no measurements)
+#                      none (the default policy, which pins no measurements; the chat then needs
+#                      dait-tenant --dangerous-any-measurement, which the script passes)
 #
 # The image's agent reaches its engine, llama-server with the model on the image's verity root, at 127.0.0.1:8000
 # inside the guest. The guest has no route out (QEMU user networking, restrict=on); the only forward is the
@@ -67,6 +68,9 @@ if [[ -n "$reference" ]]; then
     policy_args=(--policy "$reference")
     log "reference measurements: $reference (image version $image_version)"
 else
+    # Nothing pinned: the tenant sends a prompt only when told to (receipts are still checked against the
+    # model, weights and engine build the evidence attests).
+    policy_args=(--dangerous-any-measurement)
     log "no reference measurements (image version $image_version): the tenant pins no measurements"
 fi
 

@@ -94,9 +94,13 @@ host_url="$(wait_for_url "$DEMO/host.out" https "${pids[-1]}" host)"
 echo "agent: $host_url (TLS; log: $DEMO/host.log)"
 
 say "start the tenant proxy (verifies the host's evidence, then encrypts and checks receipts)"
+# No reference file pins this development host's measurements, so the tenant must be told to send prompts
+# anyway (--dangerous-any-measurement); each receipt is still checked against the model, weights and engine
+# build the evidence attests.
 "$tenant_bin" proxy --host "$host_url" --listen 127.0.0.1:0 --state-dir "$DEMO/tenant" \
     --wallet-key "$DEMO/tenant/wallet.key" --escrow-cap "$ESCROW_CAP" \
-    --dangerous-allow-simulated "$DEMO/host/sim-root.pub" >"$DEMO/proxy.out" 2>"$DEMO/proxy.log" &
+    --dangerous-allow-simulated "$DEMO/host/sim-root.pub" --dangerous-any-measurement \
+    >"$DEMO/proxy.out" 2>"$DEMO/proxy.log" &
 pids+=($!)
 proxy_url="$(wait_for_url "$DEMO/proxy.out" http "${pids[-1]}" proxy)"
 echo "tenant proxy: $proxy_url (log: $DEMO/proxy.log)"

@@ -12,6 +12,11 @@
 //! digest, then its replay against [`Policy::runtime_rtmr3`] when the policy has one); every GPU against
 //! `gpu_nonce(report_data, i)`; the vTPM quote against `tpm_qualifying_data(report_data)`.
 //!
+//! A bound runtime event log (TDX: replayed to the quote's RTMR3; simulated: its digest signed into the
+//! report) gives [`VerifiedBundle::runtime`], the model, weights and engine build it attests, which every
+//! receipt must name ([`crate::receipt::Channel::check`]). An SNP bundle's log is not bound to its report
+//! (yet), so it attests none; nor does an empty log.
+//!
 //! Collateral comes from the bundle (`EvidenceBundle.collateral`) or, overriding it, from the caller
 //! ([`verify_bundle_with_collateral`]); nothing is fetched.
 //!
@@ -21,7 +26,7 @@
 //!
 //! One concern per file, re-exported here: `policy` ([`Policy`], [`Policy::from_reference`]), `verify`
 //! (the orchestration: [`verify_bundle`], [`VerifiedBundle`]), `simulated` (simulated evidence), `runtime`
-//! (the runtime event log's replay), `error` ([`VerifyError`]); `fixture` builds simulated bundles for tests.
+//! (the runtime event log's replay, [`AttestedRuntime`]), `error` ([`VerifyError`]); `fixture` builds simulated bundles for tests.
 
 mod error;
 #[doc(hidden)]
@@ -33,6 +38,7 @@ mod verify;
 
 pub use error::VerifyError;
 pub use policy::{NvidiaRootsSetting, Policy, ReferenceError, TpmPolicy};
+pub use runtime::AttestedRuntime;
 pub use verify::{VerifiedBundle, verify_bundle, verify_bundle_with_collateral};
 
 /// Keysets created more than this far in the future (host clock ahead) are rejected.

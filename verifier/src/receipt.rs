@@ -7,6 +7,11 @@
 //! wallet key. `check` does not change the channel, so a failed check leaves the last agreed state intact
 //! for a dispute.
 //!
+//! Each receipt must also name what the evidence attests ([`VerifiedBundle::runtime`]): SHA-256 of its
+//! `model_id` equal to the `model-id` event, its `weight_hash` to the `model-weights` event, its
+//! `engine_build` to the `engine-build` event (each its own error); a bundle whose evidence attests no
+//! runtime events fails every receipt with [`ReceiptError::RuntimeUnattested`].
+//!
 //! The receipt wire types are defined once, in `dait-chain-client`, and re-exported here.
 
 use dait_chain_client::{
@@ -17,7 +22,9 @@ pub use dait_chain_client::{
     ChannelState, Receipt, SignedChannelState, SignedReceipt, WireMessage,
 };
 
-use crate::bundle::VerifiedBundle;
+use sha2::{Digest as _, Sha256};
+
+use crate::bundle::{AttestedRuntime, VerifiedBundle};
 
 /// Why a receipt failed the SPUR-IC checks. Any of these means: stop, keep the receipt, dispute.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +36,14 @@ pub enum ReceiptError {
     /// The receipt did not decode.
     #[error("the receipt is malformed")]
     Decode(#[source] DecodeError),
+    /// The receipt's `engine_build` is not the `engine-build` event the evidence attests (or the evidence
+    /// attests no single such event).
+    #[error("the receipt's engine_build differs from the attested engine-build event")]
+    EngineBuild,
+    /// SHA-256 of the receipt's `model_id` is not the `model-id` event the evidence attests (or the
+    /// evidence attests no single such event).
+    #[error("the receipt's model_id differs from the attested model-id event")]
+    ModelId,
     /// The response carried no receipt.
     #[error("the response carried no receipt")]
     Missing,
@@ -41,6 +56,10 @@ pub enum ReceiptError {
     /// The receipt was checked against another state of the channel than the current one.
     #[error("the receipt was checked against another channel state")]
     StaleCheck,
+    /// The evidence attests no runtime events (no runtime event log bound to the attested register: an SNP
+    /// bundle, or an empty or foreign log), so no receipt's model, weights or engine can be checked.
+    #[error("the evidence attests no runtime events (model, weights, engine build)")]
+    RuntimeUnattested,
     /// A sequence, signature, binding or amount rule failed (chain-client's SPUR-IC checks; each rule has its
     /// own variant there: `WrongChannel`, `CallSeq`, `PrevReceiptHash`, `HostSignature`, `KeysetHash`,
     /// `HostKeyId`, `RequestHash`, `ResponseHash`, `RequestCtHash`, `ResponseCtHash`, `Amount`,
@@ -50,6 +69,10 @@ pub enum ReceiptError {
     /// `tokens_in`/`tokens_out` differ from the usage the engine reported in the response.
     #[error("token counts differ from the response's usage")]
     TokensMismatch,
+    /// The receipt's `weight_hash` is not the `model-weights` event the evidence attests (or the evidence
+    /// attests no single such event).
+    #[error("the receipt's weight_hash differs from the attested model-weights event")]
+    WeightHash,
 }
 
 /// What the tenant itself observed for one call; the receipt must agree with it.
@@ -98,6 +121,7 @@ pub struct Channel {
     keyset_hash: B256,
     state: SignedChannelState,
     prices: Option<(u128, u128)>,
+    runtime: Option<AttestedRuntime>,
 }
 
 impl Channel {
@@ -127,6 +151,7 @@ impl Channel {
                 host_signature: None,
             },
             prices: None,
+            runtime: bundle.runtime().cloned(),
         })
     }
 
@@ -161,7 +186,8 @@ impl Channel {
     }
 
     /// Runs the SPUR-IC checks on `signed` for `call`: the sequence, signature and amount rules first, then
-    /// the binding to what the tenant sent and received. Does not change the channel.
+    /// the receipt's model, weights and engine build against the attested runtime events, then the binding
+    /// to what the tenant sent and received. Does not change the channel.
     pub fn check(
         &self,
         signed: SignedReceipt,
@@ -169,6 +195,7 @@ impl Channel {
     ) -> Result<VerifiedReceipt, ReceiptError> {
         let (hash, after) = self.chain.check(&signed)?;
         let r = &signed.receipt;
+        check_runtime(r, self.runtime.as_ref())?;
         let metered = Usage {
             prompt_tokens: r.tokens_in,
             completion_tokens: r.tokens_out,
@@ -223,6 +250,22 @@ impl Channel {
     }
 }
 
+/// The receipt's model, weights and engine build against what the evidence attests; each its own error.
+fn check_runtime(r: &Receipt, runtime: Option<&AttestedRuntime>) -> Result<(), ReceiptError> {
+    let runtime = runtime.ok_or(ReceiptError::RuntimeUnattested)?;
+    let model_id_sha256: [u8; 32] = Sha256::digest(r.model_id.as_bytes()).into();
+    if runtime.model_id_sha256 != Some(model_id_sha256) {
+        return Err(ReceiptError::ModelId);
+    }
+    if runtime.weight_hash != Some(r.weight_hash) {
+        return Err(ReceiptError::WeightHash);
+    }
+    if runtime.engine_build != Some(r.engine_build) {
+        return Err(ReceiptError::EngineBuild);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -232,7 +275,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::bundle::fixture::{Fixture, NOW};
+    use crate::bundle::fixture::{Fixture, NOW, runtime_events, runtime_log};
 
     const REQUEST: &[u8] =
         br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":8}"#;
@@ -248,8 +291,18 @@ mod tests {
         response: NormalizedResponse,
     }
 
+    /// The runtime events the fixture's bundle attests: model "m", weights `[1; 32]`, engine `[2; 32]`.
+    fn attested_events() -> Vec<dait_measure::reference::RuntimeEvent> {
+        let mut events = runtime_events();
+        events[0].sha256.0 = Sha256::digest(b"m").into();
+        events[1].sha256.0 = [1; 32];
+        events[2].sha256.0 = [2; 32];
+        events
+    }
+
     fn setup(cap: u128) -> Setup {
-        let fixture = Fixture::new();
+        let mut fixture = Fixture::new();
+        fixture.event_log = runtime_log(&attested_events());
         let bundle = fixture.verify(&fixture.allow()).unwrap();
         let tenant = TenantSigner::from_bytes(&[7; 32]).unwrap();
         let channel = Channel::open(&bundle, &tenant, &B256([8; 32]), cap).unwrap();
@@ -506,6 +559,51 @@ mod tests {
             s.channel.accept(&again, &s.tenant),
             Err(ReceiptError::StaleCheck)
         ));
+    }
+
+    #[test]
+    fn model_id_other_than_attested() {
+        let s = setup(1_000);
+        let r = check_with(&s, |r| r.model_id = "n".into());
+        assert!(matches!(r, Err(ReceiptError::ModelId)), "{r:?}");
+    }
+
+    #[test]
+    fn weight_hash_other_than_attested() {
+        let s = setup(1_000);
+        let r = check_with(&s, |r| r.weight_hash = B256([9; 32]));
+        assert!(matches!(r, Err(ReceiptError::WeightHash)), "{r:?}");
+    }
+
+    #[test]
+    fn engine_build_other_than_attested() {
+        let s = setup(1_000);
+        let r = check_with(&s, |r| r.engine_build = B256([9; 32]));
+        assert!(matches!(r, Err(ReceiptError::EngineBuild)), "{r:?}");
+    }
+
+    #[test]
+    fn an_attested_log_without_the_event_attests_nothing_for_it() {
+        let mut s = setup(1_000);
+        let mut events = attested_events();
+        events.remove(2);
+        s.fixture.event_log = runtime_log(&events);
+        let bundle = s.fixture.verify(&s.fixture.allow()).unwrap();
+        s.channel = Channel::open(&bundle, &s.tenant, &B256([8; 32]), 1_000).unwrap();
+        let r = s.channel.check(sign(&s, honest(&s)), &evidence(&s));
+        assert!(matches!(r, Err(ReceiptError::EngineBuild)), "{r:?}");
+    }
+
+    #[test]
+    fn evidence_without_runtime_events_fails_every_receipt() {
+        let mut s = setup(1_000);
+        // Not a runtime event log: its digest is signed, but it attests no model.
+        s.fixture.event_log = b"simulated event log".to_vec();
+        let bundle = s.fixture.verify(&s.fixture.allow()).unwrap();
+        assert!(bundle.runtime().is_none());
+        s.channel = Channel::open(&bundle, &s.tenant, &B256([8; 32]), 1_000).unwrap();
+        let r = s.channel.check(sign(&s, honest(&s)), &evidence(&s));
+        assert!(matches!(r, Err(ReceiptError::RuntimeUnattested)), "{r:?}");
     }
 
     #[test]

@@ -1,12 +1,59 @@
-//! The runtime event log a TDX or simulated bundle carries, and its replay into RTMR3.
+//! The runtime event log a TDX or simulated bundle carries, its replay into RTMR3, and the runtime values
+//! ([`AttestedRuntime`]) a bound log attests.
+
+use dait_chain_client::B256;
+use dait_chain_client::runtime_log::{self, EventLog};
 
 use super::VerifyError;
+
+/// What a bound runtime event log attests about the served model (`docs/PROTOCOL.md` §10): the SHA-256
+/// contents of its `model-id`, `model-weights` and `engine-build` events. A field is `None` when the log has
+/// no such event, more than one, or one whose data is not `name ":" hex(sha256)`.
+///
+/// A receipt's `model_id` must hash to [`AttestedRuntime::model_id_sha256`], its `weight_hash` equal
+/// [`AttestedRuntime::weight_hash`] and its `engine_build` equal [`AttestedRuntime::engine_build`]
+/// ([`crate::receipt::Channel::check`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AttestedRuntime {
+    /// SHA-256 of the served model id (the `model-id` event).
+    pub model_id_sha256: Option<[u8; 32]>,
+    /// SHA-256 of the model weights file (the `model-weights` event; zero without one).
+    pub weight_hash: Option<B256>,
+    /// SHA-256 of the engine build identifier (the `engine-build` event).
+    pub engine_build: Option<B256>,
+}
+
+impl AttestedRuntime {
+    /// The values of an encoded runtime event log; `None` when it does not decode as one. Call it only on a
+    /// log bound to the evidence (replayed to the attested register, or signed into the simulated report).
+    pub(crate) fn from_log(log: &[u8]) -> Option<Self> {
+        let log = EventLog::decode(log).ok()?;
+        Some(Self {
+            model_id_sha256: event_value(&log, runtime_log::MODEL_ID),
+            weight_hash: event_value(&log, runtime_log::MODEL_WEIGHTS).map(B256),
+            engine_build: event_value(&log, runtime_log::ENGINE_BUILD).map(B256),
+        })
+    }
+}
+
+/// The SHA-256 an event of `kind` measures: exactly one such event, whose data is `kind ":" hex(sha256)`.
+fn event_value(log: &EventLog, kind: &str) -> Option<[u8; 32]> {
+    let mut events = log.events().iter().filter(|e| e.kind == kind);
+    let event = events.next()?;
+    if events.next().is_some() {
+        return None;
+    }
+    let hex_digits = event.data.strip_prefix(kind)?.strip_prefix(':')?;
+    let mut value = [0u8; 32];
+    hex::decode_to_slice(hex_digits, &mut value).ok()?;
+    (runtime_log::event_data(kind, &value) == event.data).then_some(value)
+}
 
 /// Replays the runtime event log into RTMR3 by the protocol core's one definition of the log and its rule
 /// ([`dait_chain_client::runtime_log::replay`], `docs/PROTOCOL.md` §10): `R_0 = 0^48`,
 /// `R_i = SHA-384(R_{i-1} || SHA-384(data_i))`, each stated digest checked against its data.
 pub(crate) fn replay_runtime_log(log: &[u8]) -> Result<[u8; 48], VerifyError> {
-    dait_chain_client::runtime_log::replay(log).map_err(|_| VerifyError::MalformedEventLog)
+    runtime_log::replay(log).map_err(|_| VerifyError::MalformedEventLog)
 }
 
 #[cfg(test)]
@@ -37,5 +84,26 @@ mod tests {
             replay_runtime_log(b"not json"),
             Err(VerifyError::MalformedEventLog)
         ));
+    }
+
+    #[test]
+    fn attested_runtime_reads_each_event_once() {
+        let events = crate::bundle::fixture::runtime_events();
+        let log = crate::bundle::fixture::runtime_log(&events);
+        let runtime = AttestedRuntime::from_log(&log).unwrap();
+        assert_eq!(runtime.model_id_sha256, Some([1; 32]));
+        assert_eq!(runtime.weight_hash, Some(B256([2; 32])));
+        assert_eq!(runtime.engine_build, Some(B256([3; 32])));
+        // A duplicated event is ambiguous: not attested.
+        let mut twice = events.clone();
+        twice.push(events[0].clone());
+        let runtime = AttestedRuntime::from_log(&crate::bundle::fixture::runtime_log(&twice));
+        assert_eq!(runtime.unwrap().model_id_sha256, None);
+        // Upper-case hex is not the agent's encoding: not attested.
+        let mut upper = EventLog::default();
+        upper.record("engine-build", &format!("engine-build:{}", "AB".repeat(32)));
+        let runtime = AttestedRuntime::from_log(&upper.encode()).unwrap();
+        assert_eq!(runtime.engine_build, None);
+        assert_eq!(AttestedRuntime::from_log(b"not a runtime log"), None);
     }
 }

@@ -5,7 +5,7 @@ use dait_chain_client::WireMessage as _;
 use dait_chain_client::proto::{self, cpu_evidence::Evidence};
 use dait_chain_client::{B256, DecodeError, Domain, Freshness, Keyset};
 
-use super::runtime::replay_runtime_log;
+use super::runtime::{AttestedRuntime, replay_runtime_log};
 use super::simulated::verify_simulated;
 use super::{MAX_CLOCK_SKEW_SECS, Platform, Policy, TpmPolicy, UnixTime, VerifyError};
 use crate::collateral::TdxCollateral;
@@ -27,6 +27,7 @@ pub struct VerifiedBundle {
     snp: Option<VerifiedSnpReport>,
     gpus: Vec<VerifiedGpu>,
     tpm: Option<VerifiedTpmQuote>,
+    runtime: Option<AttestedRuntime>,
 }
 
 impl VerifiedBundle {
@@ -45,6 +46,12 @@ impl VerifiedBundle {
     /// The verified vTPM quote, when the bundle carries one.
     pub fn tpm(&self) -> Option<&VerifiedTpmQuote> {
         self.tpm.as_ref()
+    }
+    /// What the bundle's runtime event log attests (model id, weights, engine build), only when the log is
+    /// bound to the evidence: TDX, replayed to the quote's RTMR3; simulated, its digest signed into the
+    /// report. `None` for an SNP bundle, an empty log, or a log that is not a runtime event log.
+    pub fn runtime(&self) -> Option<&AttestedRuntime> {
+        self.runtime.as_ref()
     }
     /// The platform the evidence came from.
     pub fn platform(&self) -> Platform {
@@ -138,10 +145,12 @@ pub fn verify_bundle_with_collateral(
     if policy.refused_platforms.contains(&claimed) {
         return Err(VerifyError::PlatformRefused(claimed));
     }
-    let (mut tdx, mut snp) = (None, None);
+    let (mut tdx, mut snp, mut runtime) = (None, None, None);
     let platform = match evidence {
         Evidence::Simulated(report) => {
             verify_simulated(report, &bundle, policy, &expected_report_data)?;
+            // The log's digest is signed into the report.
+            runtime = AttestedRuntime::from_log(&bundle.event_log);
             Platform::Simulated
         }
         Evidence::TdxQuote(quote) => {
@@ -153,6 +162,10 @@ pub fn verify_bundle_with_collateral(
                 && replay_runtime_log(&bundle.event_log)? != verified.rtmr()[3]
             {
                 return Err(VerifyError::EventLogMismatch);
+            }
+            if !bundle.event_log.is_empty() {
+                // The log replays to the quote's RTMR3.
+                runtime = AttestedRuntime::from_log(&bundle.event_log);
             }
             tdx = Some(verified);
             Platform::Tdx
@@ -184,6 +197,7 @@ pub fn verify_bundle_with_collateral(
         snp,
         gpus,
         tpm,
+        runtime,
     })
 }
 

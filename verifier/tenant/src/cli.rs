@@ -6,7 +6,12 @@
 //!
 //! Policy: the default accepts real TDX/SNP evidence only. `--policy <reference.json>` pins a published
 //! release's measurements (`Policy::from_reference`), the runtime events (model, engine, agent
-//! configuration) included; `--dangerous-allow-simulated` is applied on top of it.
+//! configuration) included; `--dangerous-allow-simulated` and `--min-gpus` are applied on top of it.
+//!
+//! Without `--policy`, no measurement is pinned: any genuine guest would pass. `chat` and `proxy` then
+//! refuse to send anything (exit 2, before contacting the host) unless told `--dangerous-any-measurement`;
+//! `verify` still runs and reports `"reference": null`. Whatever the policy, every receipt must name the
+//! model, weights and engine build the evidence attests (`dait_verifier::receipt::Channel::check`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -46,6 +51,13 @@ struct HostArgs {
     /// pins no measurements.
     #[arg(long, value_name = "REFERENCE_JSON")]
     policy: Option<PathBuf>,
+    /// Send prompts (`chat`, `proxy`) without `--policy`: to a host whose measurements nobody pinned, any
+    /// genuine guest running any code. Development only.
+    #[arg(long)]
+    dangerous_any_measurement: bool,
+    /// Require at least this many verified GPUs in the evidence (a bundle with fewer is rejected).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    min_gpus: usize,
 }
 
 #[derive(clap::Args)]
@@ -147,9 +159,17 @@ fn is_rejection(error: &anyhow::Error) -> bool {
     })
 }
 
+/// Why the tenant refuses to send a prompt: the policy pins no measurements (a usage error, exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no --policy: refusing to send a prompt to a host whose measurements are not pinned; give \
+     --policy <reference.json>, or --dangerous-any-measurement to accept any"
+)]
+pub struct UnpinnedPolicy;
+
 /// The verification policy and, with `--policy`, the release of the reference it pins.
 fn policy(host: &HostArgs) -> anyhow::Result<(Policy, Option<String>)> {
-    let (policy, release) = match &host.policy {
+    let (mut policy, release) = match &host.policy {
         None => (Policy::new(), None),
         Some(path) => {
             let reference = ReferenceMeasurements::load(path).with_context(|| {
@@ -168,6 +188,7 @@ fn policy(host: &HostArgs) -> anyhow::Result<(Policy, Option<String>)> {
             (policy, Some(reference.release))
         }
     };
+    policy.min_gpus = host.min_gpus;
     match &host.dangerous_allow_simulated {
         None => Ok((policy, release)),
         Some(path) => {
@@ -192,6 +213,15 @@ fn read_hex_key(path: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 async fn open(host: &HostArgs, channel: &ChannelArgs) -> anyhow::Result<Session> {
+    if host.policy.is_none() {
+        if !host.dangerous_any_measurement {
+            return Err(UnpinnedPolicy.into());
+        }
+        eprintln!(
+            "warning: sending prompts to a host whose measurements are not pinned \
+             (--dangerous-any-measurement)"
+        );
+    }
     let wallet = Wallet::load_or_create(&channel.wallet_key)?;
     let config = SessionConfig {
         host_url: host.host.clone(),

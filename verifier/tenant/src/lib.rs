@@ -54,6 +54,14 @@
 //!   certificate for another key fails the handshake ([`TenantError::TlsSpkiMismatch`]).
 //! - Requests are sealed to the attested HPKE key, so anything between the tenant and the TEE (the host's
 //!   own proxies included) sees ciphertext only.
+//! - Every receipt must name the model, weights and engine build the evidence attests: SHA-256 of its
+//!   `model_id`, its `weight_hash` and its `engine_build` equal to the bundle's bound runtime events
+//!   `model-id`, `model-weights` and `engine-build` ([`dait_verifier::bundle::VerifiedBundle::runtime`]).
+//!   Evidence that attests no runtime events (an SNP bundle, whose log is not bound to its report; an
+//!   empty log) fails every receipt.
+//! - `dait-tenant` without `--policy` pins no measurements, so `chat` and `proxy` refuse to send a prompt
+//!   unless told `--dangerous-any-measurement`; `verify` still reports (`"reference": null`).
+//!   `--min-gpus N` requires N verified GPUs ([`dait_verifier::bundle::Policy::min_gpus`]).
 //! - A receipt that fails any check stops the session; the receipt and the last agreed state are kept for a
 //!   dispute. A streamed reply without its authenticated final chunk is a failure, never a short success.
 //! - The wallet key file is created owner-only (mode 0600); the key is never logged (its `Debug` shows the

@@ -466,6 +466,22 @@ mod tests {
     const REQUEST: &[u8] = br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
     const RESPONSE: &[u8] = br#"{"choices":[{"index":0,"message":{"content":"Hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":4,"completion_tokens":1}}"#;
 
+    /// The runtime event log the receipts of [`receipt_for`] agree with: model "m", zero weights and engine.
+    fn runtime_log() -> Vec<u8> {
+        use dait_chain_client::runtime_log::{self, EventLog, event_data};
+        use sha2::Digest as _;
+        let mut log = EventLog::default();
+        let model: [u8; 32] = sha2::Sha256::digest(b"m").into();
+        for (kind, value) in [
+            (runtime_log::MODEL_ID, model),
+            (runtime_log::MODEL_WEIGHTS, [0; 32]),
+            (runtime_log::ENGINE_BUILD, [0; 32]),
+        ] {
+            log.record(kind, &event_data(kind, &value));
+        }
+        log.encode()
+    }
+
     /// A session over a simulated bundle; no network is used by `finish_call`.
     fn session(dir: &std::path::Path) -> Session {
         let freshness = Freshness::TenantNonce([5; 32]);
@@ -473,7 +489,7 @@ mod tests {
             .dangerous_allow_simulated(&key(1).verifying_key().to_sec1())
             .unwrap();
         let bundle = verify_bundle(
-            &simulated_bundle(&keyset(&[4, 5, 6]), &freshness, b"simulated event log"),
+            &simulated_bundle(&keyset(&[4, 5, 6]), &freshness, &runtime_log()),
             &policy,
             &freshness,
             UnixTime::from_secs(NOW),

@@ -290,3 +290,75 @@ async fn policy_checks_the_runtime_events_against_a_reference() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defaults_refuse_unpinned_prompts_and_too_few_gpus() {
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        let dir = std::env::temp_dir().join(format!("dait-tenant-defaults-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let root = root_file(&dir, 1);
+        let wallet = dir.join("wallet.key").display().to_string();
+        let state = dir.join("state").display().to_string();
+        // Nothing listens here: a refusal that names the policy was decided before any connection.
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let closed = format!("https://{closed}");
+        let channel = ["--wallet-key", &wallet, "--state-dir", &state];
+        let chat = |extra: &[&str]| {
+            let mut a = args(&[
+                "chat",
+                "--host",
+                &closed,
+                "--dangerous-allow-simulated",
+                &root,
+            ]);
+            a.extend(args(&channel));
+            a.extend(args(extra));
+            a.push("hello".to_owned());
+            a
+        };
+
+        // No --policy: chat and proxy refuse to send a prompt (usage error, 2), naming the way out.
+        let (code, stdout, stderr) = tenant(chat(&[])).await;
+        assert_eq!(code, 2, "{stdout}{stderr}");
+        assert!(stderr.contains("--dangerous-any-measurement"), "{stderr}");
+        let mut proxy = args(&["proxy", "--host", &closed, "--listen", "127.0.0.1:0"]);
+        proxy.extend(args(&channel));
+        let (code, _, stderr) = tenant(proxy).await;
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains("--dangerous-any-measurement"), "{stderr}");
+        // Told --dangerous-any-measurement, it goes on to the host (here: unreachable, still 2).
+        let (code, _, stderr) = tenant(chat(&["--dangerous-any-measurement"])).await;
+        assert_eq!(code, 2, "{stderr}");
+        assert!(!stderr.contains("no --policy"), "{stderr}");
+        assert!(stderr.contains("not pinned"), "{stderr}");
+
+        // --min-gpus: the simulated host attests no GPU, so requiring one rejects it (1).
+        let host = format!("https://{}", serve(None).await);
+        let verify = |min_gpus: &str| {
+            args(&[
+                "verify",
+                "--host",
+                &host,
+                "--dangerous-allow-simulated",
+                &root,
+                "--min-gpus",
+                min_gpus,
+            ])
+        };
+        let (code, stdout, stderr) = tenant(verify("0")).await;
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        let (code, stdout, stderr) = tenant(verify("1")).await;
+        assert_eq!(code, 1, "{stdout}{stderr}");
+        assert!(
+            stderr.contains("0 GPUs present, the policy requires 1"),
+            "{stderr}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await
+    .expect("test timed out");
+}
