@@ -262,6 +262,10 @@ pub struct RawLimits {
     /// The `Retry-After` (seconds) of a `503` for a limit reached.
     #[arg(long, env = "DAIT_RETRY_AFTER", default_value_t = Limits::DEFAULT.retry_after_secs)]
     pub retry_after: u64,
+    /// Most channels held live; past it the least recently used channel with no call in flight is
+    /// evicted to a compact index of heads, and continues its sequence on its next call.
+    #[arg(long, env = "DAIT_MAX_CHANNELS", default_value_t = Limits::DEFAULT.max_channels)]
+    pub max_channels: usize,
     /// How long a client may take to finish the TLS handshake.
     #[arg(long, env = "DAIT_TLS_HANDSHAKE_TIMEOUT", default_value = "10s")]
     pub tls_handshake_timeout: String,
@@ -292,6 +296,8 @@ pub struct Limits {
     pub max_in_flight: usize,
     /// `Retry-After` of a limit's `503`, in seconds.
     pub retry_after_secs: u64,
+    /// Most channels held live.
+    pub max_channels: usize,
     /// TLS handshake timeout.
     pub tls_handshake_timeout: Duration,
     /// Request header (and keep-alive idle) timeout.
@@ -312,6 +318,7 @@ impl Limits {
         max_connections: 512,
         max_in_flight: 256,
         retry_after_secs: 1,
+        max_channels: crate::receipt::DEFAULT_MAX_CHANNELS,
         tls_handshake_timeout: Duration::from_secs(10),
         header_read_timeout: Duration::from_secs(10),
         body_read_timeout: Duration::from_secs(30),
@@ -336,6 +343,7 @@ impl RawLimits {
             max_connections: self.max_connections,
             max_in_flight: self.max_in_flight,
             retry_after_secs: self.retry_after,
+            max_channels: self.max_channels,
             tls_handshake_timeout: d(&self.tls_handshake_timeout, "--tls-handshake-timeout")?,
             header_read_timeout: d(&self.header_read_timeout, "--header-read-timeout")?,
             body_read_timeout: d(&self.body_read_timeout, "--body-read-timeout")?,
@@ -354,6 +362,9 @@ impl RawLimits {
         }
         if limits.max_in_flight == 0 {
             return Err(ConfigError::Invalid("--max-in-flight"));
+        }
+        if limits.max_channels == 0 {
+            return Err(ConfigError::Invalid("--max-channels"));
         }
         if limits.upstream_first_byte_timeout > limits.upstream_deadline {
             return Err(ConfigError::Invalid("--upstream-first-byte-timeout"));
@@ -474,11 +485,14 @@ mod tests {
         assert_eq!(raw(&base).validate().unwrap().limits, Limits::DEFAULT);
         let mut a = base.to_vec();
         a.extend(["--header-read-timeout", "250ms", "--max-in-flight", "3"]);
+        a.extend(["--max-channels", "7"]);
         let l = raw(&a).validate().unwrap().limits;
         assert_eq!(l.header_read_timeout, Duration::from_millis(250));
         assert_eq!(l.max_in_flight, 3);
+        assert_eq!(l.max_channels, 7);
         for bad in [
             ["--max-connections", "0"],
+            ["--max-channels", "0"],
             ["--body-read-timeout", "0s"],
             ["--upstream-deadline", "soon"],
             ["--upstream-first-byte-timeout", "20m"],

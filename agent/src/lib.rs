@@ -258,9 +258,12 @@ pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
                 moved_aside_bytes = replay.moved_aside.as_ref().map_or(0, |m| m.bytes),
                 "receipt log replayed"
             );
-            (Some(log), Channels::from_replay(&replay))
+            (
+                Some(log),
+                Channels::from_replay(&replay, config.limits.max_channels),
+            )
         }
-        Mode::Attest => (None, Channels::default()),
+        Mode::Attest => (None, Channels::with_bound(config.limits.max_channels)),
     };
 
     let params = ReceiptParams {

@@ -323,3 +323,28 @@ async fn an_engine_that_does_not_accept_gives_upstream_at_the_connect_timeout() 
     );
     drop(listener);
 }
+
+#[tokio::test]
+async fn evicted_channels_continue_their_sequence() {
+    let (engine, _) = start_engine(VLLM_LIKE).await;
+    let a = agent_at(engine, false, &["--max-channels", "2"]).await;
+    let mut conn = Conn::connect(a.addr, false).await.unwrap();
+    let info = host_info(&mut conn).await;
+    let mut tenants: Vec<Tenant> = (0..3).map(|i| Tenant::new(&info, 1_000_000, i)).collect();
+    let mut cumulative = [0u128; 3];
+    for round in 1..=4u64 {
+        for (i, t) in tenants.iter_mut().enumerate() {
+            let r = t.call(&mut conn, CHAT, &chat_body("hello", 3, false)).await;
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            let receipt = r.receipt.clone().expect("receipt").receipt;
+            // Gapless, chained to the previous receipt (SPUR-IC) and cumulative, though the
+            // channel was evicted since its last call.
+            assert_eq!(receipt.call_seq, round);
+            cumulative[i] += receipt.amount;
+            assert_eq!(receipt.cumulative, cumulative[i]);
+            t.accept(&r, false).expect("receipt continues the channel");
+            assert!(a.app.channels.live() <= 2);
+        }
+    }
+    assert_eq!(a.app.channels.len(), 3);
+}
