@@ -266,6 +266,13 @@ pub struct RawLimits {
     /// evicted to a compact index of heads, and continues its sequence on its next call.
     #[arg(long, env = "DAIT_MAX_CHANNELS", default_value_t = Limits::DEFAULT.max_channels)]
     pub max_channels: usize,
+    /// Largest encapsulated request body (bytes) of `POST /v1/ohttp`; a larger one gets `413`.
+    #[arg(long, env = "DAIT_MAX_REQUEST_BYTES", default_value_t = Limits::DEFAULT.max_request_bytes)]
+    pub max_request_bytes: usize,
+    /// Largest non-streamed engine answer (bytes); a larger one fails the call with the `upstream`
+    /// error and no receipt.
+    #[arg(long, env = "DAIT_MAX_RESPONSE_BYTES", default_value_t = Limits::DEFAULT.max_response_bytes)]
+    pub max_response_bytes: usize,
     /// How long a client may take to finish the TLS handshake.
     #[arg(long, env = "DAIT_TLS_HANDSHAKE_TIMEOUT", default_value = "10s")]
     pub tls_handshake_timeout: String,
@@ -298,6 +305,10 @@ pub struct Limits {
     pub retry_after_secs: u64,
     /// Most channels held live.
     pub max_channels: usize,
+    /// Largest encapsulated request body (bytes).
+    pub max_request_bytes: usize,
+    /// Largest non-streamed engine answer (bytes).
+    pub max_response_bytes: usize,
     /// TLS handshake timeout.
     pub tls_handshake_timeout: Duration,
     /// Request header (and keep-alive idle) timeout.
@@ -319,6 +330,8 @@ impl Limits {
         max_in_flight: 256,
         retry_after_secs: 1,
         max_channels: crate::receipt::DEFAULT_MAX_CHANNELS,
+        max_request_bytes: crate::hpke::MAX_REQUEST,
+        max_response_bytes: crate::engine::MAX_UPSTREAM_BODY,
         tls_handshake_timeout: Duration::from_secs(10),
         header_read_timeout: Duration::from_secs(10),
         body_read_timeout: Duration::from_secs(30),
@@ -344,6 +357,8 @@ impl RawLimits {
             max_in_flight: self.max_in_flight,
             retry_after_secs: self.retry_after,
             max_channels: self.max_channels,
+            max_request_bytes: self.max_request_bytes,
+            max_response_bytes: self.max_response_bytes,
             tls_handshake_timeout: d(&self.tls_handshake_timeout, "--tls-handshake-timeout")?,
             header_read_timeout: d(&self.header_read_timeout, "--header-read-timeout")?,
             body_read_timeout: d(&self.body_read_timeout, "--body-read-timeout")?,
@@ -365,6 +380,12 @@ impl RawLimits {
         }
         if limits.max_channels == 0 {
             return Err(ConfigError::Invalid("--max-channels"));
+        }
+        if limits.max_request_bytes == 0 {
+            return Err(ConfigError::Invalid("--max-request-bytes"));
+        }
+        if limits.max_response_bytes == 0 {
+            return Err(ConfigError::Invalid("--max-response-bytes"));
         }
         if limits.upstream_first_byte_timeout > limits.upstream_deadline {
             return Err(ConfigError::Invalid("--upstream-first-byte-timeout"));
@@ -485,14 +506,18 @@ mod tests {
         assert_eq!(raw(&base).validate().unwrap().limits, Limits::DEFAULT);
         let mut a = base.to_vec();
         a.extend(["--header-read-timeout", "250ms", "--max-in-flight", "3"]);
-        a.extend(["--max-channels", "7"]);
+        a.extend(["--max-channels", "7", "--max-request-bytes", "1000"]);
         let l = raw(&a).validate().unwrap().limits;
         assert_eq!(l.header_read_timeout, Duration::from_millis(250));
         assert_eq!(l.max_in_flight, 3);
         assert_eq!(l.max_channels, 7);
+        assert_eq!(l.max_request_bytes, 1000);
+        assert_eq!(l.max_response_bytes, Limits::DEFAULT.max_response_bytes);
         for bad in [
             ["--max-connections", "0"],
             ["--max-channels", "0"],
+            ["--max-request-bytes", "0"],
+            ["--max-response-bytes", "0"],
             ["--body-read-timeout", "0s"],
             ["--upstream-deadline", "soon"],
             ["--upstream-first-byte-timeout", "20m"],

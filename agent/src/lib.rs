@@ -232,6 +232,7 @@ pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
 
     let engine = config.upstream.clone().map(|u| {
         engine::EngineClient::with_timeouts(u, engine::UpstreamTimeouts::from(&config.limits))
+            .with_max_body(config.limits.max_response_bytes)
     });
     let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(Readiness::new(engine.clone(), mode == Mode::Serve));

@@ -348,3 +348,45 @@ async fn evicted_channels_continue_their_sequence() {
     }
     assert_eq!(a.app.channels.len(), 3);
 }
+
+/// A raw `POST /v1/ohttp` of `len` bytes of garbage.
+fn ohttp_post(len: usize) -> Vec<u8> {
+    let mut req = format!(
+        "POST /v1/ohttp HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\
+         content-type: message/ohttp-req\r\ncontent-length: {len}\r\n\r\n"
+    )
+    .into_bytes();
+    req.resize(req.len() + len, 0x41);
+    req
+}
+
+#[tokio::test]
+async fn a_request_over_the_size_cap_gets_413() {
+    let (engine, _) = start_engine(VLLM_LIKE).await;
+    let a = agent_at(engine, false, &["--max-request-bytes", "1000"]).await;
+    let (resp, _) = raw_exchange(a.addr, &ohttp_post(1001)).await;
+    assert!(resp.starts_with("http/1.1 413"), "{resp}");
+    // At the cap it is read (and, being garbage, is the opaque 400).
+    let (resp, _) = raw_exchange(a.addr, &ohttp_post(1000)).await;
+    assert!(resp.starts_with("http/1.1 400"), "{resp}");
+    // A real call fits.
+    let mut conn = Conn::connect(a.addr, false).await.unwrap();
+    let info = host_info(&mut conn).await;
+    let t = Tenant::new(&info, 1_000_000, 1);
+    let r = t.call(&mut conn, CHAT, &chat_body("hi", 5, false)).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.receipt.is_some());
+}
+
+#[tokio::test]
+async fn an_engine_answer_over_the_size_cap_is_an_upstream_error_without_receipt() {
+    let (engine, _) = start_engine(VLLM_LIKE).await;
+    let a = agent_at(engine, false, &["--max-response-bytes", "64"]).await;
+    let mut conn = Conn::connect(a.addr, false).await.unwrap();
+    let info = host_info(&mut conn).await;
+    let t = Tenant::new(&info, 1_000_000, 1);
+    let r = t.call(&mut conn, CHAT, &chat_body("hi", 5, false)).await;
+    r.assert_error(502, "upstream");
+    // No receipt and no channel state: the turn is still the tenant's to use.
+    assert!(a.app.channels.is_empty());
+}

@@ -12,7 +12,6 @@ use hyper::body::Incoming;
 use tracing::{Instrument, info_span};
 
 use super::{App, Body, plain, stream};
-use crate::hpke::MAX_REQUEST;
 
 /// A response with a whole body.
 pub(super) fn full(
@@ -152,7 +151,7 @@ async fn ohttp(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         Some(b"message/ohttp-chunked-req") => true,
         _ => return outer_error(&app, StatusCode::UNSUPPORTED_MEDIA_TYPE),
     };
-    let read = Limited::new(req.into_body(), MAX_REQUEST).collect();
+    let read = Limited::new(req.into_body(), app.limits.max_request_bytes).collect();
     let body = match tokio::time::timeout(app.limits.body_read_timeout, read).await {
         Ok(Ok(b)) => b.to_bytes(),
         Ok(Err(_)) => return outer_error(&app, StatusCode::PAYLOAD_TOO_LARGE),
