@@ -273,6 +273,20 @@ pub struct RawLimits {
     /// error and no receipt.
     #[arg(long, env = "DAIT_MAX_RESPONSE_BYTES", default_value_t = Limits::DEFAULT.max_response_bytes)]
     pub max_response_bytes: usize,
+    /// How long an attestation bundle is served again for the same freshness (the chain epoch's
+    /// nonce, or a tenant's nonce asked again) without a new TEE call.
+    #[arg(long, env = "DAIT_ATTESTATION_CACHE_WINDOW", default_value = "60s")]
+    pub attestation_cache_window: String,
+    /// Fresh attestation bundles (not in the cache) one client address may ask for per second; more
+    /// get `429` with `Retry-After`.
+    #[arg(long, env = "DAIT_ATTESTATION_RATE", default_value_t = Limits::DEFAULT.attestation_rate)]
+    pub attestation_rate: u32,
+    /// Fresh attestation bundles one client address may ask for at once before the rate applies.
+    #[arg(long, env = "DAIT_ATTESTATION_BURST", default_value_t = Limits::DEFAULT.attestation_burst)]
+    pub attestation_burst: u32,
+    /// Most client addresses whose attestation rate is tracked at once.
+    #[arg(long, env = "DAIT_ATTESTATION_CLIENTS", default_value_t = Limits::DEFAULT.attestation_clients)]
+    pub attestation_clients: usize,
     /// How long a client may take to finish the TLS handshake.
     #[arg(long, env = "DAIT_TLS_HANDSHAKE_TIMEOUT", default_value = "10s")]
     pub tls_handshake_timeout: String,
@@ -309,6 +323,14 @@ pub struct Limits {
     pub max_request_bytes: usize,
     /// Largest non-streamed engine answer (bytes).
     pub max_response_bytes: usize,
+    /// How long a bundle is served again for the same freshness.
+    pub attestation_cache_window: Duration,
+    /// Fresh bundles per second per client address.
+    pub attestation_rate: u32,
+    /// Fresh bundles at once per client address.
+    pub attestation_burst: u32,
+    /// Client addresses tracked at once.
+    pub attestation_clients: usize,
     /// TLS handshake timeout.
     pub tls_handshake_timeout: Duration,
     /// Request header (and keep-alive idle) timeout.
@@ -332,6 +354,10 @@ impl Limits {
         max_channels: crate::receipt::DEFAULT_MAX_CHANNELS,
         max_request_bytes: crate::hpke::MAX_REQUEST,
         max_response_bytes: crate::engine::MAX_UPSTREAM_BODY,
+        attestation_cache_window: Duration::from_secs(60),
+        attestation_rate: 10,
+        attestation_burst: 20,
+        attestation_clients: 10_000,
         tls_handshake_timeout: Duration::from_secs(10),
         header_read_timeout: Duration::from_secs(10),
         body_read_timeout: Duration::from_secs(30),
@@ -359,6 +385,13 @@ impl RawLimits {
             max_channels: self.max_channels,
             max_request_bytes: self.max_request_bytes,
             max_response_bytes: self.max_response_bytes,
+            attestation_cache_window: d(
+                &self.attestation_cache_window,
+                "--attestation-cache-window",
+            )?,
+            attestation_rate: self.attestation_rate,
+            attestation_burst: self.attestation_burst,
+            attestation_clients: self.attestation_clients,
             tls_handshake_timeout: d(&self.tls_handshake_timeout, "--tls-handshake-timeout")?,
             header_read_timeout: d(&self.header_read_timeout, "--header-read-timeout")?,
             body_read_timeout: d(&self.body_read_timeout, "--body-read-timeout")?,
@@ -386,6 +419,15 @@ impl RawLimits {
         }
         if limits.max_response_bytes == 0 {
             return Err(ConfigError::Invalid("--max-response-bytes"));
+        }
+        if limits.attestation_rate == 0 {
+            return Err(ConfigError::Invalid("--attestation-rate"));
+        }
+        if limits.attestation_burst == 0 {
+            return Err(ConfigError::Invalid("--attestation-burst"));
+        }
+        if limits.attestation_clients == 0 {
+            return Err(ConfigError::Invalid("--attestation-clients"));
         }
         if limits.upstream_first_byte_timeout > limits.upstream_deadline {
             return Err(ConfigError::Invalid("--upstream-first-byte-timeout"));
@@ -518,6 +560,10 @@ mod tests {
             ["--max-channels", "0"],
             ["--max-request-bytes", "0"],
             ["--max-response-bytes", "0"],
+            ["--attestation-rate", "0"],
+            ["--attestation-burst", "0"],
+            ["--attestation-clients", "0"],
+            ["--attestation-cache-window", "0s"],
             ["--body-read-timeout", "0s"],
             ["--upstream-deadline", "soon"],
             ["--upstream-first-byte-timeout", "20m"],

@@ -290,6 +290,7 @@ pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
         readiness,
         limits: config.limits,
         gates: http::Gates::new(&config.limits),
+        evidence: http::EvidenceGate::new(&config.limits),
     });
     if mode == Mode::Serve {
         // Readiness needs one evidence generation at start; a failure leaves the agent unready

@@ -390,3 +390,86 @@ async fn an_engine_answer_over_the_size_cap_is_an_upstream_error_without_receipt
     // No receipt and no channel state: the turn is still the tenant's to use.
     assert!(a.app.channels.is_empty());
 }
+
+/// `GET /v1/attestation?<query>` on a fresh connection from the loopback address `from`; returns
+/// the status and the lowercased answer head.
+async fn attest_from(addr: std::net::SocketAddr, from: [u8; 4], query: &str) -> (u16, String) {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind((from, 0).into()).unwrap();
+    let mut tcp = sock.connect(addr).await.unwrap();
+    let req =
+        format!("GET /v1/attestation?{query} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(BOUND, tcp.read_to_end(&mut buf))
+        .await
+        .expect("no answer")
+        .ok();
+    let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    let head = text.split("\r\n\r\n").next().unwrap_or_default().to_owned();
+    let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, head)
+}
+
+fn nonce_query(n: u32) -> String {
+    format!("nonce={}", hex::encode([n.to_be_bytes(); 8].concat()))
+}
+
+fn evidence_count(a: &Agent) -> f64 {
+    parse_openmetrics(&a.app.metrics.encode())
+        .unwrap()
+        .value("dait_evidence_duration_seconds_count", &[])
+}
+
+#[tokio::test]
+async fn fresh_nonce_flood_from_one_address_gets_429_while_another_is_served() {
+    let (engine, _) = start_engine(VLLM_LIKE).await;
+    let a = agent_at(
+        engine,
+        false,
+        &["--attestation-rate", "1", "--attestation-burst", "3"],
+    )
+    .await;
+    let flooder = [127, 0, 0, 1];
+    let mut statuses = Vec::new();
+    for n in 0..10 {
+        let (status, head) = attest_from(a.addr, flooder, &nonce_query(n)).await;
+        if status == 429 {
+            assert!(
+                head.contains("retry-after: 1\r\n") || head.ends_with("retry-after: 1"),
+                "{head}"
+            );
+        }
+        statuses.push(status);
+    }
+    // The burst, then refusals (a token refills each second, which a slow machine may see once).
+    assert_eq!(statuses[..4], [200, 200, 200, 429], "{statuses:?}");
+    assert!(
+        statuses.iter().filter(|s| **s == 429).count() >= 5,
+        "{statuses:?}"
+    );
+    // Another address has its own bucket.
+    assert_eq!(
+        attest_from(a.addr, [127, 0, 0, 2], &nonce_query(100))
+            .await
+            .0,
+        200
+    );
+    // A freshness already answered comes from the cache, even with the bucket empty.
+    assert_eq!(attest_from(a.addr, flooder, &nonce_query(0)).await.0, 200);
+}
+
+#[tokio::test]
+async fn cached_evidence_calls_the_tee_once_per_window() {
+    let (engine, _) = start_engine(VLLM_LIKE).await;
+    let a = agent_at(engine, false, &["--attestation-cache-window", "500ms"]).await;
+    let epoch = format!("epoch=9&{}", nonce_query(9));
+    let before = evidence_count(&a);
+    for i in 0..5u8 {
+        assert_eq!(attest_from(a.addr, [127, 0, 0, 1 + i], &epoch).await.0, 200);
+    }
+    assert_eq!(evidence_count(&a) - before, 1.0);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(attest_from(a.addr, [127, 0, 0, 1], &epoch).await.0, 200);
+    assert_eq!(evidence_count(&a) - before, 2.0);
+}

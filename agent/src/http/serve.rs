@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tracing::debug;
 
 use super::admission::Admission;
+use super::evidence::CLIENT_IP;
 use super::{App, handle};
 
 /// The pause after a failed `accept` (no descriptor free, for one).
@@ -26,7 +27,7 @@ pub async fn serve_tls(app: Arc<App>, listener: TcpListener) -> std::io::Result<
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
     loop {
-        let (tcp, _) = match listener.accept().await {
+        let (tcp, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
                 // Out of descriptors or memory: back off a little rather than spin.
@@ -43,14 +44,14 @@ pub async fn serve_tls(app: Arc<App>, listener: TcpListener) -> std::io::Result<
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = Arc::clone(&app);
-        tokio::spawn(async move {
+        tokio::spawn(CLIENT_IP.scope(peer.ip(), async move {
             let Ok(Ok(tls)) =
                 tokio::time::timeout(app.limits.tls_handshake_timeout, acceptor.accept(tcp)).await
             else {
                 return;
             };
             serve_admitted(app, admission, tls).await;
-        });
+        }));
     }
 }
 
@@ -61,7 +62,7 @@ pub async fn dangerous_serve_plaintext(
     listener: TcpListener,
 ) -> std::io::Result<()> {
     loop {
-        let (tcp, _) = listener.accept().await?;
+        let (tcp, peer) = listener.accept().await?;
         let admission = app.gates.connection();
         if matches!(admission, Admission::Drop) {
             drop(tcp);
@@ -69,7 +70,7 @@ pub async fn dangerous_serve_plaintext(
         }
         let _ = tcp.set_nodelay(true);
         let app = Arc::clone(&app);
-        tokio::spawn(serve_admitted(app, admission, tcp));
+        tokio::spawn(CLIENT_IP.scope(peer.ip(), serve_admitted(app, admission, tcp)));
     }
 }
 
