@@ -480,6 +480,64 @@ mod tests {
         (Arc::new(Channels::default()), signed, domain, host)
     }
 
+    /// A new channel `id` of a fresh tenant, signed.
+    fn channel(id: u8, domain: &Domain, host: B256) -> SignedChannelState {
+        let tenant = TenantSigner::generate(&mut rand::rngs::OsRng);
+        let state = ChannelState::open(B256([id; 32]), 1000, tenant.address(), host);
+        SignedChannelState {
+            tenant_signature: tenant.sign_state(&state, domain),
+            state,
+            host_signature: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_channel_with_a_call_in_flight_is_never_evicted() {
+        let (_, a, domain, host) = setup();
+        let ch = Arc::new(Channels::with_bound(1));
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = ReceiptLog::open(dir.path()).unwrap();
+        let key = HostSigningKey::generate(&mut rand::rngs::OsRng);
+        let lease_a = ch.begin(&a, &domain, host, 10).unwrap();
+        // Over the bound, but the only other channel has a call in flight: both stay live.
+        let b = channel(9, &domain, host);
+        let lease_b = ch.begin(&b, &domain, host, 10).unwrap();
+        assert_eq!(ch.live(), 2);
+        drop(lease_b);
+        assert_eq!(ch.live(), 1);
+        let params = ReceiptParams {
+            host_key_id: host,
+            keyset_hash: B256([4; 32]),
+            model_id: "m".into(),
+            weight_hash: B256::ZERO,
+            price_in: 1,
+            price_out: 1,
+            seed: 0,
+            engine_build: B256::ZERO,
+            deterministic: false,
+        };
+        let facts = CallFacts {
+            request_hash: B256([5; 32]),
+            response_hash: B256([6; 32]),
+            request_ct_hash: B256([7; 32]),
+            response_ct_hash: B256::ZERO,
+            tokens_in: 1,
+            tokens_out: 1,
+            timestamp: 1,
+        };
+        lease_a
+            .commit(&facts, &params, &key, &domain, &log)
+            .await
+            .unwrap();
+        // A new channel evicts the idle one; its head is kept.
+        let c = channel(10, &domain, host);
+        let _lease_c = ch.begin(&c, &domain, host, 10).unwrap();
+        assert_eq!(ch.live(), 1);
+        assert_eq!(ch.len(), 2);
+        let head = ch.head(&a.state.channel_id).unwrap();
+        assert_eq!((head.last_call_seq, head.cumulative), (1, 2));
+    }
+
     #[test]
     fn one_call_per_channel_at_a_time() {
         let (ch, signed, domain, host) = setup();
