@@ -1,7 +1,9 @@
 //! The agent's limits and timeouts, each shown to act: the connection and in-flight bounds answer a
 //! fast `503` with `Retry-After`, a client that stalls in its TLS handshake, its headers or its body
 //! is cut off at the configured timeout, and a stalled engine gives the tenant an `upstream` error,
-//! with no receipt, within the upstream timeouts.
+//! with no receipt, within the upstream timeouts. Past the channel bound, evicted channels continue
+//! their sequence; requests and engine answers over their size caps are refused with no receipt;
+//! attestation is cached per freshness and fresh evidence is rate-limited per client address.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
