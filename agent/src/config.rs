@@ -262,6 +262,31 @@ pub struct RawLimits {
     /// The `Retry-After` (seconds) of a `503` for a limit reached.
     #[arg(long, env = "DAIT_RETRY_AFTER", default_value_t = Limits::DEFAULT.retry_after_secs)]
     pub retry_after: u64,
+    /// Most channels held live; past it the least recently used channel with no call in flight is
+    /// evicted to a compact index of heads, and continues its sequence on its next call.
+    #[arg(long, env = "DAIT_MAX_CHANNELS", default_value_t = Limits::DEFAULT.max_channels)]
+    pub max_channels: usize,
+    /// Largest encapsulated request body (bytes) of `POST /v1/ohttp`; a larger one gets `413`.
+    #[arg(long, env = "DAIT_MAX_REQUEST_BYTES", default_value_t = Limits::DEFAULT.max_request_bytes)]
+    pub max_request_bytes: usize,
+    /// Largest non-streamed engine answer (bytes); a larger one fails the call with the `upstream`
+    /// error and no receipt.
+    #[arg(long, env = "DAIT_MAX_RESPONSE_BYTES", default_value_t = Limits::DEFAULT.max_response_bytes)]
+    pub max_response_bytes: usize,
+    /// How long an attestation bundle is served again for the same freshness (the chain epoch's
+    /// nonce, or a tenant's nonce asked again) without a new TEE call.
+    #[arg(long, env = "DAIT_ATTESTATION_CACHE_WINDOW", default_value = "60s")]
+    pub attestation_cache_window: String,
+    /// Fresh attestation bundles (not in the cache) one client address may ask for per second; more
+    /// get `429` with `Retry-After`.
+    #[arg(long, env = "DAIT_ATTESTATION_RATE", default_value_t = Limits::DEFAULT.attestation_rate)]
+    pub attestation_rate: u32,
+    /// Fresh attestation bundles one client address may ask for at once before the rate applies.
+    #[arg(long, env = "DAIT_ATTESTATION_BURST", default_value_t = Limits::DEFAULT.attestation_burst)]
+    pub attestation_burst: u32,
+    /// Most client addresses whose attestation rate is tracked at once.
+    #[arg(long, env = "DAIT_ATTESTATION_CLIENTS", default_value_t = Limits::DEFAULT.attestation_clients)]
+    pub attestation_clients: usize,
     /// How long a client may take to finish the TLS handshake.
     #[arg(long, env = "DAIT_TLS_HANDSHAKE_TIMEOUT", default_value = "10s")]
     pub tls_handshake_timeout: String,
@@ -296,6 +321,20 @@ pub struct Limits {
     pub max_in_flight: usize,
     /// `Retry-After` of a limit's `503`, in seconds.
     pub retry_after_secs: u64,
+    /// Most channels held live.
+    pub max_channels: usize,
+    /// Largest encapsulated request body (bytes).
+    pub max_request_bytes: usize,
+    /// Largest non-streamed engine answer (bytes).
+    pub max_response_bytes: usize,
+    /// How long a bundle is served again for the same freshness.
+    pub attestation_cache_window: Duration,
+    /// Fresh bundles per second per client address.
+    pub attestation_rate: u32,
+    /// Fresh bundles at once per client address.
+    pub attestation_burst: u32,
+    /// Client addresses tracked at once.
+    pub attestation_clients: usize,
     /// TLS handshake timeout.
     pub tls_handshake_timeout: Duration,
     /// Request header (and keep-alive idle) timeout.
@@ -318,6 +357,13 @@ impl Limits {
         max_connections: 512,
         max_in_flight: 256,
         retry_after_secs: 1,
+        max_channels: crate::receipt::DEFAULT_MAX_CHANNELS,
+        max_request_bytes: crate::hpke::MAX_REQUEST,
+        max_response_bytes: crate::engine::MAX_UPSTREAM_BODY,
+        attestation_cache_window: Duration::from_secs(60),
+        attestation_rate: 10,
+        attestation_burst: 20,
+        attestation_clients: 10_000,
         tls_handshake_timeout: Duration::from_secs(10),
         header_read_timeout: Duration::from_secs(10),
         body_read_timeout: Duration::from_secs(30),
@@ -343,6 +389,16 @@ impl RawLimits {
             max_connections: self.max_connections,
             max_in_flight: self.max_in_flight,
             retry_after_secs: self.retry_after,
+            max_channels: self.max_channels,
+            max_request_bytes: self.max_request_bytes,
+            max_response_bytes: self.max_response_bytes,
+            attestation_cache_window: d(
+                &self.attestation_cache_window,
+                "--attestation-cache-window",
+            )?,
+            attestation_rate: self.attestation_rate,
+            attestation_burst: self.attestation_burst,
+            attestation_clients: self.attestation_clients,
             tls_handshake_timeout: d(&self.tls_handshake_timeout, "--tls-handshake-timeout")?,
             header_read_timeout: d(&self.header_read_timeout, "--header-read-timeout")?,
             body_read_timeout: d(&self.body_read_timeout, "--body-read-timeout")?,
@@ -362,6 +418,24 @@ impl RawLimits {
         }
         if limits.max_in_flight == 0 {
             return Err(ConfigError::Invalid("--max-in-flight"));
+        }
+        if limits.max_channels == 0 {
+            return Err(ConfigError::Invalid("--max-channels"));
+        }
+        if limits.max_request_bytes == 0 {
+            return Err(ConfigError::Invalid("--max-request-bytes"));
+        }
+        if limits.max_response_bytes == 0 {
+            return Err(ConfigError::Invalid("--max-response-bytes"));
+        }
+        if limits.attestation_rate == 0 {
+            return Err(ConfigError::Invalid("--attestation-rate"));
+        }
+        if limits.attestation_burst == 0 {
+            return Err(ConfigError::Invalid("--attestation-burst"));
+        }
+        if limits.attestation_clients == 0 {
+            return Err(ConfigError::Invalid("--attestation-clients"));
         }
         if limits.upstream_first_byte_timeout > limits.upstream_deadline {
             return Err(ConfigError::Invalid("--upstream-first-byte-timeout"));
@@ -483,12 +557,23 @@ mod tests {
         let mut a = base.to_vec();
         a.extend(["--header-read-timeout", "250ms", "--max-in-flight", "3"]);
         a.extend(["--shutdown-drain", "5s"]);
+        a.extend(["--max-channels", "7", "--max-request-bytes", "1000"]);
         let l = raw(&a).validate().unwrap().limits;
         assert_eq!(l.header_read_timeout, Duration::from_millis(250));
         assert_eq!(l.shutdown_drain, Duration::from_secs(5));
         assert_eq!(l.max_in_flight, 3);
+        assert_eq!(l.max_channels, 7);
+        assert_eq!(l.max_request_bytes, 1000);
+        assert_eq!(l.max_response_bytes, Limits::DEFAULT.max_response_bytes);
         for bad in [
             ["--max-connections", "0"],
+            ["--max-channels", "0"],
+            ["--max-request-bytes", "0"],
+            ["--max-response-bytes", "0"],
+            ["--attestation-rate", "0"],
+            ["--attestation-burst", "0"],
+            ["--attestation-clients", "0"],
+            ["--attestation-cache-window", "0s"],
             ["--body-read-timeout", "0s"],
             ["--upstream-deadline", "soon"],
             ["--shutdown-drain", "0s"],

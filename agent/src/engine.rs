@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::config::Limits;
 
-/// Largest non-streamed upstream response body read (bytes).
+/// Default largest non-streamed upstream response body read (bytes); `--max-response-bytes` sets it.
 pub const MAX_UPSTREAM_BODY: usize = 16 << 20;
 
 /// What the readiness probe asks the engine: the model list, which every OpenAI-compatible engine
@@ -97,6 +97,7 @@ pub struct EngineClient {
     client: Client<HttpConnector, Full<Bytes>>,
     base: Uri,
     timeouts: UpstreamTimeouts,
+    max_body: usize,
 }
 
 impl EngineClient {
@@ -118,7 +119,16 @@ impl EngineClient {
             client,
             base,
             timeouts,
+            max_body: MAX_UPSTREAM_BODY,
         }
+    }
+
+    /// This client, reading non-streamed answers of at most `max_body` bytes
+    /// ([`EngineError::TooLarge`] past it).
+    #[must_use]
+    pub fn with_max_body(mut self, max_body: usize) -> Self {
+        self.max_body = max_body;
+        self
     }
 
     /// The timeouts of this client.
@@ -171,7 +181,7 @@ impl EngineClient {
     pub async fn post_json(&self, path: &str, body: Bytes) -> Result<Bytes, EngineError> {
         let call = async {
             let resp = self.post(path, body).await?;
-            read_limited(resp.into_body(), MAX_UPSTREAM_BODY).await
+            read_limited(resp.into_body(), self.max_body).await
         };
         tokio::time::timeout(self.timeouts.deadline, call)
             .await

@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 /// Key id of the single key configuration.
 pub const KEY_ID: u8 = 1;
 
-/// Largest encapsulated request accepted (bytes).
+/// Default largest encapsulated request accepted (bytes); `--max-request-bytes` sets it.
 pub const MAX_REQUEST: usize = 4 << 20;
 
 /// Errors of the OHTTP layer. All of them map to the same opaque HTTP 400.

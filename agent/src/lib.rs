@@ -232,6 +232,7 @@ pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
 
     let engine = config.upstream.clone().map(|u| {
         engine::EngineClient::with_timeouts(u, engine::UpstreamTimeouts::from(&config.limits))
+            .with_max_body(config.limits.max_response_bytes)
     });
     let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(Readiness::new(engine.clone(), mode == Mode::Serve));
@@ -258,9 +259,12 @@ pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
                 moved_aside_bytes = replay.moved_aside.as_ref().map_or(0, |m| m.bytes),
                 "receipt log replayed"
             );
-            (Some(log), Channels::from_replay(&replay))
+            (
+                Some(log),
+                Channels::from_replay(&replay, config.limits.max_channels),
+            )
         }
-        Mode::Attest => (None, Channels::default()),
+        Mode::Attest => (None, Channels::with_bound(config.limits.max_channels)),
     };
 
     let params = ReceiptParams {
@@ -286,6 +290,7 @@ pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
         readiness,
         limits: config.limits,
         gates: http::Gates::new(&config.limits),
+        evidence: http::EvidenceGate::new(&config.limits),
     });
     if mode == Mode::Serve {
         // Readiness needs one evidence generation at start; a failure leaves the agent unready

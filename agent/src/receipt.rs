@@ -8,7 +8,7 @@
 //! states naming the channel's original host key are still accepted; new receipts are signed by
 //! (and name) the current boot's receipt key, which the tenant re-attests.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use dait_chain_client::{
@@ -20,50 +20,163 @@ use crate::http::error::CallError;
 use crate::receipt_log::{ReceiptLog, RecordHeader, Replay};
 use dait_chain_client::WireMessage as _;
 
+/// The default bound on the channels held live (see [`Channels::with_bound`]).
+pub const DEFAULT_MAX_CHANNELS: usize = 100_000;
+
 #[derive(Debug)]
 struct Slot {
     head: ChannelHead,
     tenant: Option<Address>,
     busy: bool,
+    /// The tick of its last use (its key in `Inner::order`).
+    used: u64,
+}
+
+/// A channel evicted from the live map: its last receipt's fields, all it needs to continue.
+#[derive(Debug, Clone, Copy)]
+struct Evicted {
+    host_key_id: B256,
+    last_call_seq: u64,
+    last_receipt_hash: B256,
+    cumulative: u128,
+    tenant: Address,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Live channels, at most `max` of them unless more have a call in flight.
+    live: HashMap<B256, Slot>,
+    /// Live channels by last use, oldest first.
+    order: BTreeMap<u64, B256>,
+    /// Channels with a receipt that are not live: the heads replayed at start and those evicted.
+    evicted: HashMap<B256, Evicted>,
+    tick: u64,
+    max: usize,
+}
+
+impl Inner {
+    fn next_tick(&mut self) -> u64 {
+        self.tick += 1;
+        self.tick
+    }
+
+    /// Mark `channel_id` (live) as just used.
+    fn touch(&mut self, channel_id: B256) {
+        let tick = self.next_tick();
+        if let Some(slot) = self.live.get_mut(&channel_id) {
+            self.order.remove(&slot.used);
+            slot.used = tick;
+            self.order.insert(tick, channel_id);
+        }
+    }
+
+    fn remove_live(&mut self, channel_id: &B256) {
+        if let Some(slot) = self.live.remove(channel_id) {
+            self.order.remove(&slot.used);
+        }
+    }
+
+    /// Evict least recently used channels without a call in flight until at most `max` are live.
+    /// A channel with a receipt keeps its head in `evicted`; one without (never committed) is
+    /// simply dropped, as it is indistinguishable from a new channel.
+    fn evict(&mut self) {
+        while self.live.len() > self.max {
+            let Some(victim) = self
+                .order
+                .values()
+                .copied()
+                .find(|id| self.live.get(id).is_some_and(|s| !s.busy))
+            else {
+                // Every live channel has a call in flight: over the bound until one finishes.
+                return;
+            };
+            let Some(slot) = self.live.remove(&victim) else {
+                return;
+            };
+            self.order.remove(&slot.used);
+            if let Some(tenant) = slot.tenant {
+                self.evicted.insert(
+                    victim,
+                    Evicted {
+                        host_key_id: slot.head.host_key_id,
+                        last_call_seq: slot.head.last_call_seq,
+                        last_receipt_hash: slot.head.last_receipt_hash,
+                        cumulative: slot.head.cumulative,
+                        tenant,
+                    },
+                );
+            }
+        }
+    }
 }
 
 /// All channels this agent serves.
-#[derive(Debug, Default)]
+///
+/// At most a bound of them are *live* (their full state, their in-flight flag and their place in
+/// the least-recently-used order). Past the bound the least recently used channel with no call in
+/// flight is evicted: its last receipt's fields (the same fields the receipt log's replay restores
+/// at start) move to a compact index, and the channel becomes live again, with the same head, on its
+/// next call. A channel is never evicted while it has a call in flight, so its sequence is never
+/// lost or forked.
+#[derive(Debug)]
 pub struct Channels {
-    slots: Mutex<HashMap<B256, Slot>>,
+    inner: Mutex<Inner>,
+}
+
+impl Default for Channels {
+    fn default() -> Self {
+        Self::with_bound(DEFAULT_MAX_CHANNELS)
+    }
 }
 
 impl Channels {
-    /// Restore heads from a replayed log.
-    pub fn from_replay(replay: &Replay) -> Self {
-        let slots = replay
+    /// An empty map holding at most `max_channels` (at least 1) channels live.
+    pub fn with_bound(max_channels: usize) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                max: max_channels.max(1),
+                ..Inner::default()
+            }),
+        }
+    }
+
+    /// Restore heads from a replayed log; each becomes live on its first call.
+    pub fn from_replay(replay: &Replay, max_channels: usize) -> Self {
+        let evicted = replay
             .heads
             .values()
             .map(|h| {
                 (
                     B256(h.channel_id),
-                    Slot {
-                        head: ChannelHead {
-                            channel_id: B256(h.channel_id),
-                            host_key_id: B256(h.host_key_id),
-                            last_call_seq: h.call_seq,
-                            last_receipt_hash: B256(h.receipt_hash),
-                            cumulative: h.cumulative,
-                        },
-                        tenant: Some(Address(h.tenant)),
-                        busy: false,
+                    Evicted {
+                        host_key_id: B256(h.host_key_id),
+                        last_call_seq: h.call_seq,
+                        last_receipt_hash: B256(h.receipt_hash),
+                        cumulative: h.cumulative,
+                        tenant: Address(h.tenant),
                     },
                 )
             })
             .collect();
         Self {
-            slots: Mutex::new(slots),
+            inner: Mutex::new(Inner {
+                evicted,
+                max: max_channels.max(1),
+                ..Inner::default()
+            }),
         }
     }
 
-    /// Number of channels held.
+    /// Number of channels held (live and evicted).
     pub fn len(&self) -> usize {
-        self.slots.lock().map_or(0, |s| s.len())
+        self.inner
+            .lock()
+            .map_or(0, |s| s.live.len() + s.evicted.len())
+    }
+
+    /// Number of channels held live.
+    pub fn live(&self) -> usize {
+        self.inner.lock().map_or(0, |s| s.live.len())
     }
 
     /// Whether no channel is held.
@@ -73,10 +186,17 @@ impl Channels {
 
     /// The head of a channel, if known.
     pub fn head(&self, channel_id: &B256) -> Option<ChannelHead> {
-        self.slots
-            .lock()
-            .ok()
-            .and_then(|s| s.get(channel_id).map(|s| s.head))
+        let inner = self.inner.lock().ok()?;
+        if let Some(s) = inner.live.get(channel_id) {
+            return Some(s.head);
+        }
+        inner.evicted.get(channel_id).map(|e| ChannelHead {
+            channel_id: *channel_id,
+            host_key_id: e.host_key_id,
+            last_call_seq: e.last_call_seq,
+            last_receipt_hash: e.last_receipt_hash,
+            cumulative: e.cumulative,
+        })
     }
 
     /// Check `signed` for a call whose worst-case cost is `worst_case`, and reserve the channel.
@@ -88,15 +208,38 @@ impl Channels {
         worst_case: u128,
     ) -> Result<Lease, CallError> {
         let channel_id = signed.state.channel_id;
-        let mut slots = self
-            .slots
+        let mut guard = self
+            .inner
             .lock()
             .map_err(|_| CallError::Internal("channel lock"))?;
-        let slot = slots.entry(channel_id).or_insert_with(|| Slot {
-            head: ChannelHead::open(channel_id, host_key_id),
-            tenant: None,
-            busy: false,
-        });
+        let inner = &mut *guard;
+        if !inner.live.contains_key(&channel_id) {
+            let slot = match inner.evicted.remove(&channel_id) {
+                Some(e) => Slot {
+                    head: ChannelHead {
+                        channel_id,
+                        host_key_id: e.host_key_id,
+                        last_call_seq: e.last_call_seq,
+                        last_receipt_hash: e.last_receipt_hash,
+                        cumulative: e.cumulative,
+                    },
+                    tenant: Some(e.tenant),
+                    busy: false,
+                    used: 0,
+                },
+                None => Slot {
+                    head: ChannelHead::open(channel_id, host_key_id),
+                    tenant: None,
+                    busy: false,
+                    used: 0,
+                },
+            };
+            inner.live.insert(channel_id, slot);
+        }
+        inner.touch(channel_id);
+        let Some(slot) = inner.live.get_mut(&channel_id) else {
+            return Err(CallError::Internal("channel slot"));
+        };
         if slot.busy {
             return Err(CallError::Busy);
         }
@@ -105,22 +248,26 @@ impl Channels {
             Ok(a) => a,
             Err(e) => {
                 if slot.tenant.is_none() && slot.head.last_call_seq == 0 {
-                    slots.remove(&channel_id);
+                    inner.remove_live(&channel_id);
                 }
+                inner.evict();
                 return Err(CallError::State(e));
             }
         };
         if slot.tenant.is_some_and(|t| t != accepted.tenant) {
+            inner.evict();
             return Err(CallError::WrongTenant);
         }
         slot.busy = true;
-        Ok(Lease {
+        let lease = Lease {
             channels: Arc::clone(self),
             head: slot.head,
             tenant: accepted.tenant,
             escrow_cap: accepted.escrow_cap,
             done: false,
-        })
+        };
+        inner.evict();
+        Ok(lease)
     }
 }
 
@@ -266,12 +413,13 @@ impl Lease {
             tracing::error!(error = %e, "receipt log append failed");
             CallError::Internal("receipt log")
         })?;
-        let mut slots = self
+        let mut inner = self
             .channels
-            .slots
+            .inner
             .lock()
             .map_err(|_| CallError::Internal("channel lock"))?;
-        if let Some(slot) = slots.get_mut(&self.head.channel_id) {
+        // INVARIANT: a channel with a call in flight is never evicted, so its slot is live.
+        if let Some(slot) = inner.live.get_mut(&self.head.channel_id) {
             slot.head = ChannelHead {
                 channel_id: self.head.channel_id,
                 host_key_id: self.head.host_key_id,
@@ -282,6 +430,8 @@ impl Lease {
             slot.tenant = Some(self.tenant);
             slot.busy = false;
         }
+        inner.evict();
+        drop(inner);
         self.done = true;
         Ok(())
     }
@@ -292,8 +442,8 @@ impl Drop for Lease {
         if self.done {
             return;
         }
-        if let Ok(mut slots) = self.channels.slots.lock() {
-            let remove = match slots.get_mut(&self.head.channel_id) {
+        if let Ok(mut inner) = self.channels.inner.lock() {
+            let remove = match inner.live.get_mut(&self.head.channel_id) {
                 Some(slot) => {
                     slot.busy = false;
                     slot.tenant.is_none() && slot.head.last_call_seq == 0
@@ -301,8 +451,9 @@ impl Drop for Lease {
                 None => false,
             };
             if remove {
-                slots.remove(&self.head.channel_id);
+                inner.remove_live(&self.head.channel_id);
             }
+            inner.evict();
         }
     }
 }
@@ -327,6 +478,64 @@ mod tests {
             host_signature: None,
         };
         (Arc::new(Channels::default()), signed, domain, host)
+    }
+
+    /// A new channel `id` of a fresh tenant, signed.
+    fn channel(id: u8, domain: &Domain, host: B256) -> SignedChannelState {
+        let tenant = TenantSigner::generate(&mut rand::rngs::OsRng);
+        let state = ChannelState::open(B256([id; 32]), 1000, tenant.address(), host);
+        SignedChannelState {
+            tenant_signature: tenant.sign_state(&state, domain),
+            state,
+            host_signature: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_channel_with_a_call_in_flight_is_never_evicted() {
+        let (_, a, domain, host) = setup();
+        let ch = Arc::new(Channels::with_bound(1));
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = ReceiptLog::open(dir.path()).unwrap();
+        let key = HostSigningKey::generate(&mut rand::rngs::OsRng);
+        let lease_a = ch.begin(&a, &domain, host, 10).unwrap();
+        // Over the bound, but the only other channel has a call in flight: both stay live.
+        let b = channel(9, &domain, host);
+        let lease_b = ch.begin(&b, &domain, host, 10).unwrap();
+        assert_eq!(ch.live(), 2);
+        drop(lease_b);
+        assert_eq!(ch.live(), 1);
+        let params = ReceiptParams {
+            host_key_id: host,
+            keyset_hash: B256([4; 32]),
+            model_id: "m".into(),
+            weight_hash: B256::ZERO,
+            price_in: 1,
+            price_out: 1,
+            seed: 0,
+            engine_build: B256::ZERO,
+            deterministic: false,
+        };
+        let facts = CallFacts {
+            request_hash: B256([5; 32]),
+            response_hash: B256([6; 32]),
+            request_ct_hash: B256([7; 32]),
+            response_ct_hash: B256::ZERO,
+            tokens_in: 1,
+            tokens_out: 1,
+            timestamp: 1,
+        };
+        lease_a
+            .commit(&facts, &params, &key, &domain, &log)
+            .await
+            .unwrap();
+        // A new channel evicts the idle one; its head is kept.
+        let c = channel(10, &domain, host);
+        let _lease_c = ch.begin(&c, &domain, host, 10).unwrap();
+        assert_eq!(ch.live(), 1);
+        assert_eq!(ch.len(), 2);
+        let head = ch.head(&a.state.channel_id).unwrap();
+        assert_eq!((head.last_call_seq, head.cumulative), (1, 2));
     }
 
     #[test]

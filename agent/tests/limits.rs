@@ -1,7 +1,9 @@
 //! The agent's limits and timeouts, each shown to act: the connection and in-flight bounds answer a
 //! fast `503` with `Retry-After`, a client that stalls in its TLS handshake, its headers or its body
 //! is cut off at the configured timeout, and a stalled engine gives the tenant an `upstream` error,
-//! with no receipt, within the upstream timeouts.
+//! with no receipt, within the upstream timeouts. Past the channel bound, evicted channels continue
+//! their sequence; requests and engine answers over their size caps are refused with no receipt;
+//! attestation is cached per freshness and fresh evidence is rate-limited per client address.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
@@ -322,4 +324,154 @@ async fn an_engine_that_does_not_accept_gives_upstream_at_the_connect_timeout() 
         "{took:?}"
     );
     drop(listener);
+}
+
+#[tokio::test]
+async fn evicted_channels_continue_their_sequence() {
+    let (engine, _) = start_engine(VLLM_LIKE).await;
+    let a = agent_at(engine, false, &["--max-channels", "2"]).await;
+    let mut conn = Conn::connect(a.addr, false).await.unwrap();
+    let info = host_info(&mut conn).await;
+    let mut tenants: Vec<Tenant> = (0..3).map(|i| Tenant::new(&info, 1_000_000, i)).collect();
+    let mut cumulative = [0u128; 3];
+    for round in 1..=4u64 {
+        for (i, t) in tenants.iter_mut().enumerate() {
+            let r = t.call(&mut conn, CHAT, &chat_body("hello", 3, false)).await;
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            let receipt = r.receipt.clone().expect("receipt").receipt;
+            // Gapless, chained to the previous receipt (SPUR-IC) and cumulative, though the
+            // channel was evicted since its last call.
+            assert_eq!(receipt.call_seq, round);
+            cumulative[i] += receipt.amount;
+            assert_eq!(receipt.cumulative, cumulative[i]);
+            t.accept(&r, false).expect("receipt continues the channel");
+            assert!(a.app.channels.live() <= 2);
+        }
+    }
+    assert_eq!(a.app.channels.len(), 3);
+}
+
+/// A raw `POST /v1/ohttp` of `len` bytes of garbage.
+fn ohttp_post(len: usize) -> Vec<u8> {
+    let mut req = format!(
+        "POST /v1/ohttp HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\
+         content-type: message/ohttp-req\r\ncontent-length: {len}\r\n\r\n"
+    )
+    .into_bytes();
+    req.resize(req.len() + len, 0x41);
+    req
+}
+
+#[tokio::test]
+async fn a_request_over_the_size_cap_gets_413() {
+    let (engine, _) = start_engine(VLLM_LIKE).await;
+    let a = agent_at(engine, false, &["--max-request-bytes", "1000"]).await;
+    let (resp, _) = raw_exchange(a.addr, &ohttp_post(1001)).await;
+    assert!(resp.starts_with("http/1.1 413"), "{resp}");
+    // At the cap it is read (and, being garbage, is the opaque 400).
+    let (resp, _) = raw_exchange(a.addr, &ohttp_post(1000)).await;
+    assert!(resp.starts_with("http/1.1 400"), "{resp}");
+    // A real call fits.
+    let mut conn = Conn::connect(a.addr, false).await.unwrap();
+    let info = host_info(&mut conn).await;
+    let t = Tenant::new(&info, 1_000_000, 1);
+    let r = t.call(&mut conn, CHAT, &chat_body("hi", 5, false)).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.receipt.is_some());
+}
+
+#[tokio::test]
+async fn an_engine_answer_over_the_size_cap_is_an_upstream_error_without_receipt() {
+    let (engine, _) = start_engine(VLLM_LIKE).await;
+    let a = agent_at(engine, false, &["--max-response-bytes", "64"]).await;
+    let mut conn = Conn::connect(a.addr, false).await.unwrap();
+    let info = host_info(&mut conn).await;
+    let t = Tenant::new(&info, 1_000_000, 1);
+    let r = t.call(&mut conn, CHAT, &chat_body("hi", 5, false)).await;
+    r.assert_error(502, "upstream");
+    // No receipt and no channel state: the turn is still the tenant's to use.
+    assert!(a.app.channels.is_empty());
+}
+
+/// `GET /v1/attestation?<query>` on a fresh connection from the loopback address `from`; returns
+/// the status and the lowercased answer head.
+async fn attest_from(addr: std::net::SocketAddr, from: [u8; 4], query: &str) -> (u16, String) {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind((from, 0).into()).unwrap();
+    let mut tcp = sock.connect(addr).await.unwrap();
+    let req =
+        format!("GET /v1/attestation?{query} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(BOUND, tcp.read_to_end(&mut buf))
+        .await
+        .expect("no answer")
+        .ok();
+    let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    let head = text.split("\r\n\r\n").next().unwrap_or_default().to_owned();
+    let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, head)
+}
+
+fn nonce_query(n: u32) -> String {
+    format!("nonce={}", hex::encode([n.to_be_bytes(); 8].concat()))
+}
+
+fn evidence_count(a: &Agent) -> f64 {
+    parse_openmetrics(&a.app.metrics.encode())
+        .unwrap()
+        .value("dait_evidence_duration_seconds_count", &[])
+}
+
+#[tokio::test]
+async fn fresh_nonce_flood_from_one_address_gets_429_while_another_is_served() {
+    let (engine, _) = start_engine(VLLM_LIKE).await;
+    let a = agent_at(
+        engine,
+        false,
+        &["--attestation-rate", "1", "--attestation-burst", "3"],
+    )
+    .await;
+    let flooder = [127, 0, 0, 1];
+    let mut statuses = Vec::new();
+    for n in 0..10 {
+        let (status, head) = attest_from(a.addr, flooder, &nonce_query(n)).await;
+        if status == 429 {
+            assert!(
+                head.contains("retry-after: 1\r\n") || head.ends_with("retry-after: 1"),
+                "{head}"
+            );
+        }
+        statuses.push(status);
+    }
+    // The burst, then refusals (a token refills each second, which a slow machine may see once).
+    assert_eq!(statuses[..4], [200, 200, 200, 429], "{statuses:?}");
+    assert!(
+        statuses.iter().filter(|s| **s == 429).count() >= 5,
+        "{statuses:?}"
+    );
+    // Another address has its own bucket.
+    assert_eq!(
+        attest_from(a.addr, [127, 0, 0, 2], &nonce_query(100))
+            .await
+            .0,
+        200
+    );
+    // A freshness already answered comes from the cache, even with the bucket empty.
+    assert_eq!(attest_from(a.addr, flooder, &nonce_query(0)).await.0, 200);
+}
+
+#[tokio::test]
+async fn cached_evidence_calls_the_tee_once_per_window() {
+    let (engine, _) = start_engine(VLLM_LIKE).await;
+    let a = agent_at(engine, false, &["--attestation-cache-window", "500ms"]).await;
+    let epoch = format!("epoch=9&{}", nonce_query(9));
+    let before = evidence_count(&a);
+    for i in 0..5u8 {
+        assert_eq!(attest_from(a.addr, [127, 0, 0, 1 + i], &epoch).await.0, 200);
+    }
+    assert_eq!(evidence_count(&a) - before, 1.0);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(attest_from(a.addr, [127, 0, 0, 1], &epoch).await.0, 200);
+    assert_eq!(evidence_count(&a) - before, 2.0);
 }

@@ -18,6 +18,7 @@ mod admission;
 mod bhttp;
 pub(crate) mod call;
 pub mod error;
+mod evidence;
 mod ops;
 mod plain;
 mod routes;
@@ -40,6 +41,7 @@ use crate::receipt_log::ReceiptLog;
 use crate::tee::TeeBackend;
 
 pub use admission::{Gates, OVERFLOW_CONNECTIONS};
+pub use evidence::{CACHED_BUNDLES, EvidenceGate};
 pub use ops::serve_metrics;
 pub use routes::{bundle, handle};
 pub use serve::{dangerous_serve_plaintext, serve_tls, serve_tls_until};
@@ -83,6 +85,8 @@ pub struct App {
     pub limits: Limits,
     /// The connection and in-flight bounds.
     pub gates: Gates,
+    /// The attestation cache and the per-address limit on fresh evidence.
+    pub evidence: EvidenceGate,
 }
 
 impl std::fmt::Debug for App {

@@ -12,7 +12,6 @@ use hyper::body::Incoming;
 use tracing::{Instrument, info_span};
 
 use super::{App, Body, plain, stream};
-use crate::hpke::MAX_REQUEST;
 
 /// A response with a whole body.
 pub(super) fn full(
@@ -50,6 +49,7 @@ pub(super) fn outcome(status: StatusCode) -> &'static str {
         StatusCode::REQUEST_TIMEOUT => "timeout",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
         StatusCode::SERVICE_UNAVAILABLE => "not_ready",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
         _ => "internal",
     }
 }
@@ -95,12 +95,19 @@ async fn readyz(app: &App) -> Response<Body> {
     full(status, Some("application/json"), body.to_string())
 }
 
-fn parse_nonce(query: Option<&str>) -> Option<[u8; 32]> {
+/// `nonce=<64 hex>`, with `epoch=<u64>` for the chain epoch's nonce (PROTOCOL.md §3).
+fn parse_freshness(query: Option<&str>) -> Option<Freshness> {
     let q = query?;
     let v = q.split('&').find_map(|kv| kv.strip_prefix("nonce="))?;
-    let mut n = [0u8; 32];
-    hex::decode_to_slice(v, &mut n).ok()?;
-    Some(n)
+    let mut nonce = [0u8; 32];
+    hex::decode_to_slice(v, &mut nonce).ok()?;
+    match q.split('&').find_map(|kv| kv.strip_prefix("epoch=")) {
+        None => Some(Freshness::TenantNonce(nonce)),
+        Some(e) => Some(Freshness::ChainEpoch {
+            epoch: e.parse().ok()?,
+            nonce,
+        }),
+    }
 }
 
 /// Build the evidence bundle for `freshness`.
@@ -124,14 +131,28 @@ pub fn bundle(app: &App, freshness: &Freshness) -> Result<Vec<u8>, crate::tee::T
 }
 
 async fn attestation(app: &Arc<App>, query: Option<&str>) -> Response<Body> {
-    let Some(nonce) = parse_nonce(query) else {
+    let Some(freshness) = parse_freshness(query) else {
         return empty(StatusCode::BAD_REQUEST);
     };
+    if let Some(b) = app.evidence.cached(&freshness) {
+        return full(StatusCode::OK, Some(BUNDLE_TYPE), b);
+    }
+    if let Some(ip) = super::evidence::client_ip()
+        && let Err(secs) = app.evidence.admit(ip)
+    {
+        let mut r = empty(StatusCode::TOO_MANY_REQUESTS);
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        return r;
+    }
     let app2 = Arc::clone(app);
-    let r =
-        tokio::task::spawn_blocking(move || bundle(&app2, &Freshness::TenantNonce(nonce))).await;
+    let r = tokio::task::spawn_blocking(move || bundle(&app2, &freshness)).await;
     match r {
-        Ok(Ok(b)) => full(StatusCode::OK, Some("application/vnd.dait.bundle"), b),
+        Ok(Ok(b)) => {
+            let b = Bytes::from(b);
+            app.evidence.store(freshness, b.clone());
+            full(StatusCode::OK, Some(BUNDLE_TYPE), b)
+        }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "evidence failed");
             empty(StatusCode::INTERNAL_SERVER_ERROR)
@@ -152,7 +173,7 @@ async fn ohttp(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         Some(b"message/ohttp-chunked-req") => true,
         _ => return outer_error(&app, StatusCode::UNSUPPORTED_MEDIA_TYPE),
     };
-    let read = Limited::new(req.into_body(), MAX_REQUEST).collect();
+    let read = Limited::new(req.into_body(), app.limits.max_request_bytes).collect();
     let body = match tokio::time::timeout(app.limits.body_read_timeout, read).await {
         Ok(Ok(b)) => b.to_bytes(),
         Ok(Err(_)) => return outer_error(&app, StatusCode::PAYLOAD_TOO_LARGE),
@@ -190,6 +211,9 @@ fn outer_error(app: &App, status: StatusCode) -> Response<Body> {
     empty(status)
 }
 
+/// The content type of an evidence bundle.
+const BUNDLE_TYPE: &str = "application/vnd.dait.bundle";
+
 /// The `route` label of `POST /v1/ohttp`.
 pub(super) const OHTTP_ROUTE: &str = "ohttp";
 /// The `outcome` label of a call refused for the in-flight bound.
@@ -205,8 +229,19 @@ mod tests {
     #[test]
     fn nonce_query() {
         let h = "ab".repeat(32);
-        assert_eq!(parse_nonce(Some(&format!("nonce={h}"))), Some([0xab; 32]));
-        assert_eq!(parse_nonce(Some("nonce=zz")), None);
-        assert_eq!(parse_nonce(None), None);
+        assert_eq!(
+            parse_freshness(Some(&format!("nonce={h}"))),
+            Some(Freshness::TenantNonce([0xab; 32]))
+        );
+        assert_eq!(
+            parse_freshness(Some(&format!("epoch=7&nonce={h}"))),
+            Some(Freshness::ChainEpoch {
+                epoch: 7,
+                nonce: [0xab; 32]
+            })
+        );
+        assert_eq!(parse_freshness(Some(&format!("nonce={h}&epoch=x"))), None);
+        assert_eq!(parse_freshness(Some("nonce=zz")), None);
+        assert_eq!(parse_freshness(None), None);
     }
 }

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::admission::Admission;
+use super::evidence::CLIENT_IP;
 use super::{App, handle};
 
 /// The pause after a failed `accept` (no descriptor free, for one).
@@ -76,7 +77,7 @@ async fn accept_tls(
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
     loop {
-        let (tcp, _) = match listener.accept().await {
+        let (tcp, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
                 // Out of descriptors or memory: back off a little rather than spin.
@@ -94,14 +95,14 @@ async fn accept_tls(
         let acceptor = acceptor.clone();
         let app = Arc::clone(&app);
         let stop_rx = stop_rx.clone();
-        tokio::spawn(async move {
+        tokio::spawn(CLIENT_IP.scope(peer.ip(), async move {
             let Ok(Ok(tls)) =
                 tokio::time::timeout(app.limits.tls_handshake_timeout, acceptor.accept(tcp)).await
             else {
                 return;
             };
             serve_admitted(app, admission, tls, stop_rx).await;
-        });
+        }));
     }
 }
 
@@ -114,7 +115,7 @@ pub async fn dangerous_serve_plaintext(
     // Never asked to stop: the connections end with their clients.
     let (_stop_tx, stop_rx) = watch::channel(false);
     loop {
-        let (tcp, _) = listener.accept().await?;
+        let (tcp, peer) = listener.accept().await?;
         let admission = app.gates.connection();
         if matches!(admission, Admission::Drop) {
             drop(tcp);
@@ -122,7 +123,10 @@ pub async fn dangerous_serve_plaintext(
         }
         let _ = tcp.set_nodelay(true);
         let app = Arc::clone(&app);
-        tokio::spawn(serve_admitted(app, admission, tcp, stop_rx.clone()));
+        tokio::spawn(CLIENT_IP.scope(
+            peer.ip(),
+            serve_admitted(app, admission, tcp, stop_rx.clone()),
+        ));
     }
 }
 
