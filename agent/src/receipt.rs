@@ -505,26 +505,7 @@ mod tests {
         assert_eq!(ch.live(), 2);
         drop(lease_b);
         assert_eq!(ch.live(), 1);
-        let params = ReceiptParams {
-            host_key_id: host,
-            keyset_hash: B256([4; 32]),
-            model_id: "m".into(),
-            weight_hash: B256::ZERO,
-            price_in: 1,
-            price_out: 1,
-            seed: 0,
-            engine_build: B256::ZERO,
-            deterministic: false,
-        };
-        let facts = CallFacts {
-            request_hash: B256([5; 32]),
-            response_hash: B256([6; 32]),
-            request_ct_hash: B256([7; 32]),
-            response_ct_hash: B256::ZERO,
-            tokens_in: 1,
-            tokens_out: 1,
-            timestamp: 1,
-        };
+        let (params, facts) = call(host, 1, 1, 1);
         lease_a
             .commit(&facts, &params, &key, &domain, &log)
             .await
@@ -536,6 +517,36 @@ mod tests {
         assert_eq!(ch.len(), 2);
         let head = ch.head(&a.state.channel_id).unwrap();
         assert_eq!((head.last_call_seq, head.cumulative), (1, 2));
+    }
+
+    /// Receipt parameters at `price_out` and the facts of a call with `tokens_in` and `tokens_out`.
+    fn call(
+        host: B256,
+        price_out: u128,
+        tokens_in: u64,
+        tokens_out: u64,
+    ) -> (ReceiptParams, CallFacts) {
+        let params = ReceiptParams {
+            host_key_id: host,
+            keyset_hash: B256([4; 32]),
+            model_id: "m".into(),
+            weight_hash: B256::ZERO,
+            price_in: 1,
+            price_out,
+            seed: 0,
+            engine_build: B256::ZERO,
+            deterministic: false,
+        };
+        let facts = CallFacts {
+            request_hash: B256([5; 32]),
+            response_hash: B256([6; 32]),
+            request_ct_hash: B256([7; 32]),
+            response_ct_hash: B256::ZERO,
+            tokens_in,
+            tokens_out,
+            timestamp: 1,
+        };
+        (params, facts)
     }
 
     #[test]
@@ -568,26 +579,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (log, _) = ReceiptLog::open(dir.path()).unwrap();
         let key = HostSigningKey::generate(&mut rand::rngs::OsRng);
-        let params = ReceiptParams {
-            host_key_id: host,
-            keyset_hash: B256([4; 32]),
-            model_id: "m".into(),
-            weight_hash: B256::ZERO,
-            price_in: 1,
-            price_out: 2,
-            seed: 0,
-            engine_build: B256::ZERO,
-            deterministic: false,
-        };
-        let facts = CallFacts {
-            request_hash: B256([5; 32]),
-            response_hash: B256([6; 32]),
-            request_ct_hash: B256([7; 32]),
-            response_ct_hash: B256::ZERO,
-            tokens_in: 3,
-            tokens_out: 4,
-            timestamp: 1,
-        };
+        let (params, facts) = call(host, 2, 3, 4);
         let lease = ch.begin(&signed, &domain, host, 100).unwrap();
         let r = lease
             .commit(&facts, &params, &key, &domain, &log)
