@@ -367,7 +367,7 @@ async fn receipt_log_cannot_write() {
     // 1 MiB the log may use.
     let model_id = "m".repeat(dait_chain_client::MAX_MODEL_ID_LEN);
     let Some(mut cmd) = serve_with_file_size_limit(&state, &upstream) else {
-        eprintln!("skipped: prlimit (util-linux) not found");
+        eprintln!("skipped: no prlimit (util-linux)");
         return;
     };
     cmd.env("DAIT_MODEL_ID", &model_id).env("DAIT_LOG", "error");

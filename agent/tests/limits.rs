@@ -34,6 +34,23 @@ async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> (String, Du
     )
 }
 
+/// A plain connection to `a` and a tenant (one channel, escrow 1,000,000) for its attested keys.
+async fn tenant_of(a: &Agent) -> (Conn, Tenant) {
+    let mut conn = Conn::connect(a.addr, false).await.unwrap();
+    let info = host_info(&mut conn).await;
+    (conn, Tenant::new(&info, 1_000_000, 1))
+}
+
+/// What `started` measured took at least `at_least` (the timeout acted, not something earlier) and under 2 s
+/// (it acted, not the test's bound).
+fn assert_took(started: Instant, at_least: Duration) {
+    let took = started.elapsed();
+    assert!(
+        took >= at_least && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+}
+
 const HEALTHZ_CLOSE: &[u8] = b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
 
 #[tokio::test]
@@ -216,9 +233,7 @@ async fn a_silent_engine_gives_upstream_at_the_first_byte_timeout() {
         "10s",
     ];
     let a = agent_at(engine, false, &flags).await;
-    let mut conn = Conn::connect(a.addr, false).await.unwrap();
-    let info = host_info(&mut conn).await;
-    let t = Tenant::new(&info, 1_000_000, 1);
+    let (mut conn, t) = tenant_of(&a).await;
 
     let started = Instant::now();
     let r = tokio::time::timeout(BOUND, t.call(&mut conn, CHAT, &chat_body("hi", 5, false)))
@@ -256,20 +271,14 @@ async fn an_engine_stalling_mid_answer_gives_upstream_at_the_deadline() {
         "600ms",
     ];
     let a = agent_at(engine, false, &flags).await;
-    let mut conn = Conn::connect(a.addr, false).await.unwrap();
-    let info = host_info(&mut conn).await;
-    let t = Tenant::new(&info, 1_000_000, 1);
+    let (mut conn, t) = tenant_of(&a).await;
 
     let started = Instant::now();
     let r = tokio::time::timeout(BOUND, t.call(&mut conn, CHAT, &chat_body("hi", 5, false)))
         .await
         .expect("plain call hung");
     r.assert_error(502, "upstream");
-    let took = started.elapsed();
-    assert!(
-        took >= Duration::from_millis(550) && took < Duration::from_secs(2),
-        "{took:?}"
-    );
+    assert_took(started, Duration::from_millis(550));
 
     // A stream that started: its token arrives, then it ends with the error trailer and no receipt.
     let started = Instant::now();
@@ -280,11 +289,7 @@ async fn an_engine_stalling_mid_answer_gives_upstream_at_the_deadline() {
     assert!(String::from_utf8_lossy(&r.body).contains("tok0"));
     assert_eq!(r.trailer_error.as_deref(), Some(&b"upstream"[..]));
     assert!(r.receipt.is_none());
-    let took = started.elapsed();
-    assert!(
-        took >= Duration::from_millis(550) && took < Duration::from_secs(2),
-        "{took:?}"
-    );
+    assert_took(started, Duration::from_millis(550));
 }
 
 #[tokio::test]
@@ -310,19 +315,13 @@ async fn an_engine_that_does_not_accept_gives_upstream_at_the_connect_timeout() 
         "10s",
     ];
     let a = agent_at(engine, false, &flags).await;
-    let mut conn = Conn::connect(a.addr, false).await.unwrap();
-    let info = host_info(&mut conn).await;
-    let t = Tenant::new(&info, 1_000_000, 1);
+    let (mut conn, t) = tenant_of(&a).await;
     let started = Instant::now();
     let r = tokio::time::timeout(BOUND, t.call(&mut conn, CHAT, &chat_body("hi", 5, false)))
         .await
         .expect("plain call hung");
     r.assert_error(502, "upstream");
-    let took = started.elapsed();
-    assert!(
-        took >= Duration::from_millis(250) && took < Duration::from_secs(2),
-        "{took:?}"
-    );
+    assert_took(started, Duration::from_millis(250));
     drop(listener);
 }
 
@@ -372,9 +371,7 @@ async fn a_request_over_the_size_cap_gets_413() {
     let (resp, _) = raw_exchange(a.addr, &ohttp_post(1000)).await;
     assert!(resp.starts_with("http/1.1 400"), "{resp}");
     // A real call fits.
-    let mut conn = Conn::connect(a.addr, false).await.unwrap();
-    let info = host_info(&mut conn).await;
-    let t = Tenant::new(&info, 1_000_000, 1);
+    let (mut conn, t) = tenant_of(&a).await;
     let r = t.call(&mut conn, CHAT, &chat_body("hi", 5, false)).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert!(r.receipt.is_some());
@@ -384,9 +381,7 @@ async fn a_request_over_the_size_cap_gets_413() {
 async fn an_engine_answer_over_the_size_cap_is_an_upstream_error_without_receipt() {
     let (engine, _) = start_engine(VLLM_LIKE).await;
     let a = agent_at(engine, false, &["--max-response-bytes", "64"]).await;
-    let mut conn = Conn::connect(a.addr, false).await.unwrap();
-    let info = host_info(&mut conn).await;
-    let t = Tenant::new(&info, 1_000_000, 1);
+    let (mut conn, t) = tenant_of(&a).await;
     let r = t.call(&mut conn, CHAT, &chat_body("hi", 5, false)).await;
     r.assert_error(502, "upstream");
     // No receipt and no channel state: the turn is still the tenant's to use.
