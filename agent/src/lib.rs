@@ -302,16 +302,20 @@ pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
     Ok(app)
 }
 
-/// Tells the metrics and readiness how each receipt-log batch's write and sync went.
+/// Tells the metrics how long each receipt-log batch's write and sync took, and readiness whether
+/// the log takes appends.
 struct LogObserver {
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
 }
 
 impl receipt_log::SyncObserver for LogObserver {
-    fn synced(&self, elapsed: std::time::Duration, ok: bool) {
+    fn synced(&self, elapsed: std::time::Duration, _ok: bool) {
         self.metrics.receipt_log_sync(elapsed);
-        self.readiness.set_receipt_log(ok);
+    }
+
+    fn state(&self, state: receipt_log::LogState) {
+        self.readiness.set_receipt_log(state);
     }
 }
 

@@ -4,18 +4,19 @@
 //! | condition | code when failing | holds when |
 //! |---|---|---|
 //! | [`Condition::EngineReachable`] | `engine_unreachable` | the engine answered `GET` [`crate::engine::ENGINE_HEALTH_PATH`] with a success status within [`ENGINE_PROBE_TIMEOUT`]; the answer is cached for [`ENGINE_PROBE_TTL`], so `/readyz` never probes once per request |
-//! | [`Condition::ReceiptLogWritable`] | `receipt_log_unwritable` | a receipt log is open and its last batch's write and `fdatasync` succeeded (a failure is final until a restart: the log refuses all further appends) |
+//! | [`Condition::ReceiptLogWritable`] | `receipt_log_unwritable` | a receipt log is open and takes appends ([`LogState::Writable`]): out of space it turns ready again once space is found (probed by `/readyz` and by calls, at most once a second); after any other failed write or `fdatasync` it stays unready until a restart |
 //! | [`Condition::TeeUsable`] | `tee_unusable` | the last evidence generation (at start, then each attestation) succeeded |
 //!
 //! GPU evidence and collateral freshness are not produced by the agent yet; when they are, each
 //! becomes one more [`Condition`] here.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::engine::{EngineClient, EngineError};
+use crate::receipt_log::LogState;
 
 /// How long an engine probe's answer is reused.
 pub const ENGINE_PROBE_TTL: Duration = Duration::from_secs(1);
@@ -68,7 +69,7 @@ impl Failure {
 pub struct Readiness {
     engine: Option<EngineClient>,
     probe: tokio::sync::Mutex<Option<(Instant, Result<(), &'static str>)>>,
-    receipt_log: Option<AtomicBool>,
+    receipt_log: Option<AtomicU8>,
     tee: AtomicBool,
 }
 
@@ -79,15 +80,15 @@ impl Readiness {
         Self {
             engine,
             probe: tokio::sync::Mutex::new(None),
-            receipt_log: receipt_log.then(|| AtomicBool::new(true)),
+            receipt_log: receipt_log.then(|| AtomicU8::new(LogState::Writable.to_u8())),
             tee: AtomicBool::new(true),
         }
     }
 
-    /// Record how the receipt log's last write and sync went.
-    pub fn set_receipt_log(&self, ok: bool) {
+    /// Record whether the receipt log takes appends.
+    pub fn set_receipt_log(&self, state: LogState) {
         if let Some(flag) = &self.receipt_log {
-            flag.store(ok, Ordering::Relaxed);
+            flag.store(state.to_u8(), Ordering::Relaxed);
         }
     }
 
@@ -107,11 +108,19 @@ impl Readiness {
                 Condition::ReceiptLogWritable,
                 "no receipt log is open",
             )),
-            Some(flag) if !flag.load(Ordering::Relaxed) => out.push(Failure::new(
-                Condition::ReceiptLogWritable,
-                "the last receipt log write or fdatasync failed; no receipt can be made durable until a restart",
-            )),
-            Some(_) => {}
+            Some(flag) => match LogState::from_u8(flag.load(Ordering::Relaxed)) {
+                LogState::Writable => {}
+                LogState::NoSpace => out.push(Failure::new(
+                    Condition::ReceiptLogWritable,
+                    "no space left on the receipt log's device (ENOSPC): the write was rolled back and \
+                     no receipt can be made durable until space is freed (probed at most once a second)",
+                )),
+                _ => out.push(Failure::new(
+                    Condition::ReceiptLogWritable,
+                    "a receipt log write or fdatasync failed: what the file holds past its last durable \
+                     record is unknown, so no receipt can be made durable until a restart replays it",
+                )),
+            },
         }
         if !self.tee.load(Ordering::Relaxed) {
             out.push(Failure::new(
@@ -158,7 +167,7 @@ mod tests {
     async fn each_condition_fails_with_its_code() {
         let r = Readiness::new(None, true);
         assert_eq!(codes(&r.failures().await), ["engine_unreachable"]);
-        r.set_receipt_log(false);
+        r.set_receipt_log(LogState::Failed);
         r.set_tee(false);
         assert_eq!(
             codes(&r.failures().await),
@@ -173,8 +182,18 @@ mod tests {
             codes(&r.failures().await),
             ["engine_unreachable", "receipt_log_unwritable"]
         );
+        // Out of space is unready with its own reason, and ready again once space is found.
+        r.set_receipt_log(LogState::NoSpace);
+        let failing = r.failures().await;
+        assert_eq!(
+            codes(&failing),
+            ["engine_unreachable", "receipt_log_unwritable"]
+        );
+        assert!(failing[1].message.contains("no space"), "{failing:?}");
+        r.set_receipt_log(LogState::Writable);
+        assert_eq!(codes(&r.failures().await), ["engine_unreachable"]);
         let no_log = Readiness::new(None, false);
-        no_log.set_receipt_log(true);
+        no_log.set_receipt_log(LogState::Writable);
         assert!(codes(&no_log.failures().await).contains(&"receipt_log_unwritable"));
     }
 

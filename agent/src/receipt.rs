@@ -411,7 +411,7 @@ impl Lease {
     ) -> Result<(), CallError> {
         log.append(&header, &bytes).await.map_err(|e| {
             tracing::error!(error = %e, "receipt log append failed");
-            CallError::Internal("receipt log")
+            CallError::from(e)
         })?;
         let mut inner = self
             .channels

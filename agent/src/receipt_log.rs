@@ -39,6 +39,17 @@
 //! intact records of the same unacknowledged batch, which is reported as damage (the flag recovers
 //! it). Records that form a `call_seq` gap stop the start too ([`ReceiptLogError::Gap`]); the same flag,
 //! given the gap's offset, moves the log aside from there.
+//!
+//! # Write failures
+//! A batch that fails is acknowledged to none of its callers, and the log's [`LogState`] changes:
+//! - Out of space (`ENOSPC` or `EDQUOT`) while extending the preallocation or writing the batch: the
+//!   file is cut back (`ftruncate`, then `fsync`) to the end of the last durable record, so nothing of
+//!   the failed batch remains, and the log is [`LogState::NoSpace`]. Appends are refused until
+//!   [`ReceiptLog::ensure_writable`] (at most once per [`NO_SPACE_PROBE_INTERVAL`]) manages to
+//!   preallocate half a segment again; then it is [`LogState::Writable`], without a restart.
+//! - Any other write error, any failed `fdatasync`, or a failed cut-back: [`LogState::Failed`] until a
+//!   restart. After a failed sync the kernel may have dropped the dirty pages and cleared the error, so
+//!   what the file holds past the last durable record is unknown; only a replay of the file settles it.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -46,6 +57,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -66,6 +79,10 @@ pub const MAX_RECORD: usize = 1 << 20;
 pub const SEGMENT: u64 = 1 << 20;
 
 const FRAME_HEADER: usize = 4 + 8;
+/// How often, at most, a log that ran out of space probes for space again
+/// ([`ReceiptLog::ensure_writable`]).
+pub const NO_SPACE_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Size of [`RecordHeader`] when encoded.
 pub const RECORD_HEADER_LEN: usize = 32 + 8 + 16 + 32 + 32 + 20;
 
@@ -117,6 +134,55 @@ pub enum ReceiptLogError {
     /// A record is larger than [`MAX_RECORD`].
     #[error("receipt log record too large")]
     TooLarge,
+    /// The log refuses appends (module documentation, "Write failures").
+    #[error("receipt log is not writable: {0}")]
+    Unwritable(LogState),
+}
+
+/// Whether the log takes appends (module documentation, "Write failures").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogState {
+    /// A write or an `fdatasync` failed (other than for space): refused until a restart.
+    Failed,
+    /// A write ran out of space and was rolled back: refused until space is found again.
+    NoSpace,
+    /// Appends are taken.
+    Writable,
+}
+
+impl LogState {
+    /// For an atomic.
+    pub(crate) fn to_u8(self) -> u8 {
+        match self {
+            Self::Writable => 0,
+            Self::NoSpace => 1,
+            Self::Failed => 2,
+        }
+    }
+
+    /// From [`Self::to_u8`].
+    pub(crate) fn from_u8(v: u8) -> Self {
+        match v {
+            0 => Self::Writable,
+            1 => Self::NoSpace,
+            _ => Self::Failed,
+        }
+    }
+}
+
+impl fmt::Display for LogState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Failed => {
+                "a write or fdatasync failed; no receipt is made durable until a restart"
+            }
+            Self::NoSpace => {
+                "no space left on its device; no receipt is made durable until space is freed"
+            }
+            Self::Writable => "writable",
+        })
+    }
 }
 
 /// What is wrong with a damaged record (see the module documentation for the order of the checks).
@@ -444,15 +510,34 @@ fn preallocate(file: &File, allocated: &mut u64, need: u64) -> io::Result<()> {
 pub trait SyncObserver: Send + 'static {
     /// One batch: how long its write and sync took, and whether both succeeded.
     fn synced(&self, elapsed: Duration, ok: bool);
+
+    /// The log's [`LogState`] changed (told before the callers of the batch that changed it).
+    fn state(&self, state: LogState) {
+        let _ = state;
+    }
 }
 
 impl SyncObserver for () {
     fn synced(&self, _: Duration, _: bool) {}
 }
 
-struct Job {
-    bytes: Vec<u8>,
-    done: oneshot::Sender<Result<(), io::ErrorKind>>,
+/// Where the writer answers an append: `Err` with the state that refused it.
+type AppendDone = oneshot::Sender<Result<(), LogState>>;
+
+enum Job {
+    /// One framed record to make durable.
+    Append { bytes: Vec<u8>, done: AppendDone },
+    /// Look for space again (in [`LogState::NoSpace`]); answers the state after the attempt.
+    Probe { done: oneshot::Sender<LogState> },
+}
+
+/// What the writer shares with the handles.
+#[derive(Debug)]
+struct Shared {
+    /// [`LogState`], as `LogState::to_u8`.
+    state: AtomicU8,
+    /// When the last probe for space was asked for.
+    last_probe: Mutex<Option<Instant>>,
 }
 
 /// Handle to the log writer (cheap to clone).
@@ -460,6 +545,7 @@ struct Job {
 pub struct ReceiptLog {
     tx: mpsc::UnboundedSender<Job>,
     path: PathBuf,
+    shared: Arc<Shared>,
 }
 
 impl fmt::Debug for Job {
@@ -590,15 +676,65 @@ impl ReceiptLog {
             moved_aside,
         };
         let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            state: AtomicU8::new(LogState::Writable.to_u8()),
+            last_probe: Mutex::new(None),
+        });
+        let writer_shared = Arc::clone(&shared);
         thread::Builder::new()
             .name("receipt-log".into())
-            .spawn(move || writer(file, good, allocated, rx, observer))?;
-        Ok((Self { tx, path }, replay))
+            .spawn(move || {
+                Writer {
+                    file,
+                    pos: good,
+                    allocated,
+                    state: LogState::Writable,
+                    observer,
+                    shared: writer_shared,
+                }
+                .run(rx);
+            })?;
+        Ok((Self { tx, path, shared }, replay))
     }
 
     /// Path of the log file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the log takes appends now.
+    pub fn state(&self) -> LogState {
+        LogState::from_u8(self.shared.state.load(Ordering::Acquire))
+    }
+
+    /// `Ok` when the log takes appends. Out of space, it probes for space again (at most once per
+    /// [`NO_SPACE_PROBE_INTERVAL`] across all callers; in between it answers at once), and becomes
+    /// writable when the probe can preallocate half a segment.
+    pub async fn ensure_writable(&self) -> Result<(), ReceiptLogError> {
+        match self.state() {
+            LogState::Writable => return Ok(()),
+            LogState::Failed => return Err(ReceiptLogError::Unwritable(LogState::Failed)),
+            LogState::NoSpace => {}
+        }
+        let due = self.shared.last_probe.lock().is_ok_and(|mut last| {
+            let due = last.is_none_or(|at| at.elapsed() >= NO_SPACE_PROBE_INTERVAL);
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        });
+        if !due {
+            return Err(ReceiptLogError::Unwritable(LogState::NoSpace));
+        }
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Job::Probe { done })
+            .map_err(|_| ReceiptLogError::Closed)?;
+        match wait.await {
+            Ok(LogState::Writable) => Ok(()),
+            Ok(state) => Err(ReceiptLogError::Unwritable(state)),
+            Err(_) => Err(ReceiptLogError::Closed),
+        }
     }
 
     /// Append one record; returns once it is durable.
@@ -612,68 +748,155 @@ impl ReceiptLog {
         }
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Job {
+            .send(Job::Append {
                 bytes: frame(header, signed_receipt),
                 done,
             })
             .map_err(|_| ReceiptLogError::Closed)?;
         match wait.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(kind)) => Err(ReceiptLogError::Io(kind.into())),
+            Ok(Err(state)) => Err(ReceiptLogError::Unwritable(state)),
             Err(_) => Err(ReceiptLogError::Closed),
         }
     }
 }
 
-/// Writer thread: take every job queued, write them with one positioned write at `pos`, sync the data
-/// once, acknowledge all; then extend the preallocation when less than half a segment is left.
-fn writer(
+/// Whether an I/O error means the device (or the quota) has no space left.
+fn is_no_space(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
+}
+
+/// Which step of a commit failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Extending the preallocation or writing the batch.
+    Write,
+    /// `fdatasync`.
+    Sync,
+}
+
+/// The writer thread's state: the file, where the next record goes, how far the file is
+/// preallocated, and whether it takes appends.
+struct Writer {
     file: File,
-    mut pos: u64,
-    mut allocated: u64,
-    mut rx: mpsc::UnboundedReceiver<Job>,
+    pos: u64,
+    allocated: u64,
+    state: LogState,
     observer: Box<dyn SyncObserver>,
-) {
-    let mut batch: Vec<Job> = Vec::new();
-    let mut buf: Vec<u8> = Vec::new();
-    let mut failed: Option<io::ErrorKind> = None;
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while let Ok(more) = rx.try_recv() {
-            batch.push(more);
-        }
-        let result = match failed {
-            Some(kind) => Err(kind),
-            None => {
+    shared: Arc<Shared>,
+}
+
+impl Writer {
+    /// Take every job queued: probe for space if asked (and out of space), write the appends with
+    /// one positioned write at `pos`, sync the data once, publish the state, answer all; then extend
+    /// the preallocation when less than half a segment is left.
+    fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>) {
+        let mut appends: Vec<(Vec<u8>, AppendDone)> = Vec::new();
+        let mut probes: Vec<oneshot::Sender<LogState>> = Vec::new();
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(first) = rx.blocking_recv() {
+            let mut next = Some(first);
+            while let Some(job) = next.take().or_else(|| rx.try_recv().ok()) {
+                match job {
+                    Job::Append { bytes, done } => appends.push((bytes, done)),
+                    Job::Probe { done } => probes.push(done),
+                }
+            }
+            if !probes.is_empty() && self.state == LogState::NoSpace {
+                self.probe();
+            }
+            let result = if appends.is_empty() {
+                Ok(())
+            } else {
                 buf.clear();
-                for j in &batch {
-                    buf.extend_from_slice(&j.bytes);
+                for (bytes, _) in &appends {
+                    buf.extend_from_slice(bytes);
                 }
-                let end = pos + buf.len() as u64;
-                let started = Instant::now();
-                let r = preallocate(&file, &mut allocated, end)
-                    .and_then(|()| file.write_all_at(&buf, pos))
-                    .and_then(|()| file.sync_data());
-                observer.synced(started.elapsed(), r.is_ok());
-                if r.is_ok() {
-                    pos = end;
+                self.commit(&buf)
+            };
+            let published = self.shared.state.swap(self.state.to_u8(), Ordering::AcqRel);
+            if published != self.state.to_u8() {
+                self.observer.state(self.state);
+            }
+            for (_, done) in appends.drain(..) {
+                // The requester may have gone away; the record is durable (or not) either way.
+                let _ = done.send(result);
+            }
+            for done in probes.drain(..) {
+                let _ = done.send(self.state);
+            }
+            if self.state == LogState::Writable {
+                // On failure the next batch retries (and fails itself only if it does not fit).
+                let need = self.pos + SEGMENT / 2;
+                if let Err(e) = preallocate(&self.file, &mut self.allocated, need) {
+                    tracing::warn!(error = %e, "receipt log preallocation failed");
                 }
-                if let Err(e) = &r {
-                    // After a failed write or sync the file's state is unknown: refuse all further appends.
-                    failed = Some(e.kind());
-                    tracing::error!(error = %e, "receipt log write failed; refusing further receipts");
-                }
-                r.map_err(|e| e.kind())
+            }
+        }
+    }
+
+    /// Make `buf` durable at `pos` if the log takes appends; on failure change the state
+    /// (module documentation, "Write failures").
+    fn commit(&mut self, buf: &[u8]) -> Result<(), LogState> {
+        if self.state != LogState::Writable {
+            return Err(self.state);
+        }
+        let end = self.pos + buf.len() as u64;
+        let started = Instant::now();
+        let r = preallocate(&self.file, &mut self.allocated, end)
+            .and_then(|()| self.file.write_all_at(buf, self.pos))
+            .map_err(|e| (Step::Write, e))
+            .and_then(|()| self.file.sync_data().map_err(|e| (Step::Sync, e)));
+        self.observer.synced(started.elapsed(), r.is_ok());
+        match r {
+            Ok(()) => {
+                self.pos = end;
+                Ok(())
+            }
+            Err((Step::Write, e)) if is_no_space(&e) => {
+                tracing::error!(error = %e, "receipt log out of space; refusing receipts until space is freed");
+                self.roll_back();
+                Err(self.state)
+            }
+            Err((step, e)) => {
+                tracing::error!(error = %e, ?step, "receipt log write failed; refusing receipts until a restart");
+                self.state = LogState::Failed;
+                Err(self.state)
+            }
+        }
+    }
+
+    /// Out of space: cut the file back to the end of the last durable record (dropping whatever
+    /// of a failed write or preallocation reached it) and make that durable. The log is then
+    /// [`LogState::NoSpace`], or [`LogState::Failed`] if the cut-back failed.
+    fn roll_back(&mut self) {
+        let r = self.file.set_len(self.pos).and_then(|()| {
+            self.allocated = self.pos;
+            self.file.sync_all()
+        });
+        self.state = match r {
+            Ok(()) => LogState::NoSpace,
+            Err(e) => {
+                tracing::error!(error = %e, "receipt log roll-back failed; refusing receipts until a restart");
+                LogState::Failed
             }
         };
-        for j in batch.drain(..) {
-            // The requester may have gone away; the record is durable either way.
-            let _ = j.done.send(result);
-        }
-        if failed.is_none() {
-            // On failure the next batch retries (and fails itself only if it does not fit).
-            if let Err(e) = preallocate(&file, &mut allocated, pos + SEGMENT / 2) {
-                tracing::warn!(error = %e, "receipt log preallocation failed");
+    }
+
+    /// Out of space: try to preallocate half a segment again.
+    fn probe(&mut self) {
+        match preallocate(&self.file, &mut self.allocated, self.pos + SEGMENT / 2) {
+            Ok(()) => {
+                tracing::info!("receipt log has space again; taking receipts");
+                self.state = LogState::Writable;
+            }
+            Err(e) if is_no_space(&e) => self.roll_back(),
+            Err(e) => {
+                tracing::error!(error = %e, "receipt log probe failed; refusing receipts until a restart");
+                self.state = LogState::Failed;
             }
         }
     }

@@ -341,8 +341,8 @@ async fn call_until_refused(addr: SocketAddr, info: Arc<HostInfo>, salt: u8) -> 
     for acknowledged in 0..1000 {
         let r = t.call(&mut conn, CHAT, &chat_body("hello", 1, false)).await;
         if r.status != 200 {
-            // The record could not be made durable: no receipt, a generic internal error.
-            r.assert_error(500, "internal");
+            // The record could not be made durable, or the log already refuses: no receipt.
+            r.assert_error(503, "receipt_log_unwritable");
             return (t, acknowledged);
         }
         t.accept(&r, false).unwrap();
@@ -397,7 +397,10 @@ async fn receipt_log_cannot_write() {
     assert_eq!(get(addr, true, "/healthz").await.0, 200);
     let s = scrape(metrics).await;
     assert_eq!(requests(&s, "ohttp", "ok"), acknowledged as f64);
-    assert_eq!(requests(&s, "ohttp", "internal"), f64::from(TENANTS));
+    assert_eq!(
+        requests(&s, "ohttp", "receipt_log_unwritable"),
+        f64::from(TENANTS)
+    );
     assert!(s.value("dait_receipt_log_sync_duration_seconds_count", &[]) >= 1.0);
     drop(conn);
     drop(child);

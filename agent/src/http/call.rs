@@ -126,6 +126,16 @@ pub(super) fn begin(app: &App, inner: &Inner) -> Result<Lease, CallError> {
     )
 }
 
+/// Refuse a call at once, before it reaches the engine, while the receipt log cannot make its
+/// receipt durable (out of space, this probes for space at most once a second).
+pub(super) async fn receipt_log_writable(app: &App) -> Result<(), CallError> {
+    let log = app
+        .receipt_log
+        .as_ref()
+        .ok_or(CallError::Internal("no receipt log"))?;
+    Ok(log.ensure_writable().await?)
+}
+
 /// Sign the receipt of a finished call, log it durably and advance the channel; returns the
 /// receipt's header value.
 pub(super) async fn commit_receipt(

@@ -4,6 +4,8 @@
 use dait_chain_client::StateError;
 use serde_json::json;
 
+use crate::receipt_log::{LogState, ReceiptLogError};
+
 /// Why a decrypted call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -32,6 +34,19 @@ pub enum CallError {
     /// An internal failure (logged once).
     #[error("internal error: {0}")]
     Internal(&'static str),
+    /// The receipt log cannot make a receipt durable, so no call is taken (the receipt log logs
+    /// why, once).
+    #[error("the host's receipt log is not writable: {0}")]
+    ReceiptLog(LogState),
+}
+
+impl From<ReceiptLogError> for CallError {
+    fn from(e: ReceiptLogError) -> Self {
+        match e {
+            ReceiptLogError::Unwritable(state) => Self::ReceiptLog(state),
+            _ => Self::Internal("receipt log"),
+        }
+    }
 }
 
 impl CallError {
@@ -45,6 +60,7 @@ impl CallError {
             Self::OverEscrowCap => ("over_escrow_cap", 402),
             Self::NoUpstream | Self::Upstream(_) => ("upstream", 502),
             Self::Internal(_) => ("internal", 500),
+            Self::ReceiptLog(_) => ("receipt_log_unwritable", 503),
         }
     }
 
@@ -75,6 +91,13 @@ mod tests {
             ("over_escrow_cap", 402)
         );
         assert_eq!(CallError::NoUpstream.code(), ("upstream", 502));
+        let full = CallError::from(ReceiptLogError::Unwritable(LogState::NoSpace));
+        assert_eq!(full.code(), ("receipt_log_unwritable", 503));
+        assert!(full.to_string().contains("no space"), "{full}");
+        assert!(matches!(
+            CallError::from(ReceiptLogError::Closed),
+            CallError::Internal(_)
+        ));
         let b: serde_json::Value =
             serde_json::from_slice(&CallError::Internal("secret detail").body()).unwrap();
         assert_eq!(b["error"]["message"], "internal error");

@@ -9,7 +9,9 @@ use dait_chain_client::{B256, NormalizedResponse};
 use http::{Response, StatusCode};
 use tracing::debug;
 
-use super::call::{begin, commit_receipt, decode_inner, engine_body, log_call_error};
+use super::call::{
+    begin, commit_receipt, decode_inner, engine_body, log_call_error, receipt_log_writable,
+};
 use super::error::CallError;
 use super::routes::{OHTTP_ROUTE, UNDECRYPTABLE, empty, full, opaque_400};
 use super::{App, Body, RECEIPT_FIELD};
@@ -78,6 +80,7 @@ async fn plain_call(
         ));
     }
     let engine = app.engine.as_ref().ok_or(CallError::NoUpstream)?;
+    receipt_log_writable(app).await?;
     let lease = begin(app, &inner)?;
     let resp = engine.post_json(inner.path, engine_body(&inner)).await?;
     let normalised = NormalizedResponse::from_body(&resp).map_err(EngineError::Normalize)?;

@@ -85,6 +85,11 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
 /// `GET /readyz`: 200 when every readiness condition holds, else 503; the body lists the failing
 /// conditions (`{"ready": false, "failing": [{"code", "message"}]}`).
 async fn readyz(app: &App) -> Response<Body> {
+    // A receipt log out of space looks for space again here too (at most once a second), so that
+    // the agent turns ready without waiting for a call that a balancer would not send it.
+    if let Some(log) = &app.receipt_log {
+        let _ = log.ensure_writable().await;
+    }
     let failing = app.readiness.failures().await;
     let status = if failing.is_empty() {
         StatusCode::OK

@@ -17,7 +17,9 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tracing::{Instrument, debug};
 
 use super::bhttp::{indeterminate_chunk, indeterminate_head, indeterminate_tail};
-use super::call::{Inner, begin, commit_receipt, decode_inner, engine_body, log_call_error};
+use super::call::{
+    Inner, begin, commit_receipt, decode_inner, engine_body, log_call_error, receipt_log_writable,
+};
 use super::error::CallError;
 use super::routes::{OHTTP_ROUTE, UNDECRYPTABLE, opaque_400};
 use super::{App, Body, ERROR_TRAILER, RECEIPT_FIELD};
@@ -45,6 +47,7 @@ pub(super) async fn streaming(
         }
     };
     let (mut writer, rx) = sealer.split();
+    let writable = receipt_log_writable(&app).await;
     let prepared = (|| {
         let inner = decode_inner(pt.as_bytes(), &app.params)?;
         if !inner.stream {
@@ -55,6 +58,7 @@ pub(super) async fn streaming(
         if app.engine.is_none() {
             return Err(CallError::NoUpstream);
         }
+        writable?;
         let lease = begin(&app, &inner)?;
         Ok((inner, lease))
     })();
