@@ -140,3 +140,48 @@ impl Conn {
         Ok((status, body))
     }
 }
+
+/// GET `path` on a fresh connection: status and body.
+pub async fn get(addr: SocketAddr, tls: bool, path: &str) -> (u16, Vec<u8>) {
+    let mut conn = Conn::connect(addr, tls).await.unwrap();
+    let (status, body) = conn.send("GET", path, None, vec![]).await.unwrap();
+    (status, body.to_vec())
+}
+
+/// `/readyz`: its status and the failing conditions it lists, as `(code, message)`.
+pub async fn readyz_failing(addr: SocketAddr, tls: bool) -> (u16, Vec<(String, String)>) {
+    let (status, body) = get(addr, tls, "/readyz").await;
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["ready"].as_bool(), Some(status == 200), "{v}");
+    let failing = v["failing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let message = f["message"].as_str().unwrap().to_owned();
+            assert!(!message.is_empty());
+            (f["code"].as_str().unwrap().to_owned(), message)
+        })
+        .collect();
+    (status, failing)
+}
+
+/// `/readyz`: its status and the failing codes it lists.
+pub async fn readyz(addr: SocketAddr, tls: bool) -> (u16, Vec<String>) {
+    let (status, failing) = readyz_failing(addr, tls).await;
+    (status, failing.into_iter().map(|(code, _)| code).collect())
+}
+
+/// Polls `/readyz` (every 100 ms, for up to 10 s) until it reports `want` failing codes.
+pub async fn await_readyz(addr: SocketAddr, tls: bool, want: &[&str]) {
+    let mut last = (0, Vec::new());
+    for _ in 0..100 {
+        last = readyz(addr, tls).await;
+        if last.1 == want {
+            assert_eq!(last.0, if want.is_empty() { 200 } else { 503 });
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("/readyz stayed at {last:?}, wanted {want:?}");
+}

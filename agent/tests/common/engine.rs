@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -28,6 +29,9 @@ pub struct EngineMode {
     pub cut_streams: bool,
     /// How long to wait before answering a completion (a slow engine).
     pub delay: Duration,
+    /// A completion whose request body contains this text stalls, while others are answered: a
+    /// plain one gets no answer at all, a stream its head and first event, then nothing more.
+    pub stall: Option<&'static str>,
 }
 
 /// An engine that reports usage in streams when asked, as vLLM does.
@@ -36,6 +40,7 @@ pub const VLLM_LIKE: EngineMode = EngineMode {
     tokens: 5,
     cut_streams: false,
     delay: Duration::ZERO,
+    stall: None,
 };
 
 /// An engine that sends no usage in streams and offers its tokenizer, as llama.cpp's server does.
@@ -44,6 +49,7 @@ pub const LLAMA_LIKE: EngineMode = EngineMode {
     tokens: 5,
     cut_streams: false,
     delay: Duration::ZERO,
+    stall: None,
 };
 
 /// Counts of what the engine saw.
@@ -66,17 +72,33 @@ fn prompt_tokens(body: &Value) -> u64 {
     }
 }
 
-fn not_found() -> Response<Full<Bytes>> {
+/// The in-test engine's response body: whole, or a stream that stalls.
+type EngineBody = UnsyncBoxBody<Bytes, Infallible>;
+
+fn not_found() -> Response<EngineBody> {
     Response::builder()
         .status(404)
-        .body(Full::new(Bytes::new()))
+        .body(Full::new(Bytes::new()).boxed_unsync())
         .unwrap()
 }
 
-fn answer(content_type: &str, body: String) -> Response<Full<Bytes>> {
+fn answer(content_type: &str, body: String) -> Response<EngineBody> {
     Response::builder()
         .header("content-type", content_type)
-        .body(Full::new(Bytes::from(body)))
+        .body(Full::new(Bytes::from(body)).boxed_unsync())
+        .unwrap()
+}
+
+/// A stream's head and its first event, then nothing, ever.
+fn stalled_stream() -> Response<EngineBody> {
+    let c =
+        json!({"id":"x","choices":[{"index":0,"delta":{"content":"tok0 "},"finish_reason":null}]});
+    let first = Ok(Frame::data(Bytes::from(format!("data: {c}\n\n"))));
+    let events =
+        futures::StreamExt::chain(futures::stream::iter([first]), futures::stream::pending());
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(StreamBody::new(events).boxed_unsync())
         .unwrap()
 }
 
@@ -84,7 +106,7 @@ async fn engine(
     mode: EngineMode,
     stats: Arc<EngineStats>,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<EngineBody>, Infallible> {
     stats.calls.fetch_add(1, Ordering::Relaxed);
     let path = req.uri().path().to_owned();
     if path == "/v1/models" {
@@ -102,11 +124,19 @@ async fn engine(
             return Ok(not_found());
         }
         let n = words(v["input"].as_str().unwrap_or(""));
-        return Ok(Response::new(Full::new(Bytes::from(
-            json!({"count": n}).to_string(),
-        ))));
+        return Ok(Response::new(
+            Full::new(Bytes::from(json!({"count": n}).to_string())).boxed_unsync(),
+        ));
     }
     tokio::time::sleep(mode.delay).await;
+    if let Some(marker) = mode.stall
+        && body.windows(marker.len()).any(|w| w == marker.as_bytes())
+    {
+        if v["stream"].as_bool() == Some(true) {
+            return Ok(stalled_stream());
+        }
+        std::future::pending::<()>().await;
+    }
     let chat = path == "/v1/chat/completions";
     if !chat && path != "/v1/completions" {
         return Ok(not_found());

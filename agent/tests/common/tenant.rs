@@ -315,3 +315,26 @@ pub fn chat_body(prompt: &str, max_tokens: u64, stream: bool) -> Vec<u8> {
         .to_string()
         .into_bytes()
 }
+
+/// A new tenant (channel `salt`) calls `CHAT` on its own connection until the agent refuses a call
+/// because its receipt log cannot make the receipt durable (an encrypted `503`
+/// `receipt_log_unwritable`, no receipt); returns the tenant and the receipts it accepted before.
+pub async fn call_until_refused(
+    addr: std::net::SocketAddr,
+    info: Arc<HostInfo>,
+    salt: u8,
+) -> (Tenant, Vec<SignedReceipt>) {
+    let mut conn = Conn::connect(addr, true).await.unwrap();
+    let mut t = Tenant::new(&info, u128::MAX / 2, salt);
+    let mut acknowledged = Vec::new();
+    for _ in 0..10_000 {
+        let r = t.call(&mut conn, CHAT, &chat_body("hello", 1, false)).await;
+        if r.status != 200 {
+            r.assert_error(503, "receipt_log_unwritable");
+            return (t, acknowledged);
+        }
+        t.accept(&r, false).unwrap();
+        acknowledged.push(r.receipt.unwrap());
+    }
+    panic!("the receipt log never refused a record");
+}
