@@ -1084,6 +1084,17 @@ async fn engine_dying_mid_stream_ends_it_with_an_error_no_receipt_and_the_same_t
         let (records, _) = dait_agent::receipt_log::read_records(&log).unwrap();
         let seqs: Vec<u64> = records.iter().map(|r| r.header.call_seq).collect();
         assert_eq!(seqs, [1, 2]);
+
+        // Once the host stopped, the library's replay finds those two and nothing else.
+        let mut host = host;
+        host.child.start_kill().unwrap();
+        host.child.wait().await.unwrap();
+        let (log, replay) =
+            dait_agent::receipt_log::ReceiptLog::open(&host.dir.path().join("host")).unwrap();
+        drop(log);
+        assert_eq!((replay.records, replay.truncated), (2, 0));
+        let channel = session.state().state.channel_id;
+        assert_eq!(replay.heads[&channel.0].call_seq, 2);
     })
     .await;
 }
