@@ -112,9 +112,12 @@ pub struct RawConfig {
     /// The operator's chain account key file (hex secp256k1 secret); gives `host_account`. Not the TEE key.
     #[arg(long, env = "DAIT_HOST_KEY_PATH")]
     pub host_key_path: Option<PathBuf>,
-    /// Seed put into receipts (replay parameter).
-    #[arg(long, env = "DAIT_SEED", default_value_t = 0)]
-    pub seed: u64,
+    /// The operator's declaration that the engine runs in a deterministic configuration (the
+    /// development engine with `--n_batch 1`; vLLM with `--enforce-eager`, a fixed `--seed` and
+    /// batch-invariant kernels): only then are replayable calls (`x-dait-replayable: 1`) served.
+    /// Measured into the `agent-config` runtime event, so a verifier sees it.
+    #[arg(long, env = "DAIT_ENGINE_DETERMINISTIC", value_parser = clap::builder::BoolishValueParser::new())]
+    pub engine_deterministic: bool,
     /// Engine build identifier; its SHA-256 is the receipt's `engine_build`.
     #[arg(long, env = "DAIT_ENGINE_BUILD", default_value = "")]
     pub engine_build: String,
@@ -169,8 +172,8 @@ pub struct Config {
     pub chain_rpc: Option<String>,
     /// Operator account key file.
     pub host_key_path: Option<PathBuf>,
-    /// Seed for receipts.
-    pub seed: u64,
+    /// Whether the engine is declared deterministic (replayable calls are served).
+    pub engine_deterministic: bool,
     /// Engine build id.
     pub engine_build: String,
     /// Move the damaged receipt log aside from this offset and start (loses the receipts there).
@@ -231,7 +234,7 @@ impl RawConfig {
             settlement,
             chain_rpc: self.chain_rpc,
             host_key_path: self.host_key_path,
-            seed: self.seed,
+            engine_deterministic: self.engine_deterministic,
             engine_build: self.engine_build,
             dangerous_truncate_receipt_log_at: self.dangerous_truncate_receipt_log_at,
             limits: self.limits.validate()?,
@@ -497,6 +500,21 @@ mod tests {
         assert_eq!(c.settlement[19], 0xaa);
         assert_eq!(c.metrics_listen, None);
         assert_eq!(c.dangerous_truncate_receipt_log_at, None);
+        assert!(!c.engine_deterministic);
+    }
+
+    #[test]
+    fn engine_deterministic_is_a_flag() {
+        let base = ["--tee", "tdx", "--state-dir", "/tmp/x"];
+        let mut a = base.to_vec();
+        a.push("--engine-deterministic");
+        assert!(raw(&a).validate().unwrap().engine_deterministic);
+        // The replay seed is the tenant's, never the operator's: no such setting.
+        let mut b = base.to_vec();
+        b.extend(["--seed", "7"]);
+        let mut v = vec!["dait-host", "serve"];
+        v.extend(b);
+        assert!(Cli::try_parse_from(v).is_err());
     }
 
     #[test]

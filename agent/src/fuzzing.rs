@@ -29,9 +29,7 @@ fn params() -> ReceiptParams {
         weight_hash: B256::ZERO,
         price_in: 1,
         price_out: 2,
-        seed: 0,
         engine_build: B256::ZERO,
-        deterministic: false,
     }
 }
 
@@ -40,7 +38,7 @@ fn params() -> ReceiptParams {
 /// escrow bound, the body sent to the engine, and the channel-state check against [`DOMAIN`] and
 /// [`HOST_KEY_ID`]. Returns the request's `stream` flag when every check passed. Must never panic.
 pub fn inner_request(data: &[u8]) -> Result<bool, CallError> {
-    let inner = decode_inner(data, &params())?;
+    let inner = decode_inner(data, &params(), true)?;
     let _ = engine_body(&inner);
     let lease = Arc::new(Channels::default()).begin(
         &inner.state,

@@ -2,8 +2,8 @@
 //! engine into an attested, private, metered service.
 //!
 //! # What it does
-//! - At start it measures what it serves (model id, weight hash, engine build, prices) into the
-//!   runtime event log and register, and generates a per-boot keyset in memory: receipt key
+//! - At start it measures what it serves (model id, weight hash, engine build, prices, whether the
+//!   engine is declared deterministic) into the runtime event log and register, and generates a per-boot keyset in memory: receipt key
 //!   (P-256), OHTTP key (X25519), TLS key and self-signed certificate (its SPKI is in the keyset).
 //!   `dait-host runtime-events` prints the same events ([`RuntimeEvents`]) without a TEE, for the
 //!   release's reference file.
@@ -11,7 +11,9 @@
 //!   hash and the tenant's nonce (PROTOCOL.md §3, §7).
 //! - `POST /v1/ohttp` takes an Oblivious HTTP request (chunked OHTTP for streaming), checks the
 //!   tenant's signed channel state, forwards the call to the engine on loopback, encrypts the
-//!   answer and returns a signed receipt, logged durably before the response is released.
+//!   answer and returns a signed receipt, logged durably before the response is released. A call
+//!   marked replayable (`x-dait-replayable: 1`) is served only with `--engine-deterministic` and
+//!   replayable sampling, with the seed sent to the engine named in its receipt (PROTOCOL.md §6).
 //! - `GET /healthz` says the process is up; `GET /readyz` checks the named conditions of
 //!   [`ready`] (engine, receipt log, TEE). `--metrics-listen` serves Prometheus [`metrics`] on a
 //!   separate listener.
@@ -147,14 +149,6 @@ impl RuntimeEvents {
             None => B256::ZERO,
         };
         let engine_build = B256(Sha256::digest(config.engine_build.as_bytes()).into());
-        let config_line = format!(
-            "price_in={} price_out={} chain_id={} settlement=0x{} seed={}",
-            config.price_in,
-            config.price_out,
-            config.chain_id,
-            hex::encode(config.settlement),
-            config.seed
-        );
         let events = [
             (
                 runtime_log::MODEL_ID,
@@ -164,7 +158,7 @@ impl RuntimeEvents {
             (runtime_log::ENGINE_BUILD, engine_build.0),
             (
                 runtime_log::AGENT_CONFIG,
-                Sha256::digest(config_line.as_bytes()).into(),
+                Sha256::digest(agent_config_line(config).as_bytes()).into(),
             ),
         ];
         Ok(Self {
@@ -182,6 +176,20 @@ impl RuntimeEvents {
             .map(|(name, sha256)| format!("{name}={}\n", hex::encode(sha256)))
             .collect()
     }
+}
+
+/// The content of the `agent-config` runtime event (PROTOCOL.md §10): the prices, the EIP-712 domain
+/// and whether the engine is declared deterministic (`--engine-deterministic`, which replayable calls
+/// need), e.g. `price_in=2 price_out=3 chain_id=31337 settlement=0x00…00 engine_deterministic=1`.
+pub fn agent_config_line(config: &Config) -> String {
+    format!(
+        "price_in={} price_out={} chain_id={} settlement=0x{} engine_deterministic={}",
+        config.price_in,
+        config.price_out,
+        config.chain_id,
+        hex::encode(config.settlement),
+        u8::from(config.engine_deterministic)
+    )
 }
 
 /// Whether to open the receipt log (`serve`) or not (`attest`).
@@ -274,9 +282,7 @@ pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
         weight_hash,
         price_in: u128::from(config.price_in),
         price_out: u128::from(config.price_out),
-        seed: config.seed,
         engine_build,
-        deterministic: false,
     };
     let app = Arc::new(App {
         keys,
@@ -286,6 +292,7 @@ pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
         receipt_log,
         engine,
         params,
+        engine_deterministic: config.engine_deterministic,
         metrics,
         readiness,
         limits: config.limits,
@@ -420,4 +427,45 @@ async fn shutdown() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    fn config(extra: &[&str]) -> Config {
+        let mut args = vec![
+            "dait-host",
+            "serve",
+            "--tee",
+            "tdx",
+            "--state-dir",
+            "/tmp/x",
+        ];
+        args.extend_from_slice(extra);
+        let Command::Serve { raw } = config::Cli::try_parse_from(args).unwrap().command else {
+            unreachable!()
+        };
+        raw.validate().unwrap()
+    }
+
+    #[test]
+    fn agent_config_line_names_the_deterministic_declaration() {
+        let zero = "0".repeat(40);
+        assert_eq!(
+            agent_config_line(&config(&["--price-in", "2", "--price-out", "3"])),
+            format!(
+                "price_in=2 price_out=3 chain_id=31337 settlement=0x{zero} engine_deterministic=0"
+            )
+        );
+        assert_eq!(
+            agent_config_line(&config(&["--engine-deterministic"])),
+            format!(
+                "price_in=0 price_out=0 chain_id=31337 settlement=0x{zero} engine_deterministic=1"
+            )
+        );
+    }
 }

@@ -299,6 +299,9 @@ pub struct CallFacts {
     pub tokens_out: u64,
     /// Unix seconds.
     pub timestamp: u64,
+    /// The seed sent to the engine when the call was replayable (the receipt then says
+    /// `deterministic = true` and this `seed`); `None` for every other call (`false`, seed 0).
+    pub replay_seed: Option<u64>,
 }
 
 /// Fixed receipt fields of this agent.
@@ -316,12 +319,8 @@ pub struct ReceiptParams {
     pub price_in: u128,
     /// Price per completion token.
     pub price_out: u128,
-    /// Seed.
-    pub seed: u64,
     /// Engine build hash.
     pub engine_build: B256,
-    /// Deterministic flag.
-    pub deterministic: bool,
 }
 
 impl Lease {
@@ -377,9 +376,9 @@ impl Lease {
             cumulative,
             prev_receipt_hash: self.head.last_receipt_hash,
             timestamp: facts.timestamp,
-            seed: params.seed,
+            seed: facts.replay_seed.unwrap_or(0),
             engine_build: params.engine_build,
-            deterministic: params.deterministic,
+            deterministic: facts.replay_seed.is_some(),
         };
         let receipt_hash = receipt.signing_digest(domain);
         let signed = key.sign_receipt(receipt, domain);
@@ -533,9 +532,7 @@ mod tests {
             weight_hash: B256::ZERO,
             price_in: 1,
             price_out,
-            seed: 0,
             engine_build: B256::ZERO,
-            deterministic: false,
         };
         let facts = CallFacts {
             request_hash: B256([5; 32]),
@@ -545,8 +542,47 @@ mod tests {
             tokens_in,
             tokens_out,
             timestamp: 1,
+            replay_seed: None,
         };
         (params, facts)
+    }
+
+    #[tokio::test]
+    async fn the_receipt_claims_a_seed_only_for_a_replayable_call() {
+        let (ch, signed, domain, host) = setup();
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = ReceiptLog::open(dir.path()).unwrap();
+        let key = HostSigningKey::generate(&mut rand::rngs::OsRng);
+        let (params, facts) = call(host, 1, 1, 1);
+        let lease = ch.begin(&signed, &domain, host, 100).unwrap();
+        let r = lease
+            .commit(&facts, &params, &key, &domain, &log)
+            .await
+            .unwrap();
+        assert_eq!((r.receipt.deterministic, r.receipt.seed), (false, 0));
+
+        let (ch, signed, _, _) = setup();
+        let replayed = CallFacts {
+            replay_seed: Some(7),
+            ..facts
+        };
+        let lease = ch.begin(&signed, &domain, host, 100).unwrap();
+        let r = lease
+            .commit(&replayed, &params, &key, &domain, &log)
+            .await
+            .unwrap();
+        assert_eq!((r.receipt.deterministic, r.receipt.seed), (true, 7));
+        let greedy = CallFacts {
+            replay_seed: Some(0),
+            ..facts
+        };
+        let (ch, signed, _, _) = setup();
+        let lease = ch.begin(&signed, &domain, host, 100).unwrap();
+        let r = lease
+            .commit(&greedy, &params, &key, &domain, &log)
+            .await
+            .unwrap();
+        assert_eq!((r.receipt.deterministic, r.receipt.seed), (true, 0));
     }
 
     #[test]

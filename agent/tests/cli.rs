@@ -20,6 +20,7 @@ fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
         .args(args)
         .env_remove("DAIT_TEE_KIND")
         .env_remove("DAIT_STATE_DIR")
+        .env_remove("DAIT_ENGINE_DETERMINISTIC")
         .envs(env.iter().copied())
         .env("DAIT_LOG", "error")
         .output()
@@ -177,7 +178,7 @@ fn runtime_events_replay_to_the_register_a_started_agent_reports() {
         ("DAIT_ENGINE_BUILD", "llama-cpp-python 0.3.36"),
         ("DAIT_PRICE_IN", "3"),
         ("DAIT_PRICE_OUT", "5"),
-        ("DAIT_SEED", "7"),
+        ("DAIT_ENGINE_DETERMINISTIC", "true"),
     ];
     let printed = event_lines(&run_with_env(
         &["runtime-events", "--tee", "simulated", "--state-dir", state],
@@ -235,6 +236,20 @@ fn runtime_events_replay_to_the_register_a_started_agent_reports() {
     ));
     assert_eq!(changed[..3], printed[..3]);
     assert_ne!(changed[3], printed[3]);
+    // So does the engine's declared determinism (off: the variable false, or absent).
+    let mut undeclared = env;
+    undeclared[5] = ("DAIT_ENGINE_DETERMINISTIC", "false");
+    let off = event_lines(&run_with_env(
+        &["runtime-events", "--tee", "simulated", "--state-dir", state],
+        &undeclared,
+    ));
+    assert_eq!(off[..3], printed[..3]);
+    assert_ne!(off[3], printed[3]);
+    let absent = event_lines(&run_with_env(
+        &["runtime-events", "--tee", "simulated", "--state-dir", state],
+        &env[..5],
+    ));
+    assert_eq!(absent, off);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! What a plain and a streamed call share once the request is decrypted: decoding the inner
-//! Binary HTTP request and its escrow bound, the body sent to the engine, opening the channel's
-//! lease, and signing and logging the receipt.
+//! Binary HTTP request and its escrow bound, whether it is a replayable call and with which seed,
+//! the body sent to the engine, opening the channel's lease, and signing and logging the receipt.
 
 use dait_chain_client::WireMessage as _;
 use std::io::Cursor;
@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use tracing::{debug, warn};
 
 use super::error::CallError;
-use super::{App, DEFAULT_MAX_TOKENS, PROMPT_TOKEN_MARGIN, STATE_HEADER};
+use super::{App, DEFAULT_MAX_TOKENS, PROMPT_TOKEN_MARGIN, REPLAYABLE_HEADER, STATE_HEADER};
 use crate::engine::{ask_for_usage, response_hash};
 use crate::receipt::{CallFacts, Lease, ReceiptParams};
 
@@ -24,16 +24,23 @@ pub(crate) struct Inner {
     pub(crate) state: SignedChannelState,
     /// The body as the tenant sent it (what the receipt's `request_hash` covers).
     pub(super) body: Vec<u8>,
-    /// The body as JSON.
+    /// The body as JSON, with `seed` set to [`Inner::replay_seed`] when the call is replayable.
     pub(super) json: Map<String, Value>,
     /// `"stream": true`.
     pub(crate) stream: bool,
     /// The most this call can cost, for the escrow check.
     pub(crate) worst_case: u128,
+    /// The seed sent to the engine when the call is replayable; `None` otherwise.
+    pub(crate) replay_seed: Option<u64>,
 }
 
-/// Decode the decrypted inner request and bound its cost.
-pub(crate) fn decode_inner(plaintext: &[u8], params: &ReceiptParams) -> Result<Inner, CallError> {
+/// Decode the decrypted inner request, bound its cost, and decide whether it is served as a
+/// replayable call (only when `engine_deterministic`, the operator's declaration).
+pub(crate) fn decode_inner(
+    plaintext: &[u8],
+    params: &ReceiptParams,
+    engine_deterministic: bool,
+) -> Result<Inner, CallError> {
     let msg = bhttp::Message::read_bhttp::<_, Cursor<&[u8]>>(&mut Cursor::new(plaintext))
         .map_err(|_| CallError::BadRequest("inner message is not binary HTTP"))?;
     let control = msg.control();
@@ -54,8 +61,13 @@ pub(crate) fn decode_inner(plaintext: &[u8], params: &ReceiptParams) -> Result<I
             .get(STATE_HEADER)
             .ok_or(CallError::BadRequest("missing x-dait-state"))?,
     )?;
+    let replayable = match msg.header().get(REPLAYABLE_HEADER) {
+        None => false,
+        Some(b"1") => true,
+        Some(_) => return Err(CallError::BadRequest("x-dait-replayable must be 1")),
+    };
     let body = msg.content().to_vec();
-    let json: Map<String, Value> = serde_json::from_slice(&body)
+    let mut json: Map<String, Value> = serde_json::from_slice(&body)
         .map_err(|_| CallError::BadRequest("body is not a JSON object"))?;
     let stream = match json.get("stream") {
         None | Some(Value::Null) => false,
@@ -78,6 +90,13 @@ pub(crate) fn decode_inner(plaintext: &[u8], params: &ReceiptParams) -> Result<I
             .filter(|n| *n > 0)
             .ok_or(CallError::BadRequest("n must be a positive integer"))?,
     };
+    let replay_seed = if replayable {
+        let seed = replay_seed(&json, engine_deterministic)?;
+        json.insert("seed".into(), seed.into());
+        Some(seed)
+    } else {
+        None
+    };
     let prompt_bound = (body.len() as u64).saturating_add(PROMPT_TOKEN_MARGIN);
     let worst_case = dait_chain_client::amount(
         prompt_bound,
@@ -93,7 +112,47 @@ pub(crate) fn decode_inner(plaintext: &[u8], params: &ReceiptParams) -> Result<I
         json,
         stream,
         worst_case,
+        replay_seed,
     })
+}
+
+/// Largest `seed` of a replayable call, exclusive: 2^63 (it fits every engine's signed 64-bit seed).
+pub(crate) const SEED_LIMIT: u64 = 1 << 63;
+
+/// The seed a call marked replayable is served with: the request's `seed` (an integer,
+/// 0 ≤ seed < 2^63), else 0 when its `temperature` is the number 0. Refused
+/// ([`CallError::NotReplayable`]) unless the engine is declared deterministic, the sampling is one
+/// of those two, and `n` is absent or 1.
+pub(crate) fn replay_seed(
+    json: &Map<String, Value>,
+    engine_deterministic: bool,
+) -> Result<u64, CallError> {
+    if !engine_deterministic {
+        return Err(CallError::NotReplayable(
+            "the engine is not declared deterministic",
+        ));
+    }
+    match json.get("n") {
+        None => {}
+        Some(n) if n.as_u64() == Some(1) => {}
+        Some(_) => return Err(CallError::NotReplayable("n must be absent or 1")),
+    }
+    let seed =
+        match json.get("seed") {
+            None => None,
+            Some(v) => Some(v.as_u64().filter(|s| *s < SEED_LIMIT).ok_or(
+                CallError::NotReplayable("seed must be an integer from 0 to 2^63-1"),
+            )?),
+        };
+    let greedy = json
+        .get("temperature")
+        .and_then(Value::as_f64)
+        .is_some_and(|t| t == 0.0);
+    match seed {
+        Some(seed) => Ok(seed),
+        None if greedy => Ok(0),
+        None => Err(CallError::NotReplayable("needs temperature 0 or a seed")),
+    }
 }
 
 /// Decode the `x-dait-state` field's value (the tenant's signed channel state).
@@ -154,6 +213,7 @@ pub(super) async fn commit_receipt(
         tokens_in: usage.prompt_tokens,
         tokens_out: usage.completion_tokens,
         timestamp: now(),
+        replay_seed: inner.replay_seed,
     };
     let receipt_log = app
         .receipt_log
@@ -186,4 +246,161 @@ fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use dait_chain_client::{Address, ChannelState, Domain, TenantSigner};
+    use serde_json::json;
+
+    fn object(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    fn seed_of(v: Value) -> Result<u64, &'static str> {
+        replay_seed(&object(v), true).map_err(|e| match e {
+            CallError::NotReplayable(why) => why,
+            other => panic!("unexpected {other:?}"),
+        })
+    }
+
+    #[test]
+    fn replayable_sampling_and_its_seed() {
+        assert_eq!(seed_of(json!({"temperature": 0})), Ok(0));
+        assert_eq!(seed_of(json!({"temperature": 0.0})), Ok(0));
+        assert_eq!(seed_of(json!({"temperature": 0, "seed": 5})), Ok(5));
+        assert_eq!(seed_of(json!({"temperature": 0.9, "seed": 7})), Ok(7));
+        assert_eq!(seed_of(json!({"seed": 0})), Ok(0));
+        assert_eq!(
+            seed_of(json!({"seed": SEED_LIMIT - 1, "n": 1})),
+            Ok(SEED_LIMIT - 1)
+        );
+        assert_eq!(seed_of(json!({"temperature": 0, "n": 1})), Ok(0));
+    }
+
+    #[test]
+    fn unreplayable_sampling_is_refused_with_its_reason() {
+        let sampling = Err("needs temperature 0 or a seed");
+        assert_eq!(seed_of(json!({})), sampling);
+        assert_eq!(seed_of(json!({"temperature": 0.9})), sampling);
+        assert_eq!(seed_of(json!({"temperature": "0"})), sampling);
+        assert_eq!(seed_of(json!({"temperature": null})), sampling);
+        let n = Err("n must be absent or 1");
+        assert_eq!(seed_of(json!({"temperature": 0, "n": 2})), n);
+        assert_eq!(seed_of(json!({"temperature": 0, "n": null})), n);
+        assert_eq!(seed_of(json!({"seed": 7, "n": "1"})), n);
+        let malformed = Err("seed must be an integer from 0 to 2^63-1");
+        for seed in [
+            json!(-1),
+            json!(1.5),
+            json!("7"),
+            json!(null),
+            json!(SEED_LIMIT),
+        ] {
+            assert_eq!(
+                seed_of(json!({"temperature": 0, "seed": seed})),
+                malformed,
+                "{seed}"
+            );
+        }
+        // Without the operator's declaration nothing is replayable, however it samples.
+        assert!(matches!(
+            replay_seed(&object(json!({"temperature": 0})), false),
+            Err(CallError::NotReplayable(
+                "the engine is not declared deterministic"
+            ))
+        ));
+    }
+
+    /// An inner request for `body` with a decodable channel state and the replayable header's `value`.
+    fn inner_request(body: &[u8], replayable: Option<&str>) -> Vec<u8> {
+        let tenant = TenantSigner::generate(&mut rand::rngs::OsRng);
+        let domain = Domain {
+            chain_id: 1,
+            settlement: Address([1; 20]),
+        };
+        let state = ChannelState::open(B256([3; 32]), 1000, tenant.address(), B256([2; 32]));
+        let signed = SignedChannelState {
+            tenant_signature: tenant.sign_state(&state, &domain),
+            state,
+            host_signature: None,
+        };
+        let mut m = bhttp::Message::request(
+            b"POST".to_vec(),
+            b"https".to_vec(),
+            b"dait".to_vec(),
+            b"/v1/chat/completions".to_vec(),
+        );
+        m.put_header("x-dait-state", signed.to_header_value());
+        if let Some(v) = replayable {
+            m.put_header("x-dait-replayable", v);
+        }
+        m.write_content(body);
+        let mut out = Vec::new();
+        m.write_bhttp(bhttp::Mode::KnownLength, &mut out).unwrap();
+        out
+    }
+
+    fn params() -> ReceiptParams {
+        ReceiptParams {
+            host_key_id: B256::ZERO,
+            keyset_hash: B256::ZERO,
+            model_id: "m".into(),
+            weight_hash: B256::ZERO,
+            price_in: 1,
+            price_out: 1,
+            engine_build: B256::ZERO,
+        }
+    }
+
+    #[test]
+    fn a_replayable_call_sends_its_seed_and_hashes_the_request_as_sent() {
+        let body = br#"{"messages":[],"temperature":0}"#;
+        let inner = decode_inner(&inner_request(body, Some("1")), &params(), true).unwrap();
+        assert_eq!(inner.replay_seed, Some(0));
+        assert_eq!(inner.body, body, "request_hash covers the tenant's bytes");
+        let sent: Value = serde_json::from_slice(&engine_body(&inner)).unwrap();
+        assert_eq!(sent["seed"], 0);
+        assert_eq!(sent["temperature"], 0);
+
+        let seeded = br#"{"messages":[],"temperature":0.9,"seed":7}"#;
+        let inner = decode_inner(&inner_request(seeded, Some("1")), &params(), true).unwrap();
+        assert_eq!(inner.replay_seed, Some(7));
+        let sent: Value = serde_json::from_slice(&engine_body(&inner)).unwrap();
+        assert_eq!(sent["seed"], 7);
+    }
+
+    #[test]
+    fn a_call_not_marked_replayable_is_forwarded_as_it_is() {
+        // Its own seed goes to the engine untouched, and the receipt claims none.
+        let body = br#"{"messages":[],"temperature":0.9,"seed":7}"#;
+        let inner = decode_inner(&inner_request(body, None), &params(), true).unwrap();
+        assert_eq!(inner.replay_seed, None);
+        let sent: Value = serde_json::from_slice(&engine_body(&inner)).unwrap();
+        assert_eq!(sent["seed"], 7);
+        let greedy = br#"{"messages":[],"temperature":0}"#;
+        let inner = decode_inner(&inner_request(greedy, None), &params(), false).unwrap();
+        let sent: Value = serde_json::from_slice(&engine_body(&inner)).unwrap();
+        assert!(sent.get("seed").is_none());
+    }
+
+    #[test]
+    fn the_replayable_header_must_be_1() {
+        let body = br#"{"messages":[],"temperature":0}"#;
+        for value in ["true", "0", ""] {
+            assert!(matches!(
+                decode_inner(&inner_request(body, Some(value)), &params(), true),
+                Err(CallError::BadRequest("x-dait-replayable must be 1"))
+            ));
+        }
+        assert!(matches!(
+            decode_inner(&inner_request(body, Some("1")), &params(), false),
+            Err(CallError::NotReplayable(_))
+        ));
+    }
 }

@@ -25,6 +25,11 @@ pub enum CallError {
     /// The real cost would exceed the escrow cap.
     #[error("real cost exceeds the escrow cap")]
     OverEscrowCap,
+    /// A call marked replayable (`x-dait-replayable: 1`) that this agent cannot serve replayably: its
+    /// engine is not declared deterministic, or the request's sampling is not replayable (PROTOCOL.md
+    /// §6, "Replayable calls").
+    #[error("not replayable: {0}")]
+    NotReplayable(&'static str),
     /// No upstream engine is configured.
     #[error("no upstream configured")]
     NoUpstream,
@@ -58,6 +63,7 @@ impl CallError {
             Self::Busy => ("stale_state", 409),
             Self::WrongTenant => ("wrong_channel", 409),
             Self::OverEscrowCap => ("over_escrow_cap", 402),
+            Self::NotReplayable(_) => ("not_replayable", 422),
             Self::NoUpstream | Self::Upstream(_) => ("upstream", 502),
             Self::Internal(_) => ("internal", 500),
             Self::ReceiptLog(_) => ("receipt_log_unwritable", 503),
@@ -98,6 +104,14 @@ mod tests {
             CallError::from(ReceiptLogError::Closed),
             CallError::Internal(_)
         ));
+        let e = CallError::NotReplayable("n must be absent or 1");
+        assert_eq!(e.code(), ("not_replayable", 422));
+        let b: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(b["error"]["code"], "not_replayable");
+        assert_eq!(
+            b["error"]["message"],
+            "not replayable: n must be absent or 1"
+        );
         let b: serde_json::Value =
             serde_json::from_slice(&CallError::Internal("secret detail").body()).unwrap();
         assert_eq!(b["error"]["message"], "internal error");

@@ -51,6 +51,8 @@ pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// Inner header carrying the channel state.
 pub const STATE_HEADER: &[u8] = b"x-dait-state";
+/// Inner header marking a call replayable, with the value `1` (PROTOCOL.md §6, "Replayable calls").
+pub const REPLAYABLE_HEADER: &[u8] = b"x-dait-replayable";
 /// Inner header (or trailer, when streaming) carrying the receipt.
 pub const RECEIPT_FIELD: &[u8] = b"x-dait-receipt";
 /// Trailer sent instead of a receipt when a stream failed after it started.
@@ -77,6 +79,9 @@ pub struct App {
     pub engine: Option<EngineClient>,
     /// Fixed receipt fields.
     pub params: ReceiptParams,
+    /// The operator declared the engine deterministic (`--engine-deterministic`): replayable calls
+    /// are served.
+    pub engine_deterministic: bool,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// What `/readyz` reports.

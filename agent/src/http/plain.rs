@@ -73,7 +73,7 @@ async fn plain_call(
     plaintext: &[u8],
     request_ct_hash: B256,
 ) -> Result<(Bytes, String), CallError> {
-    let inner = decode_inner(plaintext, &app.params)?;
+    let inner = decode_inner(plaintext, &app.params, app.engine_deterministic)?;
     if inner.stream {
         return Err(CallError::BadRequest(
             "stream=true needs a chunked OHTTP request",

@@ -49,7 +49,7 @@ pub(super) async fn streaming(
     let (mut writer, rx) = sealer.split();
     let writable = receipt_log_writable(&app).await;
     let prepared = (|| {
-        let inner = decode_inner(pt.as_bytes(), &app.params)?;
+        let inner = decode_inner(pt.as_bytes(), &app.params, app.engine_deterministic)?;
         if !inner.stream {
             return Err(CallError::BadRequest(
                 "a chunked OHTTP request needs stream=true",
