@@ -17,7 +17,6 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -522,26 +521,7 @@ async fn proxy_end_to_end_with_in_test_upstream() {
 async fn real_engine_end_to_end() {
     let required = std::env::var("DAIT_REQUIRE_ENGINE").is_ok_and(|v| v == "1");
     // DAIT_ENGINE_URL, else the engine that scripts/engine.sh started (if it runs).
-    let from_script = || {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/engine.sh");
-        let out = std::process::Command::new(script)
-            .arg("url")
-            .stderr(Stdio::null())
-            .output()
-            .ok()?;
-        let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        (out.status.success() && url.starts_with("http://")).then_some(url)
-    };
-    let Some(engine) = std::env::var("DAIT_ENGINE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .or_else(from_script)
-    else {
-        assert!(
-            !required,
-            "DAIT_REQUIRE_ENGINE=1 but no engine: set DAIT_ENGINE_URL or run scripts/engine.sh start"
-        );
-        eprintln!("skipped: no engine (DAIT_ENGINE_URL unset, scripts/engine.sh url failed)");
+    let Some(engine) = common::real_engine_url() else {
         return;
     };
     tokio::time::timeout(Duration::from_secs(300), async {

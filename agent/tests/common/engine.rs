@@ -56,6 +56,15 @@ pub const LLAMA_LIKE: EngineMode = EngineMode {
 #[derive(Debug, Default)]
 pub struct EngineStats {
     pub calls: AtomicU64,
+    /// The JSON body of every completion request, in order of arrival.
+    pub requests: std::sync::Mutex<Vec<Value>>,
+}
+
+impl EngineStats {
+    /// The completion requests seen so far.
+    pub fn requests(&self) -> Vec<Value> {
+        self.requests.lock().unwrap().clone()
+    }
 }
 
 fn words(s: &str) -> u64 {
@@ -141,6 +150,7 @@ async fn engine(
     if !chat && path != "/v1/completions" {
         return Ok(not_found());
     }
+    stats.requests.lock().unwrap().push(v.clone());
     let max = v["max_tokens"].as_u64().unwrap_or(16);
     let k = mode.tokens.min(max);
     let finish = if k < mode.tokens { "length" } else { "stop" };
@@ -292,4 +302,97 @@ async fn read_request(tcp: &mut TcpStream) -> Vec<u8> {
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
+}
+
+/// The real development engine's base URL for tests that need it: `DAIT_ENGINE_URL`, else the one
+/// `scripts/engine.sh start` started (`scripts/engine.sh url`). Without either: `None` after printing
+/// `skipped: no engine`, or a failure when `DAIT_REQUIRE_ENGINE=1`.
+pub fn real_engine_url() -> Option<String> {
+    let required = std::env::var("DAIT_REQUIRE_ENGINE").is_ok_and(|v| v == "1");
+    let from_script = || {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/engine.sh");
+        let out = std::process::Command::new(script)
+            .arg("url")
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        (out.status.success() && url.starts_with("http://")).then_some(url)
+    };
+    let url = std::env::var("DAIT_ENGINE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(from_script);
+    if url.is_none() {
+        assert!(
+            !required,
+            "DAIT_REQUIRE_ENGINE=1 but no engine: set DAIT_ENGINE_URL or run scripts/engine.sh start"
+        );
+        eprintln!("skipped: no engine (DAIT_ENGINE_URL unset, scripts/engine.sh url failed)");
+    }
+    url
+}
+
+/// A pass-through in front of the engine at `upstream` (`http://host:port`) on 127.0.0.1:0: every
+/// request is forwarded as it is and answered with the engine's whole answer; the JSON body of every
+/// completion request is recorded in the returned stats (what the engine was asked). It stops when
+/// the runtime ends.
+pub async fn start_recording_proxy(upstream: &str) -> (SocketAddr, Arc<EngineStats>) {
+    let authority = upstream
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stats = Arc::new(EngineStats::default());
+    let st = stats.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (st, authority) = (st.clone(), authority.clone());
+            let svc =
+                hyper::service::service_fn(move |r| forward(authority.clone(), st.clone(), r));
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc),
+            );
+        }
+    });
+    (addr, stats)
+}
+
+async fn forward(
+    authority: String,
+    stats: Arc<EngineStats>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    stats.calls.fetch_add(1, Ordering::Relaxed);
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    if parts.uri.path().ends_with("completions") {
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        stats.requests.lock().unwrap().push(v);
+    }
+    let tcp = TcpStream::connect(&authority).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut out = Request::builder()
+        .method(parts.method)
+        .uri(parts.uri)
+        .header("host", &authority);
+    if let Some(ct) = parts.headers.get("content-type") {
+        out = out.header("content-type", ct);
+    }
+    let resp = sender
+        .send_request(out.body(Full::new(body)).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Ok(Response::from_parts(parts, Full::new(body)))
 }

@@ -58,6 +58,8 @@ pub struct Tenant {
     pub signer: TenantSigner,
     pub chain: ReceiptChain,
     pub key_config: Vec<u8>,
+    /// Mark its calls replayable (`x-dait-replayable: 1`).
+    pub replayable: bool,
 }
 
 /// The outcome of one call.
@@ -122,6 +124,7 @@ impl Tenant {
             chain: ReceiptChain::new(info.domain, info.host_key, info.keyset_hash, state),
             signer,
             key_config: info.keyset.ohttp_key_config.clone(),
+            replayable: false,
         }
     }
 
@@ -142,6 +145,11 @@ impl Tenant {
 
     /// The inner BHTTP request.
     pub fn inner(path: &str, state_header: &str, body: &[u8]) -> Vec<u8> {
+        Self::inner_marked(path, state_header, body, false)
+    }
+
+    /// The inner BHTTP request, with `x-dait-replayable: 1` when `replayable`.
+    pub fn inner_marked(path: &str, state_header: &str, body: &[u8], replayable: bool) -> Vec<u8> {
         let mut m = bhttp::Message::request(
             b"POST".to_vec(),
             b"https".to_vec(),
@@ -150,6 +158,9 @@ impl Tenant {
         );
         m.put_header("content-type", "application/json");
         m.put_header("x-dait-state", state_header);
+        if replayable {
+            m.put_header("x-dait-replayable", "1");
+        }
         m.write_content(body);
         let mut out = Vec::new();
         m.write_bhttp(bhttp::Mode::KnownLength, &mut out).unwrap();
@@ -194,7 +205,7 @@ impl Tenant {
         body: &[u8],
         tamper: impl FnOnce(&mut Vec<u8>),
     ) -> Result<CallResult, (u16, Bytes)> {
-        let inner = Self::inner(path, state_header, body);
+        let inner = Self::inner_marked(path, state_header, body, self.replayable);
         let client = ohttp::ClientRequest::from_encoded_config(&self.key_config).unwrap();
         let (mut enc, opener) = client.encapsulate(&inner).unwrap();
         tamper(&mut enc);
@@ -228,7 +239,7 @@ impl Tenant {
         body: &[u8],
         cut: usize,
     ) -> Result<CallResult, String> {
-        let inner = Self::inner(path, state_header, body);
+        let inner = Self::inner_marked(path, state_header, body, self.replayable);
         let client = ohttp::ClientRequest::from_encoded_config(&self.key_config).unwrap();
         let sink = SharedSink::default();
         let mut w = client.encapsulate_stream(sink.clone()).unwrap();
