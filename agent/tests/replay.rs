@@ -1,7 +1,9 @@
 //! Replayable calls (`x-dait-replayable: 1`, PROTOCOL.md §6): refused, each with its own
 //! `not_replayable` message, no receipt and the channel unchanged, by an agent whose engine is not
 //! declared deterministic and for sampling that is not replayable; served with the seed the receipt
-//! names sent to the engine (the in-test engine records what it was asked).
+//! names sent to the engine (the in-test engine records what it was asked). The tenant library sends
+//! them ([`dait_tenant::CallOptions::replayable`]) to the real binary and checks what their receipts
+//! claim.
 //!
 //! `replayable_calls_on_the_real_engine_hash_the_same` runs against the real CPU engine at
 //! `DAIT_ENGINE_URL`, or the one that `scripts/engine.sh start` started, through a recording
@@ -225,6 +227,111 @@ async fn the_engine_gets_the_seed_the_receipt_names() {
                 "{request}"
             );
         }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenant_library_sends_replayable_calls_and_checks_their_receipts() {
+    use dait_tenant::{
+        CallOptions, DEFAULT_CALL_TIMEOUT, HostErrorCode, Session, SessionConfig, StreamItem,
+        TenantError, Wallet,
+    };
+    with_timeout(TEST_TIMEOUT, async {
+        let (engine, stats) = start_engine(LLAMA_LIKE).await;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("host");
+        init_simulated(&state);
+        let root = hex::decode(
+            std::fs::read_to_string(state.join("sim-root.pub"))
+                .unwrap()
+                .trim(),
+        )
+        .unwrap();
+        let mut cmd = serve_command(&state, &format!("http://{engine}"));
+        cmd.args([
+            "--engine-deterministic",
+            "--price-in",
+            "2",
+            "--price-out",
+            "3",
+        ])
+        .stderr(std::process::Stdio::null());
+        let (_child, addr, _stdout) = spawn_listening(&mut cmd).await;
+        let config = SessionConfig {
+            host_url: format!("https://{addr}"),
+            policy: dait_verifier::bundle::Policy::new()
+                .dangerous_allow_simulated(&root)
+                .unwrap(),
+            escrow_cap: 1_000_000,
+            state_dir: dir.path().join("tenant"),
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+        };
+        let mut session = Session::open(config, Wallet::generate()).await.unwrap();
+        let replayable = CallOptions::replayable();
+
+        let greedy = bytes(&chat("one", json!({"temperature": 0})));
+        let outcome = session
+            .call_with_options(CHAT, greedy.clone(), replayable)
+            .await
+            .unwrap();
+        let r = outcome.receipt.receipt();
+        assert_eq!((r.call_seq, r.deterministic, r.seed), (1, true, 0));
+
+        // Streamed and seeded (the engine sends no usage: the agent meters it with the same seed).
+        let seeded = bytes(&chat(
+            "two",
+            json!({"temperature": 0.9, "seed": 9, "stream": true}),
+        ));
+        let mut call = session
+            .call_stream_with_options(CHAT, seeded, replayable)
+            .await
+            .unwrap();
+        let mut done = None;
+        while let Some(item) = call.next().await {
+            if let StreamItem::Done(outcome) = item.unwrap() {
+                done = Some(outcome);
+            }
+        }
+        let r = done.unwrap().receipt.receipt().clone();
+        assert_eq!((r.call_seq, r.deterministic, r.seed), (2, true, 9));
+        assert!(
+            stats.requests()[1..]
+                .iter()
+                .all(|sent| sent["seed"] == json!(9))
+        );
+
+        // Refused by the host: its own error, and the session goes on at the same turn.
+        let sampled = bytes(&chat("three", json!({"temperature": 0.9})));
+        let err = session
+            .call_with_options(CHAT, sampled, replayable)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TenantError::Host {
+                    code: HostErrorCode::NotReplayable,
+                    status: 422
+                }
+            ),
+            "{err:?}"
+        );
+        // A seed that no replayable call can have is not sent at all.
+        let asked = stats.requests().len();
+        let malformed = bytes(&chat("four", json!({"seed": "7"})));
+        let err = session
+            .call_with_options(CHAT, malformed, replayable)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TenantError::BadRequestBody), "{err:?}");
+        assert_eq!(stats.requests().len(), asked);
+
+        // A call not marked replayable: its receipt claims no seed.
+        let outcome = session.call(CHAT, greedy).await.unwrap();
+        let r = outcome.receipt.receipt();
+        assert_eq!((r.call_seq, r.deterministic, r.seed), (3, false, 0));
+        assert!(!session.is_stopped());
     })
     .await;
 }

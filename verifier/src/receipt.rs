@@ -50,6 +50,18 @@ pub enum ReceiptError {
     /// The per-token prices changed within the channel.
     #[error("the per-token prices changed within the channel")]
     PriceChanged,
+    /// The receipt's replay parameters are not the call's (PROTOCOL.md §6, "Replayable calls"): a call
+    /// sent replayable must have `deterministic = true` and the seed it asked for (its `seed`, else 0),
+    /// every other call `deterministic = false` and `seed = 0`. Checked by [`check_replay_parameters`].
+    #[error(
+        "the receipt's replay parameters (deterministic={deterministic}, seed={seed}) are not the call's"
+    )]
+    ReplayParameters {
+        /// The receipt's `deterministic`.
+        deterministic: bool,
+        /// The receipt's `seed`.
+        seed: u64,
+    },
     /// The response received could not be normalised, so its hash cannot be recomputed.
     #[error("the response cannot be normalised")]
     ResponseUnreadable(#[source] NormalizeError),
@@ -247,6 +259,21 @@ impl Channel {
             host_signature: None,
         };
         Ok(&self.state)
+    }
+}
+
+/// Checks a receipt's `deterministic` and `seed` against the call (PROTOCOL.md §6, "Replayable calls"):
+/// `replay_seed` is `Some(seed)` for a call sent replayable (`x-dait-replayable: 1`), with the seed it
+/// asked for (its `seed`, else 0), and `None` for any other call, whose receipt must claim no seed.
+pub fn check_replay_parameters(r: &Receipt, replay_seed: Option<u64>) -> Result<(), ReceiptError> {
+    let claimed = r.deterministic.then_some(r.seed);
+    if claimed == replay_seed && (r.deterministic || r.seed == 0) {
+        Ok(())
+    } else {
+        Err(ReceiptError::ReplayParameters {
+            deterministic: r.deterministic,
+            seed: r.seed,
+        })
     }
 }
 
@@ -604,6 +631,38 @@ mod tests {
         s.channel = Channel::open(&bundle, &s.tenant, &B256([8; 32]), 1_000).unwrap();
         let r = s.channel.check(sign(&s, honest(&s)), &evidence(&s));
         assert!(matches!(r, Err(ReceiptError::RuntimeUnattested)), "{r:?}");
+    }
+
+    #[test]
+    fn replay_parameters_must_be_the_calls() {
+        let s = setup(1_000);
+        let with = |deterministic, seed| Receipt {
+            deterministic,
+            seed,
+            ..honest(&s)
+        };
+        let ok = |r: &Receipt, replay| check_replay_parameters(r, replay).is_ok();
+        // A replayable call: deterministic, with the seed it asked for.
+        assert!(ok(&with(true, 0), Some(0)));
+        assert!(ok(&with(true, 7), Some(7)));
+        // Any other call: not deterministic, and no seed claimed.
+        assert!(ok(&with(false, 0), None));
+        for (r, replay) in [
+            (with(true, 7), Some(0)),
+            (with(false, 0), Some(0)),
+            (with(false, 7), Some(7)),
+            (with(true, 0), None),
+            (with(false, 7), None),
+        ] {
+            assert!(
+                matches!(
+                    check_replay_parameters(&r, replay),
+                    Err(ReceiptError::ReplayParameters { deterministic, seed })
+                        if (deterministic, seed) == (r.deterministic, r.seed)
+                ),
+                "{replay:?}"
+            );
+        }
     }
 
     #[test]

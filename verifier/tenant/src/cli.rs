@@ -22,7 +22,9 @@ use clap::{Parser, Subcommand};
 use dait_measure::ReferenceMeasurements;
 use dait_verifier::bundle::{Platform, Policy};
 
-use crate::{Session, SessionConfig, StreamItem, TenantError, Wallet, proxy, verify_host};
+use crate::{
+    CallOptions, Session, SessionConfig, StreamItem, TenantError, Wallet, proxy, verify_host,
+};
 
 /// The `dait-tenant` arguments.
 #[derive(Parser)]
@@ -99,6 +101,11 @@ enum Command {
         /// Stream the reply (chunked OHTTP).
         #[arg(long)]
         stream: bool,
+        /// Send the call replayable (`x-dait-replayable: 1`; the request has temperature 0, so seed 0): the
+        /// host serves it only with an engine declared deterministic, else refuses it (`NotReplayable`),
+        /// and its receipt must say `deterministic = true` and `seed = 0`, so an auditor can replay it.
+        #[arg(long)]
+        replayable: bool,
         /// A system message sent before the user message (instead of the chat template's default one).
         #[arg(long, value_name = "TEXT")]
         system: Option<String>,
@@ -269,6 +276,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             model,
             max_tokens,
             stream,
+            replayable,
             system,
             prompt,
         } => {
@@ -285,8 +293,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 "temperature": 0,
                 "stream": stream,
             }))?;
+            let options = if replayable {
+                CallOptions::replayable()
+            } else {
+                CallOptions::default()
+            };
             let outcome = if stream {
-                let mut call = session.call_stream("/v1/chat/completions", body).await?;
+                let mut call = session
+                    .call_stream_with_options("/v1/chat/completions", body, options)
+                    .await?;
                 let mut done = None;
                 while let Some(item) = call.next().await {
                     if let StreamItem::Done(outcome) = item? {
@@ -299,7 +314,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", normalizer.finish()?.text());
                 outcome
             } else {
-                let outcome = session.call("/v1/chat/completions", body).await?;
+                let outcome = session
+                    .call_with_options("/v1/chat/completions", body, options)
+                    .await?;
                 let response = dait_chain_client::NormalizedResponse::from_body(&outcome.body)?;
                 println!("{}", response.text());
                 outcome

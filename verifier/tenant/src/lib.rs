@@ -7,6 +7,9 @@
 //! to the attested HPKE key with the latest counter-signed channel state, opens the reply, runs the SPUR-IC
 //! receipt checks ([`dait_verifier::receipt`]) and signs the next channel state. [`Session::call_stream`]
 //! does the same for a streamed reply (chunked OHTTP), whose authenticated final chunk carries the receipt.
+//! [`Session::call_with_options`] with [`CallOptions::replayable`] sends a call an auditor can replay: the
+//! host serves it in its deterministic engine configuration with a fixed seed, or refuses it, and its
+//! receipt must say so (`deterministic = true` and the seed asked for).
 //! A failed check stops the session and writes the offending receipt under the state directory, so it can
 //! be disputed.
 //!
@@ -84,7 +87,8 @@ mod wallet;
 mod support;
 
 pub use session::{
-    CallOutcome, DEFAULT_CALL_TIMEOUT, Session, SessionConfig, StreamCall, StreamItem, verify_host,
+    CallOptions, CallOutcome, DEFAULT_CALL_TIMEOUT, Session, SessionConfig, StreamCall, StreamItem,
+    verify_host,
 };
 pub use store::DisputeRecord;
 pub use transport::HostClient;
@@ -101,6 +105,9 @@ pub enum HostErrorCode {
     BadRequest,
     /// `bad_state_signature` (401).
     BadStateSignature,
+    /// `not_replayable` (422): a call sent replayable that the host cannot serve replayably (its engine is
+    /// not declared deterministic, or the request's sampling is not replayable).
+    NotReplayable,
     /// A code this client does not know.
     Other,
     /// `over_escrow_cap` (402).
@@ -121,6 +128,7 @@ impl HostErrorCode {
         match code {
             "bad_request" => Self::BadRequest,
             "bad_state_signature" => Self::BadStateSignature,
+            "not_replayable" => Self::NotReplayable,
             "over_escrow_cap" => Self::OverEscrowCap,
             "stale_state" => Self::StaleState,
             "unknown_state" => Self::UnknownState,
@@ -198,7 +206,8 @@ pub enum TenantError {
     /// An earlier receipt check failed, so this session accepts no more calls.
     #[error("the session is stopped after a failed receipt check; dispute it")]
     SessionStopped,
-    /// The request body is not a JSON object the proxy can send.
+    /// The request body is not a JSON object the proxy can send (for a call sent replayable: not a JSON
+    /// object, or its `seed` is not an integer from 0 to 2^63-1).
     #[error("the request body is not a JSON object")]
     BadRequestBody,
     /// A started stream ended, authenticated, with the host's `x-dait-error` trailer instead of a

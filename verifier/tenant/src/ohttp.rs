@@ -24,6 +24,8 @@ pub(crate) const REQ: &str = "message/ohttp-req";
 pub(crate) const CHUNKED_REQ: &str = "message/ohttp-chunked-req";
 /// Inner request header carrying the signed channel state.
 pub(crate) const STATE_HEADER: &str = "x-dait-state";
+/// Inner request header marking a call replayable, with the value `1` (PROTOCOL.md §6).
+pub(crate) const REPLAYABLE_HEADER: &str = "x-dait-replayable";
 /// Inner response header (or trailer, when streaming) carrying the signed receipt.
 pub(crate) const RECEIPT_FIELD: &[u8] = b"x-dait-receipt";
 /// The trailer a host sends instead of a receipt when a stream it started failed (PROTOCOL.md §6).
@@ -51,11 +53,13 @@ impl CiphertextHasher {
     }
 }
 
-/// Encodes the inner Binary HTTP request: `POST path` with a JSON body and the channel state header.
+/// Encodes the inner Binary HTTP request: `POST path` with a JSON body and the channel state header,
+/// and `x-dait-replayable: 1` when `replayable`.
 pub(crate) fn encode_inner_request(
     path: &str,
     body: &[u8],
     state_b64: &str,
+    replayable: bool,
 ) -> Result<Vec<u8>, TenantError> {
     let mut message = Message::request(
         b"POST".to_vec(),
@@ -65,6 +69,9 @@ pub(crate) fn encode_inner_request(
     );
     message.put_header("content-type", "application/json");
     message.put_header(STATE_HEADER, state_b64);
+    if replayable {
+        message.put_header(REPLAYABLE_HEADER, "1");
+    }
     message.write_content(body);
     let mut out = Vec::with_capacity(body.len().saturating_add(512));
     message

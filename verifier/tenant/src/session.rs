@@ -10,7 +10,9 @@ use dait_chain_client::{
     ciphertext_hash,
 };
 use dait_verifier::bundle::{Policy, UnixTime, VerifiedBundle, VerifyError, verify_bundle};
-use dait_verifier::receipt::{CallEvidence, Channel, ReceiptError, VerifiedReceipt};
+use dait_verifier::receipt::{
+    CallEvidence, Channel, ReceiptError, VerifiedReceipt, check_replay_parameters,
+};
 use rand::RngCore as _;
 use tokio::sync::mpsc;
 
@@ -36,6 +38,47 @@ pub struct SessionConfig {
     /// Time allowed for a whole non-streamed call, or between two events of a streamed one
     /// ([`DEFAULT_CALL_TIMEOUT`] unless the engine is known to be slow, e.g. emulated).
     pub call_timeout: Duration,
+}
+
+/// How a call is sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CallOptions {
+    /// Mark the call replayable (`x-dait-replayable: 1`, PROTOCOL.md §6): the host serves it only with an
+    /// engine declared deterministic and replayable sampling (`temperature` 0 or a `seed`, `n` absent or
+    /// 1), else refuses it ([`HostErrorCode::NotReplayable`], no receipt). Its receipt must say
+    /// `deterministic = true` and the seed asked for (the request's `seed`, else 0); the receipt of any
+    /// other call must say `deterministic = false` and `seed = 0` ([`ReceiptError::ReplayParameters`]).
+    pub replayable: bool,
+}
+
+impl CallOptions {
+    /// A call marked replayable.
+    pub const fn replayable() -> Self {
+        Self { replayable: true }
+    }
+}
+
+/// The largest valid `seed` of a replayable call, exclusive: 2^63.
+const SEED_LIMIT: u64 = 1 << 63;
+
+/// The seed a call asks for, as its receipt must name it: `None` for a call not sent replayable; for a
+/// replayable one its body's `seed` (0 ≤ seed < 2^63), else 0. A replayable body that is not a JSON
+/// object, or whose `seed` is no such integer, is not sent ([`TenantError::BadRequestBody`]).
+fn replay_seed(body: &[u8], options: CallOptions) -> Result<Option<u64>, TenantError> {
+    if !options.replayable {
+        return Ok(None);
+    }
+    let json: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(body).map_err(|_| TenantError::BadRequestBody)?;
+    match json.get("seed") {
+        None => Ok(Some(0)),
+        Some(seed) => seed
+            .as_u64()
+            .filter(|s| *s < SEED_LIMIT)
+            .map(Some)
+            .ok_or(TenantError::BadRequestBody),
+    }
 }
 
 /// A call that completed and whose receipt passed every check.
@@ -155,8 +198,19 @@ impl Session {
 
     /// One non-streamed call: `POST path` with `body`, carrying the latest signed state.
     pub async fn call(&mut self, path: &str, body: Vec<u8>) -> Result<CallOutcome, TenantError> {
+        self.call_with_options(path, body, CallOptions::default())
+            .await
+    }
+
+    /// [`Session::call`] sent as `options` say (e.g. [`CallOptions::replayable`]).
+    pub async fn call_with_options(
+        &mut self,
+        path: &str,
+        body: Vec<u8>,
+        options: CallOptions,
+    ) -> Result<CallOutcome, TenantError> {
         let state = self.channel.state().clone();
-        self.call_with_state(path, body, &state).await
+        self.send(path, body, &state, options).await
     }
 
     /// A non-streamed call carrying `state` instead of the latest one: for replays and tests of the host's
@@ -167,10 +221,22 @@ impl Session {
         body: Vec<u8>,
         state: &SignedChannelState,
     ) -> Result<CallOutcome, TenantError> {
+        self.send(path, body, state, CallOptions::default()).await
+    }
+
+    async fn send(
+        &mut self,
+        path: &str,
+        body: Vec<u8>,
+        state: &SignedChannelState,
+        options: CallOptions,
+    ) -> Result<CallOutcome, TenantError> {
         if self.stopped {
             return Err(TenantError::SessionStopped);
         }
-        let inner = ohttp::encode_inner_request(path, &body, &state.to_header_value())?;
+        let replay = replay_seed(&body, options)?;
+        let inner =
+            ohttp::encode_inner_request(path, &body, &state.to_header_value(), options.replayable)?;
         let sealed = ohttp::seal(self.bundle.ohttp_key_config(), &inner)?;
         let request_ct = sealed.bytes;
         let exchange = async {
@@ -199,6 +265,7 @@ impl Session {
             &request_ct,
             response_ct_hash,
             false,
+            replay,
         )
     }
 
@@ -209,11 +276,24 @@ impl Session {
         path: &str,
         body: Vec<u8>,
     ) -> Result<StreamCall<'_>, TenantError> {
+        self.call_stream_with_options(path, body, CallOptions::default())
+            .await
+    }
+
+    /// [`Session::call_stream`] sent as `options` say (e.g. [`CallOptions::replayable`]).
+    pub async fn call_stream_with_options(
+        &mut self,
+        path: &str,
+        body: Vec<u8>,
+        options: CallOptions,
+    ) -> Result<StreamCall<'_>, TenantError> {
         if self.stopped {
             return Err(TenantError::SessionStopped);
         }
+        let replay = replay_seed(&body, options)?;
         let state = self.channel.state().clone();
-        let inner = ohttp::encode_inner_request(path, &body, &state.to_header_value())?;
+        let inner =
+            ohttp::encode_inner_request(path, &body, &state.to_header_value(), options.replayable)?;
         let mut rx = ohttp::stream_call(
             self.client.clone(),
             self.bundle.ohttp_key_config().to_vec(),
@@ -241,13 +321,17 @@ impl Session {
             session: self,
             rx,
             request_body: body,
+            replay,
             request_ct: request_ct.ok_or(TenantError::Internal("stream events out of order"))?,
             collected: Vec::new(),
             finished: false,
         })
     }
 
-    /// Checks a call's receipt, then accepts it (signing the next state) or stops the session.
+    /// Checks a call's receipt (its replay parameters against `replay`, the seed a replayable call asked
+    /// for), then accepts it (signing the next state) or stops the session.
+    // Each argument is one fact of the call as the tenant observed it.
+    #[allow(clippy::too_many_arguments)]
     fn finish_call(
         &mut self,
         request_body: &[u8],
@@ -256,6 +340,7 @@ impl Session {
         request_ct: &[u8],
         response_ct_hash: B256,
         streamed: bool,
+        replay: Option<u64>,
     ) -> Result<CallOutcome, TenantError> {
         let Some(receipt_b64) = receipt_b64 else {
             return Err(self.stop(&[], ReceiptError::Missing));
@@ -276,6 +361,9 @@ impl Session {
             Ok(receipt) => receipt,
             Err(error) => return Err(self.stop(&receipt_b64, error)),
         };
+        if let Err(error) = check_replay_parameters(receipt.receipt(), replay) {
+            return Err(self.stop(&receipt_b64, error));
+        }
         let state = match self.channel.accept(&receipt, self.wallet.signer()) {
             Ok(state) => state.clone(),
             Err(error) => return Err(self.stop(&receipt_b64, error)),
@@ -338,6 +426,8 @@ pub struct StreamCall<'s> {
     session: &'s mut Session,
     rx: mpsc::Receiver<Result<StreamEvent, TenantError>>,
     request_body: Vec<u8>,
+    /// The seed the receipt must name when the call was sent replayable.
+    replay: Option<u64>,
     request_ct: Vec<u8>,
     collected: Vec<u8>,
     finished: bool,
@@ -392,6 +482,7 @@ impl StreamCall<'_> {
                             &self.request_ct,
                             B256(ct_hash),
                             true,
+                            self.replay,
                         )
                         .map(|outcome| StreamItem::Done(Box::new(outcome))),
                 )
@@ -511,6 +602,16 @@ mod tests {
 
     /// A receipt for the next call on `session`, signed by the attested receipt key.
     fn receipt_for(session: &Session, request_ct: &[u8]) -> String {
+        receipt_claiming(session, request_ct, false, 0)
+    }
+
+    /// [`receipt_for`] with the replay parameters `deterministic` and `seed`.
+    fn receipt_claiming(
+        session: &Session,
+        request_ct: &[u8],
+        deterministic: bool,
+        seed: u64,
+    ) -> String {
         let last = &session.state().state;
         let response = NormalizedResponse::from_body(RESPONSE).unwrap();
         let receipt = Receipt {
@@ -538,9 +639,9 @@ mod tests {
             cumulative: last.cumulative + 5,
             prev_receipt_hash: last.last_receipt_hash,
             timestamp: NOW,
-            seed: 0,
+            seed,
             engine_build: B256::ZERO,
-            deterministic: false,
+            deterministic,
         };
         key(3)
             .sign_receipt(receipt, session.channel().domain())
@@ -560,6 +661,7 @@ mod tests {
                 b"ct",
                 B256::ZERO,
                 false,
+                None,
             )
             .unwrap();
         assert_eq!(outcome.state.state.turn, 1);
@@ -599,6 +701,7 @@ mod tests {
                 b"ct",
                 B256::ZERO,
                 false,
+                None,
             )
             .unwrap_err();
         let TenantError::ReceiptRejected { error, record } = err else {
@@ -641,11 +744,95 @@ mod tests {
     }
 
     #[test]
+    fn replay_parameters_are_checked_against_the_call() {
+        let finish = |session: &mut Session, header: String, replay| {
+            session.finish_call(
+                REQUEST,
+                RESPONSE.to_vec(),
+                Some(header.into_bytes()),
+                b"ct",
+                B256::ZERO,
+                false,
+                replay,
+            )
+        };
+        // A replayable call's receipt names its seed; then a plain call's names none.
+        let dir = tempdir("replay");
+        let mut honest = session(&dir);
+        let header = receipt_claiming(&honest, b"ct", true, 7);
+        finish(&mut honest, header, Some(7)).unwrap();
+        let header = receipt_for(&honest, b"ct");
+        finish(&mut honest, header, None).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+
+        // A replayable call whose receipt does not say so, or names another seed, or a plain call whose
+        // receipt claims a seed: stopped, kept for a dispute.
+        for (deterministic, seed, replay) in [
+            (false, 0, Some(0)),
+            (true, 0, Some(7)),
+            (true, 7, None),
+            (false, 7, None),
+        ] {
+            let dir = tempdir("replay-wrong");
+            let mut lying = session(&dir);
+            let header = receipt_claiming(&lying, b"ct", deterministic, seed);
+            let err = finish(&mut lying, header, replay).unwrap_err();
+            let TenantError::ReceiptRejected { error, record } = err else {
+                panic!("expected ReceiptRejected, got {err:?}");
+            };
+            assert!(
+                matches!(
+                    error,
+                    ReceiptError::ReplayParameters { deterministic: d, seed: s }
+                        if (d, s) == (deterministic, seed)
+                ),
+                "{error:?}"
+            );
+            assert!(lying.is_stopped());
+            assert!(record.unwrap().join("receipt.b64").exists());
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+
+    #[test]
+    fn a_replayable_call_asks_for_its_seed_or_0() {
+        let replayable = CallOptions::replayable();
+        let seed = |body: &[u8]| replay_seed(body, replayable);
+        assert_eq!(
+            replay_seed(b"not json", CallOptions::default()).unwrap(),
+            None
+        );
+        assert_eq!(seed(br#"{"temperature":0}"#).unwrap(), Some(0));
+        assert_eq!(seed(br#"{"temperature":0.9,"seed":7}"#).unwrap(), Some(7));
+        for bad in [
+            &br#"{"seed":-1}"#[..],
+            br#"{"seed":"7"}"#,
+            br#"{"seed":9223372036854775808}"#,
+            b"[]",
+            b"not json",
+        ] {
+            assert!(
+                matches!(seed(bad), Err(TenantError::BadRequestBody)),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
     fn missing_receipt_stops_the_session() {
         let dir = tempdir("missing");
         let mut session = session(&dir);
         let err = session
-            .finish_call(REQUEST, RESPONSE.to_vec(), None, b"ct", B256::ZERO, false)
+            .finish_call(
+                REQUEST,
+                RESPONSE.to_vec(),
+                None,
+                b"ct",
+                B256::ZERO,
+                false,
+                None,
+            )
             .unwrap_err();
         assert!(matches!(
             err,
