@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Boots the dait guest image under QEMU (UEFI, OVMF) with the agent in simulated-TEE mode, forwards the agent's
 # port to 127.0.0.1 only, waits (bounded) until the agent serves, fetches the attestation endpoint, has the tenant
-# CLI verify the evidence (pinning the simulated root the guest printed) and run one encrypted chat whose receipt
-# it verifies. The chat is answered by the engine inside the guest. QEMU is stopped on every exit.
+# CLI verify the evidence (pinning the simulated root the guest printed) and run one encrypted, replayable chat
+# (the image's engine is declared deterministic) whose receipt it verifies, `deterministic` and seed included.
+# The chat is answered by the engine inside the guest. QEMU is stopped on every exit.
 # When the image version (ImageVersion in image/mkosi.conf) has a published reference file,
 # measurements/reference/<version>.json, the tenant checks the evidence against it (dait-tenant --policy): the
 # runtime events the agent measured (model, engine, agent configuration) must be the reference's.
@@ -184,9 +185,9 @@ sed 's/^/    /' "$work/verify.out" >&2
 chat_start=$(date +%s%N)
 "$tenant" chat --host "$base" "${policy_args[@]}" --dangerous-allow-simulated "$work/sim-root.pub" \
     --wallet-key "$work/wallet.key" --state-dir "$work/tenant" --max-tokens 8 --timeout "$chat_timeout_s" \
-    --system "Be brief." "Say hello." >"$work/chat.out" 2>&1 ||
+    --replayable --system "Be brief." "Say hello." >"$work/chat.out" 2>&1 ||
     { cat "$work/chat.out" >&2; die "the encrypted chat or its receipt check failed"; }
-log "dait-tenant chat: ok, receipt verified ($((($(date +%s%N) - chat_start) / 1000000)) ms)"
+log "dait-tenant chat: ok, replayable, receipt verified ($((($(date +%s%N) - chat_start) / 1000000)) ms)"
 sed 's/^/    /' "$work/chat.out" >&2
 
 # --- what the guest reported ----------------------------------------------------------------------------------
