@@ -112,6 +112,9 @@ pub enum HostErrorCode {
     Other,
     /// `over_escrow_cap` (402).
     OverEscrowCap,
+    /// `receipt_log_unwritable` (503): the host cannot make a receipt durable now (its disk is full, or a
+    /// write or sync failed); the call was not served and the channel is unchanged. Retry later.
+    ReceiptLogUnwritable,
     /// `stale_state` (409): the state's turn is behind the host's last call.
     StaleState,
     /// `unknown_state` (409): the state's turn is ahead of the host's last call.
@@ -130,12 +133,29 @@ impl HostErrorCode {
             "bad_state_signature" => Self::BadStateSignature,
             "not_replayable" => Self::NotReplayable,
             "over_escrow_cap" => Self::OverEscrowCap,
+            "receipt_log_unwritable" => Self::ReceiptLogUnwritable,
             "stale_state" => Self::StaleState,
             "unknown_state" => Self::UnknownState,
             "upstream" => Self::Upstream,
             "wrong_channel" => Self::WrongChannel,
             _ => Self::Other,
         }
+    }
+
+    /// The wire string ([`Self::from_code`]'s inverse); `None` for [`Self::Other`], whose string was not kept.
+    pub fn as_code(self) -> Option<&'static str> {
+        Some(match self {
+            Self::BadRequest => "bad_request",
+            Self::BadStateSignature => "bad_state_signature",
+            Self::NotReplayable => "not_replayable",
+            Self::OverEscrowCap => "over_escrow_cap",
+            Self::ReceiptLogUnwritable => "receipt_log_unwritable",
+            Self::StaleState => "stale_state",
+            Self::UnknownState => "unknown_state",
+            Self::Upstream => "upstream",
+            Self::WrongChannel => "wrong_channel",
+            Self::Other => return None,
+        })
     }
 }
 
@@ -250,5 +270,31 @@ impl std::fmt::Display for DisputeAt<'_> {
             Some(dir) => write!(f, " with the record in {}", dir.display()),
             None => f.write_str(" (writing the record failed)"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HostErrorCode;
+
+    #[test]
+    fn host_error_codes_round_trip() {
+        for code in [
+            "bad_request",
+            "bad_state_signature",
+            "not_replayable",
+            "over_escrow_cap",
+            "receipt_log_unwritable",
+            "stale_state",
+            "unknown_state",
+            "upstream",
+            "wrong_channel",
+        ] {
+            let parsed = HostErrorCode::from_code(code);
+            assert_ne!(parsed, HostErrorCode::Other, "{code}");
+            assert_eq!(parsed.as_code(), Some(code));
+        }
+        assert_eq!(HostErrorCode::from_code("internal"), HostErrorCode::Other);
+        assert_eq!(HostErrorCode::Other.as_code(), None);
     }
 }

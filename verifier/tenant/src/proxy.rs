@@ -30,8 +30,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc, watch};
 
+use crate::TenantError;
 use crate::session::{CallOutcome, Session, StreamItem};
-use crate::{HostErrorCode, TenantError};
 
 /// Largest request body the proxy accepts.
 const MAX_REQUEST: usize = 4 << 20;
@@ -384,16 +384,7 @@ fn error_json(error: &TenantError) -> (StatusCode, Value) {
     let (status, code) = match error {
         TenantError::Host { code, status } => (
             StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
-            match code {
-                HostErrorCode::BadRequest => "bad_request",
-                HostErrorCode::BadStateSignature => "bad_state_signature",
-                HostErrorCode::OverEscrowCap => "over_escrow_cap",
-                HostErrorCode::StaleState => "stale_state",
-                HostErrorCode::UnknownState => "unknown_state",
-                HostErrorCode::Upstream => "upstream",
-                HostErrorCode::WrongChannel => "wrong_channel",
-                _ => "host_error",
-            },
+            code.as_code().unwrap_or("host_error"),
         ),
         TenantError::ReceiptRejected { .. } => (StatusCode::BAD_GATEWAY, "dait_receipt_rejected"),
         TenantError::SessionStopped => (StatusCode::SERVICE_UNAVAILABLE, "dait_session_stopped"),
