@@ -47,10 +47,12 @@ const WINDOW: Duration = Duration::from_secs(8);
 /// idle connections are cut within the window.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
 /// The well-behaved tenant's bound: every call (a new TLS connection and one call) answered, the
-/// 99th percentile under this.
-const P99_BOUND: Duration = Duration::from_secs(5);
+/// 99th percentile under this. Generous: the agent is a debug build, and it shares two busy cores
+/// with the attackers, the engine and the tenant; an attack that locks the tenant out fails on
+/// the calls refused or unanswered.
+const P99_BOUND: Duration = Duration::from_secs(8);
 /// The longest any single call of the tenant may take before it counts as not answered.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// After an attack, the agent's resident memory must come back under idle + this.
 const AFTER_MARGIN_KIB: u64 = 24 << 10;
 /// The time between the events of a paced stream.
@@ -373,7 +375,9 @@ impl Holders {
         until: Instant,
         mut opening: Option<tokio::sync::OwnedSemaphorePermit>,
     ) {
-        while Instant::now() < until {
+        // At least one connection, even past `until`.
+        let mut first = true;
+        while std::mem::take(&mut first) || Instant::now() < until {
             let connected =
                 tokio::time::timeout(Duration::from_secs(5), tls_from(addr, from)).await;
             opening.take();
@@ -485,32 +489,30 @@ async fn ten_thousand_idle_tls_connections() {
     let holders = Arc::new(Holders::default());
     let (addr, hs, addrs) = (h.addr, holders.clone(), from.clone());
     let attack = async move {
-        let until = Instant::now() + RAMP + WINDOW;
+        let started = Instant::now();
+        let until = started + RAMP + WINDOW;
         // At most 256 connections being opened at once: a burst past the agent's listen queue
         // (1,024) is a SYN flood, which the kernel answers by dropping SYNs, the tenant's too
         // (it retries after 1 s, 3 s, ...), whatever the agent does.
         let opening = Arc::new(tokio::sync::Semaphore::new(256));
         let mut set = JoinSet::new();
+        // Every connection is opened, however long that takes; those served are held until
+        // `until` (or closed by the agent).
         for i in 0..n {
-            if Instant::now() >= until {
-                break;
-            }
             let (hs, opening) = (hs.clone(), opening.clone());
             let from = addrs[i % addrs.len()];
             let permit = opening.acquire_owned().await.unwrap();
-            set.spawn(async move {
-                if Instant::now() < until {
-                    hs.hold(addr, from, b"", false, until, Some(permit)).await;
-                }
-            });
+            set.spawn(hs.hold(addr, from, b"", false, until, Some(permit)));
         }
         while set.join_next().await.is_some() {}
+        started.elapsed()
     };
-    let ((), f) = under_attack("idle TLS connections", &h, &mut t, RAMP, attack).await;
+    let (took, f) = under_attack("idle TLS connections", &h, &mut t, RAMP, attack).await;
     let s = h.scrape().await;
     f.print(&format!(
-        "{n} idle TLS connections from {} addresses: {} served (at most {} open at once), {} closed at accept ({} counted as address_limit)",
+        "{n} idle TLS connections opened from {} addresses (the attack took {:.1} s): {} served (at most {} open at once), {} closed at accept ({} counted as address_limit)",
         from.len(),
+        took.as_secs_f64(),
         holders.served.load(Ordering::Relaxed),
         holders.most_open.load(Ordering::Relaxed),
         holders.refused.load(Ordering::Relaxed),
