@@ -993,10 +993,9 @@ async fn streams_cut_at_every_frame_boundary() {
     let mut cutter = Tenant::new(&h.info, u128::MAX / 4, 77);
     let body = chat_body(PACE_MARKER, 3, true);
     let streams = |s: &Scrape| s.value("dait_call_duration_seconds_count", &[("mode", "stream")]);
-    let (addr, info) = (h.addr, h.info.clone());
+    let addr = h.addr;
     let metrics = h.metrics;
     let attack = async move {
-        let _ = info;
         // The whole answer, to count its frames.
         let (frames, whole) = stream_cut(addr, &cutter, &body, usize::MAX).await;
         let whole = whole.expect("the uncut stream has its receipt");
