@@ -259,6 +259,14 @@ pub struct RawLimits {
     /// Most tenant connections open at once; more get a `503` with `Retry-After` and are closed.
     #[arg(long, env = "DAIT_MAX_CONNECTIONS", default_value_t = Limits::DEFAULT.max_connections)]
     pub max_connections: usize,
+    /// Most tenant connections open at once from one client address; more are closed at once,
+    /// before the TLS handshake. Does not bound a client with many addresses.
+    #[arg(
+        long,
+        env = "DAIT_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = Limits::DEFAULT.max_connections_per_address
+    )]
+    pub max_connections_per_address: usize,
     /// Most OHTTP calls in flight at once; more get a `503` with `Retry-After` (no receipt).
     #[arg(long, env = "DAIT_MAX_IN_FLIGHT", default_value_t = Limits::DEFAULT.max_in_flight)]
     pub max_in_flight: usize,
@@ -320,6 +328,8 @@ pub struct RawLimits {
 pub struct Limits {
     /// Most tenant connections open at once.
     pub max_connections: usize,
+    /// Most tenant connections open at once from one client address.
+    pub max_connections_per_address: usize,
     /// Most OHTTP calls in flight at once.
     pub max_in_flight: usize,
     /// `Retry-After` of a limit's `503`, in seconds.
@@ -358,6 +368,7 @@ impl Limits {
     /// The defaults (those of the command line).
     pub const DEFAULT: Self = Self {
         max_connections: 512,
+        max_connections_per_address: 64,
         max_in_flight: 256,
         retry_after_secs: 1,
         max_channels: crate::receipt::DEFAULT_MAX_CHANNELS,
@@ -390,6 +401,7 @@ impl RawLimits {
         let d = |s: &str, what| parse_duration(s).ok_or(ConfigError::Invalid(what));
         let limits = Limits {
             max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
             max_in_flight: self.max_in_flight,
             retry_after_secs: self.retry_after,
             max_channels: self.max_channels,
@@ -418,6 +430,9 @@ impl RawLimits {
         };
         if limits.max_connections == 0 {
             return Err(ConfigError::Invalid("--max-connections"));
+        }
+        if limits.max_connections_per_address == 0 {
+            return Err(ConfigError::Invalid("--max-connections-per-address"));
         }
         if limits.max_in_flight == 0 {
             return Err(ConfigError::Invalid("--max-in-flight"));
@@ -576,7 +591,9 @@ mod tests {
         a.extend(["--header-read-timeout", "250ms", "--max-in-flight", "3"]);
         a.extend(["--shutdown-drain", "5s"]);
         a.extend(["--max-channels", "7", "--max-request-bytes", "1000"]);
+        a.extend(["--max-connections-per-address", "2"]);
         let l = raw(&a).validate().unwrap().limits;
+        assert_eq!(l.max_connections_per_address, 2);
         assert_eq!(l.header_read_timeout, Duration::from_millis(250));
         assert_eq!(l.shutdown_drain, Duration::from_secs(5));
         assert_eq!(l.max_in_flight, 3);
@@ -585,6 +602,7 @@ mod tests {
         assert_eq!(l.max_response_bytes, Limits::DEFAULT.max_response_bytes);
         for bad in [
             ["--max-connections", "0"],
+            ["--max-connections-per-address", "0"],
             ["--max-channels", "0"],
             ["--max-request-bytes", "0"],
             ["--max-response-bytes", "0"],

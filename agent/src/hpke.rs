@@ -5,6 +5,8 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use futures::io::{AsyncReadExt, AsyncWrite};
@@ -111,13 +113,20 @@ impl HpkeKey {
             .await
             .map_err(HpkeError::DecapsulateChunked)?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let gone = Arc::new(AtomicBool::new(false));
+        let tenant = tx.clone();
         let writer = req
-            .response(ChannelWriter(PollSender::new(tx)))
+            .response(ChannelWriter {
+                tx: PollSender::new(tx),
+                gone: Arc::clone(&gone),
+            })
             .map_err(HpkeError::Seal)?;
         Ok((
             Plaintext(pt),
             ChunkedSealer {
                 writer: Box::pin(writer),
+                gone,
+                tenant,
                 rx,
             },
         ))
@@ -150,7 +159,22 @@ pub const STREAM_BUFFER: usize = 64;
 
 /// Writer that forwards every write (one encrypted chunk, or the response nonce) to a bounded
 /// channel; it returns `Pending` while the channel is full.
-pub struct ChannelWriter(PollSender<Vec<u8>>);
+///
+/// Once the receiver is gone (the tenant's connection ended) it discards what it is given and
+/// raises `gone`, instead of failing: the `ohttp` stream writer panics when its destination fails
+/// after having been `Pending` (its `poll_write` maps that error through `unreachable!`), which a
+/// tenant that stops reading and then disconnects would otherwise trigger.
+pub struct ChannelWriter {
+    tx: PollSender<Vec<u8>>,
+    gone: Arc<AtomicBool>,
+}
+
+impl ChannelWriter {
+    fn discard(&self, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.gone.store(true, Ordering::Relaxed);
+        Poll::Ready(Ok(buf.len()))
+    }
+}
 
 impl AsyncWrite for ChannelWriter {
     fn poll_write(
@@ -158,12 +182,12 @@ impl AsyncWrite for ChannelWriter {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.0.poll_reserve(cx) {
+        match self.tx.poll_reserve(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Err(_)) => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
-            Poll::Ready(Ok(())) => match self.0.send_item(buf.to_vec()) {
+            Poll::Ready(Err(_)) => self.discard(buf),
+            Poll::Ready(Ok(())) => match self.tx.send_item(buf.to_vec()) {
                 Ok(()) => Poll::Ready(Ok(buf.len())),
-                Err(_) => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+                Err(_) => self.discard(buf),
             },
         }
     }
@@ -179,32 +203,76 @@ impl AsyncWrite for ChannelWriter {
 /// encrypted chunk; [`ChunkWriter::finish`] writes the authenticated final chunk.
 pub struct ChunkedSealer {
     writer: BoxedWriter,
+    gone: Arc<AtomicBool>,
+    tenant: mpsc::Sender<Vec<u8>>,
     rx: mpsc::Receiver<Vec<u8>>,
 }
 
 impl ChunkedSealer {
     /// Split into the writer half and the receiver of encrypted bytes.
     pub fn split(self) -> (ChunkWriter, mpsc::Receiver<Vec<u8>>) {
-        (ChunkWriter(self.writer), self.rx)
+        (
+            ChunkWriter {
+                writer: self.writer,
+                tenant: Tenant {
+                    gone: self.gone,
+                    receiver: self.tenant,
+                },
+            },
+            self.rx,
+        )
     }
 }
 
 /// Writer half of a [`ChunkedSealer`].
-pub struct ChunkWriter(BoxedWriter);
+pub struct ChunkWriter {
+    writer: BoxedWriter,
+    tenant: Tenant,
+}
+
+/// Whether the tenant of a stream is still there to read it; apart from the writer, so that it
+/// can be held across an `await`.
+#[derive(Clone)]
+pub struct Tenant {
+    gone: Arc<AtomicBool>,
+    /// Never sends; tells whether the receiver (the tenant's response body) is still there.
+    receiver: mpsc::Sender<Vec<u8>>,
+}
+
+impl Tenant {
+    /// Whether the tenant's response body was dropped (its connection ended): nothing written
+    /// now reaches it.
+    pub fn gone(&self) -> bool {
+        self.gone.load(Ordering::Relaxed) || self.receiver.is_closed()
+    }
+}
 
 /// The `ohttp` crate's streaming response type is unnameable; hold it boxed.
 type BoxedWriter = Pin<Box<dyn AsyncWrite + Send>>;
 
 impl ChunkWriter {
     /// Encrypt `data` as one or more non-final chunks (at most 16 KiB of plaintext each).
+    /// Fails with `BrokenPipe` once the tenant is gone.
     pub async fn write(&mut self, data: &[u8]) -> io::Result<()> {
         use futures::io::AsyncWriteExt;
-        self.0.write_all(data).await
+        if self.tenant.gone() {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        self.writer.write_all(data).await?;
+        if self.tenant.gone() {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        Ok(())
+    }
+
+    /// The stream's tenant, to ask whether it is still there.
+    pub fn tenant(&self) -> Tenant {
+        self.tenant.clone()
     }
 
     /// Write the final chunk; the stream is complete only once this ran.
     pub async fn finish(mut self) -> io::Result<()> {
         use futures::io::AsyncWriteExt;
-        self.0.close().await
+        self.writer.close().await
     }
 }

@@ -20,6 +20,9 @@ const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(10)
 /// The `route` label of a connection refused for the connection limit.
 const CONNECTION_ROUTE: &str = "connection";
 
+/// The `outcome` label of a connection closed for `--max-connections-per-address`.
+const ADDRESS_LIMIT: &str = "address_limit";
+
 /// Accept connections on `listener` and serve them over TLS until the task is cancelled.
 pub async fn serve_tls(app: Arc<App>, listener: TcpListener) -> std::io::Result<()> {
     serve_tls_until(app, listener, std::future::pending()).await
@@ -86,11 +89,10 @@ async fn accept_tls(
                 continue;
             }
         };
-        let admission = app.gates.connection();
-        if matches!(admission, Admission::Drop) {
+        let Some(admission) = admit(&app, peer.ip()) else {
             drop(tcp);
             continue;
-        }
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = Arc::clone(&app);
@@ -116,17 +118,29 @@ pub async fn dangerous_serve_plaintext(
     let (_stop_tx, stop_rx) = watch::channel(false);
     loop {
         let (tcp, peer) = listener.accept().await?;
-        let admission = app.gates.connection();
-        if matches!(admission, Admission::Drop) {
+        let Some(admission) = admit(&app, peer.ip()) else {
             drop(tcp);
             continue;
-        }
+        };
         let _ = tcp.set_nodelay(true);
         let app = Arc::clone(&app);
         tokio::spawn(CLIENT_IP.scope(
             peer.ip(),
             serve_admitted(app, admission, tcp, stop_rx.clone()),
         ));
+    }
+}
+
+/// What an accepted connection from `ip` may do; `None`: close it at once (over the overflow, or
+/// its address at `--max-connections-per-address`, which is counted).
+fn admit(app: &App, ip: std::net::IpAddr) -> Option<Admission> {
+    match app.gates.connection(ip) {
+        Admission::Drop => None,
+        Admission::AddressLimit => {
+            app.metrics.request(CONNECTION_ROUTE, ADDRESS_LIMIT);
+            None
+        }
+        a => Some(a),
     }
 }
 
@@ -144,7 +158,7 @@ where
             refuse_connection(app, io, stop).await;
             drop(permit);
         }
-        Admission::Drop => {}
+        Admission::Drop | Admission::AddressLimit => {}
     }
 }
 

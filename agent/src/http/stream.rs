@@ -150,6 +150,10 @@ async fn stream_call(
     let mut observer = StreamNormalizer::new();
     let mut body = resp.into_body();
     let mut failed: Option<CallError> = None;
+    // The events from the one that ends the stream (`[DONE]`) on, held back and written with the
+    // trailer: a tenant that has the end of the answer has its receipt in the same chunk, and one
+    // that left before it is seen gone before the receipt is signed and logged.
+    let mut held = Vec::new();
     loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
             Ok(Some(frame)) => frame,
@@ -175,6 +179,10 @@ async fn stream_call(
         if let Err(e) = observer.push(&data) {
             failed = Some(CallError::Upstream(EngineError::Normalize(e)));
             break;
+        }
+        if observer.is_done() {
+            held.extend_from_slice(&data);
+            continue;
         }
         if writer.write(&indeterminate_chunk(&data)).await.is_err() {
             // The tenant went away; no receipt for an undelivered stream.
@@ -202,29 +210,39 @@ async fn stream_call(
                     &normalised,
                     request_ct_hash,
                     deadline,
+                    writer.tenant(),
                 )
                 .await
             }
             Err(e) => Err(CallError::Upstream(EngineError::Normalize(e))),
         },
     };
+    let mut end = if held.is_empty() {
+        Vec::new()
+    } else {
+        indeterminate_chunk(&held)
+    };
     match outcome {
-        Ok(receipt) => writer
-            .write(&indeterminate_tail(&[(RECEIPT_FIELD, receipt.as_bytes())]))
-            .await
-            .map_err(|_| CallError::Internal("stream write")),
+        Ok(receipt) => {
+            end.extend_from_slice(&indeterminate_tail(&[(RECEIPT_FIELD, receipt.as_bytes())]));
+            writer
+                .write(&end)
+                .await
+                .map_err(|_| CallError::Internal("stream write"))
+        }
         Err(e) => {
             let (code, _) = e.code();
-            let _ = writer
-                .write(&indeterminate_tail(&[(ERROR_TRAILER, code.as_bytes())]))
-                .await;
+            end.extend_from_slice(&indeterminate_tail(&[(ERROR_TRAILER, code.as_bytes())]));
+            let _ = writer.write(&end).await;
             Err(e)
         }
     }
 }
 
 /// Meter a complete stream (the engine's own `usage`, or counted when it sent none, by `deadline`)
-/// and sign its receipt.
+/// and sign its receipt, unless the tenant left before it (no receipt for an answer it cannot
+/// have received whole).
+#[allow(clippy::too_many_arguments)]
 async fn finish_stream(
     app: &App,
     inner: &Inner,
@@ -233,6 +251,7 @@ async fn finish_stream(
     normalised: &NormalizedResponse,
     request_ct_hash: B256,
     deadline: tokio::time::Instant,
+    tenant: crate::hpke::Tenant,
 ) -> Result<String, CallError> {
     let usage: Usage = match normalised.reported_usage {
         Some(u) => u,
@@ -243,5 +262,8 @@ async fn finish_stream(
                 .map_err(|_| EngineError::Timeout("deadline"))??
         }
     };
+    if tenant.gone() {
+        return Err(CallError::Internal("tenant disconnected"));
+    }
     commit_receipt(app, inner, lease, normalised, usage, request_ct_hash).await
 }

@@ -72,6 +72,16 @@ pub fn insecure_tls() -> tokio_rustls::TlsConnector {
     tokio_rustls::TlsConnector::from(Arc::new(cfg))
 }
 
+/// A TCP connection to `addr` from the local address `from` (port chosen by the system).
+pub async fn tcp_from(addr: SocketAddr, from: std::net::IpAddr) -> std::io::Result<TcpStream> {
+    let socket = match from {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(from, 0))?;
+    socket.connect(addr).await
+}
+
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 /// An HTTP/1.1 handshake over `io`; the connection runs in its own task.
@@ -95,7 +105,20 @@ pub struct Conn {
 
 impl Conn {
     pub async fn connect(addr: SocketAddr, tls: bool) -> std::io::Result<Self> {
-        let tcp = TcpStream::connect(addr).await?;
+        Self::over(TcpStream::connect(addr).await?, tls).await
+    }
+
+    /// [`Conn::connect`] from the local address `from` (another loopback address, to be another
+    /// client address to the agent).
+    pub async fn connect_from(
+        addr: SocketAddr,
+        from: std::net::IpAddr,
+        tls: bool,
+    ) -> std::io::Result<Self> {
+        Self::over(tcp_from(addr, from).await?, tls).await
+    }
+
+    async fn over(tcp: TcpStream, tls: bool) -> std::io::Result<Self> {
         tcp.set_nodelay(true)?;
         if !tls {
             return Ok(Self {

@@ -10,12 +10,14 @@
     missing_docs
 )]
 
+mod attack;
 mod client;
 mod engine;
 mod host;
 mod metrics;
 mod tenant;
 
+pub use attack::*;
 pub use client::*;
 pub use engine::*;
 pub use host::*;

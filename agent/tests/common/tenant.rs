@@ -75,7 +75,12 @@ pub struct CallResult {
 impl CallResult {
     /// The decrypted inner response of the request `body`; the receipt is in the trailer when
     /// `streamed`, else in the header.
-    fn read(pt: &[u8], streamed: bool, request_ct_hash: B256, body: &[u8]) -> Result<Self, String> {
+    pub fn read(
+        pt: &[u8],
+        streamed: bool,
+        request_ct_hash: B256,
+        body: &[u8],
+    ) -> Result<Self, String> {
         let msg = bhttp::Message::read_bhttp::<_, Cursor<&[u8]>>(&mut Cursor::new(pt))
             .map_err(|e| format!("bhttp: {e}"))?;
         let fields = if streamed {
