@@ -39,6 +39,10 @@ pub enum CallError {
     /// An internal failure (logged once).
     #[error("internal error: {0}")]
     Internal(&'static str),
+    /// The tenant closed its connection before its streamed answer was complete: no receipt is made,
+    /// and nothing is sent (logged at `debug`: any client can cause it).
+    #[error("the tenant disconnected")]
+    TenantGone,
     /// The receipt log cannot make a receipt durable, so no call is taken (the receipt log logs
     /// why, once).
     #[error("the host's receipt log is not writable: {0}")]
@@ -66,6 +70,8 @@ impl CallError {
             Self::NotReplayable(_) => ("not_replayable", 422),
             Self::NoUpstream | Self::Upstream(_) => ("upstream", 502),
             Self::Internal(_) => ("internal", 500),
+            // Never sent: there is nobody to send it to (499, as the client-closed-request convention).
+            Self::TenantGone => ("tenant_gone", 499),
             Self::ReceiptLog(_) => ("receipt_log_unwritable", 503),
         }
     }
@@ -97,6 +103,7 @@ mod tests {
             ("over_escrow_cap", 402)
         );
         assert_eq!(CallError::NoUpstream.code(), ("upstream", 502));
+        assert_eq!(CallError::TenantGone.code(), ("tenant_gone", 499));
         let full = CallError::from(ReceiptLogError::Unwritable(LogState::NoSpace));
         assert_eq!(full.code(), ("receipt_log_unwritable", 503));
         assert!(full.to_string().contains("no space"), "{full}");

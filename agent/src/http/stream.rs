@@ -186,7 +186,7 @@ async fn stream_call(
         }
         if writer.write(&indeterminate_chunk(&data)).await.is_err() {
             // The tenant went away; no receipt for an undelivered stream.
-            return Err(CallError::Internal("tenant disconnected"));
+            return Err(CallError::TenantGone);
         }
     }
     let done = observer.is_done();
@@ -263,7 +263,7 @@ async fn finish_stream(
         }
     };
     if tenant.gone() {
-        return Err(CallError::Internal("tenant disconnected"));
+        return Err(CallError::TenantGone);
     }
     commit_receipt(app, inner, lease, normalised, usage, request_ct_hash).await
 }

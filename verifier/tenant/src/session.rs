@@ -419,8 +419,9 @@ impl Session {
 
 /// A streamed call in progress; holds the session until it ends.
 ///
-/// Drive it to its end: the host issues the receipt whether or not the tenant reads it, so a call dropped
-/// early leaves the host one turn ahead, and the next call on the channel is refused as `stale_state`.
+/// Drive it to its end. A host that sees the tenant gone before the receipt makes none (the channel is
+/// unchanged); one that made the receipt before it noticed is one turn ahead, and the next call on the
+/// channel is then refused as `stale_state` (PROTOCOL.md §6).
 #[derive(Debug)]
 pub struct StreamCall<'s> {
     session: &'s mut Session,
