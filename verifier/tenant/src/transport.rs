@@ -254,3 +254,73 @@ pub(crate) async fn read_body(body: Incoming, limit: usize) -> Result<Vec<u8>, T
     let collected = limited.collect().await.map_err(|_| TenantError::BodyRead)?;
     Ok(collected.to_bytes().to_vec())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// Answers one connection on 127.0.0.1 with `response`, and returns what it was sent.
+    async fn one_shot(response: &'static str) -> (String, tokio::task::JoinHandle<Vec<u8>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let served = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = conn.read(&mut buf).await.unwrap();
+                seen.extend_from_slice(&buf[..n]);
+            }
+            conn.write_all(response.as_bytes()).await.unwrap();
+            seen
+        });
+        (url, served)
+    }
+
+    #[test]
+    fn engine_client_takes_http_urls_only() {
+        assert!(EngineClient::new("http://127.0.0.1:8000").is_ok());
+        assert!(EngineClient::new("http://localhost/").is_ok());
+        assert!(matches!(
+            EngineClient::new("https://127.0.0.1:8000"),
+            Err(TenantError::BadHostUrl)
+        ));
+        assert!(matches!(
+            HostClient::new("http://127.0.0.1:8000"),
+            Err(TenantError::BadHostUrl)
+        ));
+    }
+
+    #[tokio::test]
+    async fn engine_client_reads_the_body_and_refuses_other_statuses() {
+        let (url, served) = one_shot(
+            "HTTP/1.1 200 OK\r\ncontent-length: 11\r\nconnection: close\r\n\r\n{\"data\":[]}",
+        )
+        .await;
+        let client = EngineClient::new(&url).unwrap();
+        let body = client
+            .request(Method::GET, "/v1/models", None)
+            .await
+            .unwrap();
+        assert_eq!(body, b"{\"data\":[]}");
+        let seen = String::from_utf8(served.await.unwrap()).unwrap();
+        assert!(seen.starts_with("GET /v1/models HTTP/1.1\r\n"), "{seen}");
+
+        let (url, served) =
+            one_shot("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await;
+        let client = EngineClient::new(&url).unwrap();
+        let got = client
+            .request(Method::POST, "/v1/completions", Some(b"{}".to_vec()))
+            .await;
+        assert!(matches!(got, Err(TenantError::HostStatus { status: 404 })));
+        let seen = String::from_utf8(served.await.unwrap()).unwrap();
+        assert!(
+            seen.to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{seen}"
+        );
+    }
+}
