@@ -43,6 +43,10 @@ test-hw:
 demo: setup
     scripts/demo.sh
 
+# Replay a receipt bit for bit on a local engine of the release's build: RECEIPT REQUEST HOSTKEY (docs/AUDIT.md).
+audit *args:
+    scripts/audit.sh {{ args }}
+
 # The real CPU inference engine: install | start | stop | url | status | model.
 engine *args="status":
     scripts/engine.sh {{ args }}

@@ -16,6 +16,7 @@
 //! - [`verify_host`]: only the verification, for a client that wants the attested keys.
 //! - [`proxy`]: the same flow served as a local OpenAI-compatible HTTP endpoint.
 //! - [`Wallet`]: the tenant's secp256k1 key, which signs the channel states.
+//! - [`EngineClient`]: plain HTTP to an OpenAI-compatible engine the caller runs itself (an auditor's replay).
 //! - `cli` (feature `cli`): the `dait-tenant` command line (`verify`, `chat`, `proxy`).
 //!
 //! The checks themselves are the offline `dait-verifier` library's; this crate adds the network (tokio,
@@ -91,7 +92,7 @@ pub use session::{
     verify_host,
 };
 pub use store::DisputeRecord;
-pub use transport::HostClient;
+pub use transport::{EngineClient, HostClient};
 pub use wallet::{Wallet, WalletError};
 
 use dait_verifier::bundle::VerifyError;

@@ -1,4 +1,5 @@
-//! HTTPS to the host's public endpoints (PROTOCOL.md §6), over a pinned TLS connection.
+//! HTTPS to the host's public endpoints (PROTOCOL.md §6), over a pinned TLS connection; and plain HTTP to an
+//! OpenAI-compatible engine that the caller runs itself (an auditor's replay engine).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,13 +31,19 @@ struct Endpoint {
 }
 
 impl Endpoint {
+    /// An `https://host[:port]` URL.
     fn parse(url: &str) -> Result<Self, TenantError> {
+        Self::parse_scheme(url, "https", 443)
+    }
+
+    /// A `<scheme>://host[:port]` URL, `default_port` when it names none.
+    fn parse_scheme(url: &str, scheme: &str, default_port: u16) -> Result<Self, TenantError> {
         let uri: http::Uri = url.parse().map_err(|_| TenantError::BadHostUrl)?;
-        if uri.scheme_str() != Some("https") {
+        if uri.scheme_str() != Some(scheme) {
             return Err(TenantError::BadHostUrl);
         }
         let host = uri.host().ok_or(TenantError::BadHostUrl)?;
-        let port = uri.port_u16().unwrap_or(443);
+        let port = uri.port_u16().unwrap_or(default_port);
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         let server_name =
             ServerName::try_from(bare.to_owned()).map_err(|_| TenantError::BadHostUrl)?;
@@ -115,31 +122,15 @@ impl HostClient {
         })
         .await
         .map_err(|_| TenantError::Timeout)??;
-
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(TenantError::Http)?;
-        tokio::spawn(async move {
-            if let Err(error) = conn.await {
-                tracing::debug!(%error, "host connection ended with an error");
-            }
-        });
-
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::HOST, self.endpoint.authority.as_str())
-            .header(header::CONNECTION, "close");
-        if let Some(content_type) = content_type {
-            builder = builder.header(header::CONTENT_TYPE, content_type);
-        }
-        let request = builder
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|_| TenantError::BadHostUrl)?;
-        sender
-            .send_request(request)
-            .await
-            .map_err(TenantError::Http)
+        exchange(
+            stream,
+            &self.endpoint.authority,
+            method,
+            path,
+            content_type,
+            body,
+        )
+        .await
     }
 
     /// `GET /v1/attestation?nonce=…`: the evidence bundle bytes.
@@ -163,6 +154,89 @@ impl HostClient {
     }
 }
 
+/// A plain-HTTP client for an OpenAI-compatible engine that the caller runs and trusts itself (an auditor's
+/// replay engine, `http://127.0.0.1:port`). No TLS and no attestation: never use it to reach a dait host.
+#[derive(Clone, Debug)]
+pub struct EngineClient {
+    endpoint: Endpoint,
+}
+
+impl EngineClient {
+    /// A client for `url` (`http://host[:port]`).
+    pub fn new(url: &str) -> Result<Self, TenantError> {
+        Ok(Self {
+            endpoint: Endpoint::parse_scheme(url.trim_end_matches('/'), "http", 80)?,
+        })
+    }
+
+    /// Sends one request on a fresh connection; any status but 200 is [`TenantError::HostStatus`]. Returns
+    /// the whole body (at most 16 MiB). The caller bounds the time the answer may take.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        json_body: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, TenantError> {
+        let tcp = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            TcpStream::connect(&self.endpoint.authority),
+        )
+        .await
+        .map_err(|_| TenantError::Timeout)?
+        .map_err(TenantError::Connect)?;
+        tcp.set_nodelay(true).map_err(TenantError::Connect)?;
+        let content_type = json_body.as_ref().map(|_| "application/json");
+        let response = exchange(
+            tcp,
+            &self.endpoint.authority,
+            method,
+            path,
+            content_type,
+            json_body.unwrap_or_default(),
+        )
+        .await?;
+        read_body(expect_ok(response)?.into_body(), MAX_BODY).await
+    }
+}
+
+/// Sends one HTTP/1.1 request on `io` (a connection of its own, closed after the response).
+async fn exchange<Io>(
+    io: Io,
+    authority: &str,
+    method: Method,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> Result<Response<Incoming>, TenantError>
+where
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(TenantError::Http)?;
+    tokio::spawn(async move {
+        if let Err(error) = conn.await {
+            tracing::debug!(%error, "connection ended with an error");
+        }
+    });
+
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, authority)
+        .header(header::CONNECTION, "close");
+    if let Some(content_type) = content_type {
+        builder = builder.header(header::CONTENT_TYPE, content_type);
+    }
+    let request = builder
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|_| TenantError::BadHostUrl)?;
+    sender
+        .send_request(request)
+        .await
+        .map_err(TenantError::Http)
+}
+
 /// Turns any status but 200 into [`TenantError::HostStatus`].
 fn expect_ok(response: Response<Incoming>) -> Result<Response<Incoming>, TenantError> {
     if response.status() == StatusCode::OK {
@@ -179,4 +253,74 @@ pub(crate) async fn read_body(body: Incoming, limit: usize) -> Result<Vec<u8>, T
     let limited = http_body_util::Limited::new(body, limit);
     let collected = limited.collect().await.map_err(|_| TenantError::BodyRead)?;
     Ok(collected.to_bytes().to_vec())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// Answers one connection on 127.0.0.1 with `response`, and returns what it was sent.
+    async fn one_shot(response: &'static str) -> (String, tokio::task::JoinHandle<Vec<u8>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let served = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = conn.read(&mut buf).await.unwrap();
+                seen.extend_from_slice(&buf[..n]);
+            }
+            conn.write_all(response.as_bytes()).await.unwrap();
+            seen
+        });
+        (url, served)
+    }
+
+    #[test]
+    fn engine_client_takes_http_urls_only() {
+        assert!(EngineClient::new("http://127.0.0.1:8000").is_ok());
+        assert!(EngineClient::new("http://localhost/").is_ok());
+        assert!(matches!(
+            EngineClient::new("https://127.0.0.1:8000"),
+            Err(TenantError::BadHostUrl)
+        ));
+        assert!(matches!(
+            HostClient::new("http://127.0.0.1:8000"),
+            Err(TenantError::BadHostUrl)
+        ));
+    }
+
+    #[tokio::test]
+    async fn engine_client_reads_the_body_and_refuses_other_statuses() {
+        let (url, served) = one_shot(
+            "HTTP/1.1 200 OK\r\ncontent-length: 11\r\nconnection: close\r\n\r\n{\"data\":[]}",
+        )
+        .await;
+        let client = EngineClient::new(&url).unwrap();
+        let body = client
+            .request(Method::GET, "/v1/models", None)
+            .await
+            .unwrap();
+        assert_eq!(body, b"{\"data\":[]}");
+        let seen = String::from_utf8(served.await.unwrap()).unwrap();
+        assert!(seen.starts_with("GET /v1/models HTTP/1.1\r\n"), "{seen}");
+
+        let (url, served) =
+            one_shot("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await;
+        let client = EngineClient::new(&url).unwrap();
+        let got = client
+            .request(Method::POST, "/v1/completions", Some(b"{}".to_vec()))
+            .await;
+        assert!(matches!(got, Err(TenantError::HostStatus { status: 404 })));
+        let seen = String::from_utf8(served.await.unwrap()).unwrap();
+        assert!(
+            seen.to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{seen}"
+        );
+    }
 }
