@@ -694,16 +694,17 @@ async fn run(s: Settings) -> usize {
         }
 
         // The log against every receipt acknowledged so far.
-        let (check, acks_now) = {
+        let (check, acks_now, acks_all, problems) = {
             let acks = shared.acks.lock().unwrap();
             let mut found = Vec::new();
             let check = check_log(&log, &acks, &mut |v| found.push(v));
+            let problems = found.len();
             for v in found {
                 shared.violation(format!("after kill {n}: {v}"));
             }
             let now = acks.iter().filter(|a| a.boot == n).count();
             checks += acks.len();
-            (check, now)
+            (check, now, acks.len(), problems)
         };
         if acks_now == 0 {
             shared.violation(format!("no receipt acknowledged during boot {n}"));
@@ -727,12 +728,11 @@ async fn run(s: Settings) -> usize {
             acks: acks_now,
         };
         println!(
-            "boot {n:>3}: {secs:5.1} s, {acks_now:>6} receipts acknowledged, RSS start {:.1} / max {:.1} / end {:.1} MiB; after kill -9: log {} records, all {} acknowledged receipts present, {} unacknowledged",
+            "boot {n:>3}: {secs:5.1} s, {acks_now:>6} receipts acknowledged, RSS start {:.1} / max {:.1} / end {:.1} MiB; after kill -9: log {} records, {acks_all} acknowledged receipts checked, {problems} problems, {} unacknowledged",
             mib(rss_start),
             mib(rss_max),
             mib(rss_end),
             check.records,
-            shared.acks.lock().unwrap().len(),
             check.unacknowledged,
         );
         periods.push(period);
