@@ -55,6 +55,13 @@ engine *args="status":
 bench: setup
     scripts/bench.sh
 
+# Uses the engine that `just engine start` started when it runs, else an in-process fake engine; settings
+# DAIT_SOAK_* (agent/benches/soak.rs). A bench: CI does not run it.
+# Soak and crash loop (docs/PERFORMANCE.md): 10 min under load, kill -9 every 30 s, receipts and RSS checked.
+soak:
+    DAIT_ENGINE_URL="${DAIT_ENGINE_URL:-$(scripts/engine.sh url 2>/dev/null || true)}" \
+        cargo bench -p dait-agent --features simulated-tee --bench soak --locked
+
 # Regenerate the protocol test vectors (chain-client/tests/vectors/*.json); CI checks they are unchanged.
 vectors:
     DAIT_WRITE_VECTORS=1 cargo test -p dait-chain-client --test vectors --locked

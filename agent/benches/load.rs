@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{Conn, Tenant, host_info, init_simulated, serve_command, spawn_listening};
+use common::{Conn, Tenant, host_info, init_simulated, rss_kib, serve_command, spawn_listening};
 use dait_chain_client::WireMessage as _;
 use dait_chain_client::{ChannelState, SignedReceipt, ciphertext_hash};
 use http::{Request, Response};
@@ -95,17 +95,6 @@ async fn start_upstream(on: &tokio::runtime::Handle) -> SocketAddr {
         }
     });
     addr
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
 }
 
 /// CPU time (ns) consumed so far by all threads of process `pid`.

@@ -347,17 +347,34 @@ fn payload_checks(data: &[u8], at: usize, len: usize, sum: &[u8; 8]) -> bool {
             .is_some_and(|p| checksum(p) == *sum)
 }
 
+/// An intact record, borrowed from the log's bytes: replay keeps no copy of each receipt (one heap
+/// block per record, freed after replay, would stay in the process's resident memory).
+#[derive(Debug)]
+struct RecordRef<'a> {
+    header: RecordHeader,
+    signed_receipt: &'a [u8],
+}
+
+impl RecordRef<'_> {
+    fn to_record(&self) -> Record {
+        Record {
+            header: self.header,
+            signed_receipt: self.signed_receipt.to_vec(),
+        }
+    }
+}
+
 /// The intact record at `at`, if there is one.
-fn record_at(data: &[u8], at: usize) -> Option<Record> {
+fn record_at(data: &[u8], at: usize) -> Option<RecordRef<'_>> {
     let (len, sum) = frame_header(data, at)?;
     let len = len as usize;
     if !payload_checks(data, at, len, &sum) {
         return None;
     }
     let payload = data.get(at + FRAME_HEADER..)?.get(..len)?;
-    Some(Record {
+    Some(RecordRef {
         header: RecordHeader::decode(payload)?,
-        signed_receipt: payload.get(RECORD_HEADER_LEN..)?.to_vec(),
+        signed_receipt: payload.get(RECORD_HEADER_LEN..)?,
     })
 }
 
@@ -374,8 +391,8 @@ enum Tail {
 
 /// A log file's contents, read.
 #[derive(Debug)]
-struct Scan {
-    records: Vec<Record>,
+struct Scan<'a> {
+    records: Vec<RecordRef<'a>>,
     /// Offset just past the last intact record.
     good: usize,
     /// Offset just past the last non-zero byte (at least `good`).
@@ -383,7 +400,7 @@ struct Scan {
     tail: Tail,
 }
 
-fn scan(data: &[u8]) -> Scan {
+fn scan(data: &[u8]) -> Scan<'_> {
     let mut records = Vec::new();
     let mut good = 0usize;
     while let Some(r) = record_at(data, good) {
@@ -451,7 +468,10 @@ pub fn read_records(path: &Path) -> Result<(Vec<Record>, u64), ReceiptLogError> 
             offset: s.good as u64,
             damage,
         }),
-        Tail::Clean | Tail::Torn => Ok((s.records, s.good as u64)),
+        Tail::Clean | Tail::Torn => Ok((
+            s.records.iter().map(RecordRef::to_record).collect(),
+            s.good as u64,
+        )),
     }
 }
 
@@ -665,13 +685,14 @@ impl ReceiptLog {
                 }
             }
         }
+        let records = records.len() as u64;
         drop(data);
         let good = good as u64;
         let mut allocated = file.metadata()?.len();
         preallocate(&file, &mut allocated, good + SEGMENT / 2)?;
         let replay = Replay {
             heads,
-            records: records.len() as u64,
+            records,
             truncated,
             moved_aside,
         };

@@ -155,3 +155,16 @@ pub fn listening_addr(line: &str) -> SocketAddr {
         .parse()
         .unwrap()
 }
+
+/// The resident set size of process `pid` in KiB (`VmRSS` in `/proc/<pid>/status`); 0 when it is
+/// not readable (the process is gone).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}

@@ -234,8 +234,9 @@ impl Tenant {
             .unwrap()
     }
 
-    /// A streamed call (chunked OHTTP); returns the decrypted SSE body and the trailer receipt.
-    /// `cut` drops that many bytes from the end of the encrypted response before opening it.
+    /// A streamed call (chunked OHTTP); returns the decrypted SSE body and the trailer receipt, or
+    /// why it failed (`send: …` when the connection failed, `outer status N`, `stream: …`). `cut`
+    /// drops that many bytes from the end of the encrypted response before opening it.
     pub async fn stream_with(
         &self,
         conn: &mut Conn,
@@ -252,10 +253,11 @@ impl Tenant {
         w.close().await.unwrap();
         let enc = sink.take();
         let request_ct_hash = ciphertext_hash(&enc);
+        // A connection that fails (the agent died) is an error, as for a non-streamed call.
         let (status, resp) = conn
             .send("POST", "/v1/ohttp", Some("message/ohttp-chunked-req"), enc)
             .await
-            .unwrap();
+            .map_err(|e| format!("send: {e}"))?;
         if status != 200 {
             return Err(format!("outer status {status}"));
         }
