@@ -106,6 +106,8 @@ mod keys;
 mod p256_table;
 pub mod proto;
 #[cfg(feature = "json")]
+pub mod replay;
+#[cfg(feature = "json")]
 mod response;
 pub mod runtime_log;
 #[cfg(test)]

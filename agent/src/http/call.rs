@@ -7,6 +7,7 @@ use std::io::Cursor;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use dait_chain_client::replay;
 use dait_chain_client::{B256, NormalizedResponse, SignedChannelState, Usage, request_hash};
 use serde_json::{Map, Value};
 use tracing::{debug, warn};
@@ -116,13 +117,9 @@ pub(crate) fn decode_inner(
     })
 }
 
-/// Largest `seed` of a replayable call, exclusive: 2^63 (it fits every engine's signed 64-bit seed).
-pub(crate) const SEED_LIMIT: u64 = 1 << 63;
-
-/// The seed a call marked replayable is served with: the request's `seed` (an integer,
-/// 0 ≤ seed < 2^63), else 0 when its `temperature` is the number 0. Refused
-/// ([`CallError::NotReplayable`]) unless the engine is declared deterministic, the sampling is one
-/// of those two, and `n` is absent or 1.
+/// The seed a call marked replayable is served with ([`dait_chain_client::replay::replay_seed`]); refused
+/// ([`CallError::NotReplayable`]) unless the engine is declared deterministic and the request is
+/// replayable.
 pub(crate) fn replay_seed(
     json: &Map<String, Value>,
     engine_deterministic: bool,
@@ -132,27 +129,7 @@ pub(crate) fn replay_seed(
             "the engine is not declared deterministic",
         ));
     }
-    match json.get("n") {
-        None => {}
-        Some(n) if n.as_u64() == Some(1) => {}
-        Some(_) => return Err(CallError::NotReplayable("n must be absent or 1")),
-    }
-    let seed =
-        match json.get("seed") {
-            None => None,
-            Some(v) => Some(v.as_u64().filter(|s| *s < SEED_LIMIT).ok_or(
-                CallError::NotReplayable("seed must be an integer from 0 to 2^63-1"),
-            )?),
-        };
-    let greedy = json
-        .get("temperature")
-        .and_then(Value::as_f64)
-        .is_some_and(|t| t == 0.0);
-    match seed {
-        Some(seed) => Ok(seed),
-        None if greedy => Ok(0),
-        None => Err(CallError::NotReplayable("needs temperature 0 or a seed")),
-    }
+    replay::replay_seed(json).map_err(|e| CallError::NotReplayable(e.reason()))
 }
 
 /// Decode the `x-dait-state` field's value (the tenant's signed channel state).
@@ -166,9 +143,7 @@ pub(crate) fn parse_state(value: &[u8]) -> Result<SignedChannelState, CallError>
 /// The body sent to the engine: the tenant's JSON, with `max_tokens` set if absent.
 pub(crate) fn engine_body(inner: &Inner) -> Bytes {
     let mut json = inner.json.clone();
-    if !json.contains_key("max_tokens") && !json.contains_key("max_completion_tokens") {
-        json.insert("max_tokens".into(), DEFAULT_MAX_TOKENS.into());
-    }
+    replay::limit_tokens(&mut json);
     if inner.stream {
         ask_for_usage(&mut json);
     }
@@ -270,44 +245,22 @@ mod tests {
     }
 
     #[test]
-    fn replayable_sampling_and_its_seed() {
-        assert_eq!(seed_of(json!({"temperature": 0})), Ok(0));
-        assert_eq!(seed_of(json!({"temperature": 0.0})), Ok(0));
-        assert_eq!(seed_of(json!({"temperature": 0, "seed": 5})), Ok(5));
+    fn replayable_only_with_the_declaration_and_each_refusal_says_why() {
         assert_eq!(seed_of(json!({"temperature": 0.9, "seed": 7})), Ok(7));
-        assert_eq!(seed_of(json!({"seed": 0})), Ok(0));
+        assert_eq!(seed_of(json!({"temperature": 0})), Ok(0));
+        // The rules are chain-client's (tested there); the refusal carries their reason.
         assert_eq!(
-            seed_of(json!({"seed": SEED_LIMIT - 1, "n": 1})),
-            Ok(SEED_LIMIT - 1)
+            seed_of(json!({"temperature": 0.9})),
+            Err("needs temperature 0 or a seed")
         );
-        assert_eq!(seed_of(json!({"temperature": 0, "n": 1})), Ok(0));
-    }
-
-    #[test]
-    fn unreplayable_sampling_is_refused_with_its_reason() {
-        let sampling = Err("needs temperature 0 or a seed");
-        assert_eq!(seed_of(json!({})), sampling);
-        assert_eq!(seed_of(json!({"temperature": 0.9})), sampling);
-        assert_eq!(seed_of(json!({"temperature": "0"})), sampling);
-        assert_eq!(seed_of(json!({"temperature": null})), sampling);
-        let n = Err("n must be absent or 1");
-        assert_eq!(seed_of(json!({"temperature": 0, "n": 2})), n);
-        assert_eq!(seed_of(json!({"temperature": 0, "n": null})), n);
-        assert_eq!(seed_of(json!({"seed": 7, "n": "1"})), n);
-        let malformed = Err("seed must be an integer from 0 to 2^63-1");
-        for seed in [
-            json!(-1),
-            json!(1.5),
-            json!("7"),
-            json!(null),
-            json!(SEED_LIMIT),
-        ] {
-            assert_eq!(
-                seed_of(json!({"temperature": 0, "seed": seed})),
-                malformed,
-                "{seed}"
-            );
-        }
+        assert_eq!(
+            seed_of(json!({"temperature": 0, "n": 2})),
+            Err("n must be absent or 1")
+        );
+        assert_eq!(
+            seed_of(json!({"temperature": 0, "seed": -1})),
+            Err("seed must be an integer from 0 to 2^63-1")
+        );
         // Without the operator's declaration nothing is replayable, however it samples.
         assert!(matches!(
             replay_seed(&object(json!({"temperature": 0})), false),

@@ -60,8 +60,9 @@ pub const ERROR_TRAILER: &[u8] = b"x-dait-error";
 /// Upper bound of prompt tokens assumed for the escrow check: body bytes plus this margin (a token
 /// is at least one byte of the prompt text; the margin covers template tokens).
 pub const PROMPT_TOKEN_MARGIN: u64 = 256;
-/// `max_tokens` the agent sets when the request has none, so the escrow bound holds.
-pub const DEFAULT_MAX_TOKENS: u64 = 1024;
+/// `max_tokens` the agent sets when the request has none, so the escrow bound holds (the shared rule: a
+/// replay sets the same).
+pub use dait_chain_client::replay::DEFAULT_MAX_TOKENS;
 
 /// Everything a request needs. Built once by [`crate::build_app`].
 pub struct App {

@@ -83,25 +83,19 @@ impl Check {
     }
 }
 
-/// Why a request is not replayable (the shared rule of the agent and the auditor).
+/// Why a disclosed request is not replayable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum NotReplayable {
     /// The body is not a JSON object.
     #[error("the request is not a JSON object")]
     NotJson,
-    /// `n` is present and not 1.
-    #[error("n is present and not 1")]
-    N,
     /// Neither `messages` nor `prompt`, or both: no engine path.
     #[error("the request has neither messages (chat) nor prompt (completions), or both")]
     Path,
-    /// `seed` is present and not an integer in 0..2^63.
-    #[error("seed is not an integer in 0..2^63")]
-    Seed,
-    /// No `seed`, and `temperature` is not the number 0.
-    #[error("no seed, and temperature is not 0")]
-    Temperature,
+    /// The shared rule of the host and the auditor (`dait_chain_client::replay`) does not hold.
+    #[error("{0}")]
+    Rule(#[from] dait_chain_client::replay::NotReplayable),
 }
 
 /// Why a replay did not match.

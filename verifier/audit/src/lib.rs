@@ -62,4 +62,4 @@ mod request;
 
 pub use error::{AuditError, Check, NotReplayable, Verdict};
 pub use replay::{Audit, DEFAULT_REPLAY_TIMEOUT, Report, replay};
-pub use request::{AGENT_DEFAULT_MAX_TOKENS, ReplayRequest};
+pub use request::ReplayRequest;

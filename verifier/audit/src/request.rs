@@ -1,16 +1,10 @@
 //! The disclosed request: whether it is replayable, the seed it implies, and the engine request a replay sends
 //! (the shared interface of docs/AUDIT.md §1).
 
+use dait_chain_client::replay;
 use serde_json::{Map, Value};
 
 use crate::error::NotReplayable;
-
-/// The `max_tokens` the agent sets when the request names neither `max_tokens` nor `max_completion_tokens`
-/// (the agent's `DEFAULT_MAX_TOKENS`); a replay must send the same.
-pub const AGENT_DEFAULT_MAX_TOKENS: u64 = 1024;
-
-/// Seeds are below 2^63 (they must fit a signed 64-bit integer in every engine).
-const SEED_LIMIT: u64 = 1 << 63;
 
 /// A replayable request: its JSON, its engine path and the seed it implies.
 #[derive(Clone)]
@@ -38,43 +32,22 @@ impl ReplayRequest {
     pub fn parse(body: &[u8]) -> Result<Self, NotReplayable> {
         let json: Map<String, Value> =
             serde_json::from_slice(body).map_err(|_| NotReplayable::NotJson)?;
-        match json.get("n") {
-            None | Some(Value::Null) => {}
-            Some(n) if n.as_u64() == Some(1) => {}
-            Some(_) => return Err(NotReplayable::N),
-        }
         let path = match (json.contains_key("messages"), json.contains_key("prompt")) {
             (true, false) => "/v1/chat/completions",
             (false, true) => "/v1/completions",
             _ => return Err(NotReplayable::Path),
         };
-        let seed = match json.get("seed") {
-            None | Some(Value::Null) => None,
-            Some(s) => Some(
-                s.as_u64()
-                    .filter(|s| *s < SEED_LIMIT)
-                    .ok_or(NotReplayable::Seed)?,
-            ),
-        };
-        if seed.is_none() && json.get("temperature").and_then(Value::as_f64) != Some(0.0) {
-            return Err(NotReplayable::Temperature);
-        }
-        Ok(Self {
-            json,
-            path,
-            seed: seed.unwrap_or(0),
-        })
+        let seed = replay::replay_seed(&json)?;
+        Ok(Self { json, path, seed })
     }
 
     /// The body a replay sends to the engine: the request with `seed` set to `seed`, `max_tokens` set to
-    /// [`AGENT_DEFAULT_MAX_TOKENS`] when it names no limit (as the agent does), and not streamed (a streamed
+    /// [`replay::DEFAULT_MAX_TOKENS`] when it names no limit (as the agent does), and not streamed (a streamed
     /// request loses `stream` and `stream_options`; the normalised response is the same).
     pub fn engine_body(&self, seed: u64) -> Vec<u8> {
         let mut json = self.json.clone();
         json.insert("seed".into(), seed.into());
-        if !json.contains_key("max_tokens") && !json.contains_key("max_completion_tokens") {
-            json.insert("max_tokens".into(), AGENT_DEFAULT_MAX_TOKENS.into());
-        }
+        replay::limit_tokens(&mut json);
         if json.get("stream").and_then(Value::as_bool) == Some(true) {
             json.insert("stream".into(), Value::Bool(false));
             json.remove("stream_options");
@@ -87,6 +60,7 @@ impl ReplayRequest {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use dait_chain_client::replay::NotReplayable as Rule;
 
     fn parse(s: &str) -> Result<ReplayRequest, NotReplayable> {
         ReplayRequest::parse(s.as_bytes())
@@ -109,30 +83,27 @@ mod tests {
         let cases = [
             ("[1]", NotReplayable::NotJson),
             ("{", NotReplayable::NotJson),
-            (r#"{"messages":[],"temperature":0,"n":2}"#, NotReplayable::N),
-            (
-                r#"{"messages":[],"temperature":0,"n":"1"}"#,
-                NotReplayable::N,
-            ),
+            (r#"{"messages":[],"temperature":0,"n":2}"#, Rule::N.into()),
+            (r#"{"messages":[],"temperature":0,"n":"1"}"#, Rule::N.into()),
             (r#"{"temperature":0}"#, NotReplayable::Path),
             (
                 r#"{"messages":[],"prompt":"x","temperature":0}"#,
                 NotReplayable::Path,
             ),
-            (r#"{"messages":[],"seed":-1}"#, NotReplayable::Seed),
-            (r#"{"messages":[],"seed":1.5}"#, NotReplayable::Seed),
+            (r#"{"messages":[],"seed":-1}"#, Rule::Seed.into()),
+            (r#"{"messages":[],"seed":1.5}"#, Rule::Seed.into()),
             (
                 r#"{"messages":[],"seed":9223372036854775808}"#,
-                NotReplayable::Seed,
+                Rule::Seed.into(),
             ),
-            (r#"{"messages":[]}"#, NotReplayable::Temperature),
+            (r#"{"messages":[]}"#, Rule::Sampling.into()),
             (
                 r#"{"messages":[],"temperature":0.1}"#,
-                NotReplayable::Temperature,
+                Rule::Sampling.into(),
             ),
             (
                 r#"{"messages":[],"temperature":"0"}"#,
-                NotReplayable::Temperature,
+                Rule::Sampling.into(),
             ),
         ];
         for (body, want) in cases {

@@ -224,7 +224,9 @@ async fn unreplayable_request_is_refused() {
         assert!(
             matches!(
                 report.result,
-                Err(AuditError::NotReplayable(NotReplayable::Temperature))
+                Err(AuditError::NotReplayable(NotReplayable::Rule(
+                    dait_chain_client::replay::NotReplayable::Sampling
+                )))
             ),
             "{}",
             report.to_json()

@@ -59,9 +59,6 @@ impl CallOptions {
     }
 }
 
-/// The largest valid `seed` of a replayable call, exclusive: 2^63.
-const SEED_LIMIT: u64 = 1 << 63;
-
 /// The seed a call asks for, as its receipt must name it: `None` for a call not sent replayable; for a
 /// replayable one its body's `seed` (0 ≤ seed < 2^63), else 0. A replayable body that is not a JSON
 /// object, or whose `seed` is no such integer, is not sent ([`TenantError::BadRequestBody`]).
@@ -75,7 +72,7 @@ fn replay_seed(body: &[u8], options: CallOptions) -> Result<Option<u64>, TenantE
         None => Ok(Some(0)),
         Some(seed) => seed
             .as_u64()
-            .filter(|s| *s < SEED_LIMIT)
+            .filter(|s| *s < dait_chain_client::replay::SEED_LIMIT)
             .map(Some)
             .ok_or(TenantError::BadRequestBody),
     }
