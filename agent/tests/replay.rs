@@ -336,14 +336,19 @@ async fn the_tenant_library_sends_replayable_calls_and_checks_their_receipts() {
     .await;
 }
 
+/// The engine build id the real-engine test's agent names (its SHA-256 is the receipts' `engine_build`).
+const ENGINE_BUILD: &str = "llama-cpp-python (development engine, scripts/engine.sh)";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replayable_calls_on_the_real_engine_hash_the_same() {
+async fn replayable_calls_on_the_real_engine_hash_the_same_and_replay_to_a_match() {
     let Some(url) = real_engine_url() else {
         return;
     };
     with_timeout(REAL_ENGINE_TIMEOUT, async {
         let (proxy, stats) = start_recording_proxy(&url).await;
         let upstream = format!("http://{proxy}");
+        let weights =
+            dait_testdata::engine_model().expect("the engine's weights file (DAIT_ENGINE_MODEL)");
         let flags = [
             "--upstream",
             &upstream,
@@ -353,6 +358,10 @@ async fn replayable_calls_on_the_real_engine_hash_the_same() {
             "4",
             "--model-id",
             "smollm2-135m-instruct-q4_1",
+            "--model-path",
+            weights.to_str().unwrap(),
+            "--engine-build",
+            ENGINE_BUILD,
             "--engine-deterministic",
         ];
         let agent = serve_in_process(&flags, true).await;
@@ -370,15 +379,18 @@ async fn replayable_calls_on_the_real_engine_hash_the_same() {
         seeded["max_tokens"] = json!(16);
         // Interleaved, so each repeat follows another request.
         let mut receipts = Vec::new();
+        let mut signed = Vec::new();
         for request in [&greedy, &seeded, &greedy, &seeded] {
             let r = tenant.call(&mut conn, CHAT, &bytes(request)).await;
             receipts.push(accepted(&mut tenant, &r, false));
+            signed.push((r.receipt.unwrap(), bytes(request)));
         }
         // Streamed, the seeded request is the same computation as non-streamed.
         let mut streamed = seeded.clone();
         streamed["stream"] = json!(true);
         let r = tenant.stream(&mut conn, CHAT, &bytes(&streamed)).await;
         let stream_receipt = accepted(&mut tenant, &r, true);
+        signed.push((r.receipt.unwrap(), bytes(&streamed)));
 
         let claims = |r: &Receipt| (r.deterministic, r.seed);
         assert_eq!(claims(&receipts[0]), (true, 0));
@@ -391,6 +403,31 @@ async fn replayable_calls_on_the_real_engine_hash_the_same() {
         assert_eq!(receipts[1].response_hash, stream_receipt.response_hash);
         assert_ne!(receipts[0].response_hash, receipts[1].response_hash);
         assert_eq!(receipts[0].request_hash, receipts[2].request_hash);
+
+        // An auditor replays each receipt on the engine (its own, here the same one) from the disclosed
+        // request, the host's key, the weights file and the build id: a match, bit for bit.
+        let host_key = dait_audit::inputs::HostKey {
+            key: info.host_key,
+            domain: info.domain,
+        };
+        for (receipt, request) in &signed {
+            let report = dait_audit::replay(&dait_audit::Audit {
+                receipt: receipt.clone(),
+                request: request.clone(),
+                host_key,
+                weights: weights.clone(),
+                engine_build: ENGINE_BUILD.to_owned(),
+                engine_url: url.clone(),
+                timeout: dait_audit::DEFAULT_REPLAY_TIMEOUT,
+            })
+            .await;
+            assert_eq!(
+                report.verdict(),
+                dait_audit::Verdict::Match,
+                "{}",
+                report.to_json()
+            );
+        }
 
         // What the engine was asked: every completion request carried the receipt's seed.
         let asked = stats.requests();

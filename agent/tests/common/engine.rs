@@ -304,33 +304,10 @@ async fn read_request(tcp: &mut TcpStream) -> Vec<u8> {
     }
 }
 
-/// The real development engine's base URL for tests that need it: `DAIT_ENGINE_URL`, else the one
-/// `scripts/engine.sh start` started (`scripts/engine.sh url`). Without either: `None` after printing
-/// `skipped: no engine`, or a failure when `DAIT_REQUIRE_ENGINE=1`.
+/// The real development engine's base URL for tests that need it, or `None` (skip) after printing
+/// `skipped: no engine` ([`dait_testdata::engine_url`]).
 pub fn real_engine_url() -> Option<String> {
-    let required = std::env::var("DAIT_REQUIRE_ENGINE").is_ok_and(|v| v == "1");
-    let from_script = || {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/engine.sh");
-        let out = std::process::Command::new(script)
-            .arg("url")
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()?;
-        let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        (out.status.success() && url.starts_with("http://")).then_some(url)
-    };
-    let url = std::env::var("DAIT_ENGINE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .or_else(from_script);
-    if url.is_none() {
-        assert!(
-            !required,
-            "DAIT_REQUIRE_ENGINE=1 but no engine: set DAIT_ENGINE_URL or run scripts/engine.sh start"
-        );
-        eprintln!("skipped: no engine (DAIT_ENGINE_URL unset, scripts/engine.sh url failed)");
-    }
-    url
+    dait_testdata::engine_url()
 }
 
 /// A pass-through in front of the engine at `upstream` (`http://host:port`) on 127.0.0.1:0: every

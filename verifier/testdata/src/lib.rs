@@ -7,6 +7,9 @@
 //! repository runs its tests with nothing beside it. [`evidence_dir`] names that folder; the environment
 //! variable `DAIT_EVIDENCE_DIR`, when set, names another copy instead (an updated set, say).
 //!
+//! The tests that need the real development engine find it with [`engine_url`] and its weights file with
+//! [`engine_model`].
+//!
 //! # Example
 //! ```
 //! let manifest = dait_testdata::read("manifest.json");
@@ -24,6 +27,9 @@
 #![warn(missing_docs)]
 
 use std::path::{Path, PathBuf};
+
+mod engine;
+pub use engine::{engine_model, engine_url};
 
 /// The environment variable that, when set, names the evidence directory instead of the repository's copy.
 pub const ENV_OVERRIDE: &str = "DAIT_EVIDENCE_DIR";

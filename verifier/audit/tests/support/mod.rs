@@ -3,7 +3,6 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -30,45 +29,15 @@ pub struct Engine {
     pub weights: PathBuf,
 }
 
-fn script(arg: &str) -> Option<String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/engine.sh");
-    let out = std::process::Command::new(script)
-        .arg(arg)
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    (out.status.success() && !text.is_empty()).then_some(text)
-}
-
-/// The engine at `DAIT_ENGINE_URL`, or the one `scripts/engine.sh start` started; `None` (the caller skips)
-/// without either, a panic instead when `DAIT_REQUIRE_ENGINE=1`. The weights file: `DAIT_ENGINE_MODEL`, else
-/// `scripts/engine.sh model`.
+/// The engine at `DAIT_ENGINE_URL`, or the one `scripts/engine.sh start` started, with the weights file it
+/// serves; `None` (the caller skips) without one, a panic instead when `DAIT_REQUIRE_ENGINE=1`.
 pub fn engine() -> Option<Engine> {
-    let required = std::env::var("DAIT_REQUIRE_ENGINE").is_ok_and(|v| v == "1");
-    let Some(url) = std::env::var("DAIT_ENGINE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .or_else(|| script("url").filter(|u| u.starts_with("http://")))
-    else {
-        assert!(
-            !required,
-            "DAIT_REQUIRE_ENGINE=1 but no engine: set DAIT_ENGINE_URL or run scripts/engine.sh start"
-        );
-        eprintln!("skipped: no engine (DAIT_ENGINE_URL unset, scripts/engine.sh url failed)");
-        return None;
-    };
-    let weights = std::env::var("DAIT_ENGINE_MODEL")
-        .ok()
-        .filter(|m| !m.is_empty())
-        .or_else(|| script("model"))
-        .map(PathBuf::from)
-        .expect(
-            "the engine's weights file is unknown: set DAIT_ENGINE_MODEL (scripts/engine.sh model)",
-        );
+    let url = dait_testdata::engine_url()?;
     Some(Engine {
-        url: url.trim_end_matches('/').to_owned(),
-        weights,
+        url,
+        weights: dait_testdata::engine_model().expect(
+            "the engine's weights file is unknown: set DAIT_ENGINE_MODEL (scripts/engine.sh model)",
+        ),
     })
 }
 
