@@ -225,7 +225,9 @@ impl Figures {
                 c.failures.len()
             )
         };
-        eprintln!(
+        // Written to the process's stderr itself, not through `eprintln!`, which the test harness captures:
+        // the table shows in CI's log whether the test passes or fails.
+        let table = format!(
             "\n== hostile: {} ==\n  {:<16} {:>10} {:>10} {:>6} {:>8}\n{}{}  agent RSS: idle {}, peak under attack {}, after {}\n  attack: {attack}\n",
             self.name,
             "tenant calls",
@@ -239,6 +241,7 @@ impl Figures {
             mib(self.peak_kib),
             mib(self.after_kib),
         );
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), table.as_bytes());
     }
 
     /// The bounds every attack shares: the tenant answered every time, within [`P99_BOUND`]; the
