@@ -77,6 +77,7 @@
 pub mod cli;
 mod ohttp;
 pub mod proxy;
+pub mod redundant;
 mod session;
 mod store;
 mod tls;
