@@ -1,6 +1,9 @@
 //! The `dait-tenant` command line (feature `cli`): verify a dait host, chat with it, or run a local
 //! OpenAI-compatible proxy to it.
 //!
+//! `proxy --redundant N --host A --host B --host C …` serves from N hosts at once and returns the answer a
+//! majority agrees on ([`crate::redundant`]; docs/REDUNDANT.md).
+//!
 //! Exit codes: 0 = ok; 1 = rejected (evidence, TLS key, receipt or stream failed verification);
 //! 2 = usage, I/O or host error (a `--policy` reference file that does not load included).
 //!
@@ -294,9 +297,9 @@ async fn open_redundant(
         };
         hosts.push((config, Wallet::load_or_create(&channel.wallet_key)?));
     }
-    Ok(Redundant::open(hosts, n, channel.state_dir.clone())
+    Redundant::open(hosts, n, channel.state_dir.clone())
         .await
-        .context("opening sessions with the hosts")?)
+        .context("opening sessions with the hosts")
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -441,4 +444,73 @@ async fn wait_term() {
 #[cfg(not(unix))]
 async fn wait_term() {
     std::future::pending::<()>().await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Result<Cli, clap::Error> {
+        let mut args = vec![
+            "dait-tenant",
+            "proxy",
+            "--wallet-key",
+            "w.key",
+            "--state-dir",
+            "state",
+        ];
+        args.extend_from_slice(extra);
+        Cli::try_parse_from(args)
+    }
+
+    #[test]
+    fn proxy_takes_several_hosts_and_a_redundancy_of_2_to_16() {
+        let cli = parse(&[
+            "--host",
+            "https://a:1",
+            "--host",
+            "https://b:2",
+            "--redundant",
+            "2",
+        ])
+        .unwrap();
+        let Command::Proxy {
+            host, redundant, ..
+        } = cli.command
+        else {
+            panic!("not the proxy command");
+        };
+        assert_eq!(host.host, ["https://a:1", "https://b:2"]);
+        assert_eq!(redundant, Some(2));
+        assert!(single_host(&host).is_err(), "two hosts for one channel");
+        for n in ["1", "17"] {
+            assert!(
+                parse(&["--host", "https://a:1", "--redundant", n]).is_err(),
+                "--redundant {n}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn redundant_mode_needs_at_least_n_hosts_before_contacting_any() {
+        let cli = parse(&[
+            "--host",
+            "https://127.0.0.1:1",
+            "--host",
+            "https://127.0.0.1:2",
+            "--redundant",
+            "3",
+            "--dangerous-any-measurement",
+        ])
+        .unwrap();
+        let Command::Proxy { host, channel, .. } = cli.command else {
+            panic!("not the proxy command");
+        };
+        let error = open_redundant(&host, &channel, 3).await.unwrap_err();
+        assert!(
+            format!("{error:#}").contains("needs at least 3 --host, got 2"),
+            "{error:#}"
+        );
+    }
 }
