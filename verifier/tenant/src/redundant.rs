@@ -17,7 +17,7 @@
 
 use std::path::{Path, PathBuf};
 
-use dait_chain_client::request_hash;
+use dait_chain_client::{replay, request_hash};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -35,47 +35,25 @@ pub const DISPUTES_DIR: &str = "disputes";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum NotReplayable {
-    /// `n` is present and not 1.
-    #[error("`n` must be absent or 1")]
-    Choices,
     /// The body is not a JSON object.
     #[error("the body must be a JSON object")]
     NotAnObject,
-    /// Neither `temperature` is the number 0 nor `seed` an integer in 0..2^63.
-    #[error("set `temperature` to 0 or an integer `seed` (0 <= seed < 2^63)")]
-    Sampling,
+    /// The hosts' rule refuses it (`n`, `seed` or `temperature`).
+    #[error(transparent)]
+    Rule(#[from] replay::NotReplayable),
     /// `"stream": true`: the majority is known only once every host answered.
     #[error("streaming is not offered in redundant mode")]
     Streamed,
 }
 
-/// Checks that `request` is replayable by the rule hosts apply (PROTOCOL.md §6), and not streamed; returns
-/// the seed its receipts must name (the request's `seed`, else 0).
+/// Checks that `request` is replayable by the rule hosts apply ([`replay::replay_seed`], PROTOCOL.md §6),
+/// and not streamed; returns the seed its receipts must name (the request's `seed`, else 0).
 pub fn check_replayable(request: &Value) -> Result<u64, NotReplayable> {
     let map = request.as_object().ok_or(NotReplayable::NotAnObject)?;
     if map.get("stream").and_then(Value::as_bool) == Some(true) {
         return Err(NotReplayable::Streamed);
     }
-    if map.get("n").is_some_and(|n| n.as_u64() != Some(1)) {
-        return Err(NotReplayable::Choices);
-    }
-    let seed = match map.get("seed") {
-        None => None,
-        Some(seed) => Some(
-            seed.as_u64()
-                .filter(|s| *s < 1 << 63)
-                .ok_or(NotReplayable::Sampling)?,
-        ),
-    };
-    let greedy = map
-        .get("temperature")
-        .and_then(Value::as_f64)
-        .is_some_and(|t| t == 0.0);
-    match seed {
-        Some(seed) => Ok(seed),
-        None if greedy => Ok(0),
-        None => Err(NotReplayable::Sampling),
-    }
+    Ok(replay::replay_seed(map)?)
 }
 
 /// Why redundant serving failed.
@@ -453,37 +431,18 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn replayable_requests_are_greedy_or_seeded_with_one_choice_and_not_streamed() {
+    fn replayable_requests_follow_the_hosts_rule_and_are_not_streamed() {
         let ok = |v: Value| check_replayable(&v);
         assert_eq!(ok(json!({"temperature": 0})), Ok(0));
-        assert_eq!(ok(json!({"temperature": 0.0, "n": 1})), Ok(0));
         assert_eq!(ok(json!({"temperature": 0.9, "seed": 7})), Ok(7));
-        assert_eq!(ok(json!({"seed": 0})), Ok(0));
-        assert_eq!(ok(json!({})), Err(NotReplayable::Sampling));
+        let rule = |r| Err(NotReplayable::Rule(r));
         assert_eq!(
             ok(json!({"temperature": 0.1})),
-            Err(NotReplayable::Sampling)
-        );
-        assert_eq!(
-            ok(json!({"temperature": "0"})),
-            Err(NotReplayable::Sampling)
-        );
-        assert_eq!(
-            ok(json!({"temperature": 0, "seed": 1.5})),
-            Err(NotReplayable::Sampling)
-        );
-        assert_eq!(
-            ok(json!({"seed": -1})),
-            Err(NotReplayable::Sampling),
-            "a negative seed"
-        );
-        assert_eq!(
-            ok(json!({"seed": 1_u64 << 63})),
-            Err(NotReplayable::Sampling)
+            rule(replay::NotReplayable::Sampling)
         );
         assert_eq!(
             ok(json!({"temperature": 0, "n": 2})),
-            Err(NotReplayable::Choices)
+            rule(replay::NotReplayable::N)
         );
         assert_eq!(
             ok(json!({"temperature": 0, "stream": true})),
