@@ -1,6 +1,9 @@
 //! The `dait-tenant` command line (feature `cli`): verify a dait host, chat with it, or run a local
 //! OpenAI-compatible proxy to it.
 //!
+//! `proxy --redundant N --host A --host B --host C …` serves from N hosts at once and returns the answer a
+//! majority agrees on ([`crate::redundant`]; docs/REDUNDANT.md).
+//!
 //! Exit codes: 0 = ok; 1 = rejected (evidence, TLS key, receipt or stream failed verification);
 //! 2 = usage, I/O or host error (a `--policy` reference file that does not load included).
 //!
@@ -22,6 +25,7 @@ use clap::{Parser, Subcommand};
 use dait_measure::ReferenceMeasurements;
 use dait_verifier::bundle::{Platform, Policy};
 
+use crate::redundant::{self, Redundant};
 use crate::{
     CallOptions, Session, SessionConfig, StreamItem, TenantError, Wallet, proxy, verify_host,
 };
@@ -40,9 +44,10 @@ pub struct Cli {
 
 #[derive(clap::Args)]
 struct HostArgs {
-    /// The agent's base URL, `https://host:port`.
-    #[arg(long, env = "DAIT_HOST_URL")]
-    host: String,
+    /// The agent's base URL, `https://host:port`. `proxy --redundant N` takes it several times (at least
+    /// N); the other commands take it once.
+    #[arg(long, env = "DAIT_HOST_URL", required = true)]
+    host: Vec<String>,
     /// Accept SIMULATED evidence certified by the root public key in this file (hex, as written by
     /// `dait-host init --tee simulated`). Development and tests only: simulated evidence proves nothing.
     #[arg(long, value_name = "ROOT_PUB_FILE")]
@@ -121,6 +126,13 @@ enum Command {
         /// Address to listen on (loopback).
         #[arg(long, default_value = "127.0.0.1:8088")]
         listen: SocketAddr,
+        /// Serve every request from N hosts, each verified and on its own channel (state in
+        /// `<state-dir>/hosts/<host>_<port>`), and return the answer whose response hash more than N/2 of
+        /// them agree on. Needs at least N `--host`s: the first N (in order) that verify are used, and the
+        /// proxy does not start with fewer. Only replayable, non-streamed requests are served (`temperature`
+        /// 0 or an integer `seed`, `n` absent or 1); disagreements are written to `<state-dir>/disputes/`.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..=16))]
+        redundant: Option<u64>,
     },
 }
 
@@ -219,7 +231,19 @@ fn read_hex_key(path: &Path) -> anyhow::Result<Vec<u8>> {
         .with_context(|| format!("{} is not hex", path.display()))
 }
 
-async fn open(host: &HostArgs, channel: &ChannelArgs) -> anyhow::Result<Session> {
+/// The one `--host` of a command that talks to a single host.
+fn single_host(host: &HostArgs) -> anyhow::Result<&str> {
+    match host.host.as_slice() {
+        [url] => Ok(url),
+        _ => Err(anyhow::anyhow!(
+            "--host given {} times: only `proxy --redundant N` takes several",
+            host.host.len()
+        )),
+    }
+}
+
+/// Refuses to send prompts under a policy that pins no measurements, unless told otherwise.
+fn check_pinned(host: &HostArgs) -> anyhow::Result<()> {
     if host.policy.is_none() {
         if !host.dangerous_any_measurement {
             return Err(UnpinnedPolicy.into());
@@ -229,9 +253,15 @@ async fn open(host: &HostArgs, channel: &ChannelArgs) -> anyhow::Result<Session>
              (--dangerous-any-measurement)"
         );
     }
+    Ok(())
+}
+
+async fn open(host: &HostArgs, channel: &ChannelArgs) -> anyhow::Result<Session> {
+    let url = single_host(host)?;
+    check_pinned(host)?;
     let wallet = Wallet::load_or_create(&channel.wallet_key)?;
     let config = SessionConfig {
-        host_url: host.host.clone(),
+        host_url: url.to_owned(),
         policy: policy(host)?.0,
         escrow_cap: channel.escrow_cap,
         state_dir: channel.state_dir.clone(),
@@ -242,11 +272,41 @@ async fn open(host: &HostArgs, channel: &ChannelArgs) -> anyhow::Result<Session>
         .context("opening a session with the host")
 }
 
+/// Verifies every `--host` and opens a channel with the first `n` that pass, one wallet for all.
+async fn open_redundant(
+    host: &HostArgs,
+    channel: &ChannelArgs,
+    n: usize,
+) -> anyhow::Result<Redundant> {
+    if host.host.len() < n {
+        anyhow::bail!(
+            "--redundant {n} needs at least {n} --host, got {}",
+            host.host.len()
+        );
+    }
+    check_pinned(host)?;
+    let policy = policy(host)?.0;
+    let mut hosts = Vec::new();
+    for url in &host.host {
+        let config = SessionConfig {
+            host_url: url.clone(),
+            policy: policy.clone(),
+            escrow_cap: channel.escrow_cap,
+            state_dir: redundant::host_state_dir(&channel.state_dir, url),
+            call_timeout: std::time::Duration::from_secs(channel.timeout),
+        };
+        hosts.push((config, Wallet::load_or_create(&channel.wallet_key)?));
+    }
+    Redundant::open(hosts, n, channel.state_dir.clone())
+        .await
+        .context("opening sessions with the hosts")
+}
+
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Verify { host } => {
             let (policy, release) = policy(&host)?;
-            let (_, bundle) = verify_host(&host.host, &policy)
+            let (_, bundle) = verify_host(single_host(&host)?, &policy)
                 .await
                 .context("verifying the host")?;
             let out = serde_json::json!({
@@ -335,12 +395,28 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             host,
             channel,
             listen,
+            redundant,
         } => {
-            let session = open(&host, &channel).await?;
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("binding {listen}"))?;
-            let handle = proxy::spawn(listener, session)?;
+            let bind = || async {
+                tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("binding {listen}"))
+            };
+            let handle = match redundant {
+                None => {
+                    let session = open(&host, &channel).await?;
+                    proxy::spawn(bind().await?, session)?
+                }
+                Some(n) => {
+                    let n = usize::try_from(n).context("--redundant")?;
+                    let redundant = open_redundant(&host, &channel, n).await?;
+                    eprintln!(
+                        "redundant mode: serving from {}",
+                        redundant.hosts().join(", ")
+                    );
+                    proxy::spawn_redundant(bind().await?, redundant).await?
+                }
+            };
             println!(
                 "dait-tenant proxy listening on http://{}",
                 handle.local_addr()
@@ -368,4 +444,73 @@ async fn wait_term() {
 #[cfg(not(unix))]
 async fn wait_term() {
     std::future::pending::<()>().await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Result<Cli, clap::Error> {
+        let mut args = vec![
+            "dait-tenant",
+            "proxy",
+            "--wallet-key",
+            "w.key",
+            "--state-dir",
+            "state",
+        ];
+        args.extend_from_slice(extra);
+        Cli::try_parse_from(args)
+    }
+
+    #[test]
+    fn proxy_takes_several_hosts_and_a_redundancy_of_2_to_16() {
+        let cli = parse(&[
+            "--host",
+            "https://a:1",
+            "--host",
+            "https://b:2",
+            "--redundant",
+            "2",
+        ])
+        .unwrap();
+        let Command::Proxy {
+            host, redundant, ..
+        } = cli.command
+        else {
+            panic!("not the proxy command");
+        };
+        assert_eq!(host.host, ["https://a:1", "https://b:2"]);
+        assert_eq!(redundant, Some(2));
+        assert!(single_host(&host).is_err(), "two hosts for one channel");
+        for n in ["1", "17"] {
+            assert!(
+                parse(&["--host", "https://a:1", "--redundant", n]).is_err(),
+                "--redundant {n}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn redundant_mode_needs_at_least_n_hosts_before_contacting_any() {
+        let cli = parse(&[
+            "--host",
+            "https://127.0.0.1:1",
+            "--host",
+            "https://127.0.0.1:2",
+            "--redundant",
+            "3",
+            "--dangerous-any-measurement",
+        ])
+        .unwrap();
+        let Command::Proxy { host, channel, .. } = cli.command else {
+            panic!("not the proxy command");
+        };
+        let error = open_redundant(&host, &channel, 3).await.unwrap_err();
+        assert!(
+            format!("{error:#}").contains("needs at least 3 --host, got 2"),
+            "{error:#}"
+        );
+    }
 }

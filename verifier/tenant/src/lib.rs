@@ -15,6 +15,8 @@
 //!
 //! - [`verify_host`]: only the verification, for a client that wants the attested keys.
 //! - [`proxy`]: the same flow served as a local OpenAI-compatible HTTP endpoint.
+//! - [`redundant`]: M-of-N serving: a replayable request sent to N hosts, each on its own channel, and the
+//!   answer a majority agrees on (by response hash); disagreements are written as dispute evidence.
 //! - [`Wallet`]: the tenant's secp256k1 key, which signs the channel states.
 //! - [`EngineClient`]: plain HTTP to an OpenAI-compatible engine the caller runs itself (an auditor's replay).
 //! - `cli` (feature `cli`): the `dait-tenant` command line (`verify`, `chat`, `proxy`).
@@ -77,6 +79,7 @@
 pub mod cli;
 mod ohttp;
 pub mod proxy;
+pub mod redundant;
 mod session;
 mod store;
 mod tls;

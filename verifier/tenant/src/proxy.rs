@@ -12,6 +12,13 @@
 //! - `GET /healthz`.
 //!
 //! One proxy is one channel; requests on it are serialised.
+//!
+//! In redundant mode ([`spawn_redundant`], `dait-tenant proxy --redundant N`) the proxy serves from N hosts,
+//! each on its own channel ([`crate::redundant`]): a non-streamed replayable request goes to all of them
+//! and the majority's answer comes back with `X-DAIT-Agreement: k/N` and `X-DAIT-Host`; a disagreement adds
+//! `X-DAIT-Dispute: <file>`, the dispute evidence written under the state directory and listed by
+//! `GET /dait/disputes`. No majority: 502 `dait_no_majority`. A request that is not replayable, or
+//! streamed: 400 `not_replayable`, before anything is sent. `GET /dait/state` lists one state per host.
 
 use dait_chain_client::WireMessage as _;
 use std::convert::Infallible;
@@ -31,6 +38,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::TenantError;
+use crate::redundant::{Redundant, RedundantError, list_disputes};
 use crate::session::{CallOutcome, Session, StreamItem};
 
 /// Largest request body the proxy accepts.
@@ -38,8 +46,16 @@ const MAX_REQUEST: usize = 4 << 20;
 
 type Body = BoxBody<Bytes, Infallible>;
 
+/// Where the proxy sends requests.
+enum Backend {
+    /// One host, one channel.
+    Single(Arc<Mutex<Session>>),
+    /// N hosts, majority on the response hash.
+    Redundant(Arc<Redundant>),
+}
+
 struct Shared {
-    session: Arc<Mutex<Session>>,
+    backend: Backend,
     receipts: std::sync::Mutex<Vec<Value>>,
     state: std::sync::Mutex<Value>,
 }
@@ -72,13 +88,36 @@ impl ProxyHandle {
 
 /// Starts serving `session` on `listener`.
 pub fn spawn(listener: TcpListener, session: Session) -> Result<ProxyHandle, TenantError> {
-    let addr = listener.local_addr().map_err(TenantError::Io)?;
     let state = state_json(session.state());
-    let shared = Arc::new(Shared {
-        session: Arc::new(Mutex::new(session)),
-        receipts: std::sync::Mutex::new(Vec::new()),
-        state: std::sync::Mutex::new(state),
-    });
+    serve(
+        listener,
+        Shared {
+            backend: Backend::Single(Arc::new(Mutex::new(session))),
+            receipts: std::sync::Mutex::new(Vec::new()),
+            state: std::sync::Mutex::new(state),
+        },
+    )
+}
+
+/// Starts serving `redundant` (N hosts, majority on the response hash) on `listener`.
+pub async fn spawn_redundant(
+    listener: TcpListener,
+    redundant: Redundant,
+) -> Result<ProxyHandle, TenantError> {
+    let states = Value::Array(redundant.states().await.iter().map(state_json).collect());
+    serve(
+        listener,
+        Shared {
+            backend: Backend::Redundant(Arc::new(redundant)),
+            receipts: std::sync::Mutex::new(Vec::new()),
+            state: std::sync::Mutex::new(states),
+        },
+    )
+}
+
+fn serve(listener: TcpListener, shared: Shared) -> Result<ProxyHandle, TenantError> {
+    let addr = listener.local_addr().map_err(TenantError::Io)?;
+    let shared = Arc::new(shared);
     let (shutdown, mut stop) = watch::channel(false);
     let task = tokio::spawn(async move {
         loop {
@@ -138,6 +177,7 @@ async fn handle(
                 .unwrap_or(Value::Null);
             json_response(StatusCode::OK, &state)
         }
+        (&Method::GET, "/dait/disputes") => disputes(&shared),
         (&Method::GET, "/healthz") => plain(StatusCode::OK, ""),
         _ => error_response(
             StatusCode::NOT_FOUND,
@@ -172,10 +212,17 @@ async fn completion(shared: Arc<Shared>, path: &str, body: Incoming) -> Response
             );
         }
     };
+    let session = match &shared.backend {
+        Backend::Single(session) => session.clone(),
+        Backend::Redundant(redundant) => {
+            let redundant = redundant.clone();
+            return redundant_completion(&shared, &redundant, path, body).await;
+        }
+    };
     if stream {
-        streamed(shared, path.to_owned(), body).await
+        streamed(shared, session, path.to_owned(), body).await
     } else {
-        let mut session = shared.session.lock().await;
+        let mut session = session.lock().await;
         match session.call(path, body).await {
             Ok(outcome) => {
                 record(&shared, &outcome);
@@ -200,12 +247,17 @@ async fn completion(shared: Arc<Shared>, path: &str, body: Incoming) -> Response
 }
 
 /// A streamed call: a task holds the session for the whole stream and feeds the response body.
-async fn streamed(shared: Arc<Shared>, path: String, body: Vec<u8>) -> Response<Body> {
+async fn streamed(
+    shared: Arc<Shared>,
+    session: Arc<Mutex<Session>>,
+    path: String,
+    body: Vec<u8>,
+) -> Response<Body> {
     let (head_tx, head_rx) = tokio::sync::oneshot::channel::<Result<(), TenantError>>();
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let task_shared = shared.clone();
     tokio::spawn(async move {
-        let mut session = task_shared.session.clone().lock_owned().await;
+        let mut session = session.lock_owned().await;
         let mut call = match session.call_stream(&path, body).await {
             Ok(call) => call,
             Err(error) => {
@@ -273,6 +325,114 @@ async fn streamed(shared: Arc<Shared>, path: String, body: Vec<u8>) -> Response<
             "internal",
             "stream task ended",
         ),
+    }
+}
+
+/// A request in redundant mode: sent to every host, the majority's answer returned.
+async fn redundant_completion(
+    shared: &Shared,
+    redundant: &Redundant,
+    path: &str,
+    body: Vec<u8>,
+) -> Response<Body> {
+    let result = redundant.call(path, body).await;
+    let states = Value::Array(redundant.states().await.iter().map(state_json).collect());
+    if let Ok(mut state) = shared.state.lock() {
+        *state = states;
+    }
+    match result {
+        Ok(agreed) => {
+            if let Ok(mut receipts) = shared.receipts.lock() {
+                for outcome in &agreed.accepted {
+                    receipts.push(receipt_json(&outcome.receipt, &outcome.receipt_b64));
+                }
+            }
+            let mut response = Response::new(full(agreed.outcome.body));
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            for (name, value) in [
+                ("x-dait-receipt", agreed.outcome.receipt_b64),
+                ("x-dait-state", agreed.outcome.state.to_header_value()),
+                (
+                    "x-dait-agreement",
+                    format!("{}/{}", agreed.agreeing, agreed.of),
+                ),
+                ("x-dait-host", agreed.host),
+            ] {
+                if let Ok(v) = header::HeaderValue::from_str(&value) {
+                    headers.insert(name, v);
+                }
+            }
+            insert_dispute_header(headers, agreed.evidence.as_deref());
+            response
+        }
+        Err(RedundantError::NotReplayable(reason)) => error_response(
+            StatusCode::BAD_REQUEST,
+            "not_replayable",
+            &format!("redundant mode sends replayable requests only: {reason}"),
+        ),
+        Err(error) => {
+            tracing::warn!(error = %format_chain(&error), "redundant call failed");
+            let mut response = error_response(
+                StatusCode::BAD_GATEWAY,
+                "dait_no_majority",
+                &format_chain(&error),
+            );
+            if let RedundantError::NoMajority {
+                agreeing,
+                of,
+                evidence,
+            } = &error
+            {
+                let headers = response.headers_mut();
+                if let Ok(v) = header::HeaderValue::from_str(&format!("{agreeing}/{of}")) {
+                    headers.insert("x-dait-agreement", v);
+                }
+                insert_dispute_header(headers, evidence.as_deref());
+            }
+            response
+        }
+    }
+}
+
+/// `X-DAIT-Dispute: <file name>` for dispute evidence that was written.
+fn insert_dispute_header(headers: &mut header::HeaderMap, evidence: Option<&std::path::Path>) {
+    let name = evidence
+        .and_then(std::path::Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned());
+    if let Some(Ok(v)) = name.map(|n| header::HeaderValue::from_str(&n)) {
+        headers.insert("x-dait-dispute", v);
+    }
+}
+
+/// `GET /dait/disputes`: the dispute evidence of redundant mode, each with its file name.
+fn disputes(shared: &Shared) -> Response<Body> {
+    let Backend::Redundant(redundant) = &shared.backend else {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "dispute evidence is listed in redundant mode only",
+        );
+    };
+    match list_disputes(redundant.state_dir()) {
+        Ok(list) => {
+            let items = list
+                .into_iter()
+                .map(|(file, evidence)| json!({"file": file, "evidence": evidence}))
+                .collect();
+            json_response(StatusCode::OK, &Value::Array(items))
+        }
+        Err(error) => {
+            tracing::error!(%error, "listing the dispute evidence failed");
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "listing the dispute evidence failed",
+            )
+        }
     }
 }
 
@@ -399,7 +559,7 @@ fn error_json(error: &TenantError) -> (StatusCode, Value) {
 }
 
 /// `error: cause: cause…`.
-fn format_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn format_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
