@@ -26,9 +26,8 @@ use dait_verifier::bundle::{Policy, VerifyError, verify_bundle, verify_bundle_wi
 use dait_verifier::collateral::TdxCollateral;
 use dait_verifier::tdx::{TcbStatus, TdxPolicy, verify_quote};
 
-/// The configfs-tsm provider of this machine: `None` (after printing `skipped: no <what> (...)`) unless the
-/// report interface exists and its provider is `want`. Reading the provider creates (and removes) a report
-/// entry, which needs root.
+/// Whether this machine has the configfs-tsm report interface with provider `want`; when not, prints
+/// `skipped: no <what> (...)`. Reading the provider creates (and removes) a report entry, which needs root.
 fn tsm_provider_is(want: &str, what: &str) -> bool {
     let root = Path::new(TSM_REPORT_DIR);
     if !root.is_dir() {
@@ -72,20 +71,13 @@ fn agent(tee: &str) -> (App, tempfile::TempDir) {
     };
     let config = raw.validate().unwrap();
     let app = dait_agent::build_app(&config, dait_agent::Mode::Attest)
-        .unwrap_or_else(|e| panic!("building the agent with --tee {tee}: {}", chain(&e)));
+        .unwrap_or_else(|e| panic!("building the agent with --tee {tee}: {}", chain(e)));
     (Arc::try_unwrap(app).unwrap(), state)
 }
 
 /// An error with its sources, `a: b: c`.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(c) = source {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        source = c.source();
-    }
-    s
+fn chain(e: impl std::error::Error + Send + Sync + 'static) -> String {
+    format!("{:#}", anyhow::Error::new(e))
 }
 
 fn env_list(name: &str) -> Vec<String> {
@@ -120,7 +112,7 @@ fn fresh_nonce() -> Freshness {
 fn collect(app: &App) -> (Vec<u8>, Freshness) {
     let freshness = fresh_nonce();
     let bytes = dait_agent::http::bundle(app, &freshness)
-        .unwrap_or_else(|e| panic!("the agent's evidence: {}", chain(&e)));
+        .unwrap_or_else(|e| panic!("the agent's evidence: {}", chain(e)));
     (bytes, freshness)
 }
 
@@ -133,7 +125,7 @@ fn tdx_collateral() -> TdxCollateral {
         )
     };
     TdxCollateral::load(Path::new(&dir))
-        .unwrap_or_else(|e| panic!("DAIT_COLLATERAL_DIR: {}", chain(&e)))
+        .unwrap_or_else(|e| panic!("DAIT_COLLATERAL_DIR: {}", chain(e)))
 }
 
 #[test]
@@ -159,7 +151,7 @@ fn tdx_guest_quote_verifies() {
         ..policy().tdx
     };
     let v = verify_quote(&quote, &collateral, &tdx, UnixTime::now())
-        .unwrap_or_else(|e| panic!("the TDX quote from this guest: {}", chain(&e)));
+        .unwrap_or_else(|e| panic!("the TDX quote from this guest: {}", chain(e)));
     eprintln!(
         "ran on: TDX guest (quote v{}, {:?} body, TCB {:?}, advisories {:?}, MRTD {}, MRSEAM {})",
         v.version(),
@@ -197,7 +189,7 @@ fn tdx_guest_bundle_verifies() {
              is not bound into this guest's evidence (RTMR3 extension and launch-time binding are not built \
              yet; docs/HARDWARE.md)"
         ),
-        Err(e) => panic!("the agent's TDX bundle: {}", chain(&e)),
+        Err(e) => panic!("the agent's TDX bundle: {}", chain(e)),
     }
 }
 
@@ -212,7 +204,7 @@ fn snp_guest_bundle_verifies() {
     // The VCEK (or VLEK) comes from the host's certificate table (auxblob); ASK and ARK from the table or
     // AMD's pinned certificates.
     let v = verify_bundle(&bytes, &policy(), &freshness, UnixTime::now())
-        .unwrap_or_else(|e| panic!("the agent's SNP bundle: {}", chain(&e)));
+        .unwrap_or_else(|e| panic!("the agent's SNP bundle: {}", chain(e)));
     let snp = v.snp().expect("an SNP bundle verifies to an SNP report");
     eprintln!(
         "ran on: SEV-SNP guest ({:?}, report v{}, signed by {:?}, VMPL {}, reported TCB {:?}, measurement {})",

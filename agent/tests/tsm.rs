@@ -1,7 +1,7 @@
 //! The agent's configfs-tsm backend on an emulated `/sys/kernel/config/tsm/report` tree whose `outblob` is a
 //! real TDX quote or SNP report from the evidence set (issue 9, first acceptance check).
 //!
-//! The tree is laid out as the kernel's configfs-tsm ABI has it (Documentation/ABI/testing/configfs-tsm): the
+//! The tree is laid out as the kernel's configfs-tsm ABI has it (Linux `Documentation/ABI/testing/configfs-tsm-report`): the
 //! report entry the agent uses, with `provider`, `generation`, `inblob`, `outblob` and, for SEV-SNP, `auxblob` (the
 //! host's GHCB certificate table, built here from the real VCEK, ASK and ARK). An emulation cannot do the one
 //! thing hardware does: sign a report over the `report_data` the agent writes to `inblob`. So each platform is
@@ -218,37 +218,26 @@ fn tdx_quote_over_our_report_data_fails_only_its_signature() {
 
 // ---- SEV-SNP ----------------------------------------------------------------------------------------
 
-/// The real virtee/sev Milan report, its VCEK, and AMD's Milan ASK and ARK (DER).
-struct Milan {
-    report: Vec<u8>,
-    vcek: Vec<u8>,
-    ask: Vec<u8>,
-    ark: Vec<u8>,
-}
-
-fn milan() -> Milan {
-    let der = |name: &str| {
-        let mut d = dait_verifier::x509::pem_to_der(&dait_testdata::read(name)).unwrap();
-        assert_eq!(d.len(), 1);
-        d.pop().unwrap()
-    };
-    Milan {
-        report: dait_verifier::snp::decode_report_file(&dait_testdata::read(
-            "snp/virtee__milan_report.hex",
-        )),
-        vcek: dait_testdata::read("snp/virtee__milan_vcek.der"),
-        ask: der("snp/amd_milan_ask.pem"),
-        ark: der("snp/amd_milan_ark.pem"),
-    }
+/// The real virtee/sev Milan sample as its host would hand it over: the report, and the chain in the bundle's
+/// order (its VCEK, then the ASK and ARK of the same sample's certificate chain, DER).
+fn milan() -> (Vec<u8>, [Vec<u8>; 3]) {
+    let read = dait_testdata::read;
+    let [ask, ark]: [Vec<u8>; 2] =
+        dait_verifier::x509::pem_to_der(&read("snp/virtee__milan_cert_chain.pem"))
+            .unwrap()
+            .try_into()
+            .expect("the chain is ASK, ARK");
+    let report = dait_verifier::snp::decode_report_file(&read("snp/virtee__milan_report.hex"));
+    (report, [read("snp/virtee__milan_vcek.der"), ask, ark])
 }
 
 /// The host's certificate table (GHCB) with the real certificates, zero-padded to a page as the kernel
 /// returns it.
-fn auxblob(m: &Milan) -> Vec<u8> {
+fn auxblob([vcek, ask, ark]: &[Vec<u8>; 3]) -> Vec<u8> {
     let mut t = cert_table::encode(&[
-        (CertKind::Ark.guid(), &m.ark[..]),
-        (CertKind::Vcek.guid(), &m.vcek[..]),
-        (CertKind::Ask.guid(), &m.ask[..]),
+        (CertKind::Ark.guid(), &ark[..]),
+        (CertKind::Vcek.guid(), &vcek[..]),
+        (CertKind::Ask.guid(), &ask[..]),
     ])
     .unwrap();
     t.resize(t.len().next_multiple_of(4096), 0);
@@ -264,30 +253,34 @@ fn snp_evidence_of(bundle_bytes: &[u8]) -> SnpEvidence {
 
 #[test]
 fn snp_auxblob_of_the_real_certificates_parses() {
-    let m = milan();
-    let aux = auxblob(&m);
+    let (report, chain) = milan();
+    let aux = auxblob(&chain);
     let table = CertTable::parse(&aux).unwrap();
     assert_eq!(table.entries().len(), 3);
+    // The report names the VCEK as its signer; the table gives it, then ASK and ARK.
+    let key = dait_verifier::snp::SnpReport::parse(&report)
+        .unwrap()
+        .signing_key()
+        .unwrap();
+    assert_eq!(key, dait_verifier::snp::SigningKey::Vcek);
     assert_eq!(
-        table
-            .bundle_chain(dait_verifier::snp::SigningKey::Vcek)
-            .unwrap(),
-        [&m.vcek[..], &m.ask[..], &m.ark[..]]
+        table.bundle_chain(key).unwrap(),
+        chain.each_ref().map(Vec::as_slice)
     );
 }
 
 #[test]
 fn snp_real_report_verifies_up_to_the_report_data_binding() {
-    let m = milan();
-    let carried: [u8; 64] = m.report[SNP_REPORT_DATA].try_into().unwrap();
-    let root = emulated_tree("sev_guest", &m.report, Some(&auxblob(&m)));
+    let (report, chain) = milan();
+    let carried: [u8; 64] = report[SNP_REPORT_DATA].try_into().unwrap();
+    let root = emulated_tree("sev_guest", &report, Some(&auxblob(&chain)));
     let (app, _state) = agent(root.path(), Platform::Snp);
     assert_agent_refuses_foreign_report(&app, root.path());
 
     let bytes = assemble_bundle(&app, &NONCE, app.tee.evidence(&carried).unwrap());
     let e = snp_evidence_of(&bytes);
-    assert_eq!(e.report, m.report);
-    assert_eq!(e.cert_chain, [m.vcek.clone(), m.ask.clone(), m.ark.clone()]);
+    assert_eq!(e.report, report);
+    assert_eq!(e.cert_chain, chain);
     // Chain (pinned ARK, ASK, VCEK), report signature, TCB and chip id against the VCEK, the default policy:
     // all pass; the binding to the agent's keyset and freshness is the first check that fails.
     assert!(matches!(
@@ -296,7 +289,7 @@ fn snp_real_report_verifies_up_to_the_report_data_binding() {
     ));
 
     // The checks before it are made: one flipped bit of the signature is caught there.
-    let mut tampered = m.report.clone();
+    let mut tampered = report.clone();
     tampered[SNP_SIGNATURE] ^= 1;
     write_outblob(root.path(), &tampered);
     let bytes = assemble_bundle(&app, &NONCE, app.tee.evidence(&carried).unwrap());
@@ -308,10 +301,10 @@ fn snp_real_report_verifies_up_to_the_report_data_binding() {
 
 #[test]
 fn snp_report_over_our_report_data_fails_only_its_signature() {
-    let m = milan();
-    let root = emulated_tree("sev_guest", &[], Some(&auxblob(&m)));
+    let (report, chain) = milan();
+    let root = emulated_tree("sev_guest", &[], Some(&auxblob(&chain)));
     let (app, _state) = agent(root.path(), Platform::Snp);
-    let mut report = m.report.clone();
+    let mut report = report.clone();
     report[SNP_REPORT_DATA].copy_from_slice(&app.keys.report_data(&NONCE));
     write_outblob(root.path(), &report);
 
@@ -325,11 +318,11 @@ fn snp_report_over_our_report_data_fails_only_its_signature() {
 
 #[test]
 fn snp_truncated_or_unknown_guid_auxblob_is_rejected() {
-    let m = milan();
-    let aux = auxblob(&m);
+    let (report, chain) = milan();
+    let aux = auxblob(&chain);
     let root = emulated_tree("sev_guest", &[], Some(&aux));
     let (app, _state) = agent(root.path(), Platform::Snp);
-    let mut report = m.report.clone();
+    let mut report = report.clone();
     report[SNP_REPORT_DATA].copy_from_slice(&app.keys.report_data(&NONCE));
     write_outblob(root.path(), &report);
     let with_aux = |a: &[u8]| {
