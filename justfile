@@ -35,9 +35,10 @@ check: setup
 shellcheck:
     shellcheck {{ shell_scripts }}
 
-# Tests that need a real TEE or GPU (marked #[ignore]); run on confidential-VM machines.
+# The hardware tests (TDX or SNP guest, NVIDIA GPU, vTPM; docs/HARDWARE.md): each collects real evidence through
+# the agent and verifies it, or prints `skipped: no <device>`. Run on the confidential VM itself, as root.
 test-hw:
-    cargo test --workspace --all-features --locked -- --ignored
+    scripts/test-hw.sh
 
 # The local end-to-end demo: engine + agent (simulated TEE) + tenant proxy, a plain and a streamed chat.
 demo: setup

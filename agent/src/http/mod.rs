@@ -43,7 +43,7 @@ use crate::tee::TeeBackend;
 pub use admission::{Gates, OVERFLOW_CONNECTIONS};
 pub use evidence::{CACHED_BUNDLES, EvidenceGate};
 pub use ops::serve_metrics;
-pub use routes::{bundle, handle};
+pub use routes::{assemble_bundle, bundle, handle};
 pub use serve::{dangerous_serve_plaintext, serve_tls, serve_tls_until};
 
 /// Response body type of the server.

@@ -122,8 +122,13 @@ pub fn bundle(app: &App, freshness: &Freshness) -> Result<Vec<u8>, crate::tee::T
     let cpu = app.tee.evidence(&rd);
     app.metrics.evidence(started.elapsed());
     app.readiness.set_tee(cpu.is_ok());
-    let cpu = cpu?;
-    Ok(encode_bundle(&proto::EvidenceBundle {
+    Ok(assemble_bundle(app, freshness, cpu?))
+}
+
+/// The encoded evidence bundle of `cpu` evidence with the app's keyset and runtime event log, for
+/// `freshness`. [`bundle`] gives it the evidence the TEE produced for this keyset and freshness.
+pub fn assemble_bundle(app: &App, freshness: &Freshness, cpu: proto::CpuEvidence) -> Vec<u8> {
+    encode_bundle(&proto::EvidenceBundle {
         version: dait_chain_client::PROTOCOL_VERSION,
         keyset: app.keys.keyset_bytes.clone(),
         freshness: Some(freshness.to_proto()),
@@ -132,7 +137,7 @@ pub fn bundle(app: &App, freshness: &Freshness) -> Result<Vec<u8>, crate::tee::T
         tpm: None,
         event_log: app.event_log.clone(),
         collateral: None,
-    }))
+    })
 }
 
 async fn attestation(app: &Arc<App>, query: Option<&str>) -> Response<Body> {

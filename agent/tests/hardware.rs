@@ -1,0 +1,244 @@
+//! Tests on real confidential-computing hardware, run by `just test-hw` (docs/HARDWARE.md). Each is
+//! `#[ignore]`d, so the ordinary `cargo test` skips it.
+//!
+//! Each test looks for its hardware first. Absent, it prints `skipped: no <device>` and returns; present, it
+//! collects real evidence through the agent (the agent built as `dait-host attest --tee tdx|snp` builds it: a
+//! fresh keyset, the configfs-tsm backend at `/sys/kernel/config/tsm/report`) for a fresh random nonce,
+//! verifies it with the verifier, and prints what it ran on. Hardware whose evidence the agent cannot collect
+//! yet (NVIDIA GPUs through NVML, a vTPM quote) makes its test fail, never pass.
+//!
+//! Settings (environment):
+//! - `DAIT_COLLATERAL_DIR`: the Intel collateral for the TDX quote (a directory of the PCS files, or a
+//!   dcap-qvl JSON bundle; see `TdxCollateral::load`). Required on a TDX guest: the agent fetches none yet.
+//! - `DAIT_HW_ACCEPT_TCB`: TCB statuses to accept besides `UpToDate` (comma-separated, e.g.
+//!   `SWHardeningNeeded,OutOfDate`); `DAIT_HW_ALLOW_ADVISORIES`: advisory IDs to tolerate (comma-separated).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use dait_agent::http::App;
+use dait_agent::tee::TSM_REPORT_DIR;
+use dait_chain_client::Freshness;
+use dait_chain_client::proto::cpu_evidence::Evidence;
+use dait_verifier::UnixTime;
+use dait_verifier::bundle::{Policy, VerifyError, verify_bundle, verify_bundle_with_collateral};
+use dait_verifier::collateral::TdxCollateral;
+use dait_verifier::tdx::{TcbStatus, TdxPolicy, verify_quote};
+
+/// Whether this machine has the configfs-tsm report interface with provider `want`; when not, prints
+/// `skipped: no <what> (...)`. Reading the provider creates (and removes) a report entry, which needs root.
+fn tsm_provider_is(want: &str, what: &str) -> bool {
+    let root = Path::new(TSM_REPORT_DIR);
+    if !root.is_dir() {
+        eprintln!("skipped: no {what} (no {TSM_REPORT_DIR} with provider {want})");
+        return false;
+    }
+    let probe = root.join("dait-hw-probe");
+    if let Err(e) = std::fs::create_dir(&probe)
+        && e.kind() != std::io::ErrorKind::AlreadyExists
+    {
+        panic!("{TSM_REPORT_DIR} exists but a report entry cannot be created ({e}); run as root");
+    }
+    let provider = std::fs::read_to_string(probe.join("provider"));
+    let _ = std::fs::remove_dir(&probe);
+    let provider = provider.unwrap_or_else(|e| panic!("reading the configfs-tsm provider: {e}"));
+    if provider.trim() != want {
+        eprintln!(
+            "skipped: no {what} ({TSM_REPORT_DIR} has provider {}, not {want})",
+            provider.trim()
+        );
+        return false;
+    }
+    true
+}
+
+/// The agent as `dait-host attest --tee <tee>` builds it.
+fn agent(tee: &str) -> (App, tempfile::TempDir) {
+    use clap::Parser as _;
+    use dait_agent::config::{Cli, Command};
+    let state = tempfile::tempdir().unwrap();
+    let args = [
+        "dait-host",
+        "serve",
+        "--tee",
+        tee,
+        "--state-dir",
+        state.path().to_str().unwrap(),
+    ];
+    let Command::Serve { raw } = Cli::try_parse_from(args).unwrap().command else {
+        unreachable!()
+    };
+    let config = raw.validate().unwrap();
+    let app = dait_agent::build_app(&config, dait_agent::Mode::Attest)
+        .unwrap_or_else(|e| panic!("building the agent with --tee {tee}: {}", chain(e)));
+    (Arc::try_unwrap(app).unwrap(), state)
+}
+
+/// An error with its sources, `a: b: c`.
+fn chain(e: impl std::error::Error + Send + Sync + 'static) -> String {
+    format!("{:#}", anyhow::Error::new(e))
+}
+
+fn env_list(name: &str) -> Vec<String> {
+    std::env::var(name)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// The default policy, with the TCB statuses and advisories the operator accepts for this machine.
+fn policy() -> Policy {
+    let mut p = Policy::new();
+    for s in env_list("DAIT_HW_ACCEPT_TCB") {
+        let status: TcbStatus = s
+            .parse()
+            .unwrap_or_else(|_| panic!("DAIT_HW_ACCEPT_TCB: unknown TCB status {s}"));
+        p.tdx.accepted_tcb_statuses.push(status);
+    }
+    p.tdx.allowed_advisories = env_list("DAIT_HW_ALLOW_ADVISORIES");
+    p
+}
+
+/// A fresh random tenant nonce.
+fn fresh_nonce() -> Freshness {
+    Freshness::TenantNonce(rand::random())
+}
+
+/// The agent's bundle for a fresh nonce.
+fn collect(app: &App) -> (Vec<u8>, Freshness) {
+    let freshness = fresh_nonce();
+    let bytes = dait_agent::http::bundle(app, &freshness)
+        .unwrap_or_else(|e| panic!("the agent's evidence: {}", chain(e)));
+    (bytes, freshness)
+}
+
+fn tdx_collateral() -> TdxCollateral {
+    let Some(dir) = std::env::var_os("DAIT_COLLATERAL_DIR") else {
+        panic!(
+            "DAIT_COLLATERAL_DIR is not set: a TDX quote verifies only with Intel's collateral for this \
+             platform (TCB Info, QE Identity, PCK CRL, root CA CRL and issuer chains from Intel PCS or a \
+             PCCS), and the agent fetches none yet; see docs/HARDWARE.md"
+        )
+    };
+    TdxCollateral::load(Path::new(&dir))
+        .unwrap_or_else(|e| panic!("DAIT_COLLATERAL_DIR: {}", chain(e)))
+}
+
+#[test]
+#[ignore = "needs a TDX guest (configfs-tsm, provider tdx_guest)"]
+fn tdx_guest_quote_verifies() {
+    if !tsm_provider_is("tdx_guest", "tdx guest") {
+        return;
+    }
+    let collateral = tdx_collateral();
+    let (app, _state) = agent("tdx");
+    let (bytes, freshness) = collect(&app);
+    let Some(Evidence::TdxQuote(quote)) = dait_chain_client::decode_bundle(&bytes)
+        .unwrap()
+        .cpu
+        .and_then(|c| c.evidence)
+    else {
+        panic!("the agent's TDX bundle carries no TDX quote");
+    };
+    // The quote alone: PCK chain, QE report, signature, collateral, TCB level, default policy, and its
+    // REPORTDATA binding the agent's keyset and this nonce.
+    let tdx = TdxPolicy {
+        report_data: Some(app.keys.report_data(&freshness)),
+        ..policy().tdx
+    };
+    let v = verify_quote(&quote, &collateral, &tdx, UnixTime::now())
+        .unwrap_or_else(|e| panic!("the TDX quote from this guest: {}", chain(e)));
+    eprintln!(
+        "ran on: TDX guest (quote v{}, {:?} body, TCB {:?}, advisories {:?}, MRTD {}, MRSEAM {})",
+        v.version(),
+        v.body_kind(),
+        v.tcb_status(),
+        v.advisory_ids(),
+        hex::encode(v.mr_td()),
+        hex::encode(v.mr_seam())
+    );
+}
+
+#[test]
+#[ignore = "needs a TDX guest (configfs-tsm, provider tdx_guest)"]
+fn tdx_guest_bundle_verifies() {
+    if !tsm_provider_is("tdx_guest", "tdx guest") {
+        return;
+    }
+    let collateral = tdx_collateral().to_proto();
+    let (app, _state) = agent("tdx");
+    let (bytes, freshness) = collect(&app);
+    match verify_bundle_with_collateral(
+        &bytes,
+        &policy(),
+        Some(&collateral),
+        &freshness,
+        UnixTime::now(),
+    ) {
+        Ok(v) => eprintln!(
+            "ran on: TDX guest (bundle verified: keyset {}, runtime {:?})",
+            v.keyset_hash(),
+            v.runtime()
+        ),
+        Err(VerifyError::EventLogMismatch) => panic!(
+            "the quote verified but the runtime event log does not replay to RTMR3: the runtime configuration \
+             is not bound into this guest's evidence (RTMR3 extension and launch-time binding are not built \
+             yet; docs/HARDWARE.md)"
+        ),
+        Err(e) => panic!("the agent's TDX bundle: {}", chain(e)),
+    }
+}
+
+#[test]
+#[ignore = "needs an SEV-SNP guest (configfs-tsm, provider sev_guest)"]
+fn snp_guest_bundle_verifies() {
+    if !tsm_provider_is("sev_guest", "sev-snp guest") {
+        return;
+    }
+    let (app, _state) = agent("snp");
+    let (bytes, freshness) = collect(&app);
+    // The VCEK (or VLEK) comes from the host's certificate table (auxblob); ASK and ARK from the table or
+    // AMD's pinned certificates.
+    let v = verify_bundle(&bytes, &policy(), &freshness, UnixTime::now())
+        .unwrap_or_else(|e| panic!("the agent's SNP bundle: {}", chain(e)));
+    let snp = v.snp().expect("an SNP bundle verifies to an SNP report");
+    eprintln!(
+        "ran on: SEV-SNP guest ({:?}, report v{}, signed by {:?}, VMPL {}, reported TCB {:?}, measurement {})",
+        snp.product(),
+        snp.version(),
+        snp.signing_key(),
+        snp.vmpl(),
+        snp.reported_tcb(),
+        hex::encode(snp.measurement())
+    );
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU in confidential-computing mode"]
+fn nvidia_gpu_evidence() {
+    if !Path::new("/dev/nvidia0").exists() {
+        eprintln!("skipped: no nvidia gpu (no /dev/nvidia0)");
+        return;
+    }
+    panic!(
+        "an NVIDIA GPU is present (/dev/nvidia0), but the agent does not collect GPU evidence yet (NVML \
+         attestation reports, issue 9 item 3): nothing can be verified, so this test fails until it is built"
+    );
+}
+
+#[test]
+#[ignore = "needs a vTPM"]
+fn vtpm_quote() {
+    if !Path::new("/dev/tpmrm0").exists() {
+        eprintln!("skipped: no vtpm (no /dev/tpmrm0)");
+        return;
+    }
+    panic!(
+        "a TPM is present (/dev/tpmrm0), but the agent does not produce a vTPM quote yet (TPM2_Quote through \
+         tss-esapi, issue 9 item 4): nothing can be verified, so this test fails until it is built"
+    );
+}
