@@ -575,6 +575,30 @@ impl ReferenceMeasurements {
         ))
     }
 
+    /// The TDX `MRCONFIGID` a host launches the TD with to bind the runtime events at launch instead of in
+    /// RTMR3 ([`runtime_log::launch_binding_mrconfigid`] of [`ReferenceMeasurements::expected_rtmr3`]).
+    pub fn expected_launch_mrconfigid(&self) -> Sha384Digest {
+        HexBytes(runtime_log::launch_binding_mrconfigid(
+            &self.expected_rtmr3().0,
+        ))
+    }
+
+    /// The SEV-SNP `HOST_DATA` a host launches the guest with to bind the runtime events at launch
+    /// ([`runtime_log::launch_binding_host_data`] of [`ReferenceMeasurements::expected_rtmr3`]).
+    pub fn expected_launch_host_data(&self) -> Sha256Digest {
+        HexBytes(runtime_log::launch_binding_host_data(
+            &self.expected_rtmr3().0,
+        ))
+    }
+
+    /// Whether the reference describes the launch-binding path: its TDX `MRCONFIGID` list is exactly
+    /// [`ReferenceMeasurements::expected_launch_mrconfigid`] (RTMR3 then stays zero).
+    pub fn tdx_launch_bound(&self) -> bool {
+        self.tdx
+            .as_ref()
+            .is_some_and(|t| t.mr_config_id == [self.expected_launch_mrconfigid()])
+    }
+
     /// The SHA-256 bank value of the runtime vTPM PCR after the agent has extended every runtime event.
     pub fn expected_runtime_pcr_sha256(&self) -> Sha256Digest {
         let mut register = [0u8; 32];
