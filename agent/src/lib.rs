@@ -6,7 +6,9 @@
 //!   engine is declared deterministic) into the runtime event log and register, and generates a per-boot keyset in memory: receipt key
 //!   (P-256), OHTTP key (X25519), TLS key and self-signed certificate (its SPKI is in the keyset).
 //!   `dait-host runtime-events` prints the same events ([`RuntimeEvents`]) without a TEE, for the
-//!   release's reference file.
+//!   release's reference file. Where the TEE cannot extend the register, the host must have bound them at
+//!   launch (TDX `MRCONFIGID`, SEV-SNP `HOST_DATA`): the agent checks its own report and refuses to start
+//!   otherwise (PROTOCOL.md §10.1).
 //! - `GET /v1/attestation?nonce=` returns an evidence bundle whose `report_data` binds the keyset
 //!   hash and the tenant's nonce (PROTOCOL.md §3, §7).
 //! - `POST /v1/ohttp` takes an Oblivious HTTP request (chunked OHTTP for streaming), checks the
