@@ -706,12 +706,7 @@ fn launch_binding_command(args: &LaunchBindingArgs) -> anyhow::Result<bool> {
         }
         None => parse_runtime_events(&args.runtime_events)?,
     };
-    let register = runtime_log::replay_data(
-        runtime
-            .events
-            .iter()
-            .map(|e| runtime_log::event_data(&e.name, &e.sha256.0)),
-    );
+    let register = runtime.expected_rtmr3().0;
     println!("rtmr3 {}", hex::encode(register));
     println!(
         "mrconfigid {}",

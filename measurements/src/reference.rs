@@ -248,6 +248,17 @@ fn default_runtime_pcr() -> u8 {
     DEFAULT_RUNTIME_PCR
 }
 
+impl RuntimeReference {
+    /// The RTMR3 value after the agent has extended every event, in order.
+    pub fn expected_rtmr3(&self) -> Sha384Digest {
+        HexBytes(runtime_log::replay_data(
+            self.events
+                .iter()
+                .map(|e| runtime_event_data(&e.name, &e.sha256)),
+        ))
+    }
+}
+
 impl Default for RuntimeReference {
     fn default() -> Self {
         Self {
@@ -567,12 +578,7 @@ impl ReferenceMeasurements {
 
     /// The RTMR3 value after the agent has extended every runtime event, in order.
     pub fn expected_rtmr3(&self) -> Sha384Digest {
-        HexBytes(runtime_log::replay_data(
-            self.runtime
-                .events
-                .iter()
-                .map(|e| runtime_event_data(&e.name, &e.sha256)),
-        ))
+        self.runtime.expected_rtmr3()
     }
 
     /// The TDX `MRCONFIGID` a host launches the TD with to bind the runtime events at launch instead of in
