@@ -24,6 +24,16 @@
 #                      none (the default policy, which pins no measurements; the chat then needs
 #                      dait-tenant --dangerous-any-measurement, which the script passes)
 #
+# Launch binding (docs/PROTOCOL.md §10.1): with a reference file the script prints the values that bind the
+# reference's runtime configuration at launch (`dait-measure launch-binding --reference`) and what a TDX or SEV-SNP
+# host passes to QEMU with them. It does not pass them to this guest: the development image's agent runs the
+# simulated TEE with its simulated RTMR3, and handing it a launch value would change the image's measured
+# configuration. A host operator launches a guest whose kernel cannot extend RTMR3 with
+#   TDX:     -object tdx-guest,id=tdx0,mrconfigid=<base64 of the 48-byte mrconfigid>
+#   SEV-SNP: -object sev-snp-guest,id=sev0,host-data=<base64 of the 32-byte host_data>
+# (QEMU takes both as base64; the script prints them that way too), and the agent refuses to start unless its
+# runtime configuration hashes to the value.
+#
 # The image's agent reaches its engine, llama-server with the model on the image's verity root, at 127.0.0.1:8000
 # inside the guest. The guest has no route out (QEMU user networking, restrict=on); the only forward is the
 # agent's port, from the host's loopback in. No plaintext leaves the guest.
@@ -73,6 +83,18 @@ else
     # model, weights and engine build the evidence attests).
     policy_args=(--dangerous-any-measurement)
     log "no reference measurements (image version $image_version): the tenant pins no measurements"
+fi
+
+if [[ -n "$reference" ]]; then
+    cargo build --locked --quiet -p dait-measure --features cli
+    while read -r field value; do
+        # shellcheck disable=SC2001,SC2059 # the format is the value's bytes as \xNN escapes
+        b64="$(printf "$(sed 's/../\\x&/g' <<<"$value")" | base64 -w0)"
+        case "$field" in
+            mrconfigid) log "launch binding (TDX): -object tdx-guest,id=tdx0,mrconfigid=$b64 (hex $value)" ;;
+            host_data) log "launch binding (SEV-SNP): -object sev-snp-guest,id=sev0,host-data=$b64 (hex $value)" ;;
+        esac
+    done < <("$repo/target/debug/dait-measure" launch-binding --reference "$reference")
 fi
 
 disk="$image_dir/$(image_name).raw"

@@ -126,6 +126,11 @@ pub struct RawConfig {
     /// with the records before it. Command line only (no environment variable), for one start.
     #[arg(long, value_name = "OFFSET")]
     pub dangerous_truncate_receipt_log_at: Option<u64>,
+    /// `--tee simulated` only: the `MRCONFIGID` (96 hex) the simulated guest is launched with, as a TDX host
+    /// sets it. With it the simulated guest cannot extend its RTMR3 and must find its runtime configuration
+    /// bound here (PROTOCOL.md §10.1); `dait-measure launch-binding` prints the value.
+    #[arg(long, env = "DAIT_SIMULATED_MRCONFIGID", value_name = "HEX")]
+    pub simulated_mrconfigid: Option<String>,
     /// Limits and timeouts.
     #[command(flatten)]
     pub limits: RawLimits,
@@ -178,6 +183,8 @@ pub struct Config {
     pub engine_build: String,
     /// Move the damaged receipt log aside from this offset and start (loses the receipts there).
     pub dangerous_truncate_receipt_log_at: Option<u64>,
+    /// `--tee simulated` only: the simulated launch-time `MRCONFIGID`.
+    pub simulated_mrconfigid: Option<[u8; 48]>,
     /// Limits and timeouts.
     pub limits: Limits,
 }
@@ -220,6 +227,20 @@ impl RawConfig {
         if self.model_id.is_empty() {
             return Err(ConfigError::Invalid("--model-id"));
         }
+        let simulated_mrconfigid = match &self.simulated_mrconfigid {
+            None => None,
+            Some(_) if tee != TeeKind::Simulated => {
+                return Err(ConfigError::Invalid(
+                    "--simulated-mrconfigid needs --tee simulated",
+                ));
+            }
+            Some(text) => {
+                let mut value = [0u8; 48];
+                hex::decode_to_slice(text.trim(), &mut value)
+                    .map_err(|_| ConfigError::Invalid("--simulated-mrconfigid (96 hex)"))?;
+                Some(value)
+            }
+        };
         Ok(Config {
             tee,
             state_dir,
@@ -237,6 +258,7 @@ impl RawConfig {
             engine_deterministic: self.engine_deterministic,
             engine_build: self.engine_build,
             dangerous_truncate_receipt_log_at: self.dangerous_truncate_receipt_log_at,
+            simulated_mrconfigid,
             limits: self.limits.validate()?,
         })
     }

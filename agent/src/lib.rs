@@ -6,7 +6,9 @@
 //!   engine is declared deterministic) into the runtime event log and register, and generates a per-boot keyset in memory: receipt key
 //!   (P-256), OHTTP key (X25519), TLS key and self-signed certificate (its SPKI is in the keyset).
 //!   `dait-host runtime-events` prints the same events ([`RuntimeEvents`]) without a TEE, for the
-//!   release's reference file.
+//!   release's reference file. Where the TEE cannot extend the register, the host must have bound them at
+//!   launch (TDX `MRCONFIGID`, SEV-SNP `HOST_DATA`): the agent checks its own report and refuses to start
+//!   otherwise (PROTOCOL.md §10.1).
 //! - `GET /v1/attestation?nonce=` returns an evidence bundle whose `report_data` binds the keyset
 //!   hash and the tenant's nonce (PROTOCOL.md §3, §7).
 //! - `POST /v1/ohttp` takes an Oblivious HTTP request (chunked OHTTP for streaming), checks the
@@ -99,6 +101,32 @@ pub enum AgentError {
     /// A command-line value is malformed.
     #[error("invalid argument {0}")]
     Usage(&'static str),
+    /// The guest cannot extend its runtime register and the host launched it with a launch-time field that
+    /// does not bind this runtime configuration (PROTOCOL.md §10.1): the agent refuses to start.
+    #[error(
+        "the runtime configuration is not the one the host bound at launch: {field} is {found}, this configuration needs {expected} (dait-measure launch-binding)"
+    )]
+    LaunchBindingMismatch {
+        /// `MRCONFIGID` or `HOST_DATA`.
+        field: &'static str,
+        /// Hex of the field in the report.
+        found: String,
+        /// Hex of the value this runtime configuration binds to.
+        expected: String,
+    },
+    /// On real hardware the guest can neither extend its runtime register nor find a launch-time binding (the
+    /// field is all zero): it would serve an unbound runtime configuration, so it refuses to start.
+    #[error(
+        "the runtime configuration is unbound: {what}, and the host set no {field}; launch the guest with {field} = {expected} (dait-measure launch-binding)"
+    )]
+    UnboundRuntime {
+        /// Why the runtime register could not be extended.
+        what: &'static str,
+        /// `MRCONFIGID` or `HOST_DATA`.
+        field: &'static str,
+        /// Hex of the value this runtime configuration binds to.
+        expected: String,
+    },
 }
 
 impl AgentError {
@@ -203,7 +231,7 @@ pub enum Mode {
 
 /// Build everything a server needs from a validated configuration.
 pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
-    let tee = tee::open(config.tee, &config.state_dir)?;
+    let tee = tee::open(config.tee, &config.state_dir, config.simulated_mrconfigid)?;
 
     let RuntimeEvents {
         weight_hash,
@@ -211,19 +239,17 @@ pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
         events,
     } = RuntimeEvents::from_config(config)?;
     let mut event_log = EventLog::default();
+    let mut unsupported = None;
     for (kind, sha256) in events {
         event_log.record(kind, &runtime_log::event_data(kind, &sha256));
         match tee.extend_runtime(&event_log) {
             Ok(()) => {}
-            Err(tee::TeeError::Unsupported(what)) => {
-                tracing::warn!(
-                    what,
-                    kind,
-                    "runtime register not extended; event log is unbound"
-                );
-            }
+            Err(tee::TeeError::Unsupported(what)) => unsupported = Some(what),
             Err(e) => return Err(e.into()),
         }
+    }
+    if let Some(what) = unsupported {
+        check_launch_binding(tee.as_ref(), &event_log, what)?;
     }
 
     let host_account = match &config.host_key_path {
@@ -307,6 +333,39 @@ pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
         }
     }
     Ok(app)
+}
+
+/// The launch-binding path (PROTOCOL.md §10.1), taken when the guest cannot extend its runtime register
+/// (`what` says why): the launch-time field of the agent's own report must be the binding value of the event
+/// log's register. A field that differs refuses the start, and so does an unset (all-zero) one: the agent
+/// never serves an unbound runtime configuration. (The simulated TEE launched without a value extends its
+/// simulated RTMR3 and never comes here: development only.)
+fn check_launch_binding(
+    tee: &dyn tee::TeeBackend,
+    event_log: &EventLog,
+    what: &'static str,
+) -> Result<(), AgentError> {
+    let found = tee.launch_field()?;
+    let expected = found.binding_for(&event_log.register());
+    if found == expected {
+        tracing::info!(
+            field = found.name(),
+            "runtime configuration bound at launch"
+        );
+        return Ok(());
+    }
+    if found.is_unset() {
+        return Err(AgentError::UnboundRuntime {
+            what,
+            field: found.name(),
+            expected: hex::encode(expected.bytes()),
+        });
+    }
+    Err(AgentError::LaunchBindingMismatch {
+        field: found.name(),
+        found: hex::encode(found.bytes()),
+        expected: hex::encode(expected.bytes()),
+    })
 }
 
 /// Tells the metrics how long each receipt-log batch's write and sync took, and readiness whether

@@ -186,6 +186,9 @@ impl TeeBackend for FlakyTee {
     fn extend_runtime(&self, log: &EventLog) -> Result<(), TeeError> {
         self.inner.extend_runtime(log)
     }
+    fn launch_field(&self) -> Result<dait_agent::tee::LaunchField, TeeError> {
+        self.inner.launch_field()
+    }
 }
 
 #[tokio::test]

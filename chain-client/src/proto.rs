@@ -289,6 +289,10 @@ pub struct SimulatedReportBody {
     /// SHA-256 of the runtime event log (32).
     #[prost(bytes = "vec", tag = "4")]
     pub event_log_digest: Vec<u8>,
+    /// The simulated launch-time `MRCONFIGID` (48), as a TDX host sets it (PROTOCOL.md §10.1); empty when the
+    /// simulated guest was launched without one.
+    #[prost(bytes = "vec", tag = "5")]
+    pub mr_config_id: Vec<u8>,
 }
 
 /// Evidence of one NVIDIA GPU in CC mode.

@@ -8,12 +8,16 @@
 //!   `{"imr":3,"kind":"...","data":"...","digest":"<hex SHA-384(data)>"}` ([`EventLog::encode`],
 //!   [`EventLog::decode`], with the `json` feature). [`replay`] decodes it and returns the register value.
 //!
+//! - Where the guest kernel cannot extend RTMR3, the host fixes the log at launch instead: TDX `MRCONFIGID` =
+//!   [`launch_binding_mrconfigid`] and SEV-SNP `HOST_DATA` = [`launch_binding_host_data`] of the register value
+//!   the log replays to (PROTOCOL.md §10.1).
+//!
 //! The replay rule is `no_std`; the JSON encoding needs the `json` feature.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use sha2::{Digest as _, Sha384};
+use sha2::{Digest as _, Sha256, Sha384};
 
 /// The runtime register the events are extended into: TDX RTMR3 (the `imr` of every event).
 pub const RUNTIME_REGISTER: u8 = 3;
@@ -125,6 +129,28 @@ where
     data.into_iter().fold([0u8; 48], |register, d| {
         extend_sha384(&register, &Sha384::digest(d.as_ref()).into())
     })
+}
+
+/// Domain tag of the launch-time binding values ([`launch_binding_mrconfigid`], [`launch_binding_host_data`]).
+pub const LAUNCH_BINDING_TAG: &[u8] = b"dait/v1/launch-binding";
+
+/// The TDX `MRCONFIGID` (48 bytes) a host launches the TD with to bind the runtime configuration whose event
+/// log replays to `register`: `SHA-384("dait/v1/launch-binding" || register)`. The tag keeps it apart from any
+/// RTMR value, and it is never all zero (an unset `MRCONFIGID` is).
+pub fn launch_binding_mrconfigid(register: &[u8; 48]) -> [u8; 48] {
+    let mut hasher = Sha384::new();
+    hasher.update(LAUNCH_BINDING_TAG);
+    hasher.update(register);
+    hasher.finalize().into()
+}
+
+/// The SEV-SNP `HOST_DATA` (32 bytes) a host launches the guest with to bind the runtime configuration whose
+/// event log replays to `register`: `SHA-256("dait/v1/launch-binding" || register)`.
+pub fn launch_binding_host_data(register: &[u8; 48]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(LAUNCH_BINDING_TAG);
+    hasher.update(register);
+    hasher.finalize().into()
 }
 
 /// One measured event.
@@ -337,6 +363,29 @@ mod tests {
         assert_eq!(
             crate::types::hex_encode(&replay_data([&data])),
             "08ed9e1a8a181b7af2d3c640d87c1a649fc6ba327bf35dec902ed49aee7483323452dd685485a39a0554347da2945d1c"
+        );
+    }
+
+    #[test]
+    fn launch_binding_vectors() {
+        let register = replay_data([event_data(MODEL_WEIGHTS, &[10; 32])]);
+        // Pinned: SHA-384 / SHA-256 of b"dait/v1/launch-binding" || register, from Python's hashlib.
+        assert_eq!(
+            crate::types::hex_encode(&launch_binding_mrconfigid(&register)),
+            "a077f6425dd29bc33f5b1c6f3bcd036d583026e58037c13ba24f19fae47d84408dfa1a0edd3032776c4c48e173fa2524"
+        );
+        assert_eq!(
+            crate::types::hex_encode(&launch_binding_host_data(&register)),
+            "b9addd93119165593e28eeed3a5958814af98e2d7ca41da0097519d29e4dc31b"
+        );
+        // A log without events still binds to a non-zero value, unlike an unset field.
+        assert_eq!(
+            crate::types::hex_encode(&launch_binding_mrconfigid(&[0; 48])),
+            "185ad140a8f613ec6a7986ec59b7780d645554849457d061b20af1b2c3f7adf83c84373c5f5250c296195e909a97bc46"
+        );
+        assert_eq!(
+            crate::types::hex_encode(&launch_binding_host_data(&[0; 48])),
+            "bb26365a579be99f2e13b98894be58ade35b7ca76b51164e31f11504237a2e60"
         );
     }
 

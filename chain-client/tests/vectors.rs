@@ -460,6 +460,7 @@ fn generate() -> BTreeMap<&'static str, Value> {
         report_data: rd.to_vec(),
         measurements: (0u8..5).map(|i| vec![i; 48]).collect(),
         event_log_digest: tagged_sha256(b"", &event_log).0.to_vec(),
+        mr_config_id: Vec::new(),
     }
     .encode_to_vec();
     let ak_pub = ak.verifying_key().to_sec1();

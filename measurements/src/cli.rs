@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use dait_chain_client::runtime_log;
 use sha2::{Digest, Sha256};
 
 use crate::eventlog;
@@ -44,6 +45,24 @@ enum Command {
     Reference(Box<ReferenceArgs>),
     /// Compare reported values (JSON, TDX quote or SNP report) with a reference, field by field.
     Diff(DiffArgs),
+    /// The launch-time binding of a runtime configuration: the TDX MRCONFIGID and SEV-SNP HOST_DATA a host
+    /// launches the guest with when the guest cannot extend RTMR3 (PROTOCOL.md §10.1).
+    LaunchBinding(LaunchBindingArgs),
+}
+
+#[derive(Debug, Args)]
+struct LaunchBindingArgs {
+    /// Runtime event as `name=sha256hex`, in the order the agent extends them (repeat; the lines
+    /// `dait-host runtime-events` prints).
+    #[arg(
+        long = "runtime-event",
+        value_name = "NAME=SHA256",
+        conflicts_with = "reference"
+    )]
+    runtime_events: Vec<String>,
+    /// Take the runtime events from this reference file instead.
+    #[arg(long)]
+    reference: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -182,6 +201,10 @@ struct ReferenceArgs {
     /// Runtime event as `name=sha256hex`, in the order the agent extends them (repeat).
     #[arg(long = "runtime-event", value_name = "NAME=SHA256")]
     runtime_events: Vec<String>,
+    /// The host binds the runtime events at launch: TDX MRCONFIGID and (unless --host-data is given) SNP
+    /// HOST_DATA become their launch-binding values (`launch-binding`), and RTMR3 is expected zero.
+    #[arg(long)]
+    launch_binding: bool,
     /// Output file (default: stdout).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -269,6 +292,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<bool> {
         Command::Replay(args) => replay_command(&args),
         Command::Reference(args) => reference_command(&args),
         Command::Diff(args) => diff_command(&args),
+        Command::LaunchBinding(args) => launch_binding_command(&args),
     }
 }
 
@@ -579,15 +603,8 @@ fn reference_command(args: &ReferenceArgs) -> anyhow::Result<bool> {
         }
     }
     let cmdline_sha256 = HexBytes(Sha256::digest(args.boot.cmdline.as_bytes()).into());
-    let mut runtime = RuntimeReference::default();
-    for spec in &args.runtime_events {
-        let (name, digest) = split_pair(spec, "--runtime-event")?;
-        runtime.events.push(RuntimeEvent {
-            name: name.to_owned(),
-            sha256: digest.parse().context("--runtime-event digest")?,
-        });
-    }
-    let reference = ReferenceMeasurements {
+    let runtime = parse_runtime_events(&args.runtime_events)?;
+    let mut reference = ReferenceMeasurements {
         schema: SCHEMA_VERSION,
         release: args.release.clone(),
         artefacts: Artefacts {
@@ -641,6 +658,18 @@ fn reference_command(args: &ReferenceArgs) -> anyhow::Result<bool> {
         }),
         runtime,
     };
+    if args.launch_binding {
+        let mrconfigid = reference.expected_launch_mrconfigid();
+        let host_data = reference.expected_launch_host_data();
+        if let Some(tdx) = reference.tdx.as_mut() {
+            tdx.mr_config_id = vec![mrconfigid];
+        }
+        if let Some(snp) = reference.snp.as_mut()
+            && args.host_data.is_empty()
+        {
+            snp.host_data = vec![host_data];
+        }
+    }
     reference
         .validate()
         .context("the computed reference is inconsistent")?;
@@ -651,6 +680,42 @@ fn reference_command(args: &ReferenceArgs) -> anyhow::Result<bool> {
         }
         None => print!("{text}"),
     }
+    Ok(true)
+}
+
+/// The `--runtime-event name=sha256hex` arguments, in order.
+fn parse_runtime_events(specs: &[String]) -> anyhow::Result<RuntimeReference> {
+    let mut runtime = RuntimeReference::default();
+    for spec in specs {
+        let (name, digest) = split_pair(spec, "--runtime-event")?;
+        runtime.events.push(RuntimeEvent {
+            name: name.to_owned(),
+            sha256: digest.parse().context("--runtime-event digest")?,
+        });
+    }
+    Ok(runtime)
+}
+
+/// Prints the register the runtime events replay to and its launch-binding values, one `name hex` line each.
+fn launch_binding_command(args: &LaunchBindingArgs) -> anyhow::Result<bool> {
+    let runtime = match &args.reference {
+        Some(path) => {
+            ReferenceMeasurements::load(path)
+                .with_context(|| format!("loading {}", path.display()))?
+                .runtime
+        }
+        None => parse_runtime_events(&args.runtime_events)?,
+    };
+    let register = runtime.expected_rtmr3().0;
+    println!("rtmr3 {}", hex::encode(register));
+    println!(
+        "mrconfigid {}",
+        hex::encode(runtime_log::launch_binding_mrconfigid(&register))
+    );
+    println!(
+        "host_data {}",
+        hex::encode(runtime_log::launch_binding_host_data(&register))
+    );
     Ok(true)
 }
 

@@ -248,6 +248,17 @@ fn default_runtime_pcr() -> u8 {
     DEFAULT_RUNTIME_PCR
 }
 
+impl RuntimeReference {
+    /// The RTMR3 value after the agent has extended every event, in order.
+    pub fn expected_rtmr3(&self) -> Sha384Digest {
+        HexBytes(runtime_log::replay_data(
+            self.events
+                .iter()
+                .map(|e| runtime_event_data(&e.name, &e.sha256)),
+        ))
+    }
+}
+
 impl Default for RuntimeReference {
     fn default() -> Self {
         Self {
@@ -567,12 +578,31 @@ impl ReferenceMeasurements {
 
     /// The RTMR3 value after the agent has extended every runtime event, in order.
     pub fn expected_rtmr3(&self) -> Sha384Digest {
-        HexBytes(runtime_log::replay_data(
-            self.runtime
-                .events
-                .iter()
-                .map(|e| runtime_event_data(&e.name, &e.sha256)),
+        self.runtime.expected_rtmr3()
+    }
+
+    /// The TDX `MRCONFIGID` a host launches the TD with to bind the runtime events at launch instead of in
+    /// RTMR3 ([`runtime_log::launch_binding_mrconfigid`] of [`ReferenceMeasurements::expected_rtmr3`]).
+    pub fn expected_launch_mrconfigid(&self) -> Sha384Digest {
+        HexBytes(runtime_log::launch_binding_mrconfigid(
+            &self.expected_rtmr3().0,
         ))
+    }
+
+    /// The SEV-SNP `HOST_DATA` a host launches the guest with to bind the runtime events at launch
+    /// ([`runtime_log::launch_binding_host_data`] of [`ReferenceMeasurements::expected_rtmr3`]).
+    pub fn expected_launch_host_data(&self) -> Sha256Digest {
+        HexBytes(runtime_log::launch_binding_host_data(
+            &self.expected_rtmr3().0,
+        ))
+    }
+
+    /// Whether the reference describes the launch-binding path: its TDX `MRCONFIGID` list is exactly
+    /// [`ReferenceMeasurements::expected_launch_mrconfigid`] (RTMR3 then stays zero).
+    pub fn tdx_launch_bound(&self) -> bool {
+        self.tdx
+            .as_ref()
+            .is_some_and(|t| t.mr_config_id == [self.expected_launch_mrconfigid()])
     }
 
     /// The SHA-256 bank value of the runtime vTPM PCR after the agent has extended every runtime event.

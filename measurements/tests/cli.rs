@@ -107,6 +107,72 @@ fn reference_subcommand_reproduces_the_committed_synthetic_reference() {
 }
 
 #[test]
+fn launch_binding_prints_the_pinned_values() {
+    // The chain-client's pinned vector: one `model-weights` event of [0x0a; 32].
+    let out = bin()
+        .args(["launch-binding", "--runtime-event"])
+        .arg(format!("model-weights={}", "0a".repeat(32)))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "rtmr3 08ed9e1a8a181b7af2d3c640d87c1a649fc6ba327bf35dec902ed49aee7483323452dd685485a39a0554347da2945d1c\n\
+         mrconfigid a077f6425dd29bc33f5b1c6f3bcd036d583026e58037c13ba24f19fae47d84408dfa1a0edd3032776c4c48e173fa2524\n\
+         host_data b9addd93119165593e28eeed3a5958814af98e2d7ca41da0097519d29e4dc31b\n"
+    );
+    let bad = bin()
+        .args(["launch-binding", "--runtime-event", "model-weights=zz"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+}
+
+#[test]
+fn launch_binding_of_a_reference_is_what_a_launch_bound_reference_pins() {
+    let dir = tempfile::tempdir().unwrap();
+    let committed_path = crate_dir().join("reference/0.0.0-synthetic.json");
+    let committed = ReferenceMeasurements::load(&committed_path).unwrap();
+    let out = bin()
+        .args(["launch-binding", "--reference"])
+        .arg(&committed_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let mrconfigid = committed.expected_launch_mrconfigid();
+    let host_data = committed.expected_launch_host_data();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!(
+            "rtmr3 {}\nmrconfigid {}\nhost_data {}\n",
+            hex::encode(committed.expected_rtmr3().0),
+            hex::encode(mrconfigid.0),
+            hex::encode(host_data.0)
+        )
+    );
+
+    // `reference --launch-binding` pins those values, and only them.
+    let out_path = dir.path().join("bound.json");
+    let out = bin()
+        .args(synthetic_inputs(dir.path()))
+        .arg("--launch-binding")
+        .arg("--out")
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let bound = ReferenceMeasurements::load(&out_path).unwrap();
+    assert_eq!(bound.tdx.as_ref().unwrap().mr_config_id, vec![mrconfigid]);
+    assert_eq!(bound.snp.as_ref().unwrap().host_data, vec![host_data]);
+    assert!(bound.tdx_launch_bound());
+    assert!(!committed.tdx_launch_bound());
+    let mut unbound = bound.clone();
+    unbound.tdx = committed.tdx.clone();
+    unbound.snp = committed.snp.clone();
+    assert_eq!(unbound, committed, "nothing else changes");
+}
+
+#[test]
 fn reference_subcommand_refuses_a_tdx_shape_without_rtmr0() {
     let dir = tempfile::tempdir().unwrap();
     let mut args = synthetic_inputs(dir.path());

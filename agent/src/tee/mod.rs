@@ -7,7 +7,7 @@
 use std::path::Path;
 
 pub use dait_chain_client::proto::{CpuEvidence, Platform};
-use dait_chain_client::runtime_log::EventLog;
+use dait_chain_client::runtime_log::{self, EventLog};
 
 use crate::config::TeeKind;
 
@@ -73,14 +73,65 @@ pub trait TeeBackend: Send + Sync {
     /// CPU evidence whose `report_data` field is `report_data`.
     fn evidence(&self, report_data: &[u8; 64]) -> Result<CpuEvidence, TeeError>;
     /// Extend the runtime measurement register (TDX RTMR3; the simulated RTMR3) with the last
-    /// event of `log`.
+    /// event of `log`. [`TeeError::Unsupported`] where the guest cannot: the agent then needs the launch-time
+    /// binding ([`TeeBackend::launch_field`]).
     fn extend_runtime(&self, log: &EventLog) -> Result<(), TeeError>;
+    /// The launch-time field the host fixed for this guest (TDX `MRCONFIGID`, SNP `HOST_DATA`; the simulated
+    /// `MRCONFIGID`), as the platform reports it (all zero when the host set none).
+    fn launch_field(&self) -> Result<LaunchField, TeeError>;
 }
 
-/// Open the backend chosen by `kind`. `state_dir` holds the simulated platform root.
-pub fn open(kind: TeeKind, state_dir: &Path) -> Result<Box<dyn TeeBackend>, TeeError> {
+/// A launch-time field of the CPU evidence that binds the runtime configuration (PROTOCOL.md §10.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaunchField {
+    /// SEV-SNP `HOST_DATA` (attestation report offset 0xC0, 32 bytes).
+    HostData([u8; 32]),
+    /// TDX `MRCONFIGID` (TD report body, 48 bytes); the simulated guest's likewise.
+    MrConfigId([u8; 48]),
+}
+
+impl LaunchField {
+    /// The value of the same field that binds the runtime event log replaying to `register`.
+    pub fn binding_for(&self, register: &[u8; 48]) -> Self {
+        match self {
+            Self::HostData(_) => Self::HostData(runtime_log::launch_binding_host_data(register)),
+            Self::MrConfigId(_) => {
+                Self::MrConfigId(runtime_log::launch_binding_mrconfigid(register))
+            }
+        }
+    }
+
+    /// Whether the host left the field unset (all zero).
+    pub fn is_unset(&self) -> bool {
+        self.bytes().iter().all(|b| *b == 0)
+    }
+
+    /// The field's name in the platform's documentation.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::HostData(_) => "HOST_DATA",
+            Self::MrConfigId(_) => "MRCONFIGID",
+        }
+    }
+
+    /// The field's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Self::HostData(v) => v,
+            Self::MrConfigId(v) => v,
+        }
+    }
+}
+
+/// Open the backend chosen by `kind`. `state_dir` holds the simulated platform root; `simulated_mrconfigid`
+/// is the simulated guest's launch-time `MRCONFIGID` (`--tee simulated` only).
+pub fn open(
+    kind: TeeKind,
+    state_dir: &Path,
+    simulated_mrconfigid: Option<[u8; 48]>,
+) -> Result<Box<dyn TeeBackend>, TeeError> {
     match kind {
-        TeeKind::Simulated => open_simulated(state_dir),
+        TeeKind::Simulated => open_simulated(state_dir, simulated_mrconfigid),
         TeeKind::Snp => Ok(Box::new(TsmBackend::open(
             Path::new(TSM_REPORT_DIR),
             Platform::Snp,
@@ -93,12 +144,20 @@ pub fn open(kind: TeeKind, state_dir: &Path) -> Result<Box<dyn TeeBackend>, TeeE
 }
 
 #[cfg(feature = "simulated-tee")]
-fn open_simulated(state_dir: &Path) -> Result<Box<dyn TeeBackend>, TeeError> {
-    Ok(Box::new(simulated::SimulatedBackend::open(state_dir)?))
+fn open_simulated(
+    state_dir: &Path,
+    mrconfigid: Option<[u8; 48]>,
+) -> Result<Box<dyn TeeBackend>, TeeError> {
+    Ok(Box::new(
+        simulated::SimulatedBackend::open(state_dir)?.with_launch_mrconfigid(mrconfigid),
+    ))
 }
 
 #[cfg(not(feature = "simulated-tee"))]
-fn open_simulated(_state_dir: &Path) -> Result<Box<dyn TeeBackend>, TeeError> {
+fn open_simulated(
+    _state_dir: &Path,
+    _mrconfigid: Option<[u8; 48]>,
+) -> Result<Box<dyn TeeBackend>, TeeError> {
     Err(TeeError::NotCompiled("simulated"))
 }
 
@@ -135,7 +194,7 @@ mod tests {
     fn simulated_needs_feature() {
         let dir = std::env::temp_dir();
         assert!(matches!(
-            open(TeeKind::Simulated, &dir),
+            open(TeeKind::Simulated, &dir, None),
             Err(TeeError::NotCompiled("simulated"))
         ));
     }
@@ -149,11 +208,11 @@ mod tests {
         }
         let dir = std::env::temp_dir();
         assert!(matches!(
-            open(TeeKind::Tdx, &dir),
+            open(TeeKind::Tdx, &dir, None),
             Err(TeeError::DeviceMissing { .. })
         ));
         assert!(matches!(
-            open(TeeKind::Snp, &dir),
+            open(TeeKind::Snp, &dir, None),
             Err(TeeError::DeviceMissing { .. })
         ));
     }

@@ -9,7 +9,10 @@
 //!   `SimulatedReport`. The keyset keys (receipt, OHTTP, TLS) are never written anywhere.
 //!
 //! Measurements: MRTD and RTMR0..2 are fixed values (`SHA-384("dait/simulated/<name>")`); RTMR3
-//! is extended with the runtime event log like TDX RTMR3.
+//! is extended with the runtime event log like TDX RTMR3. A guest launched with a `MRCONFIGID`
+//! (`--simulated-mrconfigid`) simulates a TDX guest whose kernel cannot extend RTMR3: RTMR3 stays zero,
+//! [`TeeBackend::extend_runtime`] is unsupported, and the report carries the `MRCONFIGID` that must bind
+//! the runtime configuration at launch (PROTOCOL.md §10.1).
 
 use std::fs;
 use std::io::Write;
@@ -23,7 +26,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256, Sha384};
 use zeroize::Zeroizing;
 
-use super::{CpuEvidence, Platform, TeeBackend, TeeError};
+use super::{CpuEvidence, LaunchField, Platform, TeeBackend, TeeError};
 use dait_chain_client::runtime_log::EventLog;
 
 /// File of the simulated platform root secret (hex, mode 0600).
@@ -95,6 +98,7 @@ pub struct SimulatedBackend {
     attestation_pub: [u8; 65],
     attestation_key_signature: Vec<u8>,
     runtime: Mutex<([u8; 48], [u8; 32])>,
+    launch_mrconfigid: Option<[u8; 48]>,
 }
 
 impl std::fmt::Debug for SimulatedBackend {
@@ -121,7 +125,14 @@ impl SimulatedBackend {
                 [0u8; 48],
                 Sha256::digest(EventLog::default().encode()).into(),
             )),
+            launch_mrconfigid: None,
         })
+    }
+
+    /// Launch the simulated guest with `mrconfigid` (none: no launch-time value, RTMR3 extended).
+    pub fn with_launch_mrconfigid(mut self, mrconfigid: Option<[u8; 48]>) -> Self {
+        self.launch_mrconfigid = mrconfigid;
+        self
     }
 }
 
@@ -143,6 +154,10 @@ impl TeeBackend for SimulatedBackend {
                 rtmr3.to_vec(),
             ],
             event_log_digest: log_digest.to_vec(),
+            mr_config_id: self
+                .launch_mrconfigid
+                .map(|v| v.to_vec())
+                .unwrap_or_default(),
         }
         .encode_to_vec();
         let signature = self
@@ -162,8 +177,21 @@ impl TeeBackend for SimulatedBackend {
 
     fn extend_runtime(&self, log: &EventLog) -> Result<(), TeeError> {
         let mut r = self.runtime.lock().map_err(|_| TeeError::Race)?;
+        if self.launch_mrconfigid.is_some() {
+            // The served log is still signed into the report (its digest); RTMR3 stays zero.
+            r.1 = Sha256::digest(log.encode()).into();
+            return Err(TeeError::Unsupported(
+                "runtime register extension (simulated guest launched with MRCONFIGID)",
+            ));
+        }
         *r = (log.register(), Sha256::digest(log.encode()).into());
         Ok(())
+    }
+
+    fn launch_field(&self) -> Result<LaunchField, TeeError> {
+        Ok(LaunchField::MrConfigId(
+            self.launch_mrconfigid.unwrap_or([0; 48]),
+        ))
     }
 }
 
@@ -213,6 +241,35 @@ mod tests {
         assert_eq!(body.platform, Platform::Simulated as i32);
         assert_eq!(body.report_data, vec![5u8; 64]);
         assert_eq!(body.measurements[4], log.register().to_vec());
+        assert_eq!(body.event_log_digest, Sha256::digest(log.encode()).to_vec());
+    }
+
+    #[test]
+    fn launch_mrconfigid_is_reported_and_rtmr3_stays_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        init_root(dir.path()).unwrap();
+        let plain = SimulatedBackend::open(dir.path()).unwrap();
+        assert_eq!(
+            plain.launch_field().unwrap(),
+            LaunchField::MrConfigId([0; 48])
+        );
+        let b = SimulatedBackend::open(dir.path())
+            .unwrap()
+            .with_launch_mrconfigid(Some([9; 48]));
+        assert_eq!(b.launch_field().unwrap(), LaunchField::MrConfigId([9; 48]));
+        let mut log = EventLog::default();
+        log.record("model-id", "m");
+        assert!(matches!(
+            b.extend_runtime(&log),
+            Err(TeeError::Unsupported(_))
+        ));
+        let Some(cpu_evidence::Evidence::Simulated(r)) = b.evidence(&[1; 64]).unwrap().evidence
+        else {
+            panic!("not simulated")
+        };
+        let body = SimulatedReportBody::decode(&r.body[..]).unwrap();
+        assert_eq!(body.mr_config_id, vec![9u8; 48]);
+        assert_eq!(body.measurements[4], vec![0u8; 48]);
         assert_eq!(body.event_log_digest, Sha256::digest(log.encode()).to_vec());
     }
 

@@ -16,7 +16,7 @@ use dait_chain_client::proto::{SnpEvidence, cpu_evidence};
 use dait_verifier::snp::cert_table::CertTable;
 use dait_verifier::snp::{SigningKey, SnpReport};
 
-use super::{CpuEvidence, Platform, TeeBackend, TeeError};
+use super::{CpuEvidence, LaunchField, Platform, TeeBackend, TeeError};
 
 /// Where the kernel exposes configfs-tsm reports.
 pub const TSM_REPORT_DIR: &str = "/sys/kernel/config/tsm/report";
@@ -29,6 +29,11 @@ const ENTRY: &str = "dait";
 const TDX_REPORT_DATA: std::ops::Range<usize> = 568..632;
 /// Byte range of `report_data` in an SNP attestation report (AMD SEV-SNP ABI, Table 22, 0x50).
 const SNP_REPORT_DATA: std::ops::Range<usize> = 0x50..0x90;
+/// Byte range of `MRCONFIGID` in a TDX v4/v5 quote (48-byte header, then the TD report body: TEE_TCB_SVN 16,
+/// MRSEAM 48, MRSIGNERSEAM 48, SEAMATTRIBUTES 8, TDATTRIBUTES 8, XFAM 8, MRTD 48, then MRCONFIGID 48).
+const TDX_MR_CONFIG_ID: std::ops::Range<usize> = 232..280;
+/// Byte range of `HOST_DATA` in an SNP attestation report (AMD SEV-SNP ABI, Table 22, 0xC0).
+const SNP_HOST_DATA: std::ops::Range<usize> = 0xC0..0xE0;
 
 /// configfs-tsm backend.
 #[derive(Debug)]
@@ -60,14 +65,9 @@ impl TsmBackend {
             .parse()
             .map_err(|_| TeeError::BadEvidence("generation is not a number"))
     }
-}
 
-impl TeeBackend for TsmBackend {
-    fn platform(&self) -> Platform {
-        self.platform
-    }
-
-    fn evidence(&self, report_data: &[u8; 64]) -> Result<CpuEvidence, TeeError> {
+    /// One report for `report_data`: `outblob` (checked to carry it) and, for SNP, `auxblob`.
+    fn read_report(&self, report_data: &[u8; 64]) -> Result<(Vec<u8>, Option<Vec<u8>>), TeeError> {
         let _guard = self.lock.lock().map_err(|_| TeeError::Race)?;
         let entry = self.root.join(ENTRY);
         if !entry.is_dir() {
@@ -108,6 +108,17 @@ impl TeeBackend for TsmBackend {
                 "outblob does not carry the requested report_data",
             ));
         }
+        Ok((out, aux))
+    }
+}
+
+impl TeeBackend for TsmBackend {
+    fn platform(&self) -> Platform {
+        self.platform
+    }
+
+    fn evidence(&self, report_data: &[u8; 64]) -> Result<CpuEvidence, TeeError> {
+        let (out, aux) = self.read_report(report_data)?;
         let evidence = match self.platform {
             Platform::Snp => cpu_evidence::Evidence::Snp(SnpEvidence {
                 cert_chain: snp_cert_chain(&out, aux.as_deref().unwrap_or_default())?,
@@ -126,6 +137,23 @@ impl TeeBackend for TsmBackend {
     ) -> Result<(), TeeError> {
         Err(TeeError::Unsupported(
             "runtime register extension through configfs-tsm",
+        ))
+    }
+
+    fn launch_field(&self) -> Result<LaunchField, TeeError> {
+        let (out, _) = self.read_report(&[0; 64])?;
+        let field = match self.platform {
+            Platform::Snp => out
+                .get(SNP_HOST_DATA)
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .map(LaunchField::HostData),
+            _ => out
+                .get(TDX_MR_CONFIG_ID)
+                .and_then(|b| <[u8; 48]>::try_from(b).ok())
+                .map(LaunchField::MrConfigId),
+        };
+        field.ok_or(TeeError::BadEvidence(
+            "outblob is too short for its launch-time field",
         ))
     }
 }
@@ -187,6 +215,45 @@ mod tests {
         let ev = b.evidence(&rd).unwrap();
         assert_eq!(ev.evidence, Some(cpu_evidence::Evidence::TdxQuote(quote)));
         assert_eq!(fs::read(dir.path().join(ENTRY).join("inblob")).unwrap(), rd);
+    }
+
+    #[test]
+    fn launch_fields_are_read_at_their_offsets() {
+        // TDX: MRCONFIGID right after MRTD in the TD report body.
+        let mut quote = vec![0u8; 700];
+        quote[TDX_MR_CONFIG_ID].copy_from_slice(&[0xc5; 48]);
+        let dir = tree("tdx_guest", &quote);
+        let b = TsmBackend::open(dir.path(), Platform::Tdx).unwrap();
+        assert_eq!(
+            b.launch_field().unwrap(),
+            LaunchField::MrConfigId([0xc5; 48])
+        );
+        // SNP: HOST_DATA at 0xC0 of an (unsigned, zeroed) 1184-byte report.
+        let mut report = vec![0u8; 1184];
+        report[SNP_HOST_DATA].copy_from_slice(&[0x5c; 32]);
+        let dir = tree("sev_guest", &report);
+        fs::write(dir.path().join(ENTRY).join("auxblob"), b"").unwrap();
+        let b = TsmBackend::open(dir.path(), Platform::Snp).unwrap();
+        assert_eq!(b.launch_field().unwrap(), LaunchField::HostData([0x5c; 32]));
+        // A report too short to carry its report_data (and so the field) is malformed, not unset.
+        let dir = tree("tdx_guest", &[0u8; 200]);
+        let b = TsmBackend::open(dir.path(), Platform::Tdx).unwrap();
+        assert!(matches!(b.launch_field(), Err(TeeError::BadEvidence(_))));
+    }
+
+    #[test]
+    fn launch_field_offsets_match_the_verifier_parsers() {
+        // The real evidence set: the offsets must read what the verifier's parsers read.
+        let m = milan();
+        let parsed = SnpReport::parse(&m.report).unwrap();
+        assert_eq!(&m.report[SNP_HOST_DATA], parsed.host_data.as_slice());
+        let quote = dait_testdata::read("tdx/dcap-qvl__v4_b0c06f_quote.bin");
+        let parsed = dait_verifier::tdx::TdxQuote::parse(&quote).unwrap();
+        assert_eq!(
+            &quote[TDX_MR_CONFIG_ID],
+            parsed.body.mr_config_id.as_slice()
+        );
+        assert_eq!(&quote[TDX_REPORT_DATA], parsed.body.report_data.as_slice());
     }
 
     /// The real virtee/sev Milan report and its VCEK, AMD's Milan ASK and ARK (DER), from the evidence set.

@@ -33,6 +33,14 @@ pub enum VerifyError {
     /// The runtime event log is not the agent's JSON array, or an event's digest is not its data's.
     #[error("the runtime event log is malformed")]
     MalformedEventLog,
+    /// The runtime event log does not hash to the launch-time field the host fixed (TDX `MRCONFIGID`, SNP
+    /// `HOST_DATA`, the simulated `MRCONFIGID`; PROTOCOL.md §10.1), or a TDX quote whose RTMR3 was never
+    /// extended carries a log bound to nothing.
+    #[error("the runtime event log does not hash to the launch-time {field}")]
+    LaunchBindingMismatch {
+        /// `MRCONFIGID` or `HOST_DATA`.
+        field: &'static str,
+    },
     /// A GPU's evidence failed (the index names the GPU).
     #[error("GPU evidence")]
     Gpu(#[from] GpuSetError),

@@ -45,6 +45,8 @@ pub struct Fixture {
     pub platform: proto::Platform,
     /// Flip one bit of the report signature.
     pub flip_report_signature: bool,
+    /// The report body's launch-time `MRCONFIGID` (empty: none).
+    pub mr_config_id: Vec<u8>,
 }
 
 impl Default for Fixture {
@@ -76,6 +78,7 @@ impl Fixture {
             event_log: b"simulated event log".to_vec(),
             platform: proto::Platform::Simulated,
             flip_report_signature: false,
+            mr_config_id: Vec::new(),
         }
     }
 
@@ -114,6 +117,7 @@ impl Fixture {
             report_data: report_data(&bound, &self.freshness).to_vec(),
             measurements: vec![vec![0; 48]; 5],
             event_log_digest: Sha256::digest(&self.event_log).to_vec(),
+            mr_config_id: self.mr_config_id.clone(),
         }
         .encode_to_vec();
         let attestation_key = self.attestation.verifying_key().to_sec1();

@@ -111,8 +111,13 @@ impl Policy {
                 .collect();
             policy.tdx.rtmr[1] = Some(tdx.rtmr1.0);
             policy.tdx.rtmr[2] = Some(tdx.rtmr2.0);
-            // RTMR3 holds only the runtime events the agent extends (all zero when there are none).
-            policy.tdx.rtmr[3] = Some(reference.expected_rtmr3().0);
+            // RTMR3 holds only the runtime events the agent extends (all zero when there are none), or nothing
+            // when the reference binds them at launch through MRCONFIGID (PROTOCOL.md §10.1).
+            policy.tdx.rtmr[3] = Some(if reference.tdx_launch_bound() {
+                [0u8; 48]
+            } else {
+                reference.expected_rtmr3().0
+            });
             policy.tdx.mr_config_id = tdx.mr_config_id.iter().map(|d| d.0).collect();
             policy.tdx.mr_owner = tdx.mr_owner.iter().map(|d| d.0).collect();
             policy.tdx.mr_owner_config = tdx.mr_owner_config.iter().map(|d| d.0).collect();
@@ -176,6 +181,20 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_launch_bound_reference_expects_rtmr3_zero() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../measurements/reference/0.0.0-synthetic.json");
+        let mut reference = ReferenceMeasurements::load(&path).unwrap();
+        let extended = Policy::from_reference(&reference).unwrap();
+        assert_eq!(extended.tdx.rtmr[3], Some(reference.expected_rtmr3().0));
+        let launch = reference.expected_launch_mrconfigid();
+        reference.tdx.as_mut().unwrap().mr_config_id = vec![launch];
+        let bound = Policy::from_reference(&reference).unwrap();
+        assert_eq!(bound.tdx.rtmr[3], Some([0; 48]));
+        assert_eq!(bound.tdx.mr_config_id, vec![launch.0]);
+    }
 
     #[test]
     fn malformed_root_is_refused() {

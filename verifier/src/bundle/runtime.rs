@@ -49,6 +49,40 @@ fn event_value(log: &EventLog, kind: &str) -> Option<[u8; 32]> {
     (runtime_log::event_data(kind, &value) == event.data).then_some(value)
 }
 
+/// Which launch-time field binds a runtime event log (PROTOCOL.md §10.1).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum LaunchField<'a> {
+    /// SEV-SNP `HOST_DATA`: `SHA-256("dait/v1/launch-binding" || register)`.
+    HostData(&'a [u8; 32]),
+    /// TDX (and simulated) `MRCONFIGID`: `SHA-384("dait/v1/launch-binding" || register)`.
+    MrConfigId(&'a [u8; 48]),
+}
+
+/// The launch-binding check: the register the log replays to (an empty log: no events, all zero) must hash
+/// to the launch-time field, else [`VerifyError::LaunchBindingMismatch`].
+pub(crate) fn check_launch_binding(log: &[u8], field: LaunchField<'_>) -> Result<(), VerifyError> {
+    let register = if log.is_empty() {
+        [0u8; 48]
+    } else {
+        replay_runtime_log(log)?
+    };
+    let (bound, name) = match field {
+        LaunchField::HostData(v) => (
+            runtime_log::launch_binding_host_data(&register) == *v,
+            "HOST_DATA",
+        ),
+        LaunchField::MrConfigId(v) => (
+            runtime_log::launch_binding_mrconfigid(&register) == *v,
+            "MRCONFIGID",
+        ),
+    };
+    if bound {
+        Ok(())
+    } else {
+        Err(VerifyError::LaunchBindingMismatch { field: name })
+    }
+}
+
 /// Replays the runtime event log into RTMR3 by the protocol core's one definition of the log and its rule
 /// ([`dait_chain_client::runtime_log::replay`], `docs/PROTOCOL.md` §10): `R_0 = 0^48`,
 /// `R_i = SHA-384(R_{i-1} || SHA-384(data_i))`, each stated digest checked against its data.
@@ -82,6 +116,42 @@ mod tests {
         ));
         assert!(matches!(
             replay_runtime_log(b"not json"),
+            Err(VerifyError::MalformedEventLog)
+        ));
+    }
+
+    #[test]
+    fn launch_binding_needs_the_log_to_hash_to_the_field() {
+        let log = crate::bundle::fixture::runtime_log(&crate::bundle::fixture::runtime_events());
+        let register = replay_runtime_log(&log).unwrap();
+        let mrconfigid = runtime_log::launch_binding_mrconfigid(&register);
+        let host_data = runtime_log::launch_binding_host_data(&register);
+        check_launch_binding(&log, LaunchField::MrConfigId(&mrconfigid)).unwrap();
+        check_launch_binding(&log, LaunchField::HostData(&host_data)).unwrap();
+        // The register value itself, a zero field, another log: each its own error.
+        let mut other = register;
+        other[0] ^= 1;
+        for field in [
+            register,
+            [0; 48],
+            runtime_log::launch_binding_mrconfigid(&other),
+        ] {
+            assert!(matches!(
+                check_launch_binding(&log, LaunchField::MrConfigId(&field)),
+                Err(VerifyError::LaunchBindingMismatch {
+                    field: "MRCONFIGID"
+                })
+            ));
+        }
+        assert!(matches!(
+            check_launch_binding(&log, LaunchField::HostData(&[0; 32])),
+            Err(VerifyError::LaunchBindingMismatch { field: "HOST_DATA" })
+        ));
+        // The empty log binds the zero register.
+        let empty = runtime_log::launch_binding_host_data(&[0; 48]);
+        check_launch_binding(b"", LaunchField::HostData(&empty)).unwrap();
+        assert!(matches!(
+            check_launch_binding(b"not json", LaunchField::HostData(&empty)),
             Err(VerifyError::MalformedEventLog)
         ));
     }

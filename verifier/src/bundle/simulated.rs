@@ -6,7 +6,7 @@ use dait_chain_client::proto;
 use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
 use sha2::{Digest as _, Sha256};
 
-use super::runtime::replay_runtime_log;
+use super::runtime::{LaunchField, check_launch_binding, replay_runtime_log};
 use super::{Policy, VerifyError};
 
 /// Simulated evidence: policy first (so it is rejected whatever its signatures), then the chain
@@ -52,6 +52,15 @@ pub(super) fn verify_simulated(
     let digest: [u8; 32] = Sha256::digest(&bundle.event_log).into();
     if body.event_log_digest.as_slice() != digest.as_slice() {
         return Err(VerifyError::EventLogMismatch);
+    }
+    if !body.mr_config_id.is_empty() {
+        // Launched with a MRCONFIGID: the log must hash to it (PROTOCOL.md §10.1).
+        let field = <&[u8; 48]>::try_from(body.mr_config_id.as_slice()).map_err(|_| {
+            VerifyError::MalformedReport {
+                field: "simulated_report_body.mr_config_id",
+            }
+        })?;
+        check_launch_binding(&bundle.event_log, LaunchField::MrConfigId(field))?;
     }
     if let Some(expected) = &policy.runtime_rtmr3 {
         // An empty log is a log without events (the TDX path skips it; its RTMR3 is pinned in the quote).
@@ -201,6 +210,52 @@ mod tests {
         assert!(matches!(
             f.verify(&f.allow()),
             Err(VerifyError::MalformedReport { .. })
+        ));
+    }
+
+    /// A simulated bundle launched with `mr_config_id` serving the agent's default events.
+    fn launched_with(mr_config_id: Vec<u8>) -> Result<VerifiedBundle, VerifyError> {
+        let mut f = Fixture::new();
+        f.event_log = runtime_log(&runtime_events());
+        f.mr_config_id = mr_config_id;
+        f.verify(&allow_with_reference(&f, runtime_events()))
+    }
+
+    #[test]
+    fn launch_bound_simulated_bundle_verifies() {
+        let register = replay_runtime_log(&runtime_log(&runtime_events())).unwrap();
+        let field = dait_chain_client::runtime_log::launch_binding_mrconfigid(&register);
+        let v = launched_with(field.to_vec()).unwrap();
+        assert_eq!(v.runtime().unwrap().weight_hash, Some(B256([2; 32])));
+    }
+
+    #[test]
+    fn event_log_not_hashing_to_the_launch_mrconfigid_is_rejected() {
+        let mut other = runtime_events();
+        other[0].sha256.0[0] ^= 1;
+        let register = replay_runtime_log(&runtime_log(&other)).unwrap();
+        let other_field = dait_chain_client::runtime_log::launch_binding_mrconfigid(&register);
+        for (case, field) in [
+            ("another configuration", other_field.to_vec()),
+            ("zero", vec![0; 48]),
+            ("the register itself", register.to_vec()),
+        ] {
+            let r = launched_with(field);
+            assert!(
+                matches!(
+                    r,
+                    Err(VerifyError::LaunchBindingMismatch {
+                        field: "MRCONFIGID"
+                    })
+                ),
+                "{case}: {r:?}"
+            );
+        }
+        assert!(matches!(
+            launched_with(vec![1; 32]),
+            Err(VerifyError::MalformedReport {
+                field: "simulated_report_body.mr_config_id"
+            })
         ));
     }
 

@@ -5,7 +5,7 @@ use dait_chain_client::WireMessage as _;
 use dait_chain_client::proto::{self, cpu_evidence::Evidence};
 use dait_chain_client::{B256, DecodeError, Domain, Freshness, Keyset};
 
-use super::runtime::{AttestedRuntime, replay_runtime_log};
+use super::runtime::{AttestedRuntime, LaunchField, check_launch_binding, replay_runtime_log};
 use super::simulated::verify_simulated;
 use super::{MAX_CLOCK_SKEW_SECS, Platform, Policy, TpmPolicy, UnixTime, VerifyError};
 use crate::collateral::TdxCollateral;
@@ -48,8 +48,9 @@ impl VerifiedBundle {
         self.tpm.as_ref()
     }
     /// What the bundle's runtime event log attests (model id, weights, engine build), only when the log is
-    /// bound to the evidence: TDX, replayed to the quote's RTMR3; simulated, its digest signed into the
-    /// report. `None` for an SNP bundle, an empty log, or a log that is not a runtime event log.
+    /// bound to the evidence: TDX, replayed to the quote's RTMR3 or hashed to its MRCONFIGID; SNP, hashed to
+    /// its HOST_DATA; simulated, its digest signed into the report. `None` for an SNP bundle whose HOST_DATA
+    /// is zero, an empty log, or a log that is not a runtime event log.
     pub fn runtime(&self) -> Option<&AttestedRuntime> {
         self.runtime.as_ref()
     }
@@ -158,13 +159,19 @@ pub fn verify_bundle_with_collateral(
                 TdxCollateral::from_proto(collateral.ok_or(VerifyError::TdxCollateralMissing)?)?;
             let verified = crate::tdx::verify_quote(quote, &collateral, &policy.tdx, now)?;
             bind(verified.report_data(), &expected_report_data)?;
-            if !bundle.event_log.is_empty()
-                && replay_runtime_log(&bundle.event_log)? != verified.rtmr()[3]
-            {
-                return Err(VerifyError::EventLogMismatch);
-            }
             if !bundle.event_log.is_empty() {
-                // The log replays to the quote's RTMR3.
+                let rtmr3 = verified.rtmr()[3];
+                if replay_runtime_log(&bundle.event_log)? != rtmr3 {
+                    if rtmr3 != [0u8; 48] {
+                        return Err(VerifyError::EventLogMismatch);
+                    }
+                    // RTMR3 never extended: the launch-time MRCONFIGID must bind the log.
+                    check_launch_binding(
+                        &bundle.event_log,
+                        LaunchField::MrConfigId(verified.mr_config_id()),
+                    )?;
+                }
+                // The log replays to the quote's RTMR3, or hashes to its MRCONFIGID.
                 runtime = AttestedRuntime::from_log(&bundle.event_log);
             }
             tdx = Some(verified);
@@ -173,6 +180,14 @@ pub fn verify_bundle_with_collateral(
         Evidence::Snp(evidence) => {
             let verified = verify_snp(evidence, collateral, &policy.snp, now)?;
             bind(verified.report_data(), &expected_report_data)?;
+            if !bundle.event_log.is_empty() && *verified.host_data() != [0u8; 32] {
+                // A host that set HOST_DATA bound the runtime configuration at launch.
+                check_launch_binding(
+                    &bundle.event_log,
+                    LaunchField::HostData(verified.host_data()),
+                )?;
+                runtime = AttestedRuntime::from_log(&bundle.event_log);
+            }
             snp = Some(verified);
             Platform::Snp
         }
