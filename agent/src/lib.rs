@@ -43,6 +43,7 @@
 //!   the same opaque `400` with an empty body.
 //! - The agent never panics on a request; errors after decryption travel encrypted.
 
+pub mod collateral;
 pub mod config;
 pub mod engine;
 #[doc(hidden)]
