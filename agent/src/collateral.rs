@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dait_verifier::UnixTime;
-use dait_verifier::collateral::{CollateralError, LoadError, PcsFiles, TdxCollateral};
+use dait_verifier::collateral::{CollateralError, LoadError, PckPlatform, PcsFiles, TdxCollateral};
 use dait_verifier::tdx::{TdxCryptoOutcome, TdxError, TdxQuote, verify_crypto};
 use http::{Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Empty, Limited};
@@ -90,6 +90,9 @@ pub enum FetchError {
     /// The root CA CRL is neither DER nor hex-encoded DER.
     #[error("root CA CRL is neither DER nor hex")]
     RootCrlEncoding,
+    /// The quote's PCK certificate does not say which collateral to fetch.
+    #[error("reading the FMSPC and PCK CA of the quote")]
+    Quote(#[source] CollateralError),
     /// The fetched files are not valid collateral.
     #[error("fetched collateral is not valid")]
     Invalid(#[source] CollateralError),
@@ -275,6 +278,22 @@ impl PcsClient {
         check_fresh(&collateral, now)?;
         fetched.store(&dir)?;
         Ok(collateral)
+    }
+
+    /// The collateral for the platform of `quote` (FMSPC and PCK CA from its PCK leaf certificate), as
+    /// [`PcsClient::collateral`].
+    pub async fn collateral_for_quote(
+        &self,
+        quote: &[u8],
+        now: UnixTime,
+    ) -> Result<TdxCollateral, FetchError> {
+        let p = PckPlatform::of_quote(quote).map_err(FetchError::Quote)?;
+        let ca = if p.platform_ca {
+            PckCa::Platform
+        } else {
+            PckCa::Processor
+        };
+        self.collateral(&hex::encode(p.fmspc), ca, now).await
     }
 
     /// Fetches the four items from the PCS, without the cache.

@@ -90,18 +90,19 @@ async fn fetched_collateral_is_the_served_set_and_is_cached() {
 }
 
 #[tokio::test]
-async fn up_to_date_collateral_verifies_the_quote() {
+async fn up_to_date_collateral_for_the_quotes_platform_verifies_it() {
     bounded(async {
         let server = PcsServer::start(PcsSet::from_bundle(A4_BUNDLE), PcsFaults::default()).await;
         let cache = tempfile::tempdir().unwrap();
         let now = UnixTime::from_secs(A4_NOW);
+        let quote = decode_quote_file(&dait_testdata::read("tdx/dcap-qvl__v4_b0c06f_quote.bin"));
+        // FMSPC b0c06f000000 and the PCK Platform CA, from the quote's own PCK certificate.
         let got = client(&server, cache.path())
-            .collateral("b0c06f000000", PckCa::Platform, now)
+            .collateral_for_quote(&quote, now)
             .await
             .unwrap();
         let bundle = TdxCollateral::from_bundle_json(&dait_testdata::read(A4_BUNDLE)).unwrap();
         assert_eq!(got, bundle);
-        let quote = decode_quote_file(&dait_testdata::read("tdx/dcap-qvl__v4_b0c06f_quote.bin"));
         let outcome = check_against_quote(&got, &quote, INTEL_SGX_ROOT_CA_DER, now).unwrap();
         assert_eq!(outcome.tcb_status, TcbStatus::UpToDate);
         server.stop().await;
@@ -138,7 +139,8 @@ async fn a_missing_item_is_named_with_its_status() {
         // An FMSPC the PCS does not know: 404 on the TCB Info.
         let server = PcsServer::start(PcsSet::go_tdx_guest_a1(), PcsFaults::default()).await;
         let cache = tempfile::tempdir().unwrap();
-        let e = client(&server, cache.path())
+        let c = client(&server, cache.path());
+        let e = c
             .collateral("00906ed50000", PckCa::Platform, at(A1_NOW))
             .await
             .unwrap_err();
@@ -149,6 +151,13 @@ async fn a_missing_item_is_named_with_its_status() {
                 status: 404
             }
         ));
+        // Not a quote: no FMSPC to ask for, and no request.
+        let before = server.requests();
+        assert!(matches!(
+            c.collateral_for_quote(&[0u8; 64], at(A1_NOW)).await,
+            Err(FetchError::Quote(_))
+        ));
+        assert_eq!(server.requests(), before);
         server.stop().await;
     })
     .await;
