@@ -9,13 +9,19 @@
 //! read it as it is. A cached set is used while its earliest `nextUpdate` is more than the refresh margin
 //! away; otherwise it is fetched again. The collateral is signed by Intel: the transport adds no trust,
 //! and [`check_against_quote`] runs the verifier's signature, chain and CRL checks on it.
+//!
+//! On a TDX guest `dait-host serve` runs [`keep_fresh`]: it fetches the collateral for the platform of its
+//! own quote (FMSPC and PCK CA from the quote's PCK certificate) into [`CollateralSlot`], which every
+//! evidence bundle carries, so a tenant verifies offline. The PCS is `DAIT_PCCS_URL` (default Intel's
+//! public PCS); the cache is `<state dir>/collateral`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use dait_chain_client::proto::{self, Platform, cpu_evidence::Evidence};
 use dait_verifier::UnixTime;
 use dait_verifier::collateral::{CollateralError, LoadError, PckPlatform, PcsFiles, TdxCollateral};
 use dait_verifier::tdx::{TdxCryptoOutcome, TdxError, TdxQuote, verify_crypto};
@@ -26,6 +32,8 @@ use rustls::pki_types::ServerName;
 use rustls::pki_types::pem::PemObject;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+
+use crate::http::App;
 
 /// Environment variable naming the PCS or PCCS base URL.
 pub const PCCS_URL_ENV: &str = "DAIT_PCCS_URL";
@@ -93,6 +101,9 @@ pub enum FetchError {
     /// The quote's PCK certificate does not say which collateral to fetch.
     #[error("reading the FMSPC and PCK CA of the quote")]
     Quote(#[source] CollateralError),
+    /// The TEE gave no quote to fetch collateral for.
+    #[error("the TEE's quote")]
+    Evidence(#[source] crate::tee::TeeError),
     /// The fetched files are not valid collateral.
     #[error("fetched collateral is not valid")]
     Invalid(#[source] CollateralError),
@@ -476,6 +487,73 @@ impl Fetched {
             std::fs::rename(&tmp, &path).map_err(err(&path))?;
         }
         Ok(())
+    }
+}
+
+/// The collateral the agent embeds in every bundle it serves (PROTOCOL.md §8), replaced when refreshed.
+#[derive(Debug, Default)]
+pub struct CollateralSlot(RwLock<Option<proto::Collateral>>);
+
+impl CollateralSlot {
+    /// The current collateral, if any.
+    pub fn get(&self) -> Option<proto::Collateral> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the collateral.
+    pub fn set(&self, collateral: Option<proto::Collateral>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = collateral;
+    }
+}
+
+/// Fetches (or takes from the cache) the collateral for the platform of the TEE's own quote and puts it
+/// in `app.collateral`. Returns its earliest `nextUpdate`; `None` when the TEE is not TDX.
+pub async fn refresh_once(
+    app: &Arc<App>,
+    client: &PcsClient,
+    now: UnixTime,
+) -> Result<Option<UnixTime>, FetchError> {
+    if app.tee.platform() != Platform::Tdx {
+        return Ok(None);
+    }
+    let tee_app = Arc::clone(app);
+    let evidence = tokio::task::spawn_blocking(move || tee_app.tee.evidence(&[0; 64]))
+        .await
+        .map_err(|e| FetchError::Transport {
+            item: "TDX quote",
+            reason: e.to_string(),
+        })?
+        .map_err(FetchError::Evidence)?;
+    let Some(Evidence::TdxQuote(quote)) = evidence.evidence else {
+        return Ok(None);
+    };
+    let collateral = client.collateral_for_quote(&quote, now).await?;
+    app.collateral.set(Some(collateral.to_proto()));
+    Ok(collateral.next_update())
+}
+
+/// Keeps `app.collateral` fresh for as long as the agent runs: refreshed the client's margin before each
+/// `nextUpdate` (at least a minute and at most a day apart), retried every five minutes after a failure.
+pub async fn keep_fresh(app: Arc<App>, client: PcsClient) {
+    loop {
+        let now = UnixTime::now();
+        let wait = match refresh_once(&app, &client, now).await {
+            Ok(None) => return,
+            Ok(Some(next)) => Duration::from_secs(
+                next.as_secs()
+                    .saturating_sub(now.as_secs())
+                    .saturating_sub(client.refresh_before.as_secs())
+                    .clamp(60, 24 * 3600),
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "TDX collateral not refreshed; retrying in 5 minutes");
+                Duration::from_secs(300)
+            }
+        };
+        tokio::time::sleep(wait).await;
     }
 }
 

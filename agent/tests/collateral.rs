@@ -7,13 +7,21 @@ mod common;
 
 use std::future::Future;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{PcsFaults, PcsServer, PcsSet};
-use dait_agent::collateral::{FetchError, PckCa, PcsClient, check_against_quote};
+use dait_agent::collateral::{FetchError, PckCa, PcsClient, check_against_quote, refresh_once};
+use dait_agent::tee::{CpuEvidence, Platform, TeeBackend, TeeError};
+use dait_chain_client::Freshness;
+use dait_chain_client::proto::cpu_evidence::Evidence;
+use dait_chain_client::runtime_log::EventLog;
 use dait_verifier::UnixTime;
+use dait_verifier::bundle::{Policy, VerifyError, verify_bundle};
 use dait_verifier::collateral::TdxCollateral;
-use dait_verifier::tdx::{INTEL_SGX_ROOT_CA_DER, TcbStatus, TdxError, decode_quote_file};
+use dait_verifier::tdx::{
+    INTEL_SGX_ROOT_CA_DER, TcbStatus, TdxError, TdxPolicy, decode_quote_file, verify_quote,
+};
 
 const A1_FMSPC: &str = "50806f000000";
 /// go-tdx-guest's pinned time for A1.
@@ -247,6 +255,107 @@ async fn an_unanswered_request_times_out() {
         );
         hold.abort();
         let _ = hold.await;
+    })
+    .await;
+}
+
+/// A TDX backend that returns tdx-A4's real quote (whatever REPORTDATA is asked for).
+struct A4Tee(Vec<u8>);
+
+impl TeeBackend for A4Tee {
+    fn platform(&self) -> Platform {
+        Platform::Tdx
+    }
+    fn evidence(&self, _report_data: &[u8; 64]) -> Result<CpuEvidence, TeeError> {
+        Ok(CpuEvidence {
+            evidence: Some(Evidence::TdxQuote(self.0.clone())),
+        })
+    }
+    fn extend_runtime(&self, _log: &EventLog) -> Result<(), TeeError> {
+        Ok(())
+    }
+}
+
+/// The agent fetches the collateral for its own quote's platform and embeds it in the bundles it serves;
+/// the verifier, offline, takes it from the bundle: valid at the collateral's time, expired after
+/// `nextUpdate`.
+#[tokio::test]
+async fn the_agent_embeds_fetched_collateral_in_its_bundle() {
+    bounded(async {
+        use clap::Parser as _;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().to_str().unwrap().to_owned();
+        let cli = dait_agent::config::Cli::try_parse_from([
+            "dait-host",
+            "serve",
+            "--tee",
+            "simulated",
+            "--state-dir",
+            &state,
+        ])
+        .unwrap();
+        let dait_agent::config::Command::Serve { raw } = cli.command else {
+            unreachable!()
+        };
+        dait_agent::tee::init(dait_agent::config::TeeKind::Simulated, dir.path()).unwrap();
+        let config = raw.validate().unwrap();
+        let built = dait_agent::build_app(&config, dait_agent::Mode::Attest).unwrap();
+        let built = Arc::try_unwrap(built).unwrap();
+        let quote = decode_quote_file(&dait_testdata::read("tdx/dcap-qvl__v4_b0c06f_quote.bin"));
+        let app = Arc::new(dait_agent::http::App {
+            tee: Box::new(A4Tee(quote)),
+            ..built
+        });
+        let freshness = Freshness::TenantNonce([7; 32]);
+        let policy = Policy::default();
+        let now = UnixTime::from_secs(A4_NOW);
+
+        // Before any fetch the bundle carries none.
+        let bare = dait_agent::http::bundle(&app, &freshness).unwrap();
+        // The keyset is created today, so whole bundles are verified at today's time.
+        let today = UnixTime::now();
+        assert!(matches!(
+            verify_bundle(&bare, &policy, &freshness, today),
+            Err(VerifyError::TdxCollateralMissing)
+        ));
+
+        let server = PcsServer::start(PcsSet::from_bundle(A4_BUNDLE), PcsFaults::default()).await;
+        let c = client(&server, &dir.path().join("collateral"));
+        let next = refresh_once(&app, &c, now).await.unwrap().unwrap();
+        assert_eq!(server.requests(), 4);
+        server.stop().await;
+
+        let bytes = dait_agent::http::bundle(&app, &freshness).unwrap();
+        let carried = dait_chain_client::decode_bundle(&bytes)
+            .unwrap()
+            .collateral
+            .unwrap();
+        let expected = TdxCollateral::from_bundle_json(&dait_testdata::read(A4_BUNDLE)).unwrap();
+        assert_eq!(TdxCollateral::from_proto(&carried).unwrap(), expected);
+        // From the bundle alone: its quote verifies against its collateral at the collateral's time and
+        // not a second after nextUpdate.
+        let decoded = dait_chain_client::decode_bundle(&bytes).unwrap();
+        let Some(Evidence::TdxQuote(q)) = decoded.cpu.and_then(|c| c.evidence) else {
+            panic!("no TDX quote in the bundle")
+        };
+        let carried = TdxCollateral::from_proto(&carried).unwrap();
+        let v = verify_quote(&q, &carried, &TdxPolicy::default(), now).unwrap();
+        assert_eq!(v.tcb_status(), TcbStatus::UpToDate);
+        assert!(matches!(
+            verify_quote(
+                &q,
+                &carried,
+                &TdxPolicy::default(),
+                UnixTime::from_secs(next.as_secs() + 1)
+            ),
+            Err(TdxError::CollateralExpired(_))
+        ));
+        // The whole bundle today: the verifier takes the carried collateral, which has expired since.
+        let e = verify_bundle(&bytes, &policy, &freshness, today).unwrap_err();
+        assert!(
+            matches!(e, VerifyError::Tdx(TdxError::CollateralExpired(_))),
+            "{e:?}"
+        );
     })
     .await;
 }
