@@ -45,6 +45,7 @@
 //!   the same opaque `400` with an empty body.
 //! - The agent never panics on a request; errors after decryption travel encrypted.
 
+pub mod collateral;
 pub mod config;
 pub mod engine;
 #[doc(hidden)]
@@ -324,6 +325,7 @@ pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
         limits: config.limits,
         gates: http::Gates::new(&config.limits),
         evidence: http::EvidenceGate::new(&config.limits),
+        collateral: Arc::default(),
     });
     if mode == Mode::Serve {
         // Readiness needs one evidence generation at start; a failure leaves the agent unready
@@ -434,6 +436,14 @@ fn write_file(path: &PathBuf, bytes: &[u8]) -> Result<(), AgentError> {
 /// `dait-host serve`: build the app, listen with TLS until SIGINT or SIGTERM.
 pub async fn serve(config: &Config) -> Result<(), AgentError> {
     let app = build_app(config, Mode::Serve)?;
+    if app.tee.platform() == dait_chain_client::proto::Platform::Tdx {
+        match collateral::PcsClient::from_env(&config.state_dir.join("collateral")) {
+            Ok(client) => {
+                tokio::spawn(collateral::keep_fresh(Arc::clone(&app), client));
+            }
+            Err(e) => tracing::warn!(error = %e, "no TDX collateral client; bundles carry none"),
+        }
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| AgentError::Io("listen", e))?;

@@ -133,6 +133,10 @@ pub enum CollateralError {
         /// The field.
         field: &'static str,
     },
+    /// The quote's PCK leaf certificate (certification data type 6 → 5) is absent or does not carry the
+    /// SGX extensions (FMSPC) or a known PCK CA issuer.
+    #[error("the quote's PCK certificate gives no FMSPC or PCK CA")]
+    PckCertificate,
     /// A PEM or text field is not UTF-8.
     #[error("{field} is not UTF-8")]
     Utf8 {
@@ -339,6 +343,31 @@ impl TdxCollateral {
     }
 }
 
+/// What a quote's PCK leaf certificate says about the platform: the collateral to fetch for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PckPlatform {
+    /// FMSPC (family-model-stepping-platform-custom SKU) from the SGX extensions.
+    pub fmspc: [u8; 6],
+    /// Whether the PCK certificate was issued by the PCK Platform CA (else the Processor CA).
+    pub platform_ca: bool,
+}
+
+impl PckPlatform {
+    /// Reads the FMSPC and PCK CA from the PCK leaf certificate embedded in `quote` (nothing is verified
+    /// here: the collateral fetched for it is checked with the quote afterwards).
+    pub fn of_quote(quote: &[u8]) -> Result<Self, CollateralError> {
+        let q =
+            dcap_qvl::quote::Quote::parse(quote).map_err(|_| CollateralError::PckCertificate)?;
+        let fmspc =
+            dcap_qvl::intel::quote_fmspc(&q).map_err(|_| CollateralError::PckCertificate)?;
+        let ca = dcap_qvl::intel::quote_ca(&q).map_err(|_| CollateralError::PckCertificate)?;
+        Ok(Self {
+            fmspc,
+            platform_ca: matches!(ca, dcap_qvl::config::PckCa::Platform),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,5 +407,21 @@ mod tests {
                 "{s}"
             );
         }
+    }
+
+    #[test]
+    fn pck_platform_is_read_from_real_quotes() {
+        for (rel, fmspc) in [
+            ("tdx/go-tdx-guest__spr-e4_v4_quote.bin", "50806f000000"),
+            ("tdx/dcap-qvl__v4_b0c06f_quote.bin", "b0c06f000000"),
+        ] {
+            let p = PckPlatform::of_quote(&dait_testdata::read(rel)).unwrap();
+            assert_eq!(hex::encode(p.fmspc), fmspc, "{rel}");
+            assert!(p.platform_ca, "{rel}");
+        }
+        assert_eq!(
+            PckPlatform::of_quote(&[0u8; 64]),
+            Err(CollateralError::PckCertificate)
+        );
     }
 }

@@ -93,6 +93,8 @@ pub struct App {
     pub gates: Gates,
     /// The attestation cache and the per-address limit on fresh evidence.
     pub evidence: EvidenceGate,
+    /// The TDX collateral embedded in each bundle (empty on other platforms, and until fetched).
+    pub collateral: Arc<crate::collateral::CollateralSlot>,
 }
 
 impl std::fmt::Debug for App {

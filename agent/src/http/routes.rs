@@ -136,7 +136,7 @@ pub fn assemble_bundle(app: &App, freshness: &Freshness, cpu: proto::CpuEvidence
         gpus: Vec::new(),
         tpm: None,
         event_log: app.event_log.clone(),
-        collateral: None,
+        collateral: app.collateral.get(),
     })
 }
 

@@ -15,6 +15,7 @@ mod client;
 mod engine;
 mod host;
 mod metrics;
+mod pcs;
 mod tenant;
 
 pub use attack::*;
@@ -22,4 +23,5 @@ pub use client::*;
 pub use engine::*;
 pub use host::*;
 pub use metrics::*;
+pub use pcs::*;
 pub use tenant::*;

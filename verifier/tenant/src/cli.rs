@@ -24,10 +24,12 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use dait_measure::ReferenceMeasurements;
 use dait_verifier::bundle::{Platform, Policy};
+use dait_verifier::collateral::TdxCollateral;
 
 use crate::redundant::{self, Redundant};
 use crate::{
-    CallOptions, Session, SessionConfig, StreamItem, TenantError, Wallet, proxy, verify_host,
+    CallOptions, Session, SessionConfig, StreamItem, TenantError, Wallet, proxy,
+    verify_host_with_collateral,
 };
 
 /// The `dait-tenant` arguments.
@@ -90,6 +92,10 @@ enum Command {
     Verify {
         #[command(flatten)]
         host: HostArgs,
+        /// Check a TDX quote against this Intel collateral instead of the collateral the bundle carries: a
+        /// directory of the files Intel's PCS serves (as the agent caches them) or a dcap-qvl JSON bundle.
+        #[arg(long, value_name = "DIR_OR_JSON")]
+        collateral: Option<PathBuf>,
     },
     /// Send one encrypted request and print the reply and its verified receipt.
     Chat {
@@ -304,11 +310,19 @@ async fn open_redundant(
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Verify { host } => {
+        Command::Verify { host, collateral } => {
             let (policy, release) = policy(&host)?;
-            let (_, bundle) = verify_host(single_host(&host)?, &policy)
-                .await
-                .context("verifying the host")?;
+            let collateral = collateral
+                .map(|path| {
+                    TdxCollateral::load(&path)
+                        .map(|c| c.to_proto())
+                        .with_context(|| format!("--collateral {}", path.display()))
+                })
+                .transpose()?;
+            let (_, bundle) =
+                verify_host_with_collateral(single_host(&host)?, &policy, collateral.as_ref())
+                    .await
+                    .context("verifying the host")?;
             let out = serde_json::json!({
                 "verified": true,
                 "platform": match bundle.platform() {

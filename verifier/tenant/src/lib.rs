@@ -92,7 +92,7 @@ mod support;
 
 pub use session::{
     CallOptions, CallOutcome, DEFAULT_CALL_TIMEOUT, Session, SessionConfig, StreamCall, StreamItem,
-    verify_host,
+    verify_host, verify_host_with_collateral,
 };
 pub use store::DisputeRecord;
 pub use transport::{EngineClient, HostClient};

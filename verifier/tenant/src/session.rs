@@ -9,7 +9,9 @@ use dait_chain_client::{
     B256, Freshness, NormalizeError, NormalizedResponse, SignedChannelState, StreamNormalizer,
     ciphertext_hash,
 };
-use dait_verifier::bundle::{Policy, UnixTime, VerifiedBundle, VerifyError, verify_bundle};
+use dait_verifier::bundle::{
+    Policy, UnixTime, VerifiedBundle, VerifyError, verify_bundle_with_collateral,
+};
 use dait_verifier::receipt::{
     CallEvidence, Channel, ReceiptError, VerifiedReceipt, check_replay_parameters,
 };
@@ -123,13 +125,24 @@ pub async fn verify_host(
     host_url: &str,
     policy: &Policy,
 ) -> Result<(HostClient, VerifiedBundle), TenantError> {
+    verify_host_with_collateral(host_url, policy, None).await
+}
+
+/// As [`verify_host`], checking a TDX quote against `collateral` (when given) instead of the collateral
+/// the bundle carries.
+pub async fn verify_host_with_collateral(
+    host_url: &str,
+    policy: &Policy,
+    collateral: Option<&dait_chain_client::proto::Collateral>,
+) -> Result<(HostClient, VerifiedBundle), TenantError> {
     let mut nonce = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
     let first = HostClient::new(host_url)?;
     let bytes = first.fetch_bundle(&nonce).await?;
-    let bundle = verify_bundle(
+    let bundle = verify_bundle_with_collateral(
         &bytes,
         policy,
+        collateral,
         &Freshness::TenantNonce(nonce),
         UnixTime::now(),
     )?;
@@ -546,6 +559,7 @@ fn normalize(body: &[u8], streamed: bool) -> Result<NormalizedResponse, Normaliz
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use dait_chain_client::{NormalizedResponse, Receipt, Usage, receipt_hash, request_hash};
+    use dait_verifier::bundle::verify_bundle;
 
     use super::*;
     use crate::support::{key, keyset, simulated_bundle};

@@ -156,6 +156,37 @@ async fn verify_exit_codes_and_tls_key_check() {
         assert_eq!(out["platform"], "simulated");
         assert_eq!(out["verified"], true);
 
+        // Collateral given with --collateral (a dcap-qvl JSON bundle here) is loaded; simulated evidence
+        // has no use for it. An unreadable one is an I/O error.
+        let bundle = format!(
+            "{}/../testdata/evidence/tdx/dcap-qvl__v4_b0c06f_collateral.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let (code, stdout, _) = tenant(args(&[
+            "verify",
+            "--host",
+            &honest,
+            "--dangerous-allow-simulated",
+            &good_root,
+            "--collateral",
+            &bundle,
+        ]))
+        .await;
+        assert_eq!(code, 0, "{stdout}");
+        let missing = dir.join("no-such-collateral").display().to_string();
+        let (code, _, stderr) = tenant(args(&[
+            "verify",
+            "--host",
+            &honest,
+            "--dangerous-allow-simulated",
+            &good_root,
+            "--collateral",
+            &missing,
+        ]))
+        .await;
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains("--collateral"), "{stderr}");
+
         // Simulated evidence under the default policy, and under another root: rejected.
         let (code, _, _) = tenant(args(&["verify", "--host", &honest])).await;
         assert_eq!(code, 1);
