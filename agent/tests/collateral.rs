@@ -274,6 +274,12 @@ impl TeeBackend for A4Tee {
     fn extend_runtime(&self, _log: &EventLog) -> Result<(), TeeError> {
         Ok(())
     }
+    /// The quote's MRCONFIGID (TD report body offset 184, so quote bytes 232..280).
+    fn launch_field(&self) -> Result<dait_agent::tee::LaunchField, TeeError> {
+        Ok(dait_agent::tee::LaunchField::MrConfigId(
+            self.0[232..280].try_into().unwrap(),
+        ))
+    }
 }
 
 /// The agent fetches the collateral for its own quote's platform and embeds it in the bundles it serves;
