@@ -7,8 +7,8 @@
 //! | [`Condition::ReceiptLogWritable`] | `receipt_log_unwritable` | a receipt log is open and takes appends ([`LogState::Writable`]): out of space it turns ready again once space is found (probed by `/readyz` and by calls, at most once a second); after any other failed write or `fdatasync` it stays unready until a restart |
 //! | [`Condition::TeeUsable`] | `tee_unusable` | the last evidence generation (at start, then each attestation) succeeded |
 //!
-//! GPU evidence and collateral freshness are not produced by the agent yet; when they are, each
-//! becomes one more [`Condition`] here.
+//! Not conditions yet: GPU evidence (not produced by the agent yet) and the freshness of the TDX
+//! collateral the agent fetches ([`crate::collateral`]); each becomes one more [`Condition`] here.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};

@@ -9,7 +9,8 @@
 //!
 //! Settings (environment):
 //! - `DAIT_COLLATERAL_DIR`: the Intel collateral for the TDX quote (a directory of the PCS files, or a
-//!   dcap-qvl JSON bundle; see `TdxCollateral::load`). Required on a TDX guest: the agent fetches none yet.
+//!   dcap-qvl JSON bundle; see `TdxCollateral::load`). Required on a TDX guest: the test checks the quote against
+//!   this given collateral (the agent's own fetching, `DAIT_PCCS_URL`, is tested against a local PCS in `collateral.rs`).
 //! - `DAIT_HW_ACCEPT_TCB`: TCB statuses to accept besides `UpToDate` (comma-separated, e.g.
 //!   `SWHardeningNeeded,OutOfDate`); `DAIT_HW_ALLOW_ADVISORIES`: advisory IDs to tolerate (comma-separated).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
