@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{PcsFaults, PcsServer, PcsSet};
+use common::{PcsFaults, PcsServer, PcsSet, simulated_app};
 use dait_agent::collateral::{FetchError, PckCa, PcsClient, check_against_quote, refresh_once};
 use dait_agent::tee::{CpuEvidence, Platform, TeeBackend, TeeError};
 use dait_chain_client::Freshness;
@@ -288,25 +288,7 @@ impl TeeBackend for A4Tee {
 #[tokio::test]
 async fn the_agent_embeds_fetched_collateral_in_its_bundle() {
     bounded(async {
-        use clap::Parser as _;
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().to_str().unwrap().to_owned();
-        let cli = dait_agent::config::Cli::try_parse_from([
-            "dait-host",
-            "serve",
-            "--tee",
-            "simulated",
-            "--state-dir",
-            &state,
-        ])
-        .unwrap();
-        let dait_agent::config::Command::Serve { raw } = cli.command else {
-            unreachable!()
-        };
-        dait_agent::tee::init(dait_agent::config::TeeKind::Simulated, dir.path()).unwrap();
-        let config = raw.validate().unwrap();
-        let built = dait_agent::build_app(&config, dait_agent::Mode::Attest).unwrap();
-        let built = Arc::try_unwrap(built).unwrap();
+        let (built, dir) = simulated_app(&[], dait_agent::Mode::Attest);
         let quote = decode_quote_file(&dait_testdata::read("tdx/dcap-qvl__v4_b0c06f_quote.bin"));
         let app = Arc::new(dait_agent::http::App {
             tee: Box::new(A4Tee(quote)),

@@ -197,29 +197,7 @@ async fn readyz_follows_evidence_generation() {
     let upstream = format!("http://{engine}");
     // The agent's app, rebuilt around a TEE backend that can be made to fail, served in-process.
     let fail = Arc::new(AtomicBool::new(false));
-    let (config, _dir) = {
-        use clap::Parser as _;
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().to_str().unwrap().to_owned();
-        let cli = dait_agent::config::Cli::try_parse_from([
-            "dait-host",
-            "serve",
-            "--tee",
-            "simulated",
-            "--state-dir",
-            &state,
-            "--upstream",
-            &upstream,
-        ])
-        .unwrap();
-        let dait_agent::config::Command::Serve { raw } = cli.command else {
-            unreachable!()
-        };
-        dait_agent::tee::init(dait_agent::config::TeeKind::Simulated, dir.path()).unwrap();
-        (raw.validate().unwrap(), dir)
-    };
-    let built = dait_agent::build_app(&config, dait_agent::Mode::Serve).unwrap();
-    let built = Arc::try_unwrap(built).unwrap();
+    let (built, _dir) = simulated_app(&["--upstream", &upstream], dait_agent::Mode::Serve);
     let flaky = Arc::new(dait_agent::http::App {
         tee: Box::new(FlakyTee {
             inner: built.tee,

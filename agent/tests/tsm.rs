@@ -20,9 +20,10 @@
 //! `report_data` binding as its policy.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod common;
+
 use std::fs;
 use std::path::Path;
-use std::sync::Arc;
 
 use dait_agent::http::{App, assemble_bundle, bundle};
 use dait_agent::tee::{Platform, TeeError, TsmBackend};
@@ -80,24 +81,7 @@ fn inblob(root: &Path) -> Vec<u8> {
 /// The agent as `dait-host attest` builds it (fresh keyset, runtime event log), its TEE the configfs-tsm
 /// backend opened on the emulated tree at `root` for `platform`.
 fn agent(root: &Path, platform: Platform) -> (App, tempfile::TempDir) {
-    use clap::Parser as _;
-    use dait_agent::config::{Cli, Command};
-    let state = tempfile::tempdir().unwrap();
-    let args = [
-        "dait-host",
-        "serve",
-        "--tee",
-        "simulated",
-        "--state-dir",
-        state.path().to_str().unwrap(),
-    ];
-    let Command::Serve { raw } = Cli::try_parse_from(args).unwrap().command else {
-        unreachable!()
-    };
-    let config = raw.validate().unwrap();
-    dait_agent::tee::init(config.tee, &config.state_dir).unwrap();
-    let app = dait_agent::build_app(&config, dait_agent::Mode::Attest).unwrap();
-    let mut app = Arc::try_unwrap(app).unwrap();
+    let (mut app, state) = common::simulated_app(&[], dait_agent::Mode::Attest);
     app.tee = Box::new(TsmBackend::open(root, platform).unwrap());
     (app, state)
 }

@@ -23,10 +23,10 @@ pub struct Agent {
     _dir: tempfile::TempDir,
 }
 
-/// Builds the agent from `dait-host serve` flags (after `--tee simulated --state-dir` a fresh
-/// temporary directory) and serves its router in-process, over TLS or (for tests that read raw
-/// bytes) plaintext.
-pub async fn serve_in_process(flags: &[&str], tls: bool) -> Agent {
+/// The validated `dait-host serve` configuration for `flags` after `--tee simulated --state-dir` a
+/// fresh temporary directory (returned: it must outlive the agent), the simulated TEE initialised
+/// there.
+pub fn simulated_config(flags: &[&str]) -> (dait_agent::config::Config, tempfile::TempDir) {
     use clap::Parser as _;
     use dait_agent::config::{Cli, Command};
     let dir = tempfile::tempdir().unwrap();
@@ -45,6 +45,24 @@ pub async fn serve_in_process(flags: &[&str], tls: bool) -> Agent {
     };
     let config = raw.validate().unwrap();
     dait_agent::tee::init(config.tee, &config.state_dir).unwrap();
+    (config, dir)
+}
+
+/// The agent's app for [`simulated_config`]`(flags)`, built in `mode` and owned, so that a test can
+/// replace a part (its TEE backend, say) before serving it.
+pub fn simulated_app(
+    flags: &[&str],
+    mode: dait_agent::Mode,
+) -> (dait_agent::http::App, tempfile::TempDir) {
+    let (config, dir) = simulated_config(flags);
+    let app = dait_agent::build_app(&config, mode).unwrap();
+    (Arc::try_unwrap(app).unwrap(), dir)
+}
+
+/// Builds the agent from `dait-host serve` flags ([`simulated_config`]) and serves its router
+/// in-process, over TLS or (for tests that read raw bytes) plaintext.
+pub async fn serve_in_process(flags: &[&str], tls: bool) -> Agent {
+    let (config, dir) = simulated_config(flags);
     let app = dait_agent::build_app(&config, dait_agent::Mode::Serve).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
