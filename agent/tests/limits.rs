@@ -41,10 +41,25 @@ async fn tenant_of(a: &Agent) -> (Conn, Tenant) {
     (conn, Tenant::new(&info, 1_000_000, 1))
 }
 
-/// What `started` measured took at least `at_least` (the timeout acted, not something earlier) and under 2 s
-/// (it acted, not the test's bound).
-fn assert_took(started: Instant, at_least: Duration) {
-    let took = started.elapsed();
+/// One call, streamed or not, bounded by [`BOUND`], and how long it took.
+async fn timed_call(t: &Tenant, conn: &mut Conn, stream: bool) -> (CallResult, Duration) {
+    let started = Instant::now();
+    let body = chat_body("hi", 5, stream);
+    let r = if stream {
+        tokio::time::timeout(BOUND, t.stream(conn, CHAT, &body))
+            .await
+            .expect("streamed call hung")
+    } else {
+        tokio::time::timeout(BOUND, t.call(conn, CHAT, &body))
+            .await
+            .expect("plain call hung")
+    };
+    (r, started.elapsed())
+}
+
+/// A call took at least `at_least` (the timeout acted, not something earlier) and under 2 s (it acted,
+/// not the test's bound).
+fn assert_took(took: Duration, at_least: Duration) {
     assert!(
         took >= at_least && took < Duration::from_secs(2),
         "{took:?}"
@@ -235,19 +250,13 @@ async fn a_silent_engine_gives_upstream_at_the_first_byte_timeout() {
     let a = agent_at(engine, false, &flags).await;
     let (mut conn, t) = tenant_of(&a).await;
 
-    let started = Instant::now();
-    let r = tokio::time::timeout(BOUND, t.call(&mut conn, CHAT, &chat_body("hi", 5, false)))
-        .await
-        .expect("plain call hung");
+    let (r, took) = timed_call(&t, &mut conn, false).await;
     r.assert_error(502, "upstream");
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(took < Duration::from_secs(2));
 
-    let started = Instant::now();
-    let r = tokio::time::timeout(BOUND, t.stream(&mut conn, CHAT, &chat_body("hi", 5, true)))
-        .await
-        .expect("streamed call hung");
+    let (r, took) = timed_call(&t, &mut conn, true).await;
     r.assert_error(502, "upstream");
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(took < Duration::from_secs(2));
 }
 
 #[tokio::test]
@@ -273,23 +282,17 @@ async fn an_engine_stalling_mid_answer_gives_upstream_at_the_deadline() {
     let a = agent_at(engine, false, &flags).await;
     let (mut conn, t) = tenant_of(&a).await;
 
-    let started = Instant::now();
-    let r = tokio::time::timeout(BOUND, t.call(&mut conn, CHAT, &chat_body("hi", 5, false)))
-        .await
-        .expect("plain call hung");
+    let (r, took) = timed_call(&t, &mut conn, false).await;
     r.assert_error(502, "upstream");
-    assert_took(started, Duration::from_millis(550));
+    assert_took(took, Duration::from_millis(550));
 
     // A stream that started: its token arrives, then it ends with the error trailer and no receipt.
-    let started = Instant::now();
-    let r = tokio::time::timeout(BOUND, t.stream(&mut conn, CHAT, &chat_body("hi", 5, true)))
-        .await
-        .expect("streamed call hung");
+    let (r, took) = timed_call(&t, &mut conn, true).await;
     assert_eq!(r.status, 200);
     assert!(String::from_utf8_lossy(&r.body).contains("tok0"));
     assert_eq!(r.trailer_error.as_deref(), Some(&b"upstream"[..]));
     assert!(r.receipt.is_none());
-    assert_took(started, Duration::from_millis(550));
+    assert_took(took, Duration::from_millis(550));
 }
 
 #[tokio::test]
@@ -316,12 +319,9 @@ async fn an_engine_that_does_not_accept_gives_upstream_at_the_connect_timeout() 
     ];
     let a = agent_at(engine, false, &flags).await;
     let (mut conn, t) = tenant_of(&a).await;
-    let started = Instant::now();
-    let r = tokio::time::timeout(BOUND, t.call(&mut conn, CHAT, &chat_body("hi", 5, false)))
-        .await
-        .expect("plain call hung");
+    let (r, took) = timed_call(&t, &mut conn, false).await;
     r.assert_error(502, "upstream");
-    assert_took(started, Duration::from_millis(250));
+    assert_took(took, Duration::from_millis(250));
     drop(listener);
 }
 
