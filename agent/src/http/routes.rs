@@ -120,20 +120,38 @@ pub fn bundle(app: &App, freshness: &Freshness) -> Result<Vec<u8>, crate::tee::T
     let rd = app.keys.report_data(freshness);
     let started = std::time::Instant::now();
     let cpu = app.tee.evidence(&rd);
-    app.metrics.evidence(started.elapsed());
     app.readiness.set_tee(cpu.is_ok());
-    Ok(assemble_bundle(app, freshness, cpu?))
+    let gpus = match (&cpu, &app.gpus) {
+        (Ok(_), Some(g)) => {
+            let gpus = g.evidence(&rd);
+            app.readiness.set_gpus(gpus.is_ok());
+            gpus
+        }
+        _ => Ok(Vec::new()),
+    };
+    app.metrics.evidence(started.elapsed());
+    Ok(assemble_bundle_with_gpus(app, freshness, cpu?, gpus?))
 }
 
 /// The encoded evidence bundle of `cpu` evidence with the app's keyset and runtime event log, for
 /// `freshness`. [`bundle`] gives it the evidence the TEE produced for this keyset and freshness.
 pub fn assemble_bundle(app: &App, freshness: &Freshness, cpu: proto::CpuEvidence) -> Vec<u8> {
+    assemble_bundle_with_gpus(app, freshness, cpu, Vec::new())
+}
+
+/// [`assemble_bundle`] with the GPUs' evidence, GPU `i` at position `i`.
+pub fn assemble_bundle_with_gpus(
+    app: &App,
+    freshness: &Freshness,
+    cpu: proto::CpuEvidence,
+    gpus: Vec<proto::GpuEvidence>,
+) -> Vec<u8> {
     encode_bundle(&proto::EvidenceBundle {
         version: dait_chain_client::PROTOCOL_VERSION,
         keyset: app.keys.keyset_bytes.clone(),
         freshness: Some(freshness.to_proto()),
         cpu: Some(cpu),
-        gpus: Vec::new(),
+        gpus,
         tpm: None,
         event_log: app.event_log.clone(),
         collateral: app.collateral.get(),

@@ -11,11 +11,14 @@ use dait_chain_client::runtime_log::{self, EventLog};
 
 use crate::config::TeeKind;
 
+pub mod gpu;
+mod nvml;
 mod tsm;
 
 #[cfg(feature = "simulated-tee")]
 pub mod simulated;
 
+pub use nvml::NvmlAttester;
 pub use tsm::{TSM_REPORT_DIR, TsmBackend};
 
 /// Errors of the TEE backends.
@@ -64,6 +67,9 @@ pub enum TeeError {
         "the host supplied no {0} certificate with the SNP report (configure the host's certificate table)"
     )]
     SnpCertMissing(&'static str),
+    /// GPU evidence failed.
+    #[error("GPU evidence")]
+    Gpu(#[from] gpu::GpuError),
 }
 
 /// A source of CPU evidence.
