@@ -19,7 +19,7 @@ mod tsm;
 pub mod simulated;
 
 pub use nvml::NvmlAttester;
-pub use tsm::{TSM_REPORT_DIR, TsmBackend};
+pub use tsm::{TDX_MEASUREMENTS_DIR, TSM_REPORT_DIR, TsmBackend};
 
 /// Errors of the TEE backends.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +70,12 @@ pub enum TeeError {
     /// GPU evidence failed.
     #[error("GPU evidence")]
     Gpu(#[from] gpu::GpuError),
+    /// The guest's RTMR3 was already extended before the agent's first event (an earlier start in this boot): the
+    /// agent's event log could not replay to it.
+    #[error(
+        "RTMR3 is not zero before the agent's first runtime event (restart the guest, not only the agent)"
+    )]
+    RuntimeRegisterInUse,
 }
 
 /// A source of CPU evidence.
