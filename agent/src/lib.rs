@@ -10,14 +10,16 @@
 //!   launch (TDX `MRCONFIGID`, SEV-SNP `HOST_DATA`): the agent checks its own report and refuses to start
 //!   otherwise (PROTOCOL.md §10.1).
 //! - `GET /v1/attestation?nonce=` returns an evidence bundle whose `report_data` binds the keyset
-//!   hash and the tenant's nonce (PROTOCOL.md §3, §7).
+//!   hash and the tenant's nonce (PROTOCOL.md §3, §7), with each NVIDIA GPU's report for its
+//!   `gpu_nonce` (`--gpus N`, through NVML: [`tee::gpu`]; the GPUs are set ready only after the agent
+//!   verified their evidence at start).
 //! - `POST /v1/ohttp` takes an Oblivious HTTP request (chunked OHTTP for streaming), checks the
 //!   tenant's signed channel state, forwards the call to the engine on loopback, encrypts the
 //!   answer and returns a signed receipt, logged durably before the response is released. A call
 //!   marked replayable (`x-dait-replayable: 1`) is served only with `--engine-deterministic` and
 //!   replayable sampling, with the seed sent to the engine named in its receipt (PROTOCOL.md §6).
 //! - `GET /healthz` says the process is up; `GET /readyz` checks the named conditions of
-//!   [`ready`] (engine, receipt log, TEE). `--metrics-listen` serves Prometheus [`metrics`] on a
+//!   [`ready`] (engine, receipt log, TEE, GPUs). `--metrics-listen` serves Prometheus [`metrics`] on a
 //!   separate listener.
 //!
 //! # Example
