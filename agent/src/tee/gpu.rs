@@ -12,7 +12,7 @@
 
 use dait_chain_client::proto::GpuEvidence;
 use dait_verifier::UnixTime;
-use dait_verifier::nvidia::{GpuEvidenceInput, GpuPolicy, GpuSetError, NvidiaRoots, VerifiedGpu};
+use dait_verifier::nvidia::{GpuPolicy, GpuSetError, NvidiaRoots, VerifiedGpu};
 use dait_verifier::x509::X509Error;
 
 /// Length of the SPDM 1.1 GET_MEASUREMENTS request at the start of an attestation report (DSP0274: 4 header
@@ -177,39 +177,18 @@ pub fn self_check_policy() -> GpuPolicy {
     }
 }
 
-/// Verifies `gpus` (a bundle's, in order) against the nonces of `report_data` under [`self_check_policy`].
+/// Verifies `gpus` (a bundle's, in order) against the nonces of `report_data` under [`self_check_policy`] and
+/// NVIDIA's pinned roots.
 pub fn verify(
     gpus: &[GpuEvidence],
     report_data: &[u8; 64],
     now: UnixTime,
 ) -> Result<Vec<VerifiedGpu>, GpuError> {
-    let spdm: Vec<Vec<u8>> = gpus
-        .iter()
-        .map(|g| [g.spdm_request.as_slice(), g.spdm_response.as_slice()].concat())
-        .collect();
-    let chains: Vec<Vec<u8>> = gpus.iter().map(|g| g.cert_chain.concat()).collect();
-    let inputs: Vec<GpuEvidenceInput<'_>> = spdm
-        .iter()
-        .zip(&chains)
-        .map(|(spdm, chain)| GpuEvidenceInput {
-            spdm,
-            cert_chain_pem: chain,
-            driver_rim: None,
-            vbios_rim: None,
-            ocsp_responses: &[],
-        })
-        .collect();
-    let nonces: Vec<[u8; 32]> = (0..gpus.len())
-        .map(|i| {
-            let index = u32::try_from(i).unwrap_or(u32::MAX);
-            dait_chain_client::gpu_nonce(report_data, index).0
-        })
-        .collect();
-    dait_verifier::nvidia::verify_gpus(
-        &inputs,
-        &nonces,
+    dait_verifier::bundle::verify_bundle_gpus(
+        gpus,
         &self_check_policy(),
         &NvidiaRoots::pinned(),
+        report_data,
         now,
     )
     .map_err(GpuError::Verify)
