@@ -145,11 +145,7 @@ fn bundle_carries_each_gpu_in_order_and_fails_only_the_nonce() {
         );
     }
 
-    let gpu_bytes: usize = bundle
-        .gpus
-        .iter()
-        .map(|g| prost::Message::encoded_len(g))
-        .sum();
+    let gpu_bytes: usize = bundle.gpus.iter().map(prost::Message::encoded_len).sum();
     eprintln!(
         "figure: bundle with 2 real H100 GPU evidences {} bytes, of which GPUs {gpu_bytes} bytes",
         bytes.len()
