@@ -100,6 +100,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn struct_layouts_are_those_of_nvml_h() {
+        use nvml_wrapper_sys::bindings::{
+            nvmlConfComputeGpuAttestationReport_t as Report,
+            nvmlConfComputeGpuCertificate_t as Certificate,
+            nvmlSystemConfComputeSettings_v1_t as Settings,
+        };
+        use std::mem::{offset_of, size_of};
+        // nvml.h: three unsigned ints, nonce[NVML_CC_GPU_CEC_NONCE_SIZE = 0x20],
+        // attestationReport[NVML_CC_GPU_ATTESTATION_REPORT_SIZE = 0x2000],
+        // cecAttestationReport[NVML_CC_GPU_CEC_ATTESTATION_REPORT_SIZE = 0x1000].
+        assert_eq!(offset_of!(Report, nonce), 12);
+        assert_eq!(offset_of!(Report, attestationReport), 44);
+        assert_eq!(offset_of!(Report, cecAttestationReport), 44 + 0x2000);
+        assert_eq!(size_of::<Report>(), 44 + 0x2000 + 0x1000);
+        // Two unsigned ints, certChain[NVML_GPU_CERT_CHAIN_SIZE = 0x1000],
+        // attestationCertChain[NVML_GPU_ATTESTATION_CERT_CHAIN_SIZE = 0x1400].
+        assert_eq!(offset_of!(Certificate, certChain), 8);
+        assert_eq!(offset_of!(Certificate, attestationCertChain), 8 + 0x1000);
+        assert_eq!(size_of::<Certificate>(), 8 + 0x1000 + 0x1400);
+        // version, environment, ccFeature, devToolsMode, multiGpuMode.
+        assert_eq!(offset_of!(Settings, ccFeature), 8);
+        assert_eq!(offset_of!(Settings, devToolsMode), 12);
+        assert_eq!(size_of::<Settings>(), 20);
+    }
+
+    #[test]
     fn without_the_driver_open_fails_with_an_nvml_error() {
         if std::path::Path::new("/dev/nvidiactl").exists() {
             eprintln!("skipped: an NVIDIA driver is present (this checks its absence)");
