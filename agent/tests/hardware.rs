@@ -189,9 +189,8 @@ fn tdx_guest_bundle_verifies() {
             v.runtime()
         ),
         Err(VerifyError::EventLogMismatch) => panic!(
-            "the quote verified but the runtime event log does not replay to RTMR3: the runtime configuration \
-             is not bound into this guest's evidence (RTMR3 extension and launch-time binding are not built \
-             yet; docs/HARDWARE.md)"
+            "the quote verified but the runtime event log does not replay to RTMR3: RTMR3 was extended by \
+             something else in this boot (docs/HARDWARE.md)"
         ),
         Err(e) => panic!("the agent's TDX bundle: {}", chain(e)),
     }
