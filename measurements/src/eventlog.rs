@@ -40,6 +40,10 @@ pub const EV_EFI_VARIABLE_DRIVER_CONFIG: u32 = 0x8000_0001;
 pub const EV_EFI_VARIABLE_BOOT: u32 = 0x8000_0002;
 /// EV_EFI_BOOT_SERVICES_APPLICATION.
 pub const EV_EFI_BOOT_SERVICES_APPLICATION: u32 = 0x8000_0003;
+/// EV_EFI_BOOT_SERVICES_DRIVER (e.g. a PCI option ROM's UEFI driver).
+pub const EV_EFI_BOOT_SERVICES_DRIVER: u32 = 0x8000_0004;
+/// EV_EFI_GPT_EVENT (the boot disk's partition table).
+pub const EV_EFI_GPT_EVENT: u32 = 0x8000_0006;
 /// EV_EFI_ACTION.
 pub const EV_EFI_ACTION: u32 = 0x8000_0007;
 /// EV_EFI_PLATFORM_FIRMWARE_BLOB2.
@@ -127,6 +131,27 @@ impl<'a> Event<'a> {
             .iter()
             .find(|(a, _)| *a == algorithm)
             .map(|(_, d)| *d)
+    }
+}
+
+/// The `EV_*` name of an event type ("other" for types this crate has no constant for).
+pub fn event_type_name(event_type: u32) -> &'static str {
+    match event_type {
+        EV_NO_ACTION => "EV_NO_ACTION",
+        EV_SEPARATOR => "EV_SEPARATOR",
+        EV_EVENT_TAG => "EV_EVENT_TAG",
+        EV_IPL => "EV_IPL",
+        EV_PLATFORM_CONFIG_FLAGS => "EV_PLATFORM_CONFIG_FLAGS",
+        EV_EFI_VARIABLE_DRIVER_CONFIG => "EV_EFI_VARIABLE_DRIVER_CONFIG",
+        EV_EFI_VARIABLE_BOOT => "EV_EFI_VARIABLE_BOOT",
+        EV_EFI_BOOT_SERVICES_APPLICATION => "EV_EFI_BOOT_SERVICES_APPLICATION",
+        EV_EFI_BOOT_SERVICES_DRIVER => "EV_EFI_BOOT_SERVICES_DRIVER",
+        EV_EFI_GPT_EVENT => "EV_EFI_GPT_EVENT",
+        EV_EFI_ACTION => "EV_EFI_ACTION",
+        EV_EFI_PLATFORM_FIRMWARE_BLOB2 => "EV_EFI_PLATFORM_FIRMWARE_BLOB2",
+        EV_EFI_HANDOFF_TABLES2 => "EV_EFI_HANDOFF_TABLES2",
+        EV_EFI_VARIABLE_AUTHORITY => "EV_EFI_VARIABLE_AUTHORITY",
+        _ => "other",
     }
 }
 
