@@ -414,18 +414,7 @@ fn replay_command(args: &ReplayArgs) -> anyhow::Result<bool> {
                 .digest(eventlog::ALG_SHA384)
                 .map(hex::encode)
                 .unwrap_or_default();
-            let printable: String = event
-                .data
-                .iter()
-                .take(48)
-                .map(|b| {
-                    if b.is_ascii_graphic() || *b == b' ' {
-                        *b as char
-                    } else {
-                        '.'
-                    }
-                })
-                .collect();
+            let printable = eventlog::describe(event.data);
             println!(
                 "{index:4} mr{} {:#010x} {:<34} {digest} {printable}",
                 event.register,

@@ -155,6 +155,39 @@ pub fn event_type_name(event_type: u32) -> &'static str {
     }
 }
 
+/// The event data as short printable text: UTF-16LE text (the firmware's variable names, systemd-stub's
+/// descriptions) or ASCII up to the first NUL, at most 64 characters; for binary data its first 48 bytes with
+/// `.` for each that is not printable.
+pub fn describe(data: &[u8]) -> String {
+    let utf16 = data.len() >= 4
+        && data.len().is_multiple_of(2)
+        && data.get(1) == Some(&0)
+        && data.get(3) == Some(&0);
+    let chars: Vec<char> = if utf16 {
+        data.chunks_exact(2)
+            .filter_map(|pair| <[u8; 2]>::try_from(pair).ok())
+            .map(|pair| char::from_u32(u32::from(u16::from_le_bytes(pair))).unwrap_or('\u{fffd}'))
+            .collect()
+    } else {
+        data.iter().map(|b| char::from(*b)).collect()
+    };
+    let text: String = chars.into_iter().take_while(|c| *c != '\0').collect();
+    if text.is_empty() || !text.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+        return data
+            .iter()
+            .take(48)
+            .map(|b| {
+                if b.is_ascii_graphic() || *b == b' ' {
+                    char::from(*b)
+                } else {
+                    '.'
+                }
+            })
+            .collect();
+    }
+    text.chars().take(64).collect()
+}
+
 /// A parsed log: the algorithms from the Spec ID event, and the events after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventLog<'a> {

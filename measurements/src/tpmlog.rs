@@ -21,7 +21,7 @@
 //! (PCR 5), and everything systemd-stub (PCR 11, 12, 13) and the kernel's EFI stub (PCR 9) measure.
 
 use crate::eventlog::{
-    ALG_SHA384, EV_NO_ACTION, EV_SEPARATOR, EventLog, EventLogError, event_type_name,
+    ALG_SHA384, EV_NO_ACTION, EV_SEPARATOR, EventLog, EventLogError, describe, event_type_name,
 };
 use crate::reference::extend_sha384;
 use crate::tdx::PredictedEvent;
@@ -51,28 +51,6 @@ pub struct TdxFold {
     pub rtmr2: Vec<FoldedEvent>,
     /// Log positions of the separators dropped because TDVF measures one per RTMR where OVMF measures one per PCR.
     pub dropped_separators: Vec<usize>,
-}
-
-/// The event data as short printable text: UTF-16LE text (the firmware's variable names, systemd-stub's
-/// descriptions) or ASCII up to the first NUL, at most 64 characters; `N bytes` for binary data.
-pub fn describe(data: &[u8]) -> String {
-    let utf16 = data.len() >= 4
-        && data.len().is_multiple_of(2)
-        && data.get(1) == Some(&0)
-        && data.get(3) == Some(&0);
-    let chars: Vec<char> = if utf16 {
-        data.chunks_exact(2)
-            .filter_map(|pair| <[u8; 2]>::try_from(pair).ok())
-            .map(|pair| char::from_u32(u32::from(u16::from_le_bytes(pair))).unwrap_or('\u{fffd}'))
-            .collect()
-    } else {
-        data.iter().map(|b| char::from(*b)).collect()
-    };
-    let text: String = chars.into_iter().take_while(|c| *c != '\0').collect();
-    if text.is_empty() || !text.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
-        return format!("{} bytes", data.len());
-    }
-    text.chars().take(64).collect()
 }
 
 /// Folds the SHA-384 bank of a TPM event log into TDVF's RTMR1 and RTMR2 events (module documentation).
@@ -336,7 +314,7 @@ mod tests {
             fold.rtmr1[0].description,
             "Calling EFI Application from Boot Option"
         );
-        assert_eq!(fold.rtmr1[2].description, "2 bytes");
+        assert_eq!(fold.rtmr1[2].description, "..");
         // RTMR0's events (PCR 0, 1, 7) are not folded, and PCR 16 has no register.
         assert!(
             fold.rtmr1
