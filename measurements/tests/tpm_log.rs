@@ -7,13 +7,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use dait_measure::eventlog::{self, ALG_SHA256, ALG_SHA384, EV_EFI_GPT_EVENT, EventLogError};
+use dait_measure::gpt;
 use dait_measure::tdx::{self, PredictedEvent};
 use dait_measure::tpmlog::{self, EventDifference};
-use dait_measure::{gpt, uki};
 use sha2::{Digest, Sha384};
 
 const LOG: &[u8] = include_bytes!("vectors/tpm-eventlog-ovmf-uki.bin");
-const TINY_PE: &[u8] = include_bytes!("vectors/tiny-pe.efi");
 
 /// The command line in the UKI's .cmdline section (scripts/image.sh writes it next to the UKI).
 const CMDLINE: &str = "roothash=f3e123da7088c472e8717d6ea61dd857ccf10f4e72c1dac9dfa9e6c75c682ad1 console=ttyS0 \
@@ -266,6 +265,8 @@ fn a_truncated_log_is_refused_or_misses_the_last_events() {
 #[cfg(feature = "cli")]
 #[test]
 fn check_tpm_log_command_exit_codes() {
+    use dait_measure::uki;
+    const TINY_PE: &[u8] = include_bytes!("vectors/tiny-pe.efi");
     let dir = tempfile::tempdir().unwrap();
     let make_uki = |initrd: &[u8]| {
         uki::synthetic_uki(&[
