@@ -17,8 +17,9 @@
 //!
 //! The events both firmwares measure alike, and which this therefore checks: `EV_EFI_ACTION` "Calling EFI
 //! Application from Boot Option" (PCR 4), the GPT of the boot disk (`EV_EFI_GPT_EVENT`, PCR 5), the
-//! Authenticode digest of the UKI (`EV_EFI_BOOT_SERVICES_APPLICATION`, PCR 4), the two Exit Boot Services actions
-//! (PCR 5), and everything systemd-stub (PCR 11, 12, 13) and the kernel's EFI stub (PCR 9) measure.
+//! Authenticode digests of the UKI and of the kernel systemd-stub loads (`EV_EFI_BOOT_SERVICES_APPLICATION`,
+//! PCR 4), the two Exit Boot Services actions (PCR 5), and everything systemd-stub (PCR 11, 12, 13) and the
+//! kernel's EFI stub (PCR 9) measure.
 
 use crate::eventlog::{
     ALG_SHA384, EV_NO_ACTION, EV_SEPARATOR, EventLog, EventLogError, describe, event_type_name,
@@ -67,7 +68,9 @@ pub fn fold_into_rtmrs(log: &EventLog<'_>) -> Result<TdxFold, EventLogError> {
             .digest(ALG_SHA384)
             .ok_or(EventLogError::MissingAlgorithm(ALG_SHA384))?
             .try_into()
-            .map_err(|_| EventLogError::DigestMismatch { index })?;
+            .map_err(|_| EventLogError::DigestMismatch {
+                index: index.saturating_add(1),
+            })?;
         let separator = event.event_type == EV_SEPARATOR;
         let folded = FoldedEvent {
             index,
@@ -89,7 +92,13 @@ pub fn fold_into_rtmrs(log: &EventLog<'_>) -> Result<TdxFold, EventLogError> {
                 fold.rtmr1.push(folded);
             }
             8..=15 => fold.rtmr2.push(folded),
-            register => return Err(EventLogError::RegisterOutOfRange { index, register }),
+            // EventLogError numbers events from 1 (0 is the Spec ID event).
+            register => {
+                return Err(EventLogError::RegisterOutOfRange {
+                    index: index.saturating_add(1),
+                    register,
+                });
+            }
         }
         in_separator_run = in_separator_run && separator;
     }
@@ -103,7 +112,7 @@ pub fn replay(events: &[FoldedEvent]) -> [u8; 48] {
     })
 }
 
-/// Where a folded log and a prediction part, position by position.
+/// Where a folded log and a prediction part, once aligned ([`compare`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EventDifference {
@@ -326,7 +335,7 @@ mod tests {
         assert_eq!(
             fold_into_rtmrs(&parse(&high).unwrap()).unwrap_err(),
             EventLogError::RegisterOutOfRange {
-                index: 12,
+                index: 13,
                 register: 16
             }
         );
