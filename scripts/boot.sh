@@ -4,6 +4,11 @@
 # CLI verify the evidence (pinning the simulated root the guest printed) and run one encrypted, replayable chat
 # (the image's engine is declared deterministic) whose receipt it verifies, `deterministic` and seed included.
 # The chat is answered by the engine inside the guest. QEMU is stopped on every exit.
+# The guest has a TPM 2.0 (swtpm, SHA-256 and SHA-384 banks; stopped on every exit like QEMU): the firmware and
+# the UKI's stub measure the boot into it, the development image prints the firmware's TPM event log on the
+# console, and `dait-measure check-tpm-log` replays it and compares the RTMR1/RTMR2 that TDVF would build from it
+# with the values predicted from the UKI (docs/MEASUREMENTS.md, "The UKI's measurements under QEMU"); a
+# difference fails the boot test.
 # When the image version (ImageVersion in image/mkosi.conf) has a published reference file,
 # measurements/reference/<version>.json, the tenant checks the evidence against it (dait-tenant --policy): the
 # runtime events the agent measured (model, engine, agent configuration) must be the reference's.
@@ -37,6 +42,8 @@
 # The image's agent reaches its engine, llama-server with the model on the image's verity root, at 127.0.0.1:8000
 # inside the guest. The guest has no route out (QEMU user networking, restrict=on); the only forward is the
 # agent's port, from the host's loopback in. No plaintext leaves the guest.
+#
+# Needs qemu-system-x86_64, OVMF (installed when missing) and swtpm with swtpm_setup (scripts/install-tools.sh).
 #
 # Exit codes: 0 the agent served and every check passed, 1 a check failed or it never served, 2 usage error.
 set -euo pipefail
@@ -126,15 +133,23 @@ EOF
     apt_install "${target[@]}" qemu-system-x86 ovmf
 fi
 
+{ command -v swtpm && command -v swtpm_setup; } >/dev/null ||
+    die "swtpm and swtpm_setup are needed for the guest's TPM (Debian packages swtpm, swtpm-tools; scripts/install-tools.sh)"
+
 work="$(mktemp -d)"
 qemu_pid=""
+swtpm_pid=""
+stop_process() {
+    local pid="$1"
+    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+}
 cleanup() {
     local rc=$?
-    if [[ -n "$qemu_pid" ]] && kill -0 "$qemu_pid" 2>/dev/null; then
-        kill "$qemu_pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$qemu_pid" 2>/dev/null || true
-    fi
+    stop_process "$qemu_pid"
+    stop_process "$swtpm_pid"
     if [[ -n "${DAIT_BOOT_KEEP:-}" ]]; then
         { mkdir -p "$DAIT_BOOT_KEEP" && cp -r "$work"/. "$DAIT_BOOT_KEEP"/; } 2>/dev/null || true
     fi
@@ -142,6 +157,18 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT INT TERM
+
+# --- the guest's TPM -------------------------------------------------------------------------------------------
+# A fresh swtpm state per boot, manufactured with the SHA-256 and SHA-384 PCR banks active (the SHA-384 digests
+# are the ones TDVF extends into the RTMRs), served on a UNIX socket QEMU connects to.
+mkdir -p "$work/tpm"
+swtpm_setup --tpm2 --tpmstate "$work/tpm" --pcr-banks sha256,sha384 --overwrite >"$work/swtpm-setup.log" 2>&1 ||
+    { cat "$work/swtpm-setup.log" >&2; die "swtpm_setup failed"; }
+swtpm socket --tpm2 --tpmstate "dir=$work/tpm" --ctrl "type=unixio,path=$work/tpm/swtpm.sock" \
+    --log "file=$work/swtpm.log" --terminate </dev/null >/dev/null 2>&1 &
+swtpm_pid=$!
+for _ in $(seq 100); do [[ -S "$work/tpm/swtpm.sock" ]] && break; sleep 0.1; done
+[[ -S "$work/tpm/swtpm.sock" ]] || die "swtpm did not create its socket within 10 s"
 
 # --- boot -----------------------------------------------------------------------------------------------------
 port="$(free_port)"
@@ -151,6 +178,8 @@ accel_args=(-accel tcg)
 cpu=max
 if [[ "$accel" == kvm ]]; then accel_args=(-accel kvm); cpu=host; fi
 log "booting $disk ($accel, $memory); agent port 8443 -> 127.0.0.1:$port"
+# The NIC runs without its option ROM (romfile=): OVMF would load the ROM's UEFI driver and measure it into PCR 2,
+# a device-model detail that no prediction from the image covers (a TD host should leave it out too).
 start_ns=$(date +%s%N)
 qemu-system-x86_64 \
     -machine q35,smm=off "${accel_args[@]}" -cpu "$cpu" -smp 2 -m "$memory" \
@@ -160,8 +189,11 @@ qemu-system-x86_64 \
     -drive "if=pflash,format=raw,unit=1,file=$work/vars.fd" \
     -drive "if=virtio,format=raw,file=$disk,snapshot=on" \
     -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$port-:8443" \
-    -device virtio-net-pci,netdev=n0 \
+    -device virtio-net-pci,netdev=n0,romfile= \
     -device virtio-rng-pci \
+    -chardev "socket,id=tpmchr,path=$work/tpm/swtpm.sock" \
+    -tpmdev emulator,id=tpm0,chardev=tpmchr \
+    -device tpm-crb,tpmdev=tpm0 \
     </dev/null >"$work/qemu.log" 2>&1 &
 qemu_pid=$!
 
@@ -180,6 +212,28 @@ fi
 end_ns=$(date +%s%N)
 boot_ms=$(((end_ns - start_ns) / 1000000))
 log "agent serving after ${boot_ms} ms (QEMU start to first /healthz 200, $accel)"
+
+# --- the UKI's measurements: the firmware's TPM event log against the prediction ------------------------------
+# The development image prints the log once (early in the boot; wait at most 60 s more for it): base64 lines,
+# each prefixed "dait-tpm-log: " (console output from others may come in between or before the prefix), between
+# a "begin" and an "end sha256 <hex>" line.
+tpm_lines() { grep -ao 'dait-tpm-log: .*' "$console" | tr -d '\r' | cut -d' ' -f2- || true; }
+for _ in $(seq 60); do tpm_lines | grep -q '^end ' && break; sleep 1; done
+tpm_log_sha="$(tpm_lines | sed -n 's/^end sha256 \([0-9a-f]\{64\}\)$/\1/p' | tail -n1)"
+[[ -n "$tpm_log_sha" ]] || die "no TPM event log on the guest console (dait-tpm-log.service)"
+tpm_lines | sed -n '/^begin /,/^end /p' | sed '1d;$d' | base64 -d >"$work/tpm-eventlog.bin" 2>/dev/null ||
+    die "the TPM event log on the console is not base64"
+[[ "$(sha256sum "$work/tpm-eventlog.bin" | cut -c1-64)" == "$tpm_log_sha" ]] ||
+    die "the TPM event log read from the console does not have the sha256 the guest printed"
+log "TPM event log: $(stat -c %s "$work/tpm-eventlog.bin") bytes, sha256 $tpm_log_sha"
+cargo build --locked --quiet -p dait-measure --features cli
+uki="$image_dir/$(image_name).efi"
+[[ -f "$uki" ]] || die "no UKI at $uki"
+"$repo/target/debug/dait-measure" check-tpm-log --event-log "$work/tpm-eventlog.bin" --uki "$uki" --disk "$disk" \
+    --events >"$work/tpm-check.out" 2>&1 ||
+    { cat "$work/tpm-check.out" >&2; die "the UKI's measurements in the TPM event log differ from the prediction"; }
+grep -E '^(rtmr|ok|separators)' "$work/tpm-check.out" | sed 's/^/    /' >&2
+log "TPM event log: RTMR1 and RTMR2 folded from it are the ones predicted for $(basename "$uki")"
 
 # The simulated platform root the guest created at boot (printed on its console by the development image).
 sim_root="$(grep -ao 'dait-sim-root.pub: [0-9a-f]*' "$console" | tail -n1 | cut -d' ' -f2 || true)"

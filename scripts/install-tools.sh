@@ -9,7 +9,8 @@
 #   Debian packages   build-essential (C compiler for ring and the engine), cmake (engine build), python3,
 #                     python3-venv (engine venv), curl (demo, engine health checks), ca-certificates, and
 #                     the shell script linter shellcheck (`just check`), nodejs and npm (the settlement
-#                     contract's compiler and the local chain)
+#                     contract's compiler and the local chain), swtpm and swtpm-tools (the guest's TPM in
+#                     scripts/boot.sh)
 #   chain tools       solc and anvil, pinned, by scripts/install-chain-tools.sh (npm ci into chain-client/contracts)
 #   just, typos       the task runner and the spelling checker, prebuilt from the PyPI packages rust-just and
 #                     typos, in a venv under ~/.local/share/dait/tools, linked into ~/.local/bin
@@ -36,6 +37,7 @@ command -v curl >/dev/null || need+=(curl)
 command -v shellcheck >/dev/null || need+=(shellcheck)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
+{ command -v swtpm && command -v swtpm_setup; } >/dev/null || need+=(swtpm swtpm-tools)
 apt_install "${need[@]}"
 
 # The pinned toolchain, its components and the wasm32 target (rust-toolchain.toml names them; this makes the

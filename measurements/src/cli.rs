@@ -11,7 +11,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use dait_chain_client::runtime_log;
 use sha2::{Digest, Sha256};
 
-use crate::eventlog;
 use crate::hexbytes::{HexBytes, Sha256Digest, Sha384Digest};
 use crate::reference::{
     Artefacts, FileDigest, FirmwareDigest, FirmwareKind, Platform, ReferenceMeasurements,
@@ -21,6 +20,7 @@ use crate::reference::{
 use crate::reported::{self, ReportedValues};
 use crate::snp::{self, CpuType, Ovmf, SevHashes, SnpLaunch};
 use crate::tdx::{self, PageAddOrder, Tdvf};
+use crate::{eventlog, gpt, tpmlog, uki};
 
 /// Largest artefact read (kernel, initrd, UKI, firmware, event log, quote).
 const MAX_INPUT_LEN: u64 = 1 << 30;
@@ -41,6 +41,9 @@ enum Command {
     Tdx(TdxArgs),
     /// Replay a TCG2 / CCEL event log into RTMR0..RTMR3 (and compare with a quote).
     Replay(ReplayArgs),
+    /// Replay a TPM event log per PCR bank, fold it into the RTMR1/RTMR2 TDVF would build from the same boot,
+    /// and compare them event by event with the events predicted for a UKI.
+    CheckTpmLog(CheckTpmLogArgs),
     /// Write the reference file of a release from its artefacts and VM shapes.
     Reference(Box<ReferenceArgs>),
     /// Compare reported values (JSON, TDX quote or SNP report) with a reference, field by field.
@@ -145,6 +148,25 @@ struct ReplayArgs {
     #[arg(long)]
     quote: Option<PathBuf>,
     /// Print each event.
+    #[arg(long)]
+    events: bool,
+}
+
+#[derive(Debug, Args)]
+struct CheckTpmLogArgs {
+    /// TPM event log (the firmware's `binary_bios_measurements`, TCG PC Client crypto-agile format).
+    #[arg(long)]
+    event_log: PathBuf,
+    /// The UKI the guest booted.
+    #[arg(long)]
+    uki: PathBuf,
+    /// The disk image the guest booted the UKI from (the firmware measures its GPT); omit for a direct boot.
+    #[arg(long)]
+    disk: Option<PathBuf>,
+    /// The disk's logical sector size.
+    #[arg(long, default_value_t = 512)]
+    sector_size: usize,
+    /// Print each folded and predicted event.
     #[arg(long)]
     events: bool,
 }
@@ -290,6 +312,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<bool> {
         Command::Snp(args) => snp_command(&args),
         Command::Tdx(args) => tdx_command(&args),
         Command::Replay(args) => replay_command(&args),
+        Command::CheckTpmLog(args) => check_tpm_log_command(&args),
         Command::Reference(args) => reference_command(&args),
         Command::Diff(args) => diff_command(&args),
         Command::LaunchBinding(args) => launch_binding_command(&args),
@@ -382,24 +405,6 @@ fn tdx_command(args: &TdxArgs) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-fn event_name(event_type: u32) -> &'static str {
-    match event_type {
-        eventlog::EV_NO_ACTION => "EV_NO_ACTION",
-        eventlog::EV_SEPARATOR => "EV_SEPARATOR",
-        eventlog::EV_EVENT_TAG => "EV_EVENT_TAG",
-        eventlog::EV_IPL => "EV_IPL",
-        eventlog::EV_PLATFORM_CONFIG_FLAGS => "EV_PLATFORM_CONFIG_FLAGS",
-        eventlog::EV_EFI_VARIABLE_DRIVER_CONFIG => "EV_EFI_VARIABLE_DRIVER_CONFIG",
-        eventlog::EV_EFI_VARIABLE_BOOT => "EV_EFI_VARIABLE_BOOT",
-        eventlog::EV_EFI_BOOT_SERVICES_APPLICATION => "EV_EFI_BOOT_SERVICES_APPLICATION",
-        eventlog::EV_EFI_ACTION => "EV_EFI_ACTION",
-        eventlog::EV_EFI_PLATFORM_FIRMWARE_BLOB2 => "EV_EFI_PLATFORM_FIRMWARE_BLOB2",
-        eventlog::EV_EFI_HANDOFF_TABLES2 => "EV_EFI_HANDOFF_TABLES2",
-        eventlog::EV_EFI_VARIABLE_AUTHORITY => "EV_EFI_VARIABLE_AUTHORITY",
-        _ => "other",
-    }
-}
-
 fn replay_command(args: &ReplayArgs) -> anyhow::Result<bool> {
     let bytes = read(&args.event_log)?;
     let log = eventlog::parse(&bytes).context("parsing the event log")?;
@@ -409,23 +414,12 @@ fn replay_command(args: &ReplayArgs) -> anyhow::Result<bool> {
                 .digest(eventlog::ALG_SHA384)
                 .map(hex::encode)
                 .unwrap_or_default();
-            let printable: String = event
-                .data
-                .iter()
-                .take(48)
-                .map(|b| {
-                    if b.is_ascii_graphic() || *b == b' ' {
-                        *b as char
-                    } else {
-                        '.'
-                    }
-                })
-                .collect();
+            let printable = eventlog::describe(event.data);
             println!(
                 "{index:4} mr{} {:#010x} {:<34} {digest} {printable}",
                 event.register,
                 event.event_type,
-                event_name(event.event_type)
+                eventlog::event_type_name(event.event_type)
             );
         }
     }
@@ -448,6 +442,106 @@ fn replay_command(args: &ReplayArgs) -> anyhow::Result<bool> {
         } else {
             all = false;
             println!("MISMATCH rtmr{index}: quote {quoted}");
+        }
+    }
+    Ok(all)
+}
+
+/// The first `len` bytes of a file (a disk image's partition table), or fewer if it is shorter.
+fn read_head(path: &Path, len: u64) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(len).read_to_end(&mut head))
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(head)
+}
+
+fn check_tpm_log_command(args: &CheckTpmLogArgs) -> anyhow::Result<bool> {
+    let bytes = read(&args.event_log)?;
+    let log = eventlog::parse(&bytes).context("parsing the TPM event log")?;
+    for (algorithm, name) in [
+        (eventlog::ALG_SHA256, "sha256"),
+        (eventlog::ALG_SHA384, "sha384"),
+    ] {
+        let Ok(pcrs) = log.replay_pcrs(algorithm) else {
+            println!("{name}: not in the log");
+            continue;
+        };
+        for (pcr, value) in pcrs {
+            println!("pcr{pcr:<2} {name} {}", hex::encode(value));
+        }
+    }
+    let fold = tpmlog::fold_into_rtmrs(&log).context("folding the log into RTMR1/RTMR2")?;
+    let uki = read(&args.uki)?;
+    let boot = uki::Uki::parse(&uki).context("reading the UKI")?;
+    let gpt = args
+        .disk
+        .as_deref()
+        .map(|disk| {
+            // The header is at LBA 1 and the entries follow it; 1 MiB covers them for any sector size used.
+            let head = read_head(disk, 1 << 20)?;
+            gpt::gpt_event_digest(&head, args.sector_size)
+                .with_context(|| format!("reading the GPT of {}", disk.display()))
+        })
+        .transpose()?;
+    let predicted = [
+        (
+            "rtmr1",
+            &fold.rtmr1,
+            boot.rtmr1_events(gpt)
+                .context("predicting RTMR1 for the UKI")?,
+        ),
+        (
+            "rtmr2",
+            &fold.rtmr2,
+            boot.rtmr2_events()
+                .context("predicting RTMR2 for the UKI")?,
+        ),
+    ];
+    if !fold.dropped_separators.is_empty() {
+        println!(
+            "separators of PCR 2-6 not folded (TDVF measures one for RTMR1): log events {:?}",
+            fold.dropped_separators
+        );
+    }
+    let mut all = true;
+    for (name, log_events, predicted_events) in &predicted {
+        let replayed = HexBytes(tpmlog::replay(log_events));
+        let expected = tdx::replay(predicted_events);
+        println!("{name} log       {replayed} ({} events)", log_events.len());
+        println!(
+            "{name} predicted {expected} ({} events)",
+            predicted_events.len()
+        );
+        if args.events {
+            for event in log_events.iter() {
+                println!(
+                    "      log {:3} pcr{:<2} {} {:<32} {}",
+                    event.index,
+                    event.pcr,
+                    hex::encode(event.digest),
+                    eventlog::event_type_name(event.event_type),
+                    event.description
+                );
+            }
+            for event in predicted_events {
+                println!(
+                    "      predicted       {} {}",
+                    hex::encode(event.digest),
+                    event.label
+                );
+            }
+        }
+        let differences = tpmlog::compare(log_events, predicted_events);
+        if differences.is_empty() {
+            println!("ok       {name}");
+        } else {
+            all = false;
+            println!("MISMATCH {name}:");
+            for difference in differences {
+                println!("  {difference}");
+            }
         }
     }
     Ok(all)

@@ -40,6 +40,10 @@ pub const EV_EFI_VARIABLE_DRIVER_CONFIG: u32 = 0x8000_0001;
 pub const EV_EFI_VARIABLE_BOOT: u32 = 0x8000_0002;
 /// EV_EFI_BOOT_SERVICES_APPLICATION.
 pub const EV_EFI_BOOT_SERVICES_APPLICATION: u32 = 0x8000_0003;
+/// EV_EFI_BOOT_SERVICES_DRIVER (e.g. a PCI option ROM's UEFI driver).
+pub const EV_EFI_BOOT_SERVICES_DRIVER: u32 = 0x8000_0004;
+/// EV_EFI_GPT_EVENT (the boot disk's partition table).
+pub const EV_EFI_GPT_EVENT: u32 = 0x8000_0006;
 /// EV_EFI_ACTION.
 pub const EV_EFI_ACTION: u32 = 0x8000_0007;
 /// EV_EFI_PLATFORM_FIRMWARE_BLOB2.
@@ -128,6 +132,60 @@ impl<'a> Event<'a> {
             .find(|(a, _)| *a == algorithm)
             .map(|(_, d)| *d)
     }
+}
+
+/// The `EV_*` name of an event type ("other" for types this crate has no constant for).
+pub fn event_type_name(event_type: u32) -> &'static str {
+    match event_type {
+        EV_NO_ACTION => "EV_NO_ACTION",
+        EV_SEPARATOR => "EV_SEPARATOR",
+        EV_EVENT_TAG => "EV_EVENT_TAG",
+        EV_IPL => "EV_IPL",
+        EV_PLATFORM_CONFIG_FLAGS => "EV_PLATFORM_CONFIG_FLAGS",
+        EV_EFI_VARIABLE_DRIVER_CONFIG => "EV_EFI_VARIABLE_DRIVER_CONFIG",
+        EV_EFI_VARIABLE_BOOT => "EV_EFI_VARIABLE_BOOT",
+        EV_EFI_BOOT_SERVICES_APPLICATION => "EV_EFI_BOOT_SERVICES_APPLICATION",
+        EV_EFI_BOOT_SERVICES_DRIVER => "EV_EFI_BOOT_SERVICES_DRIVER",
+        EV_EFI_GPT_EVENT => "EV_EFI_GPT_EVENT",
+        EV_EFI_ACTION => "EV_EFI_ACTION",
+        EV_EFI_PLATFORM_FIRMWARE_BLOB2 => "EV_EFI_PLATFORM_FIRMWARE_BLOB2",
+        EV_EFI_HANDOFF_TABLES2 => "EV_EFI_HANDOFF_TABLES2",
+        EV_EFI_VARIABLE_AUTHORITY => "EV_EFI_VARIABLE_AUTHORITY",
+        _ => "other",
+    }
+}
+
+/// The event data as short printable text: UTF-16LE text (the firmware's variable names, systemd-stub's
+/// descriptions) or ASCII up to the first NUL, at most 64 characters; for binary data its first 48 bytes with
+/// `.` for each that is not printable.
+pub fn describe(data: &[u8]) -> String {
+    let utf16 = data.len() >= 4
+        && data.len().is_multiple_of(2)
+        && data.get(1) == Some(&0)
+        && data.get(3) == Some(&0);
+    let chars: Vec<char> = if utf16 {
+        data.chunks_exact(2)
+            .filter_map(|pair| <[u8; 2]>::try_from(pair).ok())
+            .map(|pair| char::from_u32(u32::from(u16::from_le_bytes(pair))).unwrap_or('\u{fffd}'))
+            .collect()
+    } else {
+        data.iter().map(|b| char::from(*b)).collect()
+    };
+    let text: String = chars.into_iter().take_while(|c| *c != '\0').collect();
+    if text.is_empty() || !text.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+        return data
+            .iter()
+            .take(48)
+            .map(|b| {
+                if b.is_ascii_graphic() || *b == b' ' {
+                    char::from(*b)
+                } else {
+                    '.'
+                }
+            })
+            .collect();
+    }
+    text.chars().take(64).collect()
 }
 
 /// A parsed log: the algorithms from the Spec ID event, and the events after it.

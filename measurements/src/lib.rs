@@ -9,6 +9,10 @@
 //! - [`tdx`]: TDX MRTD from the TDVF metadata, the Authenticode digest of an EFI application, and the RTMR1/RTMR2
 //!   events of a direct boot.
 //! - [`eventlog`]: TCG2 crypto-agile / CCEL event logs and their replay into RTMRs or PCRs.
+//! - [`uki`] and [`gpt`]: the RTMR1/RTMR2 events of booting a UKI (systemd-stub's and the kernel's), from the UKI
+//!   and the boot disk's partition table.
+//! - [`tpmlog`]: a TPM event log folded into the RTMR1/RTMR2 events TDVF would measure, compared with a
+//!   prediction event by event.
 //! - [`reported`] and [`diff`]: values read from a quote, a report or JSON, compared with a reference field by
 //!   field.
 //! - `cli` (feature `cli`): the `dait-measure` command line.
@@ -52,11 +56,14 @@
 pub mod cli;
 pub mod diff;
 pub mod eventlog;
+pub mod gpt;
 pub mod hexbytes;
 pub mod reference;
 pub mod reported;
 pub mod snp;
 pub mod tdx;
+pub mod tpmlog;
+pub mod uki;
 
 pub use hexbytes::{HexBytes, Sha256Digest, Sha384Digest};
 pub use reference::{ReferenceError, ReferenceMeasurements};

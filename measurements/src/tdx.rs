@@ -43,6 +43,8 @@ pub const MAX_SECTIONS: usize = 64;
 pub const MAX_FIRMWARE_LEN: usize = 64 * 1024 * 1024;
 /// Largest guest memory size of one TDVF section (each page is measured, so this bounds the work).
 pub const MAX_SECTION_MEMORY: u64 = 1 << 32;
+/// Most bytes a section may extend past its file data when loaded (zero-filled): a file alignment's worth.
+pub const MAX_ZERO_FILL: usize = 64 * 1024;
 /// Most PE sections accepted.
 pub const MAX_PE_SECTIONS: usize = 96;
 
@@ -359,10 +361,8 @@ pub fn mrtd(tdvf: &Tdvf<'_>, order: PageAddOrder) -> Sha384Digest {
     HexBytes(hasher.finalize().into())
 }
 
-/// The Authenticode (PE image) digest as EDK2 measures an EFI application (`Tcg2MeasurePeImage`): the headers
-/// without the checksum and the certificate-table directory entry, the sections in file order, then any data
-/// after the last section up to the certificate table.
-pub fn authenticode_digest<D: Digest>(image: &[u8]) -> Result<Vec<u8>, TdxError> {
+/// The offset of the COFF file header of a PE image, after checking the MZ and PE signatures.
+fn coff_header(image: &[u8]) -> Result<usize, TdxError> {
     if image.get(..2) != Some(b"MZ".as_slice()) {
         return Err(TdxError::NotPe {
             field: "MZ signature",
@@ -375,6 +375,14 @@ pub fn authenticode_digest<D: Digest>(image: &[u8]) -> Result<Vec<u8>, TdxError>
         });
     }
     let coff = pe.saturating_add(4);
+    Ok(coff)
+}
+
+/// The Authenticode (PE image) digest as EDK2 measures an EFI application (`Tcg2MeasurePeImage`): the headers
+/// without the checksum and the certificate-table directory entry, the sections in file order, then any data
+/// after the last section up to the certificate table.
+pub fn authenticode_digest<D: Digest>(image: &[u8]) -> Result<Vec<u8>, TdxError> {
+    let coff = coff_header(image)?;
     let section_count = usize::from(le_u16(image, coff.saturating_add(2), "COFF header")?);
     let optional_size = usize::from(le_u16(image, coff.saturating_add(16), "COFF header")?);
     let optional = coff.saturating_add(20);
@@ -427,24 +435,12 @@ pub fn authenticode_digest<D: Digest>(image: &[u8]) -> Result<Vec<u8>, TdxError>
         0
     };
 
-    let table = optional.saturating_add(optional_size);
-    let mut sections = Vec::with_capacity(section_count);
-    for index in 0..section_count {
-        let at = table.saturating_add(index.saturating_mul(40));
-        let raw_size = to_usize(u64::from(le_u32(
-            image,
-            at.saturating_add(16),
-            "section header",
-        )?));
-        let raw_ptr = to_usize(u64::from(le_u32(
-            image,
-            at.saturating_add(20),
-            "section header",
-        )?));
-        if raw_size > 0 {
-            sections.push((raw_ptr, raw_size));
-        }
-    }
+    let mut sections: Vec<(usize, usize)> =
+        section_table(image, optional.saturating_add(optional_size), section_count)?
+            .iter()
+            .filter(|section| section.raw_size > 0)
+            .map(|section| (section.raw_offset, section.raw_size))
+            .collect();
     sections.sort_unstable();
     let mut hashed = headers_size;
     for (ptr, size) in sections {
@@ -465,6 +461,86 @@ pub fn authenticode_digest<D: Digest>(image: &[u8]) -> Result<Vec<u8>, TdxError>
         }
     }
     Ok(hasher.finalize().to_vec())
+}
+
+/// One entry of a PE image's section table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeSection {
+    /// The name, without its NUL padding (`.linux`, `.cmdline`, …).
+    pub name: String,
+    /// Size in memory (`VirtualSize`).
+    pub virtual_size: usize,
+    /// Offset of the data in the file (`PointerToRawData`).
+    pub raw_offset: usize,
+    /// Size of the data in the file (`SizeOfRawData`, file-aligned).
+    pub raw_size: usize,
+}
+
+impl PeSection {
+    /// The section as loaded into memory: `VirtualSize` bytes, the file's data followed by zeros where
+    /// `VirtualSize` is larger than `SizeOfRawData` (what systemd-stub measures from the loaded image).
+    /// Fails when the data lies outside the image or the zero fill would be over [`MAX_ZERO_FILL`] bytes.
+    pub fn loaded<'a>(&self, image: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>, TdxError> {
+        let from_file = self.virtual_size.min(self.raw_size);
+        if self.virtual_size.saturating_sub(from_file) > MAX_ZERO_FILL {
+            return Err(TdxError::NotPe {
+                field: "section VirtualSize",
+            });
+        }
+        let end = self
+            .raw_offset
+            .checked_add(from_file)
+            .ok_or(TdxError::Truncated {
+                field: "section data",
+            })?;
+        let data = image.get(self.raw_offset..end).ok_or(TdxError::Truncated {
+            field: "section data",
+        })?;
+        if from_file == self.virtual_size {
+            return Ok(std::borrow::Cow::Borrowed(data));
+        }
+        let mut loaded = data.to_vec();
+        loaded.resize(self.virtual_size, 0);
+        Ok(std::borrow::Cow::Owned(loaded))
+    }
+}
+
+fn section_table(image: &[u8], table: usize, count: usize) -> Result<Vec<PeSection>, TdxError> {
+    let mut sections = Vec::with_capacity(count);
+    for index in 0..count {
+        let at = table.saturating_add(index.saturating_mul(40));
+        let name = le::<8>(image, at, "section header")?;
+        let field = |offset: usize| {
+            le_u32(image, at.saturating_add(offset), "section header")
+                .map(|v| to_usize(u64::from(v)))
+        };
+        sections.push(PeSection {
+            name: String::from_utf8_lossy(&name)
+                .trim_end_matches('\0')
+                .to_owned(),
+            virtual_size: field(8)?,
+            raw_size: field(16)?,
+            raw_offset: field(20)?,
+        });
+    }
+    Ok(sections)
+}
+
+/// The section table of a PE image (a UKI's `.linux`, `.cmdline`, `.initrd`, … sections), in table order.
+pub fn pe_sections(image: &[u8]) -> Result<Vec<PeSection>, TdxError> {
+    let coff = coff_header(image)?;
+    let count = usize::from(le_u16(image, coff.saturating_add(2), "COFF header")?);
+    let optional_size = usize::from(le_u16(image, coff.saturating_add(16), "COFF header")?);
+    if count > MAX_PE_SECTIONS {
+        return Err(TdxError::NotPe {
+            field: "section count",
+        });
+    }
+    section_table(
+        image,
+        coff.saturating_add(20).saturating_add(optional_size),
+        count,
+    )
 }
 
 /// The RTMR0 digest of the configuration firmware volume (the `EV_EFI_PLATFORM_FIRMWARE_BLOB2` event TDVF logs
@@ -511,7 +587,7 @@ pub fn cmdline_digest(cmdline: &str) -> [u8; 48] {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PredictedEvent {
     /// What the event measures.
-    pub label: &'static str,
+    pub label: String,
     /// The digest.
     pub digest: [u8; 48],
 }
@@ -525,23 +601,23 @@ fn sha384(data: &[u8]) -> [u8; 48] {
 pub fn rtmr1_events(application: &Sha384Digest) -> Vec<PredictedEvent> {
     vec![
         PredictedEvent {
-            label: "EV_EFI_ACTION Calling EFI Application from Boot Option",
+            label: "EV_EFI_ACTION Calling EFI Application from Boot Option".into(),
             digest: sha384(b"Calling EFI Application from Boot Option"),
         },
         PredictedEvent {
-            label: "EV_SEPARATOR",
+            label: "EV_SEPARATOR".into(),
             digest: sha384(&[0u8; 4]),
         },
         PredictedEvent {
-            label: "EV_EFI_BOOT_SERVICES_APPLICATION",
+            label: "EV_EFI_BOOT_SERVICES_APPLICATION".into(),
             digest: application.0,
         },
         PredictedEvent {
-            label: "EV_EFI_ACTION Exit Boot Services Invocation",
+            label: "EV_EFI_ACTION Exit Boot Services Invocation".into(),
             digest: sha384(b"Exit Boot Services Invocation"),
         },
         PredictedEvent {
-            label: "EV_EFI_ACTION Exit Boot Services Returned with Success",
+            label: "EV_EFI_ACTION Exit Boot Services Returned with Success".into(),
             digest: sha384(b"Exit Boot Services Returned with Success"),
         },
     ]
@@ -550,12 +626,12 @@ pub fn rtmr1_events(application: &Sha384Digest) -> Vec<PredictedEvent> {
 /// RTMR2 events of a direct boot: the command line, then the initrd when there is one.
 pub fn rtmr2_events(cmdline: &str, initrd: Option<&[u8]>) -> Vec<PredictedEvent> {
     let mut events = vec![PredictedEvent {
-        label: "kernel command line (UTF-16LE)",
+        label: "kernel command line (UTF-16LE)".into(),
         digest: cmdline_digest(cmdline),
     }];
     if let Some(initrd) = initrd {
         events.push(PredictedEvent {
-            label: "initrd",
+            label: "initrd".into(),
             digest: sha384(initrd),
         });
     }

@@ -1,7 +1,7 @@
 //! Parsers never panic on arbitrary or mutated input (each returns its error instead).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use dait_measure::{eventlog, reported, snp, tdx};
+use dait_measure::{eventlog, gpt, reported, snp, tdx, tpmlog, uki};
 
 struct XorShift(u64);
 
@@ -29,8 +29,15 @@ fn mutate(rng: &mut XorShift, base: &[u8], window: usize) -> Vec<u8> {
 }
 
 fn parse_all(bytes: &[u8]) {
-    let _ = eventlog::parse(bytes)
-        .map(|log| (log.replay_rtmrs(), log.replay_pcrs(eventlog::ALG_SHA256)));
+    let _ = eventlog::parse(bytes).map(|log| {
+        (
+            log.replay_rtmrs(),
+            log.replay_pcrs(eventlog::ALG_SHA256),
+            tpmlog::fold_into_rtmrs(&log),
+        )
+    });
+    let _ = uki::Uki::parse(bytes).map(|u| (u.rtmr1_events(None), u.rtmr2_events()));
+    let _ = gpt::gpt_event_data(bytes, 512);
     let _ = snp::Ovmf::parse(bytes);
     let _ = tdx::Tdvf::parse(bytes).map(|t| tdx::mrtd(&t, tdx::PageAddOrder::PerPage));
     let _ = tdx::authenticode_sha384(bytes);
@@ -64,7 +71,14 @@ fn mutated_valid_inputs_never_panic() {
         (2, eventlog::EV_EFI_ACTION, [1; 48], b"action"),
         (3, 0xd, [2; 48], b"x"),
     ]);
+    let uki = uki::synthetic_uki(&[
+        (".linux", pe.as_slice()),
+        (".osrel", b"ID=debian\n"),
+        (".cmdline", b"console=ttyS0"),
+        (".initrd", b"initrd"),
+    ]);
     for _ in 0..300 {
+        parse_all(&mutate(&mut rng, &uki, uki.len()));
         parse_all(&mutate(&mut rng, tdvf, 4096));
         parse_all(&mutate(&mut rng, pe, pe.len()));
         parse_all(&mutate(&mut rng, &ovmf, 512));
