@@ -104,6 +104,44 @@ fn is_ocsp_signer(cert: &Certificate) -> bool {
     eku.0.contains(&OID_KP_OCSP_SIGNING)
 }
 
+/// Encodes the RFC 6960 `OCSPRequest` (unsigned, no nonce) for `cert` issued by `issuer`, CertID hashed
+/// with SHA-384 as NVIDIA's verifiers ask: what a client POSTs to the responder.
+pub fn encode_request(cert: &Certificate, issuer: &Certificate) -> Result<Vec<u8>, OcspError> {
+    use x509_ocsp::{CertId, OcspRequest, Request, TbsRequest};
+    let name_der = issuer
+        .tbs_certificate
+        .subject
+        .to_der()
+        .map_err(|_| OcspError::Malformed)?;
+    let key_bits = issuer
+        .tbs_certificate
+        .subject_public_key_info
+        .subject_public_key
+        .raw_bytes();
+    let octets = |v: Vec<u8>| der::asn1::OctetString::new(v).map_err(|_| OcspError::Malformed);
+    let request = OcspRequest {
+        tbs_request: TbsRequest {
+            version: x509_ocsp::Version::V1,
+            requestor_name: None,
+            request_list: vec![Request {
+                req_cert: CertId {
+                    hash_algorithm: x509_cert::spki::AlgorithmIdentifierOwned {
+                        oid: x::OID_SHA384,
+                        parameters: None,
+                    },
+                    issuer_name_hash: octets(Sha384::digest(&name_der).to_vec())?,
+                    issuer_key_hash: octets(Sha384::digest(key_bits).to_vec())?,
+                    serial_number: cert.tbs_certificate.serial_number.clone(),
+                },
+                single_request_extensions: None,
+            }],
+            request_extensions: None,
+        },
+        optional_signature: None,
+    };
+    request.to_der().map_err(|_| OcspError::Malformed)
+}
+
 /// Verifies `response_der` for `cert` issued by `issuer` at `now` (Unix seconds): signature by the issuer or by
 /// a responder certificate the issuer signed for OCSP signing (RFC 6960 §4.2.2.2), status good, and
 /// thisUpdate ≤ now ≤ nextUpdate.

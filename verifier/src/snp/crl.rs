@@ -73,8 +73,8 @@ pub fn verify_crl(crl_der: &[u8], ark: &[u8], now: UnixTime) -> Result<VerifiedA
         .subject_public_key
         .as_bytes()
         .ok_or(SnpError::CertParse(SnpCert::Ark))?;
-    let key =
-        rsa::RsaPublicKey::from_pkcs1_der(key_bits).map_err(|_| SnpError::CertParse(SnpCert::Ark))?;
+    let key = rsa::RsaPublicKey::from_pkcs1_der(key_bits)
+        .map_err(|_| SnpError::CertParse(SnpCert::Ark))?;
     let tbs = crl
         .tbs_cert_list
         .to_der()
