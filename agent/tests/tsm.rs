@@ -342,3 +342,64 @@ fn snp_truncated_or_unknown_guid_auxblob_is_rejected() {
         Err(TeeError::SnpCertTable(CertTableError::UnknownGuid(_)))
     ));
 }
+
+/// A host that gives no certificate table (`auxblob` empty): the VCEK comes from the collateral cache that the
+/// AMD KDS client filled (a local KDS serving the evidence set's VCEK, ASK and ARK), and the bundle carries the
+/// KDS's ARK and ASK as collateral. Offline, the verifier passes the chain, the signature, the TCB and the
+/// policy, and fails exactly the `report_data` binding; with the agent's `report_data` written in, exactly the
+/// signature.
+#[tokio::test]
+async fn snp_without_certificate_table_takes_the_vcek_from_the_kds_cache() {
+    let (report, [vcek, ask, ark]) = milan();
+    let carried: [u8; 64] = report[SNP_REPORT_DATA].try_into().unwrap();
+    let root = emulated_tree("sev_guest", &report, Some(&[]));
+    let cache = tempfile::tempdir().unwrap();
+    let (mut app, _state) = agent(root.path(), Platform::Snp);
+    assert!(matches!(
+        app.tee.evidence(&carried),
+        Err(TeeError::SnpCertMissing("VCEK"))
+    ));
+    app.tee = Box::new(
+        TsmBackend::open(root.path(), Platform::Snp)
+            .unwrap()
+            .with_vcek_cache(cache.path()),
+    );
+    // Nothing cached yet: still no evidence that could not verify.
+    assert!(matches!(
+        app.tee.evidence(&carried),
+        Err(TeeError::SnpCertMissing("VCEK"))
+    ));
+
+    let server = common::KdsSet::milan().serve().await;
+    let kds = dait_agent::collateral::amd::KdsClient::new(
+        &server.url(),
+        Path::new("unused"),
+        cache.path(),
+    )
+    .unwrap();
+    let fetched = kds.vcek(&report, UnixTime::now()).await.unwrap();
+    server.stop().await;
+    app.collateral
+        .set(Some(dait_chain_client::proto::Collateral {
+            amd_chain: vec![ark, ask],
+            ..Default::default()
+        }));
+
+    let bytes = assemble_bundle(&app, &NONCE, app.tee.evidence(&carried).unwrap());
+    let e = snp_evidence_of(&bytes);
+    assert_eq!(e.cert_chain, vec![vcek.clone()]);
+    assert_eq!(fetched.der, vcek);
+    assert!(matches!(
+        verify_bundle(&bytes, &Policy::new(), &NONCE, UnixTime::now()),
+        Err(VerifyError::KeysetBinding)
+    ));
+
+    let mut ours = report.clone();
+    ours[SNP_REPORT_DATA].copy_from_slice(&app.keys.report_data(&NONCE));
+    write_outblob(root.path(), &ours);
+    let bytes = bundle(&app, &NONCE).unwrap();
+    assert!(matches!(
+        verify_bundle(&bytes, &Policy::new(), &NONCE, UnixTime::now()),
+        Err(VerifyError::Snp(SnpError::Signature))
+    ));
+}
