@@ -17,6 +17,7 @@ mod host;
 mod kds;
 mod local;
 mod metrics;
+mod nvidia;
 mod pcs;
 mod tenant;
 
@@ -27,5 +28,6 @@ pub use host::*;
 pub use kds::*;
 pub use local::*;
 pub use metrics::*;
+pub use nvidia::*;
 pub use pcs::*;
 pub use tenant::*;
