@@ -325,7 +325,7 @@ impl PcsClient {
             &["TCB-Info-Issuer-Chain", "SGX-TCB-Info-Issuer-Chain"],
         )?;
         let qe = self
-            .get("QE Identity", &format!("/tdx/certification/v4/qe/identity"))
+            .get("QE Identity", "/tdx/certification/v4/qe/identity")
             .await?;
         let qe_chain = chain(&qe, "QE Identity", &["SGX-Enclave-Identity-Issuer-Chain"])?;
         let crl = self
@@ -339,7 +339,7 @@ impl PcsClient {
             .await?;
         let crl_chain = chain(&crl, "PCK CRL", &["SGX-PCK-CRL-Issuer-Chain"])?;
         let root = self
-            .get("root CA CRL", &format!("/sgx/certification/v4/rootcacrl"))
+            .get("root CA CRL", "/sgx/certification/v4/rootcacrl")
             .await?;
         Ok(Fetched {
             tcb_info_json: tcb.body.to_vec(),

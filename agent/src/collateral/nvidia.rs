@@ -162,7 +162,7 @@ impl NvidiaClient {
             let reject = |source| FetchError::OcspRejected { index, source };
             let key = chain
                 .get(index)
-                .map(|der| sha2::Sha256::digest(der))
+                .map(sha2::Sha256::digest)
                 .unwrap_or_default();
             let file = self
                 .cache_dir
