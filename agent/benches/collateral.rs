@@ -122,7 +122,7 @@ async fn amd_fetch() {
     let report_bytes = milan_report();
     let now = UnixTime::now();
     cold_and_cached(
-        "VCEK: 1 request + chain and binding checks",
+        "VCEK (1 request, chain + binding checks)",
         &cache.path().join("amd"),
         || server.requests(),
         || async {
@@ -154,7 +154,7 @@ async fn nvidia_fetch() {
     // Inside the RIM signers' validity window.
     let now = UnixTime::from_secs(1_717_200_000);
     cold_and_cached(
-        "2 RIMs: 2 requests + XML-DSig and chain checks",
+        "2 RIMs (2 requests, XML-DSig + chain)",
         &cache.path().join("nvidia"),
         || rim.requests(),
         || async {
@@ -296,6 +296,6 @@ async fn start_to_first_evidence() {
         dait_agent::http::bundle(&app, &freshness).unwrap();
         snp.push(t.elapsed());
     }
-    report("SNP, no certificate table: + VCEK from the KDS", snp);
+    report("SNP without cert table, VCEK from local KDS", snp);
     server.stop().await;
 }

@@ -485,6 +485,10 @@ pub trait Refresh: Send + Sync + 'static {
 
     /// How long before `nextUpdate` the collateral is fetched again.
     fn margin(&self) -> Duration;
+
+    /// Whether a bundle cannot be verified without this collateral (TDX: yes; SNP: no, the verifier falls
+    /// back to AMD's pinned ASK and ARK), so that never having fetched it counts as stale.
+    fn required(&self) -> bool;
 }
 
 impl Refresh for PcsClient {
@@ -498,6 +502,10 @@ impl Refresh for PcsClient {
 
     fn margin(&self) -> Duration {
         self.refresh_before
+    }
+
+    fn required(&self) -> bool {
+        true
     }
 }
 
@@ -513,12 +521,16 @@ impl Refresh for amd::KdsClient {
     fn margin(&self) -> Duration {
         self.refresh_before()
     }
+
+    fn required(&self) -> bool {
+        false
+    }
 }
 
 /// One refresh from `source` at `now`, and readiness told (`collateral_stale`, see [`crate::ready`]): a
 /// success clears it unless the fetched collateral is already past its `nextUpdate`; a failure sets it
 /// when the collateral in the bundles is within the refresh margin of its `nextUpdate` (or past it), or
-/// when there is none.
+/// when there is none and the bundles need it ([`Refresh::required`]).
 pub async fn refresh_and_report<R: Refresh + ?Sized>(
     app: &Arc<App>,
     source: &R,
@@ -533,8 +545,8 @@ pub async fn refresh_and_report<R: Refresh + ?Sized>(
         Err(_) => {
             let next = app.readiness.collateral_next_update();
             let close = now.as_secs().saturating_add(source.margin().as_secs());
-            app.readiness
-                .set_collateral(next, next.is_none_or(|n| n <= close));
+            let stale = next.map_or(source.required(), |n| n <= close);
+            app.readiness.set_collateral(next, stale);
         }
     }
     result

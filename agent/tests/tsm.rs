@@ -403,3 +403,52 @@ async fn snp_without_certificate_table_takes_the_vcek_from_the_kds_cache() {
         Err(VerifyError::Snp(SnpError::Signature))
     ));
 }
+
+/// The SNP collateral refresh takes the VCEK from the evidence (here the host's table: no KDS request for it)
+/// and fetches the ASK/ARK and CRL; with no CRL at the KDS (the evidence set has no AMD CRL) it fails with that
+/// item's error, and `/readyz` stays ready: SNP bundles verify without collateral (AMD's pinned ASK and ARK).
+#[tokio::test]
+async fn snp_collateral_refresh_names_the_missing_crl_and_stays_ready() {
+    let (report, chain) = milan();
+    let mut with_zero = report.clone();
+    with_zero[SNP_REPORT_DATA].fill(0);
+    let root = emulated_tree("sev_guest", &with_zero, Some(&auxblob(&chain)));
+    let (app, _state) = agent(root.path(), Platform::Snp);
+    let app = std::sync::Arc::new(app);
+    let server = common::KdsSet::milan().serve().await;
+    let cache = tempfile::tempdir().unwrap();
+    let kds = dait_agent::collateral::amd::KdsClient::new(
+        &server.url(),
+        Path::new("unused"),
+        cache.path(),
+    )
+    .unwrap();
+    let r = dait_agent::collateral::refresh_and_report(&app, &kds, UnixTime::now()).await;
+    assert!(
+        matches!(
+            r,
+            Err(dait_agent::collateral::FetchError::Status {
+                item: "AMD CRL",
+                status: 404
+            })
+        ),
+        "{r:?}"
+    );
+    assert_eq!(
+        server.requests(),
+        2,
+        "the ASK/ARK and the CRL; the VCEK came with the report"
+    );
+    assert!(
+        app.collateral.get().is_none(),
+        "nothing unverified is embedded"
+    );
+    assert!(
+        !app.readiness
+            .failures()
+            .await
+            .iter()
+            .any(|f| f.code == "collateral_stale")
+    );
+    server.stop().await;
+}

@@ -389,10 +389,26 @@ pub async fn refresh_once(
     let Some(Evidence::Snp(snp)) = evidence.evidence else {
         return Ok(None);
     };
-    if parse_report(&snp.report).is_err() {
+    let Ok(report) = parse_report(&snp.report) else {
         return Ok(None);
-    }
-    let vcek = client.vcek(&snp.report, now).await?;
+    };
+    // The VCEK the evidence carries (the host's table or this cache); the KDS only when it carries none.
+    let vcek = match snp.cert_chain.first() {
+        Some(der) => {
+            let product = candidates(&report)
+                .into_iter()
+                .find(|p| check_vcek(&report, der, *p, now).is_ok())
+                .ok_or(FetchError::AmdRejected {
+                    item: "VCEK",
+                    source: SnpError::UntrustedRoot,
+                })?;
+            Vcek {
+                product,
+                der: der.clone(),
+            }
+        }
+        None => client.vcek(&snp.report, now).await?,
+    };
     let c = client.collateral(&vcek, now).await?;
     app.collateral.set(Some(c.to_proto()));
     Ok(Some(c.next_update))
