@@ -220,3 +220,32 @@ pub fn verify(
         CertStatus::Unknown(_) => Err(OcspError::Unknown),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    /// The request for the real H100 leaf names it by serial and its issuer by SHA-384 of name and key.
+    #[test]
+    fn request_names_the_certificate_and_its_issuer() {
+        let chain = x::parse_chain(&dait_testdata::read(
+            "nvidia/nvtrust__h100_2023_cert_chain.pem",
+        ))
+        .unwrap();
+        let der = encode_request(&chain[0], &chain[1]).unwrap();
+        let req = x509_ocsp::OcspRequest::from_der(&der).unwrap();
+        let [one] = req.tbs_request.request_list.as_slice() else {
+            panic!("one request expected")
+        };
+        let id = &one.req_cert;
+        assert_eq!(id.hash_algorithm.oid, x::OID_SHA384);
+        assert_eq!(id.serial_number, chain[0].tbs_certificate.serial_number);
+        assert_eq!(
+            id.issuer_name_hash.as_bytes(),
+            Sha384::digest(chain[1].tbs_certificate.subject.to_der().unwrap()).as_slice()
+        );
+        assert_eq!(id.issuer_key_hash.as_bytes().len(), 48);
+        assert!(req.optional_signature.is_none());
+    }
+}
