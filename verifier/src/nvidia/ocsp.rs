@@ -243,7 +243,7 @@ mod tests {
         assert_eq!(id.serial_number, chain[0].tbs_certificate.serial_number);
         assert_eq!(
             id.issuer_name_hash.as_bytes(),
-            Sha384::digest(chain[1].tbs_certificate.subject.to_der().unwrap()).as_slice()
+            &Sha384::digest(chain[1].tbs_certificate.subject.to_der().unwrap())[..]
         );
         assert_eq!(id.issuer_key_hash.as_bytes().len(), 48);
         assert!(req.optional_signature.is_none());
