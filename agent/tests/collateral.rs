@@ -5,12 +5,11 @@
 
 mod common;
 
-use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{PcsFaults, PcsServer, PcsSet, simulated_app};
+use common::{PcsFaults, PcsServer, PcsSet, bounded, simulated_app};
 use dait_agent::collateral::{
     FetchError, PckCa, PcsClient, check_against_quote, refresh_and_report, refresh_once,
 };
@@ -34,13 +33,6 @@ const A4_NOW: u64 = 1_752_919_234;
 
 fn at(s: &str) -> UnixTime {
     UnixTime::parse_rfc3339(s).unwrap()
-}
-
-/// Runs `f` with a bound: no test waits forever on the local server.
-async fn bounded<T>(f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(60), f)
-        .await
-        .expect("the test took over 60 s")
 }
 
 fn client(server: &PcsServer, cache: &Path) -> PcsClient {

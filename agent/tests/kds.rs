@@ -5,21 +5,14 @@
 
 mod common;
 
-use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{KdsSet, LocalServer, milan_report};
+use common::{KdsSet, LocalServer, bounded, milan_report};
 use dait_agent::collateral::FetchError;
 use dait_agent::collateral::amd::{KdsClient, cached_vcek};
 use dait_verifier::UnixTime;
 use dait_verifier::snp::{SnpCert, SnpError, SnpProduct};
-
-async fn bounded<T>(f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(60), f)
-        .await
-        .expect("the test took over 60 s")
-}
 
 fn client(server: &LocalServer, cache: &Path) -> KdsClient {
     KdsClient::new(&server.url(), Path::new("unused-for-http"), cache)

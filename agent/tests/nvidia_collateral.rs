@@ -7,12 +7,11 @@
 
 mod common;
 
-use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{LocalServer, h100_2023_chain, h100_2023_spdm, ocsp_responder, rim_service};
+use common::{LocalServer, bounded, h100_2023_chain, h100_2023_spdm, ocsp_responder, rim_service};
 use dait_agent::collateral::nvidia::{NvidiaClient, RimIds};
 use dait_agent::collateral::{FetchError, RimFailure};
 use dait_chain_client::proto::GpuEvidence;
@@ -24,12 +23,6 @@ use dait_verifier::rim::RimError;
 const PINNED: UnixTime = UnixTime::from_secs(1_717_200_000);
 const DRIVER: &str = "NV_GPU_DRIVER_GH100_545.00";
 const VBIOS: &str = "NV_GPU_VBIOS_1010_0200_882_96005E0001";
-
-async fn bounded<T>(f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(60), f)
-        .await
-        .expect("the test took over 60 s")
-}
 
 fn rims() -> Vec<(String, Vec<u8>)> {
     vec![

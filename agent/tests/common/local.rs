@@ -83,6 +83,13 @@ impl LocalServer {
     }
 }
 
+/// Runs `f` with a bound: no test waits forever on a local service.
+pub async fn bounded<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(60), f)
+        .await
+        .expect("the test took over 60 s")
+}
+
 /// A 200 answer of `body` as `content_type`.
 pub fn ok(content_type: &str, body: &[u8]) -> Response<Full<Bytes>> {
     Response::builder()
