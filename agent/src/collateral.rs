@@ -1,19 +1,23 @@
-//! Intel TDX collateral fetched from a PCS or PCCS (API v4) and cached on disk.
+//! The collateral the agent embeds in its evidence bundles so that a tenant verifies them offline, fetched from
+//! the vendors' services and cached on disk under `<state dir>/collateral`. This file holds Intel's; [`amd`]
+//! the AMD KDS client, [`nvidia`] the NVIDIA RIM and OCSP client; `service` the HTTP(S) exchange they share;
+//! [`keep_fresh`] and [`refresh_and_report`] keep a source fresh and tell readiness (`collateral_stale`).
 //!
-//! The agent fetches the TCB Info (`/tdx/certification/v4/tcb?fmspc=…`, chain in `TCB-Info-Issuer-Chain`),
-//! the QE Identity (`/tdx/certification/v4/qe/identity`, chain in `SGX-Enclave-Identity-Issuer-Chain`), the
-//! PCK CRL (`/sgx/certification/v4/pckcrl?ca=…&encoding=der`, chain in `SGX-PCK-CRL-Issuer-Chain`) and the
-//! root CA CRL (`/sgx/certification/v4/rootcacrl`, DER or hex). The issuer chains arrive URL-encoded PEM.
-//! Parsing is the verifier's ([`TdxCollateral::from_pcs_files`], [`TdxCollateral::from_pcs_dir`]); the
-//! cache is a directory of those same files per FMSPC and PCK CA, so `dait-tenant` and `dait-verify` can
-//! read it as it is. A cached set is used while its earliest `nextUpdate` is more than the refresh margin
-//! away; otherwise it is fetched again. The collateral is signed by Intel: the transport adds no trust,
-//! and [`check_against_quote`] runs the verifier's signature, chain and CRL checks on it.
+//! Intel TDX collateral comes from a PCS or PCCS (API v4). The agent fetches the TCB Info
+//! (`/tdx/certification/v4/tcb?fmspc=…`, chain in `TCB-Info-Issuer-Chain`), the QE Identity
+//! (`/tdx/certification/v4/qe/identity`, chain in `SGX-Enclave-Identity-Issuer-Chain`), the PCK CRL
+//! (`/sgx/certification/v4/pckcrl?ca=…&encoding=der`, chain in `SGX-PCK-CRL-Issuer-Chain`) and the root CA CRL
+//! (`/sgx/certification/v4/rootcacrl`, DER or hex). The issuer chains arrive URL-encoded PEM. Parsing is the
+//! verifier's ([`TdxCollateral::from_pcs_files`], [`TdxCollateral::from_pcs_dir`]); the cache is a directory
+//! of those same files per FMSPC and PCK CA, so `dait-tenant` and `dait-verify` can read it as it is. A cached
+//! set is used while its earliest `nextUpdate` is more than the refresh margin away; otherwise it is fetched
+//! again. The collateral is signed by Intel: the transport adds no trust, and [`check_against_quote`] runs
+//! the verifier's signature, chain and CRL checks on it.
 //!
-//! On a TDX guest `dait-host serve` runs [`keep_fresh`]: it fetches the collateral for the platform of its
-//! own quote (FMSPC and PCK CA from the quote's PCK certificate) into [`CollateralSlot`], which every
-//! evidence bundle carries, so a tenant verifies offline. The PCS is `DAIT_PCCS_URL` (default Intel's
-//! public PCS); the cache is `<state dir>/collateral`.
+//! On a TDX guest `dait-host serve` runs [`keep_fresh`] with a [`PcsClient`]: it fetches the collateral for
+//! the platform of its own quote (FMSPC and PCK CA from the quote's PCK certificate) into [`CollateralSlot`],
+//! which every evidence bundle carries. The PCS is `--pccs-url` / `DAIT_PCCS_URL` (default Intel's public
+//! PCS). On an SNP guest it does the same with an [`amd::KdsClient`].
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
