@@ -216,7 +216,12 @@ impl KdsClient {
                 vcek_query(&parsed, product)
             );
             let reply = match self.service.get("AMD VCEK", &path, VCEK_TYPES[0]).await {
-                Err(e @ FetchError::Status { status: 404, .. }) => {
+                // Not this generation's chip (the KDS answers an unknown hwid with a client error).
+                Err(
+                    e @ FetchError::Status {
+                        status: 400 | 404, ..
+                    },
+                ) => {
                     last = Some(e);
                     continue;
                 }
