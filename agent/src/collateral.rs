@@ -1,51 +1,52 @@
-//! Intel TDX collateral fetched from a PCS or PCCS (API v4) and cached on disk.
+//! The collateral the agent embeds in its evidence bundles so that a tenant verifies them offline, fetched from
+//! the vendors' services and cached on disk under `<state dir>/collateral`. This file holds Intel's; [`amd`]
+//! the AMD KDS client, [`nvidia`] the NVIDIA RIM and OCSP client; `service` the HTTP(S) exchange they share;
+//! [`keep_fresh`] and [`refresh_and_report`] keep a source fresh and tell readiness (`collateral_stale`).
 //!
-//! The agent fetches the TCB Info (`/tdx/certification/v4/tcb?fmspc=…`, chain in `TCB-Info-Issuer-Chain`),
-//! the QE Identity (`/tdx/certification/v4/qe/identity`, chain in `SGX-Enclave-Identity-Issuer-Chain`), the
-//! PCK CRL (`/sgx/certification/v4/pckcrl?ca=…&encoding=der`, chain in `SGX-PCK-CRL-Issuer-Chain`) and the
-//! root CA CRL (`/sgx/certification/v4/rootcacrl`, DER or hex). The issuer chains arrive URL-encoded PEM.
-//! Parsing is the verifier's ([`TdxCollateral::from_pcs_files`], [`TdxCollateral::from_pcs_dir`]); the
-//! cache is a directory of those same files per FMSPC and PCK CA, so `dait-tenant` and `dait-verify` can
-//! read it as it is. A cached set is used while its earliest `nextUpdate` is more than the refresh margin
-//! away; otherwise it is fetched again. The collateral is signed by Intel: the transport adds no trust,
-//! and [`check_against_quote`] runs the verifier's signature, chain and CRL checks on it.
+//! Intel TDX collateral comes from a PCS or PCCS (API v4). The agent fetches the TCB Info
+//! (`/tdx/certification/v4/tcb?fmspc=…`, chain in `TCB-Info-Issuer-Chain`), the QE Identity
+//! (`/tdx/certification/v4/qe/identity`, chain in `SGX-Enclave-Identity-Issuer-Chain`), the PCK CRL
+//! (`/sgx/certification/v4/pckcrl?ca=…&encoding=der`, chain in `SGX-PCK-CRL-Issuer-Chain`) and the root CA CRL
+//! (`/sgx/certification/v4/rootcacrl`, DER or hex). The issuer chains arrive URL-encoded PEM. Parsing is the
+//! verifier's ([`TdxCollateral::from_pcs_files`], [`TdxCollateral::from_pcs_dir`]); the cache is a directory
+//! of those same files per FMSPC and PCK CA, so `dait-tenant` and `dait-verify` can read it as it is. A cached
+//! set is used while its earliest `nextUpdate` is more than the refresh margin away; otherwise it is fetched
+//! again. The collateral is signed by Intel: the transport adds no trust, and [`check_against_quote`] runs
+//! the verifier's signature, chain and CRL checks on it.
 //!
-//! On a TDX guest `dait-host serve` runs [`keep_fresh`]: it fetches the collateral for the platform of its
-//! own quote (FMSPC and PCK CA from the quote's PCK certificate) into [`CollateralSlot`], which every
-//! evidence bundle carries, so a tenant verifies offline. The PCS is `DAIT_PCCS_URL` (default Intel's
-//! public PCS); the cache is `<state dir>/collateral`.
+//! On a TDX guest `dait-host serve` runs [`keep_fresh`] with a [`PcsClient`]: it fetches the collateral for
+//! the platform of its own quote (FMSPC and PCK CA from the quote's PCK certificate) into [`CollateralSlot`],
+//! which every evidence bundle carries. The PCS is `--pccs-url` / `DAIT_PCCS_URL` (default Intel's public
+//! PCS). On an SNP guest it does the same with an [`amd::KdsClient`].
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use bytes::Bytes;
 use dait_chain_client::proto::{self, Platform, cpu_evidence::Evidence};
 use dait_verifier::UnixTime;
 use dait_verifier::collateral::{CollateralError, LoadError, PckPlatform, PcsFiles, TdxCollateral};
 use dait_verifier::tdx::{TdxCryptoOutcome, TdxError, TdxQuote, verify_crypto};
-use http::{Request, StatusCode, Uri, header};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
-use rustls::pki_types::pem::PemObject;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use futures::future::BoxFuture;
 
 use crate::http::App;
+use service::{Reply, Service};
+
+pub mod amd;
+pub mod nvidia;
+mod service;
 
 /// Environment variable naming the PCS or PCCS base URL.
 pub const PCCS_URL_ENV: &str = "DAIT_PCCS_URL";
 /// Intel's public Provisioning Certification Service.
 pub const DEFAULT_PCCS_URL: &str = "https://api.trustedservices.intel.com";
-/// Environment variable naming a PEM file of the TLS roots for an `https` PCS (default: the system bundle).
+/// Environment variable naming a PEM file of the TLS roots for `https` collateral services (default: the
+/// system bundle).
 pub const PCCS_CA_FILE_ENV: &str = "DAIT_PCCS_CA_FILE";
+/// The collateral cache, under the state directory.
+pub const CACHE_DIR: &str = "collateral";
 /// The system's PEM bundle of TLS roots (Debian layout), used when no roots are named.
 pub const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
-
-/// Largest response body accepted for one item.
-const MAX_BODY: usize = 1 << 20;
 
 /// Why collateral could not be fetched, cached or accepted. Each failing item is named.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +134,56 @@ pub enum FetchError {
     /// The verifier rejects the collateral for a quote (bad signature, chain, CRL or validity).
     #[error("collateral rejected for the quote")]
     Rejected(#[source] TdxError),
+    /// A response's `Content-Type` is not the one the service serves the item as.
+    #[error("fetching {item}: unexpected content type {got:?}")]
+    ContentType {
+        /// The collateral item.
+        item: &'static str,
+        /// The content type received (empty when absent).
+        got: String,
+    },
+    /// An AMD item (VCEK, ASK/ARK, CRL) does not verify: signature, pinned root, validity, binding to the
+    /// report, revocation.
+    #[error("{item} rejected")]
+    AmdRejected {
+        /// The collateral item.
+        item: &'static str,
+        /// The verifier's finding.
+        #[source]
+        source: dait_verifier::snp::SnpError,
+    },
+    /// An NVIDIA RIM is not the service's JSON, or its RIM does not verify.
+    #[error("NVIDIA RIM {id}: {reason}")]
+    RimRejected {
+        /// The RIM id asked for.
+        id: String,
+        /// Why.
+        reason: RimFailure,
+    },
+    /// An OCSP response for certificate `index` of a GPU chain does not verify.
+    #[error("OCSP response for certificate {index} of the GPU chain rejected")]
+    OcspRejected {
+        /// Position in the chain (0 = leaf).
+        index: usize,
+        /// The verifier's finding.
+        #[source]
+        source: dait_verifier::nvidia::ocsp::OcspError,
+    },
+}
+
+/// Why an NVIDIA RIM was not accepted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RimFailure {
+    /// The body is not `{"id":…,"rim":"<base64>",…}` or its `id` is another RIM's.
+    #[error("the service's JSON is malformed")]
+    Json,
+    /// The GPU's SPDM report does not name its driver and VBIOS versions, project and SKUs.
+    #[error("the SPDM report does not name the RIMs")]
+    NoIds,
+    /// The RIM's signature, chain or content does not verify.
+    #[error("the RIM does not verify")]
+    Verify(#[source] dait_verifier::rim::RimError),
 }
 
 /// Which PCK CA issued the platform's PCK certificate (its CRL is fetched).
@@ -162,27 +213,17 @@ const TCB_CHAIN_FILE: &str = "tcb_info_issuer_chain.pem";
 const QE_CHAIN_FILE: &str = "qe_identity_issuer_chain.pem";
 const CRL_CHAIN_FILE: &str = "pck_crl_issuer_chain.pem";
 
-/// A PCS or PCCS client with an on-disk cache.
-#[derive(Clone)]
-pub struct PcsClient {
-    authority: String,
-    host: String,
-    prefix: String,
-    tls: Option<tokio_rustls::TlsConnector>,
-    cache_dir: PathBuf,
-    timeout: Duration,
-    refresh_before: Duration,
-    requests: Arc<AtomicU64>,
+/// The TLS roots for `https` collateral services: `DAIT_PCCS_CA_FILE`, default [`SYSTEM_CA_FILE`].
+pub fn ca_file() -> PathBuf {
+    std::env::var_os(PCCS_CA_FILE_ENV).map_or_else(|| PathBuf::from(SYSTEM_CA_FILE), PathBuf::from)
 }
 
-impl std::fmt::Debug for PcsClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PcsClient")
-            .field("authority", &self.authority)
-            .field("prefix", &self.prefix)
-            .field("cache_dir", &self.cache_dir)
-            .finish_non_exhaustive()
-    }
+/// A PCS or PCCS client with an on-disk cache.
+#[derive(Clone, Debug)]
+pub struct PcsClient {
+    service: Service,
+    cache_dir: PathBuf,
+    refresh_before: Duration,
 }
 
 impl PcsClient {
@@ -190,58 +231,22 @@ impl PcsClient {
     /// `cache_dir`. An `https` PCS is trusted through the roots in `ca_file` (PEM). Each item must arrive
     /// within 30 s; a cached set is refreshed one day before its `nextUpdate`.
     pub fn new(url: &str, ca_file: &Path, cache_dir: &Path) -> Result<Self, FetchError> {
-        let bad = || FetchError::BadUrl(url.to_owned());
-        let uri: Uri = url.trim_end_matches('/').parse().map_err(|_| bad())?;
-        let https = match uri.scheme_str() {
-            Some("https") => true,
-            Some("http") => false,
-            _ => return Err(bad()),
-        };
-        let host = uri.host().ok_or_else(bad)?.to_owned();
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let tls = if https {
-            let roots = load_roots(ca_file)?;
-            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| FetchError::Transport {
-                item: "TLS configuration",
-                reason: e.to_string(),
-            })?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
-        } else {
-            None
-        };
         Ok(Self {
-            authority: format!("{host}:{port}"),
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
-            prefix: uri.path().trim_end_matches('/').to_owned(),
-            tls,
+            service: Service::new(url, ca_file)?,
             cache_dir: cache_dir.to_owned(),
-            timeout: Duration::from_secs(30),
             refresh_before: Duration::from_secs(24 * 3600),
-            requests: Arc::new(AtomicU64::new(0)),
         })
     }
 
-    /// A client for `DAIT_PCCS_URL` (default [`DEFAULT_PCCS_URL`]) with the roots of `DAIT_PCCS_CA_FILE`
-    /// (default [`SYSTEM_CA_FILE`]).
+    /// A client for `DAIT_PCCS_URL` (default [`DEFAULT_PCCS_URL`]) with the roots of [`ca_file`].
     pub fn from_env(cache_dir: &Path) -> Result<Self, FetchError> {
         let url = std::env::var(PCCS_URL_ENV).unwrap_or_else(|_| DEFAULT_PCCS_URL.to_owned());
-        let ca = std::env::var_os(PCCS_CA_FILE_ENV)
-            .map_or_else(|| PathBuf::from(SYSTEM_CA_FILE), PathBuf::from);
-        Self::new(&url, &ca, cache_dir)
+        Self::new(&url, &ca_file(), cache_dir)
     }
 
     /// Bounds the time each item may take.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.service.timeout = timeout;
         self
     }
 
@@ -253,7 +258,7 @@ impl PcsClient {
 
     /// How many HTTP requests this client (and its clones) has sent.
     pub fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
+        self.service.requests()
     }
 
     /// The cache directory of one FMSPC and PCK CA (a PCS directory [`TdxCollateral::from_pcs_dir`] reads).
@@ -309,12 +314,11 @@ impl PcsClient {
 
     /// Fetches the four items from the PCS, without the cache.
     pub async fn fetch(&self, fmspc: &str, ca: PckCa) -> Result<Fetched, FetchError> {
-        let p = &self.prefix;
         let tcb = self
             .get(
                 "TCB Info",
                 &format!(
-                    "{p}/tdx/certification/v4/tcb?fmspc={}",
+                    "/tdx/certification/v4/tcb?fmspc={}",
                     fmspc.to_ascii_uppercase()
                 ),
             )
@@ -325,27 +329,21 @@ impl PcsClient {
             &["TCB-Info-Issuer-Chain", "SGX-TCB-Info-Issuer-Chain"],
         )?;
         let qe = self
-            .get(
-                "QE Identity",
-                &format!("{p}/tdx/certification/v4/qe/identity"),
-            )
+            .get("QE Identity", "/tdx/certification/v4/qe/identity")
             .await?;
         let qe_chain = chain(&qe, "QE Identity", &["SGX-Enclave-Identity-Issuer-Chain"])?;
         let crl = self
             .get(
                 "PCK CRL",
                 &format!(
-                    "{p}/sgx/certification/v4/pckcrl?ca={}&encoding=der",
+                    "/sgx/certification/v4/pckcrl?ca={}&encoding=der",
                     ca.as_str()
                 ),
             )
             .await?;
         let crl_chain = chain(&crl, "PCK CRL", &["SGX-PCK-CRL-Issuer-Chain"])?;
         let root = self
-            .get(
-                "root CA CRL",
-                &format!("{p}/sgx/certification/v4/rootcacrl"),
-            )
+            .get("root CA CRL", "/sgx/certification/v4/rootcacrl")
             .await?;
         Ok(Fetched {
             tcb_info_json: tcb.body.to_vec(),
@@ -359,76 +357,7 @@ impl PcsClient {
     }
 
     async fn get(&self, item: &'static str, path_and_query: &str) -> Result<Reply, FetchError> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        let exchange = async {
-            let tcp = TcpStream::connect(&self.authority)
-                .await
-                .map_err(|e| transport(item, &e))?;
-            tcp.set_nodelay(true).map_err(|e| transport(item, &e))?;
-            match &self.tls {
-                Some(tls) => {
-                    let name = ServerName::try_from(self.host.clone())
-                        .map_err(|_| FetchError::BadUrl(self.host.clone()))?;
-                    let stream = tls
-                        .connect(name, tcp)
-                        .await
-                        .map_err(|e| transport(item, &e))?;
-                    self.exchange(item, stream, path_and_query).await
-                }
-                None => self.exchange(item, tcp, path_and_query).await,
-            }
-        };
-        tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| FetchError::Timeout {
-                item,
-                timeout: self.timeout,
-            })?
-    }
-
-    async fn exchange<S>(
-        &self,
-        item: &'static str,
-        stream: S,
-        path_and_query: &str,
-    ) -> Result<Reply, FetchError>
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| transport(item, &e))?;
-        let driver = tokio::spawn(conn);
-        let request = Request::get(path_and_query)
-            .header(header::HOST, &self.authority)
-            .header(header::ACCEPT, "*/*")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| transport(item, &e))?;
-        let result = async {
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| transport(item, &e))?;
-            if response.status() != StatusCode::OK {
-                return Err(FetchError::Status {
-                    item,
-                    status: response.status().as_u16(),
-                });
-            }
-            let (head, body) = response.into_parts();
-            let body = Limited::new(body, MAX_BODY)
-                .collect()
-                .await
-                .map_err(|e| transport(item, &*e))?
-                .to_bytes();
-            Ok(Reply {
-                headers: head.headers,
-                body,
-            })
-        }
-        .await;
-        driver.abort();
-        result
+        self.service.get(item, path_and_query, "*/*").await
     }
 }
 
@@ -467,11 +396,6 @@ impl Fetched {
 
     /// Writes the set into `dir` (each file through a temporary name and a rename).
     fn store(&self, dir: &Path) -> Result<(), FetchError> {
-        let err = |path: &Path| {
-            let path = path.to_owned();
-            move |source| FetchError::Cache { path, source }
-        };
-        std::fs::create_dir_all(dir).map_err(err(dir))?;
         for (name, bytes) in [
             (TCB_INFO_FILE, &self.tcb_info_json),
             (QE_IDENTITY_FILE, &self.qe_identity_json),
@@ -481,13 +405,29 @@ impl Fetched {
             (QE_CHAIN_FILE, &self.qe_identity_issuer_chain_pem),
             (CRL_CHAIN_FILE, &self.pck_crl_issuer_chain_pem),
         ] {
-            let path = dir.join(name);
-            let tmp = dir.join(format!(".{name}.tmp"));
-            std::fs::write(&tmp, bytes).map_err(err(&tmp))?;
-            std::fs::rename(&tmp, &path).map_err(err(&path))?;
+            store_file(&dir.join(name), bytes)?;
         }
         Ok(())
     }
+}
+
+/// Writes one cache file (its directory created if needed) through a temporary name and a rename, so a
+/// reader sees the old file or the new one, never a part.
+pub(crate) fn store_file(path: &Path, bytes: &[u8]) -> Result<(), FetchError> {
+    let err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| FetchError::Cache { path, source }
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(err(dir))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes).map_err(err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(err(path))?;
+    Ok(())
 }
 
 /// The collateral the agent embeds in every bundle it serves (PROTOCOL.md §8), replaced when refreshed.
@@ -535,21 +475,102 @@ pub async fn refresh_once(
     Ok(collateral.next_update())
 }
 
-/// Keeps `app.collateral` fresh for as long as the agent runs: refreshed the client's margin before each
+/// A collateral source the agent keeps fresh: the Intel PCS ([`PcsClient`]) on TDX, the AMD KDS
+/// ([`amd::KdsClient`]) on SNP.
+pub trait Refresh: Send + Sync + 'static {
+    /// Fetches (or takes from the cache) the collateral for the TEE's own evidence and puts it in
+    /// `app.collateral`. Returns its earliest `nextUpdate`; `None` when there is none to keep on this
+    /// platform.
+    fn refresh<'a>(
+        &'a self,
+        app: &'a Arc<App>,
+        now: UnixTime,
+    ) -> BoxFuture<'a, Result<Option<UnixTime>, FetchError>>;
+
+    /// How long before `nextUpdate` the collateral is fetched again.
+    fn margin(&self) -> Duration;
+
+    /// Whether a bundle cannot be verified without this collateral (TDX: yes; SNP: no, the verifier falls
+    /// back to AMD's pinned ASK and ARK), so that never having fetched it counts as stale.
+    fn required(&self) -> bool;
+}
+
+impl Refresh for PcsClient {
+    fn refresh<'a>(
+        &'a self,
+        app: &'a Arc<App>,
+        now: UnixTime,
+    ) -> BoxFuture<'a, Result<Option<UnixTime>, FetchError>> {
+        Box::pin(refresh_once(app, self, now))
+    }
+
+    fn margin(&self) -> Duration {
+        self.refresh_before
+    }
+
+    fn required(&self) -> bool {
+        true
+    }
+}
+
+impl Refresh for amd::KdsClient {
+    fn refresh<'a>(
+        &'a self,
+        app: &'a Arc<App>,
+        now: UnixTime,
+    ) -> BoxFuture<'a, Result<Option<UnixTime>, FetchError>> {
+        Box::pin(amd::refresh_once(app, self, now))
+    }
+
+    fn margin(&self) -> Duration {
+        self.refresh_before()
+    }
+
+    fn required(&self) -> bool {
+        false
+    }
+}
+
+/// One refresh from `source` at `now`, and readiness told (`collateral_stale`, see [`crate::ready`]): a
+/// success clears it unless the fetched collateral is already past its `nextUpdate`; a failure sets it
+/// when the collateral in the bundles is within the refresh margin of its `nextUpdate` (or past it), or
+/// when there is none and the bundles need it ([`Refresh::required`]).
+pub async fn refresh_and_report<R: Refresh + ?Sized>(
+    app: &Arc<App>,
+    source: &R,
+    now: UnixTime,
+) -> Result<Option<UnixTime>, FetchError> {
+    let result = source.refresh(app, now).await;
+    match &result {
+        Ok(Some(next)) => app
+            .readiness
+            .set_collateral(Some(next.as_secs()), *next <= now),
+        Ok(None) => {}
+        Err(_) => {
+            let next = app.readiness.collateral_next_update();
+            let close = now.as_secs().saturating_add(source.margin().as_secs());
+            let stale = next.map_or(source.required(), |n| n <= close);
+            app.readiness.set_collateral(next, stale);
+        }
+    }
+    result
+}
+
+/// Keeps `app.collateral` fresh for as long as the agent runs: refreshed the source's margin before each
 /// `nextUpdate` (at least a minute and at most a day apart), retried every five minutes after a failure.
-pub async fn keep_fresh(app: Arc<App>, client: PcsClient) {
+pub async fn keep_fresh<R: Refresh>(app: Arc<App>, source: R) {
     loop {
         let now = UnixTime::now();
-        let wait = match refresh_once(&app, &client, now).await {
+        let wait = match refresh_and_report(&app, &source, now).await {
             Ok(None) => return,
             Ok(Some(next)) => Duration::from_secs(
                 next.as_secs()
                     .saturating_sub(now.as_secs())
-                    .saturating_sub(client.refresh_before.as_secs())
+                    .saturating_sub(source.margin().as_secs())
                     .clamp(60, 24 * 3600),
             ),
             Err(e) => {
-                tracing::warn!(error = %e, "TDX collateral not refreshed; retrying in 5 minutes");
+                tracing::warn!(error = %e, "collateral not refreshed; retrying in 5 minutes");
                 Duration::from_secs(300)
             }
         };
@@ -577,18 +598,6 @@ pub fn check_against_quote(
 ) -> Result<TdxCryptoOutcome, FetchError> {
     let parsed = TdxQuote::parse(quote).map_err(|e| FetchError::Rejected(e.into()))?;
     verify_crypto(&parsed, collateral, root_ca_der, now).map_err(FetchError::Rejected)
-}
-
-struct Reply {
-    headers: http::HeaderMap,
-    body: Bytes,
-}
-
-fn transport(item: &'static str, e: &dyn std::fmt::Display) -> FetchError {
-    FetchError::Transport {
-        item,
-        reason: e.to_string(),
-    }
 }
 
 /// The first of `names` present in `reply`, URL-decoded.
@@ -628,19 +637,6 @@ fn der_or_hex(body: &[u8]) -> Result<Vec<u8>, FetchError> {
     }
     let text = core::str::from_utf8(body).map_err(|_| FetchError::RootCrlEncoding)?;
     hex::decode(text.trim()).map_err(|_| FetchError::RootCrlEncoding)
-}
-
-fn load_roots(path: &Path) -> Result<rustls::RootCertStore, FetchError> {
-    let err = |source| FetchError::Roots {
-        path: path.to_owned(),
-        source,
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_file_iter(path).map_err(err)? {
-        // A bundle may hold certificates rustls cannot use as anchors; those are skipped.
-        let _ = roots.add(cert.map_err(err)?);
-    }
-    Ok(roots)
 }
 
 #[cfg(test)]
@@ -689,7 +685,7 @@ mod tests {
             &dir,
         )
         .unwrap();
-        assert_eq!(c.prefix, "/prefix");
+        assert_eq!(c.service.prefix, "/prefix");
         assert_eq!(
             c.cache_path("50806F000000", PckCa::Platform),
             dir.join("tdx").join("50806f000000-platform")

@@ -140,6 +140,27 @@ pub struct RawConfig {
     /// Limits and timeouts.
     #[command(flatten)]
     pub limits: RawLimits,
+    /// Where the collateral embedded in the bundles is fetched.
+    #[command(flatten)]
+    pub collateral: CollateralUrls,
+}
+
+/// The collateral services (`http(s)://host[:port][/prefix]`), each defaulting to the vendor's public one.
+/// An `https` service is trusted through the roots of `DAIT_PCCS_CA_FILE` (default the system bundle).
+#[derive(Debug, Clone, Args)]
+pub struct CollateralUrls {
+    /// Intel PCS or a PCCS (TDX: TCB Info, QE Identity, CRLs).
+    #[arg(long, env = crate::collateral::PCCS_URL_ENV, default_value = crate::collateral::DEFAULT_PCCS_URL)]
+    pub pccs_url: String,
+    /// AMD Key Distribution Service (SNP: VCEK, ASK/ARK, CRL).
+    #[arg(long, env = crate::collateral::amd::AMD_KDS_URL_ENV, default_value = crate::collateral::amd::DEFAULT_AMD_KDS_URL)]
+    pub amd_kds_url: String,
+    /// NVIDIA RIM service (GPU driver and VBIOS reference integrity manifests).
+    #[arg(long, env = crate::collateral::nvidia::NVIDIA_RIM_URL_ENV, default_value = crate::collateral::nvidia::DEFAULT_NVIDIA_RIM_URL)]
+    pub nvidia_rim_url: String,
+    /// NVIDIA OCSP responder (GPU device certificate chains).
+    #[arg(long, env = crate::collateral::nvidia::NVIDIA_OCSP_URL_ENV, default_value = crate::collateral::nvidia::DEFAULT_NVIDIA_OCSP_URL)]
+    pub nvidia_ocsp_url: String,
 }
 
 /// Reasons a [`RawConfig`] is rejected.
@@ -195,6 +216,8 @@ pub struct Config {
     pub gpus: Option<u32>,
     /// Limits and timeouts.
     pub limits: Limits,
+    /// The collateral services.
+    pub collateral: CollateralUrls,
 }
 
 impl Config {
@@ -283,6 +306,7 @@ impl RawConfig {
             simulated_mrconfigid,
             gpus: self.gpus,
             limits: self.limits.validate()?,
+            collateral: self.collateral,
         })
     }
 }

@@ -489,14 +489,39 @@ fn write_file(path: &PathBuf, bytes: &[u8]) -> Result<(), AgentError> {
 
 /// `dait-host serve`: build the app, listen with TLS until SIGINT or SIGTERM.
 pub async fn serve(config: &Config) -> Result<(), AgentError> {
-    let app = build_app(config, Mode::Serve)?;
-    if app.tee.platform() == dait_chain_client::proto::Platform::Tdx {
-        match collateral::PcsClient::from_env(&config.state_dir.join("collateral")) {
-            Ok(client) => {
-                tokio::spawn(collateral::keep_fresh(Arc::clone(&app), client));
+    let cache = config.state_dir.join(collateral::CACHE_DIR);
+    let urls = &config.collateral;
+    let kds = match config.tee {
+        config::TeeKind::Snp => {
+            let kds = collateral::amd::KdsClient::new(&urls.amd_kds_url, &collateral::ca_file(), &cache)
+                .map_err(|e| tracing::warn!(error = %e, "no AMD KDS client; bundles carry no AMD collateral"))
+                .ok();
+            if let Some(k) = &kds {
+                // The VCEK into the cache before the first evidence, for a host that gives no certificate table.
+                collateral::amd::prefetch_vcek(k).await;
             }
-            Err(e) => tracing::warn!(error = %e, "no TDX collateral client; bundles carry none"),
+            kds
         }
+        _ => None,
+    };
+    let app = build_app(config, Mode::Serve)?;
+    match app.tee.platform() {
+        dait_chain_client::proto::Platform::Tdx => {
+            match collateral::PcsClient::new(&urls.pccs_url, &collateral::ca_file(), &cache) {
+                Ok(client) => {
+                    tokio::spawn(collateral::keep_fresh(Arc::clone(&app), client));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "no TDX collateral client; bundles carry none")
+                }
+            }
+        }
+        dait_chain_client::proto::Platform::Snp => {
+            if let Some(k) = kds {
+                tokio::spawn(collateral::keep_fresh(Arc::clone(&app), k));
+            }
+        }
+        _ => {}
     }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -7,11 +7,9 @@
 //! | [`Condition::ReceiptLogWritable`] | `receipt_log_unwritable` | a receipt log is open and takes appends ([`LogState::Writable`]): out of space it turns ready again once space is found (probed by `/readyz` and by calls, at most once a second); after any other failed write or `fdatasync` it stays unready until a restart |
 //! | [`Condition::TeeUsable`] | `tee_unusable` | the last evidence generation (at start, then each attestation) succeeded |
 //! | [`Condition::GpusUsable`] | `gpus_unusable` | with `--gpus N` (N > 0), the last collection of the GPUs' evidence (at start, then each attestation) succeeded; without GPUs it holds |
-//!
-//! Not a condition yet: the freshness of the TDX collateral the agent fetches ([`crate::collateral`]); it
-//! becomes one more [`Condition`] here.
+//! | [`Condition::CollateralFresh`] | `collateral_stale` | the collateral embedded in the bundles ([`crate::collateral`]) is before its `nextUpdate`, and the last fetch succeeded or left it more than the refresh margin away; holds on platforms without collateral |
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -36,6 +34,8 @@ pub enum Condition {
     TeeUsable,
     /// The GPUs produce evidence.
     GpusUsable,
+    /// The collateral embedded in the bundles is current.
+    CollateralFresh,
 }
 
 impl Condition {
@@ -46,6 +46,7 @@ impl Condition {
             Self::ReceiptLogWritable => "receipt_log_unwritable",
             Self::TeeUsable => "tee_unusable",
             Self::GpusUsable => "gpus_unusable",
+            Self::CollateralFresh => "collateral_stale",
         }
     }
 }
@@ -76,6 +77,9 @@ pub struct Readiness {
     receipt_log: Option<AtomicU8>,
     tee: AtomicBool,
     gpus: AtomicBool,
+    /// `nextUpdate` (Unix seconds) of the embedded collateral; 0: none.
+    collateral_next: AtomicU64,
+    collateral_stale: AtomicBool,
 }
 
 impl Readiness {
@@ -88,6 +92,8 @@ impl Readiness {
             receipt_log: receipt_log.then(|| AtomicU8::new(LogState::Writable.to_u8())),
             tee: AtomicBool::new(true),
             gpus: AtomicBool::new(true),
+            collateral_next: AtomicU64::new(0),
+            collateral_stale: AtomicBool::new(false),
         }
     }
 
@@ -106,6 +112,18 @@ impl Readiness {
     /// Record how the last collection of the GPUs' evidence went.
     pub fn set_gpus(&self, ok: bool) {
         self.gpus.store(ok, Ordering::Relaxed);
+    }
+
+    /// Record the embedded collateral's `nextUpdate` (Unix seconds; `None`: none) and whether it is stale.
+    pub fn set_collateral(&self, next_update: Option<u64>, stale: bool) {
+        self.collateral_next
+            .store(next_update.unwrap_or(0), Ordering::Relaxed);
+        self.collateral_stale.store(stale, Ordering::Relaxed);
+    }
+
+    /// The embedded collateral's `nextUpdate` (Unix seconds), if any was recorded.
+    pub fn collateral_next_update(&self) -> Option<u64> {
+        Some(self.collateral_next.load(Ordering::Relaxed)).filter(|n| *n != 0)
     }
 
     /// Every failing condition, in [`Condition`] order; empty when ready.
@@ -143,6 +161,13 @@ impl Readiness {
             out.push(Failure::new(
                 Condition::GpusUsable,
                 "the last collection of the GPUs' evidence failed",
+            ));
+        }
+        if self.collateral_stale.load(Ordering::Relaxed) {
+            out.push(Failure::new(
+                Condition::CollateralFresh,
+                "the collateral in the evidence bundles is past its nextUpdate, or fetching it keeps \
+                 failing close to it: tenants cannot verify the bundles offline",
             ));
         }
         out
@@ -219,6 +244,15 @@ mod tests {
         );
         assert!(failing[1].message.contains("no space"), "{failing:?}");
         r.set_receipt_log(LogState::Writable);
+        assert_eq!(codes(&r.failures().await), ["engine_unreachable"]);
+        // Stale collateral is unready with its own code, and ready again after a successful refresh.
+        r.set_collateral(Some(1_000), true);
+        assert_eq!(
+            codes(&r.failures().await),
+            ["engine_unreachable", "collateral_stale"]
+        );
+        assert_eq!(r.collateral_next_update(), Some(1_000));
+        r.set_collateral(Some(2_000), false);
         assert_eq!(codes(&r.failures().await), ["engine_unreachable"]);
         let no_log = Readiness::new(None, false);
         no_log.set_receipt_log(LogState::Writable);

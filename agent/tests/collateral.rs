@@ -5,13 +5,14 @@
 
 mod common;
 
-use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{PcsFaults, PcsServer, PcsSet, simulated_app};
-use dait_agent::collateral::{FetchError, PckCa, PcsClient, check_against_quote, refresh_once};
+use common::{PcsFaults, PcsServer, PcsSet, bounded, simulated_app};
+use dait_agent::collateral::{
+    FetchError, PckCa, PcsClient, check_against_quote, refresh_and_report, refresh_once,
+};
 use dait_agent::tee::{CpuEvidence, Platform, TeeBackend, TeeError};
 use dait_chain_client::Freshness;
 use dait_chain_client::proto::cpu_evidence::Evidence;
@@ -32,13 +33,6 @@ const A4_NOW: u64 = 1_752_919_234;
 
 fn at(s: &str) -> UnixTime {
     UnixTime::parse_rfc3339(s).unwrap()
-}
-
-/// Runs `f` with a bound: no test waits forever on the local server.
-async fn bounded<T>(f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(60), f)
-        .await
-        .expect("the test took over 60 s")
 }
 
 fn client(server: &PcsServer, cache: &Path) -> PcsClient {
@@ -344,6 +338,47 @@ async fn the_agent_embeds_fetched_collateral_in_its_bundle() {
             matches!(e, VerifyError::Tdx(TdxError::CollateralExpired(_))),
             "{e:?}"
         );
+    })
+    .await;
+}
+
+/// `/readyz`'s `collateral_stale`: clear after a successful refresh, set when a refresh fails past the
+/// embedded collateral's `nextUpdate` (the PCS is gone), clear again once a refresh succeeds.
+#[tokio::test]
+async fn readiness_turns_collateral_stale_and_back() {
+    bounded(async {
+        let (built, dir) = simulated_app(&[], dait_agent::Mode::Attest);
+        let quote = decode_quote_file(&dait_testdata::read("tdx/dcap-qvl__v4_b0c06f_quote.bin"));
+        let app = Arc::new(dait_agent::http::App {
+            tee: Box::new(A4Tee(quote)),
+            ..built
+        });
+        let stale = |codes: Vec<dait_agent::ready::Failure>| {
+            codes.iter().any(|f| f.code == "collateral_stale")
+        };
+        let now = UnixTime::from_secs(A4_NOW);
+        let cache = dir.path().join("collateral");
+
+        let server = PcsServer::start(PcsSet::from_bundle(A4_BUNDLE), PcsFaults::default()).await;
+        let c = client(&server, &cache);
+        let next = refresh_and_report(&app, &c, now).await.unwrap().unwrap();
+        assert!(!stale(app.readiness.failures().await));
+        server.stop().await;
+
+        // Past nextUpdate the cached set is stale and the PCS does not answer: unready.
+        let late = UnixTime::from_secs(next.as_secs() + 1);
+        assert!(matches!(
+            refresh_and_report(&app, &c, late).await,
+            Err(FetchError::Transport { .. })
+        ));
+        assert!(stale(app.readiness.failures().await));
+
+        // A PCS again, and a refresh at a time the collateral is valid: ready again.
+        let server = PcsServer::start(PcsSet::from_bundle(A4_BUNDLE), PcsFaults::default()).await;
+        let c = client(&server, &cache);
+        refresh_and_report(&app, &c, now).await.unwrap();
+        assert!(!stale(app.readiness.failures().await));
+        server.stop().await;
     })
     .await;
 }

@@ -342,3 +342,113 @@ fn snp_truncated_or_unknown_guid_auxblob_is_rejected() {
         Err(TeeError::SnpCertTable(CertTableError::UnknownGuid(_)))
     ));
 }
+
+/// A host that gives no certificate table (`auxblob` empty): the VCEK comes from the collateral cache that the
+/// AMD KDS client filled (a local KDS serving the evidence set's VCEK, ASK and ARK), and the bundle carries the
+/// KDS's ARK and ASK as collateral. Offline, the verifier passes the chain, the signature, the TCB and the
+/// policy, and fails exactly the `report_data` binding; with the agent's `report_data` written in, exactly the
+/// signature.
+#[tokio::test]
+async fn snp_without_certificate_table_takes_the_vcek_from_the_kds_cache() {
+    let (report, [vcek, ask, ark]) = milan();
+    let carried: [u8; 64] = report[SNP_REPORT_DATA].try_into().unwrap();
+    let root = emulated_tree("sev_guest", &report, Some(&[]));
+    let cache = tempfile::tempdir().unwrap();
+    let (mut app, _state) = agent(root.path(), Platform::Snp);
+    assert!(matches!(
+        app.tee.evidence(&carried),
+        Err(TeeError::SnpCertMissing("VCEK"))
+    ));
+    app.tee = Box::new(
+        TsmBackend::open(root.path(), Platform::Snp)
+            .unwrap()
+            .with_vcek_cache(cache.path()),
+    );
+    // Nothing cached yet: still no evidence that could not verify.
+    assert!(matches!(
+        app.tee.evidence(&carried),
+        Err(TeeError::SnpCertMissing("VCEK"))
+    ));
+
+    let server = common::KdsSet::milan().serve().await;
+    let kds = dait_agent::collateral::amd::KdsClient::new(
+        &server.url(),
+        Path::new("unused"),
+        cache.path(),
+    )
+    .unwrap();
+    let fetched = kds.vcek(&report, UnixTime::now()).await.unwrap();
+    server.stop().await;
+    app.collateral
+        .set(Some(dait_chain_client::proto::Collateral {
+            amd_chain: vec![ark, ask],
+            ..Default::default()
+        }));
+
+    let bytes = assemble_bundle(&app, &NONCE, app.tee.evidence(&carried).unwrap());
+    let e = snp_evidence_of(&bytes);
+    assert_eq!(e.cert_chain, vec![vcek.clone()]);
+    assert_eq!(fetched.der, vcek);
+    assert!(matches!(
+        verify_bundle(&bytes, &Policy::new(), &NONCE, UnixTime::now()),
+        Err(VerifyError::KeysetBinding)
+    ));
+
+    let mut ours = report.clone();
+    ours[SNP_REPORT_DATA].copy_from_slice(&app.keys.report_data(&NONCE));
+    write_outblob(root.path(), &ours);
+    let bytes = bundle(&app, &NONCE).unwrap();
+    assert!(matches!(
+        verify_bundle(&bytes, &Policy::new(), &NONCE, UnixTime::now()),
+        Err(VerifyError::Snp(SnpError::Signature))
+    ));
+}
+
+/// The SNP collateral refresh takes the VCEK from the evidence (here the host's table: no KDS request for it)
+/// and fetches the ASK/ARK and CRL; with no CRL at the KDS (the evidence set has no AMD CRL) it fails with that
+/// item's error, and `/readyz` stays ready: SNP bundles verify without collateral (AMD's pinned ASK and ARK).
+#[tokio::test]
+async fn snp_collateral_refresh_names_the_missing_crl_and_stays_ready() {
+    let (report, chain) = milan();
+    let mut with_zero = report.clone();
+    with_zero[SNP_REPORT_DATA].fill(0);
+    let root = emulated_tree("sev_guest", &with_zero, Some(&auxblob(&chain)));
+    let (app, _state) = agent(root.path(), Platform::Snp);
+    let app = std::sync::Arc::new(app);
+    let server = common::KdsSet::milan().serve().await;
+    let cache = tempfile::tempdir().unwrap();
+    let kds = dait_agent::collateral::amd::KdsClient::new(
+        &server.url(),
+        Path::new("unused"),
+        cache.path(),
+    )
+    .unwrap();
+    let r = dait_agent::collateral::refresh_and_report(&app, &kds, UnixTime::now()).await;
+    assert!(
+        matches!(
+            r,
+            Err(dait_agent::collateral::FetchError::Status {
+                item: "AMD CRL",
+                status: 404
+            })
+        ),
+        "{r:?}"
+    );
+    assert_eq!(
+        server.requests(),
+        2,
+        "the ASK/ARK and the CRL; the VCEK came with the report"
+    );
+    assert!(
+        app.collateral.get().is_none(),
+        "nothing unverified is embedded"
+    );
+    assert!(
+        !app.readiness
+            .failures()
+            .await
+            .iter()
+            .any(|f| f.code == "collateral_stale")
+    );
+    server.stop().await;
+}

@@ -11,12 +11,14 @@
 //!
 //! One concern per file, all re-exported here: `report` (the wire format), `chain` (the pinned roots, AMD's
 //! certificates, the chain and the VEK binding), `policy` ([`SnpPolicy`], [`check_policy`]), `error`
-//! ([`SnpError`]); this file holds the report signature, [`VerifiedSnpReport`] and [`verify_report`].
+//! ([`SnpError`]), `crl` (AMD's CRL, signed by the ARK); this file holds the report signature,
+//! [`VerifiedSnpReport`] and [`verify_report`].
 //! [`cert_table`] parses the certificate table a host hands its guest with the report (configfs-tsm
 //! `auxblob`), from which the agent takes the bundle's chain.
 
 pub mod cert_table;
 mod chain;
+pub mod crl;
 mod error;
 mod policy;
 mod report;

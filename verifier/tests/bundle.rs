@@ -185,6 +185,41 @@ fn real_snp_bundle_with_chain_in_collateral_fails_only_at_the_keyset_binding() {
     assert!(matches!(r, Err(VerifyError::KeysetBinding)));
 }
 
+/// An AMD CRL in the collateral is checked: one not signed by the ARK (a real CRL, Intel's root CA CRL) and
+/// bytes that are no CRL each fail with their own error, before the keyset binding.
+#[test]
+fn real_snp_bundle_with_a_foreign_or_malformed_amd_crl_is_rejected() {
+    let vek = read("snp/dstack__milan_vcek.pem");
+    let report = read("snp/dstack__milan_v3_report.bin");
+    for (crl, expected) in [
+        (tdx_collateral().root_ca_crl, SnpError::CrlSignature),
+        (b"no CRL".to_vec(), SnpError::CrlMalformed),
+    ] {
+        let (bytes, freshness) = bundle(
+            Evidence::Snp(proto::SnpEvidence {
+                report: report.clone(),
+                cert_chain: vec![vek.clone()],
+            }),
+            Some(proto::Collateral {
+                amd_crl: crl,
+                ..Default::default()
+            }),
+            SNP_NOW - 60,
+        );
+        let r = verify_bundle_with_collateral(
+            &bytes,
+            &Policy::new(),
+            None,
+            &freshness,
+            UnixTime::from_secs(SNP_NOW),
+        );
+        assert!(
+            matches!(&r, Err(VerifyError::Snp(e)) if *e == expected),
+            "{r:?}"
+        );
+    }
+}
+
 #[test]
 fn real_snp_bundle_with_pinned_amd_roots_fails_only_at_the_keyset_binding() {
     let report = read("snp/dstack__milan_v3_report.bin");

@@ -144,10 +144,10 @@ pub fn open(
 ) -> Result<Box<dyn TeeBackend>, TeeError> {
     match kind {
         TeeKind::Simulated => open_simulated(state_dir, simulated_mrconfigid),
-        TeeKind::Snp => Ok(Box::new(TsmBackend::open(
-            Path::new(TSM_REPORT_DIR),
-            Platform::Snp,
-        )?)),
+        TeeKind::Snp => Ok(Box::new(
+            TsmBackend::open(Path::new(TSM_REPORT_DIR), Platform::Snp)?
+                .with_vcek_cache(&state_dir.join(crate::collateral::CACHE_DIR)),
+        )),
         TeeKind::Tdx => Ok(Box::new(TsmBackend::open(
             Path::new(TSM_REPORT_DIR),
             Platform::Tdx,

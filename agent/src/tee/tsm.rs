@@ -56,6 +56,7 @@ pub struct TsmBackend {
     lock: Mutex<()>,
     /// The TDX RTMR3 attribute, where the kernel exposes it.
     rtmr3: Option<PathBuf>,
+    vcek_cache: Option<PathBuf>,
 }
 
 impl TsmBackend {
@@ -82,12 +83,27 @@ impl TsmBackend {
             platform,
             lock: Mutex::new(()),
             rtmr3: (platform == Platform::Tdx && rtmr3.exists()).then_some(rtmr3),
+            vcek_cache: None,
         })
     }
 
     /// Whether the runtime events are extended into RTMR3 (the kernel exposes it) rather than bound at launch.
     pub fn extends_rtmr3(&self) -> bool {
         self.rtmr3.is_some()
+    }
+
+    /// SNP: where to take the VCEK from when the host gives no certificate table (the collateral cache
+    /// that [`crate::collateral::amd::KdsClient::vcek`] fills).
+    pub fn with_vcek_cache(mut self, cache_dir: &Path) -> Self {
+        self.vcek_cache = Some(cache_dir.to_owned());
+        self
+    }
+
+    /// The raw report (TDX quote or SNP report) for `report_data`, without the SNP certificate table: what
+    /// the collateral clients fetch for ([`crate::collateral::amd::KdsClient::vcek`]).
+    pub fn report(&self, report_data: &[u8; 64]) -> Result<Vec<u8>, TeeError> {
+        // read_report holds the interface's lock itself (std's Mutex is not reentrant).
+        self.read_report(report_data).map(|(out, _)| out)
     }
 
     fn read_generation(entry: &Path) -> Result<u64, TeeError> {
@@ -153,7 +169,11 @@ impl TeeBackend for TsmBackend {
         let (out, aux) = self.read_report(report_data)?;
         let evidence = match self.platform {
             Platform::Snp => cpu_evidence::Evidence::Snp(SnpEvidence {
-                cert_chain: snp_cert_chain(&out, aux.as_deref().unwrap_or_default())?,
+                cert_chain: snp_cert_chain(
+                    &out,
+                    aux.as_deref().unwrap_or_default(),
+                    self.vcek_cache.as_deref(),
+                )?,
                 report: out,
             }),
             _ => cpu_evidence::Evidence::TdxQuote(out),
@@ -216,11 +236,15 @@ impl TeeBackend for TsmBackend {
 /// VLEK (whichever the report names as its signer), then ASK and ARK when the table has both (with one of
 /// them only, neither: the verifier then takes AMD's pinned pair).
 ///
-/// An empty `auxblob` means the host loaded no certificate table. That is an error for now: the verifier
-/// needs the VCEK, and the agent serves no evidence that cannot verify.
-/// TODO(issue 9 item 5): take the VCEK (by CHIP_ID and reported TCB) and the ASK/ARK from the collateral
-/// cache when the host gives no table, instead of failing.
-fn snp_cert_chain(report: &[u8], auxblob: &[u8]) -> Result<Vec<Vec<u8>>, TeeError> {
+/// An empty `auxblob` means the host loaded no certificate table: the VCEK (by CHIP_ID and reported TCB)
+/// then comes from the collateral cache `vcek_cache` (ASK and ARK travel in the bundle's collateral). With
+/// none cached, or for a VLEK, it is an error: the agent serves no evidence that cannot verify.
+fn snp_cert_chain(
+    report: &[u8],
+    auxblob: &[u8],
+    vcek_cache: Option<&Path>,
+) -> Result<Vec<Vec<u8>>, TeeError> {
+    let raw = report;
     let report = SnpReport::parse(report).map_err(TeeError::SnpReport)?;
     let (key, name) = match report.signing_key() {
         Some(SigningKey::Vcek) => (SigningKey::Vcek, "VCEK"),
@@ -233,7 +257,12 @@ fn snp_cert_chain(report: &[u8], auxblob: &[u8]) -> Result<Vec<Vec<u8>>, TeeErro
         }
     };
     if auxblob.is_empty() {
-        return Err(TeeError::SnpCertMissing(name));
+        return match (key, vcek_cache) {
+            (SigningKey::Vcek, Some(dir)) => crate::collateral::amd::cached_vcek(dir, raw)
+                .map(|vcek| vec![vcek])
+                .ok_or(TeeError::SnpCertMissing(name)),
+            _ => Err(TeeError::SnpCertMissing(name)),
+        };
     }
     let table = CertTable::parse(auxblob).map_err(TeeError::SnpCertTable)?;
     let chain = table

@@ -1,16 +1,13 @@
 //! A local Intel PCS (API v4) on 127.0.0.1 serving real collateral from the evidence set, with the real
 //! service's paths, issuer-chain headers (URL-encoded PEM) and content types.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
-use tokio::net::TcpListener;
+use hyper::{Response, StatusCode};
+
+use super::local::{LocalServer, not_found};
 
 /// One PCS collateral set: the bodies and issuer chains the PCS serves for one FMSPC (PCK Platform CA).
 #[derive(Clone, Debug)]
@@ -96,61 +93,32 @@ pub struct PcsFaults {
 }
 
 /// The local PCS; [`PcsServer::stop`] closes the listener and every connection.
-pub struct PcsServer {
-    pub addr: SocketAddr,
-    requests: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
+pub struct PcsServer(LocalServer);
 
 impl PcsServer {
     /// Starts on 127.0.0.1:0.
     pub async fn start(set: PcsSet, faults: PcsFaults) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let requests = Arc::new(AtomicU64::new(0));
-        let count = requests.clone();
-        let set = Arc::new(set);
-        let task = tokio::spawn(async move {
-            // Dropping the set (when this task is aborted) aborts every connection.
-            let mut conns = tokio::task::JoinSet::new();
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    return;
-                };
-                let (set, count) = (set.clone(), count.clone());
-                conns.spawn(async move {
-                    let svc = hyper::service::service_fn(move |r| {
-                        count.fetch_add(1, Ordering::Relaxed);
-                        let reply = answer(&set, faults, &r);
-                        async move { Ok::<_, Infallible>(reply) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
-                        .await;
-                });
-            }
-        });
-        Self {
-            addr,
-            requests,
-            task,
-        }
+        Self(
+            LocalServer::start(Arc::new(move |r: &http::request::Parts, _: &[u8]| {
+                answer(&set, faults, r)
+            }))
+            .await,
+        )
     }
 
     /// `http://127.0.0.1:port`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.0.url()
     }
 
     /// Requests answered so far.
     pub fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
+        self.0.requests()
     }
 
     /// Closes the listener and every connection.
     pub async fn stop(self) {
-        self.task.abort();
-        let _ = self.task.await;
+        self.0.stop().await;
     }
 }
 
@@ -170,15 +138,9 @@ pub fn url_encode(b: &[u8]) -> String {
 /// An issuer-chain header: its name and the PEM it carries.
 type ChainHeader<'a> = Option<(&'static str, &'a [u8])>;
 
-fn answer(set: &PcsSet, faults: PcsFaults, r: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let path = r.uri().path();
-    let query = r.uri().query().unwrap_or("");
-    let not_found = || {
-        Response::builder()
-            .status(StatusCode::NOT_FOUND)
-            .body(Full::new(Bytes::new()))
-            .unwrap()
-    };
+fn answer(set: &PcsSet, faults: PcsFaults, r: &http::request::Parts) -> Response<Full<Bytes>> {
+    let path = r.uri.path();
+    let query = r.uri.query().unwrap_or("");
     if faults.missing == Some(path) {
         return not_found();
     }

@@ -226,7 +226,8 @@ fn bind(reported: &[u8; 64], expected: &[u8; 64]) -> Result<(), VerifyError> {
 }
 
 /// SNP: the VCEK/VLEK from the evidence; ASK and ARK from the evidence, else the collateral's
-/// `amd_chain` (ARK, ASK), else AMD's pinned certificates of each product generation in turn.
+/// `amd_chain` (ARK, ASK), else AMD's pinned certificates of each product generation in turn; then the
+/// collateral's `amd_crl`, if any.
 fn verify_snp(
     evidence: &proto::SnpEvidence,
     collateral: Option<&proto::Collateral>,
@@ -243,14 +244,25 @@ fn verify_snp(
     if ask.is_some() != ark.is_some() {
         return Err(VerifyError::SnpChainMissing { field: "ASK/ARK" });
     }
-    Ok(crate::snp::verify_report_with_amd_certs(
+    let verified = crate::snp::verify_report_with_amd_certs(
         &evidence.report,
         vek,
         ask.map(Vec::as_slice),
         ark.map(Vec::as_slice),
         policy,
         now,
-    )?)
+    )?;
+    // AMD's CRL, when the collateral carries one: signed by the ARK of the report's generation, current,
+    // and listing neither the ASK nor the VCEK/VLEK.
+    if let Some(c) = collateral.filter(|c| !c.amd_crl.is_empty()) {
+        use crate::snp::{SnpCert, amd_ark_pem, amd_ask_pem, crl};
+        let product = verified.product();
+        let crl = crl::verify_crl(&c.amd_crl, amd_ark_pem(product), now)?;
+        let ask = ask.map_or(amd_ask_pem(product), Vec::as_slice);
+        crl::check_not_revoked(&crl, ask, SnpCert::Ask)?;
+        crl::check_not_revoked(&crl, vek, SnpCert::Vek)?;
+    }
+    Ok(verified)
 }
 
 /// Every GPU `i` against `gpu_nonce(report_data, i)`, after the policy's GPU count.

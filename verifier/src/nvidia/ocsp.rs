@@ -104,6 +104,44 @@ fn is_ocsp_signer(cert: &Certificate) -> bool {
     eku.0.contains(&OID_KP_OCSP_SIGNING)
 }
 
+/// Encodes the RFC 6960 `OCSPRequest` (unsigned, no nonce) for `cert` issued by `issuer`, CertID hashed
+/// with SHA-384 as NVIDIA's verifiers ask: what a client POSTs to the responder.
+pub fn encode_request(cert: &Certificate, issuer: &Certificate) -> Result<Vec<u8>, OcspError> {
+    use x509_ocsp::{CertId, OcspRequest, Request, TbsRequest};
+    let name_der = issuer
+        .tbs_certificate
+        .subject
+        .to_der()
+        .map_err(|_| OcspError::Malformed)?;
+    let key_bits = issuer
+        .tbs_certificate
+        .subject_public_key_info
+        .subject_public_key
+        .raw_bytes();
+    let octets = |v: Vec<u8>| der::asn1::OctetString::new(v).map_err(|_| OcspError::Malformed);
+    let request = OcspRequest {
+        tbs_request: TbsRequest {
+            version: x509_ocsp::Version::V1,
+            requestor_name: None,
+            request_list: vec![Request {
+                req_cert: CertId {
+                    hash_algorithm: x509_cert::spki::AlgorithmIdentifierOwned {
+                        oid: x::OID_SHA384,
+                        parameters: None,
+                    },
+                    issuer_name_hash: octets(Sha384::digest(&name_der).to_vec())?,
+                    issuer_key_hash: octets(Sha384::digest(key_bits).to_vec())?,
+                    serial_number: cert.tbs_certificate.serial_number.clone(),
+                },
+                single_request_extensions: None,
+            }],
+            request_extensions: None,
+        },
+        optional_signature: None,
+    };
+    request.to_der().map_err(|_| OcspError::Malformed)
+}
+
 /// Verifies `response_der` for `cert` issued by `issuer` at `now` (Unix seconds): signature by the issuer or by
 /// a responder certificate the issuer signed for OCSP signing (RFC 6960 §4.2.2.2), status good, and
 /// thisUpdate ≤ now ≤ nextUpdate.
@@ -180,5 +218,34 @@ pub fn verify(
         }),
         CertStatus::Revoked(_) => Err(OcspError::Revoked),
         CertStatus::Unknown(_) => Err(OcspError::Unknown),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    /// The request for the real H100 leaf names it by serial and its issuer by SHA-384 of name and key.
+    #[test]
+    fn request_names_the_certificate_and_its_issuer() {
+        let chain = x::parse_chain(&dait_testdata::read(
+            "nvidia/nvtrust__h100_2023_cert_chain.pem",
+        ))
+        .unwrap();
+        let der = encode_request(&chain[0], &chain[1]).unwrap();
+        let req = x509_ocsp::OcspRequest::from_der(&der).unwrap();
+        let [one] = req.tbs_request.request_list.as_slice() else {
+            panic!("one request expected")
+        };
+        let id = &one.req_cert;
+        assert_eq!(id.hash_algorithm.oid, x::OID_SHA384);
+        assert_eq!(id.serial_number, chain[0].tbs_certificate.serial_number);
+        assert_eq!(
+            id.issuer_name_hash.as_bytes(),
+            &Sha384::digest(chain[1].tbs_certificate.subject.to_der().unwrap())[..]
+        );
+        assert_eq!(id.issuer_key_hash.as_bytes().len(), 48);
+        assert!(req.optional_signature.is_none());
     }
 }

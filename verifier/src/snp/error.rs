@@ -23,6 +23,15 @@ pub enum SnpError {
     /// A certificate signature in the chain does not verify.
     #[error("{0:?} certificate signature does not verify")]
     ChainSignature(SnpCert),
+    /// The AMD CRL is not a DER X.509 CRL (or is over [`super::crl::MAX_CRL_LEN`]).
+    #[error("AMD CRL cannot be parsed")]
+    CrlMalformed,
+    /// The AMD CRL is not issued and signed (RSASSA-PSS/SHA-384) by the ARK.
+    #[error("AMD CRL is not signed by the ARK")]
+    CrlSignature,
+    /// The time is outside the AMD CRL's `thisUpdate..nextUpdate` (or it has no `nextUpdate`).
+    #[error("AMD CRL is not current at the given time")]
+    CrlStale,
     /// CHIP_ID differs from the VCEK's hwID extension.
     #[error("CHIP_ID does not match the VCEK hwID")]
     ChipIdMismatch,
@@ -74,6 +83,9 @@ pub enum SnpError {
         /// The TCB component.
         component: &'static str,
     },
+    /// The AMD CRL lists the certificate.
+    #[error("{0:?} certificate is revoked by AMD's CRL")]
+    Revoked(SnpCert),
     /// The signature algorithm is not ECDSA P-384/SHA-384.
     #[error("unsupported signature algorithm {0}")]
     UnsupportedSignatureAlgorithm(u32),
