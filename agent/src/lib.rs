@@ -328,6 +328,7 @@ pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
         evidence: http::EvidenceGate::new(&config.limits),
         collateral: Arc::default(),
         gpus,
+        gpu_collateral: Arc::default(),
     });
     if mode == Mode::Serve {
         // Readiness needs one evidence generation at start; a failure leaves the agent unready
@@ -522,6 +523,21 @@ pub async fn serve(config: &Config) -> Result<(), AgentError> {
             }
         }
         _ => {}
+    }
+    if app.gpus.is_some() {
+        match collateral::nvidia::NvidiaClient::new(
+            &urls.nvidia_rim_url,
+            &urls.nvidia_ocsp_url,
+            &collateral::ca_file(),
+            &cache,
+        ) {
+            Ok(client) => {
+                tokio::spawn(collateral::keep_fresh(Arc::clone(&app), client));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no NVIDIA collateral client; GPU evidence carries none")
+            }
+        }
     }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

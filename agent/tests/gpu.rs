@@ -303,3 +303,69 @@ fn the_binary_needs_a_gpu_count_on_hardware_and_nvml_for_gpus() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("GPU: NVML init"), "{err}");
 }
+
+/// The NVIDIA collateral refresh of `serve` on the agent's own GPUs: the RIMs named by the report are fetched from
+/// a local RIM service, but the bundles take nothing until every item verifies. The evidence set has no OCSP
+/// response NVIDIA signed, so the responder's answer is refused: the refresh fails with the OCSP error, the agent
+/// turns unready (`collateral_stale`: the default policy cannot verify GPU evidence without it), and the bundle's
+/// GPU carries no half-filled collateral.
+#[tokio::test]
+async fn gpu_collateral_is_embedded_only_when_every_item_verifies() {
+    use dait_agent::collateral::nvidia::NvidiaClient;
+    use dait_agent::collateral::{FetchError, refresh_and_report};
+    common::bounded(async {
+        let attester = std::sync::Arc::new(RealReports::new(&[H100_2023]));
+        let (app, _policy, state) = agent_with(attester);
+        let app = std::sync::Arc::new(app);
+        let rim = common::rim_service(
+            vec![
+                (
+                    "NV_GPU_DRIVER_GH100_545.00".to_owned(),
+                    dait_testdata::read("nvidia/nvtrust__driver_rim_545.00_test_no_gpu.swidtag"),
+                ),
+                (
+                    "NV_GPU_VBIOS_1010_0200_882_96005E0001".to_owned(),
+                    dait_testdata::read(
+                        "nvidia/nvtrust__vbios_rim_96.00.5E.00.01_test_no_gpu.swidtag",
+                    ),
+                ),
+            ],
+            None,
+        )
+        .await;
+        let ocsp =
+            common::ocsp_responder(b"not an OCSP response".to_vec(), Default::default()).await;
+        let client = NvidiaClient::new(
+            &rim.url(),
+            &ocsp.url(),
+            std::path::Path::new("unused-for-http"),
+            &state.path().join("collateral"),
+        )
+        .unwrap();
+        // Inside the RIM signers' validity window.
+        let now = UnixTime::from_secs(1_717_200_000);
+
+        let e = refresh_and_report(&app, &client, now).await.unwrap_err();
+        assert!(
+            matches!(e, FetchError::OcspRejected { index: 0, .. }),
+            "{e:?}"
+        );
+        assert_eq!(rim.requests(), 2, "both RIMs were fetched");
+        let codes: Vec<_> = app
+            .readiness
+            .failures()
+            .await
+            .iter()
+            .map(|f| f.code)
+            .collect();
+        assert!(codes.contains(&"collateral_stale"), "{codes:?}");
+
+        let bytes = dait_agent::http::bundle(&app, &NONCE).unwrap();
+        let bundle = dait_chain_client::decode_bundle(&bytes).unwrap();
+        assert_eq!(bundle.gpus.len(), 1);
+        assert!(bundle.gpus[0].driver_rim.is_empty() && bundle.gpus[0].ocsp_responses.is_empty());
+        rim.stop().await;
+        ocsp.stop().await;
+    })
+    .await;
+}

@@ -14,6 +14,7 @@
 //! [`proto::GpuEvidence`] (`driver_rim`, `vbios_rim`, `ocsp_responses`) for the GPU path.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -24,7 +25,8 @@ use dait_verifier::rim::verify_rim;
 use sha2::Digest as _;
 
 use super::service::Service;
-use super::{FetchError, RimFailure, store_file};
+use super::{FetchError, Refresh, RimFailure, store_file};
+use crate::http::App;
 
 /// Environment variable naming the NVIDIA RIM service base URL.
 pub const NVIDIA_RIM_URL_ENV: &str = "DAIT_NVIDIA_RIM_URL";
@@ -211,5 +213,133 @@ impl NvidiaClient {
         gpu.vbios_rim = self.rim(&ids.vbios, now).await?;
         gpu.ocsp_responses = self.ocsp(&gpu.cert_chain, now).await?;
         Ok(())
+    }
+}
+/// The NVIDIA collateral of each GPU (by index), put into the GPUs' evidence of every bundle; filled by
+/// [`refresh_once`] and replaced when refreshed.
+#[derive(Debug, Default)]
+pub struct GpuCollateralSlot(RwLock<Vec<GpuCollateral>>);
+
+/// One GPU's RIMs and the OCSP responses for its device chain.
+#[derive(Clone, Debug, Default)]
+pub struct GpuCollateral {
+    driver_rim: Vec<u8>,
+    vbios_rim: Vec<u8>,
+    ocsp_responses: Vec<Vec<u8>>,
+}
+
+impl GpuCollateralSlot {
+    /// Fills each of `gpus` (index order) with its collateral, where fetched; the rest stay without.
+    pub fn fill(&self, gpus: &mut [proto::GpuEvidence]) {
+        let held = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        for (gpu, c) in gpus.iter_mut().zip(held.iter()) {
+            gpu.driver_rim.clone_from(&c.driver_rim);
+            gpu.vbios_rim.clone_from(&c.vbios_rim);
+            gpu.ocsp_responses.clone_from(&c.ocsp_responses);
+        }
+    }
+
+    fn set(&self, collateral: Vec<GpuCollateral>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = collateral;
+    }
+}
+
+/// Fetches (or takes from the cache) the RIMs and OCSP responses of the agent's GPUs, from one fresh
+/// collection of their evidence, and puts them in `app.gpu_collateral`. Returns the earliest OCSP
+/// `nextUpdate`; `None` without GPUs (`--gpus 0`).
+pub async fn refresh_once(
+    app: &Arc<App>,
+    client: &NvidiaClient,
+    now: UnixTime,
+) -> Result<Option<UnixTime>, FetchError> {
+    if app.gpus.is_none() {
+        return Ok(None);
+    }
+    let gpu_app = Arc::clone(app);
+    let evidence = tokio::task::spawn_blocking(move || {
+        let mut report_data = [0u8; 64];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut report_data);
+        gpu_app.gpus.as_ref().map(|g| g.evidence(&report_data))
+    })
+    .await
+    .map_err(|e| FetchError::Transport {
+        item: "GPU evidence",
+        reason: e.to_string(),
+    })?;
+    let Some(evidence) = evidence else {
+        return Ok(None);
+    };
+    let evidence = evidence.map_err(|e| FetchError::Transport {
+        item: "GPU evidence",
+        reason: e.to_string(),
+    })?;
+    let mut out = Vec::with_capacity(evidence.len());
+    let mut earliest: Option<u64> = None;
+    for mut gpu in evidence {
+        client.embed(&mut gpu, now).await?;
+        let certs = dait_verifier::x509::parse_chain(&gpu.cert_chain.concat()).map_err(|_| {
+            FetchError::OcspRejected {
+                index: 0,
+                source: ocsp::OcspError::Malformed,
+            }
+        })?;
+        for (index, (der, pair)) in gpu.ocsp_responses.iter().zip(certs.windows(2)).enumerate() {
+            let [cert, issuer] = pair else { continue };
+            let good = ocsp::verify(der, cert, issuer, now)
+                .map_err(|source| FetchError::OcspRejected { index, source })?;
+            earliest = Some(earliest.map_or(good.next_update, |e| e.min(good.next_update)));
+        }
+        out.push(GpuCollateral {
+            driver_rim: gpu.driver_rim,
+            vbios_rim: gpu.vbios_rim,
+            ocsp_responses: gpu.ocsp_responses,
+        });
+    }
+    app.gpu_collateral.set(out);
+    Ok(earliest.map(UnixTime::from_secs))
+}
+
+impl Refresh for NvidiaClient {
+    fn refresh<'a>(
+        &'a self,
+        app: &'a Arc<App>,
+        now: UnixTime,
+    ) -> futures::future::BoxFuture<'a, Result<Option<UnixTime>, FetchError>> {
+        Box::pin(refresh_once(app, self, now))
+    }
+
+    /// OCSP responses live for days; a day's margin, as for the other collateral.
+    fn margin(&self) -> Duration {
+        Duration::from_secs(24 * 3600)
+    }
+
+    /// The default policy requires RIMs and OCSP for every GPU: a bundle without them does not verify.
+    fn required(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_slot_fills_each_gpu_by_index_and_leaves_the_rest() {
+        let slot = GpuCollateralSlot::default();
+        let mut gpus = vec![proto::GpuEvidence::default(); 2];
+        slot.fill(&mut gpus);
+        assert!(gpus.iter().all(|g| g.driver_rim.is_empty()));
+
+        slot.set(vec![GpuCollateral {
+            driver_rim: b"driver".to_vec(),
+            vbios_rim: b"vbios".to_vec(),
+            ocsp_responses: vec![b"leaf".to_vec(), b"intermediate".to_vec()],
+        }]);
+        slot.fill(&mut gpus);
+        assert_eq!(gpus[0].driver_rim, b"driver");
+        assert_eq!(gpus[0].vbios_rim, b"vbios");
+        assert_eq!(gpus[0].ocsp_responses.len(), 2);
+        assert!(gpus[1].driver_rim.is_empty() && gpus[1].ocsp_responses.is_empty());
     }
 }

@@ -97,6 +97,8 @@ pub struct App {
     pub collateral: Arc<crate::collateral::CollateralSlot>,
     /// The GPUs attested in each bundle (`None`: `--gpus 0`, CPU only).
     pub gpus: Option<crate::tee::gpu::Gpus>,
+    /// The NVIDIA collateral (RIMs, OCSP) put into each GPU's evidence (empty until fetched).
+    pub gpu_collateral: Arc<crate::collateral::nvidia::GpuCollateralSlot>,
 }
 
 impl std::fmt::Debug for App {

@@ -123,8 +123,11 @@ pub fn bundle(app: &App, freshness: &Freshness) -> Result<Vec<u8>, crate::tee::T
     app.readiness.set_tee(cpu.is_ok());
     let gpus = match (&cpu, &app.gpus) {
         (Ok(_), Some(g)) => {
-            let gpus = g.evidence(&rd);
+            let mut gpus = g.evidence(&rd);
             app.readiness.set_gpus(gpus.is_ok());
+            if let Ok(gpus) = &mut gpus {
+                app.gpu_collateral.fill(gpus);
+            }
             gpus
         }
         _ => Ok(Vec::new()),
