@@ -131,6 +131,11 @@ pub struct RawConfig {
     /// bound here (PROTOCOL.md §10.1); `dait-measure launch-binding` prints the value.
     #[arg(long, env = "DAIT_SIMULATED_MRCONFIGID", value_name = "HEX")]
     pub simulated_mrconfigid: Option<String>,
+    /// The vTPM, as a TSS TCTI (`device:/dev/tpmrm0`, `swtpm:host=127.0.0.1,port=2321`): the runtime events
+    /// are also extended into PCR 23 and each bundle carries a quote (feature `vtpm`; without a usable TPM
+    /// the agent does not start).
+    #[arg(long, env = "DAIT_TPM", value_name = "TCTI")]
+    pub tpm: Option<String>,
     /// Limits and timeouts.
     #[command(flatten)]
     pub limits: RawLimits,
@@ -185,6 +190,8 @@ pub struct Config {
     pub dangerous_truncate_receipt_log_at: Option<u64>,
     /// `--tee simulated` only: the simulated launch-time `MRCONFIGID`.
     pub simulated_mrconfigid: Option<[u8; 48]>,
+    /// The vTPM's TCTI (`--tpm`).
+    pub tpm: Option<String>,
     /// Limits and timeouts.
     pub limits: Limits,
 }
@@ -259,6 +266,7 @@ impl RawConfig {
             engine_build: self.engine_build,
             dangerous_truncate_receipt_log_at: self.dangerous_truncate_receipt_log_at,
             simulated_mrconfigid,
+            tpm: self.tpm,
             limits: self.limits.validate()?,
         })
     }

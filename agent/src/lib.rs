@@ -233,6 +233,7 @@ pub enum Mode {
 /// Build everything a server needs from a validated configuration.
 pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
     let tee = tee::open(config.tee, &config.state_dir, config.simulated_mrconfigid)?;
+    let tee = tee::with_vtpm(tee, config.tpm.as_deref())?;
 
     let RuntimeEvents {
         weight_hash,

@@ -119,16 +119,27 @@ fn parse_freshness(query: Option<&str>) -> Option<Freshness> {
 pub fn bundle(app: &App, freshness: &Freshness) -> Result<Vec<u8>, crate::tee::TeeError> {
     let rd = app.keys.report_data(freshness);
     let started = std::time::Instant::now();
-    let cpu = app.tee.evidence(&rd);
+    let evidence = app
+        .tee
+        .evidence(&rd)
+        .and_then(|cpu| Ok((cpu, app.tee.tpm_quote(&rd)?)));
     app.metrics.evidence(started.elapsed());
-    app.readiness.set_tee(cpu.is_ok());
-    Ok(assemble_bundle(app, freshness, cpu?))
+    app.readiness.set_tee(evidence.is_ok());
+    let (cpu, tpm) = evidence?;
+    Ok(encode_bundle(&proto::EvidenceBundle {
+        tpm,
+        ..bundle_of(app, freshness, cpu)
+    }))
 }
 
 /// The encoded evidence bundle of `cpu` evidence with the app's keyset and runtime event log, for
 /// `freshness`. [`bundle`] gives it the evidence the TEE produced for this keyset and freshness.
 pub fn assemble_bundle(app: &App, freshness: &Freshness, cpu: proto::CpuEvidence) -> Vec<u8> {
-    encode_bundle(&proto::EvidenceBundle {
+    encode_bundle(&bundle_of(app, freshness, cpu))
+}
+
+fn bundle_of(app: &App, freshness: &Freshness, cpu: proto::CpuEvidence) -> proto::EvidenceBundle {
+    proto::EvidenceBundle {
         version: dait_chain_client::PROTOCOL_VERSION,
         keyset: app.keys.keyset_bytes.clone(),
         freshness: Some(freshness.to_proto()),
@@ -137,7 +148,7 @@ pub fn assemble_bundle(app: &App, freshness: &Freshness, cpu: proto::CpuEvidence
         tpm: None,
         event_log: app.event_log.clone(),
         collateral: app.collateral.get(),
-    })
+    }
 }
 
 async fn attestation(app: &Arc<App>, query: Option<&str>) -> Response<Body> {

@@ -16,6 +16,7 @@ mod engine;
 mod host;
 mod metrics;
 mod pcs;
+mod swtpm;
 mod tenant;
 
 pub use attack::*;
@@ -24,4 +25,5 @@ pub use engine::*;
 pub use host::*;
 pub use metrics::*;
 pub use pcs::*;
+pub use swtpm::*;
 pub use tenant::*;
