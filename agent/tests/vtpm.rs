@@ -20,6 +20,8 @@ use dait_agent::tee::vtpm::VtpmBackend;
 use dait_chain_client::proto::{self, SimulatedReportBody, cpu_evidence};
 use dait_chain_client::runtime_log::{self, EventLog, RUNTIME_VTPM_PCR};
 use dait_chain_client::{Freshness, encode_bundle};
+use dait_measure::ReferenceMeasurements;
+use dait_measure::reference::RuntimeEvent;
 use dait_verifier::bundle::{Policy, UnixTime, VerifiedBundle, VerifyError, verify_bundle};
 use dait_verifier::tpm::{TpmError, tpm_name};
 use prost::Message as _;
@@ -131,7 +133,33 @@ async fn agent_on_swtpm_serves_a_quote_the_verifier_accepts() {
         .clone()
         .expect("the bundle carries a quote");
     let ak_name = tpm_name(&tpm.ak_public);
-    let mut policy = policy(served.state.path());
+    // A reference file for this configuration (a release's, its runtime events replaced by the agent's):
+    // the policy made from it pins PCR 23 to the value the reference predicts.
+    let mut reference = ReferenceMeasurements::load(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../measurements/reference/0.1.1.json"
+    )))
+    .unwrap();
+    reference.runtime.events = events_of(&served.bundle)
+        .iter()
+        .map(|(_, data)| {
+            let (name, sha) = data.split_once(':').unwrap();
+            RuntimeEvent {
+                name: name.to_owned(),
+                sha256: sha.parse().unwrap(),
+            }
+        })
+        .collect();
+    let root = std::fs::read_to_string(served.state.path().join("sim-root.pub")).unwrap();
+    let mut policy = Policy::from_reference(&reference)
+        .unwrap()
+        .dangerous_allow_simulated(&hex::decode(root.trim()).unwrap())
+        .unwrap();
+    assert_eq!(
+        policy.tpm.pcrs,
+        [(RUNTIME_VTPM_PCR, reference.expected_runtime_pcr_sha256().0)]
+    );
+    policy.tpm.required = true;
     policy.tpm.ak_name = Some(ak_name.clone());
     let verified = verify(&served.bundle, &policy).unwrap();
 
