@@ -574,7 +574,8 @@ mod tests {
         let public = [0x00, 0x23, 0x00, 0x0b, 0x00, 0x05];
         let name = tpm_name(&public);
         assert_eq!(name.get(..2), Some([0x00, 0x0b].as_slice()));
-        assert_eq!(name.get(2..), Some(Sha256::digest(public).as_slice()));
+        let digest: [u8; 32] = Sha256::digest(public).into();
+        assert_eq!(name.get(2..), Some(digest.as_slice()));
         // Another name algorithm gives no digest, so it matches no pinned SHA-256 name.
         assert_eq!(tpm_name(&[0x00, 0x23, 0x00, 0x0c]), vec![0x00, 0x0c]);
     }
