@@ -131,6 +131,12 @@ pub struct RawConfig {
     /// bound here (PROTOCOL.md §10.1); `dait-measure launch-binding` prints the value.
     #[arg(long, env = "DAIT_SIMULATED_MRCONFIGID", value_name = "HEX")]
     pub simulated_mrconfigid: Option<String>,
+    /// The number of NVIDIA GPUs the agent attests: `serve` and `attest` refuse to start unless confidential-computing
+    /// mode is on and exactly this many GPUs are present, and set them ready only after their evidence verified.
+    /// `0` is the explicit CPU-only mode (bundles carry no GPU evidence). Required with `--tee tdx|snp`; the
+    /// simulated TEE defaults to 0.
+    #[arg(long, env = "DAIT_GPUS", value_name = "N")]
+    pub gpus: Option<u32>,
     /// The vTPM, as a TSS TCTI (`device:/dev/tpmrm0`, `swtpm:host=127.0.0.1,port=2321`): the runtime events
     /// are also extended into PCR 23 and each bundle carries a quote (feature `vtpm`; without a usable TPM
     /// the agent does not start).
@@ -190,10 +196,26 @@ pub struct Config {
     pub dangerous_truncate_receipt_log_at: Option<u64>,
     /// `--tee simulated` only: the simulated launch-time `MRCONFIGID`.
     pub simulated_mrconfigid: Option<[u8; 48]>,
+    /// `--gpus`, as given.
+    pub gpus: Option<u32>,
     /// The vTPM's TCTI (`--tpm`).
     pub tpm: Option<String>,
     /// Limits and timeouts.
     pub limits: Limits,
+}
+
+impl Config {
+    /// The number of GPUs to attest: `--gpus`, which a hardware TEE needs (no GPU count is assumed on real
+    /// hardware); the simulated TEE defaults to none.
+    pub fn expected_gpus(&self) -> Result<u32, ConfigError> {
+        match (self.gpus, self.tee) {
+            (Some(n), _) => Ok(n),
+            (None, TeeKind::Simulated) => Ok(0),
+            (None, TeeKind::Snp | TeeKind::Tdx) => Err(ConfigError::Missing(
+                "--gpus / DAIT_GPUS (the number of GPUs to attest; 0 for CPU only)",
+            )),
+        }
+    }
 }
 
 impl RawConfig {
@@ -266,6 +288,7 @@ impl RawConfig {
             engine_build: self.engine_build,
             dangerous_truncate_receipt_log_at: self.dangerous_truncate_receipt_log_at,
             simulated_mrconfigid,
+            gpus: self.gpus,
             tpm: self.tpm,
             limits: self.limits.validate()?,
         })

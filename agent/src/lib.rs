@@ -10,14 +10,16 @@
 //!   launch (TDX `MRCONFIGID`, SEV-SNP `HOST_DATA`): the agent checks its own report and refuses to start
 //!   otherwise (PROTOCOL.md §10.1).
 //! - `GET /v1/attestation?nonce=` returns an evidence bundle whose `report_data` binds the keyset
-//!   hash and the tenant's nonce (PROTOCOL.md §3, §7).
+//!   hash and the tenant's nonce (PROTOCOL.md §3, §7), with each NVIDIA GPU's report for its
+//!   `gpu_nonce` (`--gpus N`, through NVML: [`tee::gpu`]; the GPUs are set ready only after the agent
+//!   verified their evidence at start).
 //! - `POST /v1/ohttp` takes an Oblivious HTTP request (chunked OHTTP for streaming), checks the
 //!   tenant's signed channel state, forwards the call to the engine on loopback, encrypts the
 //!   answer and returns a signed receipt, logged durably before the response is released. A call
 //!   marked replayable (`x-dait-replayable: 1`) is served only with `--engine-deterministic` and
 //!   replayable sampling, with the seed sent to the engine named in its receipt (PROTOCOL.md §6).
 //! - `GET /healthz` says the process is up; `GET /readyz` checks the named conditions of
-//!   [`ready`] (engine, receipt log, TEE). `--metrics-listen` serves Prometheus [`metrics`] on a
+//!   [`ready`] (engine, receipt log, TEE, GPUs). `--metrics-listen` serves Prometheus [`metrics`] on a
 //!   separate listener.
 //!
 //! # Example
@@ -87,6 +89,9 @@ pub enum AgentError {
     /// Invalid configuration.
     #[error("configuration")]
     Config(#[from] ConfigError),
+    /// The GPUs fail the start-up rule (count, CC mode) or their evidence does not verify.
+    #[error("GPU")]
+    Gpu(#[from] tee::gpu::GpuError),
     /// The TEE backend failed.
     #[error("TEE")]
     Tee(#[from] tee::TeeError),
@@ -232,26 +237,22 @@ pub enum Mode {
 
 /// Build everything a server needs from a validated configuration.
 pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
+    let expected_gpus = config.expected_gpus()?;
     let tee = tee::open(config.tee, &config.state_dir, config.simulated_mrconfigid)?;
     let tee = tee::with_vtpm(tee, config.tpm.as_deref())?;
 
+    // The GPUs are counted and their CC mode checked before anything is extended into the runtime register,
+    // which a later start in the same boot could not replay; their evidence is verified once bound.
+    let gpus = open_gpus(config.tee, expected_gpus)?;
+    let runtime = RuntimeEvents::from_config(config)?;
+    let event_log = bind_runtime(tee.as_ref(), &runtime)?;
     let RuntimeEvents {
         weight_hash,
         engine_build,
-        events,
-    } = RuntimeEvents::from_config(config)?;
-    let mut event_log = EventLog::default();
-    let mut unsupported = None;
-    for (kind, sha256) in events {
-        event_log.record(kind, &runtime_log::event_data(kind, &sha256));
-        match tee.extend_runtime(&event_log) {
-            Ok(()) => {}
-            Err(tee::TeeError::Unsupported(what)) => unsupported = Some(what),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    if let Some(what) = unsupported {
-        check_launch_binding(tee.as_ref(), &event_log, what)?;
+        ..
+    } = runtime;
+    if let Some(g) = &gpus {
+        set_gpus_ready(g)?;
     }
 
     let host_account = match &config.host_key_path {
@@ -327,6 +328,7 @@ pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
         gates: http::Gates::new(&config.limits),
         evidence: http::EvidenceGate::new(&config.limits),
         collateral: Arc::default(),
+        gpus,
     });
     if mode == Mode::Serve {
         // Readiness needs one evidence generation at start; a failure leaves the agent unready
@@ -336,6 +338,58 @@ pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
         }
     }
     Ok(app)
+}
+
+/// Records the runtime events in order and binds them into the evidence (PROTOCOL.md §10.1): each extended into
+/// the runtime register where `tee` can (the simulated TEE; TDX with the kernel's tsm-mr `rtmr3:sha384`), else
+/// checked against the launch-time field of the agent's own report. Returns the event log.
+pub fn bind_runtime(
+    tee: &dyn tee::TeeBackend,
+    runtime: &RuntimeEvents,
+) -> Result<EventLog, AgentError> {
+    let mut event_log = EventLog::default();
+    let mut unsupported = None;
+    for (kind, sha256) in runtime.events {
+        event_log.record(kind, &runtime_log::event_data(kind, &sha256));
+        match tee.extend_runtime(&event_log) {
+            Ok(()) => {}
+            Err(tee::TeeError::Unsupported(what)) => unsupported = Some(what),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match unsupported {
+        Some(what) => check_launch_binding(tee, &event_log, what)?,
+        None => tracing::info!("runtime configuration extended into the runtime register"),
+    }
+    Ok(event_log)
+}
+
+/// The GPUs of `--gpus N` (PROTOCOL.md §7): none for `--gpus 0` (CPU only, chosen explicitly); otherwise NVML
+/// must show CC mode on and exactly N GPUs.
+fn open_gpus(kind: config::TeeKind, expected: u32) -> Result<Option<tee::gpu::Gpus>, AgentError> {
+    if expected == 0 {
+        if kind != config::TeeKind::Simulated {
+            tracing::warn!("--gpus 0: CPU-only mode, the evidence carries no GPU");
+        }
+        return Ok(None);
+    }
+    let attester = tee::NvmlAttester::open()?;
+    Ok(Some(tee::gpu::Gpus::open(Box::new(attester), expected)?))
+}
+
+/// Each GPU's evidence verified by the agent itself, then the GPUs set ready to take work.
+fn set_gpus_ready(gpus: &tee::gpu::Gpus) -> Result<(), AgentError> {
+    let verified = gpus.verify_and_set_ready(dait_verifier::UnixTime::now())?;
+    for (index, gpu) in verified.iter().enumerate() {
+        tracing::info!(
+            index,
+            driver = gpu.driver_version().unwrap_or("-"),
+            vbios = gpu.vbios_version().unwrap_or("-"),
+            "GPU evidence verified"
+        );
+    }
+    tracing::info!(gpus = gpus.count(), "GPUs set ready");
+    Ok(())
 }
 
 /// The launch-binding path (PROTOCOL.md §10.1), taken when the guest cannot extend its runtime register
@@ -514,6 +568,8 @@ mod tests {
             "tdx",
             "--state-dir",
             "/tmp/x",
+            "--gpus",
+            "0",
         ];
         args.extend_from_slice(extra);
         let Command::Serve { raw } = config::Cli::try_parse_from(args).unwrap().command else {

@@ -6,9 +6,10 @@
 //! | [`Condition::EngineReachable`] | `engine_unreachable` | the engine answered `GET` [`crate::engine::ENGINE_HEALTH_PATH`] with a success status within [`ENGINE_PROBE_TIMEOUT`]; the answer is cached for [`ENGINE_PROBE_TTL`], so `/readyz` never probes once per request |
 //! | [`Condition::ReceiptLogWritable`] | `receipt_log_unwritable` | a receipt log is open and takes appends ([`LogState::Writable`]): out of space it turns ready again once space is found (probed by `/readyz` and by calls, at most once a second); after any other failed write or `fdatasync` it stays unready until a restart |
 //! | [`Condition::TeeUsable`] | `tee_unusable` | the last evidence generation (at start, then each attestation) succeeded |
+//! | [`Condition::GpusUsable`] | `gpus_unusable` | with `--gpus N` (N > 0), the last collection of the GPUs' evidence (at start, then each attestation) succeeded; without GPUs it holds |
 //!
-//! Not conditions yet: GPU evidence (not produced by the agent yet) and the freshness of the TDX
-//! collateral the agent fetches ([`crate::collateral`]); each becomes one more [`Condition`] here.
+//! Not a condition yet: the freshness of the TDX collateral the agent fetches ([`crate::collateral`]); it
+//! becomes one more [`Condition`] here.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -33,6 +34,8 @@ pub enum Condition {
     ReceiptLogWritable,
     /// The TEE backend produces evidence.
     TeeUsable,
+    /// The GPUs produce evidence.
+    GpusUsable,
 }
 
 impl Condition {
@@ -42,6 +45,7 @@ impl Condition {
             Self::EngineReachable => "engine_unreachable",
             Self::ReceiptLogWritable => "receipt_log_unwritable",
             Self::TeeUsable => "tee_unusable",
+            Self::GpusUsable => "gpus_unusable",
         }
     }
 }
@@ -71,6 +75,7 @@ pub struct Readiness {
     probe: tokio::sync::Mutex<Option<(Instant, Result<(), &'static str>)>>,
     receipt_log: Option<AtomicU8>,
     tee: AtomicBool,
+    gpus: AtomicBool,
 }
 
 impl Readiness {
@@ -82,6 +87,7 @@ impl Readiness {
             probe: tokio::sync::Mutex::new(None),
             receipt_log: receipt_log.then(|| AtomicU8::new(LogState::Writable.to_u8())),
             tee: AtomicBool::new(true),
+            gpus: AtomicBool::new(true),
         }
     }
 
@@ -95,6 +101,11 @@ impl Readiness {
     /// Record how the last evidence generation went.
     pub fn set_tee(&self, ok: bool) {
         self.tee.store(ok, Ordering::Relaxed);
+    }
+
+    /// Record how the last collection of the GPUs' evidence went.
+    pub fn set_gpus(&self, ok: bool) {
+        self.gpus.store(ok, Ordering::Relaxed);
     }
 
     /// Every failing condition, in [`Condition`] order; empty when ready.
@@ -126,6 +137,12 @@ impl Readiness {
             out.push(Failure::new(
                 Condition::TeeUsable,
                 "the last evidence generation failed",
+            ));
+        }
+        if !self.gpus.load(Ordering::Relaxed) {
+            out.push(Failure::new(
+                Condition::GpusUsable,
+                "the last collection of the GPUs' evidence failed",
             ));
         }
         out
@@ -177,7 +194,18 @@ mod tests {
                 "tee_unusable"
             ]
         );
+        r.set_gpus(false);
+        assert_eq!(
+            codes(&r.failures().await),
+            [
+                "engine_unreachable",
+                "receipt_log_unwritable",
+                "tee_unusable",
+                "gpus_unusable"
+            ]
+        );
         r.set_tee(true);
+        r.set_gpus(true);
         assert_eq!(
             codes(&r.failures().await),
             ["engine_unreachable", "receipt_log_unwritable"]

@@ -143,7 +143,7 @@ fn runtime_failures_exit_1() {
     // Hardware TEE without its device: refuses to start, no fallback.
     if !Path::new(dait_agent::tee::TSM_REPORT_DIR).exists() {
         for tee in ["tdx", "snp"] {
-            let out = run(&["serve", "--tee", tee, "--state-dir", state]);
+            let out = run(&["serve", "--tee", tee, "--state-dir", state, "--gpus", "0"]);
             assert_eq!(out.status.code(), Some(1));
             assert!(String::from_utf8_lossy(&out.stderr).contains("TEE device missing"));
         }

@@ -5,8 +5,9 @@
 //! collects real evidence through the agent (the agent built as `dait-host attest --tee tdx|snp` builds it: a
 //! fresh keyset, the configfs-tsm backend at `/sys/kernel/config/tsm/report`) for a fresh random nonce,
 //! verifies it with the verifier, and prints what it ran on. Hardware whose evidence the agent cannot collect
-//! yet (NVIDIA GPUs through NVML) makes its test fail, never pass. The vTPM test needs the `vtpm` and
-//! `simulated-tee` features (its CPU evidence is simulated, its TPM real; it resets PCR 23 first).
+//! yet makes its test fail, never pass. The CPU tests build the agent with `--gpus 0`; the GPU test goes through
+//! the agent's NVML attester on its own. The vTPM test needs the `vtpm` and `simulated-tee` features (its CPU
+//! evidence is simulated, its TPM real; it resets PCR 23 first).
 //!
 //! Settings (environment):
 //! - `DAIT_COLLATERAL_DIR`: the Intel collateral for the TDX quote (a directory of the PCS files, or a
@@ -69,6 +70,8 @@ fn agent(tee: &str) -> (App, tempfile::TempDir) {
         tee,
         "--state-dir",
         state.path().to_str().unwrap(),
+        "--gpus",
+        "0",
     ];
     let Command::Serve { raw } = Cli::try_parse_from(args).unwrap().command else {
         unreachable!()
@@ -189,9 +192,8 @@ fn tdx_guest_bundle_verifies() {
             v.runtime()
         ),
         Err(VerifyError::EventLogMismatch) => panic!(
-            "the quote verified but the runtime event log does not replay to RTMR3: the runtime configuration \
-             is not bound into this guest's evidence (RTMR3 extension and launch-time binding are not built \
-             yet; docs/HARDWARE.md)"
+            "the quote verified but the runtime event log does not replay to RTMR3: RTMR3 was extended by \
+             something else in this boot (docs/HARDWARE.md)"
         ),
         Err(e) => panic!("the agent's TDX bundle: {}", chain(e)),
     }
@@ -224,14 +226,58 @@ fn snp_guest_bundle_verifies() {
 #[test]
 #[ignore = "needs an NVIDIA GPU in confidential-computing mode"]
 fn nvidia_gpu_evidence() {
+    use dait_agent::tee::NvmlAttester;
+    use dait_agent::tee::gpu::{self, GpuAttester as _, Gpus};
     if !Path::new("/dev/nvidia0").exists() {
         eprintln!("skipped: no nvidia gpu (no /dev/nvidia0)");
         return;
     }
-    panic!(
-        "an NVIDIA GPU is present (/dev/nvidia0), but the agent does not collect GPU evidence yet (NVML \
-         attestation reports, issue 9 item 3): nothing can be verified, so this test fails until it is built"
-    );
+    let attester = match NvmlAttester::open() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!(
+                "skipped: no nvidia gpu (libnvidia-ml does not load: {})",
+                chain(e)
+            );
+            return;
+        }
+    };
+    let inventory = attester
+        .inventory()
+        .unwrap_or_else(|e| panic!("NVML inventory: {}", chain(e)));
+    if !inventory.cc_enabled {
+        eprintln!(
+            "skipped: no nvidia gpu in confidential-computing mode ({} GPUs, CC mode off; docs/HARDWARE.md)",
+            inventory.count
+        );
+        return;
+    }
+    // The agent's start-up path: the rule (count, CC mode, not developer-tools mode), its own verification of each
+    // GPU's evidence, then the ready state.
+    let gpus = Gpus::open(Box::new(attester), inventory.count)
+        .unwrap_or_else(|e| panic!("the GPU start-up rule: {}", chain(e)));
+    gpus.verify_and_set_ready(UnixTime::now())
+        .unwrap_or_else(|e| panic!("the agent's own GPU check: {}", chain(e)));
+    // The per-request path: every GPU's report for gpu_nonce(report_data, i), in order, verified.
+    let report_data: [u8; 64] = std::array::from_fn(|_| rand::random());
+    let evidence = gpus
+        .evidence(&report_data)
+        .unwrap_or_else(|e| panic!("the agent's GPU evidence: {}", chain(e)));
+    let verified = gpu::verify(&evidence, &report_data, UnixTime::now())
+        .unwrap_or_else(|e| panic!("the GPU evidence from this machine: {}", chain(e)));
+    for (i, v) in verified.iter().enumerate() {
+        eprintln!(
+            "ran on: NVIDIA GPU {i} of {} (driver {}, VBIOS {}, FWID {}, {} measurements, padding {}, attestation key \
+             SPKI SHA-256 {})",
+            inventory.count,
+            v.driver_version().unwrap_or("-"),
+            v.vbios_version().unwrap_or("-"),
+            v.fwid().map(hex::encode).unwrap_or_default(),
+            v.measurements().len(),
+            v.padding(),
+            hex::encode(v.leaf_spki_sha256())
+        );
+    }
 }
 
 #[test]

@@ -39,7 +39,9 @@ mod verify;
 pub use error::VerifyError;
 pub use policy::{NvidiaRootsSetting, Policy, ReferenceError, TpmPolicy};
 pub use runtime::AttestedRuntime;
-pub use verify::{VerifiedBundle, verify_bundle, verify_bundle_with_collateral};
+pub use verify::{
+    VerifiedBundle, verify_bundle, verify_bundle_gpus, verify_bundle_with_collateral,
+};
 
 /// Keysets created more than this far in the future (host clock ahead) are rejected.
 pub const MAX_CLOCK_SKEW_SECS: u64 = 300;

@@ -43,7 +43,7 @@ use crate::tee::TeeBackend;
 pub use admission::{Gates, OVERFLOW_CONNECTIONS};
 pub use evidence::{CACHED_BUNDLES, EvidenceGate};
 pub use ops::serve_metrics;
-pub use routes::{assemble_bundle, bundle, handle};
+pub use routes::{assemble_bundle, assemble_bundle_with_gpus, bundle, handle};
 pub use serve::{dangerous_serve_plaintext, serve_tls, serve_tls_until};
 
 /// Response body type of the server.
@@ -95,6 +95,8 @@ pub struct App {
     pub evidence: EvidenceGate,
     /// The TDX collateral embedded in each bundle (empty on other platforms, and until fetched).
     pub collateral: Arc<crate::collateral::CollateralSlot>,
+    /// The GPUs attested in each bundle (`None`: `--gpus 0`, CPU only).
+    pub gpus: Option<crate::tee::gpu::Gpus>,
 }
 
 impl std::fmt::Debug for App {

@@ -119,32 +119,55 @@ fn parse_freshness(query: Option<&str>) -> Option<Freshness> {
 pub fn bundle(app: &App, freshness: &Freshness) -> Result<Vec<u8>, crate::tee::TeeError> {
     let rd = app.keys.report_data(freshness);
     let started = std::time::Instant::now();
-    let evidence = app
+    let cpu = app
         .tee
         .evidence(&rd)
         .and_then(|cpu| Ok((cpu, app.tee.tpm_quote(&rd)?)));
+    app.readiness.set_tee(cpu.is_ok());
+    let gpus = match (&cpu, &app.gpus) {
+        (Ok(_), Some(g)) => {
+            let gpus = g.evidence(&rd);
+            app.readiness.set_gpus(gpus.is_ok());
+            gpus
+        }
+        _ => Ok(Vec::new()),
+    };
     app.metrics.evidence(started.elapsed());
-    app.readiness.set_tee(evidence.is_ok());
-    let (cpu, tpm) = evidence?;
+    let (cpu, tpm) = cpu?;
     Ok(encode_bundle(&proto::EvidenceBundle {
         tpm,
-        ..bundle_of(app, freshness, cpu)
+        ..bundle_of(app, freshness, cpu, gpus?)
     }))
 }
 
 /// The encoded evidence bundle of `cpu` evidence with the app's keyset and runtime event log, for
 /// `freshness`. [`bundle`] gives it the evidence the TEE produced for this keyset and freshness.
 pub fn assemble_bundle(app: &App, freshness: &Freshness, cpu: proto::CpuEvidence) -> Vec<u8> {
-    encode_bundle(&bundle_of(app, freshness, cpu))
+    assemble_bundle_with_gpus(app, freshness, cpu, Vec::new())
 }
 
-fn bundle_of(app: &App, freshness: &Freshness, cpu: proto::CpuEvidence) -> proto::EvidenceBundle {
+/// [`assemble_bundle`] with the GPUs' evidence, GPU `i` at position `i`.
+pub fn assemble_bundle_with_gpus(
+    app: &App,
+    freshness: &Freshness,
+    cpu: proto::CpuEvidence,
+    gpus: Vec<proto::GpuEvidence>,
+) -> Vec<u8> {
+    encode_bundle(&bundle_of(app, freshness, cpu, gpus))
+}
+
+fn bundle_of(
+    app: &App,
+    freshness: &Freshness,
+    cpu: proto::CpuEvidence,
+    gpus: Vec<proto::GpuEvidence>,
+) -> proto::EvidenceBundle {
     proto::EvidenceBundle {
         version: dait_chain_client::PROTOCOL_VERSION,
         keyset: app.keys.keyset_bytes.clone(),
         freshness: Some(freshness.to_proto()),
         cpu: Some(cpu),
-        gpus: Vec::new(),
+        gpus,
         tpm: None,
         event_log: app.event_log.clone(),
         collateral: app.collateral.get(),

@@ -11,6 +11,8 @@ use dait_chain_client::runtime_log::{self, EventLog};
 
 use crate::config::TeeKind;
 
+pub mod gpu;
+mod nvml;
 mod tsm;
 
 #[cfg(feature = "simulated-tee")]
@@ -19,7 +21,8 @@ pub mod simulated;
 #[cfg(feature = "vtpm")]
 pub mod vtpm;
 
-pub use tsm::{TSM_REPORT_DIR, TsmBackend};
+pub use nvml::NvmlAttester;
+pub use tsm::{TDX_MEASUREMENTS_DIR, TSM_REPORT_DIR, TsmBackend};
 
 /// Errors of the TEE backends.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +70,15 @@ pub enum TeeError {
         "the host supplied no {0} certificate with the SNP report (configure the host's certificate table)"
     )]
     SnpCertMissing(&'static str),
+    /// GPU evidence failed.
+    #[error("GPU evidence")]
+    Gpu(#[from] gpu::GpuError),
+    /// The guest's RTMR3 was already extended before the agent's first event (an earlier start in this boot): the
+    /// agent's event log could not replay to it.
+    #[error(
+        "RTMR3 is not zero before the agent's first runtime event (restart the guest, not only the agent)"
+    )]
+    RuntimeRegisterInUse,
     /// A TPM operation failed (`--tpm`).
     #[error("vTPM: {0}")]
     Tpm(

@@ -7,6 +7,13 @@
 //! certificates; format in `dait_verifier::snp::cert_table`). It becomes the bundle's `cert_chain`: the
 //! VCEK or VLEK that signed the report, then ASK and ARK when the host gave both. A failed read, a malformed
 //! table and a missing endorsement certificate are errors; evidence is never served without its chain.
+//!
+//! TDX runtime measurements: where the guest kernel exposes the tsm-mr measurement registers (Linux 6.16+,
+//! `Documentation/ABI/testing/sysfs-devices-virtual-misc-tdx_guest`: `rtmr3:sha384` under [`TDX_MEASUREMENTS_DIR`],
+//! read returns the register, a 48-byte write at offset 0 extends it), [`TeeBackend::extend_runtime`] writes each
+//! event's SHA-384 digest there, so the quote's RTMR3 is the replay of the agent's event log. Without the
+//! attribute (older kernels, SEV-SNP) it answers [`TeeError::Unsupported`] and the agent takes the launch-time
+//! binding (PROTOCOL.md §10.1).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -20,6 +27,12 @@ use super::{CpuEvidence, LaunchField, Platform, TeeBackend, TeeError};
 
 /// Where the kernel exposes configfs-tsm reports.
 pub const TSM_REPORT_DIR: &str = "/sys/kernel/config/tsm/report";
+
+/// Where Linux 6.16+ exposes the TDX guest's measurement registers (tsm-mr).
+pub const TDX_MEASUREMENTS_DIR: &str = "/sys/class/misc/tdx_guest/measurements";
+
+/// The RTMR3 attribute in [`TDX_MEASUREMENTS_DIR`] (SHA-384 bank).
+const RTMR3: &str = "rtmr3:sha384";
 
 /// Name of the report entry the agent uses.
 const ENTRY: &str = "dait";
@@ -41,21 +54,40 @@ pub struct TsmBackend {
     root: PathBuf,
     platform: Platform,
     lock: Mutex<()>,
+    /// The TDX RTMR3 attribute, where the kernel exposes it.
+    rtmr3: Option<PathBuf>,
 }
 
 impl TsmBackend {
-    /// Open the interface at `root` for `platform`; fails if `root` does not exist.
+    /// Open the interface at `root` for `platform`, with the TDX measurement registers at
+    /// [`TDX_MEASUREMENTS_DIR`] where they exist; fails if `root` does not exist.
     pub fn open(root: &Path, platform: Platform) -> Result<Self, TeeError> {
+        Self::open_with_measurements(root, platform, Path::new(TDX_MEASUREMENTS_DIR))
+    }
+
+    /// [`TsmBackend::open`] with the tsm-mr measurement registers looked for in `measurements` (TDX only).
+    pub fn open_with_measurements(
+        root: &Path,
+        platform: Platform,
+        measurements: &Path,
+    ) -> Result<Self, TeeError> {
         if !root.is_dir() {
             return Err(TeeError::DeviceMissing {
                 path: TSM_REPORT_DIR,
             });
         }
+        let rtmr3 = measurements.join(RTMR3);
         Ok(Self {
             root: root.to_owned(),
             platform,
             lock: Mutex::new(()),
+            rtmr3: (platform == Platform::Tdx && rtmr3.exists()).then_some(rtmr3),
         })
+    }
+
+    /// Whether the runtime events are extended into RTMR3 (the kernel exposes it) rather than bound at launch.
+    pub fn extends_rtmr3(&self) -> bool {
+        self.rtmr3.is_some()
     }
 
     fn read_generation(entry: &Path) -> Result<u64, TeeError> {
@@ -133,11 +165,33 @@ impl TeeBackend for TsmBackend {
 
     fn extend_runtime(
         &self,
-        _log: &dait_chain_client::runtime_log::EventLog,
+        log: &dait_chain_client::runtime_log::EventLog,
     ) -> Result<(), TeeError> {
-        Err(TeeError::Unsupported(
-            "runtime register extension through configfs-tsm",
-        ))
+        let Some(path) = &self.rtmr3 else {
+            return Err(TeeError::Unsupported(
+                "runtime register extension (no tsm-mr rtmr3:sha384 attribute)",
+            ));
+        };
+        let Some(event) = log.events().last() else {
+            return Ok(());
+        };
+        if log.events().len() == 1 {
+            // The log replays from zero: RTMR3 must still be zero (nothing extended it in this boot).
+            let current = fs::read(path).map_err(|e| TeeError::Io("tsm-mr rtmr3", e))?;
+            if current.len() != 48 {
+                return Err(TeeError::BadEvidence("rtmr3:sha384 is not 48 bytes"));
+            }
+            if current.iter().any(|b| *b != 0) {
+                return Err(TeeError::RuntimeRegisterInUse);
+            }
+        }
+        // One 48-byte write at offset 0 extends the register (a partial write is EINVAL).
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| TeeError::Io("tsm-mr rtmr3", e))?;
+        std::io::Write::write_all(&mut file, &event.digest)
+            .map_err(|e| TeeError::Io("tsm-mr rtmr3 extend", e))
     }
 
     fn launch_field(&self) -> Result<LaunchField, TeeError> {
@@ -215,6 +269,40 @@ mod tests {
         let ev = b.evidence(&rd).unwrap();
         assert_eq!(ev.evidence, Some(cpu_evidence::Evidence::TdxQuote(quote)));
         assert_eq!(fs::read(dir.path().join(ENTRY).join("inblob")).unwrap(), rd);
+    }
+
+    #[test]
+    fn rtmr3_is_extended_through_tsm_mr_where_the_attribute_exists() {
+        let dir = tree("tdx_guest", &[0u8; 700]);
+        let mr = tempfile::tempdir().unwrap();
+        // Without the attribute: unsupported (the launch-binding path), for TDX and SNP alike.
+        let b = TsmBackend::open_with_measurements(dir.path(), Platform::Tdx, mr.path()).unwrap();
+        assert!(!b.extends_rtmr3());
+        let mut log = dait_chain_client::runtime_log::EventLog::default();
+        log.record("model-id", "model-id:00");
+        assert!(matches!(
+            b.extend_runtime(&log),
+            Err(TeeError::Unsupported(_))
+        ));
+        // With it (zero, as at boot): each extend writes the last event's digest.
+        let attr = mr.path().join(RTMR3);
+        fs::write(&attr, [0u8; 48]).unwrap();
+        let snp = TsmBackend::open_with_measurements(dir.path(), Platform::Snp, mr.path()).unwrap();
+        assert!(!snp.extends_rtmr3());
+        let b = TsmBackend::open_with_measurements(dir.path(), Platform::Tdx, mr.path()).unwrap();
+        assert!(b.extends_rtmr3());
+        b.extend_runtime(&log).unwrap();
+        assert_eq!(fs::read(&attr).unwrap(), log.events()[0].digest);
+        log.record("engine-build", "engine-build:01");
+        b.extend_runtime(&log).unwrap();
+        assert_eq!(fs::read(&attr).unwrap(), log.events()[1].digest);
+        // A register already extended in this boot cannot be replayed by a fresh log.
+        let mut fresh = dait_chain_client::runtime_log::EventLog::default();
+        fresh.record("model-id", "model-id:00");
+        assert!(matches!(
+            b.extend_runtime(&fresh),
+            Err(TeeError::RuntimeRegisterInUse)
+        ));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use super::runtime::{AttestedRuntime, LaunchField, check_launch_binding, replay_
 use super::simulated::verify_simulated;
 use super::{MAX_CLOCK_SKEW_SECS, Platform, Policy, TpmPolicy, UnixTime, VerifyError};
 use crate::collateral::TdxCollateral;
-use crate::nvidia::{GpuEvidenceInput, VerifiedGpu};
+use crate::nvidia::{GpuEvidenceInput, GpuPolicy, GpuSetError, NvidiaRoots, VerifiedGpu};
 use crate::snp::{SnpPolicy, VerifiedSnpReport};
 use crate::tdx::VerifiedTdxQuote;
 use crate::tpm::{AkPublic, QuoteSignature, TpmError, TpmQuoteInput, VerifiedTpmQuote, tpm_name};
@@ -276,7 +276,7 @@ fn verify_snp(
     )?)
 }
 
-/// Every GPU `i` against `gpu_nonce(report_data, i)`.
+/// Every GPU `i` against `gpu_nonce(report_data, i)`, after the policy's GPU count.
 fn verify_gpus(
     gpus: &[proto::GpuEvidence],
     policy: &Policy,
@@ -289,6 +289,24 @@ fn verify_gpus(
             required: policy.min_gpus,
         });
     }
+    Ok(verify_bundle_gpus(
+        gpus,
+        &policy.gpu,
+        &policy.nvidia_roots.0,
+        report_data,
+        now,
+    )?)
+}
+
+/// A bundle's `gpus`, GPU `i` against `gpu_nonce(report_data, i)` under `policy` and `roots`, with the RIMs and
+/// OCSP responses each carries: the GPU step of [`verify_bundle`], and the agent's check of its own GPUs.
+pub fn verify_bundle_gpus(
+    gpus: &[proto::GpuEvidence],
+    policy: &GpuPolicy,
+    roots: &NvidiaRoots,
+    report_data: &[u8; 64],
+    now: UnixTime,
+) -> Result<Vec<VerifiedGpu>, GpuSetError> {
     let spdm: Vec<Vec<u8>> = gpus
         .iter()
         .map(|g| [g.spdm_request.as_slice(), g.spdm_response.as_slice()].concat())
@@ -315,13 +333,7 @@ fn verify_gpus(
             dait_chain_client::gpu_nonce(report_data, index).0
         })
         .collect();
-    Ok(crate::nvidia::verify_gpus(
-        &inputs,
-        &nonces,
-        &policy.gpu,
-        &policy.nvidia_roots.0,
-        now,
-    )?)
+    crate::nvidia::verify_gpus(&inputs, &nonces, policy, roots, now)
 }
 
 /// The vTPM quote: AK signature, PCR digest over the carried PCR values, qualifying data, pinned PCRs.
