@@ -9,8 +9,9 @@
 #   Debian packages   build-essential (C compiler for ring and the engine), cmake (engine build), python3,
 #                     python3-venv (engine venv), curl (demo, engine health checks), ca-certificates, and
 #                     the shell script linter shellcheck (`just check`), nodejs and npm (the settlement
-#                     contract's compiler and the local chain), swtpm and swtpm-tools (the guest's TPM in
-#                     scripts/boot.sh)
+#                     contract's compiler and the local chain), pkg-config and libtss2-dev (the agent's
+#                     `vtpm` feature links libtss2; the TCTI modules come with it), swtpm and swtpm-tools (the
+#                     software TPM of the vTPM tests and of the guest in scripts/boot.sh)
 #   chain tools       solc and anvil, pinned, by scripts/install-chain-tools.sh (npm ci into chain-client/contracts)
 #   just, typos       the task runner and the spelling checker, prebuilt from the PyPI packages rust-just and
 #                     typos, in a venv under ~/.local/share/dait/tools, linked into ~/.local/bin
@@ -37,6 +38,8 @@ command -v curl >/dev/null || need+=(curl)
 command -v shellcheck >/dev/null || need+=(shellcheck)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+pkg-config --exists tss2-esys tss2-tctildr 2>/dev/null || need+=(libtss2-dev)
 { command -v swtpm && command -v swtpm_setup; } >/dev/null || need+=(swtpm swtpm-tools)
 apt_install "${need[@]}"
 

@@ -137,6 +137,11 @@ pub struct RawConfig {
     /// simulated TEE defaults to 0.
     #[arg(long, env = "DAIT_GPUS", value_name = "N")]
     pub gpus: Option<u32>,
+    /// The vTPM, as a TSS TCTI (`device:/dev/tpmrm0`, `swtpm:host=127.0.0.1,port=2321`): the runtime events
+    /// are also extended into PCR 23 and each bundle carries a quote (feature `vtpm`; without a usable TPM
+    /// the agent does not start).
+    #[arg(long, env = "DAIT_TPM", value_name = "TCTI")]
+    pub tpm: Option<String>,
     /// Limits and timeouts.
     #[command(flatten)]
     pub limits: RawLimits,
@@ -214,6 +219,8 @@ pub struct Config {
     pub simulated_mrconfigid: Option<[u8; 48]>,
     /// `--gpus`, as given.
     pub gpus: Option<u32>,
+    /// The vTPM's TCTI (`--tpm`).
+    pub tpm: Option<String>,
     /// Limits and timeouts.
     pub limits: Limits,
     /// The collateral services.
@@ -305,6 +312,7 @@ impl RawConfig {
             dangerous_truncate_receipt_log_at: self.dangerous_truncate_receipt_log_at,
             simulated_mrconfigid,
             gpus: self.gpus,
+            tpm: self.tpm,
             limits: self.limits.validate()?,
             collateral: self.collateral,
         })

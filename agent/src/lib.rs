@@ -239,6 +239,7 @@ pub enum Mode {
 pub fn build_app(config: &Config, mode: Mode) -> Result<Arc<App>, AgentError> {
     let expected_gpus = config.expected_gpus()?;
     let tee = tee::open(config.tee, &config.state_dir, config.simulated_mrconfigid)?;
+    let tee = tee::with_vtpm(tee, config.tpm.as_deref())?;
 
     // The GPUs are counted and their CC mode checked before anything is extended into the runtime register,
     // which a later start in the same boot could not replay; their evidence is verified once bound.

@@ -5,8 +5,9 @@
 //! collects real evidence through the agent (the agent built as `dait-host attest --tee tdx|snp` builds it: a
 //! fresh keyset, the configfs-tsm backend at `/sys/kernel/config/tsm/report`) for a fresh random nonce,
 //! verifies it with the verifier, and prints what it ran on. Hardware whose evidence the agent cannot collect
-//! yet (a vTPM quote) makes its test fail, never pass. The CPU tests build the agent with `--gpus 0`; the GPU test
-//! goes through the agent's NVML attester on its own.
+//! yet makes its test fail, never pass. The CPU tests build the agent with `--gpus 0`; the GPU test goes through
+//! the agent's NVML attester on its own. The vTPM test needs the `vtpm` and `simulated-tee` features (its CPU
+//! evidence is simulated, its TPM real; it resets PCR 23 first).
 //!
 //! Settings (environment):
 //! - `DAIT_COLLATERAL_DIR`: the Intel collateral for the TDX quote (a directory of the PCS files, or a
@@ -14,6 +15,8 @@
 //!   this given collateral (the agent's own fetching, `DAIT_PCCS_URL`, is tested against a local PCS in `collateral.rs`).
 //! - `DAIT_HW_ACCEPT_TCB`: TCB statuses to accept besides `UpToDate` (comma-separated, e.g.
 //!   `SWHardeningNeeded,OutOfDate`); `DAIT_HW_ALLOW_ADVISORIES`: advisory IDs to tolerate (comma-separated).
+//! - `DAIT_HW_TPM`: the vTPM test's TPM as a TCTI (default `device:/dev/tpmrm0`; e.g. a swtpm's
+//!   `swtpm:host=127.0.0.1,port=2321` to try the test without one).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::Path;
@@ -280,12 +283,85 @@ fn nvidia_gpu_evidence() {
 #[test]
 #[ignore = "needs a vTPM"]
 fn vtpm_quote() {
-    if !Path::new("/dev/tpmrm0").exists() {
+    if std::env::var_os("DAIT_HW_TPM").is_none() && !Path::new("/dev/tpmrm0").exists() {
         eprintln!("skipped: no vtpm (no /dev/tpmrm0)");
         return;
     }
-    panic!(
-        "a TPM is present (/dev/tpmrm0), but the agent does not produce a vTPM quote yet (TPM2_Quote through \
-         tss-esapi, issue 9 item 4): nothing can be verified, so this test fails until it is built"
-    );
+    vtpm::quote_verifies();
+}
+
+/// The agent's vTPM path on `/dev/tpmrm0`: the CPU evidence is simulated (any machine with a TPM runs it), the
+/// TPM part is real.
+#[cfg(all(feature = "vtpm", feature = "simulated-tee"))]
+mod vtpm {
+    use super::*;
+    use dait_chain_client::runtime_log::{EventLog, RUNTIME_VTPM_PCR};
+    use tss_esapi::handles::PcrHandle;
+    use tss_esapi::interface_types::session_handles::AuthSession;
+
+    pub(super) fn quote_verifies() {
+        let tcti = std::env::var("DAIT_HW_TPM").unwrap_or_else(|_| "device:/dev/tpmrm0".into());
+        let tcti = tcti.as_str();
+        // The agent refuses a PCR 23 that is not in its reset state, and an earlier run extended it: reset it
+        // (PCR 23 is resettable from locality 0 on PC Client TPMs). This machine is a test machine.
+        let mut context = tss_esapi::Context::new(tcti.parse().unwrap())
+            .unwrap_or_else(|e| panic!("opening {tcti} (root or the tss group): {e}"));
+        context
+            .execute_with_session(Some(AuthSession::Password), |c| {
+                c.pcr_reset(PcrHandle::Pcr23)
+            })
+            .unwrap_or_else(|e| panic!("resetting PCR 23: {e}"));
+        drop(context);
+
+        use clap::Parser as _;
+        use dait_agent::config::{Cli, Command};
+        let state = tempfile::tempdir().unwrap();
+        let root = dait_agent::tee::simulated::init_root(state.path()).unwrap();
+        let args = [
+            "dait-host",
+            "serve",
+            "--tee",
+            "simulated",
+            "--state-dir",
+            state.path().to_str().unwrap(),
+            "--tpm",
+            tcti,
+        ];
+        let Command::Serve { raw } = Cli::try_parse_from(args).unwrap().command else {
+            unreachable!()
+        };
+        let app = dait_agent::build_app(&raw.validate().unwrap(), dait_agent::Mode::Attest)
+            .unwrap_or_else(|e| panic!("building the agent with --tpm {tcti}: {}", chain(e)));
+        let (bytes, freshness) = collect(&app);
+        let bundle = dait_chain_client::decode_bundle(&bytes).unwrap();
+        let tpm = bundle.tpm.as_ref().expect("the bundle carries a quote");
+        let ak_name = dait_verifier::tpm::tpm_name(&tpm.ak_public);
+        let mut policy = Policy::new().dangerous_allow_simulated(&root).unwrap();
+        policy.tpm.required = true;
+        policy.tpm.ak_name = Some(ak_name.clone());
+        let v = verify_bundle(&bytes, &policy, &freshness, UnixTime::now())
+            .unwrap_or_else(|e| panic!("the agent's vTPM bundle: {}", chain(e)));
+        let quote = v.tpm().expect("the quote verified");
+        let expected = EventLog::decode(&bundle.event_log)
+            .unwrap()
+            .vtpm_pcr_sha256();
+        assert_eq!(quote.pcr(RUNTIME_VTPM_PCR), Some(&expected));
+        eprintln!(
+            "ran on: vTPM ({tcti}, firmware {:#x}, AK name {}, PCR {RUNTIME_VTPM_PCR} {})",
+            quote.firmware_version(),
+            hex::encode(ak_name),
+            hex::encode(expected)
+        );
+    }
+}
+
+#[cfg(not(all(feature = "vtpm", feature = "simulated-tee")))]
+mod vtpm {
+    pub(super) fn quote_verifies() {
+        panic!(
+            "a TPM is present (/dev/tpmrm0), but this test binary is built without the `vtpm` and \
+             `simulated-tee` features (`just test-hw` adds them where libtss2-dev is installed): nothing can \
+             be verified, so this test fails"
+        );
+    }
 }

@@ -22,6 +22,11 @@ use sha2::{Digest as _, Sha256, Sha384};
 /// The runtime register the events are extended into: TDX RTMR3 (the `imr` of every event).
 pub const RUNTIME_REGISTER: u8 = 3;
 
+/// The vTPM PCR whose SHA-256 bank the agent extends with the same events (SHA-256 of each event's data) where it
+/// has a TPM ([`EventLog::vtpm_pcr_sha256`]); reference files name it `runtime.vtpm_pcr`, 23 by default. PCR 23
+/// is the application PCR: zero after a TPM reset and extended by nothing else at boot.
+pub const RUNTIME_VTPM_PCR: u8 = 23;
+
 /// Event name: SHA-256 of the served model id.
 pub const MODEL_ID: &str = "model-id";
 /// Event name: SHA-256 of the model weights file (all zero without one).
@@ -120,6 +125,14 @@ pub fn extend_sha384(register: &[u8; 48], digest: &[u8; 48]) -> [u8; 48] {
     hasher.finalize().into()
 }
 
+/// `SHA-256(pcr || digest)`: a TPM PCR's SHA-256 bank extend operation.
+pub fn extend_sha256(pcr: &[u8; 32], digest: &[u8; 32]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(pcr);
+    hasher.update(digest);
+    hasher.finalize().into()
+}
+
 /// The register after extending SHA-384 of each `data`, in order, from zero.
 pub fn replay_data<I>(data: I) -> [u8; 48]
 where
@@ -212,6 +225,14 @@ impl EventLog {
     /// The events, in order.
     pub fn events(&self) -> &[Event] {
         &self.events
+    }
+
+    /// The SHA-256 bank of the runtime vTPM PCR ([`RUNTIME_VTPM_PCR`]) after the events: from zero, extended
+    /// with SHA-256 of each event's data, in order.
+    pub fn vtpm_pcr_sha256(&self) -> [u8; 32] {
+        self.events.iter().fold([0u8; 32], |pcr, e| {
+            extend_sha256(&pcr, &Sha256::digest(e.data.as_bytes()).into())
+        })
     }
 
     /// Checks events from an untrusted source (at most [`MAX_EVENTS`]; fields within their caps; register
@@ -353,6 +374,20 @@ mod tests {
         assert_eq!(log.register(), expect);
         assert_eq!(replay_data(["m"]), expect);
         assert_eq!(replay_data::<[&str; 0]>([]), [0u8; 48]);
+    }
+
+    #[test]
+    fn vtpm_pcr_is_the_sha256_bank_replay() {
+        let mut log = EventLog::default();
+        assert_eq!(log.vtpm_pcr_sha256(), [0u8; 32]);
+        log.record("a", "a:00");
+        log.record("b", "b:01");
+        let first: [u8; 32] =
+            Sha256::digest([[0u8; 32], Sha256::digest(b"a:00").into()].concat()).into();
+        let second: [u8; 32] =
+            Sha256::digest([first, Sha256::digest(b"b:01").into()].concat()).into();
+        assert_eq!(log.vtpm_pcr_sha256(), second);
+        assert_ne!(first, second);
     }
 
     #[test]

@@ -611,10 +611,7 @@ impl ReferenceMeasurements {
         for event in &self.runtime.events {
             let digest: [u8; 32] =
                 Sha256::digest(runtime_event_data(&event.name, &event.sha256)).into();
-            let mut hasher = Sha256::new();
-            hasher.update(register);
-            hasher.update(digest);
-            register = hasher.finalize().into();
+            register = runtime_log::extend_sha256(&register, &digest);
         }
         HexBytes(register)
     }

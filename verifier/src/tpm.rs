@@ -491,6 +491,18 @@ fn verify_signature(ak: &AkPublic, msg: &[u8], sig: QuoteSignature<'_>) -> Resul
     }
 }
 
+/// The TPM name of an object (Part 1 §16): its name algorithm (the `TPMT_PUBLIC`'s `nameAlg`) followed by
+/// that algorithm's digest of the `TPMT_PUBLIC`. Only SHA-256 names are computed; any other yields the bare
+/// algorithm identifier, which matches no pinned name.
+pub fn tpm_name(tpmt_public: &[u8]) -> Vec<u8> {
+    let name_alg = tpmt_public.get(2..4).unwrap_or_default();
+    let mut name = name_alg.to_vec();
+    if name_alg == ALG_SHA256.to_be_bytes() {
+        name.extend_from_slice(&Sha256::digest(tpmt_public));
+    }
+    name
+}
+
 /// Verifies a vTPM quote: TPMS_ATTEST parse, TPM-generated quote, signature by `ak`, qualifying data equal to
 /// `expected_qualifying_data`, and the PCR digest equal to SHA-256 of the supplied PCR values.
 pub fn verify_quote(
@@ -555,6 +567,17 @@ mod tests {
     fn qualifying_data_is_domain_separated() {
         assert_ne!(qualifying_data(&[0; 64]), [0u8; 32]);
         assert_ne!(qualifying_data(&[0; 64]), qualifying_data(&[1; 64]));
+    }
+
+    #[test]
+    fn tpm_name_is_the_name_algorithm_and_its_digest() {
+        let public = [0x00, 0x23, 0x00, 0x0b, 0x00, 0x05];
+        let name = tpm_name(&public);
+        assert_eq!(name.get(..2), Some([0x00, 0x0b].as_slice()));
+        let digest: [u8; 32] = Sha256::digest(public).into();
+        assert_eq!(name.get(2..), Some(digest.as_slice()));
+        // Another name algorithm gives no digest, so it matches no pinned SHA-256 name.
+        assert_eq!(tpm_name(&[0x00, 0x23, 0x00, 0x0c]), vec![0x00, 0x0c]);
     }
 
     #[test]

@@ -119,7 +119,10 @@ fn parse_freshness(query: Option<&str>) -> Option<Freshness> {
 pub fn bundle(app: &App, freshness: &Freshness) -> Result<Vec<u8>, crate::tee::TeeError> {
     let rd = app.keys.report_data(freshness);
     let started = std::time::Instant::now();
-    let cpu = app.tee.evidence(&rd);
+    let cpu = app
+        .tee
+        .evidence(&rd)
+        .and_then(|cpu| Ok((cpu, app.tee.tpm_quote(&rd)?)));
     app.readiness.set_tee(cpu.is_ok());
     let gpus = match (&cpu, &app.gpus) {
         (Ok(_), Some(g)) => {
@@ -133,7 +136,11 @@ pub fn bundle(app: &App, freshness: &Freshness) -> Result<Vec<u8>, crate::tee::T
         _ => Ok(Vec::new()),
     };
     app.metrics.evidence(started.elapsed());
-    Ok(assemble_bundle_with_gpus(app, freshness, cpu?, gpus?))
+    let (cpu, tpm) = cpu?;
+    Ok(encode_bundle(&proto::EvidenceBundle {
+        tpm,
+        ..bundle_of(app, freshness, cpu, gpus?)
+    }))
 }
 
 /// The encoded evidence bundle of `cpu` evidence with the app's keyset and runtime event log, for
@@ -149,7 +156,16 @@ pub fn assemble_bundle_with_gpus(
     cpu: proto::CpuEvidence,
     gpus: Vec<proto::GpuEvidence>,
 ) -> Vec<u8> {
-    encode_bundle(&proto::EvidenceBundle {
+    encode_bundle(&bundle_of(app, freshness, cpu, gpus))
+}
+
+fn bundle_of(
+    app: &App,
+    freshness: &Freshness,
+    cpu: proto::CpuEvidence,
+    gpus: Vec<proto::GpuEvidence>,
+) -> proto::EvidenceBundle {
+    proto::EvidenceBundle {
         version: dait_chain_client::PROTOCOL_VERSION,
         keyset: app.keys.keyset_bytes.clone(),
         freshness: Some(freshness.to_proto()),
@@ -158,7 +174,7 @@ pub fn assemble_bundle_with_gpus(
         tpm: None,
         event_log: app.event_log.clone(),
         collateral: app.collateral.get(),
-    })
+    }
 }
 
 async fn attestation(app: &Arc<App>, query: Option<&str>) -> Response<Body> {

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-pub use dait_chain_client::proto::{CpuEvidence, Platform};
+pub use dait_chain_client::proto::{CpuEvidence, Platform, TpmEvidence};
 use dait_chain_client::runtime_log::{self, EventLog};
 
 use crate::config::TeeKind;
@@ -17,6 +17,9 @@ mod tsm;
 
 #[cfg(feature = "simulated-tee")]
 pub mod simulated;
+
+#[cfg(feature = "vtpm")]
+pub mod vtpm;
 
 pub use nvml::NvmlAttester;
 pub use tsm::{TDX_MEASUREMENTS_DIR, TSM_REPORT_DIR, TsmBackend};
@@ -76,6 +79,29 @@ pub enum TeeError {
         "RTMR3 is not zero before the agent's first runtime event (restart the guest, not only the agent)"
     )]
     RuntimeRegisterInUse,
+    /// A TPM operation failed (`--tpm`).
+    #[error("vTPM: {0}")]
+    Tpm(
+        &'static str,
+        #[source] Box<dyn std::error::Error + Send + Sync + 'static>,
+    ),
+    /// The runtime vTPM PCR is not in its reset state (all zero) at start: something extended it before the
+    /// agent, so its value would not replay from the agent's event log. The agent refuses to start.
+    #[error(
+        "vTPM PCR {pcr} is not in its reset state at start (SHA-256 bank {value}); the runtime events must be its only extends"
+    )]
+    TpmPcrNotReset {
+        /// The PCR.
+        pcr: u8,
+        /// Hex of its SHA-256 bank.
+        value: String,
+    },
+    /// The TPM did not answer within the agent's bound.
+    #[error("vTPM: no answer in time")]
+    TpmTimeout,
+    /// `--tpm` was given to a build without the `vtpm` feature.
+    #[error("the vTPM (--tpm) is not available in this build (enable the `vtpm` feature)")]
+    VtpmNotCompiled,
 }
 
 /// A source of CPU evidence.
@@ -91,6 +117,11 @@ pub trait TeeBackend: Send + Sync {
     /// The launch-time field the host fixed for this guest (TDX `MRCONFIGID`, SNP `HOST_DATA`; the simulated
     /// `MRCONFIGID`), as the platform reports it (all zero when the host set none).
     fn launch_field(&self) -> Result<LaunchField, TeeError>;
+    /// The vTPM quote for `report_data` (qualified by `tpm_qualifying_data(report_data)`), where the agent
+    /// has a vTPM (`--tpm`); `None` otherwise.
+    fn tpm_quote(&self, _report_data: &[u8; 64]) -> Result<Option<TpmEvidence>, TeeError> {
+        Ok(None)
+    }
 }
 
 /// A launch-time field of the CPU evidence that binds the runtime configuration (PROTOCOL.md §10.1).
@@ -155,6 +186,27 @@ pub fn open(
     }
 }
 
+/// `inner` with the vTPM named by `tcti` beside it (`--tpm`), or `inner` alone without one.
+pub fn with_vtpm(
+    inner: Box<dyn TeeBackend>,
+    tcti: Option<&str>,
+) -> Result<Box<dyn TeeBackend>, TeeError> {
+    match tcti {
+        None => Ok(inner),
+        Some(tcti) => open_vtpm(inner, tcti),
+    }
+}
+
+#[cfg(feature = "vtpm")]
+fn open_vtpm(inner: Box<dyn TeeBackend>, tcti: &str) -> Result<Box<dyn TeeBackend>, TeeError> {
+    Ok(Box::new(vtpm::VtpmBackend::open(inner, tcti)?))
+}
+
+#[cfg(not(feature = "vtpm"))]
+fn open_vtpm(_inner: Box<dyn TeeBackend>, _tcti: &str) -> Result<Box<dyn TeeBackend>, TeeError> {
+    Err(TeeError::VtpmNotCompiled)
+}
+
 #[cfg(feature = "simulated-tee")]
 fn open_simulated(
     state_dir: &Path,
@@ -208,6 +260,18 @@ mod tests {
         assert!(matches!(
             open(TeeKind::Simulated, &dir, None),
             Err(TeeError::NotCompiled("simulated"))
+        ));
+    }
+
+    #[cfg(all(feature = "simulated-tee", not(feature = "vtpm")))]
+    #[test]
+    fn vtpm_needs_feature() {
+        let dir = tempfile::tempdir().unwrap();
+        simulated::init_root(dir.path()).unwrap();
+        let inner = open(TeeKind::Simulated, dir.path(), None).unwrap();
+        assert!(matches!(
+            with_vtpm(inner, Some("device:/dev/tpmrm0")),
+            Err(TeeError::VtpmNotCompiled)
         ));
     }
 

@@ -19,6 +19,7 @@ mod local;
 mod metrics;
 mod nvidia;
 mod pcs;
+mod swtpm;
 mod tenant;
 
 pub use attack::*;
@@ -30,4 +31,5 @@ pub use local::*;
 pub use metrics::*;
 pub use nvidia::*;
 pub use pcs::*;
+pub use swtpm::*;
 pub use tenant::*;

@@ -111,7 +111,20 @@ pub enum VerifyError {
     /// The vTPM quote failed.
     #[error("vTPM evidence")]
     Tpm(#[from] TpmError),
+    /// The vTPM quote is signed by another attestation key than the one the policy pins
+    /// ([`TpmPolicy::ak_name`]).
+    ///
+    /// [`TpmPolicy::ak_name`]: super::TpmPolicy::ak_name
+    #[error("the vTPM quote is signed by another attestation key than the pinned one")]
+    TpmAkMismatch,
     /// The policy requires vTPM evidence and the bundle has none.
     #[error("the policy requires vTPM evidence")]
     TpmMissing,
+    /// The bundle's runtime event log does not replay to the quoted runtime PCR (SHA-256 bank): an event
+    /// changed, missing, extra or out of order, or the PCR was extended by something else.
+    #[error("the runtime event log does not replay to the quoted vTPM PCR {pcr}")]
+    TpmRuntimeMismatch {
+        /// The runtime PCR.
+        pcr: u8,
+    },
 }

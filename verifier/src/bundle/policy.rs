@@ -8,13 +8,32 @@ use crate::snp::{SnpPolicy, SnpShape};
 use crate::tdx::{TdxPolicy, TdxShape};
 
 /// What a vTPM quote must show. Default: a quote is optional; when present it must verify and bind
-/// `tpm_qualifying_data(report_data)`; no PCR pinned.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// `tpm_qualifying_data(report_data)`, and where it covers the runtime PCR (23) the bundle's runtime event log
+/// must replay to it; no PCR and no attestation key pinned.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TpmPolicy {
     /// Reject bundles without vTPM evidence.
     pub required: bool,
     /// PCR values (SHA-256 bank) the quote must carry: (index, value).
     pub pcrs: Vec<(u8, [u8; 32])>,
+    /// The PCR the agent extends the runtime events into (reference files' `runtime.vtpm_pcr`): where the
+    /// quote covers it, the bundle's runtime event log must replay to its SHA-256 bank.
+    pub runtime_pcr: u8,
+    /// The attestation key the quote must be signed by, as its TPM name (`000b` || SHA-256 of its
+    /// `TPMT_PUBLIC`, as `tpm2_readpublic` prints it). A reference file cannot know it: each host's TPM has
+    /// its own; the tenant pins it (`dait-tenant --tpm-ak-name`).
+    pub ak_name: Option<Vec<u8>>,
+}
+
+impl Default for TpmPolicy {
+    fn default() -> Self {
+        Self {
+            required: false,
+            pcrs: Vec::new(),
+            runtime_pcr: dait_chain_client::runtime_log::RUNTIME_VTPM_PCR,
+            ak_name: None,
+        }
+    }
 }
 
 /// What the verifier accepts: one policy per kind of evidence, separate from the crypto.
@@ -143,6 +162,7 @@ impl Policy {
             policy.snp.host_data = snp.host_data.iter().map(|d| d.0).collect();
             policy.snp.guest_policy = Some(snp.guest_policy);
         }
+        policy.tpm.runtime_pcr = reference.runtime.vtpm_pcr;
         if !reference.runtime.events.is_empty() {
             policy.tpm.pcrs = vec![(
                 reference.runtime.vtpm_pcr,

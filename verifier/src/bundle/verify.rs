@@ -3,6 +3,7 @@
 
 use dait_chain_client::WireMessage as _;
 use dait_chain_client::proto::{self, cpu_evidence::Evidence};
+use dait_chain_client::runtime_log::EventLog;
 use dait_chain_client::{B256, DecodeError, Domain, Freshness, Keyset};
 
 use super::runtime::{AttestedRuntime, LaunchField, check_launch_binding, replay_runtime_log};
@@ -12,7 +13,7 @@ use crate::collateral::TdxCollateral;
 use crate::nvidia::{GpuEvidenceInput, GpuPolicy, GpuSetError, NvidiaRoots, VerifiedGpu};
 use crate::snp::{SnpPolicy, VerifiedSnpReport};
 use crate::tdx::VerifiedTdxQuote;
-use crate::tpm::{AkPublic, QuoteSignature, TpmError, TpmQuoteInput, VerifiedTpmQuote};
+use crate::tpm::{AkPublic, QuoteSignature, TpmError, TpmQuoteInput, VerifiedTpmQuote, tpm_name};
 
 /// A bundle whose evidence verified under a policy. Only [`verify_bundle`] constructs it.
 #[derive(Clone, Debug)]
@@ -195,7 +196,29 @@ pub fn verify_bundle_with_collateral(
 
     let gpus = verify_gpus(&bundle.gpus, policy, &expected_report_data, now)?;
     let tpm = match &bundle.tpm {
-        Some(evidence) => Some(verify_tpm(evidence, &policy.tpm, &expected_report_data)?),
+        Some(evidence) => {
+            let verified = verify_tpm(evidence, &policy.tpm, &expected_report_data)?;
+            if let Some(pcr) = verified.pcr(policy.tpm.runtime_pcr) {
+                let replayed = if bundle.event_log.is_empty() {
+                    [0u8; 32]
+                } else {
+                    EventLog::decode(&bundle.event_log)
+                        .map_err(|_| VerifyError::MalformedEventLog)?
+                        .vtpm_pcr_sha256()
+                };
+                if replayed != *pcr {
+                    return Err(VerifyError::TpmRuntimeMismatch {
+                        pcr: policy.tpm.runtime_pcr,
+                    });
+                }
+                // A pinned attestation key is this host's TPM: the log it replays is attested.
+                if policy.tpm.ak_name.is_some() && runtime.is_none() && !bundle.event_log.is_empty()
+                {
+                    runtime = AttestedRuntime::from_log(&bundle.event_log);
+                }
+            }
+            Some(verified)
+        }
         None if policy.tpm.required => return Err(VerifyError::TpmMissing),
         None => None,
     };
@@ -335,6 +358,11 @@ fn verify_tpm(
     let size = u16::try_from(evidence.ak_public.len()).map_err(|_| TpmError::BadAkPublic)?;
     let tpm2b = [size.to_be_bytes().as_slice(), &evidence.ak_public].concat();
     let ak = AkPublic::from_tpm2b_public(&tpm2b)?;
+    if let Some(pinned) = &policy.ak_name
+        && tpm_name(&evidence.ak_public) != *pinned
+    {
+        return Err(VerifyError::TpmAkMismatch);
+    }
     let pcrs = evidence
         .pcrs
         .iter()

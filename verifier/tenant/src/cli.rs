@@ -67,6 +67,10 @@ struct HostArgs {
     /// Require at least this many verified GPUs in the evidence (a bundle with fewer is rejected).
     #[arg(long, value_name = "N", default_value_t = 0)]
     min_gpus: usize,
+    /// Require a vTPM quote signed by this attestation key: its TPM name in hex (`000b` followed by SHA-256 of
+    /// its `TPMT_PUBLIC`), which the operator publishes for the host (a reference file cannot know it).
+    #[arg(long, value_name = "HEX")]
+    tpm_ak_name: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -214,6 +218,13 @@ fn policy(host: &HostArgs) -> anyhow::Result<(Policy, Option<String>)> {
         }
     };
     policy.min_gpus = host.min_gpus;
+    if let Some(name) = &host.tpm_ak_name {
+        let name = name.trim();
+        let name = hex::decode(name.strip_prefix("0x").unwrap_or(name))
+            .context("--tpm-ak-name is not hex")?;
+        policy.tpm.ak_name = Some(name);
+        policy.tpm.required = true;
+    }
     match &host.dangerous_allow_simulated {
         None => Ok((policy, release)),
         Some(path) => {
@@ -504,6 +515,22 @@ mod tests {
                 "--redundant {n}"
             );
         }
+    }
+
+    #[test]
+    fn tpm_ak_name_pins_the_key_and_requires_a_quote() {
+        let cli = parse(&["--host", "https://a:1", "--tpm-ak-name", "0x000bff"]).unwrap();
+        let Command::Proxy { host, .. } = cli.command else {
+            panic!("not the proxy command");
+        };
+        let (pinned, _) = policy(&host).unwrap();
+        assert_eq!(pinned.tpm.ak_name, Some(vec![0x00, 0x0b, 0xff]));
+        assert!(pinned.tpm.required);
+        let cli = parse(&["--host", "https://a:1", "--tpm-ak-name", "zz"]).unwrap();
+        let Command::Proxy { host, .. } = cli.command else {
+            panic!("not the proxy command");
+        };
+        assert!(policy(&host).is_err());
     }
 
     #[tokio::test]
