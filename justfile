@@ -85,6 +85,10 @@ measure-check:
 image:
     scripts/image.sh
 
+# Write image/packages.lock from the last image build (--build: first build cold from the mirror's current packages).
+image-lock *args="":
+    scripts/image-lock.sh {{ args }}
+
 # Two clean image builds; fails unless every output's sha256 matches.
 image-check:
     scripts/image-check.sh
