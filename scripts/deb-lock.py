@@ -114,7 +114,9 @@ def cmd_resolve(args):
         name, sep, version = spec.partition("=")
         if not sep:
             raise LockError(f"--extra wants TREE=NAME=VERSION, got {tree}={spec}")
-        wanted.setdefault((name, "", version), set()).add(tree)
+        # A package a tree also installs keeps one line, with both trees.
+        same = [key for key in wanted if key[0] == name and key[2] == version]
+        wanted.setdefault(same[0] if same else (name, "", version), set()).add(tree)
     index = load_indices(args.index)
     lines, missing = [], []
     for (name, arch, version), trees in sorted(wanted.items()):
