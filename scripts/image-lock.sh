@@ -31,7 +31,8 @@ fi
 
 trees=image/mkosi.cache
 status_args=()
-for spec in "image=debian~trixie~x86-64.cache" "initrd=debian~trixie~x86-64~default-initrd.cache" "tools=tools.cache"; do
+for spec in "image=debian~trixie~x86-64.cache" "initrd=debian~trixie~x86-64~default-initrd.cache" \
+    "tools=tools.cache"; do
     status="$trees/${spec#*=}/var/lib/dpkg/status"
     [[ -s "$status" ]] || die "no $status: build the image first (scripts/image.sh, or this script with --build)"
     status_args+=(--status "${spec%%=*}=$status")
