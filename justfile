@@ -85,6 +85,15 @@ measure-check:
 image:
     scripts/image.sh
 
+# Write image/packages.lock from the last image build (--build: first build cold from the mirror's current packages).
+image-lock *args="":
+    scripts/image-lock.sh {{ args }}
+
+# The release of the current ImageVersion: image outputs, reference, lock, the locked .debs and the pinned sources,
+# one SHA256SUMS (docs/RELEASING.md). Needs a built image (`just image`) whose reference matches.
+release *args="":
+    scripts/release.sh {{ args }}
+
 # Two clean image builds; fails unless every output's sha256 matches.
 image-check:
     scripts/image-check.sh

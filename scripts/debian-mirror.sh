@@ -8,6 +8,9 @@
 #   trixie_download DIR PKG=VERSION downloads one Debian trixie package into DIR/dl/ through a private apt
 #                                   configuration kept in DIR (the machine's own apt configuration is left alone)
 #                                   and prints the .deb's path
+#   trixie_indices DIR              updates the same private apt configuration and prints the Packages indices it
+#                                   fetched (signature-checked by apt), one ARCHIVE=FILE a line, ARCHIVE being
+#                                   debian or debian-security (the archive roots of scripts/deb-lock.py)
 
 # Prints "URI SUITE" for every deb source of the machine, deb822 and one-line formats alike.
 _apt_uri_suites() {
@@ -57,8 +60,9 @@ render_sources() {
     mv "$out.tmp" "$out"
 }
 
-trixie_download() {
-    local dir="$1" spec="$2"
+# The private apt configuration of trixie_download and trixie_indices in DIR: sets _trixie_opts and updates.
+_trixie_apt() {
+    local dir="$1"
     debian_mirrors || return 1
     mkdir -p "$dir/lists/partial" "$dir/archives/partial" "$dir/etc/sources.list.d" "$dir/etc/preferences.d" \
         "$dir/dl"
@@ -76,7 +80,7 @@ Suites: trixie-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SOURCES
-    local opts=(
+    _trixie_opts=(
         -o "Dir::Etc::SourceList=$dir/etc/sources.list"
         -o "Dir::Etc::SourceParts=$dir/etc/sources.list.d"
         -o "Dir::Etc::Preferences=$dir/etc/preferences"
@@ -85,7 +89,29 @@ SOURCES
         -o "Dir::Cache=$dir"
         -o "APT::Sandbox::User=root"
     )
-    apt-get "${opts[@]}" -qq update || return 1
+    apt-get "${_trixie_opts[@]}" -qq update
+}
+
+trixie_indices() {
+    local dir="$1" f archive
+    _trixie_apt "$dir" || return 1
+    # apt may keep its lists compressed (lz4, gz): apt-helper writes them out plain for the reader.
+    mkdir -p "$dir/indices"
+    for f in "$dir"/lists/*_binary-amd64_Packages*; do
+        [[ -f "$f" ]] || continue
+        archive=debian
+        [[ "$(basename "$f")" == *_dists_trixie-security_* ]] && archive=debian-security
+        local plain
+        plain="$dir/indices/$(basename "${f%_Packages*}")_Packages"
+        /usr/lib/apt/apt-helper cat-file "$f" >"$plain" || return 1
+        printf '%s=%s\n' "$archive" "$plain"
+    done
+}
+
+trixie_download() {
+    local dir="$1" spec="$2"
+    _trixie_apt "$dir" || return 1
+    local opts=("${_trixie_opts[@]}")
     local name="${spec%%=*}" version="${spec#*=}"
     rm -f "$dir/dl/${name}_"*.deb
     (cd "$dir/dl" && apt-get "${opts[@]}" -qq download "$spec") || return 1

@@ -3,9 +3,15 @@
 # remapped, the engine (llama.cpp's llama-server, scripts/llama-server.sh) and the model it serves, then the
 # mkosi image that carries them. Prints the output directory and the sha256 of every output.
 #
-# Usage: scripts/image.sh [--clean] [--out DIR] [--profile NAME]
-#   --clean          also drop mkosi's cached tools tree and package-installed image (a cold build); the
-#                    downloaded .deb files stay in the package cache, they are content-addressed by apt
+# The Debian packages of the image, its initrd and mkosi's tools tree are exactly those of image/packages.lock:
+# each locked .deb is fetched once into a content-addressed cache (checked against its locked sha256) and mkosi
+# installs from a local repository of only those .debs. When the mirror no longer has a locked version the build
+# stops, naming the package, the locked and the available version and the two ways on (docs/RELEASING.md).
+#
+# Usage: scripts/image.sh [--clean] [--unlocked] [--out DIR] [--profile NAME]
+#   --clean          also drop mkosi's cached tools tree and package-installed image (a cold build; also done
+#                    when the trees came from another lock); the locked .deb files stay in their cache
+#   --unlocked       install the mirror's current packages instead of the lock (for `just image-lock --build`)
 #   --out DIR        output directory (default image/mkosi.output)
 #   --profile LIST   mkosi profiles from image/mkosi.profiles, comma-separated: none (the default) is the
 #                    development image with the simulated TEE; `tdx` or `snp` the production backends; `gpu`
@@ -17,6 +23,8 @@
 #   DAIT_LLAMA_SERVER_DIR build directory of llama-server (default target/llama-server); with --clean it is rebuilt
 #   DAIT_IMAGE_AGENT      path to a prebuilt dait-host to put in the image instead of building it (the build is
 #                         still reproducible only if that binary is)
+#   DAIT_DEB_ARCHIVE      a release's archived .debs (<release>/debs, docs/RELEASING.md): locked packages are taken
+#                         from there, so a release builds after the mirror has moved on
 #
 # Exit codes: 0 built, 1 build failed, 2 usage error.
 set -euo pipefail
@@ -25,11 +33,13 @@ set -euo pipefail
 cd "$repo"
 
 clean=0
+unlocked=0
 out="$repo/image/mkosi.output"
 profile=""
 while (($#)); do
     case "$1" in
         --clean) clean=1 ;;
+        --unlocked) unlocked=1 ;;
         --out) out="${2:?--out needs a directory}"; shift ;;
         --profile) profile="${2:?--profile needs a name}"; shift ;;
         -h|--help) print_help; exit 0 ;;
@@ -45,14 +55,59 @@ export LC_ALL=C.UTF-8 TZ=UTC
 cache="$(cache_dir)"
 mkosi_version="${DAIT_MKOSI_VERSION:-25.3-7}"
 
-# The apt sources of the image and its tools tree: trixie only, from the mirror this machine already uses.
 # shellcheck source=scripts/debian-mirror.sh
 source "$repo/scripts/debian-mirror.sh"
-render_sources image/apt/trixie.sources.in image/mkosi.sandbox/etc/apt/sources.list.d/mkosi.sources \
-    || die "cannot write the image's apt sources"
+# The gpu profile (not locked: NVIDIA's packages come from contrib and non-free) installs from the mirror.
 render_sources image/apt/trixie-gpu.sources.in \
     image/mkosi.profiles/gpu/sandbox/etc/apt/sources.list.d/mkosi.sources \
     || die "cannot write the gpu profile's apt sources"
+
+# --- the locked packages ------------------------------------------------------------------------------------
+lock="image/packages.lock"
+debs="$cache/debs"
+lock_repo="$cache/lock-repo"
+[[ -z "${DAIT_DEB_ARCHIVE:-}" || -d "${DAIT_DEB_ARCHIVE:-}" ]] ||
+    die "DAIT_DEB_ARCHIVE=$DAIT_DEB_ARCHIVE is not a directory"
+if ((unlocked)); then
+    # The apt sources of the image and its tools tree: trixie only, from the mirror this machine already uses.
+    render_sources image/apt/trixie.sources.in image/mkosi.sandbox/etc/apt/sources.list.d/mkosi.sources \
+        || die "cannot write the image's apt sources"
+    lock_id=unlocked
+else
+    [[ -s "$lock" ]] || die "no $lock: write it with \`just image-lock --build\`"
+    archive_args=()
+    [[ -n "${DAIT_DEB_ARCHIVE:-}" ]] && archive_args=(--archive "$DAIT_DEB_ARCHIVE")
+    # Everything already cached or archived needs no mirror; otherwise the mirror's indices must have every
+    # locked version that is missing, else the checker names each one and the ways on.
+    if ! python3 scripts/deb-lock.py check "$lock" --cache "$debs" "${archive_args[@]}" 2>/dev/null; then
+        index_args=()
+        while IFS= read -r index; do index_args+=(--index "$index"); done < <(trixie_indices "$cache/apt-trixie")
+        ((${#index_args[@]})) || die "no Packages indices from the mirror"
+        python3 scripts/deb-lock.py check "$lock" --cache "$debs" "${archive_args[@]}" "${index_args[@]}" \
+            || die "$lock cannot be installed from this mirror"
+    fi
+    debian_mirrors || die "no Debian mirror"
+    python3 scripts/deb-lock.py fetch "$lock" --cache "$debs" "${archive_args[@]}" \
+        --mirror "debian=$DEBIAN_MIRROR" --mirror "debian-security=$DEBIAN_SECURITY_MIRROR" \
+        || die "cannot fetch the locked .debs"
+    command -v dpkg-scanpackages >/dev/null || apt_install dpkg-dev
+    python3 scripts/deb-lock.py repo "$lock" --cache "$debs" --out "$lock_repo" \
+        || die "cannot build the local repository of the locked .debs"
+    # Served on 127.0.0.1 for this build only (mkosi's sandbox reaches the host's network, not its file tree).
+    port="$(free_port)"
+    python3 -m http.server --bind 127.0.0.1 --directory "$lock_repo" "$port" >/dev/null 2>&1 &
+    server_pid=$!
+    trap 'kill "$server_pid" 2>/dev/null || true' EXIT
+    for _ in $(seq 50); do
+        curl -fsS -o /dev/null "http://127.0.0.1:$port/Packages" 2>/dev/null && break
+        sleep 0.2
+    done
+    curl -fsS -o /dev/null "http://127.0.0.1:$port/Packages" || die "the local repository did not start serving"
+    mkdir -p image/mkosi.sandbox/etc/apt/sources.list.d
+    sed -e "s|@LOCK_REPO_URL@|http://127.0.0.1:$port/|g" -e "/^# Template:/d" image/apt/lock.sources.in \
+        >image/mkosi.sandbox/etc/apt/sources.list.d/mkosi.sources
+    lock_id="$(sha256sum "$lock" | cut -d' ' -f1)"
+fi
 
 # --- mkosi --------------------------------------------------------------------------------------------------
 # Debian trixie's mkosi, unpacked (not installed: installing it on an older Debian pulls a partial upgrade) and
@@ -61,8 +116,13 @@ render_sources image/apt/trixie-gpu.sources.in \
 mkosi_root="$cache/mkosi-$mkosi_version"
 if [[ ! -e "$mkosi_root/usr/lib/python3/dist-packages/mkosi/__init__.py" ]]; then
     command -v apt-get >/dev/null || die "apt-get is needed to fetch mkosi"
-    log "fetching mkosi $mkosi_version from Debian trixie"
-    deb="$(trixie_download "$cache/apt-trixie" "mkosi=$mkosi_version")" || die "cannot download mkosi $mkosi_version"
+    log "unpacking mkosi $mkosi_version"
+    if ((!unlocked)) && grep -q "^mkosi all $mkosi_version " "$lock"; then
+        deb="$(python3 scripts/deb-lock.py path "$lock" mkosi --cache "$debs")" || die "no locked mkosi .deb"
+    else
+        deb="$(trixie_download "$cache/apt-trixie" "mkosi=$mkosi_version")" \
+            || die "cannot download mkosi $mkosi_version"
+    fi
     rm -rf "$mkosi_root.tmp"
     dpkg-deb -x "$deb" "$mkosi_root.tmp"
     mv "$mkosi_root.tmp" "$mkosi_root"
@@ -168,7 +228,16 @@ chmod 0644 "$stage/usr/lib/dait/engine.env"
 # --- the image ----------------------------------------------------------------------------------------------
 mkdir -p "$out" image/mkosi.cache "$cache/workspace"
 force=(-f)
+# mkosi's cached trees were installed from one package set: another lock (or none) rebuilds them from scratch.
+lock_stamp=image/mkosi.cache/packages.lock.id
+if [[ "$(cat "$lock_stamp" 2>/dev/null)" != "$lock_id" ]]; then
+    log "the cached trees are not of this package set: a cold build"
+    clean=1
+fi
 ((clean)) && force=(-ff)
+rm -f "$lock_stamp"
+# mkosi -ff drops the image's cached trees but reuses a cached tools tree: a cold build removes it too.
+((clean)) && rm -rf image/mkosi.cache/tools.*
 args=(
     -C image
     --output-directory "$out"
@@ -182,6 +251,15 @@ log "mkosi build (output $out)"
 start=$(date +%s)
 mkosi "${args[@]}" "${force[@]}" build || die "mkosi build failed"
 log "built in $(($(date +%s) - start)) s"
+if ((!unlocked)); then
+    # What each tree installed is exactly what the lock gives it (their dpkg status, kept in mkosi's cache).
+    trees=image/mkosi.cache
+    python3 scripts/deb-lock.py verify "$lock" \
+        --status "image=$trees/debian~trixie~x86-64.cache/var/lib/dpkg/status" \
+        --status "initrd=$trees/debian~trixie~x86-64~default-initrd.cache/var/lib/dpkg/status" \
+        --status "tools=$trees/tools.cache/var/lib/dpkg/status" || die "the build did not install exactly $lock"
+fi
+printf '%s\n' "$lock_id" >"$lock_stamp"
 
 # The inputs of the launch measurements, as files next to the UKI: the kernel command line exactly as the UKI
 # carries it (its .cmdline section without the trailing NUL) and the dm-verity root hash taken from it.

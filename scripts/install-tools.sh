@@ -31,6 +31,8 @@ BIN_DIR="$HOME/.local/bin"
 need=()
 { command -v cc && command -v c++ && command -v make; } >/dev/null || need+=(build-essential)
 command -v cmake >/dev/null || need+=(cmake)
+# dpkg-scanpackages: scripts/image.sh's local repository of the locked .debs.
+command -v dpkg-scanpackages >/dev/null || need+=(dpkg-dev)
 command -v python3 >/dev/null || need+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v curl >/dev/null || need+=(curl)

@@ -10,9 +10,13 @@
 # bookworm's grub lacks; we build without grub (direct kernel boot does not need it).
 #
 # Idempotent: when the firmware is already in the cache it only prints its path.
+# Usage: scripts/ovmf.sh [--cached]
+#   --cached          only print the cached firmware's path; exit 1 (printing nothing) when it is not built yet
 #   DAIT_CACHE_DIR    cache root (default ${XDG_CACHE_HOME:-$HOME/.cache}/dait)
 #   DAIT_OVMF_JOBS    parallel build jobs (default 2)
 #   DAIT_EDK2_SUITE   Debian suite of the edk2 source package (default trixie)
+#   DAIT_EDK2_SOURCE  a directory with the edk2 source package's files (edk2_*.orig.tar.*, edk2_*.debian.tar.*: a
+#                     release's sources/, docs/RELEASING.md), used instead of downloading it
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -25,6 +29,7 @@ if [[ -s "$out" ]]; then
     printf '%s\n' "$out"
     exit 0
 fi
+[[ "${1:-}" == --cached ]] && exit 1
 mkdir -p "$dir"
 umask 022
 
@@ -62,29 +67,38 @@ apt_opts=(
 )
 src_root="$dir/src"
 if ! compgen -G "$src_root/edk2-*/edksetup.sh" >/dev/null; then
-    log "fetching the edk2 source package"
-    apt-get "${apt_opts[@]}" update -qq
     rm -rf "$src_root"
     mkdir -p "$src_root"
+fi
+if [[ -n "${DAIT_EDK2_SOURCE:-}" ]] && ! compgen -G "$src_root/edk2-*/edksetup.sh" >/dev/null; then
+    log "unpacking the edk2 source package from $DAIT_EDK2_SOURCE"
+    cp "$DAIT_EDK2_SOURCE"/edk2_*.orig.tar.* "$DAIT_EDK2_SOURCE"/edk2_*.debian.tar.* "$src_root/" ||
+        die "no edk2_*.orig.tar.* and edk2_*.debian.tar.* in $DAIT_EDK2_SOURCE"
+fi
+if ! compgen -G "$src_root/edk2-*/edksetup.sh" >/dev/null; then
+    [[ -n "${DAIT_EDK2_SOURCE:-}" ]] || log "fetching the edk2 source package"
+    [[ -n "${DAIT_EDK2_SOURCE:-}" ]] || apt-get "${apt_opts[@]}" update -qq
     # apt's own download is tried first. When a mirror lacks one of the files (seen: the .dsc of a point-release
     # revision), the others are fetched by their printed URIs, each checked against the SHA-256 of the signed
     # Sources index, and unpacked as dpkg-source would: the upstream tarball (which bundles the submodules), then
     # the debian/ tarball and its patch series (one of which lets BaseTools build without the brotli submodule).
     (
         cd "$src_root"
-        if apt-get "${apt_opts[@]}" source -qq --download-only edk2 >/dev/null 2>&1; then
+        if [[ -z "${DAIT_EDK2_SOURCE:-}" ]] &&
+            apt-get "${apt_opts[@]}" source -qq --download-only edk2 >/dev/null 2>&1; then
             dpkg-source --no-check -x ./edk2_*.dsc >/dev/null
         else
-            apt-get "${apt_opts[@]}" source -qq --print-uris edk2 | while read -r uri name _size sum; do
-                uri="${uri//\'/}"
-                if curl -fsSL -o "$name.part" "${uri//%2b/+}"; then
-                    printf '%s  %s\n' "${sum#SHA256:}" "$name.part" | sha256sum -c --quiet -
-                    mv "$name.part" "$name"
-                else
-                    rm -f "$name.part"
-                    log "mirror has no $name"
-                fi
-            done
+            [[ -n "${DAIT_EDK2_SOURCE:-}" ]] ||
+                apt-get "${apt_opts[@]}" source -qq --print-uris edk2 | while read -r uri name _size sum; do
+                    uri="${uri//\'/}"
+                    if curl -fsSL -o "$name.part" "${uri//%2b/+}"; then
+                        printf '%s  %s\n' "${sum#SHA256:}" "$name.part" | sha256sum -c --quiet -
+                        mv "$name.part" "$name"
+                    else
+                        rm -f "$name.part"
+                        log "mirror has no $name"
+                    fi
+                done
             orig="$(compgen -G 'edk2_*.orig.tar.*' | head -n1)"
             [[ -n "$orig" ]] || die "no edk2 upstream tarball"
             tar xf "$orig"

@@ -17,7 +17,12 @@
 #   DAIT_REFERENCE_AGENT  the dait-host binary whose `runtime-events` gives the runtime events (default: the
 #                         image's own agent, DIR/<name>_<version>.dait-host)
 #   DAIT_CACHE_DIR        cache root for the firmware (default ${XDG_CACHE_HOME:-$HOME/.cache}/dait)
-#   DAIT_TDVF_VERSION     Debian `ovmf` package version whose OVMF.fd is the TDX firmware (default pinned below)
+#   DAIT_TDVF_VERSION     Debian `ovmf` package version whose OVMF.fd is the TDX firmware (default pinned below;
+#                         image/packages.lock locks its .deb, taken from scripts/image.sh's .deb cache when there)
+#   DAIT_REFERENCE_SNP    build (default): the SNP launch digests need the AmdSev OVMF, which scripts/ovmf.sh builds
+#                         once (~10-25 min) and caches; auto: use it when cached, otherwise (--check only) compare
+#                         every field but the SNP ones (the AmdSev firmware, the SNP shapes and digests) and print
+#                         `skipped: no cached AmdSev OVMF`: what CI does on a fresh machine
 #
 # Exit codes: 0 written / unchanged, 1 --check found a difference, 2 usage error or missing input.
 set -euo pipefail
@@ -68,7 +73,21 @@ fi
 # --- firmware -------------------------------------------------------------------------------------------------
 cache="$(cache_dir)"
 # SNP: the AmdSev OVMF with the kernel-hashes table, built once by scripts/ovmf.sh.
-ovmf_amdsev="$(scripts/ovmf.sh)"
+snp_mode="${DAIT_REFERENCE_SNP:-build}"
+case "$snp_mode" in
+    build) ovmf_amdsev="$(scripts/ovmf.sh)" ;;
+    auto)
+        ((check)) || die "DAIT_REFERENCE_SNP=auto is for --check only: a written reference needs the SNP digests"
+        ovmf_amdsev="$(scripts/ovmf.sh --cached)" || ovmf_amdsev=""
+        ;;
+    *) die "DAIT_REFERENCE_SNP must be build or auto, not $snp_mode" ;;
+esac
+skip_snp=0
+if [[ -z "$ovmf_amdsev" ]]; then
+    skip_snp=1
+    echo "skipped: no cached AmdSev OVMF: the SNP launch digests and the AmdSev firmware are not compared" \
+        "(scripts/ovmf.sh builds it once, ~10-25 min; every other field is)" >&2
+fi
 # TDX: Debian trixie's OVMF.fd (the 4 MiB combined image, which carries the TDVF metadata; OVMF_CODE_4M.fd alone is
 # a split image without it). The package version is pinned so the reference is reproducible; the .deb comes
 # through a private apt configuration (the system's apt sources are left alone) into the cache.
@@ -76,12 +95,16 @@ tdvf_version="${DAIT_TDVF_VERSION:-2025.02-8+deb13u1}"
 tdvf_dir="$cache/tdvf-trixie/$tdvf_version"
 tdvf="$tdvf_dir/OVMF.fd"
 if [[ ! -s "$tdvf" ]]; then
-    command -v apt-get >/dev/null || die "apt-get is needed to fetch the ovmf package"
-    log "fetching Debian's ovmf $tdvf_version"
-    # shellcheck source=scripts/debian-mirror.sh
-    source scripts/debian-mirror.sh
-    deb="$(trixie_download "$cache/tdvf-trixie/apt" "ovmf=$tdvf_version")" \
-        || die "ovmf $tdvf_version is not in the mirror's trixie (set DAIT_TDVF_VERSION to one that is)"
+    # The locked .deb when scripts/image.sh has fetched it (sha256-checked), else the mirror's.
+    if ! { grep -q "^ovmf all $tdvf_version " image/packages.lock 2>/dev/null &&
+        deb="$(python3 scripts/deb-lock.py path image/packages.lock ovmf --cache "$cache/debs" 2>/dev/null)"; }; then
+        command -v apt-get >/dev/null || die "apt-get is needed to fetch the ovmf package"
+        log "fetching Debian's ovmf $tdvf_version"
+        # shellcheck source=scripts/debian-mirror.sh
+        source scripts/debian-mirror.sh
+        deb="$(trixie_download "$cache/tdvf-trixie/apt" "ovmf=$tdvf_version")" \
+            || die "ovmf $tdvf_version is not in the mirror's trixie (set DAIT_TDVF_VERSION to one that is)"
+    fi
     rm -rf "$tdvf_dir.tmp"
     dpkg-deb -x "$deb" "$tdvf_dir.tmp"
     mkdir -p "$tdvf_dir"
@@ -131,6 +154,7 @@ shapes=(
     snp-milan-8,snp,8,EPYC-Milan,32768,ovmf-amdsev
     snp-genoa-16,snp,16,EPYC-Genoa,65536,ovmf-amdsev
 )
+((skip_snp)) && shapes=()
 # TDX shapes: only with a replayed RTMR0 (see the header).
 ((${#pinned[@]} == 0 || ${#rtmr0[@]} > 0)) || die "--rtmr1/--rtmr2 need the --rtmr0 of the same boot"
 tdx_shape=tdx-16,tdx,16,host,65536,tdvf
@@ -141,6 +165,14 @@ for pair in "${rtmr0[@]}"; do
     shapes+=("$tdx_shape")
     tdx_args+=(--rtmr0 "$pair")
 done
+# Without the SNP shapes and no TDX one given, `dait-measure reference` (which wants a shape) gets the TDX shape with
+# a placeholder RTMR0; its TDX section and shape are dropped from the regenerated file before comparing.
+tdx_placeholder=0
+if ((${#shapes[@]} == 0)); then
+    shapes+=("$tdx_shape")
+    tdx_args+=(--rtmr0 "${tdx_shape%%,*}=$(printf '0%.0s' {1..96})")
+    tdx_placeholder=1
+fi
 
 # --- boot as measured -------------------------------------------------------------------------------------------
 # Direct boot of the UKI: QEMU -kernel <uki> -append "<the UKI's own command line>", no -initrd (the UKI carries
@@ -149,7 +181,8 @@ done
 # (its .cmdline section, or the load options when Secure Boot is off) the kernel gets the measured one.
 # TDX: RTMR1 gets the UKI's Authenticode hash, RTMR2 the same command line.
 boot_args=(--kernel "$base.efi" --cmdline "$cmdline" --uki "$base.efi")
-firmware_args=(--firmware "ovmf-amdsev=$ovmf_amdsev" --firmware "tdvf=$tdvf")
+firmware_args=(--firmware "tdvf=$tdvf")
+((skip_snp)) || firmware_args=(--firmware "ovmf-amdsev=$ovmf_amdsev" "${firmware_args[@]}")
 shape_args=()
 for shape in "${shapes[@]}"; do shape_args+=(--shape "$shape"); done
 
@@ -170,8 +203,16 @@ fi
 if ((check)); then
     [[ -f "$out" ]] || { log "no committed $out"; exit 1; }
     # One line per differing field: its JSON path, the committed value, the regenerated one.
-    if python3 - "$out" "$target" <<'PY'
+    if python3 - "$out" "$target" "$skip_snp" "$tdx_placeholder" <<'PY'
 import json, sys
+
+def without_snp(doc):
+    """The reference less what needs the AmdSev OVMF: its firmware entry, the SNP shapes, the SNP section."""
+    doc.pop("snp", None)
+    artefacts = doc.get("artefacts", {})
+    artefacts["firmware"] = [f for f in artefacts.get("firmware", []) if f.get("kind") != "ovmf-amdsev"]
+    doc["shapes"] = [s for s in doc.get("shapes", []) if s.get("platform") != "snp"]
+    return doc
 
 def flat(value, path, into):
     if isinstance(value, dict):
@@ -184,8 +225,13 @@ def flat(value, path, into):
         into[path] = value
     return into
 
-committed = flat(json.load(open(sys.argv[1])), "", {})
-regenerated = flat(json.load(open(sys.argv[2])), "", {})
+committed, regenerated = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+if sys.argv[3] == "1":
+    committed, regenerated = without_snp(committed), without_snp(regenerated)
+if sys.argv[4] == "1":
+    regenerated.pop("tdx", None)
+    regenerated["shapes"] = [s for s in regenerated["shapes"] if s.get("platform") != "tdx"]
+committed, regenerated = flat(committed, "", {}), flat(regenerated, "", {})
 differ = False
 for path in sorted(committed.keys() | regenerated.keys()):
     old, new = committed.get(path, "(absent)"), regenerated.get(path, "(absent)")

@@ -14,6 +14,9 @@
 #   7. the guest image (scripts/image.sh: the agent's static release build, llama-server and the mkosi image)
 #   8. the image booted under QEMU (scripts/boot.sh): attestation endpoint, one encrypted chat through the
 #      engine inside the guest, its receipt verified by the tenant CLI
+#   9. the image's measurements equal the committed reference of its ImageVersion (scripts/reference.sh --check;
+#      the SNP digests only when the AmdSev OVMF is cached, else `skipped: ...` for them), and the package lock's
+#      checker test (scripts/image-lock-test.sh)
 # The engine is stopped on exit, also when a step fails (unless it was running before). A failing step stops the run, unless
 # DAIT_TEST_KEEP_GOING=1, which runs every step and fails at the end (to see all failures at once).
 # DAIT_TEST_IMAGE=0 leaves out steps 7 and 8 (they take the most time: about 15 min on a fresh 2-core machine, a
@@ -110,5 +113,8 @@ if [ "${DAIT_TEST_IMAGE:-1}" != 0 ]; then
     step "image (agent release build, llama-server build, mkosi)" scripts/image.sh
     # The guest runs its own engine (llama-server in the image); the host engine above is not used by the boot.
     step "boot (QEMU, simulated TEE): attestation, encrypted chat, receipt" scripts/boot.sh
+    step "reference: the image equals measurements/reference/<ImageVersion>.json" \
+        env DAIT_REFERENCE_SNP=auto scripts/reference.sh --check
 fi
+step "package lock checker" scripts/image-lock-test.sh
 finish
