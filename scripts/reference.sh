@@ -106,6 +106,7 @@ if [[ ! -s "$tdvf" ]]; then
             || die "ovmf $tdvf_version is not in the mirror's trixie (set DAIT_TDVF_VERSION to one that is)"
     fi
     rm -rf "$tdvf_dir.tmp"
+    mkdir -p "${tdvf_dir%/*}"
     dpkg-deb -x "$deb" "$tdvf_dir.tmp"
     mkdir -p "$tdvf_dir"
     install -m 0644 "$tdvf_dir.tmp/usr/share/ovmf/OVMF.fd" "$tdvf"
