@@ -10,9 +10,11 @@
 //! evidence is simulated, its TPM real; it resets PCR 23 first).
 //!
 //! Settings (environment):
-//! - `DAIT_COLLATERAL_DIR`: the Intel collateral for the TDX quote (a directory of the PCS files, or a
-//!   dcap-qvl JSON bundle; see `TdxCollateral::load`). Required on a TDX guest: the test checks the quote against
-//!   this given collateral (the agent's own fetching, `DAIT_PCCS_URL`, is tested against a local PCS in `collateral.rs`).
+//! - `DAIT_PCCS_URL` (default Intel PCS) and `DAIT_PCCS_CA_FILE`: where the TDX bundle test's agent fetches
+//!   Intel's collateral, exactly as `serve` does; the bundle is then verified with the collateral it carries.
+//! - `DAIT_COLLATERAL_DIR`: given Intel collateral for the TDX quote (a directory of the PCS files, or a
+//!   dcap-qvl JSON bundle; see `TdxCollateral::load`), for a guest that reaches no PCS or PCCS: the quote test
+//!   requires it, and the bundle test then verifies against it instead of fetching.
 //! - `DAIT_HW_ACCEPT_TCB`: TCB statuses to accept besides `UpToDate` (comma-separated, e.g.
 //!   `SWHardeningNeeded,OutOfDate`); `DAIT_HW_ALLOW_ADVISORIES`: advisory IDs to tolerate (comma-separated).
 //! - `DAIT_HW_TPM`: the vTPM test's TPM as a TCTI (default `device:/dev/tpmrm0`; e.g. a swtpm's
@@ -126,9 +128,9 @@ fn collect(app: &App) -> (Vec<u8>, Freshness) {
 fn tdx_collateral() -> TdxCollateral {
     let Some(dir) = std::env::var_os("DAIT_COLLATERAL_DIR") else {
         panic!(
-            "DAIT_COLLATERAL_DIR is not set: a TDX quote verifies only with Intel's collateral for this \
-             platform (TCB Info, QE Identity, PCK CRL, root CA CRL and issuer chains from Intel PCS or a \
-             PCCS), and the agent fetches none yet; see docs/HARDWARE.md"
+            "DAIT_COLLATERAL_DIR is not set: this test checks the quote alone against given Intel \
+             collateral for this platform (TCB Info, QE Identity, PCK CRL, root CA CRL and issuer chains \
+             from Intel PCS or a PCCS); see docs/HARDWARE.md"
         )
     };
     TdxCollateral::load(Path::new(&dir))
@@ -176,18 +178,42 @@ fn tdx_guest_bundle_verifies() {
     if !tsm_provider_is("tdx_guest", "tdx guest") {
         return;
     }
-    let collateral = tdx_collateral().to_proto();
-    let (app, _state) = agent("tdx");
+    let (app, state) = agent("tdx");
+    let given = std::env::var_os("DAIT_COLLATERAL_DIR").map(|_| tdx_collateral().to_proto());
+    let app = Arc::new(app);
+    let source = match &given {
+        Some(_) => "DAIT_COLLATERAL_DIR".to_owned(),
+        None => {
+            // The agent's own collateral, fetched as `serve` fetches it, and embedded in every bundle.
+            use dait_agent::collateral::{DEFAULT_PCCS_URL, PCCS_URL_ENV, PcsClient, ca_file, refresh_once};
+            let url = std::env::var(PCCS_URL_ENV).unwrap_or_else(|_| DEFAULT_PCCS_URL.to_owned());
+            let client = PcsClient::new(&url, &ca_file(), &state.path().join("collateral"))
+                .unwrap_or_else(|e| panic!("the collateral client for {url}: {}", chain(e)));
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(refresh_once(&app, &client, UnixTime::now()))
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "fetching Intel's collateral from {url} (set DAIT_PCCS_URL to a PCCS, or \
+                         DAIT_COLLATERAL_DIR to given collateral): {}",
+                        chain(e)
+                    )
+                });
+            format!("fetched from {url}, carried in the bundle")
+        }
+    };
     let (bytes, freshness) = collect(&app);
     match verify_bundle_with_collateral(
         &bytes,
         &policy(),
-        Some(&collateral),
+        given.as_ref(),
         &freshness,
         UnixTime::now(),
     ) {
         Ok(v) => eprintln!(
-            "ran on: TDX guest (bundle verified: keyset {}, runtime {:?})",
+            "ran on: TDX guest (bundle verified: keyset {}, runtime {:?}, collateral {source})",
             v.keyset_hash(),
             v.runtime()
         ),
