@@ -199,8 +199,11 @@ impl Channel {
         }
         let host_key =
             HostVerifyingKey::from_sec1(bundle.receipt_key()).map_err(ReceiptError::BadHostKey)?;
-        self.chain
-            .resume_with_key(&bundle.keyset().host_account, host_key, *bundle.keyset_hash())?;
+        self.chain.resume_with_key(
+            &bundle.keyset().host_account,
+            host_key,
+            *bundle.keyset_hash(),
+        )?;
         self.host_key = host_key;
         self.keyset_hash = *bundle.keyset_hash();
         self.runtime = bundle.runtime().cloned();
@@ -517,7 +520,11 @@ mod tests {
         let f2 = restarted(&s);
         let bundle2 = f2.verify(&f2.allow()).unwrap();
         s.channel.resume(&bundle2).unwrap();
-        assert_eq!(s.channel.state(), &before, "the last agreed state is unchanged");
+        assert_eq!(
+            s.channel.state(),
+            &before,
+            "the last agreed state is unchanged"
+        );
         // The next receipt comes from the new boot: its key and keyset.
         let mut r = honest(&s);
         r.host_key_id = f2.receipt_key.verifying_key().key_id();

@@ -229,7 +229,8 @@ async fn completion(shared: Arc<Shared>, path: &str, body: Incoming) -> Response
     } else {
         let mut session = session.lock().await;
         let mut result = session.call(path, body.clone()).await;
-        if matches!(result, Err(TenantError::TlsHandshake(_))) && session.resume(None).await.is_ok() {
+        if matches!(result, Err(TenantError::TlsHandshake(_))) && session.resume(None).await.is_ok()
+        {
             result = session.call(path, body).await;
         }
         match result {
