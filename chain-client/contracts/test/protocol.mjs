@@ -91,6 +91,20 @@ export function receiptFromVector(j) {
   };
 }
 
+/** A vector channel state's JSON fields as a typed version 2 state (bigints, 0x hex). */
+export function stateFromVector(j) {
+  return {
+    channelId: hx(j.channel_id),
+    turn: BigInt(j.turn),
+    cumulative: BigInt(j.cumulative),
+    escrowCap: BigInt(j.escrow_cap),
+    lastReceiptHash: hx(j.last_receipt_hash),
+    tenant: hx(j.tenant),
+    host: hx(j.host),
+    isFinal: j.is_final,
+  };
+}
+
 /** A receipt as the contract's `Receipt` struct argument: `modelId` replaced by its keccak. */
 export function receiptArg(r) {
   const { modelId, ...rest } = r;
