@@ -45,7 +45,7 @@ const RECEIPT_FIELDS = [
   ['deterministic', 'bool'],
 ];
 
-/** EIP-712 types: `Receipt` exactly as in PROTOCOL.md section 5, `ChannelState` as proposed (version 2). */
+/** EIP-712 types of PROTOCOL.md section 5 (protocol version 2). */
 export const TYPES = {
   Receipt: RECEIPT_FIELDS.map(([name, type]) => ({ name, type })),
   ChannelState: [
@@ -146,7 +146,7 @@ export function domainSeparator(dom) {
 export const stateDigest = (dom, s) =>
   hashTypedData({ domain: dom, types: { ChannelState: TYPES.ChannelState }, primaryType: 'ChannelState', message: s });
 
-/** Proposed channel id: `keccak(word(chainId) || word(settlement) || word(tenant) || word(host) || salt)`. */
+/** Channel id (PROTOCOL.md section 4): `keccak(word(chainId) || word(settlement) || word(tenant) || word(host) || salt)`. */
 export const channelId = (chainId, settlement, tenant, host, salt) =>
   keccak256(
     encodeAbiParameters(

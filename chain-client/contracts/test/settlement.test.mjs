@@ -83,7 +83,7 @@ const V = {
   batch: vector('batch'),
 };
 
-/** GPU id hash as the README proposes: `SHA-256("dait/v1/gpu-id" || GPU UUID)`. */
+/** GPU id hash (PROTOCOL.md section 11): `SHA-256("dait/v1/gpu-id" || GPU UUID)`. */
 const gpu = (name) => sha256(toHex(`dait/v1/gpu-idGPU-${name}`));
 const REL1 = keccak256(toHex('release-1'));
 const REL2 = keccak256(toHex('release-2'));
