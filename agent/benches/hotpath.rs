@@ -96,13 +96,13 @@ fn main() {
         black_box(key.sign_receipt(black_box(receipt()), &domain));
     });
     let tenant = TenantSigner::generate(&mut rand::rngs::OsRng);
-    let state = ChannelState::open(B256([1; 32]), 1_000_000, tenant.address(), B256([2; 32]));
+    let state = ChannelState::open(B256([1; 32]), 1_000_000, tenant.address(), Address([2; 20]));
     let signed = SignedChannelState {
         tenant_signature: tenant.sign_state(&state, &domain),
         state,
         host_signature: None,
     };
-    let head = ChannelHead::open(B256([1; 32]), B256([2; 32]));
+    let head = ChannelHead::open(B256([1; 32]), Address([2; 20]));
     let c = time("channel-state check (secp256k1 recover)", 2000, || {
         black_box(head.check_state(black_box(&signed), &domain, 100).unwrap());
     });

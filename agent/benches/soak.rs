@@ -55,7 +55,7 @@ use common::{
     init_simulated, rss_kib, serve_command, spawn_listening, start_engine,
 };
 use dait_chain_client::WireMessage as _;
-use dait_chain_client::{B256, ChannelState, ReceiptChain, ReceiptError};
+use dait_chain_client::{B256, ReceiptError};
 use tokio::process::Child;
 use tokio::sync::{mpsc, watch};
 
@@ -191,10 +191,9 @@ struct Ack {
     boot: u64,
 }
 
-/// A tenant's channel; its state keeps naming the host key it was opened with.
+/// A tenant's channel; it belongs to the operator account, whichever boot serves it.
 struct Channel {
     t: Tenant,
-    host_key_id: B256,
     /// What the first call after a restart must do.
     expect: Expect,
 }
@@ -213,7 +212,6 @@ impl Channel {
     fn open(boot: &Boot, salt: u8) -> Self {
         Self {
             t: Tenant::new(&boot.info, u128::MAX / 2, salt),
-            host_key_id: boot.info.keyset.host_key_id(),
             expect: Expect::Any,
         }
     }
@@ -223,10 +221,8 @@ impl Channel {
     }
 
     /// The SPUR-IC checks of a receipt issued by `boot`, and the channel advanced. After a restart the
-    /// agent signs with (and names) the new boot's receipt key, while the channel state keeps naming the
-    /// key the channel was opened with (agent/README.md); `ReceiptChain` holds one key for both, so the
-    /// receipt is checked against the chain as seen under the boot's key, and the original key is put
-    /// back into the next state.
+    /// agent signs with (and names) the new boot's receipt key; the channel belongs to the operator
+    /// account, so the tenant continues it with the boot's verified key (PROTOCOL.md §4).
     fn accept(
         &mut self,
         r: &CallResult,
@@ -234,20 +230,10 @@ impl Channel {
         boot: &Boot,
     ) -> Result<B256, ReceiptError> {
         let info = &boot.info;
-        let chain = |state: ChannelState| {
-            ReceiptChain::new(info.domain, info.host_key, info.keyset_hash, state)
-        };
-        let view = ChannelState {
-            host_key_id: info.keyset.host_key_id(),
-            ..self.t.chain.state().clone()
-        };
-        self.t.chain = chain(view);
-        let checked = self.t.accept(r, streamed);
-        self.t.chain = chain(ChannelState {
-            host_key_id: self.host_key_id,
-            ..self.t.chain.state().clone()
-        });
-        checked
+        self.t
+            .chain
+            .resume_with_key(&info.keyset.host_account, info.host_key, info.keyset_hash)?;
+        self.t.accept(r, streamed)
     }
 }
 

@@ -106,10 +106,13 @@ pub struct RawConfig {
         default_value = "0x0000000000000000000000000000000000000000"
     )]
     pub settlement: String,
-    /// Chain RPC endpoint (stored and reported; chain transport is future work).
+    /// Chain RPC endpoint (stored and reported; chain transport is future work). On-chain settlement
+    /// needs the operator account: requires `--host-key-path`.
     #[arg(long, env = "DAIT_CHAIN_RPC")]
     pub chain_rpc: Option<String>,
-    /// The operator's chain account key file (hex secp256k1 secret); gives `host_account`. Not the TEE key.
+    /// The operator's chain account key file (hex secp256k1 secret); gives `host_account`, the account
+    /// every channel of this host belongs to (PROTOCOL.md §4). Not the TEE key. Without it the account is
+    /// zero: channels work off chain (simulated and demo setups), and no contract accepts them.
     #[arg(long, env = "DAIT_HOST_KEY_PATH")]
     pub host_key_path: Option<PathBuf>,
     /// The operator's declaration that the engine runs in a deterministic configuration (the
@@ -276,6 +279,12 @@ impl RawConfig {
         };
         let settlement = parse_address(&self.settlement)
             .ok_or(ConfigError::Invalid("--settlement / DAIT_SETTLEMENT"))?;
+        if self.chain_rpc.is_some() && self.host_key_path.is_none() {
+            // Channels belong to the keyset's host_account, which a contract requires to be non-zero.
+            return Err(ConfigError::Invalid(
+                "--chain-rpc needs --host-key-path (the operator account channels settle to)",
+            ));
+        }
         if self.model_id.is_empty() {
             return Err(ConfigError::Invalid("--model-id"));
         }
@@ -652,6 +661,11 @@ mod tests {
         let mut d = base.to_vec();
         d.extend(["--metrics-listen", "localhost"]);
         assert!(matches!(raw(&d).validate(), Err(ConfigError::Invalid(_))));
+        let mut f = base.to_vec();
+        f.extend(["--chain-rpc", "http://127.0.0.1:8545"]);
+        assert!(matches!(raw(&f).validate(), Err(ConfigError::Invalid(_))));
+        f.extend(["--host-key-path", "/tmp/operator.key"]);
+        assert!(raw(&f).validate().is_ok());
         let mut e = base.to_vec();
         e.extend(["--metrics-listen", "127.0.0.1:9100"]);
         assert_eq!(

@@ -17,8 +17,11 @@ pub const DOMAIN: Domain = Domain {
     settlement: Address([0x5e; 20]),
 };
 
-/// The host key id the entry points check channel states against; seeds name it.
+/// The host key id of the entry points' receipts.
 pub const HOST_KEY_ID: B256 = B256([0x4b; 32]);
+
+/// The operator account the entry points check channel states against (their `host`); seeds name it.
+pub const HOST_ACCOUNT: Address = Address([0x4b; 20]);
 
 /// Receipt fields of the entry points (prices that make the escrow bound matter).
 fn params() -> ReceiptParams {
@@ -36,14 +39,14 @@ fn params() -> ReceiptParams {
 /// Runs a decapsulated inner request through what a call does before it reaches the engine: the
 /// Binary HTTP decode, method and path, the `x-dait-state` decode, the JSON body checks and the
 /// escrow bound, the body sent to the engine, and the channel-state check against [`DOMAIN`] and
-/// [`HOST_KEY_ID`]. Returns the request's `stream` flag when every check passed. Must never panic.
+/// [`HOST_ACCOUNT`]. Returns the request's `stream` flag when every check passed. Must never panic.
 pub fn inner_request(data: &[u8]) -> Result<bool, CallError> {
     let inner = decode_inner(data, &params(), true)?;
     let _ = engine_body(&inner);
     let lease = Arc::new(Channels::default()).begin(
         &inner.state,
         &DOMAIN,
-        HOST_KEY_ID,
+        HOST_ACCOUNT,
         inner.worst_case,
     )?;
     drop(lease);
@@ -54,7 +57,7 @@ pub fn inner_request(data: &[u8]) -> Result<bool, CallError> {
 /// fresh channel map. Must never panic.
 pub fn channel_state_header(data: &[u8]) -> Result<(), CallError> {
     let state = parse_state(data)?;
-    let lease = Arc::new(Channels::default()).begin(&state, &DOMAIN, HOST_KEY_ID, 0)?;
+    let lease = Arc::new(Channels::default()).begin(&state, &DOMAIN, HOST_ACCOUNT, 0)?;
     drop(lease);
     Ok(())
 }
@@ -71,9 +74,13 @@ mod tests {
     /// A signed opening state for a channel with `escrow_cap`, as a tenant sends it.
     fn state_header(escrow_cap: u128) -> String {
         let signer = TenantSigner::from_bytes(&[7; 32]).unwrap();
-        let channel_id =
-            dait_chain_client::channel_id(&DOMAIN, &signer.address(), &HOST_KEY_ID, &B256([1; 32]));
-        let state = ChannelState::open(channel_id, escrow_cap, signer.address(), HOST_KEY_ID);
+        let channel_id = dait_chain_client::channel_id(
+            &DOMAIN,
+            &signer.address(),
+            &HOST_ACCOUNT,
+            &B256([1; 32]),
+        );
+        let state = ChannelState::open(channel_id, escrow_cap, signer.address(), HOST_ACCOUNT);
         SignedChannelState {
             tenant_signature: signer.sign_state(&state, &DOMAIN),
             state,

@@ -96,6 +96,9 @@ pub struct BootKeys {
     pub keyset_hash: B256,
     /// `H256(receipt_key)`.
     pub host_key_id: B256,
+    /// The operator's chain account (`host_account` of the keyset): the `host` of every channel this
+    /// agent serves. Zero without `--host-key-path` (off-chain channels only).
+    pub host_account: Address,
     /// The EIP-712 domain.
     pub domain: Domain,
 }
@@ -105,6 +108,7 @@ impl std::fmt::Debug for BootKeys {
         f.debug_struct("BootKeys")
             .field("keyset_hash", &self.keyset_hash)
             .field("host_key_id", &self.host_key_id)
+            .field("host_account", &self.host_account)
             .finish_non_exhaustive()
     }
 }
@@ -137,6 +141,7 @@ impl BootKeys {
         let keyset_bytes = keyset.encode();
         Ok(Self {
             host_key_id: keyset.host_key_id(),
+            host_account: keyset.host_account,
             domain: keyset.domain(),
             keyset_hash: keyset_hash(&keyset_bytes),
             keyset_bytes,

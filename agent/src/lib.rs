@@ -566,9 +566,10 @@ pub async fn serve(config: &Config) -> Result<(), AgentError> {
     };
     // One machine-readable line on stdout, for scripts and tests.
     println!(
-        "listening https://{local} keyset_hash={} host_key_id={} chain_rpc={}{metrics}",
+        "listening https://{local} keyset_hash={} host_key_id={} host_account={} chain_rpc={}{metrics}",
         app.keys.keyset_hash,
         app.keys.host_key_id,
+        app.keys.host_account,
         config.chain_rpc.as_deref().unwrap_or("-")
     );
     tracing::info!(%local, upstream = ?config.upstream.as_ref().map(ToString::to_string), "serving");

@@ -4,9 +4,11 @@
 //! At most one call per channel is in flight: the tenant signs the next state only after it has
 //! checked the previous receipt, so a second call with the same turn is answered `stale_state`.
 //!
-//! Across restarts a channel keeps its sequence: the head is restored from the receipt log, and
-//! states naming the channel's original host key are still accepted; new receipts are signed by
-//! (and name) the current boot's receipt key, which the tenant re-attests.
+//! Across restarts a channel keeps its sequence: the head is restored from the receipt log. A channel
+//! belongs to the host's operator account (`ChannelState::host`, the keyset's `host_account`), not to
+//! one boot's key, so its states are still accepted after a restart; new receipts are signed by (and
+//! name) the current boot's receipt key, which the tenant re-attests (PROTOCOL.md §4). A final state
+//! (`is_final`, a cooperative close) is never served.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -32,10 +34,10 @@ struct Slot {
     used: u64,
 }
 
-/// A channel evicted from the live map: its last receipt's fields, all it needs to continue.
+/// A channel evicted from the live map: its last receipt's fields, all it needs to continue (its
+/// host is this agent's operator account).
 #[derive(Debug, Clone, Copy)]
 struct Evicted {
-    host_key_id: B256,
     last_call_seq: u64,
     last_receipt_hash: B256,
     cumulative: u128,
@@ -98,7 +100,6 @@ impl Inner {
                 self.evicted.insert(
                     victim,
                     Evicted {
-                        host_key_id: slot.head.host_key_id,
                         last_call_seq: slot.head.last_call_seq,
                         last_receipt_hash: slot.head.last_receipt_hash,
                         cumulative: slot.head.cumulative,
@@ -149,7 +150,6 @@ impl Channels {
                 (
                     B256(h.channel_id),
                     Evicted {
-                        host_key_id: B256(h.host_key_id),
                         last_call_seq: h.call_seq,
                         last_receipt_hash: B256(h.receipt_hash),
                         cumulative: h.cumulative,
@@ -184,15 +184,15 @@ impl Channels {
         self.len() == 0
     }
 
-    /// The head of a channel, if known.
-    pub fn head(&self, channel_id: &B256) -> Option<ChannelHead> {
+    /// The head of a channel, if known, for this agent's operator account `host`.
+    pub fn head(&self, channel_id: &B256, host: Address) -> Option<ChannelHead> {
         let inner = self.inner.lock().ok()?;
         if let Some(s) = inner.live.get(channel_id) {
             return Some(s.head);
         }
         inner.evicted.get(channel_id).map(|e| ChannelHead {
             channel_id: *channel_id,
-            host_key_id: e.host_key_id,
+            host,
             last_call_seq: e.last_call_seq,
             last_receipt_hash: e.last_receipt_hash,
             cumulative: e.cumulative,
@@ -200,11 +200,12 @@ impl Channels {
     }
 
     /// Check `signed` for a call whose worst-case cost is `worst_case`, and reserve the channel.
+    /// `host` is this agent's operator account: the state must name it.
     pub fn begin(
         self: &Arc<Self>,
         signed: &SignedChannelState,
         domain: &Domain,
-        host_key_id: B256,
+        host: Address,
         worst_case: u128,
     ) -> Result<Lease, CallError> {
         let channel_id = signed.state.channel_id;
@@ -218,7 +219,7 @@ impl Channels {
                 Some(e) => Slot {
                     head: ChannelHead {
                         channel_id,
-                        host_key_id: e.host_key_id,
+                        host,
                         last_call_seq: e.last_call_seq,
                         last_receipt_hash: e.last_receipt_hash,
                         cumulative: e.cumulative,
@@ -228,7 +229,7 @@ impl Channels {
                     used: 0,
                 },
                 None => Slot {
-                    head: ChannelHead::open(channel_id, host_key_id),
+                    head: ChannelHead::open(channel_id, host),
                     tenant: None,
                     busy: false,
                     used: 0,
@@ -387,7 +388,7 @@ impl Lease {
             call_seq,
             cumulative,
             receipt_hash: receipt_hash.0,
-            host_key_id: self.head.host_key_id.0,
+            host_key_id: params.host_key_id.0,
             tenant: self.tenant.0,
         };
         let bytes = signed.encode();
@@ -421,7 +422,7 @@ impl Lease {
         if let Some(slot) = inner.live.get_mut(&self.head.channel_id) {
             slot.head = ChannelHead {
                 channel_id: self.head.channel_id,
-                host_key_id: self.head.host_key_id,
+                host: self.head.host,
                 last_call_seq: header.call_seq,
                 last_receipt_hash: receipt_hash,
                 cumulative: header.cumulative,
@@ -463,12 +464,12 @@ mod tests {
     use super::*;
     use dait_chain_client::{ChannelState, SignedChannelState, StateError, TenantSigner};
 
-    fn setup() -> (Arc<Channels>, SignedChannelState, Domain, B256) {
+    fn setup() -> (Arc<Channels>, SignedChannelState, Domain, Address) {
         let domain = Domain {
             chain_id: 1,
             settlement: Address([1; 20]),
         };
-        let host = B256([2; 32]);
+        let host = Address([2; 20]);
         let tenant = TenantSigner::generate(&mut rand::rngs::OsRng);
         let state = ChannelState::open(B256([3; 32]), 1000, tenant.address(), host);
         let signed = SignedChannelState {
@@ -480,7 +481,7 @@ mod tests {
     }
 
     /// A new channel `id` of a fresh tenant, signed.
-    fn channel(id: u8, domain: &Domain, host: B256) -> SignedChannelState {
+    fn channel(id: u8, domain: &Domain, host: Address) -> SignedChannelState {
         let tenant = TenantSigner::generate(&mut rand::rngs::OsRng);
         let state = ChannelState::open(B256([id; 32]), 1000, tenant.address(), host);
         SignedChannelState {
@@ -514,19 +515,19 @@ mod tests {
         let _lease_c = ch.begin(&c, &domain, host, 10).unwrap();
         assert_eq!(ch.live(), 1);
         assert_eq!(ch.len(), 2);
-        let head = ch.head(&a.state.channel_id).unwrap();
+        let head = ch.head(&a.state.channel_id, host).unwrap();
         assert_eq!((head.last_call_seq, head.cumulative), (1, 2));
     }
 
     /// Receipt parameters at `price_out` and the facts of a call with `tokens_in` and `tokens_out`.
     fn call(
-        host: B256,
+        _host: Address,
         price_out: u128,
         tokens_in: u64,
         tokens_out: u64,
     ) -> (ReceiptParams, CallFacts) {
         let params = ReceiptParams {
-            host_key_id: host,
+            host_key_id: B256([2; 32]),
             keyset_hash: B256([4; 32]),
             model_id: "m".into(),
             weight_hash: B256::ZERO,
@@ -606,7 +607,7 @@ mod tests {
             ch.begin(&signed, &domain, host, 10_000),
             Err(CallError::State(StateError::OverEscrowCap))
         ));
-        assert!(ch.head(&signed.state.channel_id).is_none());
+        assert!(ch.head(&signed.state.channel_id, host).is_none());
     }
 
     #[tokio::test]
@@ -622,7 +623,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r.receipt.amount, 11);
-        let head = ch.head(&signed.state.channel_id).unwrap();
+        let head = ch.head(&signed.state.channel_id, host).unwrap();
         assert_eq!(head.last_call_seq, 1);
         assert_eq!(head.cumulative, 11);
         assert_eq!(head.last_receipt_hash, r.receipt.signing_digest(&domain));
@@ -642,5 +643,101 @@ mod tests {
             lease.commit(&big, &params, &key, &domain, &log).await,
             Err(CallError::OverEscrowCap)
         ));
+    }
+
+    #[test]
+    fn a_state_for_another_host_account_is_refused() {
+        let (ch, signed, domain, _) = setup();
+        assert!(matches!(
+            ch.begin(&signed, &domain, Address([9; 20]), 10),
+            Err(CallError::State(StateError::WrongHost))
+        ));
+        assert!(ch.is_empty());
+    }
+
+    #[test]
+    fn a_final_state_is_never_served() {
+        let (ch, _, domain, host) = setup();
+        let tenant = TenantSigner::generate(&mut rand::rngs::OsRng);
+        let state = ChannelState {
+            is_final: true,
+            ..ChannelState::open(B256([3; 32]), 1000, tenant.address(), host)
+        };
+        let signed = SignedChannelState {
+            tenant_signature: tenant.sign_state(&state, &domain),
+            state,
+            host_signature: None,
+        };
+        assert!(matches!(
+            ch.begin(&signed, &domain, host, 10),
+            Err(CallError::State(StateError::Final))
+        ));
+        assert!(ch.is_empty());
+    }
+
+    /// A restart: the heads come back from the receipt log, and the channel goes on with the new
+    /// boot's key, which the next receipt names.
+    #[tokio::test]
+    async fn heads_restored_from_the_log_continue_with_a_new_key() {
+        let (ch, _, domain, host) = setup();
+        let tenant = TenantSigner::generate(&mut rand::rngs::OsRng);
+        let sign = |state: ChannelState| SignedChannelState {
+            tenant_signature: tenant.sign_state(&state, &domain),
+            state,
+            host_signature: None,
+        };
+        let open = ChannelState::open(B256([3; 32]), 1000, tenant.address(), host);
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = ReceiptLog::open(dir.path()).unwrap();
+        let key1 = HostSigningKey::generate(&mut rand::rngs::OsRng);
+        let (params, facts) = call(host, 2, 3, 4);
+        let lease = ch.begin(&sign(open.clone()), &domain, host, 100).unwrap();
+        let r1 = lease
+            .commit(&facts, &params, &key1, &domain, &log)
+            .await
+            .unwrap();
+        drop(log);
+
+        let (log, replay) = ReceiptLog::open(dir.path()).unwrap();
+        assert_eq!(replay.heads.len(), 1);
+        let restored = Arc::new(Channels::from_replay(&replay, 10));
+        let head = restored.head(&open.channel_id, host).unwrap();
+        assert_eq!((head.last_call_seq, head.host), (1, host));
+        // The open state is stale; the state after receipt 1 is served, by the new key.
+        assert!(matches!(
+            restored.begin(&sign(open.clone()), &domain, host, 10),
+            Err(CallError::State(StateError::Stale { .. }))
+        ));
+        let after1 = ChannelState {
+            turn: 1,
+            cumulative: r1.receipt.cumulative,
+            last_receipt_hash: r1.receipt.signing_digest(&domain),
+            ..open
+        };
+        let key2 = HostSigningKey::generate(&mut rand::rngs::OsRng);
+        let params2 = ReceiptParams {
+            host_key_id: key2.verifying_key().key_id(),
+            ..params
+        };
+        let lease = restored.begin(&sign(after1), &domain, host, 100).unwrap();
+        let r2 = lease
+            .commit(&facts, &params2, &key2, &domain, &log)
+            .await
+            .unwrap();
+        assert_eq!(r2.receipt.call_seq, 2);
+        assert_eq!(
+            r2.receipt.prev_receipt_hash,
+            r1.receipt.signing_digest(&domain)
+        );
+        assert_eq!(r2.receipt.host_key_id, key2.verifying_key().key_id());
+        r2.verify(&key2.verifying_key(), &domain).unwrap();
+        // The log records the key that signed each receipt.
+        let (records, _) =
+            crate::receipt_log::read_records(&dir.path().join(crate::receipt_log::LOG_FILE))
+                .unwrap();
+        assert_eq!(
+            records[1].header.host_key_id,
+            key2.verifying_key().key_id().0
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! `kill -9` of the real `dait-host` binary in the middle of a burst of requests: after a restart,
 //! every receipt a tenant received is in the receipt log, the log is gapless per channel, and the
-//! next call continues each channel's sequence.
+//! next call continues each channel's sequence: the channel belongs to the operator account (the
+//! same `--host-key-path` at both starts), so each tenant resumes it with the new boot's key and
+//! accepts the next receipt (PROTOCOL.md §4).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
@@ -19,9 +21,20 @@ use tokio::process::Child;
 async fn start_agent(state: &Path, upstream: SocketAddr) -> (Child, SocketAddr) {
     let mut cmd = serve_command(state, &format!("http://{upstream}"));
     cmd.args(["--price-in", "1", "--price-out", "2"])
+        .arg("--host-key-path")
+        .arg(operator_key(state))
         .env("DAIT_LOG", "warn");
     let (child, addr, _) = spawn_listening(&mut cmd).await;
     (child, addr)
+}
+
+/// The operator's account key file (next to the state directory, the same at every start).
+fn operator_key(state: &Path) -> std::path::PathBuf {
+    let path = state.with_extension("operator-key");
+    if !path.exists() {
+        std::fs::write(&path, format!("{}\n", "ac".repeat(32))).unwrap();
+    }
+    path
 }
 
 /// What each tenant saw acknowledged: (call_seq, receipt hash, encoded signed receipt).
@@ -48,6 +61,10 @@ async fn run() {
     let (mut child, addr) = start_agent(&state, engine).await;
     let mut conn = Conn::connect(addr, true).await.unwrap();
     let info = Arc::new(host_info(&mut conn).await);
+    assert!(
+        !info.keyset.host_account.is_zero(),
+        "the operator account is set"
+    );
 
     // A burst: 8 tenants, each on its own channel, calling back to back.
     const TENANTS: usize = 8;
@@ -127,9 +144,22 @@ async fn run() {
         info2.keyset_hash, info.keyset_hash,
         "a new boot has a new keyset"
     );
+    assert_ne!(info2.keyset.host_key_id(), info.keyset.host_key_id());
+    assert_eq!(
+        info2.keyset.host_account, info.keyset.host_account,
+        "the same operator account"
+    );
     for (i, t) in tenants.iter_mut().enumerate() {
-        // A new boot has a new OHTTP key: the tenant re-attests and encrypts to it.
+        // A new boot has a new OHTTP key and receipt key: the tenant re-attests, encrypts to the new
+        // key and continues the channel with the new receipt key (same operator account).
         t.key_config = info2.keyset.ohttp_key_config.clone();
+        t.chain
+            .resume_with_key(
+                &info2.keyset.host_account,
+                info2.host_key,
+                info2.keyset_hash,
+            )
+            .unwrap();
         let channel = t.chain.state().channel_id;
         let logged_head = records
             .iter()
@@ -142,13 +172,18 @@ async fn run() {
             .call(&mut conn, CHAT, &chat_body("after restart", 3, false))
             .await;
         if logged_head == turn {
-            let signed: SignedReceipt = r.receipt.expect("receipt after restart");
+            let signed: SignedReceipt = r.receipt.clone().expect("receipt after restart");
             let rec = &signed.receipt;
             assert_eq!(rec.call_seq, turn + 1, "tenant {i}: call_seq continues");
             assert_eq!(rec.prev_receipt_hash, t.chain.state().last_receipt_hash);
             assert_eq!(rec.cumulative, t.chain.state().cumulative + rec.amount);
             assert_eq!(rec.host_key_id, info2.keyset.host_key_id());
             signed.verify(&info2.host_key, &info2.domain).unwrap();
+            // The tenant's SPUR-IC checks accept it: the channel goes on across the restart.
+            let turn_before = t.chain.state().turn;
+            t.accept(&r, false)
+                .unwrap_or_else(|e| panic!("tenant {i}: receipt after restart rejected: {e}"));
+            assert_eq!(t.chain.state().turn, turn_before + 1);
         } else {
             // The agent logged a receipt the tenant never received (killed before the response left).
             assert_eq!(

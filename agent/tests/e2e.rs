@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{CHAT, Tenant, init_simulated, serve_command, spawn_listening};
+use common::{CHAT, Tenant, init_simulated, serve_command_at, spawn_listening};
 use dait_chain_client::WireMessage as _;
 use dait_chain_client::{
     B256, Freshness, HostVerifyingKey, ReceiptError as Rule, SignedChannelState, SignedReceipt,
@@ -218,6 +218,7 @@ struct Host {
     addr: SocketAddr,
     root_pub: Vec<u8>,
     log: PathBuf,
+    weights: PathBuf,
     dir: tempfile::TempDir,
     child: tokio::process::Child,
     _stdout: tokio::io::BufReader<tokio::process::ChildStdout>,
@@ -246,6 +247,11 @@ impl Drop for Host {
 }
 
 async fn start_host(upstream: &str, model_path: Option<&Path>) -> Host {
+    start_host_with(upstream, model_path, &[]).await
+}
+
+/// [`start_host`] with `extra` flags for `dait-host serve`.
+async fn start_host_with(upstream: &str, model_path: Option<&Path>, extra: &[&str]) -> Host {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("host");
     init_simulated(&state);
@@ -260,27 +266,74 @@ async fn start_host(upstream: &str, model_path: Option<&Path>) -> Host {
         }
     };
     let log = dir.path().join("host.log");
-    let mut cmd = serve_command(&state, upstream);
+    let (child, addr, stdout) =
+        spawn_host(&state, "127.0.0.1:0", upstream, &weights, &log, extra).await;
+    Host {
+        url: format!("https://{addr}"),
+        addr,
+        root_pub,
+        log,
+        weights,
+        dir,
+        child,
+        _stdout: stdout,
+    }
+}
+
+/// `dait-host serve` on `state` with the test's model and prices.
+async fn spawn_host(
+    state: &Path,
+    listen: &str,
+    upstream: &str,
+    weights: &Path,
+    log: &Path,
+    extra: &[&str],
+) -> (
+    tokio::process::Child,
+    SocketAddr,
+    tokio::io::BufReader<tokio::process::ChildStdout>,
+) {
+    let mut cmd = serve_command_at(state, upstream, listen);
     cmd.args(["--model-id", "test-model"])
         .arg("--model-path")
-        .arg(&weights)
+        .arg(weights)
         .args([
             "--price-in",
             &PRICE_IN.to_string(),
             "--price-out",
             &PRICE_OUT.to_string(),
         ])
+        .args(extra)
         .env("DAIT_LOG", "debug")
-        .stderr(std::fs::File::create(&log).unwrap());
-    let (child, addr, stdout) = spawn_listening(&mut cmd).await;
-    Host {
-        url: format!("https://{addr}"),
-        addr,
-        root_pub,
-        log,
-        dir,
-        child,
-        _stdout: stdout,
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap(),
+        );
+    spawn_listening(&mut cmd).await
+}
+
+impl Host {
+    /// Stops the host and starts it again on the same state directory (its receipt log and simulated
+    /// platform) with `extra` flags: a new boot, with a new keyset, at a new address (or the same one when
+    /// `same_port`).
+    async fn restart(&mut self, upstream: &str, extra: &[&str], same_port: bool) {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
+        let state = self.dir.path().join("host");
+        let listen = if same_port {
+            self.addr.to_string()
+        } else {
+            "127.0.0.1:0".to_owned()
+        };
+        let (child, addr, stdout) =
+            spawn_host(&state, &listen, upstream, &self.weights, &self.log, extra).await;
+        self.child = child;
+        self.addr = addr;
+        self.url = format!("https://{addr}");
+        self._stdout = stdout;
     }
 }
 
@@ -452,7 +505,8 @@ async fn check_chain(
     assert_eq!(signed.state.turn, receipts.len() as u64);
     assert_eq!(signed.state.cumulative, cumulative);
     assert_eq!(signed.state.last_receipt_hash.to_string(), prev);
-    assert_eq!(signed.state.host_key_id, *bundle.host_key_id());
+    assert_eq!(signed.state.host, bundle.keyset().host_account);
+    assert!(!signed.state.is_final);
     assert_eq!(signed.verify_tenant(&domain).unwrap(), tenant);
     receipts
 }
@@ -646,6 +700,106 @@ async fn flipped_ciphertext_bit_gets_an_opaque_400_and_nothing_in_clear_is_logge
         );
     })
     .await;
+}
+
+/// The host restarts with the same operator account (`--host-key-path`) and a new boot key: the tenant's
+/// session verifies the new bundle, checks that it names the channel's account, and continues the channel
+/// from its last co-signed state; receipts after the restart name the new key (PROTOCOL.md §4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_host_continues_the_channel_after_the_tenant_resumes() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let upstream = start_upstream().await;
+        let up = format!("http://{}", upstream.addr);
+        let keys = tempfile::tempdir().unwrap();
+        let operator = keys.path().join("operator.key");
+        std::fs::write(&operator, "ac".repeat(32)).unwrap();
+        let other = keys.path().join("other.key");
+        std::fs::write(&other, "bd".repeat(32)).unwrap();
+        let with_key = |p: &Path| ["--host-key-path".to_owned(), p.display().to_string()];
+        let flags = with_key(&operator);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let mut host = start_host_with(&up, None, &flags).await;
+        let mut session = open_session(&host, &host.url, 1_000_000).await;
+        let account = session.bundle().keyset().host_account;
+        assert!(!account.is_zero());
+        assert_eq!(session.state().state.host, account);
+        let body = chat("before the restart", 3, false)
+            .to_string()
+            .into_bytes();
+        let first = session.call(CHAT, body.clone()).await.unwrap();
+        let key1 = *session.bundle().host_key_id();
+
+        host.restart(&up, &flags, false).await;
+        // The old pinned connection is gone; the channel resumes at the new address with the new key.
+        session.resume(Some(&host.url)).await.unwrap();
+        assert_ne!(*session.bundle().host_key_id(), key1, "a new boot key");
+        assert_eq!(session.state().state.turn, 1);
+        let second = session.call(CHAT, body.clone()).await.unwrap();
+        let r = second.receipt.receipt();
+        assert_eq!(r.call_seq, 2);
+        assert_eq!(r.prev_receipt_hash, *first.receipt.hash());
+        assert_eq!(r.host_key_id, *session.bundle().host_key_id());
+        assert_eq!(second.state.state.host, account);
+
+        // Another operator account on the same state: the tenant refuses to continue, nothing changes.
+        let other_flags = with_key(&other);
+        let other_flags: Vec<&str> = other_flags.iter().map(String::as_str).collect();
+        host.restart(&up, &other_flags, false).await;
+        let err = session.resume(Some(&host.url)).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TenantError::CannotResume(ReceiptError::Rule(Rule::WrongHost))
+            ),
+            "{err:?}"
+        );
+        assert_eq!(session.state().state.turn, 2);
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// The same through the tenant's proxy, the host restarting at the same address: the first call after the
+/// restart fails its pinned TLS handshake (a new boot key), so the proxy re-verifies the host, resumes the
+/// channel and sends the call again; the receipts go on across the two boot keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_resumes_the_channel_when_the_host_restarts() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let upstream = start_upstream().await;
+        let up = format!("http://{}", upstream.addr);
+        let keys = tempfile::tempdir().unwrap();
+        let operator = keys.path().join("operator.key");
+        std::fs::write(&operator, "ac".repeat(32)).unwrap();
+        let flags = ["--host-key-path".to_owned(), operator.display().to_string()];
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let mut host = start_host_with(&up, None, &flags).await;
+        let session = open_session(&host, &host.url, 1_000_000).await;
+        let (handle, _, _) = spawn_proxy(session).await;
+        let addr = handle.local_addr();
+        let body = chat("around a restart", 3, false);
+        let (status, _, _) = http(addr, Method::POST, CHAT, Some(&body)).await;
+        assert_eq!(status, StatusCode::OK);
+        host.restart(&up, &flags, true).await;
+        let (status, _, text) = http(addr, Method::POST, CHAT, Some(&body)).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&text));
+        let (_, _, receipts) = http(addr, Method::GET, "/dait/receipts", None).await;
+        let receipts: Value = serde_json::from_slice(&receipts).unwrap();
+        let receipts = receipts.as_array().unwrap();
+        assert_eq!(receipts.len(), 2);
+        assert_eq!(receipts[1]["call_seq"], 2);
+        assert_eq!(
+            receipts[1]["prev_receipt_hash"],
+            receipts[0]["receipt_hash"]
+        );
+        assert_ne!(receipts[1]["host_key_id"], receipts[0]["host_key_id"]);
+        let (_, _, state) = http(addr, Method::GET, "/dait/state", None).await;
+        let state: Value = serde_json::from_slice(&state).unwrap();
+        assert_eq!(state["turn"], 2);
+        assert_eq!(state["is_final"], false);
+        handle.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

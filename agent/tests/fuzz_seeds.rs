@@ -11,7 +11,7 @@
 mod common;
 
 use common::*;
-use dait_agent::fuzzing::{DOMAIN, HOST_KEY_ID, channel_state_header, inner_request};
+use dait_agent::fuzzing::{DOMAIN, HOST_ACCOUNT, channel_state_header, inner_request};
 use dait_chain_client::WireMessage as _;
 use dait_chain_client::{B256, ChannelState, SignedChannelState, TenantSigner};
 
@@ -21,8 +21,8 @@ const COMPLETIONS: &str = "/v1/completions";
 /// A tenant's signed opening state for a channel with `escrow_cap`.
 fn signed_state(signer: &TenantSigner, escrow_cap: u128) -> SignedChannelState {
     let channel_id =
-        dait_chain_client::channel_id(&DOMAIN, &signer.address(), &HOST_KEY_ID, &B256([3; 32]));
-    let state = ChannelState::open(channel_id, escrow_cap, signer.address(), HOST_KEY_ID);
+        dait_chain_client::channel_id(&DOMAIN, &signer.address(), &HOST_ACCOUNT, &B256([3; 32]));
+    let state = ChannelState::open(channel_id, escrow_cap, signer.address(), HOST_ACCOUNT);
     SignedChannelState {
         tenant_signature: signer.sign_state(&state, &DOMAIN),
         state,

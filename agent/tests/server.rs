@@ -124,7 +124,12 @@ async fn flipped_ciphertext_bit_is_an_opaque_400() {
         .unwrap();
     assert_eq!((status, body.is_empty()), (400, true));
     // Nothing was forwarded, nothing was logged.
-    assert!(a.app.channels.head(&t.chain.state().channel_id).is_none());
+    assert!(
+        a.app
+            .channels
+            .head(&t.chain.state().channel_id, t.chain.state().host)
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -171,13 +176,20 @@ async fn bad_signature_and_wrong_channel() {
         .call_as(&mut conn, CHAT, &forged.to_header_value(), &body)
         .await;
     r.assert_error(401, "bad_state_signature");
-    // A state naming another host key.
+    // A state naming another host account.
     let mut s = t.chain.state().clone();
-    s.host_key_id.0[0] ^= 1;
+    s.host.0[0] ^= 1;
     let r = t
         .call_as(&mut conn, CHAT, &t.signed_state(s).to_header_value(), &body)
         .await;
     r.assert_error(409, "wrong_channel");
+    // A final state (the tenant closed the channel): never served, whatever its turn.
+    let mut s = t.chain.state().clone();
+    s.is_final = true;
+    let r = t
+        .call_as(&mut conn, CHAT, &t.signed_state(s).to_header_value(), &body)
+        .await;
+    r.assert_error(409, "channel_final");
 }
 
 #[tokio::test]
@@ -354,6 +366,9 @@ async fn stream_cut_short_upstream_gets_no_receipt() {
     assert!(r.receipt.is_none());
     assert_eq!(r.trailer_error.as_deref(), Some(&b"upstream"[..]));
     // No call_seq was used: the same state is still current.
-    let head = a.app.channels.head(&t.chain.state().channel_id);
+    let head = a
+        .app
+        .channels
+        .head(&t.chain.state().channel_id, t.chain.state().host);
     assert!(head.is_none_or(|h| h.last_call_seq == 0));
 }

@@ -32,7 +32,8 @@ fn main() {
         settlement: Address([0x5e; 20]),
     };
     let hk = host.verifying_key().key_id();
-    let open = ChannelState::open(B256([1; 32]), u128::MAX, tenant.address(), hk);
+    let host_account = Address([0xa0; 20]);
+    let open = ChannelState::open(B256([1; 32]), u128::MAX, tenant.address(), host_account);
     let receipt = Receipt {
         version: 1,
         channel_id: open.channel_id,
@@ -65,7 +66,7 @@ fn main() {
         host_signature: None,
     };
     let chain = ReceiptChain::new(domain, host.verifying_key(), B256([2; 32]), open.clone());
-    let head = ChannelHead::open(open.channel_id, hk);
+    let head = ChannelHead::open(open.channel_id, host_account);
 
     time("receipt EIP-712 digest", 20_000, || {
         black_box(black_box(&receipt).signing_digest(&domain));

@@ -28,6 +28,9 @@ pub enum ReceiptError {
     /// `cumulative` is not the previous cumulative plus `amount`.
     #[error("cumulative does not equal previous cumulative plus amount")]
     Cumulative,
+    /// The channel's state is final (the tenant signed it to close): no receipt can follow it.
+    #[error("the channel state is final")]
+    Final,
     /// The host signature does not verify under the attested receipt key.
     #[error("host signature rejected")]
     HostSignature(#[source] SignatureError),
@@ -61,6 +64,9 @@ pub enum ReceiptError {
     /// `channel_id` is not this channel's.
     #[error("receipt is for another channel")]
     WrongChannel,
+    /// A newly verified keyset names another operator account than the channel's `host`.
+    #[error("the keyset's host_account is not the channel's host")]
+    WrongHost,
 }
 
 /// What the tenant computed itself for one call, to compare with the receipt's hashes.
@@ -77,6 +83,11 @@ pub struct CallBinding {
 }
 
 /// The tenant's view of a channel: applies the SPUR-IC checks to each receipt in order.
+///
+/// A receipt must be signed by the receipt key of the bundle the tenant verified last and name that key and
+/// keyset. The channel belongs to the host's operator account (`state.host`), not to one key: after the agent
+/// restarts, the tenant verifies the new bundle and continues the same chain with
+/// [`ReceiptChain::resume_with_key`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReceiptChain {
     domain: Domain,
@@ -107,6 +118,43 @@ impl ReceiptChain {
         &self.state
     }
 
+    /// The receipt key receipts are checked against.
+    pub fn host_key(&self) -> &HostVerifyingKey {
+        &self.host_key
+    }
+
+    /// The keyset hash receipts must carry.
+    pub fn keyset_hash(&self) -> &B256 {
+        &self.keyset_hash
+    }
+
+    /// Continues the channel with a newly verified receipt key and keyset (the agent restarted and attested a
+    /// new boot key). `host_account` is the new keyset's: it must be the channel's `host`, or the new key
+    /// belongs to another operator and nothing changes ([`ReceiptError::WrongHost`]). The sequence goes on
+    /// from the last accepted state; receipts signed by the old key are no longer accepted.
+    pub fn resume_with_key(
+        &mut self,
+        host_account: &Address,
+        host_key: HostVerifyingKey,
+        keyset_hash: B256,
+    ) -> Result<(), ReceiptError> {
+        if *host_account != self.state.host {
+            return Err(ReceiptError::WrongHost);
+        }
+        self.host_key = host_key;
+        self.keyset_hash = keyset_hash;
+        Ok(())
+    }
+
+    /// The state that closes the channel cooperatively: the current one with `is_final` set. The tenant signs
+    /// it; the host may counter-sign it.
+    pub fn final_state(&self) -> ChannelState {
+        ChannelState {
+            is_final: true,
+            ..self.state.clone()
+        }
+    }
+
     /// The EIP-712 domain.
     pub fn domain(&self) -> &Domain {
         &self.domain
@@ -121,7 +169,12 @@ impl ReceiptChain {
         if r.channel_id != self.state.channel_id {
             return Err(ReceiptError::WrongChannel);
         }
-        if r.host_key_id != self.host_key.key_id() || r.host_key_id != self.state.host_key_id {
+        if self.state.is_final {
+            return Err(ReceiptError::Final);
+        }
+        // The receipt names the current boot's key, the one the tenant verified last; the channel itself
+        // belongs to the operator account (`state.host`), which the caller matched with the keyset.
+        if r.host_key_id != self.host_key.key_id() {
             return Err(ReceiptError::HostKeyId);
         }
         if r.keyset_hash != self.keyset_hash {
@@ -237,11 +290,14 @@ pub enum StateError {
         /// The agent's last call_seq.
         expected: u64,
     },
+    /// The state is final (`is_final`, signed to close the channel): no call is served on it.
+    #[error("the channel state is final")]
+    Final,
     /// `channel_id` is not the channel this head tracks.
     #[error("state is for another channel")]
     WrongChannel,
-    /// `host_key_id` is not this host's.
-    #[error("state names another host key")]
+    /// `host` is not this host's operator account.
+    #[error("state names another host account")]
     WrongHost,
 }
 
@@ -254,6 +310,7 @@ impl StateError {
                 ("unknown_state", 409)
             }
             Self::WrongChannel | Self::WrongHost => ("wrong_channel", 409),
+            Self::Final => ("channel_final", 409),
             Self::TenantSignature(_) => ("bad_state_signature", 401),
             Self::OverEscrowCap | Self::CumulativeOverCap => ("over_escrow_cap", 402),
         }
@@ -265,8 +322,9 @@ impl StateError {
 pub struct ChannelHead {
     /// The channel.
     pub channel_id: B256,
-    /// This host's key id.
-    pub host_key_id: B256,
+    /// This host's operator account (the keyset's `host_account`): the channel's `host`. It stays the same
+    /// across restarts, while the receipt key changes with each boot.
+    pub host: Address,
     /// call_seq of the last receipt; 0 before the first call.
     pub last_call_seq: u64,
     /// Hash of the last receipt; zero before the first call.
@@ -288,21 +346,21 @@ pub struct AcceptedState {
 
 impl ChannelHead {
     /// A channel with no calls yet.
-    pub fn open(channel_id: B256, host_key_id: B256) -> Self {
+    pub fn open(channel_id: B256, host: Address) -> Self {
         Self {
             channel_id,
-            host_key_id,
+            host,
             last_call_seq: 0,
             last_receipt_hash: B256::ZERO,
             cumulative: 0,
         }
     }
 
-    /// The head after `receipt` (whose hash is `receipt_hash`).
-    pub fn after(receipt: &Receipt, receipt_hash: B256) -> Self {
+    /// The head after `receipt` (whose hash is `receipt_hash`) of a channel of the operator account `host`.
+    pub fn after(receipt: &Receipt, receipt_hash: B256, host: Address) -> Self {
         Self {
             channel_id: receipt.channel_id,
-            host_key_id: receipt.host_key_id,
+            host,
             last_call_seq: receipt.call_seq,
             last_receipt_hash: receipt_hash,
             cumulative: receipt.cumulative,
@@ -318,7 +376,7 @@ impl ChannelHead {
         worst_case: u128,
     ) -> Result<AcceptedState, StateError> {
         let s = &signed.state;
-        if s.host_key_id != self.host_key_id {
+        if s.host != self.host {
             return Err(StateError::WrongHost);
         }
         if s.channel_id != self.channel_id {
@@ -327,6 +385,9 @@ impl ChannelHead {
         let tenant = signed
             .verify_tenant(domain)
             .map_err(StateError::TenantSignature)?;
+        if s.is_final {
+            return Err(StateError::Final);
+        }
         if s.turn < self.last_call_seq {
             return Err(StateError::Stale {
                 turn: s.turn,
@@ -618,12 +679,12 @@ mod tests {
             last_receipt_hash: h,
             ..open_state()
         };
-        (ChannelHead::after(&r, h), state)
+        (ChannelHead::after(&r, h, HOST_ACCOUNT), state)
     }
 
     #[test]
     fn state_accepted_at_open_and_after_a_call() {
-        let head = ChannelHead::open(open_state().channel_id, host().verifying_key().key_id());
+        let head = ChannelHead::open(open_state().channel_id, HOST_ACCOUNT);
         let ok = head
             .check_state(&signed_state(open_state()), &DOMAIN, 100)
             .unwrap();
@@ -651,7 +712,7 @@ mod tests {
     #[test]
     fn state_unknown() {
         let (_, state) = head_after_first();
-        let head = ChannelHead::open(open_state().channel_id, host().verifying_key().key_id());
+        let head = ChannelHead::open(open_state().channel_id, HOST_ACCOUNT);
         assert!(matches!(
             head.check_state(&signed_state(state), &DOMAIN, 1),
             Err(StateError::Unknown {
@@ -678,13 +739,104 @@ mod tests {
     fn state_wrong_host() {
         let (head, state) = head_after_first();
         let s = signed_state(ChannelState {
-            host_key_id: B256([0xee; 32]),
+            host: Address([0xee; 20]),
             ..state
         });
         assert!(matches!(
             head.check_state(&s, &DOMAIN, 1),
             Err(StateError::WrongHost)
         ));
+    }
+
+    #[test]
+    fn state_final_is_never_served() {
+        let (head, state) = head_after_first();
+        let s = signed_state(ChannelState {
+            is_final: true,
+            ..state
+        });
+        assert!(matches!(
+            head.check_state(&s, &DOMAIN, 0),
+            Err(StateError::Final)
+        ));
+        assert_eq!(StateError::Final.code(), ("channel_final", 409));
+        // Also at open, and counter-signed by the host.
+        let head = ChannelHead::open(open_state().channel_id, HOST_ACCOUNT);
+        let mut s = signed_state(ChannelState {
+            is_final: true,
+            ..open_state()
+        });
+        s.host_signature = Some(host().cosign_state(&s.state, &DOMAIN));
+        assert!(matches!(
+            head.check_state(&s, &DOMAIN, 0),
+            Err(StateError::Final)
+        ));
+    }
+
+    #[test]
+    fn no_receipt_after_a_final_state() {
+        let mut c = chain();
+        let r1 = signed_receipt(receipt_after(c.state(), 10, 20));
+        c.apply(&r1).unwrap();
+        let fin = c.final_state();
+        assert!(fin.is_final);
+        assert_eq!(fin.turn, 1);
+        let mut closed = ReceiptChain::new(
+            DOMAIN,
+            host().verifying_key(),
+            crate::keyset_hash(&keyset().encode()),
+            fin.clone(),
+        );
+        let r2 = signed_receipt(receipt_after(c.state(), 1, 1));
+        assert!(matches!(closed.apply(&r2), Err(ReceiptError::Final)));
+        assert_eq!(closed.state(), &fin);
+    }
+
+    /// The agent restarted: a new boot key and keyset, the same operator account. The tenant continues the
+    /// channel from its last state with the new key; receipts by the old key are refused from then on.
+    #[test]
+    fn resume_with_a_new_key_of_the_same_host() {
+        let mut c = chain();
+        let r1 = signed_receipt(receipt_after(c.state(), 10, 20));
+        c.apply(&r1).unwrap();
+        let boot2 = HostSigningKey::from_bytes(&[0x12; 32]).unwrap();
+        let keyset2 = crate::Keyset {
+            receipt_key: boot2.verifying_key().to_sec1(),
+            boot_id: [0xb2; 16],
+            ..keyset()
+        };
+        let ks2 = crate::keyset_hash(&keyset2.encode());
+        // Another operator's keyset does not continue this channel.
+        assert!(matches!(
+            c.resume_with_key(&Address([0xee; 20]), boot2.verifying_key(), ks2),
+            Err(ReceiptError::WrongHost)
+        ));
+        assert_eq!(c.host_key(), &host().verifying_key());
+        c.resume_with_key(&keyset2.host_account, boot2.verifying_key(), ks2)
+            .unwrap();
+        let mut r2 = receipt_after(c.state(), 5, 7);
+        r2.host_key_id = boot2.verifying_key().key_id();
+        r2.keyset_hash = ks2;
+        let s2 = boot2.sign_receipt(r2.clone(), &DOMAIN);
+        // The same receipt signed by the old key (naming the old key) is refused.
+        let old = signed_receipt(Receipt {
+            host_key_id: host().verifying_key().key_id(),
+            keyset_hash: crate::keyset_hash(&keyset().encode()),
+            ..r2
+        });
+        assert!(matches!(c.check(&old), Err(ReceiptError::HostKeyId)));
+        let h2 = c.apply(&s2).unwrap();
+        assert_eq!(c.state().turn, 2);
+        assert_eq!(c.state().last_receipt_hash, h2);
+        assert_eq!(c.state().host, HOST_ACCOUNT);
+        // The agent's head after that receipt accepts the tenant's next state.
+        let head = ChannelHead::after(&s2.receipt, h2, HOST_ACCOUNT);
+        assert_eq!(
+            head.check_state(&signed_state(c.state().clone()), &DOMAIN, 0)
+                .unwrap()
+                .next_call_seq,
+            3
+        );
     }
 
     #[test]

@@ -18,16 +18,17 @@ bytes32 keysetHash,string modelId,bytes32 weightHash,bytes32 requestHash,bytes32
 bytes32 requestCtHash,bytes32 responseCtHash,uint64 tokensIn,uint64 tokensOut,uint128 priceIn,\
 uint128 priceOut,uint128 amount,uint128 cumulative,bytes32 prevReceiptHash,uint64 timestamp,uint64 seed,\
 bytes32 engineBuild,bool deterministic)";
-/// The channel state type string.
+/// The channel state type string (PROTOCOL.md version 2: `host` is the operator account, `isFinal` marks the
+/// state of a cooperative close).
 pub const CHANNEL_STATE_TYPE: &str = "ChannelState(bytes32 channelId,uint64 turn,uint128 cumulative,\
-uint128 escrowCap,bytes32 lastReceiptHash,address tenant,bytes32 hostKeyId)";
+uint128 escrowCap,bytes32 lastReceiptHash,address tenant,address host,bool isFinal)";
 
 /// `keccak(RECEIPT_TYPE)`, precomputed (a unit test recomputes it).
 const RECEIPT_TYPE_HASH: [u8; 32] =
     hex_array("dcc8bba606db3716656c48d57673682a7a796ddc7f6dde2dd308da712a6dc666");
 /// `keccak(CHANNEL_STATE_TYPE)`, precomputed (a unit test recomputes it).
 const CHANNEL_STATE_TYPE_HASH: [u8; 32] =
-    hex_array("8c812a7c202536f86e6d55f31efb4a97dd48393db95b32ebc953794e1cfffaa0");
+    hex_array("f1c828715f65138c7b63c9103ca0890db290cca2e20a384aeec0df5c4cc5ef59");
 /// `keccak(DOMAIN_TYPE)`, precomputed (a unit test recomputes it).
 const DOMAIN_TYPE_HASH: [u8; 32] =
     hex_array("8b73c3c69bb8fe3d512ecc4cf759cc79239f7b179b0ffacaa9a75d522b39400f");
@@ -70,7 +71,7 @@ pub(crate) fn word_address(a: &Address) -> [u8; 32] {
     w
 }
 
-fn word_bool(b: bool) -> [u8; 32] {
+pub(crate) fn word_bool(b: bool) -> [u8; 32] {
     word_u128(u128::from(b))
 }
 
@@ -157,7 +158,8 @@ impl ChannelState {
             &word_u128(self.escrow_cap),
             &self.last_receipt_hash.0,
             &word_address(&self.tenant),
-            &self.host_key_id.0,
+            &word_address(&self.host),
+            &word_bool(self.is_final),
         ])
     }
 

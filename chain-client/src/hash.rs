@@ -14,6 +14,8 @@ pub mod tag {
     pub const REPORT_DATA: &[u8] = b"dait/v1/report-data";
     /// Per-GPU SPDM nonce.
     pub const GPU_NONCE: &[u8] = b"dait/v1/gpu-nonce";
+    /// GPU id hash (host registration on chain).
+    pub const GPU_ID: &[u8] = b"dait/v1/gpu-id";
     /// vTPM qualifying data.
     pub const TPM_QUALIFYING_DATA: &[u8] = b"dait/v1/tpm-qualifying-data";
     /// Plaintext request hash.
@@ -70,6 +72,12 @@ pub fn gpu_nonce(report_data: &[u8; 64], index: u32) -> B256 {
     B256(h.finalize().into())
 }
 
+/// `gpu_id_hash = H256("dait/v1/gpu-id" || uuid)`, the GPU UUID as NVML prints it (ASCII, e.g.
+/// `GPU-5a1c…`): what an operator registers on chain for each GPU it stakes (PROTOCOL.md §11).
+pub fn gpu_id_hash(uuid: &str) -> B256 {
+    tagged_sha256(tag::GPU_ID, uuid.as_bytes())
+}
+
 /// `qualifying_data = H256("dait/v1/tpm-qualifying-data" || report_data)`.
 pub fn tpm_qualifying_data(report_data: &[u8; 64]) -> B256 {
     tagged_sha256(tag::TPM_QUALIFYING_DATA, report_data)
@@ -101,13 +109,14 @@ pub fn bundle_hash(bundle_bytes: &[u8]) -> B256 {
     tagged_sha256(tag::BUNDLE, bundle_bytes)
 }
 
-/// `channel_id = keccak(word(chain_id) || word(settlement) || word(tenant) || host_key_id || salt)`.
-pub fn channel_id(domain: &Domain, tenant: &Address, host_key_id: &B256, salt: &B256) -> B256 {
+/// `channel_id = keccak(word(chain_id) || word(settlement) || word(tenant) || word(host) || salt)`, `host` the
+/// host's operator account (PROTOCOL.md §4; the contract's `channelId(tenant, host, salt)`).
+pub fn channel_id(domain: &Domain, tenant: &Address, host: &Address, salt: &B256) -> B256 {
     keccak(&[
         &word_u128(u128::from(domain.chain_id)),
         &word_address(&domain.settlement),
         &word_address(tenant),
-        &host_key_id.0,
+        &word_address(host),
         &salt.0,
     ])
 }

@@ -9,9 +9,9 @@
 //!   [`SignedChannelState`]) whose decoding caps sizes, rejects non-canonical or unknown encodings and checks
 //!   every fixed-size field ([`DecodeError`] names the field). They encode and decode through one trait,
 //!   [`WireMessage`] (protobuf, and the base64url form of the `x-dait-receipt`/`x-dait-state` headers).
-//! - **Hashes** (PROTOCOL.md §1–4): [`keyset_hash`], [`host_key_id`], [`report_data`], [`gpu_nonce`],
-//!   [`tpm_qualifying_data`], [`request_hash`], [`ciphertext_hash`], [`bundle_hash`], [`channel_id`], and with
-//!   the `json` feature the normalised `response_hash` ([`NormalizedResponse`], [`StreamNormalizer`]).
+//! - **Hashes** (PROTOCOL.md §1–4, §11): [`keyset_hash`], [`host_key_id`], [`report_data`], [`gpu_nonce`],
+//!   [`gpu_id_hash`], [`tpm_qualifying_data`], [`request_hash`], [`ciphertext_hash`], [`bundle_hash`],
+//!   [`channel_id`], and with the `json` feature the normalised `response_hash` ([`NormalizedResponse`], [`StreamNormalizer`]).
 //! - **EIP-712 digests** (PROTOCOL.md §5): [`Receipt::signing_digest`] (= the receipt hash) and
 //!   [`ChannelState::signing_digest`] under a [`Domain`], so an EVM contract can recompute them from calldata.
 //! - **Keys and signatures**: the host's P-256 [`HostSigningKey`] / [`HostVerifyingKey`] (RIP-7212
@@ -21,7 +21,11 @@
 //! - **Runtime event log** ([`runtime_log`], PROTOCOL.md §10): the events the agent measures at boot, the RTMR
 //!   extend rule and the log's replay; with the `json` feature its encoding and strict decoding.
 //! - **SPUR-IC rules**: [`ReceiptChain`] (tenant: one [`ReceiptError`] variant per rule) and [`ChannelHead`]
-//!   (agent: checks an incoming [`SignedChannelState`], one [`StateError`] variant per rule).
+//!   (agent: checks an incoming [`SignedChannelState`], one [`StateError`] variant per rule). A channel
+//!   belongs to the host's operator account (`ChannelState::host`), so it goes on across agent restarts
+//!   ([`ReceiptChain::resume_with_key`]).
+//! - **Receipt batches** ([`batch`], PROTOCOL.md §11): the Merkle sum tree a host commits on chain, its
+//!   proofs and their verification, and the sample index rule, as the settlement contract computes them.
 //!
 //! # Example
 //!
@@ -36,12 +40,14 @@
 //! let host = HostSigningKey::from_bytes(&[0x11; 32])?;
 //! let tenant = TenantSigner::from_bytes(&[0x22; 32])?;
 //! let host_key_id = host.verifying_key().key_id();
+//! // The operator's chain account, the keyset's `host_account`: the channel belongs to it.
+//! let host_account = Address([0xa0; 20]);
 //! let domain = Domain { chain_id: 31337, settlement: Address([0x5e; 20]) };
 //! let keyset_hash = B256([0x33; 32]);
 //!
 //! // Tenant opens a channel and signs the open state.
-//! let channel = channel_id(&domain, &tenant.address(), &host_key_id, &B256([0x44; 32]));
-//! let open = ChannelState::open(channel, 1_000_000, tenant.address(), host_key_id);
+//! let channel = channel_id(&domain, &tenant.address(), &host_account, &B256([0x44; 32]));
+//! let open = ChannelState::open(channel, 1_000_000, tenant.address(), host_account);
 //! let signed_state = SignedChannelState {
 //!     tenant_signature: tenant.sign_state(&open, &domain),
 //!     state: open.clone(),
@@ -49,7 +55,7 @@
 //! };
 //!
 //! // Agent: check the state, serve the call, sign the receipt.
-//! let head = ChannelHead::open(channel, host_key_id);
+//! let head = ChannelHead::open(channel, host_account);
 //! let accepted = head.check_state(&signed_state, &domain, amount(10, 3, 100, 5).ok_or("overflow")?)?;
 //! let receipt = Receipt {
 //!     version: 1, channel_id: channel, call_seq: accepted.next_call_seq, host_key_id, keyset_hash,
@@ -98,6 +104,7 @@
 
 extern crate alloc;
 
+pub mod batch;
 mod channel;
 mod eip712;
 mod hash;
@@ -123,9 +130,9 @@ pub use eip712::{
     receipt_hash, type_hash,
 };
 pub use hash::{
-    amount, bundle_hash, channel_id, ciphertext_hash, gpu_nonce, host_key_id, keyset_hash,
-    model_id_hash, report_data, request_hash, response_hash_of_canonical, simulated_key_digest,
-    simulated_report_digest, tag, tagged_sha256, tpm_qualifying_data,
+    amount, bundle_hash, channel_id, ciphertext_hash, gpu_id_hash, gpu_nonce, host_key_id,
+    keyset_hash, model_id_hash, report_data, request_hash, response_hash_of_canonical,
+    simulated_key_digest, simulated_report_digest, tag, tagged_sha256, tpm_qualifying_data,
 };
 pub use keys::{
     HostSignature, HostSigningKey, HostVerifyingKey, SignatureError, TenantSignature, TenantSigner,

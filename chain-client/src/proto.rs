@@ -157,9 +157,12 @@ pub struct ChannelState {
     /// Tenant address (20).
     #[prost(bytes = "vec", tag = "6")]
     pub tenant: Vec<u8>,
-    /// Host key id (32).
+    /// The host's operator account, the keyset's `host_account` (20).
     #[prost(bytes = "vec", tag = "7")]
-    pub host_key_id: Vec<u8>,
+    pub host: Vec<u8>,
+    /// Set only in the state of a cooperative close.
+    #[prost(bool, tag = "8")]
+    pub is_final: bool,
 }
 
 /// A channel state with the tenant's signature and optionally the host's counter-signature.

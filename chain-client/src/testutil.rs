@@ -14,6 +14,9 @@ pub(crate) const DOMAIN: Domain = Domain {
     settlement: Address([0x5e; 20]),
 };
 
+/// The host's operator account (the keyset's `host_account`, the channel's `host`).
+pub(crate) const HOST_ACCOUNT: Address = Address([0xa0; 20]);
+
 pub(crate) fn host() -> HostSigningKey {
     HostSigningKey::from_bytes(&[0x11; 32]).unwrap()
 }
@@ -31,13 +34,12 @@ pub(crate) fn keyset() -> Keyset {
         settlement: DOMAIN.settlement,
         created_at: 1_700_000_000,
         boot_id: [0xb0; 16],
-        host_account: Address::ZERO,
+        host_account: HOST_ACCOUNT,
     }
 }
 
 pub(crate) fn open_state() -> ChannelState {
-    let host_key_id = host().verifying_key().key_id();
-    ChannelState::open(B256([0xc1; 32]), 10_000, tenant().address(), host_key_id)
+    ChannelState::open(B256([0xc1; 32]), 10_000, tenant().address(), HOST_ACCOUNT)
 }
 
 /// The receipt for call `call_seq` that follows `state`, with `tokens_in`/`tokens_out` at prices 3 and 5.
@@ -47,7 +49,7 @@ pub(crate) fn receipt_after(state: &ChannelState, tokens_in: u64, tokens_out: u6
         version: 1,
         channel_id: state.channel_id,
         call_seq: state.turn + 1,
-        host_key_id: state.host_key_id,
+        host_key_id: host().verifying_key().key_id(),
         keyset_hash: crate::keyset_hash(&keyset().encode()),
         model_id: "smollm2-135m".into(),
         weight_hash: B256([1; 32]),

@@ -24,7 +24,9 @@ pub const MAX_STATE_LEN: usize = 1024;
 pub const MAX_BUNDLE_LEN: usize = 4 * 1024 * 1024;
 /// Longest accepted [`Receipt::model_id`], in bytes.
 pub const MAX_MODEL_ID_LEN: usize = 256;
-/// The only protocol version this crate speaks.
+/// The `version` field of `Keyset`, `Receipt` and `EvidenceBundle`, the only one this crate speaks. PROTOCOL.md
+/// version 2 changed `ChannelState` (which has no version field: its EIP-712 type hash and its 20-byte field 7
+/// tell the versions apart) and left these messages at 1.
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Why bytes could not be decoded into a typed message.
@@ -529,13 +531,17 @@ pub struct ChannelState {
     pub last_receipt_hash: B256,
     /// `tenant` (address).
     pub tenant: Address,
-    /// `hostKeyId` (bytes32).
-    pub host_key_id: B256,
+    /// `host` (address): the host's operator account, the keyset's `host_account` (PROTOCOL.md §4). The
+    /// channel belongs to it, not to one boot's receipt key.
+    pub host: Address,
+    /// `isFinal` (bool): set only in the state the tenant signs to close the channel cooperatively; the agent
+    /// serves no call on a final state.
+    pub is_final: bool,
 }
 
 impl ChannelState {
-    /// The state at open: turn 0, nothing spent.
-    pub fn open(channel_id: B256, escrow_cap: u128, tenant: Address, host_key_id: B256) -> Self {
+    /// The state at open: turn 0, nothing spent, not final.
+    pub fn open(channel_id: B256, escrow_cap: u128, tenant: Address, host: Address) -> Self {
         Self {
             channel_id,
             turn: 0,
@@ -543,7 +549,8 @@ impl ChannelState {
             escrow_cap,
             last_receipt_hash: B256::ZERO,
             tenant,
-            host_key_id,
+            host,
+            is_final: false,
         }
     }
 }
@@ -562,7 +569,8 @@ impl WireMessage for ChannelState {
             escrow_cap: self.escrow_cap.to_be_bytes().to_vec(),
             last_receipt_hash: self.last_receipt_hash.0.to_vec(),
             tenant: self.tenant.0.to_vec(),
-            host_key_id: self.host_key_id.0.to_vec(),
+            host: self.host.0.to_vec(),
+            is_final: self.is_final,
         }
     }
 
@@ -575,7 +583,8 @@ impl WireMessage for ChannelState {
             escrow_cap: u128_be("channel_state.escrow_cap", &p.escrow_cap)?,
             last_receipt_hash: b256("channel_state.last_receipt_hash", &p.last_receipt_hash)?,
             tenant: address("channel_state.tenant", &p.tenant)?,
-            host_key_id: b256("channel_state.host_key_id", &p.host_key_id)?,
+            host: address("channel_state.host", &p.host)?,
+            is_final: p.is_final,
         })
     }
 }
@@ -769,6 +778,17 @@ mod tests {
                 actual: 0
             })
         ));
+        // A version 1 state (field 7 = a 32-byte host key id) is rejected by its length.
+        let mut p = open_state().to_proto();
+        p.host = vec![0xab; 32];
+        assert!(matches!(
+            ChannelState::decode(&p.encode_to_vec()),
+            Err(DecodeError::InvalidLength {
+                field: "channel_state.host",
+                expected: 20,
+                actual: 32
+            })
+        ));
     }
 
     #[test]
@@ -853,6 +873,14 @@ mod tests {
         );
         s.host_signature = Some(host().cosign_state(&s.state, &DOMAIN));
         assert_eq!(SignedChannelState::decode(&s.encode()).unwrap(), s);
+        // A final state round-trips, and `is_final` is field 8 (a varint 1 at the end).
+        let fin = ChannelState {
+            is_final: true,
+            ..open_state()
+        };
+        let bytes = fin.encode();
+        assert_eq!(bytes[bytes.len() - 2..], [0x40, 0x01]);
+        assert_eq!(ChannelState::decode(&bytes).unwrap(), fin);
         let mut p = s.to_proto();
         p.host_signature.pop();
         assert!(matches!(

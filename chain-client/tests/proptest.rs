@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use dait_chain_client::WireMessage as _;
+use dait_chain_client::batch::{BatchError, SumNode, SumProof, SumTree, sample_indices};
 use dait_chain_client::{
     Address, B256, ChannelState, Domain, HostSignature, HostSigningKey, Keyset, NormalizedResponse,
     Receipt, SignedChannelState, SignedReceipt, StreamNormalizer, TenantSignature, Usage,
@@ -39,9 +40,9 @@ prop_compose! {
 prop_compose! {
     fn state()(
         channel_id in b256(), turn in any::<u64>(), cumulative in any::<u128>(), escrow_cap in any::<u128>(),
-        last_receipt_hash in b256(), tenant in address(), host_key_id in b256(),
+        last_receipt_hash in b256(), tenant in address(), host in address(), is_final in any::<bool>(),
     ) -> ChannelState {
-        ChannelState { channel_id, turn, cumulative, escrow_cap, last_receipt_hash, tenant, host_key_id }
+        ChannelState { channel_id, turn, cumulative, escrow_cap, last_receipt_hash, tenant, host, is_final }
     }
 }
 
@@ -140,6 +141,52 @@ proptest! {
         let mut s = StreamNormalizer::new();
         s.push(sse.as_bytes()).unwrap();
         prop_assert_eq!(s.finish().unwrap().response_hash(usage).unwrap(), from_body);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Every leaf of any batch has a proof that verifies against the root and total, and a proof for another
+    /// leaf (or with one sibling bit flipped) does not.
+    #[test]
+    fn batch_proofs_verify(
+        amounts in proptest::collection::vec(0u128..1u128 << 100, 1..40),
+        pick in any::<usize>(), flip in any::<(usize, u8)>(),
+    ) {
+        let leaves: Vec<SumNode> = amounts.iter().enumerate()
+            .map(|(i, a)| SumNode::leaf(&B256([i as u8; 32]), *a)).collect();
+        let tree = SumTree::build(&leaves).unwrap();
+        let count = tree.count();
+        prop_assert_eq!(tree.total(), amounts.iter().sum::<u128>());
+        for (i, leaf) in leaves.iter().enumerate() {
+            let proof = tree.proof(i as u32).unwrap();
+            prop_assert!(proof.verify(leaf, &tree.root(), count, tree.total()).is_ok());
+            prop_assert_eq!(&SumProof::from_words(i as u32, &proof.to_words()).unwrap(), &proof);
+        }
+        let i = pick % leaves.len();
+        let mut proof = tree.proof(i as u32).unwrap();
+        if !proof.siblings.is_empty() {
+            let level = flip.0 % proof.siblings.len();
+            let sibling = &mut proof.siblings[level];
+            let was_padding = *sibling == SumNode::PADDING;
+            sibling.hash.0[usize::from(flip.1) % 32] ^= 1;
+            let err = proof.verify(&leaves[i], &tree.root(), count, tree.total()).unwrap_err();
+            if was_padding {
+                prop_assert_eq!(err, BatchError::NonZeroPadding { level: level as u32 });
+            } else {
+                prop_assert_eq!(err, BatchError::RootMismatch);
+            }
+        }
+    }
+
+    /// Sample indices are below the count, the first is the last leaf, and there are min(size, count).
+    #[test]
+    fn sample_indices_are_in_range(seed in b256(), host in address(), root in b256(), count in 1u32.., size in 1u32..65) {
+        let idx = sample_indices(&seed, &host, &root, count, size).unwrap();
+        prop_assert_eq!(idx.len() as u32, size.min(count));
+        prop_assert_eq!(idx[0], count - 1);
+        prop_assert!(idx.iter().all(|i| *i < count));
     }
 }
 

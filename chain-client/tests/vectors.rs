@@ -11,14 +11,15 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use dait_chain_client::WireMessage as _;
+use dait_chain_client::batch::{BatchError, SumNode, SumProof, SumTree, batch_key, sample_indices};
 use dait_chain_client::runtime_log::{EventLog, RuntimeLogError};
 use dait_chain_client::{
     Address, B256, ChannelHead, ChannelState, DecodeError, Domain, Freshness, HostSignature,
     HostSigningKey, HostVerifyingKey, Keyset, NormalizedResponse, Receipt, ReceiptChain,
-    ReceiptError, SignatureError, SignedChannelState, SignedReceipt, StreamNormalizer,
+    ReceiptError, SignatureError, SignedChannelState, SignedReceipt, StateError, StreamNormalizer,
     TenantSignature, TenantSigner, Usage, bundle_hash, channel_id, decode_bundle, encode_bundle,
-    gpu_nonce, keyset_hash, proto, recover_tenant, report_data, runtime_log, simulated_key_digest,
-    simulated_report_digest, tagged_sha256, tpm_qualifying_data,
+    gpu_id_hash, gpu_nonce, keyset_hash, proto, recover_tenant, report_data, runtime_log,
+    simulated_key_digest, simulated_report_digest, tagged_sha256, tpm_qualifying_data,
 };
 use prost::Message as _;
 use serde_json::{Value, json};
@@ -72,6 +73,12 @@ const TENANT_SECRET: [u8; 32] = [0x22; 32];
 const ATTESTATION_SECRET: [u8; 32] = [0x33; 32];
 const PLATFORM_ROOT_SECRET: [u8; 32] = [0x44; 32];
 const SALT: [u8; 32] = [0x5a; 32];
+const BATCH_SEED: [u8; 32] = [0x9e; 32];
+const BATCH_SAMPLE_SIZE: u32 = 3;
+const GPU_UUIDS: [&str; 2] = [
+    "GPU-5a1c0b2e-7f3d-4c8a-9b6e-1d2f3a4b5c6d",
+    "GPU-00000000-0000-0000-0000-000000000000",
+];
 
 fn domain() -> Domain {
     Domain {
@@ -150,7 +157,7 @@ fn state_fields(s: &ChannelState) -> Value {
     json!({
         "channel_id": hex(s.channel_id), "turn": s.turn.to_string(), "cumulative": s.cumulative.to_string(),
         "escrow_cap": s.escrow_cap.to_string(), "last_receipt_hash": hex(s.last_receipt_hash),
-        "tenant": hex(s.tenant), "host_key_id": hex(s.host_key_id),
+        "tenant": hex(s.tenant), "host": hex(s.host), "is_final": s.is_final,
     })
 }
 
@@ -162,7 +169,8 @@ fn state_from(v: &Value) -> ChannelState {
         escrow_cap: int(&v["escrow_cap"]),
         last_receipt_hash: b256(&v["last_receipt_hash"]),
         tenant: addr(&v["tenant"]),
-        host_key_id: b256(&v["host_key_id"]),
+        host: addr(&v["host"]),
+        is_final: v["is_final"].as_bool().unwrap(),
     }
 }
 
@@ -260,7 +268,7 @@ fn generate() -> BTreeMap<&'static str, Value> {
     files.insert(
         "keyset.json",
         json!({
-            "description": "Keyset document (PROTOCOL.md §2): encoded = protobuf Keyset; keyset_hash = SHA-256(\"dait/v1/keyset\" || encoded); host_key_id = SHA-256(receipt_key).",
+            "description": "Keyset document (PROTOCOL.md §2): encoded = protobuf Keyset; keyset_hash = SHA-256(\"dait/v1/keyset\" || encoded); host_key_id = SHA-256(receipt_key). gpu_ids: gpu_id_hash = SHA-256(\"dait/v1/gpu-id\" || uuid) (PROTOCOL.md §11).",
             "host_secret": hex(HOST_SECRET),
             "keyset": {
                 "version": 1, "receipt_key": hex(ks.receipt_key), "ohttp_key_config": hex(&ks.ohttp_key_config),
@@ -270,6 +278,7 @@ fn generate() -> BTreeMap<&'static str, Value> {
             "encoded": hex(&ks_bytes),
             "keyset_hash": hex(ks_hash),
             "host_key_id": hex(host_key_id),
+            "gpu_ids": GPU_UUIDS.iter().map(|u| json!({"uuid": u, "gpu_id_hash": hex(gpu_id_hash(u))})).collect::<Vec<_>>(),
         }),
     );
 
@@ -305,12 +314,12 @@ fn generate() -> BTreeMap<&'static str, Value> {
     );
 
     // Two chained receipts.
-    let cid = channel_id(&d, &tenant.address(), &host_key_id, &B256(SALT));
+    let cid = channel_id(&d, &tenant.address(), &ks.host_account, &B256(SALT));
     let open = ChannelState::open(
         cid,
         1_000_000_000_000_000_000,
         tenant.address(),
-        host_key_id,
+        ks.host_account,
     );
     let (chat_body_hash, chat_usage) = {
         let (_, kind, input, usage) = &response_cases()[0];
@@ -414,7 +423,15 @@ fn generate() -> BTreeMap<&'static str, Value> {
         last_receipt_hash: h1,
         ..open.clone()
     };
-    let states: Vec<Value> = [(&open, false), (&after1, true)]
+    // The cooperative close after receipt 2: final, counter-signed by the host.
+    let final2 = ChannelState {
+        turn: 2,
+        cumulative: r2.cumulative,
+        last_receipt_hash: r2.signing_digest(&d),
+        is_final: true,
+        ..open.clone()
+    };
+    let states: Vec<Value> = [(&open, false), (&after1, true), (&final2, true)]
         .iter()
         .map(|(st, cosign)| {
             let signed = SignedChannelState {
@@ -437,17 +454,23 @@ fn generate() -> BTreeMap<&'static str, Value> {
     files.insert(
         "channel_state.json",
         json!({
-            "description": "Channel states (PROTOCOL.md §4, §5, §8): channel_id = keccak(word(chain_id) || word(settlement) || word(tenant) || host_key_id || salt); digest = EIP-712 digest, signed by the tenant (secp256k1, r||s||v, v in {27,28}) and optionally counter-signed by the host (P-256).",
+            "description": "Channel states, protocol version 2 (PROTOCOL.md §4, §5, §8): channel_id = keccak(word(chain_id) || word(settlement) || word(tenant) || word(host) || salt), host = the keyset's host_account; digest = EIP-712 digest, signed by the tenant (secp256k1, r||s||v, v in {27,28}) and optionally counter-signed by the host (P-256). States: at open, after receipt 1 (counter-signed), and the final state of a cooperative close after receipt 2.",
             "domain": {"name": "dait", "version": "1", "chain_id": d.chain_id.to_string(), "settlement": hex(d.settlement)},
             "channel_state_type": dait_chain_client::CHANNEL_STATE_TYPE,
             "channel_state_type_hash": hex(dait_chain_client::type_hash(dait_chain_client::CHANNEL_STATE_TYPE)),
             "tenant_secret": hex(TENANT_SECRET),
             "tenant_address": hex(tenant.address()),
             "host_public": hex(host.verifying_key().to_sec1()),
+            "host_account": hex(ks.host_account),
             "salt": hex(SALT),
             "channel_id": hex(cid),
             "states": states,
         }),
+    );
+
+    files.insert(
+        "batch.json",
+        batch_vector_file(&d, &host, &ks, &[s1.clone(), s2.clone()]),
     );
 
     // A simulated evidence bundle.
@@ -585,6 +608,93 @@ fn runtime_log_vector() -> Value {
     })
 }
 
+/// Hex words of a proof, as the contract takes them.
+fn proof_words(p: &SumProof) -> Vec<String> {
+    p.to_words().iter().map(hex).collect()
+}
+
+/// `batch.json`: five receipts of the vectors' channel (the two of `receipt.json`, then three more), their
+/// Merkle sum tree, every leaf's proof, a sample for a fixed seed, and invalid proofs.
+fn batch_vector_file(
+    d: &Domain,
+    host: &HostSigningKey,
+    ks: &Keyset,
+    first: &[SignedReceipt],
+) -> Value {
+    let mut batch = first.to_vec();
+    for (tokens_in, tokens_out) in [(7u64, 30u64), (3, 1), (50, 200)] {
+        let prev = batch.last().unwrap().receipt.clone();
+        let mut r = Receipt {
+            call_seq: prev.call_seq + 1,
+            tokens_in,
+            tokens_out,
+            prev_receipt_hash: prev.signing_digest(d),
+            timestamp: prev.timestamp + 100,
+            deterministic: false,
+            seed: 0,
+            ..prev.clone()
+        };
+        r.amount =
+            dait_chain_client::amount(r.tokens_in, r.price_in, r.tokens_out, r.price_out).unwrap();
+        r.cumulative = prev.cumulative + r.amount;
+        batch.push(host.sign_receipt(r, d));
+    }
+    let leaves: Vec<SumNode> = batch
+        .iter()
+        .map(|s| SumNode::of_receipt(&s.receipt, d))
+        .collect();
+    let tree = SumTree::build(&leaves).unwrap();
+    let seed = B256(BATCH_SEED);
+    let samples = sample_indices(
+        &seed,
+        &ks.host_account,
+        &tree.root(),
+        tree.count(),
+        BATCH_SAMPLE_SIZE,
+    )
+    .unwrap();
+    let leaf_values: Vec<Value> = batch
+        .iter()
+        .zip(&leaves)
+        .zip(0u32..)
+        .map(|((s, leaf), i)| {
+            json!({
+                "index": i,
+                "receipt": receipt_fields(&s.receipt),
+                "receipt_hash": hex(s.receipt.signing_digest(d)),
+                "host_signature": hex(s.host_signature.0),
+                "amount": leaf.sum.to_string(),
+                "leaf_hash": hex(leaf.hash),
+                "proof": proof_words(&tree.proof(i).unwrap()),
+            })
+        })
+        .collect();
+    let mut flipped = tree.proof(1).unwrap();
+    flipped.siblings[1].hash.0[31] ^= 1;
+    let mut padding = tree.proof(4).unwrap();
+    padding.siblings[0] = SumNode::leaf(&B256([0x99; 32]), 1);
+    json!({
+        "description": "Receipt batch (PROTOCOL.md §11): leaf = (keccak(0x00 || receipt_hash), amount); node = (keccak(0x01 || left.hash || right.hash || u128be(left.sum) || u128be(right.sum)), left.sum + right.sum); a subtree at or after count is (0, 0); depth = ceil(log2(count)). proof = 2 x depth words, leaf to root: sibling hash, sibling sum (uint256). Sample j = 0 is count - 1, j >= 1 is keccak(abi.encode(seed, host, root, j)) mod count, k = min(sample_size, count). batch_key = keccak(abi.encode(host, root)). Receipts are signed by receipt.json's host key under its domain.",
+        "domain": {"name": "dait", "version": "1", "chain_id": d.chain_id.to_string(), "settlement": hex(d.settlement)},
+        "host": hex(ks.host_account),
+        "count": tree.count(),
+        "depth": tree.depth(),
+        "root": hex(tree.root()),
+        "total": tree.total().to_string(),
+        "batch_key": hex(batch_key(&ks.host_account, &tree.root())),
+        "leaves": leaf_values,
+        "seed": hex(seed),
+        "sample_size": BATCH_SAMPLE_SIZE,
+        "sample_indices": samples,
+        "invalid": [
+            {"name": "flipped-sibling-bit", "index": 1, "proof": proof_words(&flipped), "total": tree.total().to_string(), "error": "RootMismatch", "contract_error": "BadProof"},
+            {"name": "proof-of-another-index", "index": 2, "proof": proof_words(&tree.proof(1).unwrap()), "total": tree.total().to_string(), "error": "RootMismatch", "contract_error": "BadProof"},
+            {"name": "non-zero-padding", "index": 4, "proof": proof_words(&padding), "total": tree.total().to_string(), "error": "NonZeroPadding", "contract_error": "BadProof"},
+            {"name": "wrong-total", "index": 0, "proof": proof_words(&tree.proof(0).unwrap()), "total": (tree.total() + 1).to_string(), "error": "TotalMismatch", "contract_error": "TotalMismatch"},
+        ],
+    })
+}
+
 // ---------- tests ----------
 
 /// The value with every object's keys in sorted order, so the files are the same bytes whether or not
@@ -643,6 +753,12 @@ fn keyset_vector() {
     assert_eq!(Keyset::decode(&encoded).unwrap(), ks, "decode direction");
     assert_eq!(keyset_hash(&encoded), b256(&v["keyset_hash"]));
     assert_eq!(ks.host_key_id(), b256(&v["host_key_id"]));
+    for g in v["gpu_ids"].as_array().unwrap() {
+        assert_eq!(
+            gpu_id_hash(g["uuid"].as_str().unwrap()),
+            b256(&g["gpu_id_hash"])
+        );
+    }
     let host = HostSigningKey::from_bytes(&arr(&v["host_secret"])).unwrap();
     assert_eq!(host.verifying_key().to_sec1(), ks.receipt_key);
 }
@@ -696,7 +812,7 @@ fn receipt_vector() {
         first.channel_id,
         1_000_000_000_000_000_000,
         Address::ZERO,
-        first.host_key_id,
+        Address::ZERO,
     );
     let mut chain = ReceiptChain::new(d, key, first.keyset_hash, open);
     for r in v["receipts"].as_array().unwrap() {
@@ -759,7 +875,7 @@ fn receipt_vector() {
                         s.receipt.channel_id,
                         u128::MAX,
                         Address::ZERO,
-                        s.receipt.host_key_id,
+                        Address::ZERO,
                     ),
                 );
                 assert!(matches!(
@@ -779,17 +895,19 @@ fn channel_state_vector() {
     let tenant = TenantSigner::from_bytes(&arr(&v["tenant_secret"])).unwrap();
     assert_eq!(tenant.address(), addr(&v["tenant_address"]));
     let host = HostVerifyingKey::from_sec1(&unhex(v["host_public"].as_str().unwrap())).unwrap();
+    let host_account = addr(&v["host_account"]);
     assert_eq!(
         channel_id(
             &d,
             &addr(&v["tenant_address"]),
-            &host.key_id(),
+            &host_account,
             &b256(&v["salt"])
         ),
         b256(&v["channel_id"])
     );
     for s in v["states"].as_array().unwrap() {
         let state = state_from(&s["state"]);
+        assert_eq!(state.host, host_account);
         assert_eq!(hex(state.encode()), s["encoded"].as_str().unwrap());
         assert_eq!(state.struct_hash(), b256(&s["struct_hash"]));
         assert_eq!(state.signing_digest(&d), b256(&s["digest"]));
@@ -814,18 +932,96 @@ fn channel_state_vector() {
             decoded.host_signature.is_some()
         );
         assert_eq!(tenant.sign_state(&state, &d), decoded.tenant_signature);
-        // The agent accepts the state when its head is at that turn.
+        // The agent accepts the state when its head is at that turn, unless it is final.
         let head = ChannelHead {
             channel_id: state.channel_id,
-            host_key_id: state.host_key_id,
+            host: host_account,
             last_call_seq: state.turn,
             last_receipt_hash: state.last_receipt_hash,
             cumulative: state.cumulative,
         };
-        assert_eq!(
-            head.check_state(&decoded, &d, 0).unwrap().next_call_seq,
-            state.turn + 1
-        );
+        if state.is_final {
+            assert!(matches!(
+                head.check_state(&decoded, &d, 0),
+                Err(StateError::Final)
+            ));
+        } else {
+            assert_eq!(
+                head.check_state(&decoded, &d, 0).unwrap().next_call_seq,
+                state.turn + 1
+            );
+        }
+    }
+}
+
+fn words(v: &Value) -> Vec<[u8; 32]> {
+    v.as_array().unwrap().iter().map(arr::<32>).collect()
+}
+
+#[test]
+fn batch_vector() {
+    let v = load("batch.json");
+    let d = domain_from(&v["domain"]);
+    let key = HostVerifyingKey::from_sec1(&unhex(
+        load("receipt.json")["host_public"].as_str().unwrap(),
+    ))
+    .unwrap();
+    let count: u32 = u32::try_from(v["count"].as_u64().unwrap()).unwrap();
+    let root = b256(&v["root"]);
+    let total: u128 = int(&v["total"]);
+    let host = addr(&v["host"]);
+    let mut leaves = Vec::new();
+    for (l, i) in v["leaves"].as_array().unwrap().iter().zip(0u32..) {
+        assert_eq!(l["index"].as_u64().unwrap(), u64::from(i));
+        // Leaf from the receipt's fields: its hash, its signature, its amount.
+        let receipt = receipt_from(&l["receipt"]);
+        let signed = SignedReceipt {
+            receipt: receipt.clone(),
+            host_signature: HostSignature(arr(&l["host_signature"])),
+        };
+        assert_eq!(signed.verify(&key, &d).unwrap(), b256(&l["receipt_hash"]));
+        let leaf = SumNode::of_receipt(&receipt, &d);
+        assert_eq!(leaf.hash, b256(&l["leaf_hash"]));
+        assert_eq!(leaf.sum, int::<u128>(&l["amount"]));
+        // The recorded proof verifies.
+        let proof = SumProof::from_words(i, &words(&l["proof"])).unwrap();
+        proof.verify(&leaf, &root, count, total).unwrap();
+        leaves.push(leaf);
+    }
+    // The tree built from the leaves gives the recorded root, total and proofs.
+    let tree = SumTree::build(&leaves).unwrap();
+    assert_eq!(tree.count(), count);
+    assert_eq!(u64::from(tree.depth()), v["depth"].as_u64().unwrap());
+    assert_eq!(tree.root(), root);
+    assert_eq!(tree.total(), total);
+    for (l, i) in v["leaves"].as_array().unwrap().iter().zip(0u32..) {
+        assert_eq!(tree.proof(i).unwrap().to_words(), words(&l["proof"]));
+    }
+    assert_eq!(batch_key(&host, &root), b256(&v["batch_key"]));
+    let sample: Vec<u32> = v["sample_indices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| u32::try_from(x.as_u64().unwrap()).unwrap())
+        .collect();
+    let size = u32::try_from(v["sample_size"].as_u64().unwrap()).unwrap();
+    assert_eq!(
+        sample_indices(&b256(&v["seed"]), &host, &root, count, size).unwrap(),
+        sample
+    );
+    for bad in v["invalid"].as_array().unwrap() {
+        let i = u32::try_from(bad["index"].as_u64().unwrap()).unwrap();
+        let proof = SumProof::from_words(i, &words(&bad["proof"])).unwrap();
+        let err = proof
+            .verify(&leaves[i as usize], &root, count, int(&bad["total"]))
+            .unwrap_err();
+        let expected = match bad["error"].as_str().unwrap() {
+            "RootMismatch" => matches!(err, BatchError::RootMismatch),
+            "NonZeroPadding" => matches!(err, BatchError::NonZeroPadding { .. }),
+            "TotalMismatch" => matches!(err, BatchError::TotalMismatch),
+            other => panic!("unknown error {other}"),
+        };
+        assert!(expected, "{}: {err:?}", bad["name"]);
     }
 }
 

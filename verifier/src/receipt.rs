@@ -36,6 +36,9 @@ pub enum ReceiptError {
     /// The receipt did not decode.
     #[error("the receipt is malformed")]
     Decode(#[source] DecodeError),
+    /// A bundle verified to resume the channel signs under another EIP-712 domain (chain or settlement).
+    #[error("the new bundle's keyset names another chain or settlement contract")]
+    DomainChanged,
     /// The receipt's `engine_build` is not the `engine-build` event the evidence attests (or the evidence
     /// attests no single such event).
     #[error("the receipt's engine_build differs from the attested engine-build event")]
@@ -73,9 +76,9 @@ pub enum ReceiptError {
     #[error("the evidence attests no runtime events (model, weights, engine build)")]
     RuntimeUnattested,
     /// A sequence, signature, binding or amount rule failed (chain-client's SPUR-IC checks; each rule has its
-    /// own variant there: `WrongChannel`, `CallSeq`, `PrevReceiptHash`, `HostSignature`, `KeysetHash`,
-    /// `HostKeyId`, `RequestHash`, `ResponseHash`, `RequestCtHash`, `ResponseCtHash`, `Amount`,
-    /// `Cumulative`, `OverEscrowCap`, `UnsupportedVersion`).
+    /// own variant there: `WrongChannel`, `Final`, `CallSeq`, `PrevReceiptHash`, `HostSignature`,
+    /// `KeysetHash`, `HostKeyId`, `RequestHash`, `ResponseHash`, `RequestCtHash`, `ResponseCtHash`, `Amount`,
+    /// `Cumulative`, `OverEscrowCap`, `UnsupportedVersion`; and `WrongHost` from [`Channel::resume`]).
     #[error(transparent)]
     Rule(#[from] dait_chain_client::ReceiptError),
     /// `tokens_in`/`tokens_out` differ from the usage the engine reported in the response.
@@ -125,7 +128,8 @@ impl VerifiedReceipt {
     }
 }
 
-/// One channel between this tenant and one attested host key.
+/// One channel between this tenant and one host operator account (the keyset's `host_account`), served by the
+/// receipt key of the bundle verified last.
 #[derive(Clone, Debug)]
 pub struct Channel {
     chain: ReceiptChain,
@@ -138,7 +142,8 @@ pub struct Channel {
 
 impl Channel {
     /// Opens a channel with the host of `bundle`: `channel_id` is derived from the domain, the tenant's
-    /// address, the host key id and `salt` (PROTOCOL.md §4); the opening state (turn 0) is signed at once.
+    /// address, the keyset's `host_account` and `salt` (PROTOCOL.md §4); the opening state (turn 0) is signed
+    /// at once. A zero `host_account` opens an off-chain channel only (no contract accepts it).
     pub fn open(
         bundle: &VerifiedBundle,
         signer: &TenantSigner,
@@ -147,9 +152,9 @@ impl Channel {
     ) -> Result<Self, ReceiptError> {
         let domain = bundle.domain();
         let tenant = signer.address();
-        let channel_id =
-            dait_chain_client::channel_id(&domain, &tenant, bundle.host_key_id(), salt);
-        let state = ChannelState::open(channel_id, escrow_cap, tenant, *bundle.host_key_id());
+        let host = bundle.keyset().host_account;
+        let channel_id = dait_chain_client::channel_id(&domain, &tenant, &host, salt);
+        let state = ChannelState::open(channel_id, escrow_cap, tenant, host);
         let host_key =
             HostVerifyingKey::from_sec1(bundle.receipt_key()).map_err(ReceiptError::BadHostKey)?;
         let tenant_signature = signer.sign_state(&state, &domain);
@@ -180,6 +185,40 @@ impl Channel {
     /// The EIP-712 domain of the channel.
     pub fn domain(&self) -> &Domain {
         self.chain.domain()
+    }
+
+    /// Continues the channel with the host of a newly verified `bundle`, after the agent restarted with a new
+    /// boot key (PROTOCOL.md §4): the bundle's keyset must name the channel's `host` account
+    /// ([`dait_chain_client::ReceiptError::WrongHost`]) and the same EIP-712 domain
+    /// ([`ReceiptError::DomainChanged`]). From then on receipts must be signed by the new receipt key, name the
+    /// new keyset and the runtime the new bundle attests; the sequence goes on from the last state the tenant
+    /// signed, which is unchanged. On an error the channel is unchanged.
+    pub fn resume(&mut self, bundle: &VerifiedBundle) -> Result<(), ReceiptError> {
+        if bundle.domain() != *self.chain.domain() {
+            return Err(ReceiptError::DomainChanged);
+        }
+        let host_key =
+            HostVerifyingKey::from_sec1(bundle.receipt_key()).map_err(ReceiptError::BadHostKey)?;
+        self.chain.resume_with_key(
+            &bundle.keyset().host_account,
+            host_key,
+            *bundle.keyset_hash(),
+        )?;
+        self.host_key = host_key;
+        self.keyset_hash = *bundle.keyset_hash();
+        self.runtime = bundle.runtime().cloned();
+        Ok(())
+    }
+
+    /// The state that closes the channel cooperatively: the last agreed state with `is_final` set, signed by
+    /// the tenant (the host may counter-sign it). No call is served on it.
+    pub fn close(&self, signer: &TenantSigner) -> SignedChannelState {
+        let state = self.chain.final_state();
+        SignedChannelState {
+            tenant_signature: signer.sign_state(&state, self.chain.domain()),
+            state,
+            host_signature: None,
+        }
     }
 
     /// Decodes a base64url `SignedReceipt` (the `x-dait-receipt` field) and checks it.
@@ -309,6 +348,7 @@ mod tests {
     const RESPONSE: &[u8] = br#"{"id":"x","created":1,"choices":[{"index":0,"message":{"role":"assistant","content":"Hello there"},"finish_reason":"stop"}],"usage":{"prompt_tokens":7,"completion_tokens":2,"total_tokens":9}}"#;
     const STREAM: &[u8] = b"data: {\"id\":\"y\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"},\"finish_reason\":null}]}\n\ndata: {\"id\":\"y\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"},\"finish_reason\":null}]}\n\ndata: {\"id\":\"y\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" there\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
     const REQ_CT: &[u8] = b"request ciphertext";
+    const HOST_ACCOUNT: dait_chain_client::Address = dait_chain_client::Address([0xa0; 20]);
     const RESP_CT: &[u8] = b"response ciphertext";
 
     struct Setup {
@@ -330,6 +370,7 @@ mod tests {
     fn setup(cap: u128) -> Setup {
         let mut fixture = Fixture::new();
         fixture.event_log = runtime_log(&attested_events());
+        fixture.keyset.host_account = HOST_ACCOUNT;
         let bundle = fixture.verify(&fixture.allow()).unwrap();
         let tenant = TenantSigner::from_bytes(&[7; 32]).unwrap();
         let channel = Channel::open(&bundle, &tenant, &B256([8; 32]), cap).unwrap();
@@ -349,7 +390,7 @@ mod tests {
             version: 1,
             channel_id: last.channel_id,
             call_seq: last.turn + 1,
-            host_key_id: last.host_key_id,
+            host_key_id: s.fixture.receipt_key.verifying_key().key_id(),
             keyset_hash: dait_chain_client::keyset_hash(&s.fixture.keyset.encode()),
             model_id: "m".into(),
             weight_hash: B256([1; 32]),
@@ -435,6 +476,104 @@ mod tests {
             ..evidence(&s)
         };
         s.channel.check(sign(&s, r), &call).unwrap();
+    }
+
+    #[test]
+    fn channel_belongs_to_the_keysets_host_account() {
+        let s = setup(1_000);
+        let state = &s.channel.state().state;
+        assert_eq!(state.host, HOST_ACCOUNT);
+        assert!(!state.is_final);
+        assert_eq!(
+            *s.channel.id(),
+            dait_chain_client::channel_id(
+                s.channel.domain(),
+                &s.tenant.address(),
+                &HOST_ACCOUNT,
+                &B256([8; 32])
+            )
+        );
+    }
+
+    /// The fixture's host restarted: receipt key 4, a new keyset, the same operator account.
+    fn restarted(s: &Setup) -> Fixture {
+        let mut f = Fixture::new();
+        f.event_log = s.fixture.event_log.clone();
+        f.receipt_key = crate::bundle::fixture::key(4);
+        f.keyset = dait_chain_client::Keyset {
+            receipt_key: f.receipt_key.verifying_key().to_sec1(),
+            boot_id: [2; 16],
+            ..s.fixture.keyset.clone()
+        };
+        f
+    }
+
+    #[test]
+    fn resume_after_a_restart_continues_the_channel_with_the_new_key() {
+        let mut s = setup(1_000);
+        let v = s
+            .channel
+            .check(sign(&s, honest(&s)), &evidence(&s))
+            .unwrap();
+        s.channel.accept(&v, &s.tenant).unwrap();
+        let before = s.channel.state().clone();
+        let f2 = restarted(&s);
+        let bundle2 = f2.verify(&f2.allow()).unwrap();
+        s.channel.resume(&bundle2).unwrap();
+        assert_eq!(
+            s.channel.state(),
+            &before,
+            "the last agreed state is unchanged"
+        );
+        // The next receipt comes from the new boot: its key and keyset.
+        let mut r = honest(&s);
+        r.host_key_id = f2.receipt_key.verifying_key().key_id();
+        r.keyset_hash = dait_chain_client::keyset_hash(&f2.keyset.encode());
+        let old = sign(&s, r.clone());
+        let new = f2.receipt_key.sign_receipt(r, s.channel.domain());
+        assert!(matches!(
+            s.channel.check(old, &evidence(&s)),
+            Err(ReceiptError::Rule(Rule::HostSignature(_)))
+        ));
+        let v = s.channel.check(new, &evidence(&s)).unwrap();
+        let state = s.channel.accept(&v, &s.tenant).unwrap();
+        assert_eq!(state.state.turn, 2);
+        assert_eq!(state.state.cumulative, 62);
+    }
+
+    #[test]
+    fn resume_refuses_another_host_account_or_domain() {
+        let mut s = setup(1_000);
+        let mut f2 = restarted(&s);
+        f2.keyset.host_account = dait_chain_client::Address([0xee; 20]);
+        let other = f2.verify(&f2.allow()).unwrap();
+        assert!(matches!(
+            s.channel.resume(&other),
+            Err(ReceiptError::Rule(Rule::WrongHost))
+        ));
+        let mut f3 = restarted(&s);
+        f3.keyset.chain_id = 1;
+        let other = f3.verify(&f3.allow()).unwrap();
+        assert!(matches!(
+            s.channel.resume(&other),
+            Err(ReceiptError::DomainChanged)
+        ));
+        // Nothing changed: the original key's receipts still verify.
+        s.channel
+            .check(sign(&s, honest(&s)), &evidence(&s))
+            .unwrap();
+    }
+
+    #[test]
+    fn close_signs_a_final_state() {
+        let s = setup(1_000);
+        let closed = s.channel.close(&s.tenant);
+        assert!(closed.state.is_final);
+        assert_eq!(closed.state.turn, 0);
+        assert_eq!(
+            closed.verify_tenant(s.channel.domain()).unwrap(),
+            s.tenant.address()
+        );
     }
 
     #[test]

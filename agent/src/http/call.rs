@@ -155,7 +155,7 @@ pub(super) fn begin(app: &App, inner: &Inner) -> Result<Lease, CallError> {
     app.channels.begin(
         &inner.state,
         &app.keys.domain,
-        app.keys.host_key_id,
+        app.keys.host_account,
         inner.worst_case,
     )
 }
@@ -277,7 +277,7 @@ mod tests {
             chain_id: 1,
             settlement: Address([1; 20]),
         };
-        let state = ChannelState::open(B256([3; 32]), 1000, tenant.address(), B256([2; 32]));
+        let state = ChannelState::open(B256([3; 32]), 1000, tenant.address(), Address([2; 20]));
         let signed = SignedChannelState {
             tenant_signature: tenant.sign_state(&state, &domain),
             state,

@@ -131,8 +131,13 @@ pub fn init_simulated(state: &Path) {
 /// `upstream` (a base URL), its stdout piped (it prints where it listens), killed on drop. Callers
 /// add prices, logging and other flags.
 pub fn serve_command(state: &Path, upstream: &str) -> tokio::process::Command {
+    serve_command_at(state, upstream, "127.0.0.1:0")
+}
+
+/// [`serve_command`] listening on `listen`.
+pub fn serve_command_at(state: &Path, upstream: &str, listen: &str) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(BIN);
-    cmd.args(["serve", "--tee", "simulated", "--listen", "127.0.0.1:0"])
+    cmd.args(["serve", "--tee", "simulated", "--listen", listen])
         .arg("--state-dir")
         .arg(state)
         .args(["--upstream", upstream])

@@ -117,14 +117,14 @@ impl CallResult {
 impl Tenant {
     pub fn new(info: &HostInfo, escrow_cap: u128, salt: u8) -> Self {
         let signer = TenantSigner::generate(&mut rand::rngs::OsRng);
-        let host_key_id = info.keyset.host_key_id();
+        let host = info.keyset.host_account;
         let channel_id = dait_chain_client::channel_id(
             &info.domain,
             &signer.address(),
-            &host_key_id,
+            &host,
             &B256([salt; 32]),
         );
-        let state = ChannelState::open(channel_id, escrow_cap, signer.address(), host_key_id);
+        let state = ChannelState::open(channel_id, escrow_cap, signer.address(), host);
         Self {
             chain: ReceiptChain::new(info.domain, info.host_key, info.keyset_hash, state),
             signer,

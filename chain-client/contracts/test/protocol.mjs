@@ -45,7 +45,7 @@ const RECEIPT_FIELDS = [
   ['deterministic', 'bool'],
 ];
 
-/** EIP-712 types: `Receipt` exactly as in PROTOCOL.md section 5, `ChannelState` as proposed (version 2). */
+/** EIP-712 types of PROTOCOL.md section 5 (protocol version 2). */
 export const TYPES = {
   Receipt: RECEIPT_FIELDS.map(([name, type]) => ({ name, type })),
   ChannelState: [
@@ -91,6 +91,20 @@ export function receiptFromVector(j) {
   };
 }
 
+/** A vector channel state's JSON fields as a typed version 2 state (bigints, 0x hex). */
+export function stateFromVector(j) {
+  return {
+    channelId: hx(j.channel_id),
+    turn: BigInt(j.turn),
+    cumulative: BigInt(j.cumulative),
+    escrowCap: BigInt(j.escrow_cap),
+    lastReceiptHash: hx(j.last_receipt_hash),
+    tenant: hx(j.tenant),
+    host: hx(j.host),
+    isFinal: j.is_final,
+  };
+}
+
 /** A receipt as the contract's `Receipt` struct argument: `modelId` replaced by its keccak. */
 export function receiptArg(r) {
   const { modelId, ...rest } = r;
@@ -132,7 +146,7 @@ export function domainSeparator(dom) {
 export const stateDigest = (dom, s) =>
   hashTypedData({ domain: dom, types: { ChannelState: TYPES.ChannelState }, primaryType: 'ChannelState', message: s });
 
-/** Proposed channel id: `keccak(word(chainId) || word(settlement) || word(tenant) || word(host) || salt)`. */
+/** Channel id (PROTOCOL.md section 4): `keccak(word(chainId) || word(settlement) || word(tenant) || word(host) || salt)`. */
 export const channelId = (chainId, settlement, tenant, host, salt) =>
   keccak256(
     encodeAbiParameters(

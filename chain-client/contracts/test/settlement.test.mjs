@@ -38,6 +38,7 @@ import {
   receiptDigestFast,
   receiptFromVector,
   stateDigest,
+  stateFromVector,
   tenantHighS,
   tenantSign,
   vector,
@@ -79,9 +80,10 @@ const V = {
   receipt: vector('receipt'),
   state: vector('channel_state'),
   bundle: vector('bundle'),
+  batch: vector('batch'),
 };
 
-/** GPU id hash as the README proposes: `SHA-256("dait/v1/gpu-id" || GPU UUID)`. */
+/** GPU id hash (PROTOCOL.md section 11): `SHA-256("dait/v1/gpu-id" || GPU UUID)`. */
 const gpu = (name) => sha256(toHex(`dait/v1/gpu-idGPU-${name}`));
 const REL1 = keccak256(toHex('release-1'));
 const REL2 = keccak256(toHex('release-2'));
@@ -287,6 +289,27 @@ describe('digests', () => {
       isFinal: true,
     };
     assert.equal(await chain.read(settlement, 'channelStateDigest', [state]), stateDigest(dom, state));
+  });
+
+  it('channel_state.json: channel id, state digests and host counter-signatures agree with the contract', async () => {
+    const v = V.state;
+    assert.equal(hx(v.host_account), acct.hostOp.address.toLowerCase());
+    assert.equal(await chain.read(settlement, 'channelId', [hx(v.tenant_address), hx(v.host_account), hx(v.salt)]), hx(v.channel_id));
+    const x = hx(v.host_public.slice(2, 66));
+    const y = hx(v.host_public.slice(66));
+    assert.ok(v.states.some((st) => st.state.is_final));
+    for (const st of v.states) {
+      const s = stateFromVector(st.state);
+      assert.equal(await chain.read(settlement, 'channelStateDigest', [s]), hx(st.digest));
+      assert.equal(stateDigest(dom, s), hx(st.digest));
+      if (st.host_signature) {
+        const sig = st.host_signature;
+        assert.equal(
+          await chain.read(settlement, 'verifyHostSignature', [hx(st.digest), hx(sig.slice(0, 64)), hx(sig.slice(64)), x, y]),
+          true,
+        );
+      }
+    }
   });
 
   it('keyset encoding and hash equal the vectors', () => {
@@ -713,6 +736,55 @@ describe('receipt batches', () => {
       await chain.revertName(acct.hostOp, settlement, 'revealReceipts', [host, hidden.tree.root, (await revealItems(host, hidden)).items]),
       'BadProof',
     );
+  });
+
+  it('batch.json: tree, proofs and sample rule equal the vector; the contract accepts its receipts and proofs', async () => {
+    const v = V.batch;
+    const host = acct.hostOp.address;
+    assert.equal(hx(v.host), host.toLowerCase());
+    const leaves = v.leaves.map((l) => ({ hash: leafHash(hx(l.receipt_hash)), sum: BigInt(l.amount) }));
+    leaves.forEach((l, i) => assert.equal(l.hash, hx(v.leaves[i].leaf_hash)));
+    const tree = buildSumTree(leaves);
+    assert.deepEqual([tree.root, tree.total, tree.depth], [hx(v.root), BigInt(v.total), v.depth]);
+    v.leaves.forEach((l, i) => assert.deepEqual(tree.proof(i), l.proof.map(hx)));
+    const { encodeAbiParameters } = await import('viem');
+    const sample = v.sample_indices.map((_, j) =>
+      j === 0
+        ? v.count - 1
+        : Number(
+            BigInt(
+              keccak256(
+                encodeAbiParameters([{ type: 'bytes32' }, { type: 'address' }, { type: 'bytes32' }, { type: 'uint256' }], [hx(v.seed), host, hx(v.root), BigInt(j)]),
+              ),
+            ) % BigInt(v.count),
+          ),
+    );
+    assert.deepEqual(sample, v.sample_indices);
+    // On chain: the receipts are signed by the vectors' host key, which this operator attested.
+    const item = (i, proof) => {
+      const l = v.leaves[i];
+      const r = receiptFromVector(l.receipt);
+      return { receipt: receiptArg(r), r: hx(l.host_signature.slice(0, 64)), s: hx(l.host_signature.slice(64)), proof: proof ?? l.proof.map(hx) };
+    };
+    for (const l of v.leaves) {
+      assert.equal(await chain.read(settlement, 'receiptDigest', [receiptArg(receiptFromVector(l.receipt))]), hx(l.receipt_hash));
+    }
+    await chain.send(acct.hostOp, settlement, 'commitReceipts', [hx(v.root), v.count, BigInt(v.total)]);
+    await chain.mine(Number(PARAMS.commitRevealWindow) + 1);
+    const indices = (await chain.read(settlement, 'sampleIndices', [host, hx(v.root)])).map(Number);
+    const items = indices.map((i) => item(i));
+    // Each invalid proof of the vector fails with the contract error it names (where its leaf is sampled).
+    let checked = 0;
+    for (const bad of v.invalid.filter((b) => b.total === v.total)) {
+      const j = indices.indexOf(bad.index);
+      if (j < 0) continue;
+      const forged = items.map((it, k) => (k === j ? item(bad.index, bad.proof.map(hx)) : it));
+      assert.equal(await chain.revertName(acct.hostOp, settlement, 'revealReceipts', [host, hx(v.root), forged]), bad.contract_error, bad.name);
+      checked += 1;
+    }
+    assert.ok(checked >= 1, 'the padding case (leaf count - 1) is always sampled');
+    await chain.send(acct.reporter, settlement, 'revealReceipts', [host, hx(v.root), items]);
+    assert.equal((await chain.read(settlement, 'batch', [host, hx(v.root)])).total, BigInt(v.total));
   });
 
   it('a batch not revealed in time is forfeited', async () => {

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Independent check of the EIP-712 vectors in this folder, in Python with no dependencies.
 
-Recomputes the domain separator, the receipt and channel-state struct hashes and digests, and channel_id
-from the JSON fields with a self-contained Keccak-256 (itself checked against keccak("") and the
+Recomputes the domain separator, the receipt and channel-state struct hashes and digests, channel_id, and
+the receipt batch's Merkle sum tree (root, total, proofs, sample indices) from the JSON fields with a self-contained Keccak-256 (itself checked against keccak("") and the
 EIP712Domain type hash). Run: python3 check_eip712.py
 """
 import json
@@ -69,11 +69,34 @@ for i,rec in enumerate(r['receipts']):
         else: enc+=h(v)
     sh=k(enc); dig=k(b'\x19\x01'+sep+sh)
     check(f'receipt {i+1} struct hash', sh.hex()==rec['struct_hash']); check(f'receipt {i+1} digest', dig.hex()==rec['receipt_hash'])
+check('channel state type hash', k(c['channel_state_type'].encode()).hex()==c['channel_state_type_hash']=='f1c828715f65138c7b63c9103ca0890db290cca2e20a384aeec0df5c4cc5ef59')
 for i,st in enumerate(c['states']):
     s=st['state']
-    enc=k(c['channel_state_type'].encode())+h(s['channel_id'])+w(s['turn'])+w(s['cumulative'])+w(s['escrow_cap'])+h(s['last_receipt_hash'])+bytes(12)+h(s['tenant'])+h(s['host_key_id'])
+    enc=k(c['channel_state_type'].encode())+h(s['channel_id'])+w(s['turn'])+w(s['cumulative'])+w(s['escrow_cap'])+h(s['last_receipt_hash'])+bytes(12)+h(s['tenant'])+bytes(12)+h(s['host'])+w(1 if s['is_final'] else 0)
     sh=k(enc); dig=k(b'\x19\x01'+sep+sh)
     check(f'state {i} struct hash', sh.hex()==st['struct_hash']); check(f'state {i} digest', dig.hex()==st['digest'])
-cid=k(w(d['chain_id'])+bytes(12)+h(d['settlement'])+bytes(12)+h(c['tenant_address'])+h(c['states'][0]['state']['host_key_id'])+h(c['salt']))
+cid=k(w(d['chain_id'])+bytes(12)+h(d['settlement'])+bytes(12)+h(c['tenant_address'])+bytes(12)+h(c['host_account'])+h(c['salt']))
 check('channel_id', cid.hex()==c['channel_id'])
+# Receipt batch (PROTOCOL.md section 11): Merkle sum tree, proofs and sample indices.
+b=json.load(open(os.path.join(HERE, 'batch.json')))
+count=b['count']; depth=0
+while (1<<depth)<count: depth+=1
+row=[(k(b'\x00'+h(l['receipt_hash'])), int(l['amount'])) for l in b['leaves']]
+check('batch leaves', [x[0].hex() for x in row]==[l['leaf_hash'] for l in b['leaves']] and len(row)==count)
+levels=[row]
+for lv in range(depth):
+    below=levels[-1]; up=[]
+    for i in range(0,len(below),2):
+        l=below[i]; r=below[i+1] if i+1<len(below) else (bytes(32),0)
+        up.append((k(b'\x01'+l[0]+r[0]+l[1].to_bytes(16,'big')+r[1].to_bytes(16,'big')), l[1]+r[1]))
+    levels.append(up)
+check('batch root and total', levels[-1][0][0].hex()==b['root'] and levels[-1][0][1]==int(b['total']) and depth==b['depth'])
+for l in b['leaves']:
+    i=l['index']; words=[]
+    for lv in range(depth):
+        j=(i>>lv)^1; sib=levels[lv][j] if j<len(levels[lv]) else (bytes(32),0)
+        words+= [sib[0].hex(), w(sib[1]).hex()]
+    check(f'batch proof {i}', words==l['proof'])
+idx=[count-1]+[int.from_bytes(k(h(b['seed'])+bytes(12)+h(b['host'])+h(b['root'])+w(j)),'big')%count for j in range(1,min(b['sample_size'],count))]
+check('batch sample indices', idx==b['sample_indices'])
 sys.exit(0 if ok else 1)

@@ -627,6 +627,10 @@ fn verify_bundle_file(
                 "host_key_id".into(),
                 hex::encode(v.host_key_id().as_bytes()).into(),
             );
+            c.insert(
+                "host_account".into(),
+                hex::encode(v.keyset().host_account.as_bytes()).into(),
+            );
             c.insert("report_data".into(), hex::encode(v.report_data()).into());
             if let Some(q) = v.tdx() {
                 c.insert("tcb_status".into(), q.tcb_status().to_string().into());

@@ -344,6 +344,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 },
                 "keyset_hash": bundle.keyset_hash().to_string(),
                 "host_key_id": bundle.host_key_id().to_string(),
+                "host_account": bundle.keyset().host_account.to_string(),
                 "receipt_key": format!("0x{}", hex::encode(bundle.receipt_key())),
                 "tls_spki": format!("0x{}", hex::encode(bundle.tls_spki())),
                 "chain_id": bundle.domain().chain_id,

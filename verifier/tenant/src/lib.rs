@@ -109,6 +109,8 @@ pub enum HostErrorCode {
     BadRequest,
     /// `bad_state_signature` (401).
     BadStateSignature,
+    /// `channel_final` (409): the state is final (signed to close the channel); the host serves no call on it.
+    ChannelFinal,
     /// `not_replayable` (422): a call sent replayable that the host cannot serve replayably (its engine is
     /// not declared deterministic, or the request's sampling is not replayable).
     NotReplayable,
@@ -135,6 +137,7 @@ impl HostErrorCode {
         match code {
             "bad_request" => Self::BadRequest,
             "bad_state_signature" => Self::BadStateSignature,
+            "channel_final" => Self::ChannelFinal,
             "not_replayable" => Self::NotReplayable,
             "over_escrow_cap" => Self::OverEscrowCap,
             "receipt_log_unwritable" => Self::ReceiptLogUnwritable,
@@ -151,6 +154,7 @@ impl HostErrorCode {
         Some(match self {
             Self::BadRequest => "bad_request",
             Self::BadStateSignature => "bad_state_signature",
+            Self::ChannelFinal => "channel_final",
             Self::NotReplayable => "not_replayable",
             Self::OverEscrowCap => "over_escrow_cap",
             Self::ReceiptLogUnwritable => "receipt_log_unwritable",
@@ -189,6 +193,10 @@ pub enum TenantError {
         /// failed).
         record: Option<std::path::PathBuf>,
     },
+    /// A newly verified bundle cannot continue the channel (another host account or domain): see
+    /// `Session::resume`.
+    #[error("the host's new evidence cannot continue this channel")]
+    CannotResume(#[source] ReceiptError),
     /// Connecting to the host failed.
     #[error("connecting to the host failed")]
     Connect(#[source] std::io::Error),

@@ -9,6 +9,10 @@
 //!   verified. A failed check ends the stream with an error event instead.
 //! - `GET /dait/receipts`: every verified receipt of the channel, as JSON.
 //! - `GET /dait/state`: the latest channel state the tenant signed, as JSON.
+//! - `POST /dait/resume`: re-verifies the host after it restarted and continues the channel with its new
+//!   receipt key (`Session::resume`: same `host_account`, from the last co-signed state). A non-streamed
+//!   call whose TLS handshake fails (the pinned key is gone: a new boot) does this once by itself and is
+//!   sent again; nothing was sent to the host before the handshake.
 //! - `GET /healthz`.
 //!
 //! One proxy is one channel; requests on it are serialised.
@@ -178,6 +182,7 @@ async fn handle(
             json_response(StatusCode::OK, &state)
         }
         (&Method::GET, "/dait/disputes") => disputes(&shared),
+        (&Method::POST, "/dait/resume") => resume(&shared).await,
         (&Method::GET, "/healthz") => plain(StatusCode::OK, ""),
         _ => error_response(
             StatusCode::NOT_FOUND,
@@ -223,7 +228,12 @@ async fn completion(shared: Arc<Shared>, path: &str, body: Incoming) -> Response
         streamed(shared, session, path.to_owned(), body).await
     } else {
         let mut session = session.lock().await;
-        match session.call(path, body).await {
+        let mut result = session.call(path, body.clone()).await;
+        if matches!(result, Err(TenantError::TlsHandshake(_))) && session.resume(None).await.is_ok()
+        {
+            result = session.call(path, body).await;
+        }
+        match result {
             Ok(outcome) => {
                 record(&shared, &outcome);
                 let mut response = Response::new(full(outcome.body));
@@ -482,6 +492,30 @@ fn find_event_end(buf: &[u8]) -> Option<usize> {
     }
 }
 
+/// `POST /dait/resume`: continue the channel with the host's new key after it restarted.
+async fn resume(shared: &Shared) -> Response<Body> {
+    let Backend::Single(session) = &shared.backend else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "resume applies to a single-host proxy",
+        );
+    };
+    let mut session = session.lock().await;
+    match session.resume(None).await {
+        Ok(()) => json_response(
+            StatusCode::OK,
+            &json!({
+                "host_key_id": session.bundle().host_key_id().to_string(),
+                "keyset_hash": session.bundle().keyset_hash().to_string(),
+                "host": session.state().state.host.to_string(),
+                "turn": session.state().state.turn,
+            }),
+        ),
+        Err(error) => tenant_error_response(&error),
+    }
+}
+
 /// Publishes an accepted call to `/dait/receipts` and `/dait/state`.
 fn record(shared: &Shared, outcome: &CallOutcome) {
     if let Ok(mut receipts) = shared.receipts.lock() {
@@ -533,7 +567,8 @@ pub fn state_json(signed: &SignedChannelState) -> Value {
         "escrow_cap": s.escrow_cap.to_string(),
         "last_receipt_hash": s.last_receipt_hash.to_string(),
         "tenant": s.tenant.to_string(),
-        "host_key_id": s.host_key_id.to_string(),
+        "host": s.host.to_string(),
+        "is_final": s.is_final,
         "tenant_signature": format!("0x{}", hex::encode(signed.tenant_signature.to_bytes())),
         "signed_state": signed.to_header_value(),
     })

@@ -110,6 +110,8 @@ pub enum StreamItem {
 #[derive(Debug)]
 pub struct Session {
     client: HostClient,
+    host_url: String,
+    policy: Policy,
     bundle: VerifiedBundle,
     channel: Channel,
     wallet: Wallet,
@@ -171,6 +173,8 @@ impl Session {
         tracing::info!(channel = %channel.id(), tenant = %wallet.address(), "channel opened");
         Ok(Self {
             client,
+            host_url: config.host_url,
+            policy: config.policy,
             bundle,
             channel,
             wallet,
@@ -204,6 +208,28 @@ impl Session {
     /// The pinned client for the host.
     pub fn host(&self) -> &HostClient {
         &self.client
+    }
+
+    /// Continues the channel after the host restarted (PROTOCOL.md §4): verifies the host's new evidence at
+    /// `host_url` (the session's own URL when `None`) for a fresh nonce under the session's policy, requires
+    /// its keyset to name the channel's `host` account and domain, and from then on checks receipts against
+    /// the new receipt key and keyset and pins the new TLS key. The channel goes on from the last state the
+    /// tenant signed. On an error nothing changes. A stopped session stays stopped.
+    pub async fn resume(&mut self, host_url: Option<&str>) -> Result<(), TenantError> {
+        let url = host_url.unwrap_or(&self.host_url).to_owned();
+        let (client, bundle) = verify_host(&url, &self.policy).await?;
+        self.channel
+            .resume(&bundle)
+            .map_err(TenantError::CannotResume)?;
+        tracing::info!(
+            channel = %self.channel.id(),
+            host_key_id = %bundle.host_key_id(),
+            "channel resumed with the host's new key"
+        );
+        self.client = client;
+        self.bundle = bundle;
+        self.host_url = url;
+        Ok(())
     }
 
     /// One non-streamed call: `POST path` with `body`, carrying the latest signed state.
@@ -602,6 +628,8 @@ mod tests {
         let channel = Channel::open(&bundle, wallet.signer(), &B256([3; 32]), 1_000).unwrap();
         Session {
             client: HostClient::new("https://127.0.0.1:9").unwrap(),
+            host_url: "https://127.0.0.1:9".into(),
+            policy,
             bundle,
             channel,
             wallet,
@@ -630,7 +658,7 @@ mod tests {
             version: 1,
             channel_id: last.channel_id,
             call_seq: last.turn + 1,
-            host_key_id: last.host_key_id,
+            host_key_id: *session.bundle().host_key_id(),
             keyset_hash: *session.bundle().keyset_hash(),
             model_id: "m".into(),
             weight_hash: B256::ZERO,
@@ -878,6 +906,15 @@ mod tests {
                 status: 402
             }
         ));
+        let e = host_error(409, br#"{"error":{"code":"channel_final","message":"x"}}"#);
+        assert!(matches!(
+            e,
+            TenantError::Host {
+                code: HostErrorCode::ChannelFinal,
+                status: 409
+            }
+        ));
+        assert_eq!(HostErrorCode::ChannelFinal.as_code(), Some("channel_final"));
         let e = host_error(500, b"not json");
         assert!(matches!(
             e,
