@@ -100,6 +100,8 @@ extern crate alloc;
 
 mod channel;
 mod eip712;
+#[cfg(feature = "evm")]
+pub mod evm;
 mod hash;
 mod keys;
 #[cfg(feature = "std")]
