@@ -1,0 +1,567 @@
+//! The typed EVM client against the committed settlement contract on a local anvil (feature `evm`):
+//!
+//! - one definition of every digest: the contract's `domainSeparator`, `receiptDigest` and `channelId` equal the
+//!   Rust core's and the JSON vectors' (the settlement lands at the vectors' address: deployed by anvil's first
+//!   account at nonce 0, as the JavaScript tests do), and its version 2 `channelStateDigest` equals an
+//!   independent EIP-712 hash of the same struct (`alloy`'s);
+//! - a channel end to end through the typed client: deploy, mint, approve, register, publish a release, attest
+//!   the vectors' keyset, open, claim with a tenant-signed state, a second claim rejected as `StaleState`, a claim
+//!   with the host's receipt on top, a cooperative close counter-signed with P-256, the events read back;
+//! - a receipt batch committed, sampled and revealed, another forfeited, and an equivocation slashed;
+//! - on a Prague chain (no P256VERIFY) every host signature fails closed with `BadHostSignature`.
+//!
+//! Anvil comes from `scripts/install-chain-tools.sh` (or `DAIT_ANVIL`); without it these tests fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::error::Error;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use alloy::providers::DynProvider;
+use alloy::sol_types::{SolStruct, eip712_domain};
+use dait_chain_client::evm::anvil::{Anvil, AnvilError, Hardfork};
+use dait_chain_client::evm::bindings::DaitSettlement::DaitSettlementErrors;
+use dait_chain_client::evm::{
+    ChannelStatus, EvmError, Params, Reveal, Settlement, SettlementEvent, Token, account_address,
+    connect_http, convert,
+};
+use dait_chain_client::{
+    Address, B256, ChannelState, Domain, HostSigningKey, Receipt, SignedReceipt, TenantSigner,
+    WireMessage, amount, channel_id,
+};
+use serde_json::Value;
+
+type TestResult = Result<(), Box<dyn Error>>;
+
+const E18: u128 = 1_000_000_000_000_000_000;
+const DAY: u64 = 86_400;
+const HOST_SECRET: [u8; 32] = [0x11; 32];
+const TENANT_SECRET: [u8; 32] = [0x22; 32];
+const HOST_OP: usize = 0;
+const TOKEN_DEPLOYER: usize = 1;
+const OWNER: usize = 2;
+
+fn params(token: Address, owner: Address) -> Params {
+    Params {
+        token,
+        owner,
+        stake_per_gpu: 100 * E18,
+        unbonding_delay: 7 * DAY,
+        challenge_window: DAY,
+        release_delay: 3600,
+        epoch_nonce_rotation_blocks: 100,
+        commit_reveal_window: 5,
+        reveal_window: 64,
+        sample_size: 8,
+    }
+}
+
+// ---------- vectors ----------
+
+fn load(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/vectors/{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn unhex(v: &Value) -> Vec<u8> {
+    let s = v.as_str().unwrap();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn b256(v: &Value) -> B256 {
+    B256::from_slice(&unhex(v)).unwrap()
+}
+
+/// The 32-byte word of an address, as the contract's `channelId` hashes it (version 1's `host_key_id` slot).
+fn word(a: Address) -> B256 {
+    let mut w = [0u8; 32];
+    w[12..].copy_from_slice(&a.0);
+    B256(w)
+}
+
+// ---------- a deployment ----------
+
+struct Deployment {
+    chain: Anvil,
+    settlement: Settlement,
+    token: Token,
+}
+
+impl Deployment {
+    /// A client of the same contracts that sends from `secret`.
+    async fn as_account(&self, secret: &[u8; 32]) -> Result<(Settlement, Token), EvmError> {
+        let provider = connect_http(self.chain.url(), Some(secret))?;
+        let settlement = Settlement::at(self.settlement.address(), provider.clone()).await?;
+        Ok((settlement, Token::at(self.token.address(), provider)))
+    }
+}
+
+fn provider(chain: &Anvil, secret: &[u8; 32]) -> Result<DynProvider, EvmError> {
+    connect_http(chain.url(), Some(secret))
+}
+
+/// Token from anvil's second account, settlement from its first at nonce 0 (the vectors' address).
+async fn deploy(hardfork: Hardfork) -> Result<Deployment, Box<dyn Error>> {
+    let chain = Anvil::start(hardfork)?;
+    let token =
+        Token::deploy_test_token(provider(&chain, &Anvil::DEV_KEYS[TOKEN_DEPLOYER])?).await?;
+    let owner = account_address(&Anvil::DEV_KEYS[OWNER])?;
+    let settlement = Settlement::deploy(
+        provider(&chain, &Anvil::DEV_KEYS[HOST_OP])?,
+        &params(token.address(), owner),
+    )
+    .await?;
+    Ok(Deployment {
+        chain,
+        settlement,
+        token,
+    })
+}
+
+async fn now(s: &Settlement) -> Result<u64, Box<dyn Error>> {
+    use alloy::providers::Provider as _;
+    let block = s
+        .provider()
+        .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+        .await?;
+    Ok(block.ok_or("no latest block")?.header.timestamp)
+}
+
+// ---------- tests ----------
+
+#[tokio::test]
+async fn digests_on_chain_equal_the_core_and_the_vectors() -> TestResult {
+    let d = deploy(Hardfork::Osaka).await?;
+    let rv = load("receipt");
+    let domain = d.settlement.domain();
+    assert_eq!(
+        d.settlement.address(),
+        Address::from_slice(&unhex(&rv["domain"]["settlement"])).unwrap()
+    );
+    assert_eq!(
+        domain,
+        Domain {
+            chain_id: 31337,
+            settlement: d.settlement.address()
+        }
+    );
+
+    let separator = d.settlement.domain_separator().await?;
+    assert_eq!(separator, b256(&rv["domain_separator"]));
+    assert_eq!(separator, domain.separator());
+
+    let host_key = HostSigningKey::from_bytes(&HOST_SECRET)?.verifying_key();
+    for v in rv["receipts"].as_array().unwrap() {
+        let signed = SignedReceipt::decode(&unhex(&v["signed_encoded"]))?;
+        let on_chain = d.settlement.receipt_digest(&signed.receipt).await?;
+        assert_eq!(on_chain, b256(&v["receipt_hash"]));
+        assert_eq!(on_chain, signed.receipt.signing_digest(&domain));
+        assert!(
+            d.settlement
+                .verify_host_signature(on_chain, &signed.host_signature, &host_key)
+                .await?
+        );
+    }
+    // A flipped bit fails with the contract's own error.
+    let v0 = &rv["receipts"][0];
+    let mut sig = SignedReceipt::decode(&unhex(&v0["signed_encoded"]))?.host_signature;
+    sig.0[5] ^= 1;
+    let err = d
+        .settlement
+        .verify_host_signature(b256(&v0["receipt_hash"]), &sig, &host_key)
+        .await
+        .unwrap_err();
+    assert_eq!(err.revert_name(), Some("BadHostSignature"), "{err:?}");
+
+    // Channel id: the contract's (version 2, operator account) equals the core's hash with the account's word.
+    let sv = load("channel_state");
+    let tenant = TenantSigner::from_bytes(&TENANT_SECRET)?.address();
+    let host = account_address(&Anvil::DEV_KEYS[HOST_OP])?;
+    let salt = b256(&sv["salt"]);
+    let id = d.settlement.channel_id(tenant, host, salt).await?;
+    assert_eq!(id, channel_id(&domain, &tenant, &word(host), &salt));
+
+    // Version 2 channel state digest: the contract's equals alloy's EIP-712 hash of the same struct.
+    let state = ChannelState {
+        channel_id: id,
+        turn: 3,
+        cumulative: 123,
+        escrow_cap: E18,
+        last_receipt_hash: b256(&rv["receipts"][1]["receipt_hash"]),
+        tenant,
+        host_key_id: B256::ZERO,
+    };
+    let alloy_domain = eip712_domain! {
+        name: "dait",
+        version: "1",
+        chain_id: domain.chain_id,
+        verifying_contract: domain.settlement.into(),
+    };
+    for is_final in [false, true] {
+        let onchain = convert::channel_state(&state, host, is_final);
+        let digest = d.settlement.channel_state_digest(&onchain).await?;
+        assert_eq!(
+            digest,
+            B256::from(onchain.eip712_signing_hash(&alloy_domain))
+        );
+    }
+    Ok(())
+}
+
+/// A receipt of `channel` on top of `prev`, signed by the vectors' host key.
+fn receipt(
+    channel: B256,
+    call_seq: u64,
+    prev: B256,
+    cumulative_before: u128,
+    keyset_hash: B256,
+) -> Receipt {
+    let (tokens_in, tokens_out, price_in, price_out) = (12, 9, 1_000_000_000, 3_000_000_000);
+    let amount = amount(tokens_in, price_in, tokens_out, price_out).unwrap();
+    let seq = call_seq.to_le_bytes()[0];
+    Receipt {
+        version: 1,
+        channel_id: channel,
+        call_seq,
+        host_key_id: HostSigningKey::from_bytes(&HOST_SECRET)
+            .unwrap()
+            .verifying_key()
+            .key_id(),
+        keyset_hash,
+        model_id: "smollm2-135m-instruct-q4_1".into(),
+        weight_hash: B256([0xa1; 32]),
+        request_hash: B256([seq; 32]),
+        response_hash: B256([seq ^ 0xff; 32]),
+        request_ct_hash: B256([0xc1; 32]),
+        response_ct_hash: B256([0xc2; 32]),
+        tokens_in,
+        tokens_out,
+        price_in,
+        price_out,
+        amount,
+        cumulative: cumulative_before + amount,
+        prev_receipt_hash: prev,
+        timestamp: 1_767_225_600 + call_seq,
+        seed: 7,
+        engine_build: B256([0xeb; 32]),
+        deterministic: true,
+    }
+}
+
+#[tokio::test]
+async fn a_channel_end_to_end_through_the_typed_client() -> TestResult {
+    let d = deploy(Hardfork::Osaka).await?;
+    let domain = d.settlement.domain();
+    let kv = load("keyset");
+    let host_key = HostSigningKey::from_bytes(&HOST_SECRET)?;
+    let tenant_key = TenantSigner::from_bytes(&TENANT_SECRET)?;
+    let (host_op, owner_client) = (
+        d.as_account(&Anvil::DEV_KEYS[HOST_OP]).await?,
+        d.as_account(&Anvil::DEV_KEYS[OWNER]).await?,
+    );
+    let host = account_address(&Anvil::DEV_KEYS[HOST_OP])?;
+    let tenant = tenant_key.address();
+    d.chain.set_balance(tenant, 1000 * E18)?;
+    let tenant_client = d.as_account(&TENANT_SECRET).await?;
+
+    // Tokens: both sides mint and approve the settlement.
+    for (who, (_, token)) in [(host, &host_op), (tenant, &tenant_client)] {
+        token.mint(who, 1_000_000 * E18).await?;
+        token.approve(d.settlement.address(), None).await?;
+        assert_eq!(
+            token.allowance(who, d.settlement.address()).await?,
+            alloy::primitives::U256::MAX
+        );
+    }
+
+    // Host registration.
+    let gpu = B256([0x9a; 32]);
+    let out = host_op.0.register_host(&[gpu]).await?;
+    assert!(
+        matches!(&out.events[..], [SettlementEvent::HostRegistered(e)] if Address::from(e.operator) == host)
+    );
+    assert_eq!(d.settlement.host(host).await?.stake, 100 * E18);
+    let again = host_op
+        .0
+        .register_host(&[B256([0x9b; 32])])
+        .await
+        .unwrap_err();
+    assert_eq!(again.revert_name(), Some("HostAlreadyRegistered"));
+
+    // Release: only the owner publishes; usable after the delay.
+    let release = B256([0x2e; 32]);
+    let t = now(&d.settlement).await?;
+    let not_owner = host_op
+        .0
+        .publish_release(release, B256([1; 32]), t - 10, t + 365 * DAY)
+        .await
+        .unwrap_err();
+    assert_eq!(not_owner.revert_name(), Some("NotOwner"));
+    owner_client
+        .0
+        .publish_release(release, B256([1; 32]), t - 10, t + 365 * DAY)
+        .await?;
+    let early = d.settlement.check_release(release).await.unwrap_err();
+    assert_eq!(early.revert_name(), Some("ReleaseNotYetEffective"));
+    d.chain.increase_time(3601)?;
+    d.settlement.check_release(release).await?;
+
+    // Attestation of the vectors' keyset (bound to this chain, this contract and the host operator).
+    let epoch = d.settlement.current_epoch().await?;
+    let nonce = d.settlement.epoch_nonce(epoch).await?;
+    assert!(!nonce.recorded);
+    let keyset_hash = b256(&kv["keyset_hash"]);
+    let host_key_id = host_key.verifying_key().key_id();
+    let out = host_op
+        .0
+        .submit_attestation(
+            &unhex(&kv["encoded"]),
+            host_key_id,
+            epoch,
+            B256([0xbb; 32]),
+            release,
+            "https://h/a",
+        )
+        .await?;
+    let ev = out.events.iter().find_map(|e| match e {
+        SettlementEvent::AttestationSubmitted(a) => Some(a),
+        _ => None,
+    });
+    let ev = ev.ok_or("no AttestationSubmitted")?;
+    assert_eq!(B256::from(ev.keysetHash), keyset_hash);
+    assert_eq!(B256::from(ev.epochNonce), nonce.nonce);
+    assert!(d.settlement.epoch_nonce(epoch).await?.recorded);
+    assert_eq!(d.settlement.host_key(host_key_id).await?, (host, epoch));
+
+    // Open a channel.
+    let salt = B256([0x5a; 32]);
+    let escrow = E18;
+    let deadline = now(&d.settlement).await? + 30 * DAY;
+    let (id, _) = tenant_client
+        .0
+        .open_channel(host, salt, escrow, 100, 1_000_000_000_000, deadline)
+        .await?;
+    assert_eq!(id, channel_id(&domain, &tenant, &word(host), &salt));
+    let info = d.settlement.channel(id).await?;
+    assert_eq!(
+        (info.escrow, info.turn, info.status),
+        (escrow, 0, ChannelStatus::Open)
+    );
+    let out_of_range = tenant_client
+        .0
+        .open_channel(host, salt, escrow, 100, 1 << 96, deadline)
+        .await;
+    assert!(matches!(
+        out_of_range,
+        Err(EvmError::OutOfRange { ty: "uint96", .. })
+    ));
+
+    // Call 1: the host signs a receipt, the tenant counter-signs the state after it; anyone claims.
+    let r1 = host_key.sign_receipt(receipt(id, 1, B256::ZERO, 0, keyset_hash), &domain);
+    let h1 = r1.receipt.signing_digest(&domain);
+    let mut state = ChannelState::open(id, escrow, tenant, B256::ZERO);
+    state.turn = 1;
+    state.cumulative = r1.receipt.cumulative;
+    state.last_receipt_hash = h1;
+    let onchain = convert::channel_state(&state, host, false);
+    let state_sig = tenant_key.sign_prehash(&d.settlement.channel_state_digest(&onchain).await?);
+    let host_before = d.token.balance_of(host).await?;
+    let out = host_op.0.claim(salt, &onchain, &state_sig).await?;
+    assert!(matches!(&out.events[..], [SettlementEvent::Claimed(c)] if c.turn == 1));
+    let paid = d.token.balance_of(host).await? - host_before;
+    assert_eq!(paid, alloy::primitives::U256::from(r1.receipt.amount));
+
+    // The same turn again: the contract's StaleState, decoded.
+    let stale = host_op
+        .0
+        .claim(salt, &onchain, &state_sig)
+        .await
+        .unwrap_err();
+    assert_eq!(stale.revert_name(), Some("StaleState"));
+    assert!(matches!(
+        stale.settlement_revert(),
+        Some(DaitSettlementErrors::StaleState(_))
+    ));
+    // A signature over another state: BadTenantSignature.
+    let mut other = onchain.clone();
+    other.turn = 2;
+    let bad = host_op.0.claim(salt, &other, &state_sig).await.unwrap_err();
+    assert_eq!(bad.revert_name(), Some("BadTenantSignature"));
+
+    // Call 2 on top of the co-signed state: claim with the host's receipt.
+    let r2 = host_key.sign_receipt(
+        receipt(id, 2, h1, r1.receipt.cumulative, keyset_hash),
+        &domain,
+    );
+    let out = host_op
+        .0
+        .claim_with_receipt(salt, &onchain, &state_sig, &r2)
+        .await?;
+    assert!(matches!(&out.events[..], [SettlementEvent::Claimed(c)] if c.turn == 2));
+    assert_eq!(d.settlement.channel(id).await?.paid, r2.receipt.cumulative);
+
+    // Cooperative close: a final state counter-signed by the host's receipt key (P-256 on chain).
+    let mut last = state.clone();
+    last.turn = 2;
+    last.cumulative = r2.receipt.cumulative;
+    last.last_receipt_hash = r2.receipt.signing_digest(&domain);
+    let not_final = convert::channel_state(&last, host, false);
+    let sig = tenant_key.sign_prehash(&d.settlement.channel_state_digest(&not_final).await?);
+    let err = tenant_client
+        .0
+        .close_channel(salt, &not_final, &sig, host_key_id, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.revert_name(), Some("NotFinal"));
+    let fin = convert::channel_state(&last, host, true);
+    let digest = d.settlement.channel_state_digest(&fin).await?;
+    let sig = tenant_key.sign_prehash(&digest);
+    let host_sig = host_key.sign_prehash(&digest);
+    let tenant_before = d.token.balance_of(tenant).await?;
+    let out = tenant_client
+        .0
+        .close_channel(salt, &fin, &sig, host_key_id, Some(&host_sig))
+        .await?;
+    let settled = out.events.iter().find_map(|e| match e {
+        SettlementEvent::ChannelSettled(s) => Some(s),
+        _ => None,
+    });
+    let settled = settled.ok_or("no ChannelSettled")?;
+    assert!(settled.cooperative);
+    let refund = d.token.balance_of(tenant).await? - tenant_before;
+    assert_eq!(
+        refund,
+        alloy::primitives::U256::from(escrow - r2.receipt.cumulative)
+    );
+    assert_eq!(
+        d.settlement.channel(id).await?.status,
+        ChannelStatus::Closed
+    );
+
+    // The log, read back once and then empty.
+    let mut cursor = d.settlement.event_cursor(0);
+    let names: Vec<&str> = cursor
+        .poll()
+        .await?
+        .iter()
+        .map(|e| match &e.event {
+            SettlementEvent::OwnershipTransferred(_) => "OwnershipTransferred",
+            SettlementEvent::HostRegistered(_) => "HostRegistered",
+            SettlementEvent::ReleasePublished(_) => "ReleasePublished",
+            SettlementEvent::EpochNonceRecorded(_) => "EpochNonceRecorded",
+            SettlementEvent::AttestationSubmitted(_) => "AttestationSubmitted",
+            SettlementEvent::ChannelOpened(_) => "ChannelOpened",
+            SettlementEvent::Claimed(_) => "Claimed",
+            SettlementEvent::ChannelSettled(_) => "ChannelSettled",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "OwnershipTransferred",
+            "HostRegistered",
+            "ReleasePublished",
+            "EpochNonceRecorded",
+            "AttestationSubmitted",
+            "ChannelOpened",
+            "Claimed",
+            "Claimed",
+            "ChannelSettled"
+        ]
+    );
+    assert!(cursor.poll().await?.is_empty());
+
+    // Receipt batches of one receipt each: the root is the leaf, the proof is empty.
+    let leaf = |r: &SignedReceipt| {
+        let mut pre = vec![0u8];
+        pre.extend_from_slice(&r.receipt.signing_digest(&domain).0);
+        B256(alloy::primitives::keccak256(&pre).0)
+    };
+    let (root1, root2) = (leaf(&r1), leaf(&r2));
+    host_op
+        .0
+        .commit_receipts(root1, 1, r1.receipt.amount)
+        .await?;
+    host_op
+        .0
+        .commit_receipts(root2, 1, r2.receipt.amount)
+        .await?;
+    let early = host_op
+        .0
+        .reveal_receipts(host, root1, &[])
+        .await
+        .unwrap_err();
+    assert_eq!(early.revert_name(), Some("RevealTooEarly"));
+    d.chain.mine(6)?;
+    assert_eq!(d.settlement.sample_indices(host, root1).await?, [0]);
+    let reveal = Reveal {
+        receipt: r1.clone(),
+        proof: Vec::new(),
+    };
+    let out = d.settlement.reveal_receipts(host, root1, &[reveal]).await?;
+    assert!(matches!(
+        &out.events[..],
+        [SettlementEvent::ReceiptsRevealed(_)]
+    ));
+    assert_eq!(d.settlement.batch(host, root1).await?.status, 2);
+    let open = d.settlement.forfeit_batch(host, root2).await.unwrap_err();
+    assert_eq!(open.revert_name(), Some("RevealStillOpen"));
+    d.chain.mine(64)?;
+    let out = d.settlement.forfeit_batch(host, root2).await?;
+    assert!(matches!(
+        &out.events[..],
+        [SettlementEvent::BatchForfeited(_)]
+    ));
+
+    // Equivocation: a second, different receipt for call 1 by the same attested key.
+    let mut twin = r1.receipt.clone();
+    twin.response_hash = B256([0xee; 32]);
+    let twin = host_key.sign_receipt(twin, &domain);
+    let reporter = d.as_account(&Anvil::DEV_KEYS[OWNER]).await?;
+    let same = reporter.0.slash_equivocation(&r1, &r1).await.unwrap_err();
+    assert_eq!(same.revert_name(), Some("SameReceipt"));
+    let out = reporter.0.slash_equivocation(&r1, &twin).await?;
+    assert!(
+        matches!(&out.events[..], [SettlementEvent::HostSlashed(s)] if Address::from(s.operator) == host)
+    );
+    assert_eq!(d.settlement.host(host).await?.status, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn prague_has_no_p256verify_and_host_signatures_fail_closed() -> TestResult {
+    let d = deploy(Hardfork::Prague).await?;
+    let rv = load("receipt");
+    let host_key = HostSigningKey::from_bytes(&HOST_SECRET)?.verifying_key();
+    let v = &rv["receipts"][0];
+    let signed = SignedReceipt::decode(&unhex(&v["signed_encoded"]))?;
+    // The digests do not need the precompile.
+    assert_eq!(
+        d.settlement.receipt_digest(&signed.receipt).await?,
+        b256(&v["receipt_hash"])
+    );
+    let err = d
+        .settlement
+        .verify_host_signature(b256(&v["receipt_hash"]), &signed.host_signature, &host_key)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.settlement_revert(),
+            Some(DaitSettlementErrors::BadHostSignature(_))
+        ),
+        "{err:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_missing_anvil_is_an_error() {
+    let missing = PathBuf::from("/nonexistent/anvil");
+    let err = Anvil::start_binary(&missing, Hardfork::Osaka, Duration::from_secs(1)).unwrap_err();
+    assert!(matches!(err, AnvilError::NotFound(p) if p == missing));
+}
