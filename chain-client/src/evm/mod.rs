@@ -34,6 +34,14 @@
 //! local TLS proxy. Any other `alloy` provider works too: [`Settlement`] and [`Token`] are generic over
 //! [`Provider`].
 //!
+//! # Tests
+//!
+//! `tests/evm.rs` (`cargo test -p dait-chain-client --features evm --test evm`, after
+//! `scripts/install-chain-tools.sh`) deploys the committed artefacts on a local anvil and checks the contract's
+//! `domainSeparator`, `receiptDigest` and `channelId` against the core and `tests/vectors`, a channel end to end
+//! through this client, receipt batches, slashing, and that host signatures fail closed on a chain without
+//! P256VERIFY. `just test` runs them with the workspace's all-features tests.
+//!
 //! # Example
 //!
 //! ```no_run
