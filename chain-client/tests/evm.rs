@@ -559,6 +559,20 @@ async fn prague_has_no_p256verify_and_host_signatures_fail_closed() -> TestResul
     Ok(())
 }
 
+#[tokio::test]
+async fn an_address_without_code_is_no_settlement() -> TestResult {
+    let chain = Anvil::start(Hardfork::Osaka)?;
+    let nobody = Address([0x42; 20]);
+    let err = Settlement::at(nobody, provider(&chain, &Anvil::DEV_KEYS[0])?)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EvmError::NoContract { address } if address == nobody),
+        "{err:?}"
+    );
+    Ok(())
+}
+
 #[test]
 fn a_missing_anvil_is_an_error() {
     let missing = PathBuf::from("/nonexistent/anvil");

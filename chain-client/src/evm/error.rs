@@ -42,6 +42,12 @@ pub enum EvmError {
         /// The transaction's hash.
         tx_hash: B256,
     },
+    /// The address holds no contract code.
+    #[error("no contract at {address}")]
+    NoContract {
+        /// The address.
+        address: crate::Address,
+    },
     /// A log of the settlement contract does not decode as any of its events.
     #[error("a log of the settlement contract does not decode as one of its events")]
     UndecodableLog(#[source] alloy::sol_types::Error),

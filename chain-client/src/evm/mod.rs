@@ -71,6 +71,7 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::{Filter, Log, TransactionReceipt};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{SolCall, SolEventInterface};
+use std::time::Duration;
 
 use crate::{
     Address, B256, Domain, HostSignature, HostVerifyingKey, SignedReceipt, TenantSignature,
@@ -277,24 +278,41 @@ pub struct Reveal {
     pub proof: Vec<B256>,
 }
 
+/// How long a sent transaction may take to be mined before [`EvmError::Pending`] (by default; see
+/// [`Settlement::with_receipt_timeout`]).
+pub const RECEIPT_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// The typed client of one deployed settlement contract.
 #[derive(Clone, Debug)]
 pub struct Settlement<P = DynProvider> {
     contract: DaitSettlementInstance<P>,
     domain: Domain,
+    receipt_timeout: Duration,
 }
 
 impl<P: Provider> Settlement<P> {
-    /// The contract at `address`; reads the chain id for the EIP-712 domain.
+    /// The contract at `address`; reads the chain id for the EIP-712 domain, and fails with
+    /// [`EvmError::NoContract`] when the address holds no code.
     pub async fn at(address: Address, provider: P) -> Result<Self, EvmError> {
         let chain_id = provider.get_chain_id().await?;
+        if provider.get_code_at(address.into()).await?.is_empty() {
+            return Err(EvmError::NoContract { address });
+        }
         Ok(Self {
             contract: DaitSettlement::new(address.into(), provider),
             domain: Domain {
                 chain_id,
                 settlement: address,
             },
+            receipt_timeout: RECEIPT_TIMEOUT,
         })
+    }
+
+    /// The same client with another limit on the wait for a transaction's receipt.
+    #[must_use]
+    pub fn with_receipt_timeout(mut self, timeout: Duration) -> Self {
+        self.receipt_timeout = timeout;
+        self
     }
 
     /// Deploys the committed artefact (`contracts/out/DaitSettlement.json`) with `params`, from the provider's
@@ -309,6 +327,7 @@ impl<P: Provider> Settlement<P> {
                 chain_id,
                 settlement,
             },
+            receipt_timeout: RECEIPT_TIMEOUT,
         })
     }
 
@@ -333,11 +352,12 @@ impl<P: Provider> Settlement<P> {
     }
 
     /// Simulates the call (`eth_call`, which returns the revert data of a custom error), then sends it and waits
-    /// for its receipt. (The gas estimate alone does not do: with fee fields set, anvil answers a reverting
-    /// estimate with "insufficient funds" and no revert data.)
+    /// for its receipt, at most the receipt timeout. (The gas estimate alone does not do: with fee fields set,
+    /// anvil answers a reverting estimate with "insufficient funds" and no revert data.)
     async fn send<C: SolCall>(&self, call: SolCallBuilder<&P, C>) -> Result<Outcome, EvmError> {
         call.call_raw().await?;
-        let receipt = call.send().await?.get_receipt().await?;
+        let pending = call.send().await?.with_timeout(Some(self.receipt_timeout));
+        let receipt = pending.get_receipt().await?;
         self.outcome(&receipt)
     }
 

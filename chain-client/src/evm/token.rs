@@ -4,7 +4,7 @@ use alloy::primitives::U256;
 use alloy::providers::{DynProvider, Provider};
 
 use super::bindings::TestToken::{self, TestTokenInstance};
-use super::{EvmError, Outcome};
+use super::{EvmError, Outcome, RECEIPT_TIMEOUT};
 use crate::{Address, B256};
 
 /// An ERC-20 token: `approve`, `balanceOf` and `allowance` of any ERC-20, plus `mint` and the deployment of the
@@ -63,7 +63,12 @@ impl<P: Provider> Token<P> {
         let amount = amount.map_or(U256::MAX, U256::from);
         let call = self.contract.approve(spender.into(), amount);
         call.call_raw().await?;
-        let receipt = call.send().await?.get_receipt().await?;
+        let receipt = call
+            .send()
+            .await?
+            .with_timeout(Some(RECEIPT_TIMEOUT))
+            .get_receipt()
+            .await?;
         self.outcome(receipt).await
     }
 
@@ -71,7 +76,12 @@ impl<P: Provider> Token<P> {
     pub async fn mint(&self, to: Address, amount: u128) -> Result<Outcome, EvmError> {
         let call = self.contract.mint(to.into(), U256::from(amount));
         call.call_raw().await?;
-        let receipt = call.send().await?.get_receipt().await?;
+        let receipt = call
+            .send()
+            .await?
+            .with_timeout(Some(RECEIPT_TIMEOUT))
+            .get_receipt()
+            .await?;
         self.outcome(receipt).await
     }
 
