@@ -79,7 +79,7 @@
 //! |---|---|---|
 //! | `std` | yes | `std` support in the dependencies; enables `json` |
 //! | `json` | via `std` | [`NormalizedResponse`], [`StreamNormalizer`], [`canonicalize`] (RFC 8785) using `serde_json`; the runtime event log's JSON form ([`runtime_log::EventLog::encode`], [`runtime_log::replay`]) |
-//! | `evm` | no | `evm`: the typed client of the EVM settlement contract over JSON-RPC (`alloy` 2.5.0 pinned, plain HTTP, no TLS backend), its `sol!` bindings, conversions from the core's types, and the `evm::anvil` test chain; enables `std` |
+//! | `evm` | no | `evm`: the typed client of the EVM settlement contract over JSON-RPC (`alloy` 2.5.0 pinned; HTTP, or HTTPS with rustls/ring trusting the roots of a CA file), its `sol!` bindings, conversions from the core's types, and the `evm::anvil` test chain; enables `std` |
 //!
 //! Without default features the crate is `no_std` + `alloc`, builds for `wasm32-unknown-unknown`, and pulls in
 //! no OS randomness: key generation takes the RNG as a parameter. `evm` is the only feature that adds a network

@@ -8,13 +8,15 @@
 //!   the vectors' keyset, open, claim with a tenant-signed state, a second claim rejected as `StaleState`, a claim
 //!   with the host's receipt on top, a cooperative close counter-signed with P-256, the events read back;
 //! - a receipt batch committed, sampled and revealed, another forfeited, and an equivocation slashed;
-//! - on a Prague chain (no P256VERIFY) every host signature fails closed with `BadHostSignature`.
+//! - on a Prague chain (no P256VERIFY) every host signature fails closed with `BadHostSignature`;
+//! - HTTPS to the node through a TLS proxy, trusting only the roots of a CA file.
 //!
 //! Anvil comes from `scripts/install-chain-tools.sh` (or `DAIT_ANVIL`); without it these tests fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::error::Error;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::providers::DynProvider;
@@ -23,7 +25,7 @@ use dait_chain_client::evm::anvil::{Anvil, AnvilError, Hardfork};
 use dait_chain_client::evm::bindings::DaitSettlement::DaitSettlementErrors;
 use dait_chain_client::evm::{
     ChannelStatus, EvmError, Params, Reveal, Settlement, SettlementEvent, Token, account_address,
-    connect_http, convert,
+    connect_http, connect_https, convert,
 };
 use dait_chain_client::{
     Address, B256, ChannelState, Domain, HostSigningKey, Receipt, SignedReceipt, TenantSigner,
@@ -570,6 +572,98 @@ async fn an_address_without_code_is_no_settlement() -> TestResult {
         matches!(err, EvmError::NoContract { address } if address == nobody),
         "{err:?}"
     );
+    Ok(())
+}
+
+/// A TLS-terminating proxy in front of `chain` with a fresh self-signed certificate for 127.0.0.1; returns the
+/// proxy's `https://` URL and the certificate (PEM), the only root a client needs.
+async fn tls_proxy(chain: &Anvil) -> Result<(String, String), Box<dyn Error>> {
+    let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let cert =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])?.self_signed(&key_pair)?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key_pair.serialize_der().into()),
+    )?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let upstream = chain.url().trim_start_matches("http://").to_owned();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, upstream) = (acceptor.clone(), upstream.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut node) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut node).await;
+            });
+        }
+    });
+    Ok((format!("https://{addr}"), cert.pem()))
+}
+
+#[tokio::test]
+async fn https_to_the_node_trusts_only_the_ca_file() -> TestResult {
+    use alloy::providers::Provider as _;
+    let chain = Anvil::start(Hardfork::Osaka)?;
+    let (url, pem) = tls_proxy(&chain).await?;
+    let dir = std::env::temp_dir().join(format!("dait-evm-https-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (ca, other_ca, empty) = (
+        dir.join("ca.pem"),
+        dir.join("other.pem"),
+        dir.join("empty.pem"),
+    );
+    std::fs::write(&ca, &pem)?;
+    let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    std::fs::write(
+        &other_ca,
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])?
+            .self_signed(&other)?
+            .pem(),
+    )?;
+    std::fs::write(&empty, "")?;
+
+    // Reads and a transaction over TLS.
+    assert_eq!(connect_https(&url, &ca, None)?.get_chain_id().await?, 31337);
+    let token = Token::deploy_test_token(connect_https(
+        &url,
+        &ca,
+        Some(&Anvil::DEV_KEYS[TOKEN_DEPLOYER]),
+    )?)
+    .await?;
+    let holder = Address([0x77; 20]);
+    token.mint(holder, 5).await?;
+    assert_eq!(
+        token.balance_of(holder).await?,
+        alloy::primitives::U256::from(5)
+    );
+
+    // A node whose certificate the CA file did not sign is refused; so are plain http and an empty CA file.
+    assert!(
+        connect_https(&url, &other_ca, None)?
+            .get_chain_id()
+            .await
+            .is_err()
+    );
+    assert!(matches!(
+        connect_https(chain.url(), &ca, None),
+        Err(EvmError::Url)
+    ));
+    assert!(matches!(
+        connect_https(&url, &empty, None),
+        Err(EvmError::NoRoots { .. })
+    ));
+    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
 

@@ -59,9 +59,30 @@ pub enum EvmError {
         /// Its Solidity type.
         ty: &'static str,
     },
-    /// The RPC URL does not parse.
-    #[error("the RPC URL does not parse")]
+    /// The RPC URL does not parse (or, for [`super::connect_https`], is not `https://`).
+    #[error("the RPC URL does not parse or has the wrong scheme")]
     Url,
+    /// The CA file does not read as PEM certificates.
+    #[error("reading the CA file {path}")]
+    Roots {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// The CA file holds no certificate usable as a trust anchor.
+    #[error("the CA file {path} holds no usable certificate")]
+    NoRoots {
+        /// The file.
+        path: std::path::PathBuf,
+    },
+    /// The TLS configuration was refused.
+    #[error("TLS configuration")]
+    Tls(#[source] rustls::Error),
+    /// The HTTP client could not be built.
+    #[error("building the HTTP client")]
+    HttpClient(#[source] reqwest::Error),
     /// The account secret is not a valid secp256k1 key.
     #[error("the account secret is not a valid secp256k1 key")]
     Key,

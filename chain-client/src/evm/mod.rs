@@ -30,9 +30,9 @@
 //!
 //! # Transport
 //!
-//! [`connect_http`] speaks plain HTTP (reqwest without a TLS backend): a local node, or a node reached through a
-//! local TLS proxy. Any other `alloy` provider works too: [`Settlement`] and [`Token`] are generic over
-//! [`Provider`].
+//! [`connect_http`] speaks plain HTTP (a local node); [`connect_https`] speaks HTTPS with rustls (ring) and the
+//! roots of a CA file, as the agent's collateral fetcher does. Any other `alloy` provider works too:
+//! [`Settlement`] and [`Token`] are generic over [`Provider`].
 //!
 //! # Tests
 //!
@@ -68,9 +68,15 @@ use alloy::contract::SolCallBuilder;
 use alloy::network::EthereumWallet;
 use alloy::primitives::{self, Bytes, FixedBytes, Uint};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::client::RpcClient;
 use alloy::rpc::types::{Filter, Log, TransactionReceipt};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{SolCall, SolEventInterface};
+use alloy::transports::http::Http;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{
@@ -92,15 +98,78 @@ pub type SettlementEvent = DaitSettlement::DaitSettlementEvents;
 /// The settlement contract's version 2 channel state (build it with [`convert::channel_state`]).
 pub type OnchainChannelState = DaitSettlement::ChannelState;
 
-/// A provider over plain HTTP to `rpc_url`, signing with `secret` (a secp256k1 account key) when given.
+/// A provider over plain HTTP to `rpc_url` (`http://` only), signing with `secret` (a secp256k1 account key)
+/// when given.
 ///
 /// Transactions get their gas limit and EIP-1559 fees estimated, the chain id fetched once, and the nonce read
 /// from the node (`pending`) for every transaction rather than cached, so several clients (or a restarted
 /// agent) can send from one account one after the other.
 pub fn connect_http(rpc_url: &str, secret: Option<&[u8; 32]>) -> Result<DynProvider, EvmError> {
-    let url = rpc_url
-        .parse::<alloy::transports::http::reqwest::Url>()
-        .map_err(|_| EvmError::Url)?;
+    let url = rpc_url.parse::<reqwest::Url>().map_err(|_| EvmError::Url)?;
+    if url.scheme() != "http" {
+        return Err(EvmError::Url);
+    }
+    // No roots: the client can reach no https URL (and a redirect to one fails).
+    connect(url, rustls::RootCertStore::empty(), false, secret)
+}
+
+/// A provider over HTTPS to `rpc_url` (`https://` only), trusting the certificate authorities in `ca_file`
+/// (PEM; e.g. `/etc/ssl/certs/ca-certificates.crt`), signing with `secret` when given; otherwise as
+/// [`connect_http`].
+///
+/// TLS is rustls with the ring provider (TLS 1.2 and 1.3, its safe defaults), the roots taken only from
+/// `ca_file`, never from the platform.
+pub fn connect_https(
+    rpc_url: &str,
+    ca_file: &Path,
+    secret: Option<&[u8; 32]>,
+) -> Result<DynProvider, EvmError> {
+    let url = rpc_url.parse::<reqwest::Url>().map_err(|_| EvmError::Url)?;
+    if url.scheme() != "https" {
+        return Err(EvmError::Url);
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let pem_err = |source| EvmError::Roots {
+        path: ca_file.to_owned(),
+        source,
+    };
+    for cert in CertificateDer::pem_file_iter(ca_file).map_err(pem_err)? {
+        // A bundle may hold certificates rustls cannot use as anchors; those are skipped.
+        let _ = roots.add(cert.map_err(pem_err)?);
+    }
+    if roots.is_empty() {
+        return Err(EvmError::NoRoots {
+            path: ca_file.to_owned(),
+        });
+    }
+    connect(url, roots, true, secret)
+}
+
+/// The provider of [`connect_http`] and [`connect_https`]. The reqwest client always gets its rustls
+/// configuration (ring, `roots`) here: with the `evm` feature reqwest is built with rustls but no process-wide
+/// crypto provider, so a reqwest client built elsewhere without one panics.
+fn connect(
+    url: reqwest::Url,
+    roots: rustls::RootCertStore,
+    https_only: bool,
+    secret: Option<&[u8; 32]>,
+) -> Result<DynProvider, EvmError> {
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(EvmError::Tls)?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let client = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .https_only(https_only)
+        .build()
+        .map_err(EvmError::HttpClient)?;
+    let is_local = url
+        .host_str()
+        .is_some_and(|h| h == "127.0.0.1" || h == "localhost" || h == "[::1]");
+    let rpc = RpcClient::new(Http::with_client(client, url), is_local);
     let builder = ProviderBuilder::new()
         .disable_recommended_fillers()
         .with_gas_estimation()
@@ -112,10 +181,10 @@ pub fn connect_http(rpc_url: &str, secret: Option<&[u8; 32]>) -> Result<DynProvi
                 .map_err(|_| EvmError::Key)?;
             builder
                 .wallet(EthereumWallet::from(signer))
-                .connect_http(url)
+                .connect_client(rpc)
                 .erased()
         }
-        None => builder.connect_http(url).erased(),
+        None => builder.connect_client(rpc).erased(),
     })
 }
 
