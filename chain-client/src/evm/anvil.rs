@@ -14,10 +14,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use crate::Address;
@@ -54,11 +55,18 @@ impl Hardfork {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AnvilError {
-    /// No anvil binary: run `scripts/install-chain-tools.sh`, or set `DAIT_ANVIL`.
-    #[error(
-        "anvil not found at {0} (run scripts/install-chain-tools.sh, or set DAIT_ANVIL to an anvil binary)"
-    )]
-    NotFound(PathBuf),
+    /// A JSON-RPC answer is not an HTTP response with a JSON body.
+    #[error("anvil JSON-RPC {method}: unreadable answer")]
+    Answer {
+        /// The method.
+        method: &'static str,
+        /// The JSON error, when the body did not parse.
+        #[source]
+        source: Option<serde_json::Error>,
+    },
+    /// The process exited before it answered.
+    #[error("anvil exited at start-up ({0})")]
+    Exited(std::process::ExitStatus),
     /// Starting the process or talking to it failed.
     #[error("anvil: {context}")]
     Io {
@@ -68,20 +76,22 @@ pub enum AnvilError {
         #[source]
         source: std::io::Error,
     },
-    /// The process exited before it answered.
-    #[error("anvil exited at start-up ({0})")]
-    Exited(std::process::ExitStatus),
-    /// It did not answer in time.
-    #[error("anvil did not answer within {0:?}")]
-    Timeout(Duration),
-    /// A JSON-RPC call returned an error or an unreadable answer.
-    #[error("anvil JSON-RPC {method}: {detail}")]
+    /// No anvil binary: run `scripts/install-chain-tools.sh`, or set `DAIT_ANVIL`.
+    #[error(
+        "anvil not found at {0} (run scripts/install-chain-tools.sh, or set DAIT_ANVIL to an anvil binary)"
+    )]
+    NotFound(PathBuf),
+    /// A JSON-RPC call returned an error object.
+    #[error("anvil JSON-RPC {method} returned error {code}")]
     Rpc {
         /// The method.
         method: &'static str,
-        /// The node's error message, or what was wrong with the answer.
-        detail: String,
+        /// The error's code (0 when it has none).
+        code: i64,
     },
+    /// It did not answer in time.
+    #[error("anvil did not answer within {0:?}")]
+    Timeout(Duration),
 }
 
 /// A running anvil, killed on drop.
@@ -114,8 +124,9 @@ impl Anvil {
         }
     }
 
-    /// Starts `binary` on `127.0.0.1` at a free port with chain id [`CHAIN_ID`], and waits until it answers
-    /// `eth_chainId`, at most `timeout`.
+    /// Starts `binary` on `127.0.0.1` with chain id [`CHAIN_ID`] at a port the system picks (`--port 0`; the
+    /// address is read from anvil's "Listening on" line, so two chains never race for a port), and waits until
+    /// it answers `eth_chainId`, at most `timeout`.
     pub fn start_binary(
         binary: &Path,
         hardfork: Hardfork,
@@ -124,33 +135,59 @@ impl Anvil {
         if !binary.is_file() {
             return Err(AnvilError::NotFound(binary.to_owned()));
         }
-        let port = free_port()?;
-        let child = Command::new(binary)
+        let deadline = Instant::now() + timeout;
+        let mut child = Command::new(binary)
             .args([
                 "--host",
                 "127.0.0.1",
                 "--port",
-                &port.to_string(),
+                "0",
                 "--hardfork",
                 hardfork.name(),
             ])
-            .args(["--chain-id", &CHAIN_ID.to_string(), "--silent"])
+            .args(["--chain-id", &CHAIN_ID.to_string()])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .map_err(|source| AnvilError::Io {
                 context: "spawn",
                 source,
             })?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        // anvil logs every request to stdout: a thread reads it to the end (the child's exit), passing on the
+        // address of the "Listening on" line.
+        let (tx, rx) = std::sync::mpsc::channel();
+        if let Some(stdout) = child.stdout.take() {
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(addr) = line.trim().strip_prefix("Listening on ") {
+                        let _ = tx.send(addr.parse::<SocketAddr>());
+                    }
+                }
+            });
+        }
+        let addr = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(Ok(addr)) => addr,
+            waited => {
+                let _ = child.kill();
+                let status = child.wait().map_err(|source| AnvilError::Io {
+                    context: "wait",
+                    source,
+                })?;
+                return Err(match waited {
+                    Err(RecvTimeoutError::Timeout) => AnvilError::Timeout(timeout),
+                    // The output ended (the process exited) or named no socket address.
+                    _ => AnvilError::Exited(status),
+                });
+            }
+        };
         // From here on, drop kills the child whatever happens.
         let mut anvil = Self {
             child,
             addr,
             url: format!("http://{addr}"),
         };
-        let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = anvil.child.try_wait().map_err(|source| AnvilError::Io {
                 context: "wait",
@@ -192,15 +229,19 @@ impl Anvil {
         .map_err(io("send"))?;
         let mut answer = String::new();
         stream.read_to_string(&mut answer).map_err(io("receive"))?;
-        let rpc_err = |detail: String| AnvilError::Rpc { method, detail };
+        let unreadable = |source| AnvilError::Answer { method, source };
         let json = answer
             .split_once("\r\n\r\n")
             .and_then(|(_, b)| b.get(b.find('{')?..=b.rfind('}')?))
-            .ok_or_else(|| rpc_err(format!("no JSON body in {answer:?}")))?;
+            .ok_or_else(|| unreadable(None))?;
         let value: serde_json::Value =
-            serde_json::from_str(json).map_err(|e| rpc_err(format!("bad JSON: {e}")))?;
+            serde_json::from_str(json).map_err(|e| unreadable(Some(e)))?;
         if let Some(e) = value.get("error") {
-            return Err(rpc_err(e.to_string()));
+            let code = e
+                .get("code")
+                .and_then(serde_json::Value::as_i64)
+                .unwrap_or_default();
+            return Err(AnvilError::Rpc { method, code });
         }
         Ok(value
             .get("result")
@@ -234,21 +275,6 @@ impl Drop for Anvil {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> Result<u16, AnvilError> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).map_err(|source| AnvilError::Io {
-        context: "find a free port",
-        source,
-    })?;
-    let port = listener
-        .local_addr()
-        .map_err(|source| AnvilError::Io {
-            context: "find a free port",
-            source,
-        })?
-        .port();
-    Ok(port)
 }
 
 const fn hex32(s: &str) -> [u8; 32] {

@@ -15,25 +15,15 @@ use crate::B256;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EvmError {
-    /// The contract declined: the call (or the gas estimate of a transaction) reverted with one of the custom
-    /// errors of the settlement contract or the token. Nothing was sent.
-    #[error("the contract reverted with {}", .0.name())]
-    Reverted(Revert),
-    /// The call reverted with data that is none of the contracts' custom errors (empty for a bare `revert()`, or
-    /// a `Panic(uint256)`/`Error(string)` from elsewhere, e.g. a token other than the test token).
-    #[error("the call reverted without a known custom error (revert data {data})")]
-    UnknownRevert {
-        /// The raw revert data.
-        data: Bytes,
-    },
-    /// The transaction was mined but failed (its gas estimate had passed: the chain changed in between).
-    #[error("transaction {tx_hash} was mined in block {block_number} but reverted")]
-    TransactionFailed {
-        /// The transaction's hash.
-        tx_hash: B256,
-        /// The block it was mined in.
-        block_number: u64,
-    },
+    /// Another failure of the contract layer (ABI decoding of a result, a deployment without an address).
+    #[error("contract call")]
+    Contract(#[source] ContractError),
+    /// The HTTP client could not be built.
+    #[error("building the HTTP client")]
+    HttpClient(#[source] reqwest::Error),
+    /// The account secret is not a valid secp256k1 key.
+    #[error("the account secret is not a valid secp256k1 key")]
+    Key,
     /// A transaction receipt lacks the event the function always emits (a different contract at the address).
     #[error("the receipt of {tx_hash} has no {event} event of the settlement contract")]
     MissingEvent {
@@ -48,9 +38,12 @@ pub enum EvmError {
         /// The address.
         address: crate::Address,
     },
-    /// A log of the settlement contract does not decode as any of its events.
-    #[error("a log of the settlement contract does not decode as one of its events")]
-    UndecodableLog(#[source] alloy::sol_types::Error),
+    /// The CA file holds no certificate usable as a trust anchor.
+    #[error("the CA file {path} holds no usable certificate")]
+    NoRoots {
+        /// The file.
+        path: std::path::PathBuf,
+    },
     /// A value does not fit the contract's parameter type (e.g. `maxPerCall` is a `uint96`).
     #[error("{field} does not fit the contract's {ty}")]
     OutOfRange {
@@ -59,9 +52,13 @@ pub enum EvmError {
         /// Its Solidity type.
         ty: &'static str,
     },
-    /// The RPC URL does not parse (or, for [`super::connect_https`], is not `https://`).
-    #[error("the RPC URL does not parse or has the wrong scheme")]
-    Url,
+    /// Waiting for a sent transaction failed (timeout, RPC).
+    #[error("waiting for the transaction's receipt")]
+    Pending(#[source] PendingTransactionError),
+    /// The contract declined: the call (or the gas estimate of a transaction) reverted with one of the custom
+    /// errors of the settlement contract or the token. Nothing was sent.
+    #[error("the contract reverted with {}", .0.name())]
+    Reverted(Revert),
     /// The CA file does not read as PEM certificates.
     #[error("reading the CA file {path}")]
     Roots {
@@ -71,30 +68,33 @@ pub enum EvmError {
         #[source]
         source: rustls::pki_types::pem::Error,
     },
-    /// The CA file holds no certificate usable as a trust anchor.
-    #[error("the CA file {path} holds no usable certificate")]
-    NoRoots {
-        /// The file.
-        path: std::path::PathBuf,
-    },
-    /// The TLS configuration was refused.
-    #[error("TLS configuration")]
-    Tls(#[source] rustls::Error),
-    /// The HTTP client could not be built.
-    #[error("building the HTTP client")]
-    HttpClient(#[source] reqwest::Error),
-    /// The account secret is not a valid secp256k1 key.
-    #[error("the account secret is not a valid secp256k1 key")]
-    Key,
     /// JSON-RPC failed (connection, HTTP status, a node error other than a revert).
     #[error("JSON-RPC")]
     Rpc(#[source] TransportError),
-    /// Waiting for a sent transaction failed (timeout, RPC).
-    #[error("waiting for the transaction's receipt")]
-    Pending(#[source] PendingTransactionError),
-    /// Another failure of the contract layer (ABI decoding of a result, a deployment without an address).
-    #[error("contract call")]
-    Contract(#[source] ContractError),
+    /// The TLS configuration was refused.
+    #[error("TLS configuration")]
+    Tls(#[source] rustls::Error),
+    /// The transaction was mined but failed (its gas estimate had passed: the chain changed in between).
+    #[error("transaction {tx_hash} was mined in block {block_number} but reverted")]
+    TransactionFailed {
+        /// The transaction's hash.
+        tx_hash: B256,
+        /// The block it was mined in.
+        block_number: u64,
+    },
+    /// A log of the settlement contract does not decode as any of its events.
+    #[error("a log of the settlement contract does not decode as one of its events")]
+    UndecodableLog(#[source] alloy::sol_types::Error),
+    /// The call reverted with data that is none of the contracts' custom errors (empty for a bare `revert()`, or
+    /// a `Panic(uint256)`/`Error(string)` from elsewhere, e.g. a token other than the test token).
+    #[error("the call reverted without a known custom error (revert data {data})")]
+    UnknownRevert {
+        /// The raw revert data.
+        data: Bytes,
+    },
+    /// The RPC URL does not parse (or, for [`super::connect_https`], is not `https://`).
+    #[error("the RPC URL does not parse or has the wrong scheme")]
+    Url,
 }
 
 impl EvmError {

@@ -7,8 +7,9 @@
 //!   [`SignedReceipt`], [`Keyset`](crate::Keyset) bytes, [`TenantSignature`], [`HostSignature`], [`Address`],
 //!   [`B256`]) and returning [`EvmError`]. A transaction returns an [`Outcome`] with the contract's events
 //!   decoded; a revert comes back as [`EvmError::Reverted`] with the contract's custom error
-//!   ([`Revert::name`] gives `"StaleState"`, `"NotOwner"`, …). Transactions are simulated (gas estimate) first,
-//!   so a revert is reported before anything is sent.
+//!   ([`Revert::name`] gives `"StaleState"`, `"NotOwner"`, …). Transactions are simulated (`eth_call`) first,
+//!   so a revert is reported before anything is sent, and their receipt is awaited at most
+//!   [`RECEIPT_TIMEOUT`] (adjustable).
 //! - Views of the contract's state ([`Settlement::channel`], [`Settlement::host`], [`Settlement::batch`], …)
 //!   and its digests ([`Settlement::domain_separator`], [`Settlement::receipt_digest`],
 //!   [`Settlement::channel_state_digest`], [`Settlement::channel_id`], [`Settlement::verify_host_signature`]),
@@ -39,8 +40,8 @@
 //! `tests/evm.rs` (`cargo test -p dait-chain-client --features evm --test evm`, after
 //! `scripts/install-chain-tools.sh`) deploys the committed artefacts on a local anvil and checks the contract's
 //! `domainSeparator`, `receiptDigest` and `channelId` against the core and `tests/vectors`, a channel end to end
-//! through this client, receipt batches, slashing, and that host signatures fail closed on a chain without
-//! P256VERIFY. `just test` runs them with the workspace's all-features tests.
+//! through this client, receipt batches, slashing, that host signatures fail closed on a chain without
+//! P256VERIFY, and HTTPS through a TLS proxy. `just test` runs them with the workspace's all-features tests.
 //!
 //! # Example
 //!
@@ -62,7 +63,9 @@
 //! - The client trusts its RPC node for reads: views and logs are what the node says. Settlement decisions that
 //!   matter (a channel's paid amount before serving on credit, an epoch nonce) should come from a node the
 //!   caller trusts, or be checked against several.
-//! - The account secret given to [`connect_http`] signs every transaction; it is held by `alloy`'s local signer.
+//! - The account secret given to [`connect_http`] or [`connect_https`] signs every transaction; it is held by
+//!   `alloy`'s local signer (a `k256` key, zeroized on drop).
+//! - [`connect_https`] trusts only the roots in the CA file it is given, never the platform's.
 
 use alloy::contract::SolCallBuilder;
 use alloy::network::EthereumWallet;
