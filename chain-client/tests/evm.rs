@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::providers::DynProvider;
-use alloy::sol_types::{SolStruct, eip712_domain};
+use alloy::sol_types::SolStruct;
 use dait_chain_client::evm::anvil::{Anvil, AnvilError, Hardfork};
 use dait_chain_client::evm::bindings::DaitSettlement::DaitSettlementErrors;
 use dait_chain_client::evm::{
@@ -28,8 +28,8 @@ use dait_chain_client::evm::{
     connect_http, connect_https, convert,
 };
 use dait_chain_client::{
-    Address, B256, ChannelState, Domain, HostSigningKey, Receipt, SignedReceipt, TenantSigner,
-    WireMessage, amount, channel_id,
+    Address, B256, ChannelState, Domain, HostSigningKey, Keyset, Receipt, SignedReceipt,
+    TenantSigner, WireMessage, amount, channel_id,
 };
 use serde_json::Value;
 
@@ -196,12 +196,7 @@ async fn digests_on_chain_equal_the_core_and_the_vectors() -> TestResult {
         tenant,
         host_key_id: B256::ZERO,
     };
-    let alloy_domain = eip712_domain! {
-        name: "dait",
-        version: "1",
-        chain_id: domain.chain_id,
-        verifying_contract: domain.settlement.into(),
-    };
+    let alloy_domain = convert::eip712_domain(&domain);
     for is_final in [false, true] {
         let onchain = convert::channel_state(&state, host, is_final);
         let digest = d.settlement.channel_state_digest(&onchain).await?;
@@ -320,7 +315,7 @@ async fn a_channel_end_to_end_through_the_typed_client() -> TestResult {
     let out = host_op
         .0
         .submit_attestation(
-            &unhex(&kv["encoded"]),
+            &convert::keyset_bytes(&Keyset::decode(&unhex(&kv["encoded"]))?),
             host_key_id,
             epoch,
             B256([0xbb; 32]),

@@ -1,12 +1,16 @@
 //! Conversions between the core's types and the contract's: [`Address`] and [`B256`] to and from `alloy`'s, a
-//! [`Receipt`] to the contract's `Receipt` struct, host signatures to `(r, s)`, P-256 keys to `(x, y)`, and the
-//! contract's version 2 `ChannelState` (see [`channel_state`]).
+//! [`Receipt`] to the contract's `Receipt` struct, host signatures to `(r, s)`, P-256 keys to `(x, y)`, a
+//! [`Domain`] to `alloy`'s EIP-712 domain, a [`Keyset`] to its bytes, and the contract's version 2 `ChannelState`
+//! (see [`channel_state`]).
 
 use alloy::primitives::{self, FixedBytes, keccak256};
 
 use super::bindings::DaitSettlement;
+use alloy::sol_types::Eip712Domain;
+
 use crate::{
-    Address, B256, ChannelState, HostSignature, HostVerifyingKey, Receipt, TenantSignature,
+    Address, B256, ChannelState, DOMAIN_NAME, DOMAIN_VERSION, Domain, HostSignature,
+    HostVerifyingKey, Keyset, Receipt, TenantSignature, WireMessage,
 };
 
 impl From<Address> for primitives::Address {
@@ -108,6 +112,23 @@ pub fn tenant_signature_bytes(sig: &TenantSignature) -> primitives::Bytes {
     primitives::Bytes::copy_from_slice(&sig.0)
 }
 
+/// The EIP-712 domain as `alloy`'s type (name `"dait"`, version `"1"`, chain id, the settlement as verifying
+/// contract), e.g. for `SolStruct::eip712_signing_hash`; its separator equals [`Domain::separator`].
+pub fn eip712_domain(domain: &Domain) -> Eip712Domain {
+    Eip712Domain::new(
+        Some(DOMAIN_NAME.into()),
+        Some(DOMAIN_VERSION.into()),
+        Some(primitives::U256::from(domain.chain_id)),
+        Some(domain.settlement.into()),
+        None,
+    )
+}
+
+/// A keyset document's exact bytes, as `submitAttestation` takes them.
+pub fn keyset_bytes(keyset: &Keyset) -> primitives::Bytes {
+    primitives::Bytes::from(keyset.encode())
+}
+
 /// The core's [`Address`] of an `alloy` address (also `Address::from`).
 pub fn address(a: primitives::Address) -> Address {
     a.into()
@@ -129,6 +150,18 @@ mod tests {
         assert_eq!(Address::from(primitives::Address::from(a)), a);
         let b = B256([9; 32]);
         assert_eq!(B256::from(primitives::B256::from(b)), b);
+    }
+
+    #[test]
+    fn domain_separator_equals_alloys() {
+        let domain = Domain {
+            chain_id: 31337,
+            settlement: Address([0x5e; 20]),
+        };
+        assert_eq!(
+            B256::from(eip712_domain(&domain).separator()),
+            domain.separator()
+        );
     }
 
     #[test]
