@@ -8,6 +8,8 @@
 //!   the vectors' keyset, open, claim with a tenant-signed state, a second claim rejected as `StaleState`, a claim
 //!   with the host's receipt on top, a cooperative close counter-signed with P-256, the events read back;
 //! - a receipt batch committed, sampled and revealed, another forfeited, and an equivocation slashed;
+//! - the rest: ownership handover, release revocation, the epoch nonce, a unilateral close and its
+//!   finalisation, unbonding and withdrawal;
 //! - on a Prague chain (no P256VERIFY) every host signature fails closed with `BadHostSignature`;
 //! - HTTPS to the node through a TLS proxy, trusting only the roots of a CA file.
 //!
@@ -526,6 +528,122 @@ async fn a_channel_end_to_end_through_the_typed_client() -> TestResult {
         matches!(&out.events[..], [SettlementEvent::HostSlashed(s)] if Address::from(s.operator) == host)
     );
     assert_eq!(d.settlement.host(host).await?.status, 2);
+    Ok(())
+}
+
+/// The functions the channel test does not reach: ownership handover, revocation, the epoch nonce, a unilateral
+/// close and its finalisation, unbonding and withdrawal.
+#[tokio::test]
+async fn ownership_revocation_epoch_nonce_unilateral_close_and_unbonding() -> TestResult {
+    let d = deploy(Hardfork::Osaka).await?;
+    let (owner, _) = d.as_account(&Anvil::DEV_KEYS[OWNER]).await?;
+    let (next_owner, _) = d.as_account(&Anvil::DEV_KEYS[TOKEN_DEPLOYER]).await?;
+    let (host_op, host_token) = d.as_account(&Anvil::DEV_KEYS[HOST_OP]).await?;
+    let tenant_key = TenantSigner::from_bytes(&TENANT_SECRET)?;
+    let (tenant, host) = (
+        tenant_key.address(),
+        account_address(&Anvil::DEV_KEYS[HOST_OP])?,
+    );
+    d.chain.set_balance(tenant, 1000 * E18)?;
+    let (tenant_client, tenant_token) = d.as_account(&TENANT_SECRET).await?;
+
+    // Two-step ownership handover.
+    let new_owner = account_address(&Anvil::DEV_KEYS[TOKEN_DEPLOYER])?;
+    owner.transfer_ownership(new_owner).await?;
+    assert_eq!(d.settlement.pending_owner().await?, new_owner);
+    let err = host_op.accept_ownership().await.unwrap_err();
+    assert_eq!(err.revert_name(), Some("NotPendingOwner"));
+    let out = next_owner.accept_ownership().await?;
+    assert!(
+        out.events
+            .iter()
+            .any(|e| matches!(e, SettlementEvent::OwnershipTransferred(_)))
+    );
+    assert_eq!(d.settlement.owner().await?, new_owner);
+
+    // The new owner publishes and revokes a release.
+    let release = B256([0x3e; 32]);
+    let t = now(&d.settlement).await?;
+    next_owner
+        .publish_release(release, B256([2; 32]), t, t + DAY)
+        .await?;
+    let out = next_owner.revoke_release(release).await?;
+    assert!(matches!(
+        &out.events[..],
+        [SettlementEvent::ReleaseRevokedEvent(_)]
+    ));
+    assert_eq!(
+        d.settlement
+            .check_release(release)
+            .await
+            .unwrap_err()
+            .revert_name(),
+        Some("ReleaseRevoked")
+    );
+
+    // The epoch nonce: recorded once per epoch.
+    let epoch = d.settlement.current_epoch().await?;
+    let out = tenant_client.record_epoch_nonce().await?;
+    let recorded = out.events.iter().find_map(|e| match e {
+        SettlementEvent::EpochNonceRecorded(r) => Some(B256::from(r.nonce)),
+        _ => None,
+    });
+    let nonce = d.settlement.epoch_nonce(epoch).await?;
+    assert!(nonce.recorded);
+    assert_eq!(recorded, Some(nonce.nonce));
+    assert!(tenant_client.record_epoch_nonce().await?.events.is_empty());
+
+    // A channel closed unilaterally: the challenge window, then the whole escrow back to the tenant.
+    for (who, token) in [(host, &host_token), (tenant, &tenant_token)] {
+        token.mint(who, 1_000 * E18).await?;
+        token.approve(d.settlement.address(), None).await?;
+    }
+    let gpu = B256([0x9c; 32]);
+    host_op.register_host(&[gpu]).await?;
+    let salt = B256([0x5b; 32]);
+    let deadline = now(&d.settlement).await? + 30 * DAY;
+    let (id, _) = tenant_client
+        .open_channel(host, salt, E18, 10, 1_000, deadline)
+        .await?;
+    let out = tenant_client.start_close(tenant, host, salt).await?;
+    assert!(matches!(
+        &out.events[..],
+        [SettlementEvent::CloseStarted(_)]
+    ));
+    assert_eq!(
+        d.settlement.channel(id).await?.status,
+        ChannelStatus::Closing
+    );
+    let early = d.settlement.finalize(tenant, host, salt).await.unwrap_err();
+    assert_eq!(early.revert_name(), Some("WindowNotOver"));
+    d.chain.increase_time(DAY + 1)?;
+    let before = d.token.balance_of(tenant).await?;
+    d.settlement.finalize(tenant, host, salt).await?;
+    assert_eq!(
+        d.token.balance_of(tenant).await? - before,
+        alloy::primitives::U256::from(E18)
+    );
+    assert_eq!(
+        d.settlement.channel(id).await?.status,
+        ChannelStatus::Closed
+    );
+
+    // Unbonding: the stake comes back after the delay.
+    let out = host_op.begin_unbonding().await?;
+    assert!(matches!(
+        &out.events[..],
+        [SettlementEvent::UnbondingStarted(_)]
+    ));
+    let early = host_op.withdraw_stake(&[gpu]).await.unwrap_err();
+    assert_eq!(early.revert_name(), Some("UnbondingNotOver"));
+    d.chain.increase_time(7 * DAY + 1)?;
+    let before = d.token.balance_of(host).await?;
+    host_op.withdraw_stake(&[gpu]).await?;
+    assert_eq!(
+        d.token.balance_of(host).await? - before,
+        alloy::primitives::U256::from(100 * E18)
+    );
+    assert_eq!(d.settlement.host(host).await?.stake, 0);
     Ok(())
 }
 
