@@ -26,8 +26,8 @@ use alloy::sol_types::SolStruct;
 use dait_chain_client::evm::anvil::{Anvil, AnvilError, Hardfork};
 use dait_chain_client::evm::bindings::DaitSettlement::DaitSettlementErrors;
 use dait_chain_client::evm::{
-    ChannelStatus, EvmError, Params, Reveal, Settlement, SettlementEvent, Token, account_address,
-    connect_http, connect_https, convert,
+    BatchStatus, ChannelStatus, EvmError, HostStatus, Params, Reveal, Settlement, SettlementEvent,
+    Token, account_address, connect_http, connect_https, convert,
 };
 use dait_chain_client::{
     Address, B256, ChannelState, Domain, HostSigningKey, Keyset, Receipt, SignedReceipt,
@@ -506,7 +506,10 @@ async fn a_channel_end_to_end_through_the_typed_client() -> TestResult {
         &out.events[..],
         [SettlementEvent::ReceiptsRevealed(_)]
     ));
-    assert_eq!(d.settlement.batch(host, root1).await?.status, 2);
+    assert_eq!(
+        d.settlement.batch(host, root1).await?.status,
+        BatchStatus::Revealed
+    );
     let open = d.settlement.forfeit_batch(host, root2).await.unwrap_err();
     assert_eq!(open.revert_name(), Some("RevealStillOpen"));
     d.chain.mine(64)?;
@@ -527,7 +530,7 @@ async fn a_channel_end_to_end_through_the_typed_client() -> TestResult {
     assert!(
         matches!(&out.events[..], [SettlementEvent::HostSlashed(s)] if Address::from(s.operator) == host)
     );
-    assert_eq!(d.settlement.host(host).await?.status, 2);
+    assert_eq!(d.settlement.host(host).await?.status, HostStatus::Slashed);
     Ok(())
 }
 

@@ -282,6 +282,82 @@ pub enum ChannelStatus {
     Closed,
 }
 
+impl ChannelStatus {
+    fn from_word(v: u8) -> Result<Self, EvmError> {
+        Ok(match v {
+            0 => Self::None,
+            1 => Self::Open,
+            2 => Self::Closing,
+            3 => Self::Closed,
+            _ => {
+                return Err(EvmError::OutOfRange {
+                    field: "channel status",
+                    ty: "ChannelStatus",
+                });
+            }
+        })
+    }
+}
+
+/// A host operator's standing (`DaitSettlement.HostStatus`, in the contract's order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HostStatus {
+    /// Never registered (or withdrawn).
+    None,
+    /// Registered and bonded (possibly unbonding).
+    Active,
+    /// Slashed for equivocation; the stake is gone.
+    Slashed,
+}
+
+impl HostStatus {
+    fn from_word(v: u8) -> Result<Self, EvmError> {
+        Ok(match v {
+            0 => Self::None,
+            1 => Self::Active,
+            2 => Self::Slashed,
+            _ => {
+                return Err(EvmError::OutOfRange {
+                    field: "host status",
+                    ty: "HostStatus",
+                });
+            }
+        })
+    }
+}
+
+/// A receipt batch's phase (`DaitSettlement.BatchStatus`, in the contract's order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BatchStatus {
+    /// Never committed.
+    None,
+    /// Committed, not yet revealed.
+    Committed,
+    /// Its sample was revealed and checked; the host was credited.
+    Revealed,
+    /// Not revealed in time; it earns nothing.
+    Forfeited,
+}
+
+impl BatchStatus {
+    fn from_word(v: u8) -> Result<Self, EvmError> {
+        Ok(match v {
+            0 => Self::None,
+            1 => Self::Committed,
+            2 => Self::Revealed,
+            3 => Self::Forfeited,
+            _ => {
+                return Err(EvmError::OutOfRange {
+                    field: "batch status",
+                    ty: "BatchStatus",
+                });
+            }
+        })
+    }
+}
+
 /// A channel as the contract stores it (`channels(id)`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -312,8 +388,8 @@ pub struct HostInfo {
     pub gpu_count: u32,
     /// When the stake can be withdrawn (0 while bonded).
     pub unbonding_at: u64,
-    /// `HostStatus`: 0 none, 1 active, 2 slashed.
-    pub status: u8,
+    /// The standing.
+    pub status: HostStatus,
 }
 
 /// A receipt batch (`batch(host, root)`).
@@ -326,8 +402,8 @@ pub struct BatchInfo {
     pub total: u128,
     /// The commit's block.
     pub commit_block: u64,
-    /// `BatchStatus`: 0 none, 1 committed, 2 revealed, 3 forfeited.
-    pub status: u8,
+    /// The phase.
+    pub status: BatchStatus,
 }
 
 /// An epoch's nonce (`epochNonce(epoch)`): the value recorded, or the one the next recording would fix.
@@ -512,7 +588,7 @@ impl<P: Provider> Settlement<P> {
             stake: h.stake,
             gpu_count: h.gpuCount,
             unbonding_at: h.unbondingAt.to(),
-            status: h.status,
+            status: HostStatus::from_word(h.status)?,
         })
     }
 
@@ -751,18 +827,7 @@ impl<P: Provider> Settlement<P> {
     /// `channels(id)`.
     pub async fn channel(&self, channel_id: B256) -> Result<ChannelInfo, EvmError> {
         let c = self.contract.channels(channel_id.into()).call().await?;
-        let status = match c.status {
-            0 => ChannelStatus::None,
-            1 => ChannelStatus::Open,
-            2 => ChannelStatus::Closing,
-            3 => ChannelStatus::Closed,
-            _ => {
-                return Err(EvmError::OutOfRange {
-                    field: "channel status",
-                    ty: "ChannelStatus",
-                });
-            }
-        };
+        let status = ChannelStatus::from_word(c.status)?;
         Ok(ChannelInfo {
             escrow: c.escrow,
             max_per_call: c.maxPerCall.to(),
@@ -844,7 +909,7 @@ impl<P: Provider> Settlement<P> {
             count: b.count,
             total: b.total,
             commit_block: b.commitBlock,
-            status: b.status,
+            status: BatchStatus::from_word(b.status)?,
         })
     }
 
