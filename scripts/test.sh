@@ -5,7 +5,9 @@
 #      default features (what ships: the agent without `simulated-tee`, the verifier without the tenant client)
 #   3. the workspace tests, with the real inference engine started here (DAIT_ENGINE_URL) and required
 #      (DAIT_REQUIRE_ENGINE=1: end-to-end tests fail instead of skipping when it is missing), with every feature
-#      and then each crate alone with its default features
+#      and then each crate alone with its default features; with every feature this includes the chain-client's
+#      EVM client tests (feature `evm`) on a local anvil, which `just setup` installs (scripts/install-tools.sh,
+#      scripts/install-chain-tools.sh) and whose absence fails them
 #   4. the wasm32 build of the chain-client core, and the fuzz crates (verifier/fuzz, agent/fuzz, outside the
 #      workspace) built on the stable toolchain without instrumentation, so their targets keep compiling
 #   5. the settlement contract (chain-client/contracts): its committed artefacts equal a fresh compile, and its

@@ -26,6 +26,10 @@
 //!   ([`ReceiptChain::resume_with_key`]).
 //! - **Receipt batches** ([`batch`], PROTOCOL.md §11): the Merkle sum tree a host commits on chain, its
 //!   proofs and their verification, and the sample index rule, as the settlement contract computes them.
+//! - **EVM settlement client** (feature `evm`, std only): `evm::Settlement`, a typed `alloy` client of the
+//!   settlement contract (`contracts/`, bindings generated from its committed artefacts): every contract
+//!   function with the core's types, reverts decoded into the contract's custom errors (`evm::EvmError`), event
+//!   queries, and `evm::anvil`, a local chain for tests.
 //!
 //! # Example
 //!
@@ -81,9 +85,11 @@
 //! |---|---|---|
 //! | `std` | yes | `std` support in the dependencies; enables `json` |
 //! | `json` | via `std` | [`NormalizedResponse`], [`StreamNormalizer`], [`canonicalize`] (RFC 8785) using `serde_json`; the runtime event log's JSON form ([`runtime_log::EventLog::encode`], [`runtime_log::replay`]) |
+//! | `evm` | no | `evm`: the typed client of the EVM settlement contract over JSON-RPC (`alloy` 2.5.0 pinned; HTTP, or HTTPS with rustls/ring trusting the roots of a CA file), its `sol!` bindings, conversions from the core's types, and the `evm::anvil` test chain; enables `std` |
 //!
 //! Without default features the crate is `no_std` + `alloc`, builds for `wasm32-unknown-unknown`, and pulls in
-//! no OS randomness: key generation takes the RNG as a parameter.
+//! no OS randomness: key generation takes the RNG as a parameter. `evm` is the only feature that adds a network
+//! stack (`alloy`, `reqwest`, `tokio`); nothing else depends on it.
 //!
 //! # Security
 //!
@@ -98,6 +104,8 @@
 //!   to `generate` must be a CSPRNG.
 //! - The response hash covers the normalised text, finish reasons and token usage only: it proves *what* was
 //!   generated, not the exact bytes of the engine's response.
+//! - The `evm` client trusts its RPC node for what it reads (views, logs); the contract itself recomputes every
+//!   digest and checks every signature from calldata, so a lying node can hide state but not forge a payment.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -107,6 +115,8 @@ extern crate alloc;
 pub mod batch;
 mod channel;
 mod eip712;
+#[cfg(feature = "evm")]
+pub mod evm;
 mod hash;
 mod keys;
 #[cfg(feature = "std")]
