@@ -185,7 +185,9 @@ fn tdx_guest_bundle_verifies() {
         Some(_) => "DAIT_COLLATERAL_DIR".to_owned(),
         None => {
             // The agent's own collateral, fetched as `serve` fetches it, and embedded in every bundle.
-            use dait_agent::collateral::{DEFAULT_PCCS_URL, PCCS_URL_ENV, PcsClient, ca_file, refresh_once};
+            use dait_agent::collateral::{
+                DEFAULT_PCCS_URL, PCCS_URL_ENV, PcsClient, ca_file, refresh_once,
+            };
             let url = std::env::var(PCCS_URL_ENV).unwrap_or_else(|_| DEFAULT_PCCS_URL.to_owned());
             let client = PcsClient::new(&url, &ca_file(), &state.path().join("collateral"))
                 .unwrap_or_else(|e| panic!("the collateral client for {url}: {}", chain(e)));
