@@ -24,7 +24,9 @@ use std::time::Duration;
 use alloy::providers::DynProvider;
 use alloy::sol_types::SolStruct;
 use dait_chain_client::evm::anvil::{Anvil, AnvilError, Hardfork};
-use dait_chain_client::evm::bindings::DaitSettlement::{ChannelState as OnchainChannelState, DaitSettlementErrors};
+use dait_chain_client::evm::bindings::DaitSettlement::{
+    ChannelState as OnchainChannelState, DaitSettlementErrors,
+};
 use dait_chain_client::evm::{
     BatchStatus, ChannelStatus, EvmError, HostStatus, Params, Reveal, Settlement, SettlementEvent,
     Token, account_address, connect_http, connect_https, convert,
@@ -196,7 +198,10 @@ async fn digests_on_chain_equal_the_core_and_the_vectors() -> TestResult {
     };
     let alloy_domain = convert::eip712_domain(&domain);
     for is_final in [false, true] {
-        let state = ChannelState { is_final, ..state.clone() };
+        let state = ChannelState {
+            is_final,
+            ..state.clone()
+        };
         let onchain = OnchainChannelState::from(&state);
         let digest = d.settlement.channel_state_digest(&onchain).await?;
         assert_eq!(digest, state.signing_digest(&domain));
