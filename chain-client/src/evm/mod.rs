@@ -41,7 +41,10 @@
 //! `scripts/install-chain-tools.sh`) deploys the committed artefacts on a local anvil and checks the contract's
 //! `domainSeparator`, `receiptDigest` and `channelId` against the core and `tests/vectors`, a channel end to end
 //! through this client, receipt batches, slashing, that host signatures fail closed on a chain without
-//! P256VERIFY, and HTTPS through a TLS proxy. `just test` runs them with the workspace's all-features tests.
+//! P256VERIFY, and HTTPS through a TLS proxy. `tests/evm_batches.rs` (`--test evm_batches`) takes receipt
+//! batches of 1 to 10,000 receipts through this client with the core's [`crate::batch`] tree, proofs and sample
+//! rule, checks each rejection's contract error, and prints the gas (`-- --nocapture`). `just test` runs them
+//! with the workspace's all-features tests.
 //!
 //! # Example
 //!
