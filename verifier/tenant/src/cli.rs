@@ -4,8 +4,14 @@
 //! `proxy --redundant N --host A --host B --host C …` serves from N hosts at once and returns the answer a
 //! majority agrees on ([`crate::redundant`]; docs/REDUNDANT.md).
 //!
-//! Exit codes: 0 = ok; 1 = rejected (evidence, TLS key, receipt or stream failed verification);
-//! 2 = usage, I/O or host error (a `--policy` reference file that does not load included).
+//! `channel open | status | close | challenge | withdraw | check` drive the settlement contract over JSON-RPC
+//! ([`crate::chain`]): each prints one JSON object with the transactions it sent and the token balances it
+//! changed.
+//!
+//! Exit codes: 0 = ok; 1 = rejected (evidence, TLS key, receipt or stream failed verification; the
+//! settlement contract reverted, its error name printed; `channel check` refused the host; `channel
+//! challenge` had nothing higher to submit); 2 = usage, I/O, RPC or host error (a `--policy` reference file
+//! that does not load included).
 //!
 //! Policy: the default accepts real TDX/SNP evidence only. `--policy <reference.json>` pins a published
 //! release's measurements (`Policy::from_reference`), the runtime events (model, engine, agent
@@ -26,6 +32,7 @@ use dait_measure::ReferenceMeasurements;
 use dait_verifier::bundle::{Platform, Policy};
 use dait_verifier::collateral::TdxCollateral;
 
+use crate::chain;
 use crate::redundant::{self, Redundant};
 use crate::{
     CallOptions, Session, SessionConfig, StreamItem, TenantError, Wallet, proxy,
@@ -127,6 +134,11 @@ enum Command {
         /// The user message.
         prompt: String,
     },
+    /// Open, inspect, close, challenge or finalize a channel on the settlement contract; check a host on chain.
+    Channel {
+        #[command(subcommand)]
+        command: ChannelCommand,
+    },
     /// Serve a local OpenAI-compatible endpoint that runs the whole tenant flow per request.
     Proxy {
         #[command(flatten)]
@@ -146,6 +158,321 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct ChainArgs {
+    /// The JSON-RPC URL of the chain's node (`http://` or, with `--rpc-ca-file`, `https://`).
+    #[arg(long, env = "DAIT_RPC_URL")]
+    rpc_url: String,
+    /// Trust only the CA certificates in this PEM file for an `https://` RPC URL.
+    #[arg(long, value_name = "PEM")]
+    rpc_ca_file: Option<PathBuf>,
+    /// The settlement contract's address.
+    #[arg(long, env = "DAIT_SETTLEMENT", value_name = "ADDRESS")]
+    settlement: String,
+    /// The ERC-20 the settlement is denominated in; default: the contract's own `token()`.
+    #[arg(long, value_name = "ADDRESS")]
+    token: Option<String>,
+    /// The tenant's secp256k1 wallet key (hex), which sends the transactions; created if missing.
+    #[arg(long, env = "DAIT_WALLET_KEY", value_name = "FILE")]
+    wallet_key: PathBuf,
+    /// Where channel records and states are kept (the `--state-dir` of `chat` and `proxy`).
+    #[arg(long, value_name = "DIR")]
+    state_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum ChannelCommand {
+    /// Check that a host may be used: its operator is bonded, its attestation for the current epoch names
+    /// the keyset hash (as `dait-tenant verify` prints it) and its release is usable.
+    Check {
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// The host's operator account (`host_account` of `verify`).
+        #[arg(long, value_name = "ADDRESS")]
+        host_account: String,
+        /// The keyset hash of the verified bundle (`keyset_hash` of `verify`).
+        #[arg(long, value_name = "HEX")]
+        keyset_hash: String,
+    },
+    /// Approve the escrow and open a channel to a host's operator account; records it in the state directory.
+    Open {
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// The host's operator account.
+        #[arg(long, value_name = "ADDRESS")]
+        host_account: String,
+        /// Escrow, in the token's smallest unit.
+        #[arg(long)]
+        escrow: u128,
+        /// Most calls.
+        #[arg(long, default_value_t = 1_000_000)]
+        max_calls: u32,
+        /// Most a single call may cost; default: the escrow.
+        #[arg(long)]
+        max_per_call: Option<u128>,
+        /// Seconds from now until the channel's deadline.
+        #[arg(long, value_name = "SECS", default_value_t = 30 * 86_400)]
+        duration: u64,
+    },
+    /// The channel on chain (phase, paid, escrow, close deadline) next to the local latest signed state.
+    Status {
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// The channel id (hex).
+        #[arg(long)]
+        channel: String,
+    },
+    /// Close cooperatively with the local final state counter-signed by the host, else start the challenge
+    /// window (`startClose`).
+    Close {
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// The channel id (hex).
+        #[arg(long)]
+        channel: String,
+        /// The host key that counter-signed the final state; default: the last recorded receipt's.
+        #[arg(long, value_name = "HEX")]
+        host_key_id: Option<String>,
+    },
+    /// During a unilateral close, submit the local signed state if its turn is above the chain's.
+    Challenge {
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// The channel id (hex).
+        #[arg(long)]
+        channel: String,
+    },
+    /// After the challenge window, finalize the channel and print the refund.
+    Withdraw {
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// The channel id (hex).
+        #[arg(long)]
+        channel: String,
+    },
+}
+
+fn parse_address(flag: &str, text: &str) -> anyhow::Result<dait_chain_client::Address> {
+    dait_chain_client::Address::from_hex(text.trim())
+        .with_context(|| format!("{flag} {text}: not a 20-byte hex address"))
+}
+
+fn parse_b256(flag: &str, text: &str) -> anyhow::Result<dait_chain_client::B256> {
+    dait_chain_client::B256::from_hex(text.trim())
+        .with_context(|| format!("{flag} {text}: not 32 bytes of hex"))
+}
+
+async fn connect_chain(args: &ChainArgs) -> anyhow::Result<chain::Chain> {
+    let wallet = Wallet::load_or_create(&args.wallet_key)?;
+    let settlement = parse_address("--settlement", &args.settlement)?;
+    let token = args
+        .token
+        .as_deref()
+        .map(|t| parse_address("--token", t))
+        .transpose()?;
+    let rpc = chain::Rpc {
+        url: &args.rpc_url,
+        ca_file: args.rpc_ca_file.as_deref(),
+    };
+    chain::Chain::connect(&rpc, settlement, token, &wallet)
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to the settlement at {} via {}",
+                args.settlement, args.rpc_url
+            )
+        })
+}
+
+fn report_json(report: &chain::Report) -> serde_json::Value {
+    let txs: Vec<_> = report
+        .txs
+        .iter()
+        .map(|tx| serde_json::json!({"name": tx.name, "tx_hash": tx.hash.to_string()}))
+        .collect();
+    let balances: Vec<_> = report
+        .balances
+        .iter()
+        .map(|b| {
+            serde_json::json!({
+                "who": b.who,
+                "account": b.account.to_string(),
+                "before": b.before.to_string(),
+                "after": b.after.to_string(),
+            })
+        })
+        .collect();
+    serde_json::json!({"transactions": txs, "balances": balances})
+}
+
+fn record_json(record: &chain::ChannelRecord) -> serde_json::Value {
+    serde_json::json!({
+        "channel_id": record.channel_id.to_string(),
+        "chain_id": record.domain.chain_id,
+        "settlement": record.domain.settlement.to_string(),
+        "token": record.token.to_string(),
+        "tenant": record.tenant.to_string(),
+        "host": record.host.to_string(),
+        "salt": record.salt.to_string(),
+        "escrow": record.escrow.to_string(),
+        "max_calls": record.max_calls,
+        "max_per_call": record.max_per_call.to_string(),
+        "deadline": record.deadline,
+    })
+}
+
+fn print_json(mut value: serde_json::Value, report: Option<&chain::Report>) -> anyhow::Result<()> {
+    if let (Some(report), Some(object)) = (report, value.as_object_mut())
+        && let serde_json::Value::Object(extra) = report_json(report)
+    {
+        object.extend(extra);
+    }
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(())
+}
+
+async fn channel(command: ChannelCommand) -> anyhow::Result<()> {
+    match command {
+        ChannelCommand::Check {
+            chain: args,
+            host_account,
+            keyset_hash,
+        } => {
+            let operator = parse_address("--host-account", &host_account)?;
+            let keyset_hash = parse_b256("--keyset-hash", &keyset_hash)?;
+            let chain = connect_chain(&args).await?;
+            let attested = chain::check_host(chain.settlement(), operator, keyset_hash).await?;
+            print_json(
+                serde_json::json!({
+                    "host_account": attested.operator.to_string(),
+                    "epoch": attested.epoch,
+                    "keyset_hash": attested.keyset_hash.to_string(),
+                    "host_key_id": attested.host_key_id.to_string(),
+                    "bundle_hash": attested.bundle_hash.to_string(),
+                    "release_id": attested.release_id.to_string(),
+                }),
+                None,
+            )
+        }
+        ChannelCommand::Open {
+            chain: args,
+            host_account,
+            escrow,
+            max_calls,
+            max_per_call,
+            duration,
+        } => {
+            let host = parse_address("--host-account", &host_account)?;
+            let chain = connect_chain(&args).await?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .context("the system clock is before 1970")?
+                .as_secs();
+            let deadline = now.saturating_add(duration);
+            let (record, report) = chain
+                .open(
+                    &args.state_dir,
+                    host,
+                    escrow,
+                    max_calls,
+                    max_per_call.unwrap_or(escrow),
+                    deadline,
+                )
+                .await?;
+            print_json(record_json(&record), Some(&report))
+        }
+        ChannelCommand::Status {
+            chain: args,
+            channel,
+        } => {
+            let id = parse_b256("--channel", &channel)?;
+            let record = chain::ChannelRecord::load(&args.state_dir, &id)?;
+            let chain = connect_chain(&args).await?;
+            let view = chain.status(&record, &args.state_dir).await?;
+            let local = view.local.as_ref().map(|s| {
+                serde_json::json!({
+                    "state": proxy::state_json(s),
+                    "is_final": s.state.is_final,
+                    "host_counter_signed": s.host_signature.is_some(),
+                })
+            });
+            let c = &view.onchain;
+            print_json(
+                serde_json::json!({
+                    "channel": record_json(&record),
+                    "onchain": {
+                        "phase": format!("{:?}", c.status),
+                        "escrow": c.escrow.to_string(),
+                        "paid": c.paid.to_string(),
+                        "turn": c.turn,
+                        "max_calls": c.max_calls,
+                        "max_per_call": c.max_per_call.to_string(),
+                        // The deadline while open, the end of the challenge window while closing.
+                        "time": c.time,
+                    },
+                    "local": local,
+                }),
+                None,
+            )
+        }
+        ChannelCommand::Close {
+            chain: args,
+            channel,
+            host_key_id,
+        } => {
+            let id = parse_b256("--channel", &channel)?;
+            let host_key_id = host_key_id
+                .as_deref()
+                .map(|k| parse_b256("--host-key-id", k))
+                .transpose()?;
+            let record = chain::ChannelRecord::load(&args.state_dir, &id)?;
+            let chain = connect_chain(&args).await?;
+            let (kind, report) = chain.close(&record, &args.state_dir, host_key_id).await?;
+            let out = match kind {
+                chain::CloseKind::Cooperative => serde_json::json!({
+                    "channel_id": id.to_string(), "close": "cooperative",
+                }),
+                chain::CloseKind::Unilateral { window_end } => serde_json::json!({
+                    "channel_id": id.to_string(), "close": "unilateral", "window_end": window_end,
+                }),
+            };
+            print_json(out, Some(&report))
+        }
+        ChannelCommand::Challenge {
+            chain: args,
+            channel,
+        } => {
+            let id = parse_b256("--channel", &channel)?;
+            let record = chain::ChannelRecord::load(&args.state_dir, &id)?;
+            let chain = connect_chain(&args).await?;
+            let report = chain.challenge(&record, &args.state_dir).await?;
+            print_json(
+                serde_json::json!({"channel_id": id.to_string()}),
+                Some(&report),
+            )
+        }
+        ChannelCommand::Withdraw {
+            chain: args,
+            channel,
+        } => {
+            let id = parse_b256("--channel", &channel)?;
+            let record = chain::ChannelRecord::load(&args.state_dir, &id)?;
+            let chain = connect_chain(&args).await?;
+            let report = chain.withdraw(&record).await?;
+            let refund = report
+                .balances
+                .iter()
+                .find(|b| b.who == "tenant")
+                .map(|b| b.after.saturating_sub(b.before))
+                .unwrap_or(0);
+            print_json(
+                serde_json::json!({"channel_id": id.to_string(), "refund": refund.to_string()}),
+                Some(&report),
+            )
+        }
+    }
+}
+
 /// Runs the command line on a new tokio runtime; the binary's `main` calls this after setting up tracing.
 pub fn run(cli: Cli) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -162,6 +489,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
+            if let Some(name) = revert_name(&error) {
+                eprintln!("revert: {name}");
+            }
             if is_rejection(&error) {
                 ExitCode::from(1)
             } else {
@@ -171,9 +501,31 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// The settlement contract's error name, when it reverted.
+fn revert_name(error: &anyhow::Error) -> Option<&'static str> {
+    error.chain().find_map(|cause| {
+        cause
+            .downcast_ref::<dait_chain_client::evm::EvmError>()
+            .and_then(dait_chain_client::evm::EvmError::revert_name)
+    })
+}
+
 /// Whether the failure is a verification failure (exit 1) rather than usage or I/O (exit 2).
 fn is_rejection(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
+        if let Some(error) = cause.downcast_ref::<dait_chain_client::evm::EvmError>() {
+            return error.revert_name().is_some();
+        }
+        if let Some(error) = cause.downcast_ref::<chain::CheckError>() {
+            return !matches!(error, chain::CheckError::Evm(_));
+        }
+        if let Some(error) = cause.downcast_ref::<chain::ChainError>() {
+            return matches!(
+                error,
+                chain::ChainError::ChannelNotClosing { .. }
+                    | chain::ChainError::NothingToChallenge { .. }
+            );
+        }
         matches!(
             cause.downcast_ref::<TenantError>(),
             Some(
@@ -321,6 +673,7 @@ async fn open_redundant(
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Channel { command } => channel(command).await,
         Command::Verify { host, collateral } => {
             let (policy, release) = policy(&host)?;
             let collateral = collateral
