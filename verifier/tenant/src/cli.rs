@@ -95,6 +95,17 @@ struct ChannelArgs {
     /// guest, whose CPU engine is slow).
     #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     timeout: u64,
+    /// Before sending anything, check the verified host on this settlement contract (`channel check`): its
+    /// operator is bonded and attested the verified keyset for the current epoch under a usable release.
+    /// Needs `--rpc-url`. Not with `--redundant`.
+    #[arg(long, value_name = "ADDRESS", requires = "rpc_url")]
+    settlement: Option<String>,
+    /// The JSON-RPC URL for `--settlement` (`http://`, or `https://` with `--rpc-ca-file`).
+    #[arg(long, value_name = "URL")]
+    rpc_url: Option<String>,
+    /// Trust only the CA certificates in this PEM file for an `https://` RPC URL.
+    #[arg(long, value_name = "PEM")]
+    rpc_ca_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -636,9 +647,39 @@ async fn open(host: &HostArgs, channel: &ChannelArgs) -> anyhow::Result<Session>
         state_dir: channel.state_dir.clone(),
         call_timeout: std::time::Duration::from_secs(channel.timeout),
     };
-    Session::open(config, wallet)
+    let session = Session::open(config, wallet)
         .await
-        .context("opening a session with the host")
+        .context("opening a session with the host")?;
+    if let Some(settlement) = &channel.settlement {
+        let attested = check_on_chain(channel, settlement, session.bundle()).await?;
+        eprintln!(
+            "host {} attested keyset {} for epoch {} under release {} on {settlement}",
+            attested.operator, attested.keyset_hash, attested.epoch, attested.release_id
+        );
+    }
+    Ok(session)
+}
+
+/// [`chain::check_bundle`] against `--settlement` over `--rpc-url`, read-only.
+async fn check_on_chain(
+    channel: &ChannelArgs,
+    settlement: &str,
+    bundle: &dait_verifier::bundle::VerifiedBundle,
+) -> anyhow::Result<chain::AttestedHost> {
+    let address = parse_address("--settlement", settlement)?;
+    let url = channel
+        .rpc_url
+        .as_deref()
+        .context("--settlement needs --rpc-url")?;
+    let provider = match &channel.rpc_ca_file {
+        Some(ca) => dait_chain_client::evm::connect_https(url, ca, None),
+        None => dait_chain_client::evm::connect_http(url, None),
+    }
+    .with_context(|| format!("connecting to {url}"))?;
+    let settlement = dait_chain_client::evm::Settlement::at(address, provider)
+        .await
+        .with_context(|| format!("the settlement at {address}"))?;
+    Ok(chain::check_bundle(&settlement, bundle).await?)
 }
 
 /// Verifies every `--host` and opens a channel with the first `n` that pass, one wallet for all.
@@ -654,6 +695,9 @@ async fn open_redundant(
         );
     }
     check_pinned(host)?;
+    if channel.settlement.is_some() {
+        anyhow::bail!("--settlement is not supported with --redundant yet");
+    }
     let policy = policy(host)?.0;
     let mut hosts = Vec::new();
     for url in &host.host {

@@ -4,7 +4,8 @@
 //!
 //! - deploy token and settlement, register a host, publish a release, attest the vectors' keyset;
 //! - `channel check` and [`check_host`]: the attested host passes; an unregistered host, a keyset not
-//!   attested for the epoch and a revoked release are each refused with their own error;
+//!   attested for the epoch, a revoked release, an epoch without attestation and an unbonding host are each
+//!   refused with their own error; `chat --settlement` runs the same check (tests/cli.rs);
 //! - `open` → `status` → a cooperative `close` with a host-counter-signed final state, balances to the unit;
 //!   `close` again fails with the contract's `ChannelClosed` (exit 1);
 //! - `close` without a final state (`startClose`) → `withdraw` too early (`WindowNotOver`, exit 1) →
@@ -316,6 +317,21 @@ async fn check_accepts_the_attested_host_and_refuses_the_others() {
         check_host(&s.settlement, s.host, s.keyset_hash).await,
         Err(CheckError::ReleaseRevoked { release }) if release == s.release
     ));
+
+    // The next epoch, before the host attests again: no attestation at all.
+    let epoch = s.settlement.current_epoch().await.unwrap();
+    s.chain.mine(100).unwrap();
+    assert!(matches!(
+        check_host(&s.settlement, s.host, s.keyset_hash).await,
+        Err(CheckError::NotAttested { operator, epoch: e }) if operator == s.host && e == epoch + 1
+    ));
+
+    // An operator that started unbonding.
+    s.settlement.begin_unbonding().await.unwrap();
+    assert!(matches!(
+        check_host(&s.settlement, s.host, s.keyset_hash).await,
+        Err(CheckError::HostUnbonding { operator, .. }) if operator == s.host
+    ));
 }
 
 #[tokio::test]
@@ -337,6 +353,11 @@ async fn open_status_and_a_cooperative_close() {
     assert_eq!(out["onchain"]["paid"], "0");
     assert_eq!(out["local"]["is_final"], true);
     assert_eq!(out["local"]["host_counter_signed"], true);
+
+    // Without --host-key-id the key comes from the last recorded receipt; none was recorded here.
+    let (code, _, err) = s.tenant(&["close", "--channel", &id.to_string()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no host key id"), "{err}");
 
     let key_id = s.host_key.verifying_key().key_id().to_string();
     let (code, out, err) = s.tenant(&[

@@ -393,3 +393,84 @@ async fn defaults_refuse_unpinned_prompts_and_too_few_gpus() {
     .await
     .expect("test timed out");
 }
+
+/// `chat --settlement`: the verified host is checked on chain before any prompt is sent; a keyset bound to
+/// another deployment (the simulated host's) is refused (1), naming both domains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_checks_the_host_on_the_settlement_before_sending() {
+    use dait_chain_client::evm::anvil::{Anvil, Hardfork};
+    use dait_chain_client::evm::{Params, Settlement, Token, account_address, connect_http};
+
+    let chain = Anvil::start(Hardfork::Osaka).unwrap();
+    let token =
+        Token::deploy_test_token(connect_http(chain.url(), Some(&Anvil::DEV_KEYS[1])).unwrap())
+            .await
+            .unwrap();
+    let owner = account_address(&Anvil::DEV_KEYS[0]).unwrap();
+    let params = Params {
+        token: token.address(),
+        owner,
+        stake_per_gpu: 1,
+        unbonding_delay: 1,
+        challenge_window: 60,
+        release_delay: 0,
+        epoch_nonce_rotation_blocks: 100,
+        commit_reveal_window: 5,
+        reveal_window: 64,
+        sample_size: 8,
+    };
+    let settlement = Settlement::deploy(
+        connect_http(chain.url(), Some(&Anvil::DEV_KEYS[0])).unwrap(),
+        &params,
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        let dir = std::env::temp_dir().join(format!("dait-tenant-onchain-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let root = root_file(&dir, 1);
+        let host = format!("https://{}", serve(None).await);
+        let settlement = settlement.address().to_string();
+        let wallet = dir.join("wallet.key").display().to_string();
+        let state = dir.join("state").display().to_string();
+        let (code, stdout, stderr) = tenant(args(&[
+            "chat",
+            "--host",
+            &host,
+            "--dangerous-allow-simulated",
+            &root,
+            "--dangerous-any-measurement",
+            "--wallet-key",
+            &wallet,
+            "--state-dir",
+            &state,
+            "--settlement",
+            &settlement,
+            "--rpc-url",
+            chain.url(),
+            "hello",
+        ]))
+        .await;
+        assert_eq!(code, 1, "{stdout}{stderr}");
+        assert!(stderr.contains("not the settlement"), "{stderr}");
+        assert!(stdout.is_empty(), "nothing was sent: {stdout}");
+        // --settlement without --rpc-url: a usage error.
+        let (code, _, stderr) = tenant(args(&[
+            "chat",
+            "--host",
+            &host,
+            "--wallet-key",
+            &wallet,
+            "--state-dir",
+            &state,
+            "--settlement",
+            &settlement,
+            "hello",
+        ]))
+        .await;
+        assert_eq!(code, 2, "{stderr}");
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await
+    .expect("test timed out");
+}
