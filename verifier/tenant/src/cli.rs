@@ -106,6 +106,11 @@ struct ChannelArgs {
     /// Trust only the CA certificates in this PEM file for an `https://` RPC URL.
     #[arg(long, value_name = "PEM")]
     rpc_ca_file: Option<PathBuf>,
+    /// Use this channel, opened on chain by `channel open` into the same `--state-dir`, instead of a fresh
+    /// off-chain one: its salt, and its escrow as the cap. It must be open on chain and unused (a channel
+    /// with signed calls cannot be resumed yet). Needs `--settlement`.
+    #[arg(long = "channel", value_name = "ID", requires = "settlement")]
+    onchain_channel: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -640,24 +645,87 @@ async fn open(host: &HostArgs, channel: &ChannelArgs) -> anyhow::Result<Session>
     let url = single_host(host)?;
     check_pinned(host)?;
     let wallet = Wallet::load_or_create(&channel.wallet_key)?;
+    let record = match &channel.onchain_channel {
+        None => None,
+        Some(id) => Some(onchain_record(channel, id, &wallet)?),
+    };
     let config = SessionConfig {
         host_url: url.to_owned(),
         policy: policy(host)?.0,
-        escrow_cap: channel.escrow_cap,
+        escrow_cap: record.as_ref().map_or(channel.escrow_cap, |r| r.escrow),
         state_dir: channel.state_dir.clone(),
         call_timeout: std::time::Duration::from_secs(channel.timeout),
     };
-    let session = Session::open(config, wallet)
-        .await
-        .context("opening a session with the host")?;
+    let session = match &record {
+        None => Session::open(config, wallet).await,
+        Some(record) => Session::open_with_salt(config, wallet, record.salt).await,
+    }
+    .context("opening a session with the host")?;
     if let Some(settlement) = &channel.settlement {
-        let attested = check_on_chain(channel, settlement, session.bundle()).await?;
+        let (attested, settlement) = check_on_chain(channel, settlement, session.bundle()).await?;
         eprintln!(
-            "host {} attested keyset {} for epoch {} under release {} on {settlement}",
-            attested.operator, attested.keyset_hash, attested.epoch, attested.release_id
+            "host {} attested keyset {} for epoch {} under release {} on {}",
+            attested.operator,
+            attested.keyset_hash,
+            attested.epoch,
+            attested.release_id,
+            settlement.address()
         );
+        if let Some(record) = &record {
+            if session.channel().id() != &record.channel_id {
+                anyhow::bail!(
+                    "--channel {}: the verified host ({}) and this wallet make channel {}; the record is for host {}",
+                    record.channel_id,
+                    session.bundle().keyset().host_account,
+                    session.channel().id(),
+                    record.host
+                );
+            }
+            let status = settlement.channel(record.channel_id).await?.status;
+            if status != dait_chain_client::evm::ChannelStatus::Open {
+                anyhow::bail!(
+                    "--channel {}: the channel is {status:?} on chain, not open",
+                    record.channel_id
+                );
+            }
+            eprintln!("using channel {} opened on chain", record.channel_id);
+        }
     }
     Ok(session)
+}
+
+/// The record of `--channel`: opened by this wallet on the `--settlement`, with no signed call yet.
+fn onchain_record(
+    channel: &ChannelArgs,
+    id: &str,
+    wallet: &Wallet,
+) -> anyhow::Result<chain::ChannelRecord> {
+    let id = parse_b256("--channel", id)?;
+    let record = chain::ChannelRecord::load(&channel.state_dir, &id)?;
+    if record.tenant != wallet.address() {
+        anyhow::bail!(
+            "--channel {id} was opened by {}, not by this wallet ({})",
+            record.tenant,
+            wallet.address()
+        );
+    }
+    if let Some(settlement) = &channel.settlement
+        && parse_address("--settlement", settlement)? != record.domain.settlement
+    {
+        anyhow::bail!(
+            "--channel {id} was opened on the settlement {}, not {settlement}",
+            record.domain.settlement
+        );
+    }
+    if let Some(state) = record.local_state(&channel.state_dir)?
+        && state.state.turn > 0
+    {
+        anyhow::bail!(
+            "--channel {id} has signed calls (turn {}); resuming a used channel is not supported yet",
+            state.state.turn
+        );
+    }
+    Ok(record)
 }
 
 /// [`chain::check_bundle`] against `--settlement` over `--rpc-url`, read-only.
@@ -665,7 +733,7 @@ async fn check_on_chain(
     channel: &ChannelArgs,
     settlement: &str,
     bundle: &dait_verifier::bundle::VerifiedBundle,
-) -> anyhow::Result<chain::AttestedHost> {
+) -> anyhow::Result<(chain::AttestedHost, dait_chain_client::evm::Settlement)> {
     let address = parse_address("--settlement", settlement)?;
     let url = channel
         .rpc_url
@@ -679,7 +747,8 @@ async fn check_on_chain(
     let settlement = dait_chain_client::evm::Settlement::at(address, provider)
         .await
         .with_context(|| format!("the settlement at {address}"))?;
-    Ok(chain::check_bundle(&settlement, bundle).await?)
+    let attested = chain::check_bundle(&settlement, bundle).await?;
+    Ok((attested, settlement))
 }
 
 /// Verifies every `--host` and opens a channel with the first `n` that pass, one wallet for all.
