@@ -777,3 +777,62 @@ impl Chain {
         })
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn record() -> ChannelRecord {
+        ChannelRecord {
+            channel_id: B256([1; 32]),
+            domain: Domain {
+                chain_id: 31337,
+                settlement: Address([2; 20]),
+            },
+            token: Address([3; 20]),
+            tenant: Address([4; 20]),
+            host: Address([5; 20]),
+            salt: B256([6; 32]),
+            escrow: u128::MAX,
+            max_calls: 7,
+            max_per_call: 8,
+            deadline: 9,
+        }
+    }
+
+    #[test]
+    fn a_record_loads_back_and_a_damaged_one_names_its_field() {
+        let dir = std::env::temp_dir().join(format!("dait-chain-record-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let r = record();
+        r.save(&dir).unwrap();
+        assert_eq!(ChannelRecord::load(&dir, &r.channel_id).unwrap(), r);
+        assert!(r.local_state(&dir).unwrap().is_none());
+        assert!(r.last_host_key_id(&dir).unwrap().is_none());
+
+        let path = ChannelRecord::path(&dir, &r.channel_id);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace(&r.salt.to_string(), "0x12")).unwrap();
+        assert!(matches!(
+            ChannelRecord::load(&dir, &r.channel_id),
+            Err(ChainError::MalformedRecord { field: "salt", .. })
+        ));
+        // A record filed under another id.
+        let other = B256([9; 32]);
+        std::fs::create_dir_all(ChannelRecord::dir(&dir, &other)).unwrap();
+        std::fs::write(ChannelRecord::path(&dir, &other), text).unwrap();
+        assert!(matches!(
+            ChannelRecord::load(&dir, &other),
+            Err(ChainError::MalformedRecord {
+                field: "channel_id",
+                ..
+            })
+        ));
+        assert!(matches!(
+            ChannelRecord::load(&dir, &B256([0xee; 32])),
+            Err(ChainError::Io { .. })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

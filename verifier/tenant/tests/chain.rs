@@ -20,8 +20,8 @@ use std::process::Command;
 use dait_chain_client::evm::anvil::{Anvil, Hardfork};
 use dait_chain_client::evm::{Params, Settlement, Token, account_address, connect_http, convert};
 use dait_chain_client::{
-    Address, B256, ChannelState, Domain, HostSigningKey, Keyset, SignedChannelState, TenantSigner,
-    WireMessage,
+    Address, B256, ChannelState, Domain, HostSigningKey, Keyset, Receipt, SignedChannelState,
+    TenantSigner, WireMessage,
 };
 use dait_tenant::chain::{CheckError, check_host};
 use serde_json::Value;
@@ -260,6 +260,34 @@ fn open(s: &Setup, escrow: u128, max_per_call: u128) -> (B256, Value) {
     (id, out)
 }
 
+/// A receipt of call `call_seq` signed by the vectors' host key, ending at `cumulative`.
+fn receipt(s: &Setup, channel: B256, call_seq: u64, cumulative: u128) -> Receipt {
+    Receipt {
+        version: 1,
+        channel_id: channel,
+        call_seq,
+        host_key_id: s.host_key.verifying_key().key_id(),
+        keyset_hash: s.keyset_hash,
+        model_id: "m".into(),
+        weight_hash: B256([0xa1; 32]),
+        request_hash: B256([1; 32]),
+        response_hash: B256([2; 32]),
+        request_ct_hash: B256([3; 32]),
+        response_ct_hash: B256([4; 32]),
+        tokens_in: 1,
+        tokens_out: 1,
+        price_in: 1,
+        price_out: 1,
+        amount: 2,
+        cumulative,
+        prev_receipt_hash: B256::ZERO,
+        timestamp: 1_767_225_600,
+        seed: 0,
+        engine_build: B256([0xeb; 32]),
+        deterministic: true,
+    }
+}
+
 fn channel_state(s: &Setup, id: B256, escrow: u128, turn: u64, cumulative: u128) -> ChannelState {
     let tenant = TenantSigner::from_bytes(&TENANT_SECRET).unwrap().address();
     let mut state = ChannelState::open(id, escrow, tenant, s.host);
@@ -359,14 +387,20 @@ async fn open_status_and_a_cooperative_close() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no host key id"), "{err}");
 
+    // With the session's receipt log, the key comes from its last receipt.
     let key_id = s.host_key.verifying_key().key_id().to_string();
-    let (code, out, err) = s.tenant(&[
-        "close",
-        "--channel",
-        &id.to_string(),
-        "--host-key-id",
-        &key_id,
-    ]);
+    let last = s
+        .host_key
+        .sign_receipt(receipt(&s, id, 2, spent), &s.domain());
+    std::fs::write(
+        s.state_dir()
+            .join("channels")
+            .join(hex::encode(id.as_bytes()))
+            .join("receipts.b64"),
+        format!("{}\n", last.to_header_value()),
+    )
+    .unwrap();
+    let (code, out, err) = s.tenant(&["close", "--channel", &id.to_string()]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out["close"], "cooperative");
     assert_eq!(tx_names(&out), ["closeChannel"]);
