@@ -424,7 +424,8 @@ async fn channel(command: ChannelCommand) -> anyhow::Result<()> {
                         "max_calls": c.max_calls,
                         "max_per_call": c.max_per_call.to_string(),
                         // The deadline while open, the end of the challenge window while closing.
-                        "time": c.time,
+                        "deadline": (c.status == dait_chain_client::evm::ChannelStatus::Open).then_some(c.time),
+                        "window_end": (c.status == dait_chain_client::evm::ChannelStatus::Closing).then_some(c.time),
                     },
                     "local": local,
                 }),

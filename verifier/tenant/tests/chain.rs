@@ -379,6 +379,9 @@ async fn open_status_and_a_cooperative_close() {
     assert_eq!(out["onchain"]["phase"], "Open");
     assert_eq!(out["onchain"]["escrow"], escrow.to_string());
     assert_eq!(out["onchain"]["paid"], "0");
+    assert!(out["onchain"]["deadline"].as_u64().unwrap() > 0, "{out}");
+    assert!(out["onchain"]["window_end"].is_null(), "{out}");
+    assert_eq!(out["local"]["state"]["turn"], 2, "{out}");
     assert_eq!(out["local"]["is_final"], true);
     assert_eq!(out["local"]["host_counter_signed"], true);
 
@@ -437,6 +440,11 @@ async fn unilateral_close_challenge_and_withdraw() {
     assert_eq!(tx_names(&out), ["startClose"]);
     let window_end = out["window_end"].as_u64().unwrap();
     assert_eq!(s.settlement.channel(id).await.unwrap().time, window_end);
+    let (code, out, err) = s.tenant(&["status", "--channel", &id.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out["onchain"]["phase"], "Closing");
+    assert_eq!(out["onchain"]["window_end"], window_end);
+    assert!(out["local"].is_null(), "{out}");
 
     // Too early to withdraw: the contract's WindowNotOver.
     let (code, _, err) = s.tenant(&["withdraw", "--channel", &id.to_string()]);
