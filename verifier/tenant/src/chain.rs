@@ -7,6 +7,7 @@
 //! - [`Chain::status`]: the channel as the contract stores it next to the local latest signed state.
 //! - [`Chain::close`]: the cooperative close (`closeChannel`) with the local state when it is final and
 //!   counter-signed by the host (PROTOCOL.md §4, §8), otherwise `startClose`, which starts the challenge window.
+//! - [`final_state`]: the tenant-signed final state for the host to counter-sign (or its operator to send).
 //! - [`Chain::challenge`]: during a unilateral close, `claim` with the local state when its turn is above the
 //!   chain's.
 //! - [`Chain::withdraw`]: `finalize` after the window; the refund is the tenant's balance change.
@@ -23,7 +24,9 @@ use std::path::{Path, PathBuf};
 use dait_chain_client::evm::{
     self, ChannelInfo, ChannelStatus, EvmError, HostStatus, OnchainChannelState, Settlement, Token,
 };
-use dait_chain_client::{Address, B256, Domain, SignedChannelState, SignedReceipt, WireMessage};
+use dait_chain_client::{
+    Address, B256, ChannelState, Domain, SignedChannelState, SignedReceipt, WireMessage,
+};
 use dait_verifier::bundle::VerifiedBundle;
 use rand::RngCore as _;
 
@@ -42,6 +45,12 @@ pub enum ChainError {
     /// The JSON-RPC call or transaction failed; a revert carries the contract's error name.
     #[error("the settlement contract")]
     Evm(#[from] EvmError),
+    /// A final state given for the cooperative close is not one.
+    #[error("the given final state is unusable: {reason}")]
+    FinalStateUnusable {
+        /// Why (`not final`, `no host counter-signature`, `another channel`).
+        reason: &'static str,
+    },
     /// Reading or writing the state directory failed.
     #[error("{path}")]
     Io {
@@ -415,6 +424,26 @@ impl ChannelRecord {
     }
 }
 
+/// The state that closes `record`'s channel cooperatively: the local latest signed state (the open state when
+/// there is none) with `is_final` set, signed by the tenant. The host counter-signs it (PROTOCOL.md §4) for
+/// [`Chain::close`], or its operator sends `closeChannel` with it, which needs no counter-signature.
+pub fn final_state(
+    record: &ChannelRecord,
+    state_dir: &Path,
+    wallet: &Wallet,
+) -> Result<SignedChannelState, ChainError> {
+    let mut state = match record.local_state(state_dir)? {
+        Some(signed) => signed.state,
+        None => ChannelState::open(record.channel_id, record.escrow, record.tenant, record.host),
+    };
+    state.is_final = true;
+    Ok(SignedChannelState {
+        tenant_signature: wallet.signer().sign_state(&state, &record.domain),
+        state,
+        host_signature: None,
+    })
+}
+
 /// A transaction a command sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -653,15 +682,36 @@ impl Chain {
     /// Closes the channel: cooperatively (`closeChannel`) when the local state is final and counter-signed
     /// by the host, by the key `host_key_id` (default: the key of the last recorded receipt); otherwise
     /// `startClose`.
+    ///
+    /// `final_state`, when given, is used instead of the local state: it must be final, counter-signed by
+    /// the host and for this channel (e.g. [`final_state`]'s output after the host counter-signed it).
     pub async fn close(
         &self,
         record: &ChannelRecord,
         state_dir: &Path,
         host_key_id: Option<B256>,
+        final_state: Option<SignedChannelState>,
     ) -> Result<(CloseKind, Report), ChainError> {
         self.same_deployment(record)?;
+        let local = match final_state {
+            None => record.local_state(state_dir)?,
+            Some(given) => {
+                let reason = if given.state.channel_id != record.channel_id {
+                    Some("another channel")
+                } else if !given.state.is_final {
+                    Some("not final")
+                } else if given.host_signature.is_none() {
+                    Some("no host counter-signature")
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    return Err(ChainError::FinalStateUnusable { reason });
+                }
+                Some(given)
+            }
+        };
         let mut balances = self.balances(&self.parties(record)).await?;
-        let local = record.local_state(state_dir)?;
         let (kind, tx) = match local {
             Some(SignedChannelState {
                 state,

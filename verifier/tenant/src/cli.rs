@@ -4,7 +4,7 @@
 //! `proxy --redundant N --host A --host B --host C …` serves from N hosts at once and returns the answer a
 //! majority agrees on ([`crate::redundant`]; docs/REDUNDANT.md).
 //!
-//! `channel open | status | close | challenge | withdraw | check` drive the settlement contract over JSON-RPC
+//! `channel open | status | final-state | close | challenge | withdraw | check` drive the settlement contract over JSON-RPC
 //! ([`crate::chain`]): each prints one JSON object with the transactions it sent and the token balances it
 //! changed.
 //!
@@ -28,6 +28,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use dait_chain_client::WireMessage as _;
 use dait_measure::ReferenceMeasurements;
 use dait_verifier::bundle::{Platform, Policy};
 use dait_verifier::collateral::TdxCollateral;
@@ -249,6 +250,19 @@ enum ChannelCommand {
         /// The host key that counter-signed the final state; default: the last recorded receipt's.
         #[arg(long, value_name = "HEX")]
         host_key_id: Option<String>,
+        /// Close with this final state counter-signed by the host (a file holding its base64url header
+        /// value, as `channel final-state` prints it before the host counter-signs) instead of the local state.
+        #[arg(long, value_name = "FILE")]
+        final_state: Option<PathBuf>,
+    },
+    /// Print the tenant-signed final state of the channel (the latest local state, `is_final` set) for the host
+    /// to counter-sign, or for its operator to send with `closeChannel`.
+    FinalState {
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// The channel id (hex).
+        #[arg(long)]
+        channel: String,
     },
     /// During a unilateral close, submit the local signed state if its turn is above the chain's.
     Challenge {
@@ -432,11 +446,41 @@ async fn channel(command: ChannelCommand) -> anyhow::Result<()> {
                 None,
             )
         }
+        ChannelCommand::FinalState {
+            chain: args,
+            channel,
+        } => {
+            let id = parse_b256("--channel", &channel)?;
+            let record = chain::ChannelRecord::load(&args.state_dir, &id)?;
+            let wallet = Wallet::load_or_create(&args.wallet_key)?;
+            let signed = chain::final_state(&record, &args.state_dir, &wallet)?;
+            print_json(
+                serde_json::json!({
+                    "digest": signed.state.signing_digest(&record.domain).to_string(),
+                    "state": proxy::state_json(&signed),
+                }),
+                None,
+            )
+        }
         ChannelCommand::Close {
             chain: args,
             channel,
             host_key_id,
+            final_state,
         } => {
+            let final_state = match &final_state {
+                None => None,
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    Some(
+                        dait_chain_client::SignedChannelState::from_header_value(text.trim())
+                            .with_context(|| {
+                                format!("{} is not a signed channel state", path.display())
+                            })?,
+                    )
+                }
+            };
             let id = parse_b256("--channel", &channel)?;
             let host_key_id = host_key_id
                 .as_deref()
@@ -444,7 +488,9 @@ async fn channel(command: ChannelCommand) -> anyhow::Result<()> {
                 .transpose()?;
             let record = chain::ChannelRecord::load(&args.state_dir, &id)?;
             let chain = connect_chain(&args).await?;
-            let (kind, report) = chain.close(&record, &args.state_dir, host_key_id).await?;
+            let (kind, report) = chain
+                .close(&record, &args.state_dir, host_key_id, final_state)
+                .await?;
             let out = match kind {
                 chain::CloseKind::Cooperative => serde_json::json!({
                     "channel_id": id.to_string(), "close": "cooperative",

@@ -8,6 +8,7 @@
 //!   refused with their own error; `chat --settlement` runs the same check (tests/cli.rs);
 //! - `open` → `status` → a cooperative `close` with a host-counter-signed final state, balances to the unit;
 //!   `close` again fails with the contract's `ChannelClosed` (exit 1);
+//! - `final-state` → the host counter-signs it → `close --final-state` (refused while not counter-signed);
 //! - `close` without a final state (`startClose`) → `withdraw` too early (`WindowNotOver`, exit 1) →
 //!   `challenge` with a higher turn → nothing more to challenge → `withdraw` after the window, the refund to
 //!   the unit.
@@ -483,4 +484,52 @@ async fn unilateral_close_challenge_and_withdraw() {
         (100 * E18).to_string(),
         "only the host's stake is left in the contract"
     );
+}
+
+#[tokio::test]
+async fn the_final_state_the_host_counter_signs_closes_the_channel() {
+    let s = setup("final").await;
+    let escrow = 2 * E18;
+    let (id, _) = open(&s, escrow, E18);
+    let spent = 123_456;
+    s.store_state(&channel_state(&s, id, escrow, 4, spent), false);
+
+    // The tenant's final state: the local state with is_final, signed by the tenant only.
+    let (code, out, err) = s.tenant(&["final-state", "--channel", &id.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let header = out["state"]["signed_state"].as_str().unwrap();
+    let mut signed = SignedChannelState::from_header_value(header).unwrap();
+    assert!(signed.state.is_final);
+    assert_eq!((signed.state.turn, signed.state.cumulative), (4, spent));
+    assert_eq!(
+        out["digest"],
+        signed.state.signing_digest(&s.domain()).to_string()
+    );
+    let file = s.dir.0.join("final.b64");
+
+    // Not yet counter-signed: refused before anything is sent.
+    std::fs::write(&file, signed.to_header_value()).unwrap();
+    let close = [
+        "close",
+        "--channel",
+        &id.to_string(),
+        "--final-state",
+        &file.display().to_string(),
+        "--host-key-id",
+        &s.host_key.verifying_key().key_id().to_string(),
+    ];
+    let (code, _, err) = s.tenant(&close);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no host counter-signature"), "{err}");
+
+    // The host counter-signs it: a cooperative close, balances to the unit.
+    signed.host_signature = Some(s.host_key.cosign_state(&signed.state, &s.domain()));
+    std::fs::write(&file, signed.to_header_value()).unwrap();
+    let (code, out, err) = s.tenant(&close);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out["close"], "cooperative");
+    let (before, after) = balance(&out, "tenant");
+    assert_eq!(after - before, escrow - spent);
+    let (before, after) = balance(&out, "host");
+    assert_eq!(after - before, spent);
 }
