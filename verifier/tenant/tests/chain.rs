@@ -9,6 +9,7 @@
 //! - `open` → `status` → a cooperative `close` with a host-counter-signed final state, balances to the unit;
 //!   `close` again fails with the contract's `ChannelClosed` (exit 1);
 //! - `final-state` → the host counter-signs it → `close --final-state` (refused while not counter-signed);
+//! - HTTPS to the node through a TLS proxy, trusting only `--rpc-ca-file`;
 //! - `close` without a final state (`startClose`) → `withdraw` too early (`WindowNotOver`, exit 1) →
 //!   `challenge` with a higher turn → nothing more to challenge → `withdraw` after the window, the refund to
 //!   the unit.
@@ -167,10 +168,15 @@ impl Setup {
 
     /// Runs `dait-tenant channel <args> --rpc-url … --settlement … --wallet-key … --state-dir …`.
     fn tenant(&self, args: &[&str]) -> (i32, Value, String) {
+        self.tenant_via(self.chain.url(), args)
+    }
+
+    /// [`Self::tenant`] through the RPC URL `url`.
+    fn tenant_via(&self, url: &str, args: &[&str]) -> (i32, Value, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_dait-tenant"))
             .arg("channel")
             .args(args)
-            .args(["--rpc-url", self.chain.url()])
+            .args(["--rpc-url", url])
             .args(["--settlement", &self.settlement.address().to_string()])
             .args([
                 "--wallet-key",
@@ -532,4 +538,83 @@ async fn the_final_state_the_host_counter_signs_closes_the_channel() {
     assert_eq!(after - before, escrow - spent);
     let (before, after) = balance(&out, "host");
     assert_eq!(after - before, spent);
+}
+
+/// A TLS proxy on 127.0.0.1 in front of the chain's node, with a fresh self-signed certificate: the
+/// proxy's `https://` URL and the certificate (PEM).
+async fn tls_proxy(chain: &Anvil) -> (String, String) {
+    use std::sync::Arc;
+    let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .self_signed(&key_pair)
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key_pair.serialize_der().into()),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let upstream = chain.url().trim_start_matches("http://").to_owned();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, upstream) = (acceptor.clone(), upstream.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut node) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut node).await;
+            });
+        }
+    });
+    (format!("https://{addr}"), cert.pem())
+}
+
+/// HTTPS to the node: the CA file's certificate is the only root; another CA is an RPC error (2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_rpc_trusts_only_the_ca_file() {
+    let s = setup("https").await;
+    let (url, pem) = tls_proxy(&s.chain).await;
+    let (ca, other) = (s.dir.0.join("ca.pem"), s.dir.0.join("other.pem"));
+    std::fs::write(&ca, pem).unwrap();
+    let other_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let other_cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .self_signed(&other_key)
+        .unwrap();
+    std::fs::write(&other, other_cert.pem()).unwrap();
+    let check = |ca: &std::path::Path| {
+        let (url, ca, host, keyset) = (
+            url.clone(),
+            ca.display().to_string(),
+            s.host.to_string(),
+            s.keyset_hash.to_string(),
+        );
+        let args = [
+            "check",
+            "--host-account",
+            &host,
+            "--keyset-hash",
+            &keyset,
+            "--rpc-ca-file",
+            &ca,
+        ];
+        s.tenant_via(&url, &args)
+    };
+    let (code, out, err) = tokio::task::block_in_place(|| check(&ca));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out["release_id"], s.release.to_string());
+    let (code, _, err) = tokio::task::block_in_place(|| check(&other));
+    assert_eq!(code, 2, "{err}");
 }
