@@ -4,8 +4,14 @@
 //! `proxy --redundant N --host A --host B --host C …` serves from N hosts at once and returns the answer a
 //! majority agrees on ([`crate::redundant`]; docs/REDUNDANT.md).
 //!
-//! Exit codes: 0 = ok; 1 = rejected (evidence, TLS key, receipt or stream failed verification);
-//! 2 = usage, I/O or host error (a `--policy` reference file that does not load included).
+//! `channel open | status | final-state | close | challenge | withdraw | check` drive the settlement contract over JSON-RPC
+//! ([`crate::chain`]): each prints one JSON object with the transactions it sent and the token balances it
+//! changed.
+//!
+//! Exit codes: 0 = ok; 1 = rejected (evidence, TLS key, receipt or stream failed verification; the
+//! settlement contract reverted, its error name printed; `channel check` refused the host; `channel
+//! challenge` had nothing higher to submit); 2 = usage, I/O, RPC or host error (a `--policy` reference file
+//! that does not load included).
 //!
 //! Policy: the default accepts real TDX/SNP evidence only. `--policy <reference.json>` pins a published
 //! release's measurements (`Policy::from_reference`), the runtime events (model, engine, agent
@@ -22,10 +28,12 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use dait_chain_client::WireMessage as _;
 use dait_measure::ReferenceMeasurements;
 use dait_verifier::bundle::{Platform, Policy};
 use dait_verifier::collateral::TdxCollateral;
 
+use crate::chain;
 use crate::redundant::{self, Redundant};
 use crate::{
     CallOptions, Session, SessionConfig, StreamItem, TenantError, Wallet, proxy,
@@ -88,6 +96,22 @@ struct ChannelArgs {
     /// guest, whose CPU engine is slow).
     #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     timeout: u64,
+    /// Before sending anything, check the verified host on this settlement contract (`channel check`): its
+    /// operator is bonded and attested the verified keyset for the current epoch under a usable release.
+    /// Needs `--rpc-url`. Not with `--redundant`.
+    #[arg(long, value_name = "ADDRESS", requires = "rpc_url")]
+    settlement: Option<String>,
+    /// The JSON-RPC URL for `--settlement` (`http://`, or `https://` with `--rpc-ca-file`).
+    #[arg(long, value_name = "URL")]
+    rpc_url: Option<String>,
+    /// Trust only the CA certificates in this PEM file for an `https://` RPC URL.
+    #[arg(long, value_name = "PEM")]
+    rpc_ca_file: Option<PathBuf>,
+    /// Use this channel, opened on chain by `channel open` into the same `--state-dir`, instead of a fresh
+    /// off-chain one: its salt, and its escrow as the cap. It must be open on chain and unused (a channel
+    /// with signed calls cannot be resumed yet). Needs `--settlement`.
+    #[arg(long = "channel", value_name = "ID", requires = "settlement")]
+    onchain_channel: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -127,6 +151,11 @@ enum Command {
         /// The user message.
         prompt: String,
     },
+    /// Open, inspect, close, challenge or finalize a channel on the settlement contract; check a host on chain.
+    Channel {
+        #[command(subcommand)]
+        command: ChannelCommand,
+    },
     /// Serve a local OpenAI-compatible endpoint that runs the whole tenant flow per request.
     Proxy {
         #[command(flatten)]
@@ -146,6 +175,367 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct ChainArgs {
+    /// The JSON-RPC URL of the chain's node (`http://` or, with `--rpc-ca-file`, `https://`).
+    #[arg(long, env = "DAIT_RPC_URL")]
+    rpc_url: String,
+    /// Trust only the CA certificates in this PEM file for an `https://` RPC URL.
+    #[arg(long, value_name = "PEM")]
+    rpc_ca_file: Option<PathBuf>,
+    /// The settlement contract's address.
+    #[arg(long, env = "DAIT_SETTLEMENT", value_name = "ADDRESS")]
+    settlement: String,
+    /// The ERC-20 the settlement is denominated in; default: the contract's own `token()`.
+    #[arg(long, value_name = "ADDRESS")]
+    token: Option<String>,
+    /// The tenant's secp256k1 wallet key (hex), which sends the transactions; created if missing.
+    #[arg(long, env = "DAIT_WALLET_KEY", value_name = "FILE")]
+    wallet_key: PathBuf,
+    /// Where channel records and states are kept (the `--state-dir` of `chat` and `proxy`).
+    #[arg(long, value_name = "DIR")]
+    state_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum ChannelCommand {
+    /// Check that a host may be used: its operator is bonded, its attestation for the current epoch names
+    /// the keyset hash (as `dait-tenant verify` prints it) and its release is usable.
+    Check {
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// The host's operator account (`host_account` of `verify`).
+        #[arg(long, value_name = "ADDRESS")]
+        host_account: String,
+        /// The keyset hash of the verified bundle (`keyset_hash` of `verify`).
+        #[arg(long, value_name = "HEX")]
+        keyset_hash: String,
+    },
+    /// Approve the escrow and open a channel to a host's operator account; records it in the state directory.
+    Open {
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// The host's operator account.
+        #[arg(long, value_name = "ADDRESS")]
+        host_account: String,
+        /// Escrow, in the token's smallest unit.
+        #[arg(long)]
+        escrow: u128,
+        /// Most calls.
+        #[arg(long, default_value_t = 1_000_000)]
+        max_calls: u32,
+        /// Most a single call may cost; default: the escrow.
+        #[arg(long)]
+        max_per_call: Option<u128>,
+        /// Seconds from now until the channel's deadline.
+        #[arg(long, value_name = "SECS", default_value_t = 30 * 86_400)]
+        duration: u64,
+    },
+    /// The channel on chain (phase, paid, escrow, close deadline) next to the local latest signed state.
+    Status {
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// The channel id (hex).
+        #[arg(long)]
+        channel: String,
+    },
+    /// Close cooperatively with the local final state counter-signed by the host, else start the challenge
+    /// window (`startClose`).
+    Close {
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// The channel id (hex).
+        #[arg(long)]
+        channel: String,
+        /// The host key that counter-signed the final state; default: the last recorded receipt's.
+        #[arg(long, value_name = "HEX")]
+        host_key_id: Option<String>,
+        /// Close with this final state counter-signed by the host (a file holding its base64url header
+        /// value, as `channel final-state` prints it before the host counter-signs) instead of the local state.
+        #[arg(long, value_name = "FILE")]
+        final_state: Option<PathBuf>,
+    },
+    /// Print the tenant-signed final state of the channel (the latest local state, `is_final` set) for the host
+    /// to counter-sign, or for its operator to send with `closeChannel`.
+    FinalState {
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// The channel id (hex).
+        #[arg(long)]
+        channel: String,
+    },
+    /// During a unilateral close, submit the local signed state if its turn is above the chain's.
+    Challenge {
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// The channel id (hex).
+        #[arg(long)]
+        channel: String,
+    },
+    /// After the challenge window, finalize the channel and print the refund.
+    Withdraw {
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// The channel id (hex).
+        #[arg(long)]
+        channel: String,
+    },
+}
+
+fn parse_address(flag: &str, text: &str) -> anyhow::Result<dait_chain_client::Address> {
+    dait_chain_client::Address::from_hex(text.trim())
+        .with_context(|| format!("{flag} {text}: not a 20-byte hex address"))
+}
+
+fn parse_b256(flag: &str, text: &str) -> anyhow::Result<dait_chain_client::B256> {
+    dait_chain_client::B256::from_hex(text.trim())
+        .with_context(|| format!("{flag} {text}: not 32 bytes of hex"))
+}
+
+async fn connect_chain(args: &ChainArgs) -> anyhow::Result<chain::Chain> {
+    let wallet = Wallet::load_or_create(&args.wallet_key)?;
+    let settlement = parse_address("--settlement", &args.settlement)?;
+    let token = args
+        .token
+        .as_deref()
+        .map(|t| parse_address("--token", t))
+        .transpose()?;
+    let rpc = chain::Rpc {
+        url: &args.rpc_url,
+        ca_file: args.rpc_ca_file.as_deref(),
+    };
+    chain::Chain::connect(&rpc, settlement, token, &wallet)
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to the settlement at {} via {}",
+                args.settlement, args.rpc_url
+            )
+        })
+}
+
+fn report_json(report: &chain::Report) -> serde_json::Value {
+    let txs: Vec<_> = report
+        .txs
+        .iter()
+        .map(|tx| serde_json::json!({"name": tx.name, "tx_hash": tx.hash.to_string()}))
+        .collect();
+    let balances: Vec<_> = report
+        .balances
+        .iter()
+        .map(|b| {
+            serde_json::json!({
+                "who": b.who,
+                "account": b.account.to_string(),
+                "before": b.before.to_string(),
+                "after": b.after.to_string(),
+            })
+        })
+        .collect();
+    serde_json::json!({"transactions": txs, "balances": balances})
+}
+
+fn record_json(record: &chain::ChannelRecord) -> serde_json::Value {
+    serde_json::json!({
+        "channel_id": record.channel_id.to_string(),
+        "chain_id": record.domain.chain_id,
+        "settlement": record.domain.settlement.to_string(),
+        "token": record.token.to_string(),
+        "tenant": record.tenant.to_string(),
+        "host": record.host.to_string(),
+        "salt": record.salt.to_string(),
+        "escrow": record.escrow.to_string(),
+        "max_calls": record.max_calls,
+        "max_per_call": record.max_per_call.to_string(),
+        "deadline": record.deadline,
+    })
+}
+
+fn print_json(mut value: serde_json::Value, report: Option<&chain::Report>) -> anyhow::Result<()> {
+    if let (Some(report), Some(object)) = (report, value.as_object_mut())
+        && let serde_json::Value::Object(extra) = report_json(report)
+    {
+        object.extend(extra);
+    }
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(())
+}
+
+async fn channel(command: ChannelCommand) -> anyhow::Result<()> {
+    match command {
+        ChannelCommand::Check {
+            chain: args,
+            host_account,
+            keyset_hash,
+        } => {
+            let operator = parse_address("--host-account", &host_account)?;
+            let keyset_hash = parse_b256("--keyset-hash", &keyset_hash)?;
+            let chain = connect_chain(&args).await?;
+            let attested = chain::check_host(chain.settlement(), operator, keyset_hash).await?;
+            print_json(
+                serde_json::json!({
+                    "host_account": attested.operator.to_string(),
+                    "epoch": attested.epoch,
+                    "keyset_hash": attested.keyset_hash.to_string(),
+                    "host_key_id": attested.host_key_id.to_string(),
+                    "bundle_hash": attested.bundle_hash.to_string(),
+                    "release_id": attested.release_id.to_string(),
+                }),
+                None,
+            )
+        }
+        ChannelCommand::Open {
+            chain: args,
+            host_account,
+            escrow,
+            max_calls,
+            max_per_call,
+            duration,
+        } => {
+            let host = parse_address("--host-account", &host_account)?;
+            let chain = connect_chain(&args).await?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .context("the system clock is before 1970")?
+                .as_secs();
+            let deadline = now.saturating_add(duration);
+            let (record, report) = chain
+                .open(
+                    &args.state_dir,
+                    host,
+                    escrow,
+                    max_calls,
+                    max_per_call.unwrap_or(escrow),
+                    deadline,
+                )
+                .await?;
+            print_json(record_json(&record), Some(&report))
+        }
+        ChannelCommand::Status {
+            chain: args,
+            channel,
+        } => {
+            let id = parse_b256("--channel", &channel)?;
+            let record = chain::ChannelRecord::load(&args.state_dir, &id)?;
+            let chain = connect_chain(&args).await?;
+            let view = chain.status(&record, &args.state_dir).await?;
+            let local = view.local.as_ref().map(|s| {
+                serde_json::json!({
+                    "state": proxy::state_json(s),
+                    "is_final": s.state.is_final,
+                    "host_counter_signed": s.host_signature.is_some(),
+                })
+            });
+            let c = &view.onchain;
+            print_json(
+                serde_json::json!({
+                    "channel": record_json(&record),
+                    "onchain": {
+                        "phase": format!("{:?}", c.status),
+                        "escrow": c.escrow.to_string(),
+                        "paid": c.paid.to_string(),
+                        "turn": c.turn,
+                        "max_calls": c.max_calls,
+                        "max_per_call": c.max_per_call.to_string(),
+                        // The deadline while open, the end of the challenge window while closing.
+                        "deadline": (c.status == dait_chain_client::evm::ChannelStatus::Open).then_some(c.time),
+                        "window_end": (c.status == dait_chain_client::evm::ChannelStatus::Closing).then_some(c.time),
+                    },
+                    "local": local,
+                }),
+                None,
+            )
+        }
+        ChannelCommand::FinalState {
+            chain: args,
+            channel,
+        } => {
+            let id = parse_b256("--channel", &channel)?;
+            let record = chain::ChannelRecord::load(&args.state_dir, &id)?;
+            let wallet = Wallet::load_or_create(&args.wallet_key)?;
+            let signed = chain::final_state(&record, &args.state_dir, &wallet)?;
+            print_json(
+                serde_json::json!({
+                    "digest": signed.state.signing_digest(&record.domain).to_string(),
+                    "state": proxy::state_json(&signed),
+                }),
+                None,
+            )
+        }
+        ChannelCommand::Close {
+            chain: args,
+            channel,
+            host_key_id,
+            final_state,
+        } => {
+            let final_state = match &final_state {
+                None => None,
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    Some(
+                        dait_chain_client::SignedChannelState::from_header_value(text.trim())
+                            .with_context(|| {
+                                format!("{} is not a signed channel state", path.display())
+                            })?,
+                    )
+                }
+            };
+            let id = parse_b256("--channel", &channel)?;
+            let host_key_id = host_key_id
+                .as_deref()
+                .map(|k| parse_b256("--host-key-id", k))
+                .transpose()?;
+            let record = chain::ChannelRecord::load(&args.state_dir, &id)?;
+            let chain = connect_chain(&args).await?;
+            let (kind, report) = chain
+                .close(&record, &args.state_dir, host_key_id, final_state)
+                .await?;
+            let out = match kind {
+                chain::CloseKind::Cooperative => serde_json::json!({
+                    "channel_id": id.to_string(), "close": "cooperative",
+                }),
+                chain::CloseKind::Unilateral { window_end } => serde_json::json!({
+                    "channel_id": id.to_string(), "close": "unilateral", "window_end": window_end,
+                }),
+            };
+            print_json(out, Some(&report))
+        }
+        ChannelCommand::Challenge {
+            chain: args,
+            channel,
+        } => {
+            let id = parse_b256("--channel", &channel)?;
+            let record = chain::ChannelRecord::load(&args.state_dir, &id)?;
+            let chain = connect_chain(&args).await?;
+            let report = chain.challenge(&record, &args.state_dir).await?;
+            print_json(
+                serde_json::json!({"channel_id": id.to_string()}),
+                Some(&report),
+            )
+        }
+        ChannelCommand::Withdraw {
+            chain: args,
+            channel,
+        } => {
+            let id = parse_b256("--channel", &channel)?;
+            let record = chain::ChannelRecord::load(&args.state_dir, &id)?;
+            let chain = connect_chain(&args).await?;
+            let report = chain.withdraw(&record).await?;
+            let refund = report
+                .balances
+                .iter()
+                .find(|b| b.who == "tenant")
+                .map(|b| b.after.saturating_sub(b.before))
+                .unwrap_or(0);
+            print_json(
+                serde_json::json!({"channel_id": id.to_string(), "refund": refund.to_string()}),
+                Some(&report),
+            )
+        }
+    }
+}
+
 /// Runs the command line on a new tokio runtime; the binary's `main` calls this after setting up tracing.
 pub fn run(cli: Cli) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -162,6 +552,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
+            if let Some(name) = revert_name(&error) {
+                eprintln!("revert: {name}");
+            }
             if is_rejection(&error) {
                 ExitCode::from(1)
             } else {
@@ -171,9 +564,31 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// The settlement contract's error name, when it reverted.
+fn revert_name(error: &anyhow::Error) -> Option<&'static str> {
+    error.chain().find_map(|cause| {
+        cause
+            .downcast_ref::<dait_chain_client::evm::EvmError>()
+            .and_then(dait_chain_client::evm::EvmError::revert_name)
+    })
+}
+
 /// Whether the failure is a verification failure (exit 1) rather than usage or I/O (exit 2).
 fn is_rejection(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
+        if let Some(error) = cause.downcast_ref::<dait_chain_client::evm::EvmError>() {
+            return error.revert_name().is_some();
+        }
+        if let Some(error) = cause.downcast_ref::<chain::CheckError>() {
+            return !matches!(error, chain::CheckError::Evm(_));
+        }
+        if let Some(error) = cause.downcast_ref::<chain::ChainError>() {
+            return matches!(
+                error,
+                chain::ChainError::ChannelNotClosing { .. }
+                    | chain::ChainError::NothingToChallenge { .. }
+            );
+        }
         matches!(
             cause.downcast_ref::<TenantError>(),
             Some(
@@ -277,16 +692,110 @@ async fn open(host: &HostArgs, channel: &ChannelArgs) -> anyhow::Result<Session>
     let url = single_host(host)?;
     check_pinned(host)?;
     let wallet = Wallet::load_or_create(&channel.wallet_key)?;
+    let record = match &channel.onchain_channel {
+        None => None,
+        Some(id) => Some(onchain_record(channel, id, &wallet)?),
+    };
     let config = SessionConfig {
         host_url: url.to_owned(),
         policy: policy(host)?.0,
-        escrow_cap: channel.escrow_cap,
+        escrow_cap: record.as_ref().map_or(channel.escrow_cap, |r| r.escrow),
         state_dir: channel.state_dir.clone(),
         call_timeout: std::time::Duration::from_secs(channel.timeout),
     };
-    Session::open(config, wallet)
+    let session = match &record {
+        None => Session::open(config, wallet).await,
+        Some(record) => Session::open_with_salt(config, wallet, record.salt).await,
+    }
+    .context("opening a session with the host")?;
+    if let Some(settlement) = &channel.settlement {
+        let (attested, settlement) = check_on_chain(channel, settlement, session.bundle()).await?;
+        eprintln!(
+            "host {} attested keyset {} for epoch {} under release {} on {}",
+            attested.operator,
+            attested.keyset_hash,
+            attested.epoch,
+            attested.release_id,
+            settlement.address()
+        );
+        if let Some(record) = &record {
+            if session.channel().id() != &record.channel_id {
+                anyhow::bail!(
+                    "--channel {}: the verified host ({}) and this wallet make channel {}; the record is for host {}",
+                    record.channel_id,
+                    session.bundle().keyset().host_account,
+                    session.channel().id(),
+                    record.host
+                );
+            }
+            let status = settlement.channel(record.channel_id).await?.status;
+            if status != dait_chain_client::evm::ChannelStatus::Open {
+                anyhow::bail!(
+                    "--channel {}: the channel is {status:?} on chain, not open",
+                    record.channel_id
+                );
+            }
+            eprintln!("using channel {} opened on chain", record.channel_id);
+        }
+    }
+    Ok(session)
+}
+
+/// The record of `--channel`: opened by this wallet on the `--settlement`, with no signed call yet.
+fn onchain_record(
+    channel: &ChannelArgs,
+    id: &str,
+    wallet: &Wallet,
+) -> anyhow::Result<chain::ChannelRecord> {
+    let id = parse_b256("--channel", id)?;
+    let record = chain::ChannelRecord::load(&channel.state_dir, &id)?;
+    if record.tenant != wallet.address() {
+        anyhow::bail!(
+            "--channel {id} was opened by {}, not by this wallet ({})",
+            record.tenant,
+            wallet.address()
+        );
+    }
+    if let Some(settlement) = &channel.settlement
+        && parse_address("--settlement", settlement)? != record.domain.settlement
+    {
+        anyhow::bail!(
+            "--channel {id} was opened on the settlement {}, not {settlement}",
+            record.domain.settlement
+        );
+    }
+    if let Some(state) = record.local_state(&channel.state_dir)?
+        && state.state.turn > 0
+    {
+        anyhow::bail!(
+            "--channel {id} has signed calls (turn {}); resuming a used channel is not supported yet",
+            state.state.turn
+        );
+    }
+    Ok(record)
+}
+
+/// [`chain::check_bundle`] against `--settlement` over `--rpc-url`, read-only.
+async fn check_on_chain(
+    channel: &ChannelArgs,
+    settlement: &str,
+    bundle: &dait_verifier::bundle::VerifiedBundle,
+) -> anyhow::Result<(chain::AttestedHost, dait_chain_client::evm::Settlement)> {
+    let address = parse_address("--settlement", settlement)?;
+    let url = channel
+        .rpc_url
+        .as_deref()
+        .context("--settlement needs --rpc-url")?;
+    let provider = match &channel.rpc_ca_file {
+        Some(ca) => dait_chain_client::evm::connect_https(url, ca, None),
+        None => dait_chain_client::evm::connect_http(url, None),
+    }
+    .with_context(|| format!("connecting to {url}"))?;
+    let settlement = dait_chain_client::evm::Settlement::at(address, provider)
         .await
-        .context("opening a session with the host")
+        .with_context(|| format!("the settlement at {address}"))?;
+    let attested = chain::check_bundle(&settlement, bundle).await?;
+    Ok((attested, settlement))
 }
 
 /// Verifies every `--host` and opens a channel with the first `n` that pass, one wallet for all.
@@ -302,6 +811,9 @@ async fn open_redundant(
         );
     }
     check_pinned(host)?;
+    if channel.settlement.is_some() {
+        anyhow::bail!("--settlement is not supported with --redundant yet");
+    }
     let policy = policy(host)?.0;
     let mut hosts = Vec::new();
     for url in &host.host {
@@ -321,6 +833,7 @@ async fn open_redundant(
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Channel { command } => channel(command).await,
         Command::Verify { host, collateral } => {
             let (policy, release) = policy(&host)?;
             let collateral = collateral

@@ -19,7 +19,9 @@
 //!   answer a majority agrees on (by response hash); disagreements are written as dispute evidence.
 //! - [`Wallet`]: the tenant's secp256k1 key, which signs the channel states.
 //! - [`EngineClient`]: plain HTTP to an OpenAI-compatible engine the caller runs itself (an auditor's replay).
-//! - `cli` (feature `cli`): the `dait-tenant` command line (`verify`, `chat`, `proxy`).
+//! - `chain` (feature `chain`): the settlement contract over JSON-RPC: open, inspect, close, challenge and
+//!   finalize a channel, and the on-chain check of a host (`chain::check_host`).
+//! - `cli` (feature `cli`): the `dait-tenant` command line (`verify`, `chat`, `proxy`, `channel`).
 //!
 //! The checks themselves are the offline `dait-verifier` library's; this crate adds the network (tokio,
 //! hyper, rustls, OHTTP) and the state kept on disk.
@@ -52,6 +54,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `cli` | yes | the `dait-tenant` binary (clap, anyhow, tracing-subscriber); library users turn default features off |
+//! | `chain` | yes (with `cli`) | the `chain` module: the settlement contract through `dait-chain-client`'s `evm` client (alloy) |
 //!
 //! # Security
 //! - The host is trusted only through its evidence: the bundle must verify under the caller's policy and be
@@ -75,6 +78,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "chain")]
+pub mod chain;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod ohttp;

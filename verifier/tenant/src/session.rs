@@ -160,11 +160,21 @@ pub async fn verify_host_with_collateral(
 impl Session {
     /// Verifies the host and opens a channel with it.
     pub async fn open(config: SessionConfig, wallet: Wallet) -> Result<Self, TenantError> {
-        let (client, bundle) = verify_host(&config.host_url, &config.policy).await?;
         let mut salt = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut salt);
-        let channel = Channel::open(&bundle, wallet.signer(), &B256(salt), config.escrow_cap)
-            .map_err(|_| {
+        Self::open_with_salt(config, wallet, B256(salt)).await
+    }
+
+    /// Verifies the host and opens the channel `salt` names with it (`channelId(tenant, host, salt)` in the
+    /// keyset's domain: a channel opened on chain with that salt), from turn 0.
+    pub async fn open_with_salt(
+        config: SessionConfig,
+        wallet: Wallet,
+        salt: B256,
+    ) -> Result<Self, TenantError> {
+        let (client, bundle) = verify_host(&config.host_url, &config.policy).await?;
+        let channel =
+            Channel::open(&bundle, wallet.signer(), &salt, config.escrow_cap).map_err(|_| {
                 TenantError::Bundle(VerifyError::MalformedKey {
                     field: "keyset.receipt_key",
                 })

@@ -5,7 +5,9 @@
 //! - `channels/<channel id hex>/state.pb`: the latest signed channel state (protobuf `SignedChannelState`);
 //! - `channels/<channel id hex>/receipts.b64`: every accepted receipt, one base64url `SignedReceipt` a line;
 //! - `disputes/<channel id hex>-<call_seq>-<unix ms>/`: `receipt.b64` (the offending receipt as received),
-//!   `state.pb` (the last state both sides agreed on) and `reason.txt` (the failed check).
+//!   `state.pb` (the last state both sides agreed on) and `reason.txt` (the failed check);
+//! - `channels/<channel id hex>/onchain.json`: a channel opened on chain by `dait-tenant channel open`
+//!   (feature `chain`, [`crate::chain::ChannelRecord`]): salt, ids, limits and domain.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -18,7 +20,7 @@ pub struct DisputeRecord {
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, then syncs it.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut file = std::fs::File::create(&tmp)?;

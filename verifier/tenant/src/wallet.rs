@@ -33,6 +33,9 @@ pub enum WalletError {
 /// A secp256k1 signing key. Not `Debug`-printable beyond its address; zeroized on drop (by `k256`).
 pub struct Wallet {
     key: TenantSigner,
+    /// The same key as bytes, for the EVM client's transaction signer (feature `chain`).
+    #[cfg_attr(not(feature = "chain"), allow(dead_code))]
+    secret: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Wallet {
@@ -46,8 +49,8 @@ impl std::fmt::Debug for Wallet {
 impl Wallet {
     /// A fresh random key, held in memory only.
     pub fn generate() -> Self {
-        let (key, _) = Self::generate_with_secret();
-        Self { key }
+        let (key, secret) = Self::generate_with_secret();
+        Self { key, secret }
     }
 
     /// A fresh key and its secret scalar, for writing to the key file.
@@ -80,7 +83,7 @@ impl Wallet {
                 let key = TenantSigner::from_bytes(&bytes).map_err(|_| WalletError::Malformed {
                     path: path.to_path_buf(),
                 })?;
-                Ok(Self { key })
+                Ok(Self { key, secret: bytes })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let (key, secret) = Self::generate_with_secret();
@@ -99,7 +102,7 @@ impl Wallet {
                 file.write_all(encoded.as_bytes()).map_err(io)?;
                 file.write_all(b"\n").map_err(io)?;
                 file.sync_all().map_err(io)?;
-                Ok(Self { key })
+                Ok(Self { key, secret })
             }
             Err(e) => Err(io(e)),
         }
@@ -108,6 +111,12 @@ impl Wallet {
     /// The signing key.
     pub(crate) fn signer(&self) -> &TenantSigner {
         &self.key
+    }
+
+    /// The secret scalar, for the EVM client that signs the tenant's transactions (feature `chain`).
+    #[cfg(feature = "chain")]
+    pub(crate) fn secret(&self) -> &[u8; 32] {
+        &self.secret
     }
 
     /// The EVM address of this key.

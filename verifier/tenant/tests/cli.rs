@@ -33,25 +33,40 @@ fn reference_file(dir: &Path, name: &str, events: Vec<RuntimeEvent>) -> String {
     path.display().to_string()
 }
 
-/// A simulated bundle for `nonce`, certified by root key 1, whose keyset names `tls_spki`.
-fn bundle(nonce: [u8; 32], tls_spki: &[u8]) -> Vec<u8> {
+/// A settlement deployment a keyset is bound to: chain id, contract, the host's operator account.
+type Binding = (u64, dait_chain_client::Address, dait_chain_client::Address);
+
+/// A simulated bundle for `nonce`, certified by root key 1, whose keyset names `tls_spki` (and `binding`'s
+/// chain, contract and operator when given).
+fn bundle(nonce: [u8; 32], tls_spki: &[u8], binding: Option<Binding>) -> Vec<u8> {
     let freshness = Freshness::TenantNonce(nonce);
-    simulated_bundle(
-        &keyset(tls_spki),
-        &freshness,
-        &runtime_log(&runtime_events()),
-    )
+    let mut keyset = keyset(tls_spki);
+    if let Some((chain_id, settlement, host_account)) = binding {
+        keyset.chain_id = chain_id;
+        keyset.settlement = settlement;
+        keyset.host_account = host_account;
+    }
+    simulated_bundle(&keyset, &freshness, &runtime_log(&runtime_events()))
 }
 
 /// Serves `GET /v1/attestation?nonce=…` over TLS with a fresh key; the bundles name `attested_spki`, or
 /// the serving key's own SPKI when it is `None`.
 async fn serve(attested_spki: Option<Vec<u8>>) -> SocketAddr {
+    serve_bound(attested_spki, None).await.0
+}
+
+/// [`serve`], with the keyset bound to `binding`; also returns the SPKI the keysets name.
+async fn serve_bound(
+    attested_spki: Option<Vec<u8>>,
+    binding: Option<Binding>,
+) -> (SocketAddr, Vec<u8>) {
     let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
         .unwrap()
         .self_signed(&key_pair)
         .unwrap();
     let spki = attested_spki.unwrap_or_else(|| key_pair.public_key_der());
+    let served_spki = spki.clone();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -86,7 +101,8 @@ async fn serve(attested_spki: Option<Vec<u8>>) -> SocketAddr {
                             .is_some_and(|h| hex::decode_to_slice(h, &mut nonce).is_ok());
                         let mut response = http::Response::new(Full::new(Bytes::new()));
                         if ok {
-                            *response.body_mut() = Full::new(Bytes::from(bundle(nonce, &spki)));
+                            *response.body_mut() =
+                                Full::new(Bytes::from(bundle(nonce, &spki, binding)));
                         } else {
                             *response.status_mut() = http::StatusCode::BAD_REQUEST;
                         }
@@ -99,7 +115,7 @@ async fn serve(attested_spki: Option<Vec<u8>>) -> SocketAddr {
             });
         }
     });
-    addr
+    (addr, served_spki)
 }
 
 /// Runs `dait-tenant` off the runtime's threads; returns the exit code, stdout and stderr.
@@ -388,6 +404,169 @@ async fn defaults_refuse_unpinned_prompts_and_too_few_gpus() {
             stderr.contains("0 GPUs present, the policy requires 1"),
             "{stderr}"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// `chat --settlement`: the verified host is checked on chain before any prompt is sent; a keyset bound to
+/// another deployment (the simulated host's) is refused (1), naming both domains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_checks_the_host_on_the_settlement_before_sending() {
+    use dait_chain_client::B256;
+    use dait_chain_client::evm::anvil::{Anvil, Hardfork};
+    use dait_chain_client::evm::{
+        Params, Settlement, Token, account_address, connect_http, convert,
+    };
+
+    let chain = Anvil::start(Hardfork::Osaka).unwrap();
+    let token =
+        Token::deploy_test_token(connect_http(chain.url(), Some(&Anvil::DEV_KEYS[1])).unwrap())
+            .await
+            .unwrap();
+    let owner = account_address(&Anvil::DEV_KEYS[0]).unwrap();
+    let params = Params {
+        token: token.address(),
+        owner,
+        stake_per_gpu: 1,
+        unbonding_delay: 1,
+        challenge_window: 60,
+        release_delay: 0,
+        epoch_nonce_rotation_blocks: 100,
+        commit_reveal_window: 5,
+        reveal_window: 64,
+        sample_size: 8,
+    };
+    let deployment = Settlement::deploy(
+        connect_http(chain.url(), Some(&Anvil::DEV_KEYS[0])).unwrap(),
+        &params,
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        let dir = std::env::temp_dir().join(format!("dait-tenant-onchain-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let root = root_file(&dir, 1);
+        let host = format!("https://{}", serve(None).await);
+        let settlement = deployment.address().to_string();
+        let wallet = dir.join("wallet.key").display().to_string();
+        let state = dir.join("state").display().to_string();
+        let (code, stdout, stderr) = tenant(args(&[
+            "chat",
+            "--host",
+            &host,
+            "--dangerous-allow-simulated",
+            &root,
+            "--dangerous-any-measurement",
+            "--wallet-key",
+            &wallet,
+            "--state-dir",
+            &state,
+            "--settlement",
+            &settlement,
+            "--rpc-url",
+            chain.url(),
+            "hello",
+        ]))
+        .await;
+        assert_eq!(code, 1, "{stdout}{stderr}");
+        assert!(stderr.contains("not the settlement"), "{stderr}");
+        assert!(stdout.is_empty(), "nothing was sent: {stdout}");
+        // --settlement without --rpc-url: a usage error.
+        let (code, _, stderr) = tenant(args(&[
+            "chat",
+            "--host",
+            &host,
+            "--wallet-key",
+            &wallet,
+            "--state-dir",
+            &state,
+            "--settlement",
+            &settlement,
+            "hello",
+        ]))
+        .await;
+        assert_eq!(code, 2, "{stderr}");
+
+        // A host bound to this deployment, registered, attested under a published release: `channel open`, then
+        // `chat --channel` checks it, derives the same channel id from the record's salt and uses it (the
+        // simulated host serves no chat, so the call itself then fails: 2).
+        let operator = account_address(&Anvil::DEV_KEYS[0]).unwrap();
+        let domain = deployment.domain();
+        let (addr, spki) =
+            serve_bound(None, Some((domain.chain_id, domain.settlement, operator))).await;
+        let bound = format!("https://{addr}");
+        let host_token = Token::at(token.address(), deployment.provider().clone());
+        host_token.mint(operator, 10).await.unwrap();
+        host_token.approve(domain.settlement, None).await.unwrap();
+        deployment.register_host(&[B256([0x9a; 32])]).await.unwrap();
+        let release = B256([0x2e; 32]);
+        deployment
+            .publish_release(release, B256([1; 32]), 0, u64::from(u32::MAX))
+            .await
+            .unwrap();
+        let mut attested = keyset(&spki);
+        (
+            attested.chain_id,
+            attested.settlement,
+            attested.host_account,
+        ) = (domain.chain_id, domain.settlement, operator);
+        let epoch = deployment.current_epoch().await.unwrap();
+        deployment
+            .submit_attestation(
+                &convert::keyset_bytes(&attested),
+                key(3).verifying_key().key_id(),
+                epoch,
+                B256([0xbb; 32]),
+                release,
+                "https://h/a",
+            )
+            .await
+            .unwrap();
+        let tenant_address = dait_tenant::Wallet::load_or_create(Path::new(&wallet))
+            .unwrap()
+            .address();
+        chain.set_balance(tenant_address, 10u128.pow(21)).unwrap();
+        token.mint(tenant_address, 1_000_000).await.unwrap();
+        let chain_args = [
+            "--rpc-url",
+            chain.url(),
+            "--settlement",
+            &settlement,
+            "--wallet-key",
+            &wallet,
+            "--state-dir",
+            &state,
+        ];
+        let mut open = args(&["channel", "open", "--host-account", &operator.to_string()]);
+        open.extend(args(&["--escrow", "1000", "--max-per-call", "100"]));
+        open.extend(args(&chain_args));
+        let (code, stdout, stderr) = tenant(open).await;
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        let opened: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let id = opened["channel_id"].as_str().unwrap().to_owned();
+        let mut chat = args(&[
+            "chat",
+            "--host",
+            &bound,
+            "--dangerous-allow-simulated",
+            &root,
+        ]);
+        chat.extend(args(&["--dangerous-any-measurement", "--channel", &id]));
+        chat.extend(args(&chain_args));
+        chat.push("hello".to_owned());
+        let (code, stdout, stderr) = tenant(chat.clone()).await;
+        assert!(stderr.contains("attested keyset"), "{stderr}");
+        assert!(stderr.contains(&format!("using channel {id}")), "{stderr}");
+        assert_eq!(code, 2, "{stdout}{stderr}");
+        // A channel id with no record in the state directory: a usage error.
+        let mut unknown = chat.clone();
+        let at = unknown.iter().position(|a| a == &id).unwrap();
+        unknown[at] = B256([7; 32]).to_string();
+        let (code, _, stderr) = tenant(unknown).await;
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains("onchain.json"), "{stderr}");
         let _ = std::fs::remove_dir_all(&dir);
     })
     .await
