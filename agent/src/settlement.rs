@@ -6,6 +6,8 @@
 //! The transactions are sent from the operator account (`--host-key-path`), the account the keyset's
 //! `host_account` comes from, so the contract's check `host_account == sender` holds.
 
+pub mod close;
+
 use std::path::{Path, PathBuf};
 
 use clap::Args;

@@ -282,3 +282,182 @@ async fn register_then_attest_each_epoch() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("KeysetChainIdMismatch"), "{err}");
 }
+
+/// The cooperative close: the agent counter-signs the tenant's final state when it matches its channel head
+/// (after one call of 41 units), `closeChannel` accepts the counter-signature and pays to the unit, and the
+/// channel takes no further call; a final state that does not match the head is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn countersigned_final_state_closes_the_channel_on_chain() {
+    use clap::Parser as _;
+    use dait_agent::config::{Cli, Command};
+    use dait_agent::http::error::CallError;
+    use dait_agent::receipt::CallFacts;
+    use dait_agent::settlement::close::{CloseError, countersign};
+    use dait_chain_client::evm::OnchainChannelState;
+    use dait_chain_client::{ChannelState, SignedChannelState, StateError, TenantSigner};
+
+    let c = deploy().await;
+    stdout(&register(&c, &["GPU-1"]));
+    stdout(&host(&[
+        "init",
+        "--tee",
+        "simulated",
+        "--state-dir",
+        &c.state(),
+    ]));
+    let settlement = c.settlement.address().to_string();
+    let key = c.key_file();
+    let state = c.state();
+    let Command::Serve { raw } = Cli::try_parse_from([
+        "dait-host",
+        "serve",
+        "--tee",
+        "simulated",
+        "--state-dir",
+        &state,
+        "--chain-rpc",
+        c.anvil.url(),
+        "--settlement",
+        &settlement,
+        "--host-key-path",
+        &key,
+        "--price-in",
+        "2",
+        "--price-out",
+        "7",
+    ])
+    .unwrap()
+    .command
+    else {
+        panic!("not serve")
+    };
+    let config = raw.validate().unwrap();
+    let app = dait_agent::build_app(&config, dait_agent::Mode::Attest).unwrap();
+    let operator = account_address(&Anvil::DEV_KEYS[OPERATOR]).unwrap();
+    assert_eq!(app.keys.host_account, operator);
+    let secret = dait_agent::settlement::read_operator_key(Path::new(&key)).unwrap();
+    let as_operator =
+        dait_agent::settlement::connect(c.anvil.url(), c.settlement.address(), &secret)
+            .await
+            .unwrap();
+    dait_agent::settlement::attest_epoch(&app, &as_operator, B256(RELEASE), "https://h/a")
+        .await
+        .unwrap();
+
+    // The tenant opens a channel to the operator account.
+    let tenant_secret = Anvil::DEV_KEYS[OWNER];
+    let tenant = account_address(&tenant_secret).unwrap();
+    let tenant_provider = connect_http(c.anvil.url(), Some(&tenant_secret)).unwrap();
+    let tenant_client = Settlement::at(c.settlement.address(), tenant_provider.clone())
+        .await
+        .unwrap();
+    let tenant_token = Token::at(c.token.address(), tenant_provider);
+    c.token.mint(tenant, 1_000).await.unwrap();
+    tenant_token
+        .approve(c.settlement.address(), None)
+        .await
+        .unwrap();
+    let salt = B256([0x5a; 32]);
+    let escrow = 1_000u128;
+    let deadline = now(&c.anvil) + 30 * DAY;
+    let (id, _) = tenant_client
+        .open_channel(operator, salt, escrow, 10, 100, deadline)
+        .await
+        .unwrap();
+    let domain = app.keys.domain;
+    let signer = TenantSigner::from_bytes(&tenant_secret).unwrap();
+    let sign = |s: ChannelState| SignedChannelState {
+        tenant_signature: signer.sign_state(&s, &domain),
+        state: s,
+        host_signature: None,
+    };
+
+    // One call through the agent's channel head: 3 tokens in at 2, 5 out at 7 = 41.
+    let open = sign(ChannelState::open(id, escrow, tenant, operator));
+    let log_dir = tempfile::tempdir().unwrap();
+    let (log, _) = dait_agent::receipt_log::ReceiptLog::open(log_dir.path()).unwrap();
+    let lease = app.channels.begin(&open, &domain, operator, 100).unwrap();
+    let facts = CallFacts {
+        request_hash: B256([5; 32]),
+        response_hash: B256([6; 32]),
+        request_ct_hash: B256([7; 32]),
+        response_ct_hash: B256::ZERO,
+        tokens_in: 3,
+        tokens_out: 5,
+        timestamp: now(&c.anvil),
+        replay_seed: None,
+    };
+    let receipt = lease
+        .commit(&facts, &app.params, &app.keys.receipt, &domain, &log)
+        .await
+        .unwrap();
+    assert_eq!(receipt.receipt.cumulative, 41);
+    let mut last = open.state.clone();
+    last.turn = 1;
+    last.cumulative = 41;
+    last.last_receipt_hash = receipt.receipt.signing_digest(&domain);
+    last.is_final = true;
+
+    // States that do not match the head are refused, and leave the channel open.
+    let mut wrong = last.clone();
+    wrong.cumulative = 40;
+    let e = countersign(&app, &sign(wrong).to_header_value()).unwrap_err();
+    assert!(
+        matches!(e, CloseError::State(StateError::CumulativeMismatch)),
+        "{e:?}"
+    );
+    let mut ahead = last.clone();
+    ahead.turn = 2;
+    let e = countersign(&app, &sign(ahead).to_header_value()).unwrap_err();
+    assert!(
+        matches!(e, CloseError::State(StateError::Unknown { .. })),
+        "{e:?}"
+    );
+    let mut not_final = last.clone();
+    not_final.is_final = false;
+    let e = countersign(&app, &sign(not_final).to_header_value()).unwrap_err();
+    assert!(matches!(e, CloseError::NotFinal), "{e:?}");
+    let mut forged = sign(last.clone());
+    forged.tenant_signature = TenantSigner::from_bytes(&[0x33; 32])
+        .unwrap()
+        .sign_state(&last, &domain);
+    let e = countersign(&app, &forged.to_header_value()).unwrap_err();
+    assert!(
+        matches!(e, CloseError::State(StateError::TenantSignature(_))),
+        "{e:?}"
+    );
+    assert!(matches!(
+        countersign(&app, "not base64!"),
+        Err(CloseError::Malformed)
+    ));
+
+    // The matching final state: counter-signed, then closed on chain with the host key's signature.
+    let fin = sign(last.clone());
+    let signed = countersign(&app, &fin.to_header_value()).unwrap();
+    let host_sig = signed.host_signature.clone().unwrap();
+    let tenant_before = c.token.balance_of(tenant).await.unwrap();
+    let host_before = c.token.balance_of(operator).await.unwrap();
+    tenant_client
+        .close_channel(
+            salt,
+            &OnchainChannelState::from(&signed.state),
+            &signed.tenant_signature,
+            app.keys.host_key_id,
+            Some(&host_sig),
+        )
+        .await
+        .unwrap();
+    let tenant_after = c.token.balance_of(tenant).await.unwrap();
+    let host_after = c.token.balance_of(operator).await.unwrap();
+    assert_eq!((tenant_after - tenant_before).to_string(), "959");
+    assert_eq!((host_after - host_before).to_string(), "41");
+
+    // The channel is final: no further call.
+    let mut next = last.clone();
+    next.is_final = false;
+    let e = app
+        .channels
+        .begin(&sign(next), &domain, operator, 1)
+        .unwrap_err();
+    assert!(matches!(e, CallError::State(StateError::Final)), "{e:?}");
+}
