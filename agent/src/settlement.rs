@@ -28,9 +28,9 @@ pub enum SettlementError {
     Chain {
         /// The step (`"registerHost"`, `"submitAttestation"`, …).
         what: &'static str,
-        /// The client's error.
+        /// The client's error (boxed: it is large).
         #[source]
-        source: EvmError,
+        source: Box<EvmError>,
     },
     /// The evidence bundle could not be produced.
     #[error("evidence bundle")]
@@ -54,7 +54,10 @@ impl SettlementError {
 }
 
 fn chain(what: &'static str) -> impl FnOnce(EvmError) -> SettlementError {
-    move |source| SettlementError::Chain { what, source }
+    move |source| SettlementError::Chain {
+        what,
+        source: Box::new(source),
+    }
 }
 
 /// `dait-host register`: the operator's GPUs and stake on chain.

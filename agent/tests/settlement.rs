@@ -434,7 +434,7 @@ async fn countersigned_final_state_closes_the_channel_on_chain() {
     // The matching final state: counter-signed, then closed on chain with the host key's signature.
     let fin = sign(last.clone());
     let signed = countersign(&app, &fin.to_header_value()).unwrap();
-    let host_sig = signed.host_signature.clone().unwrap();
+    let host_sig = signed.host_signature.unwrap();
     let tenant_before = c.token.balance_of(tenant).await.unwrap();
     let host_before = c.token.balance_of(operator).await.unwrap();
     tenant_client
