@@ -33,19 +33,12 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Attest the keyset for the chain's current epoch: write the bundle bound to the epoch nonce and record
-    /// its hash with `submitAttestation` (feature `settlement`).
-    #[cfg(feature = "settlement")]
-    AttestEpoch(crate::settlement::AttestEpochArgs),
     /// Create the state directory (and, for the simulated TEE, the simulated platform root key).
     Init {
         /// Common configuration.
         #[command(flatten)]
         raw: RawConfig,
     },
-    /// Register the operator's GPUs on the settlement contract, approving their stake (feature `settlement`).
-    #[cfg(feature = "settlement")]
-    Register(crate::settlement::RegisterArgs),
     /// Print the runtime events `serve` would measure at start, one `name=sha256hex` per line, in order
     /// (the `--runtime-event` arguments of `dait-measure reference`). Opens no TEE and writes nothing.
     RuntimeEvents {

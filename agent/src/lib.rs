@@ -59,8 +59,6 @@ pub mod metrics;
 pub mod ready;
 pub mod receipt;
 pub mod receipt_log;
-#[cfg(feature = "settlement")]
-pub mod settlement;
 pub mod tee;
 
 use std::io::Read;
@@ -109,10 +107,6 @@ pub enum AgentError {
     /// A command-line value is malformed.
     #[error("invalid argument {0}")]
     Usage(&'static str),
-    /// A step on the settlement contract failed (feature `settlement`).
-    #[cfg(feature = "settlement")]
-    #[error("settlement")]
-    Settlement(#[from] settlement::SettlementError),
     /// The guest cannot extend its runtime register and the host launched it with a launch-time field that
     /// does not bind this runtime configuration (PROTOCOL.md §10.1): the agent refuses to start.
     #[error(
@@ -488,10 +482,6 @@ pub async fn run(command: Command) -> Result<(), AgentError> {
             let config = raw.validate()?;
             serve(&config).await
         }
-        #[cfg(feature = "settlement")]
-        Command::AttestEpoch(args) => settlement::run_attest_epoch(args).await,
-        #[cfg(feature = "settlement")]
-        Command::Register(args) => settlement::run_register(args).await,
     }
 }
 
@@ -647,3 +637,9 @@ mod tests {
         );
     }
 }
+
+/// The settlement contract over JSON-RPC: `dait-host-settle register | attest-epoch` and the cooperative
+/// close's counter-signature (feature `settlement`, never in the measured image). Declared last, so that
+/// builds without the feature keep every line of this file where it was.
+#[cfg(feature = "settlement")]
+pub mod settlement;

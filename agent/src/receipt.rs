@@ -54,9 +54,6 @@ struct Inner {
     evicted: HashMap<B256, Evicted>,
     tick: u64,
     max: usize,
-    /// Channels whose final state this agent counter-signed (feature `settlement`): no call is served on them.
-    #[cfg(feature = "settlement")]
-    finals: std::collections::HashSet<B256>,
 }
 
 impl Inner {
@@ -202,33 +199,6 @@ impl Channels {
         })
     }
 
-    /// Marks the channel final when its head is still `expected` and no call is in flight on it: from then on
-    /// no call is served on it (feature `settlement`, the cooperative close). Returns whether it was marked.
-    #[cfg(feature = "settlement")]
-    pub fn mark_final(&self, expected: &ChannelHead) -> bool {
-        let Ok(mut inner) = self.inner.lock() else {
-            return false;
-        };
-        let id = expected.channel_id;
-        let current = match (inner.live.get(&id), inner.evicted.get(&id)) {
-            (Some(s), _) if s.busy => return false,
-            (Some(s), _) => s.head,
-            (None, Some(e)) => ChannelHead {
-                channel_id: id,
-                host: expected.host,
-                last_call_seq: e.last_call_seq,
-                last_receipt_hash: e.last_receipt_hash,
-                cumulative: e.cumulative,
-            },
-            (None, None) => ChannelHead::open(id, expected.host),
-        };
-        if current != *expected {
-            return false;
-        }
-        inner.finals.insert(id);
-        true
-    }
-
     /// Check `signed` for a call whose worst-case cost is `worst_case`, and reserve the channel.
     /// `host` is this agent's operator account: the state must name it.
     pub fn begin(
@@ -244,10 +214,6 @@ impl Channels {
             .lock()
             .map_err(|_| CallError::Internal("channel lock"))?;
         let inner = &mut *guard;
-        #[cfg(feature = "settlement")]
-        if inner.finals.contains(&channel_id) {
-            return Err(CallError::State(dait_chain_client::StateError::Final));
-        }
         if !inner.live.contains_key(&channel_id) {
             let slot = match inner.evicted.remove(&channel_id) {
                 Some(e) => Slot {

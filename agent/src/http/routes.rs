@@ -73,11 +73,6 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
         }
         // Counts its own outcome, which a stream knows only at its end.
         (&Method::POST, "/v1/ohttp") => return Ok(ohttp(app, req).await),
-        #[cfg(feature = "settlement")]
-        (&Method::POST, crate::settlement::close::PATH) => (
-            "channel_close",
-            crate::settlement::close::handle(&app, req).await,
-        ),
         (_, "/healthz" | "/readyz" | "/v1/ohttp-keys" | "/v1/attestation" | "/v1/ohttp") => {
             ("other", empty(StatusCode::METHOD_NOT_ALLOWED))
         }

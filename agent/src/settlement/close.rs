@@ -2,7 +2,11 @@
 //! `SignedChannelState` (`is_final`, the base64url header value `dait-tenant channel final-state` prints) to
 //! `POST /v1/channel/close`; the agent checks it against its channel head and answers the same state with its
 //! P-256 counter-signature over the state's digest (base64url), the host key id in `x-dait-host-key-id`.
-//! From then on the channel is final: the agent serves no further call on it.
+//! A final state is never accepted for a call (the core's `ChannelHead` refuses it).
+//!
+//! Not yet routed by `serve`: the route (`PATH` to [`handle`]) and a mark that refuses later non-final states
+//! on a closed channel need hooks inside `http/routes.rs` and `receipt.rs`, which would shift lines of the
+//! measured agent (see the parent module).
 
 use bytes::Bytes;
 use dait_chain_client::{ChannelHead, SignedChannelState, StateError, WireMessage as _};
@@ -31,9 +35,6 @@ pub enum CloseError {
     /// The state does not match the channel's head, or its signature or host is wrong.
     #[error("state rejected")]
     State(#[from] StateError),
-    /// A call is in flight on the channel, or its head moved while checking: try again.
-    #[error("the channel is busy")]
-    Busy,
 }
 
 impl CloseError {
@@ -43,14 +44,13 @@ impl CloseError {
             Self::Malformed => ("malformed_state", 400),
             Self::NotFinal => ("not_final", 400),
             Self::State(e) => e.code(),
-            Self::Busy => ("channel_busy", 409),
         }
     }
 }
 
 /// Checks the tenant-signed final state `text` (base64url `SignedChannelState`) against `app`'s head of its
 /// channel (turn, cumulative and last receipt hash equal the head's, the tenant's signature valid, `host` this
-/// agent's operator account), marks the channel final and returns the state counter-signed by the receipt key.
+/// agent's operator account) and returns the state counter-signed by the receipt key.
 pub fn countersign(app: &App, text: &str) -> Result<SignedChannelState, CloseError> {
     let signed =
         SignedChannelState::from_header_value(text.trim()).map_err(|_| CloseError::Malformed)?;
@@ -88,9 +88,6 @@ pub fn countersign(app: &App, text: &str) -> Result<SignedChannelState, CloseErr
     }
     if s.cumulative != head.cumulative {
         return Err(StateError::CumulativeMismatch.into());
-    }
-    if !app.channels.mark_final(&head) {
-        return Err(CloseError::Busy);
     }
     let digest = s.signing_digest(&app.keys.domain);
     let host_signature = Some(app.keys.receipt.sign_prehash(&digest));
