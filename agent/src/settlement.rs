@@ -78,7 +78,7 @@ pub struct Cli {
 pub enum Command {
     /// Attest the keyset for the chain's current epoch: write the bundle bound to the epoch nonce and record
     /// its hash with `submitAttestation`.
-    AttestEpoch(AttestEpochArgs),
+    AttestEpoch(Box<AttestEpochArgs>),
     /// Register the operator's GPUs, approving their stake.
     Register(RegisterArgs),
 }
@@ -109,7 +109,7 @@ impl RunError {
 /// Run one command.
 pub async fn run(command: Command) -> Result<(), RunError> {
     match command {
-        Command::AttestEpoch(args) => run_attest_epoch(args).await,
+        Command::AttestEpoch(args) => run_attest_epoch(*args).await,
         Command::Register(args) => run_register(args).await,
     }
 }
