@@ -1,0 +1,330 @@
+//! The agent on the EVM settlement contract (feature `settlement`, never in the measured image): the operator
+//! registers the host's GPUs with their stake (`dait-host register`), and the agent attests its keyset for the
+//! chain's current epoch (`dait-host attest-epoch`): an evidence bundle bound to the epoch nonce
+//! (`Freshness::ChainEpoch`, PROTOCOL.md §3, §11) whose hash `submitAttestation` records on chain.
+//!
+//! These live in their own binary, `dait-host-settle`, and this module is declared at the end of `lib.rs`:
+//! the measured `dait-host` is built from exactly the same lines with or without the feature (its tracing
+//! call sites and panic locations carry line numbers, so even a shifted line would change its bytes).
+//!
+//! The transactions are sent from the operator account (`--host-key-path`), the account the keyset's
+//! `host_account` comes from, so the contract's check `host_account == sender` holds.
+
+pub mod close;
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use dait_chain_client::evm::{EvmError, Outcome, Settlement, Token, connect_http, connect_https};
+use dait_chain_client::{Address, B256, Freshness, bundle_hash, gpu_id_hash};
+use zeroize::Zeroizing;
+
+use crate::config::RawConfig;
+use crate::http::App;
+use crate::{AgentError, EXIT_FAILURE, EXIT_USAGE, Mode, build_app, config};
+
+/// Reasons a settlement step fails.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SettlementError {
+    /// A call or transaction failed; a revert names the contract's custom error (in the source).
+    #[error("{what}")]
+    Chain {
+        /// The step (`"registerHost"`, `"submitAttestation"`, …).
+        what: &'static str,
+        /// The client's error (boxed: it is large).
+        #[source]
+        source: Box<EvmError>,
+    },
+    /// The evidence bundle could not be produced.
+    #[error("evidence bundle")]
+    Evidence(#[source] crate::tee::TeeError),
+    /// The operator account key file is unreadable or malformed.
+    #[error("operator account key {0}")]
+    Key(&'static str),
+    /// A setting is missing or malformed.
+    #[error("invalid setting {0}")]
+    Usage(&'static str),
+}
+
+impl SettlementError {
+    /// The contract's custom error name, when a call reverted with one.
+    pub fn revert_name(&self) -> Option<&'static str> {
+        match self {
+            Self::Chain { source, .. } => source.revert_name(),
+            _ => None,
+        }
+    }
+}
+
+fn chain(what: &'static str) -> impl FnOnce(EvmError) -> SettlementError {
+    move |source| SettlementError::Chain {
+        what,
+        source: Box::new(source),
+    }
+}
+
+/// `dait-host-settle`: the agent's steps on the settlement contract (feature `settlement`).
+#[derive(Debug, Parser)]
+#[command(name = "dait-host-settle", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Attest the keyset for the chain's current epoch: write the bundle bound to the epoch nonce and record
+    /// its hash with `submitAttestation`.
+    AttestEpoch(Box<AttestEpochArgs>),
+    /// Register the operator's GPUs, approving their stake.
+    Register(RegisterArgs),
+}
+
+/// Why a `dait-host-settle` command failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// Configuration, TEE, keys or I/O.
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    /// A step on the contract.
+    #[error("settlement")]
+    Settlement(#[from] SettlementError),
+}
+
+impl RunError {
+    /// The documented exit code: 2 for usage and configuration, else 1 (a revert included).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Agent(e) => e.exit_code(),
+            Self::Settlement(SettlementError::Usage(_)) => EXIT_USAGE,
+            Self::Settlement(_) => EXIT_FAILURE,
+        }
+    }
+}
+
+/// Run one command.
+pub async fn run(command: Command) -> Result<(), RunError> {
+    match command {
+        Command::AttestEpoch(args) => run_attest_epoch(*args).await,
+        Command::Register(args) => run_register(args).await,
+    }
+}
+
+/// `register`: the operator's GPUs and stake on chain.
+#[derive(Debug, Clone, Args)]
+pub struct RegisterArgs {
+    /// Chain RPC endpoint (`http://`, or `https://` trusted through `DAIT_PCCS_CA_FILE`'s roots).
+    #[arg(long = "chain-rpc", visible_alias = "rpc-url", env = "DAIT_CHAIN_RPC")]
+    pub chain_rpc: String,
+    /// The settlement contract (0x + 40 hex).
+    #[arg(long, env = "DAIT_SETTLEMENT")]
+    pub settlement: String,
+    /// The operator's chain account key file (hex secp256k1 secret): the account that stakes and that the
+    /// keyset's `host_account` names.
+    #[arg(long, env = "DAIT_HOST_KEY_PATH")]
+    pub host_key_path: PathBuf,
+    /// A GPU's UUID as NVML prints it (`GPU-…`), once per GPU; registered as its `gpu_id_hash`.
+    #[arg(long = "gpu-id", value_name = "UUID", required = true)]
+    pub gpu_ids: Vec<String>,
+}
+
+/// `attest-epoch`: one evidence bundle for the chain's current epoch, attested on chain.
+#[derive(Debug, Clone, Args)]
+pub struct AttestEpochArgs {
+    /// Common configuration; needs `--chain-rpc`, `--settlement` and `--host-key-path`.
+    #[command(flatten)]
+    pub raw: RawConfig,
+    /// The release (32 bytes, 64 hex) the contract checks is usable.
+    #[arg(long, value_name = "HEX")]
+    pub release_id: String,
+    /// Where tenants fetch the bundle; recorded on chain.
+    #[arg(long, value_name = "URI")]
+    pub bundle_uri: String,
+    /// Output file for the protobuf `EvidenceBundle`.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Reads the operator account key file (hex secp256k1 secret, optional `0x`).
+pub fn read_operator_key(path: &Path) -> Result<Zeroizing<[u8; 32]>, SettlementError> {
+    let text =
+        Zeroizing::new(std::fs::read_to_string(path).map_err(|_| SettlementError::Key("file"))?);
+    let t = text.trim();
+    let t = t.strip_prefix("0x").unwrap_or(t);
+    let mut secret = Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(t, &mut secret[..]).map_err(|_| SettlementError::Key("(64 hex)"))?;
+    Ok(secret)
+}
+
+/// The settlement contract at `settlement`, sending from the operator account `secret`.
+pub async fn connect(
+    rpc_url: &str,
+    settlement: Address,
+    secret: &[u8; 32],
+) -> Result<Settlement, SettlementError> {
+    let provider = if rpc_url.starts_with("https://") {
+        connect_https(rpc_url, &crate::collateral::ca_file(), Some(secret))
+    } else {
+        connect_http(rpc_url, Some(secret))
+    }
+    .map_err(chain("connect"))?;
+    Settlement::at(settlement, provider)
+        .await
+        .map_err(chain("settlement contract"))
+}
+
+/// Approves `stakePerGpu × n` of the contract's token and calls `registerHost` with the GPU id hashes of
+/// `gpu_ids` (NVML UUIDs). Returns the `registerHost` outcome.
+pub async fn register(
+    settlement: &Settlement,
+    gpu_ids: &[String],
+) -> Result<Outcome, SettlementError> {
+    if gpu_ids.is_empty() {
+        return Err(SettlementError::Usage("--gpu-id (at least one)"));
+    }
+    let hashes: Vec<B256> = gpu_ids.iter().map(|u| gpu_id_hash(u.trim())).collect();
+    let c = settlement.instance();
+    let token = c
+        .token()
+        .call()
+        .await
+        .map_err(|e| chain("token")(e.into()))?;
+    let stake_per_gpu = c
+        .stakePerGpu()
+        .call()
+        .await
+        .map_err(|e| chain("stakePerGpu")(e.into()))?;
+    let count = u128::try_from(hashes.len()).map_err(|_| SettlementError::Usage("--gpu-id"))?;
+    let stake = stake_per_gpu
+        .checked_mul(count)
+        .ok_or(SettlementError::Usage("--gpu-id (stake overflows)"))?;
+    let token = Token::at(token.into(), settlement.provider().clone());
+    token
+        .approve(settlement.address(), Some(stake))
+        .await
+        .map_err(chain("approve"))?;
+    settlement
+        .register_host(&hashes)
+        .await
+        .map_err(chain("registerHost"))
+}
+
+/// One epoch's attestation: the bundle, its hash and the transaction that recorded it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct EpochAttestation {
+    /// The epoch attested.
+    pub epoch: u64,
+    /// The epoch nonce bound into the bundle.
+    pub nonce: B256,
+    /// The protobuf `EvidenceBundle`.
+    pub bundle: Vec<u8>,
+    /// `bundle_hash(bundle)`, as recorded on chain.
+    pub bundle_hash: B256,
+    /// The `submitAttestation` transaction.
+    pub outcome: Outcome,
+}
+
+/// The current epoch and its nonce, recording the nonce first when nobody has (`recordEpochNonce`).
+pub async fn epoch_freshness(settlement: &Settlement) -> Result<Freshness, SettlementError> {
+    let epoch = settlement
+        .current_epoch()
+        .await
+        .map_err(chain("currentEpoch"))?;
+    let mut nonce = settlement
+        .epoch_nonce(epoch)
+        .await
+        .map_err(chain("epochNonce"))?;
+    if !nonce.recorded {
+        settlement
+            .record_epoch_nonce()
+            .await
+            .map_err(chain("recordEpochNonce"))?;
+        nonce = settlement
+            .epoch_nonce(epoch)
+            .await
+            .map_err(chain("epochNonce"))?;
+    }
+    Ok(Freshness::ChainEpoch {
+        epoch,
+        nonce: nonce.nonce.0,
+    })
+}
+
+/// Attests `app`'s keyset for the current epoch: the bundle bound to the epoch nonce, and `submitAttestation`
+/// with its hash, `release_id` and `uri`.
+pub async fn attest_epoch(
+    app: &App,
+    settlement: &Settlement,
+    release_id: B256,
+    uri: &str,
+) -> Result<EpochAttestation, SettlementError> {
+    let freshness = epoch_freshness(settlement).await?;
+    let bundle = crate::http::bundle(app, &freshness).map_err(SettlementError::Evidence)?;
+    let hash = bundle_hash(&bundle);
+    let epoch = freshness.epoch();
+    let outcome = settlement
+        .submit_attestation(
+            &app.keys.keyset_bytes,
+            app.keys.host_key_id,
+            epoch,
+            hash,
+            release_id,
+            uri,
+        )
+        .await
+        .map_err(chain("submitAttestation"))?;
+    Ok(EpochAttestation {
+        epoch,
+        nonce: B256(*freshness.nonce()),
+        bundle,
+        bundle_hash: hash,
+        outcome,
+    })
+}
+
+fn parse_b256(text: &str, what: &'static str) -> Result<B256, SettlementError> {
+    let t = text.trim();
+    let t = t.strip_prefix("0x").unwrap_or(t);
+    let mut b = [0u8; 32];
+    hex::decode_to_slice(t, &mut b).map_err(|_| SettlementError::Usage(what))?;
+    Ok(B256(b))
+}
+
+/// `register`.
+pub async fn run_register(args: RegisterArgs) -> Result<(), RunError> {
+    let settlement =
+        config::parse_address(&args.settlement).ok_or(SettlementError::Usage("--settlement"))?;
+    let secret = read_operator_key(&args.host_key_path)?;
+    let s = connect(&args.chain_rpc, Address(settlement), &secret).await?;
+    let outcome = register(&s, &args.gpu_ids).await?;
+    println!("registerHost {} status success", outcome.tx_hash);
+    println!("gpus {}", args.gpu_ids.len());
+    Ok(())
+}
+
+/// `attest-epoch`.
+pub async fn run_attest_epoch(args: AttestEpochArgs) -> Result<(), RunError> {
+    let config = args.raw.validate().map_err(AgentError::from)?;
+    let release_id = parse_b256(&args.release_id, "--release-id (64 hex)")?;
+    let (Some(rpc), Some(key_path)) = (&config.chain_rpc, &config.host_key_path) else {
+        return Err(
+            SettlementError::Usage("attest-epoch needs --chain-rpc and --host-key-path").into(),
+        );
+    };
+    let secret = read_operator_key(key_path)?;
+    let s = connect(rpc, Address(config.settlement), &secret).await?;
+    let app = build_app(&config, Mode::Attest)?;
+    let a = attest_epoch(&app, &s, release_id, &args.bundle_uri).await?;
+    std::fs::write(&args.out, &a.bundle).map_err(|e| AgentError::Io("output file", e))?;
+    println!("epoch {}", a.epoch);
+    println!("epoch_nonce {}", a.nonce);
+    println!("bundle_hash {}", a.bundle_hash);
+    println!("keyset_hash {}", app.keys.keyset_hash);
+    println!("submitAttestation {} status success", a.outcome.tx_hash);
+    Ok(())
+}
