@@ -126,8 +126,20 @@ for f in "$src/OvmfPkg/AmdSev/AmdSevX64.dsc" "$src/OvmfPkg/AmdSev/AmdSevX64.fdf"
 done
 
 jobs="${DAIT_OVMF_JOBS:-2}"
+# The build runs in one fixed directory, whatever the cache's location: edk2's GenFw sizes each module's debug
+# data by the absolute path of its build output, so a build under another path (another DAIT_CACHE_DIR, another
+# user's home) gives different bytes in the modules whose padding that length crosses (seen: AtaBusDxe and
+# VirtioBlkDxe, 64 bytes each, a different OVMF and so different SNP launch digests). One build at a time.
+build_root=/tmp/dait-ovmf-build
+exec 9>"$build_root.lock"
+flock 9
+rm -rf "$build_root"
+mkdir -p "$build_root"
+tree_name="${src##*/}"
+cp -a "$src" "$build_root/$tree_name"
+rm -rf "$build_root/$tree_name/Build"
 (
-    cd "$src"
+    cd "$build_root/$tree_name"
     export PYTHON_COMMAND=python3
     make -s -C BaseTools -j"$jobs" >"$dir/basetools.log" 2>&1
     # edksetup.sh reads unset variables.
@@ -138,9 +150,10 @@ jobs="${DAIT_OVMF_JOBS:-2}"
     build -q -n "$jobs" -a X64 -t GCC5 -b RELEASE -p OvmfPkg/AmdSev/AmdSevX64.dsc \
         -D SECURE_BOOT_ENABLE=FALSE >"$dir/build.log" 2>&1
 )
-fd="$src/Build/AmdSev/RELEASE_GCC5/FV/OVMF.fd"
+fd="$build_root/$tree_name/Build/AmdSev/RELEASE_GCC5/FV/OVMF.fd"
 [[ -s "$fd" ]] || die "build produced no $fd; see $dir/build.log"
 cp "$fd" "$out.tmp"
 mv "$out.tmp" "$out"
+rm -rf "$build_root"
 log "built $(sha256sum "$out" | cut -d' ' -f1)"
 printf '%s\n' "$out"
