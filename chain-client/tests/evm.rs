@@ -28,58 +28,21 @@ use dait_chain_client::evm::bindings::DaitSettlement::{
     ChannelState as OnchainChannelState, DaitSettlementErrors,
 };
 use dait_chain_client::evm::{
-    BatchStatus, ChannelStatus, EvmError, HostStatus, Params, Reveal, Settlement, SettlementEvent,
-    Token, account_address, connect_http, connect_https, convert,
+    BatchStatus, ChannelStatus, EvmError, HostStatus, Reveal, Settlement, SettlementEvent, Token,
+    account_address, connect_http, connect_https, convert,
 };
 use dait_chain_client::{
     Address, B256, ChannelState, Domain, HostSigningKey, Keyset, Receipt, SignedReceipt,
     TenantSigner, WireMessage, amount, channel_id,
 };
-use serde_json::Value;
 
-type TestResult = Result<(), Box<dyn Error>>;
+mod common;
+use common::{
+    DAY, E18, HOST_OP, HOST_SECRET, OWNER, TOKEN_DEPLOYER, TestResult, b256, load, now, params,
+    unhex,
+};
 
-const E18: u128 = 1_000_000_000_000_000_000;
-const DAY: u64 = 86_400;
-const HOST_SECRET: [u8; 32] = [0x11; 32];
 const TENANT_SECRET: [u8; 32] = [0x22; 32];
-const HOST_OP: usize = 0;
-const TOKEN_DEPLOYER: usize = 1;
-const OWNER: usize = 2;
-
-fn params(token: Address, owner: Address) -> Params {
-    Params {
-        token,
-        owner,
-        stake_per_gpu: 100 * E18,
-        unbonding_delay: 7 * DAY,
-        challenge_window: DAY,
-        release_delay: 3600,
-        epoch_nonce_rotation_blocks: 100,
-        commit_reveal_window: 5,
-        reveal_window: 64,
-        sample_size: 8,
-    }
-}
-
-// ---------- vectors ----------
-
-fn load(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/vectors/{name}.json"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn unhex(v: &Value) -> Vec<u8> {
-    let s = v.as_str().unwrap();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-fn b256(v: &Value) -> B256 {
-    B256::from_slice(&unhex(v)).unwrap()
-}
 
 // ---------- a deployment ----------
 
@@ -118,15 +81,6 @@ async fn deploy(hardfork: Hardfork) -> Result<Deployment, Box<dyn Error>> {
         settlement,
         token,
     })
-}
-
-async fn now(s: &Settlement) -> Result<u64, Box<dyn Error>> {
-    use alloy::providers::Provider as _;
-    let block = s
-        .provider()
-        .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
-        .await?;
-    Ok(block.ok_or("no latest block")?.header.timestamp)
 }
 
 // ---------- tests ----------

@@ -22,7 +22,6 @@
 
 use std::error::Error;
 use std::fmt::Debug;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use alloy::eips::BlockNumberOrTag;
@@ -30,57 +29,22 @@ use alloy::providers::Provider as _;
 use dait_chain_client::batch::{self, BatchError, SumNode, SumProof, SumTree};
 use dait_chain_client::evm::anvil::{Anvil, Hardfork};
 use dait_chain_client::evm::{
-    BatchStatus, EvmError, Outcome, Params, Reveal, Settlement, SettlementEvent, Token,
-    account_address, connect_http, convert,
+    BatchStatus, EvmError, Outcome, Reveal, Settlement, SettlementEvent, Token, account_address,
+    connect_http, convert,
 };
 use dait_chain_client::{
     Address, B256, Domain, HostSignature, HostSigningKey, Keyset, Receipt, SignedReceipt,
     WireMessage, amount,
 };
-use serde_json::Value;
 
-type TestResult = Result<(), Box<dyn Error>>;
+mod common;
+use common::{
+    COMMIT_REVEAL_WINDOW, DAY, E18, HOST_OP, HOST_SECRET, OWNER, REVEAL_WINDOW, SAMPLE_SIZE,
+    TOKEN_DEPLOYER, TestResult, load, now, params, unhex,
+};
 
-const E18: u128 = 1_000_000_000_000_000_000;
-const DAY: u64 = 86_400;
-/// The vectors' host receipt key, which the vectors' keyset attests.
-const HOST_SECRET: [u8; 32] = [0x11; 32];
 /// A P-256 key no operator attested.
 const STRANGER_SECRET: [u8; 32] = [0x33; 32];
-const HOST_OP: usize = 0;
-const TOKEN_DEPLOYER: usize = 1;
-const OWNER: usize = 2;
-const COMMIT_REVEAL_WINDOW: u64 = 5;
-const REVEAL_WINDOW: u64 = 64;
-const SAMPLE_SIZE: u32 = 8;
-
-fn params(token: Address, owner: Address) -> Params {
-    Params {
-        token,
-        owner,
-        stake_per_gpu: 100 * E18,
-        unbonding_delay: 7 * DAY,
-        challenge_window: DAY,
-        release_delay: 3600,
-        epoch_nonce_rotation_blocks: 100,
-        commit_reveal_window: COMMIT_REVEAL_WINDOW,
-        reveal_window: REVEAL_WINDOW,
-        sample_size: SAMPLE_SIZE,
-    }
-}
-
-fn load(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/vectors/{name}.json"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn unhex(v: &Value) -> Vec<u8> {
-    let s = v.as_str().unwrap();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
 
 /// The name of the contract error `result` failed with; panics when it succeeded or failed otherwise.
 fn revert<T: Debug>(result: Result<T, EvmError>) -> &'static str {
@@ -226,14 +190,6 @@ impl Chain {
         assert_eq!(core.first(), Some(&(b.tree.count() - 1)));
         Ok(core)
     }
-}
-
-async fn now(s: &Settlement) -> Result<u64, Box<dyn Error>> {
-    let block = s
-        .provider()
-        .get_block_by_number(BlockNumberOrTag::Latest)
-        .await?;
-    Ok(block.ok_or("no latest block")?.header.timestamp)
 }
 
 // ---------- batches ----------
