@@ -292,6 +292,16 @@ fn parse_b256(flag: &str, text: &str) -> anyhow::Result<dait_chain_client::B256>
         .with_context(|| format!("{flag} {text}: not 32 bytes of hex"))
 }
 
+/// The channel `--channel` names: its id, its record in the state directory, and the chain to act on it.
+async fn stored_channel(
+    args: &ChainArgs,
+    channel: &str,
+) -> anyhow::Result<(dait_chain_client::B256, chain::ChannelRecord, chain::Chain)> {
+    let id = parse_b256("--channel", channel)?;
+    let record = chain::ChannelRecord::load(&args.state_dir, &id)?;
+    Ok((id, record, connect_chain(args).await?))
+}
+
 async fn connect_chain(args: &ChainArgs) -> anyhow::Result<chain::Chain> {
     let wallet = Wallet::load_or_create(&args.wallet_key)?;
     let settlement = parse_address("--settlement", &args.settlement)?;
@@ -415,9 +425,7 @@ async fn channel(command: ChannelCommand) -> anyhow::Result<()> {
             chain: args,
             channel,
         } => {
-            let id = parse_b256("--channel", &channel)?;
-            let record = chain::ChannelRecord::load(&args.state_dir, &id)?;
-            let chain = connect_chain(&args).await?;
+            let (_, record, chain) = stored_channel(&args, &channel).await?;
             let view = chain.status(&record, &args.state_dir).await?;
             let local = view.local.as_ref().map(|s| {
                 serde_json::json!({
@@ -505,9 +513,7 @@ async fn channel(command: ChannelCommand) -> anyhow::Result<()> {
             chain: args,
             channel,
         } => {
-            let id = parse_b256("--channel", &channel)?;
-            let record = chain::ChannelRecord::load(&args.state_dir, &id)?;
-            let chain = connect_chain(&args).await?;
+            let (id, record, chain) = stored_channel(&args, &channel).await?;
             let report = chain.challenge(&record, &args.state_dir).await?;
             print_json(
                 serde_json::json!({"channel_id": id.to_string()}),
@@ -518,9 +524,7 @@ async fn channel(command: ChannelCommand) -> anyhow::Result<()> {
             chain: args,
             channel,
         } => {
-            let id = parse_b256("--channel", &channel)?;
-            let record = chain::ChannelRecord::load(&args.state_dir, &id)?;
-            let chain = connect_chain(&args).await?;
+            let (id, record, chain) = stored_channel(&args, &channel).await?;
             let report = chain.withdraw(&record).await?;
             let refund = report
                 .balances
