@@ -7,7 +7,8 @@
 #      (DAIT_REQUIRE_ENGINE=1: end-to-end tests fail instead of skipping when it is missing), with every feature
 #      and then each crate alone with its default features; with every feature this includes the chain-client's
 #      EVM client tests (feature `evm`) on a local anvil, which `just setup` installs (scripts/install-tools.sh,
-#      scripts/install-chain-tools.sh) and whose absence fails them
+#      scripts/install-chain-tools.sh) and whose absence fails them; the vTPM tests' swtpm is required too
+#      (DAIT_REQUIRE_SWTPM=1; install-tools.sh installs it)
 #   4. the wasm32 build of the chain-client core, and the fuzz crates (verifier/fuzz, agent/fuzz, outside the
 #      workspace) built on the stable toolchain without instrumentation, so their targets keep compiling
 #   5. the settlement contract (chain-client/contracts): its committed artefacts equal a fresh compile, and its
@@ -85,6 +86,8 @@ engine_up() {
     fi
     export DAIT_ENGINE_URL
     export DAIT_REQUIRE_ENGINE=1
+    # The vTPM tests fail instead of skipping without swtpm (scripts/install-tools.sh installs it).
+    export DAIT_REQUIRE_SWTPM=1
 }
 
 stop_engine() {

@@ -17,7 +17,8 @@ pub struct Swtpm {
     _dir: Option<tempfile::TempDir>,
 }
 
-/// Whether `swtpm` can be run here; when not, prints `skipped: no swtpm`.
+/// Whether `swtpm` can be run here; when not, prints `skipped: no swtpm`, or fails the test when
+/// `DAIT_REQUIRE_SWTPM=1` (as `scripts/test.sh` sets it, so CI never passes without the vTPM tests).
 pub fn swtpm_available() -> bool {
     let found = Command::new("swtpm")
         .arg("--version")
@@ -26,6 +27,10 @@ pub fn swtpm_available() -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !found {
+        assert!(
+            std::env::var("DAIT_REQUIRE_SWTPM").as_deref() != Ok("1"),
+            "DAIT_REQUIRE_SWTPM=1 but swtpm is not found (scripts/install-tools.sh installs it)"
+        );
         eprintln!("skipped: no swtpm (install swtpm swtpm-tools libtss2-dev)");
     }
     found
