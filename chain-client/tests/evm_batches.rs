@@ -576,17 +576,31 @@ async fn batch_rejections_name_their_contract_errors() -> TestResult {
         revert(c.reporter.reveal_receipts(host, root, &bad).await),
         "MalformedInput"
     );
-    // A leaf that is not sampled, with its own valid proof, in place of sample 1.
-    let other = (0..20).find(|i| !indices.contains(i)).unwrap();
+    // A leaf that is not sampled, with its own valid proof, in place of sample 1. In a tree of 20 the leaves
+    // 16..20 have a padding sibling at level 2 and 0..16 a real one; the core names a real sibling where padding
+    // belongs (`NonZeroPadding`) before it hashes, so the expected core error follows the two leaves' shapes (the
+    // seed, hence the sample, comes from the chain). The contract says `BadProof` for both.
+    let lower = |i: u32| i < 16;
+    let unsampled: Vec<u32> = (0..20).filter(|i| !indices.contains(i)).collect();
+    let other = unsampled
+        .iter()
+        .copied()
+        .find(|&i| lower(i) == lower(indices[1]))
+        .unwrap_or(unsampled[0]);
     let mut bad = items.clone();
     bad[1] = good.reveal(other, &key, &domain)?;
     let moved = SumProof {
         index: indices[1],
         ..good.tree.proof(other)?
     };
+    let expected = if !lower(indices[1]) && lower(other) {
+        BatchError::NonZeroPadding { level: 2 }
+    } else {
+        BatchError::RootMismatch
+    };
     assert_eq!(
         moved.verify(&good.tree.leaf(other)?, &root, 20, total),
-        Err(BatchError::RootMismatch)
+        Err(expected)
     );
     assert_eq!(
         revert(c.reporter.reveal_receipts(host, root, &bad).await),
