@@ -106,8 +106,8 @@ pub struct RawConfig {
         default_value = "0x0000000000000000000000000000000000000000"
     )]
     pub settlement: String,
-    /// Chain RPC endpoint (stored and reported; chain transport is future work). On-chain settlement
-    /// needs the operator account: requires `--host-key-path`.
+    /// Chain RPC endpoint: with the `settlement` feature, `serve` runs the settlement task against it
+    /// (attestations, receipt batches, answers to unilateral closes). Needs `--host-key-path`.
     #[arg(long, env = "DAIT_CHAIN_RPC")]
     pub chain_rpc: Option<String>,
     /// The operator's chain account key file (hex secp256k1 secret); gives `host_account`, the account
@@ -115,6 +115,10 @@ pub struct RawConfig {
     /// zero: channels work off chain (simulated and demo setups), and no contract accepts them.
     #[arg(long, env = "DAIT_HOST_KEY_PATH")]
     pub host_key_path: Option<PathBuf>,
+    /// The settlement task of `serve` (with `--chain-rpc`).
+    #[cfg(feature = "settlement")]
+    #[command(flatten)]
+    pub settle: crate::settlement::service::ServiceArgs,
     /// The operator's declaration that the engine runs in a deterministic configuration (the
     /// development engine with `--n_batch 1`; vLLM with `--enforce-eager`, a fixed `--seed` and
     /// batch-invariant kernels): only then are replayable calls (`x-dait-replayable: 1`) served.
@@ -212,6 +216,9 @@ pub struct Config {
     pub chain_rpc: Option<String>,
     /// Operator account key file.
     pub host_key_path: Option<PathBuf>,
+    /// The settlement task's settings.
+    #[cfg(feature = "settlement")]
+    pub settle: crate::settlement::service::ServiceArgs,
     /// Whether the engine is declared deterministic (replayable calls are served).
     pub engine_deterministic: bool,
     /// Engine build id.
@@ -316,6 +323,8 @@ impl RawConfig {
             settlement,
             chain_rpc: self.chain_rpc,
             host_key_path: self.host_key_path,
+            #[cfg(feature = "settlement")]
+            settle: self.settle,
             engine_deterministic: self.engine_deterministic,
             engine_build: self.engine_build,
             dangerous_truncate_receipt_log_at: self.dangerous_truncate_receipt_log_at,

@@ -59,6 +59,10 @@ pub mod metrics;
 pub mod ready;
 pub mod receipt;
 pub mod receipt_log;
+/// The settlement contract (feature `settlement`): `serve`'s settlement task, the cooperative close's
+/// counter-signature, and `dait-host-settle` (register, one-off epoch attestations).
+#[cfg(feature = "settlement")]
+pub mod settlement;
 pub mod tee;
 
 use std::io::Read;
@@ -107,6 +111,10 @@ pub enum AgentError {
     /// A command-line value is malformed.
     #[error("invalid argument {0}")]
     Usage(&'static str),
+    /// The settlement task cannot start (feature `settlement`).
+    #[cfg(feature = "settlement")]
+    #[error("settlement")]
+    Settlement(#[source] Box<settlement::SettlementError>),
     /// The guest cannot extend its runtime register and the host launched it with a launch-time field that
     /// does not bind this runtime configuration (PROTOCOL.md §10.1): the agent refuses to start.
     #[error(
@@ -140,6 +148,10 @@ impl AgentError {
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Config(_) | Self::Usage(_) => EXIT_USAGE,
+            #[cfg(feature = "settlement")]
+            Self::Settlement(e) if matches!(**e, settlement::SettlementError::Usage(_)) => {
+                EXIT_USAGE
+            }
             _ => EXIT_FAILURE,
         }
     }
@@ -540,6 +552,8 @@ pub async fn serve(config: &Config) -> Result<(), AgentError> {
             }
         }
     }
+    #[cfg(feature = "settlement")]
+    start_settlement(config, &app).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| AgentError::Io("listen", e))?;
@@ -578,6 +592,30 @@ pub async fn serve(config: &Config) -> Result<(), AgentError> {
     http::serve_tls_until(app, listener, shutdown())
         .await
         .map_err(|e| AgentError::Io("serve", e))
+}
+
+/// With `--chain-rpc`: connects to the settlement contract as the operator account and starts the settlement
+/// task (`settlement::service`). A setting that is missing or malformed, or a contract that does not answer,
+/// stops the start.
+#[cfg(feature = "settlement")]
+async fn start_settlement(config: &Config, app: &Arc<App>) -> Result<(), AgentError> {
+    let (Some(rpc), Some(key_path)) = (&config.chain_rpc, &config.host_key_path) else {
+        return Ok(());
+    };
+    let service = settlement::service::Service::new(&config.settle, &config.state_dir)
+        .map_err(|e| AgentError::Settlement(Box::new(e)))?;
+    let secret =
+        settlement::read_operator_key(key_path).map_err(|e| AgentError::Settlement(Box::new(e)))?;
+    let s = settlement::connect(rpc, Address(config.settlement), &secret)
+        .await
+        .map_err(|e| AgentError::Settlement(Box::new(e)))?;
+    let app = Arc::clone(app);
+    tokio::spawn(async move {
+        if let Err(e) = settlement::service::run(app, s, service).await {
+            tracing::error!(error = %e, "settlement task stopped");
+        }
+    });
+    Ok(())
 }
 
 async fn shutdown() {
@@ -637,9 +675,3 @@ mod tests {
         );
     }
 }
-
-/// The settlement contract over JSON-RPC: `dait-host-settle register | attest-epoch` and the cooperative
-/// close's counter-signature (feature `settlement`, never in the measured image). Declared last, so that
-/// builds without the feature keep every line of this file where it was.
-#[cfg(feature = "settlement")]
-pub mod settlement;

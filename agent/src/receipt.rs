@@ -10,7 +10,7 @@
 //! name) the current boot's receipt key, which the tenant re-attests (PROTOCOL.md §4). A final state
 //! (`is_final`, a cooperative close) is never served.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use dait_chain_client::{
@@ -52,6 +52,10 @@ struct Inner {
     order: BTreeMap<u64, B256>,
     /// Channels with a receipt that are not live: the heads replayed at start and those evicted.
     evicted: HashMap<B256, Evicted>,
+    /// The highest-turn tenant-signed state each channel's calls were served on: what the host claims with.
+    states: HashMap<B256, SignedChannelState>,
+    /// Channels closing or closed (a final state was counter-signed, or the chain settled them): no more calls.
+    closed: HashSet<B256>,
     tick: u64,
     max: usize,
 }
@@ -199,6 +203,28 @@ impl Channels {
         })
     }
 
+    /// The latest tenant-signed state of every channel that had a call (the highest turn accepted for a call).
+    pub fn tenant_states(&self) -> Vec<SignedChannelState> {
+        self.inner
+            .lock()
+            .map(|s| s.states.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Mark a channel closing or closed: every later call on it is refused as `channel_final`.
+    pub fn mark_closed(&self, channel_id: B256) {
+        if let Ok(mut s) = self.inner.lock() {
+            s.closed.insert(channel_id);
+        }
+    }
+
+    /// Whether the channel was marked with [`Channels::mark_closed`].
+    pub fn is_closed(&self, channel_id: &B256) -> bool {
+        self.inner
+            .lock()
+            .is_ok_and(|s| s.closed.contains(channel_id))
+    }
+
     /// Check `signed` for a call whose worst-case cost is `worst_case`, and reserve the channel.
     /// `host` is this agent's operator account: the state must name it.
     pub fn begin(
@@ -214,6 +240,9 @@ impl Channels {
             .lock()
             .map_err(|_| CallError::Internal("channel lock"))?;
         let inner = &mut *guard;
+        if inner.closed.contains(&channel_id) {
+            return Err(CallError::State(dait_chain_client::StateError::Final));
+        }
         if !inner.live.contains_key(&channel_id) {
             let slot = match inner.evicted.remove(&channel_id) {
                 Some(e) => Slot {
@@ -260,9 +289,16 @@ impl Channels {
             return Err(CallError::WrongTenant);
         }
         slot.busy = true;
+        let head = slot.head;
+        match inner.states.get(&channel_id) {
+            Some(held) if held.state.turn >= signed.state.turn => {}
+            _ => {
+                inner.states.insert(channel_id, signed.clone());
+            }
+        }
         let lease = Lease {
             channels: Arc::clone(self),
-            head: slot.head,
+            head,
             tenant: accepted.tenant,
             escrow_cap: accepted.escrow_cap,
             done: false,

@@ -11,6 +11,7 @@
 //! `host_account` comes from, so the contract's check `host_account == sender` holds.
 
 pub mod close;
+pub mod service;
 
 use std::path::{Path, PathBuf};
 
@@ -45,6 +46,9 @@ pub enum SettlementError {
     /// A setting is missing or malformed.
     #[error("invalid setting {0}")]
     Usage(&'static str),
+    /// The settlement store (`settlement.json`) or the receipt log behind it.
+    #[error("settlement store: {0}")]
+    Store(&'static str),
 }
 
 impl SettlementError {
@@ -57,7 +61,7 @@ impl SettlementError {
     }
 }
 
-fn chain(what: &'static str) -> impl FnOnce(EvmError) -> SettlementError {
+pub(crate) fn chain(what: &'static str) -> impl FnOnce(EvmError) -> SettlementError {
     move |source| SettlementError::Chain {
         what,
         source: Box::new(source),

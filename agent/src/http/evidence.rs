@@ -44,6 +44,8 @@ pub struct EvidenceGate {
     burst: f64,
     max_clients: usize,
     cache: Mutex<HashMap<Freshness, (Bytes, Instant)>>,
+    /// The bundle attested on chain for the current epoch: served for its freshness until replaced.
+    pinned: Mutex<Option<(Freshness, Bytes)>>,
     buckets: Mutex<HashMap<IpAddr, Bucket>>,
 }
 
@@ -56,17 +58,32 @@ impl EvidenceGate {
             burst: f64::from(limits.attestation_burst),
             max_clients: limits.attestation_clients,
             cache: Mutex::new(HashMap::new()),
+            pinned: Mutex::new(None),
             buckets: Mutex::new(HashMap::new()),
         }
     }
 
     /// The cached bundle for `freshness`, if generated within the window.
     pub fn cached(&self, freshness: &Freshness) -> Option<Bytes> {
+        if let Ok(pinned) = self.pinned.lock()
+            && let Some((f, b)) = pinned.as_ref()
+            && f == freshness
+        {
+            return Some(b.clone());
+        }
         let cache = self.cache.lock().ok()?;
         cache
             .get(freshness)
             .filter(|(_, at)| at.elapsed() < self.window)
             .map(|(b, _)| b.clone())
+    }
+
+    /// Serve `bundle` for `freshness` until the next pin: the bundle whose hash the chain recorded for an epoch
+    /// (a fresh one would differ, its signatures being randomised), so every tenant gets exactly that one.
+    pub fn pin(&self, freshness: Freshness, bundle: Bytes) {
+        if let Ok(mut pinned) = self.pinned.lock() {
+            *pinned = Some((freshness, bundle));
+        }
     }
 
     /// Keep `bundle` for `freshness`, dropping expired entries (and the oldest past

@@ -21,6 +21,7 @@ pub mod error;
 mod evidence;
 mod ops;
 mod plain;
+pub mod receipts;
 mod routes;
 mod serve;
 mod stream;

@@ -14,7 +14,7 @@ use tracing::{Instrument, info_span};
 use super::{App, Body, plain, stream};
 
 /// A response with a whole body.
-pub(super) fn full(
+pub(crate) fn full(
     status: StatusCode,
     content_type: Option<&'static str>,
     body: impl Into<Bytes>,
@@ -29,7 +29,7 @@ pub(super) fn full(
 }
 
 /// A response with no body.
-pub(super) fn empty(status: StatusCode) -> Response<Body> {
+pub(crate) fn empty(status: StatusCode) -> Response<Body> {
     full(status, None, Bytes::new())
 }
 
@@ -43,6 +43,7 @@ pub(super) fn outcome(status: StatusCode) -> &'static str {
     match status {
         StatusCode::OK => "ok",
         StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::FORBIDDEN => "forbidden",
         StatusCode::NOT_FOUND => "not_found",
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
         StatusCode::PAYLOAD_TOO_LARGE => "too_large",
@@ -73,6 +74,18 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
         }
         // Counts its own outcome, which a stream knows only at its end.
         (&Method::POST, "/v1/ohttp") => return Ok(ohttp(app, req).await),
+        (&Method::GET, p) if p.starts_with(super::receipts::PREFIX) => {
+            let rest = &p[super::receipts::PREFIX.len()..];
+            (
+                "receipt",
+                super::receipts::handle(&app, rest, req.headers()).await,
+            )
+        }
+        #[cfg(feature = "settlement")]
+        (&Method::POST, crate::settlement::close::PATH) => (
+            "channel_close",
+            crate::settlement::close::handle(&app, req).await,
+        ),
         (_, "/healthz" | "/readyz" | "/v1/ohttp-keys" | "/v1/attestation" | "/v1/ohttp") => {
             ("other", empty(StatusCode::METHOD_NOT_ALLOWED))
         }

@@ -4,9 +4,8 @@
 //! P-256 counter-signature over the state's digest (base64url), the host key id in `x-dait-host-key-id`.
 //! A final state is never accepted for a call (the core's `ChannelHead` refuses it).
 //!
-//! Not yet routed by `serve`: the route (`PATH` to [`handle`]) and a mark that refuses later non-final states
-//! on a closed channel need hooks inside `http/routes.rs` and `receipt.rs`, which would shift lines of the
-//! measured agent (see the parent module).
+//! Once a final state is counter-signed the channel is marked closed ([`crate::receipt::Channels::mark_closed`]):
+//! every later call on it is refused as `channel_final`, so no receipt is made that the close would not pay.
 
 use bytes::Bytes;
 use dait_chain_client::{ChannelHead, SignedChannelState, StateError, WireMessage as _};
@@ -119,6 +118,7 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
         .and_then(|text| countersign(app, text));
     match result {
         Ok(signed) => {
+            app.channels.mark_closed(signed.state.channel_id);
             tracing::info!(channel = %signed.state.channel_id, turn = signed.state.turn, "final state counter-signed");
             response(
                 StatusCode::OK,

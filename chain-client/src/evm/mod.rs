@@ -980,6 +980,11 @@ impl<P: Provider> Settlement<P> {
 
     // ---- logs -------------------------------------------------------------------------------------------------
 
+    /// The chain's latest block number.
+    pub async fn block_number(&self) -> Result<u64, EvmError> {
+        Ok(self.provider().get_block_number().await?)
+    }
+
     /// The contract's events in blocks `from_block..=to_block` (to the latest block when `None`).
     pub async fn events(
         &self,
