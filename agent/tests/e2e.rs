@@ -571,6 +571,29 @@ async fn proxy_end_to_end_with_in_test_upstream() {
     .await;
 }
 
+/// The real engine's weights file: `DAIT_ENGINE_MODEL`, else what `scripts/engine.sh model` prints; must be
+/// known when `required`.
+fn real_engine_model(required: bool) -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let model = std::env::var("DAIT_ENGINE_MODEL")
+        .ok()
+        .map(PathBuf::from)
+        .or_else(|| {
+            let out = std::process::Command::new(root.join("scripts/engine.sh"))
+                .arg("model")
+                .output()
+                .ok()?;
+            out.status
+                .success()
+                .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        });
+    assert!(
+        !required || model.is_some(),
+        "engine model path unknown (scripts/engine.sh model)"
+    );
+    model
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_engine_end_to_end() {
     let required = std::env::var("DAIT_REQUIRE_ENGINE").is_ok_and(|v| v == "1");
@@ -579,23 +602,7 @@ async fn real_engine_end_to_end() {
         return;
     };
     tokio::time::timeout(Duration::from_secs(300), async {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let model = std::env::var("DAIT_ENGINE_MODEL")
-            .ok()
-            .map(PathBuf::from)
-            .or_else(|| {
-                let out = std::process::Command::new(root.join("scripts/engine.sh"))
-                    .arg("model")
-                    .output()
-                    .ok()?;
-                out.status
-                    .success()
-                    .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-            });
-        assert!(
-            !required || model.is_some(),
-            "engine model path unknown (scripts/engine.sh model)"
-        );
+        let model = real_engine_model(required);
         let host = start_host(engine.trim_end_matches('/'), model.as_deref()).await;
         let session = open_session(&host, &host.url, 10_000_000).await;
         let (handle, bundle, tenant) = spawn_proxy(session).await;
@@ -1231,4 +1238,380 @@ async fn engine_dying_mid_stream_ends_it_with_an_error_no_receipt_and_the_same_t
         assert_eq!(replay.heads[&channel.0].call_seq, 2);
     })
     .await;
+}
+
+/// Settlement end to end on a real anvil (feature `settlement`): the operator registers, `dait-host serve
+/// --chain-rpc` attests its keyset for the epoch, the tenant opens a channel on chain and calls through its proxy
+/// (the real engine), the host restarts in the middle and attests its new keyset, the channel goes on, a receipt
+/// batch is committed and revealed by the agent's settlement task, a logged receipt is fetched again, and the
+/// cooperative close pays the host the receipts' cumulative amount to the unit and refunds the rest.
+#[cfg(feature = "settlement")]
+mod settlement {
+    use super::*;
+    use dait_chain_client::evm::anvil::{Anvil, Hardfork};
+    use dait_chain_client::evm::{
+        BatchStatus, ChannelStatus, OnchainChannelState, Params, Settlement, SettlementEvent,
+        Token, account_address, connect_http,
+    };
+    use dait_chain_client::{Address, ChannelState, HostSignature, TenantSigner};
+
+    const E18: u128 = 1_000_000_000_000_000_000;
+    const DAY: u64 = 86_400;
+    const DEPLOYER: usize = 0;
+    const OPERATOR: usize = 1;
+    const OWNER: usize = 2;
+    const TENANT_SECRET: [u8; 32] = [0x33; 32];
+    const RELEASE: [u8; 32] = [0x3e; 32];
+    const EPOCH_BLOCKS: u64 = 500;
+    const COMMIT_REVEAL_WINDOW: u64 = 3;
+    const BATCH: u64 = 4;
+
+    async fn until<F, Fut>(what: &str, mut f: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        for _ in 0..600 {
+            if f().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    async fn balance_of(token: &Token, who: Address) -> u128 {
+        token
+            .balance_of(who)
+            .await
+            .unwrap()
+            .to_string()
+            .parse()
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn settles_a_channel_on_anvil_across_a_host_restart() {
+        let required = std::env::var("DAIT_REQUIRE_ENGINE").is_ok_and(|v| v == "1");
+        let Some(engine) = common::real_engine_url() else {
+            return;
+        };
+        let engine = engine.trim_end_matches('/').to_owned();
+        tokio::time::timeout(Duration::from_secs(420), async {
+            // The chain: token, settlement, a published release, a funded operator and tenant.
+            let anvil = Anvil::start(Hardfork::Osaka).unwrap();
+            let deployer = connect_http(anvil.url(), Some(&Anvil::DEV_KEYS[DEPLOYER])).unwrap();
+            let token = Token::deploy_test_token(deployer.clone()).await.unwrap();
+            let operator = account_address(&Anvil::DEV_KEYS[OPERATOR]).unwrap();
+            let tenant = account_address(&TENANT_SECRET).unwrap();
+            let settlement = Settlement::deploy(
+                deployer,
+                &Params {
+                    token: token.address(),
+                    owner: account_address(&Anvil::DEV_KEYS[OWNER]).unwrap(),
+                    stake_per_gpu: 100 * E18,
+                    unbonding_delay: 7 * DAY,
+                    challenge_window: DAY,
+                    release_delay: 3600,
+                    epoch_nonce_rotation_blocks: EPOCH_BLOCKS,
+                    commit_reveal_window: COMMIT_REVEAL_WINDOW,
+                    reveal_window: 200,
+                    sample_size: 3,
+                },
+            )
+            .await
+            .unwrap();
+            token.mint(operator, 1_000 * E18).await.unwrap();
+            token.mint(tenant, 10 * E18).await.unwrap();
+            anvil.set_balance(tenant, 10 * E18).unwrap();
+            let as_owner = Settlement::at(
+                settlement.address(),
+                connect_http(anvil.url(), Some(&Anvil::DEV_KEYS[OWNER])).unwrap(),
+            )
+            .await
+            .unwrap();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            as_owner
+                .publish_release(B256(RELEASE), B256([1; 32]), now - 10, now + 365 * DAY)
+                .await
+                .unwrap();
+            anvil.increase_time(3601).unwrap();
+            anvil.mine(1).unwrap();
+
+            // The operator registers one GPU.
+            let keys = tempfile::tempdir().unwrap();
+            let operator_key = keys.path().join("operator.key");
+            std::fs::write(&operator_key, hex::encode(Anvil::DEV_KEYS[OPERATOR])).unwrap();
+            let contract = settlement.address().to_string();
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_dait-host-settle"))
+                .args([
+                    "register",
+                    "--rpc-url",
+                    anvil.url(),
+                    "--settlement",
+                    &contract,
+                ])
+                .arg("--host-key-path")
+                .arg(&operator_key)
+                .args(["--gpu-id", "GPU-e2e-0001"])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+
+            // The host serves with its settlement task: attests at once, batches of 4 receipts.
+            let flags = [
+                "--chain-rpc".to_owned(),
+                anvil.url().to_owned(),
+                "--settlement".to_owned(),
+                contract.clone(),
+                "--host-key-path".to_owned(),
+                operator_key.display().to_string(),
+                "--release-id".to_owned(),
+                hex::encode(RELEASE),
+                "--bundle-uri".to_owned(),
+                "https://host.example/v1/attestation".to_owned(),
+                "--settle-interval".to_owned(),
+                "0.2".to_owned(),
+                "--batch-size".to_owned(),
+                BATCH.to_string(),
+            ];
+            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+            let model = real_engine_model(required);
+            let mut host = start_host_with(&engine, model.as_deref(), &flags).await;
+            let epoch = settlement.current_epoch().await.unwrap();
+            let attested = |epoch: u64| {
+                let s = &settlement;
+                async move {
+                    let a = s
+                        .instance()
+                        .attestations(operator.into(), epoch)
+                        .call()
+                        .await
+                        .unwrap();
+                    B256(a.keysetHash.0)
+                }
+            };
+            until("the first attestation", || async {
+                attested(epoch).await != B256::ZERO
+            })
+            .await;
+
+            // The tenant opens a channel on chain and calls through its proxy.
+            let escrow = 5 * E18;
+            let as_tenant_rpc = connect_http(anvil.url(), Some(&TENANT_SECRET)).unwrap();
+            let tenant_token = Token::at(token.address(), as_tenant_rpc.clone());
+            let as_tenant = Settlement::at(settlement.address(), as_tenant_rpc)
+                .await
+                .unwrap();
+            tenant_token
+                .approve(settlement.address(), Some(escrow))
+                .await
+                .unwrap();
+            let salt = B256([0x5a; 32]);
+            let (channel_id, _) = as_tenant
+                .open_channel(operator, salt, escrow, 1_000, E18, now + 30 * DAY)
+                .await
+                .unwrap();
+            let wallet_file = keys.path().join("tenant.key");
+            std::fs::write(&wallet_file, hex::encode(TENANT_SECRET)).unwrap();
+            let config = SessionConfig {
+                host_url: host.url.clone(),
+                policy: host.allow(),
+                escrow_cap: escrow,
+                state_dir: host.state_dir(),
+                call_timeout: DEFAULT_CALL_TIMEOUT,
+            };
+            let session = Session::open_with_salt(
+                config,
+                Wallet::load_or_create(&wallet_file).unwrap(),
+                salt,
+            )
+            .await
+            .unwrap();
+            assert_eq!(session.channel().id(), &channel_id);
+            assert_eq!(&attested(epoch).await, session.bundle().keyset_hash());
+            let first_keyset = *session.bundle().keyset_hash();
+            let (handle, _, _) = spawn_proxy(session).await;
+            let proxy = handle.local_addr();
+            let call = |i: u64| async move {
+                let body = chat(&format!("count to {i}"), 4, i % 2 == 0);
+                let (status, _, text) = http(proxy, Method::POST, CHAT, Some(&body)).await;
+                assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&text));
+            };
+            for i in 1..=3 {
+                call(i).await;
+            }
+
+            // The host restarts (a new boot, a new keyset); its settlement task attests the new keyset for the
+            // same epoch, and the channel goes on through the proxy.
+            host.restart(&engine, &flags, true).await;
+            until("the new boot's attestation", || async {
+                let k = attested(epoch).await;
+                k != B256::ZERO && k != first_keyset
+            })
+            .await;
+            for i in 4..=6 {
+                call(i).await;
+            }
+            let (_, _, receipts) = http(proxy, Method::GET, "/dait/receipts", None).await;
+            let receipts: Vec<Value> = serde_json::from_slice(&receipts).unwrap();
+            assert_eq!(receipts.len(), 6);
+            assert_ne!(receipts[0]["host_key_id"], receipts[5]["host_key_id"]);
+            let sum: u128 = receipts
+                .iter()
+                .map(|r| r["amount"].as_str().unwrap().parse::<u128>().unwrap())
+                .sum();
+            let (_, _, state) = http(proxy, Method::GET, "/dait/state", None).await;
+            let state: Value = serde_json::from_slice(&state).unwrap();
+            let latest =
+                SignedChannelState::from_header_value(state["signed_state"].as_str().unwrap())
+                    .unwrap();
+            assert_eq!(latest.state.turn, 6);
+            assert_eq!(latest.state.cumulative, sum);
+
+            // The first BATCH receipts (three of the first boot, one of the second) are committed, then revealed
+            // once the sample block is mined; the host is credited with them.
+            let committed = |s: &Settlement| {
+                let s = s.clone();
+                async move {
+                    s.events(0, None)
+                        .await
+                        .unwrap()
+                        .into_iter()
+                        .find_map(|e| match e.event {
+                            SettlementEvent::ReceiptsCommitted(c)
+                                if Address::from(c.host) == operator =>
+                            {
+                                Some((B256::from(c.root), c.count, c.total))
+                            }
+                            _ => None,
+                        })
+                }
+            };
+            until("the batch commit", || async {
+                committed(&settlement).await.is_some()
+            })
+            .await;
+            let root = committed(&settlement).await;
+            let (root, count, total) = root.unwrap();
+            assert_eq!(u64::from(count), BATCH);
+            let first: u128 = receipts[..BATCH as usize]
+                .iter()
+                .map(|r| r["amount"].as_str().unwrap().parse::<u128>().unwrap())
+                .sum();
+            assert_eq!(total, first);
+            anvil.mine(COMMIT_REVEAL_WINDOW + 1).unwrap();
+            until("the batch reveal", || async {
+                settlement.batch(operator, root).await.unwrap().status == BatchStatus::Revealed
+            })
+            .await;
+            let credits = settlement
+                .instance()
+                .credits(operator.into())
+                .call()
+                .await
+                .unwrap();
+            assert_eq!((credits.receipts, credits.batches), (BATCH, 1));
+            assert_eq!(credits.amount, first);
+
+            // A logged receipt again, from the agent, for the channel's tenant only.
+            let path = format!("/v1/receipts/{}/2", hex::encode(channel_id.0));
+            let header = latest.to_header_value();
+            let mut conn = common::Conn::connect(host.addr, true).await.unwrap();
+            let (status, body) = conn
+                .send_with_headers("GET", &path, None, &[("x-dait-state", &header)], vec![])
+                .await
+                .unwrap();
+            assert_eq!(status, 200);
+            let again = SignedReceipt::decode(&body).unwrap();
+            assert_eq!(again.receipt.call_seq, 2);
+            assert_eq!(
+                again
+                    .receipt
+                    .signing_digest(&settlement.domain())
+                    .to_string(),
+                receipts[1]["receipt_hash"].as_str().unwrap()
+            );
+
+            // The cooperative close: the tenant signs the final state, the agent counter-signs it, the tenant
+            // sends `closeChannel`; the host gets the cumulative amount to the unit, the tenant the rest.
+            let signer = TenantSigner::from_bytes(&TENANT_SECRET).unwrap();
+            let final_state = ChannelState {
+                is_final: true,
+                ..latest.state.clone()
+            };
+            let signed = SignedChannelState {
+                tenant_signature: signer.sign_state(&final_state, &settlement.domain()),
+                state: final_state.clone(),
+                host_signature: None,
+            };
+            let (status, body) = conn
+                .send(
+                    "POST",
+                    "/v1/channel/close",
+                    Some("text/plain"),
+                    signed.to_header_value().into_bytes(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            let countersigned =
+                SignedChannelState::from_header_value(std::str::from_utf8(&body).unwrap()).unwrap();
+            let host_signature: HostSignature = countersigned.host_signature.unwrap();
+            let host_key_id = B256::from_slice(
+                &hex::decode(
+                    receipts[5]["host_key_id"]
+                        .as_str()
+                        .unwrap()
+                        .trim_start_matches("0x"),
+                )
+                .unwrap(),
+            )
+            .unwrap();
+            let (host_before, tenant_before) = (
+                balance_of(&token, operator).await,
+                balance_of(&token, tenant).await,
+            );
+            as_tenant
+                .close_channel(
+                    salt,
+                    &OnchainChannelState::from(&final_state),
+                    &countersigned.tenant_signature,
+                    host_key_id,
+                    Some(&host_signature),
+                )
+                .await
+                .unwrap();
+            assert_eq!(balance_of(&token, operator).await - host_before, sum);
+            assert_eq!(
+                balance_of(&token, tenant).await - tenant_before,
+                escrow - sum
+            );
+            assert_eq!(
+                settlement.channel(channel_id).await.unwrap().status,
+                ChannelStatus::Closed
+            );
+            // The agent serves no call on the closed channel.
+            let body = chat("after the close", 2, false);
+            let (status, _, text) = http(proxy, Method::POST, CHAT, Some(&body)).await;
+            assert_eq!(
+                status,
+                StatusCode::CONFLICT,
+                "{}",
+                String::from_utf8_lossy(&text)
+            );
+            assert!(String::from_utf8_lossy(&text).contains("channel_final"));
+            handle.shutdown().await;
+            drop(host);
+        })
+        .await
+        .expect("test timed out");
+    }
 }

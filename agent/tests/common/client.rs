@@ -147,12 +147,28 @@ impl Conn {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> Result<(u16, Bytes), hyper::Error> {
+        self.send_with_headers(method, path, content_type, &[], body)
+            .await
+    }
+
+    /// [`Conn::send`] with extra request headers.
+    pub async fn send_with_headers(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<(u16, Bytes), hyper::Error> {
         let mut b = Request::builder()
             .method(method)
             .uri(path)
             .header("host", "localhost");
         if let Some(ct) = content_type {
             b = b.header("content-type", ct);
+        }
+        for (name, value) in headers {
+            b = b.header(*name, *value);
         }
         let req = b.body(Full::new(Bytes::from(body))).unwrap();
         // The connection must be ready again (previous exchange fully processed) before reuse.

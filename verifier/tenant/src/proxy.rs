@@ -10,8 +10,8 @@
 //! - `GET /dait/receipts`: every verified receipt of the channel, as JSON.
 //! - `GET /dait/state`: the latest channel state the tenant signed, as JSON.
 //! - `POST /dait/resume`: re-verifies the host after it restarted and continues the channel with its new
-//!   receipt key (`Session::resume`: same `host_account`, from the last co-signed state). A non-streamed
-//!   call whose TLS handshake fails (the pinned key is gone: a new boot) does this once by itself and is
+//!   receipt key (`Session::resume`: same `host_account`, from the last co-signed state). A call, streamed or
+//!   not, whose TLS handshake fails (the pinned key is gone: a new boot) does this once by itself and is
 //!   sent again; nothing was sent to the host before the handshake.
 //! - `GET /healthz`.
 //!
@@ -268,7 +268,17 @@ async fn streamed(
     let task_shared = shared.clone();
     tokio::spawn(async move {
         let mut session = session.lock_owned().await;
-        let mut call = match session.call_stream(&path, body).await {
+        // A failed TLS handshake (a new boot: the pinned key is gone) sent nothing to the host: resume the
+        // channel with the host's new key once and send the call again, as for a non-streamed call.
+        let mut first = session.call_stream(&path, body.clone()).await;
+        if matches!(first, Err(TenantError::TlsHandshake(_))) {
+            drop(first);
+            first = match session.resume(None).await {
+                Ok(()) => session.call_stream(&path, body).await,
+                Err(error) => Err(error),
+            };
+        }
+        let mut call = match first {
             Ok(call) => call,
             Err(error) => {
                 let _ = head_tx.send(Err(error));
