@@ -46,6 +46,13 @@ pub enum Command {
         #[command(flatten)]
         raw: RawConfig,
     },
+    /// Register the operator's GPUs on the settlement contract, approving their stake (feature `settlement`).
+    #[cfg(feature = "settlement")]
+    Register(crate::settlement::RegisterArgs),
+    /// Attest a keyset made for it for the chain's current epoch: write the bundle bound to the epoch nonce and
+    /// record its hash with `submitAttestation` (feature `settlement`; a serving agent attests its own keyset).
+    #[cfg(feature = "settlement")]
+    AttestEpoch(Box<crate::settlement::AttestEpochArgs>),
     /// Serve the tenant endpoints over TLS.
     Serve {
         /// Common configuration.

@@ -60,7 +60,7 @@ pub mod ready;
 pub mod receipt;
 pub mod receipt_log;
 /// The settlement contract (feature `settlement`): `serve`'s settlement task, the cooperative close's
-/// counter-signature, and `dait-host-settle` (register, one-off epoch attestations).
+/// counter-signature, `register` and `attest-epoch`.
 #[cfg(feature = "settlement")]
 pub mod settlement;
 pub mod tee;
@@ -494,6 +494,10 @@ pub async fn run(command: Command) -> Result<(), AgentError> {
             let config = raw.validate()?;
             serve(&config).await
         }
+        #[cfg(feature = "settlement")]
+        Command::Register(args) => settlement::run_register(args).await,
+        #[cfg(feature = "settlement")]
+        Command::AttestEpoch(args) => settlement::run_attest_epoch(*args).await,
     }
 }
 

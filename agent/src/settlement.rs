@@ -1,11 +1,10 @@
-//! The agent on the EVM settlement contract (feature `settlement`, never in the measured image): the operator
-//! registers the host's GPUs with their stake (`dait-host register`), and the agent attests its keyset for the
-//! chain's current epoch (`dait-host attest-epoch`): an evidence bundle bound to the epoch nonce
-//! (`Freshness::ChainEpoch`, PROTOCOL.md §3, §11) whose hash `submitAttestation` records on chain.
-//!
-//! These live in their own binary, `dait-host-settle`, and this module is declared at the end of `lib.rs`:
-//! the measured `dait-host` is built from exactly the same lines with or without the feature (its tracing
-//! call sites and panic locations carry line numbers, so even a shifted line would change its bytes).
+//! The agent on the EVM settlement contract (feature `settlement`, in the measured image from release 0.3.0):
+//! - `dait-host register`: the operator registers the host's GPUs (their NVML UUIDs, hashed) with their stake;
+//! - `dait-host serve --chain-rpc …`: the settlement task ([`service`]) attests each boot's keyset for the
+//!   chain's epoch, commits and reveals receipt batches and answers unilateral closes; the cooperative close's
+//!   counter-signature is `POST /v1/channel/close` ([`close`]);
+//! - `dait-host attest-epoch`: one epoch attestation of a keyset made for it, written to a file (for checks and
+//!   tests; a serving agent attests its own keyset).
 //!
 //! The transactions are sent from the operator account (`--host-key-path`), the account the keyset's
 //! `host_account` comes from, so the contract's check `host_account == sender` holds.
@@ -15,14 +14,14 @@ pub mod service;
 
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
 use dait_chain_client::evm::{EvmError, Outcome, Settlement, Token, connect_http, connect_https};
 use dait_chain_client::{Address, B256, Freshness, bundle_hash, gpu_id_hash};
 use zeroize::Zeroizing;
 
 use crate::config::RawConfig;
 use crate::http::App;
-use crate::{AgentError, EXIT_FAILURE, EXIT_USAGE, Mode, build_app, config};
+use crate::{AgentError, Mode, build_app, config};
 
 /// Reasons a settlement step fails.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +50,12 @@ pub enum SettlementError {
     Store(&'static str),
 }
 
+impl From<SettlementError> for AgentError {
+    fn from(e: SettlementError) -> Self {
+        Self::Settlement(Box::new(e))
+    }
+}
+
 impl SettlementError {
     /// The contract's custom error name, when a call reverted with one.
     pub fn revert_name(&self) -> Option<&'static str> {
@@ -68,56 +73,6 @@ pub(crate) fn chain(what: &'static str) -> impl FnOnce(EvmError) -> SettlementEr
     }
 }
 
-/// `dait-host-settle`: the agent's steps on the settlement contract (feature `settlement`).
-#[derive(Debug, Parser)]
-#[command(name = "dait-host-settle", version, about)]
-pub struct Cli {
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// The subcommands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Attest the keyset for the chain's current epoch: write the bundle bound to the epoch nonce and record
-    /// its hash with `submitAttestation`.
-    AttestEpoch(Box<AttestEpochArgs>),
-    /// Register the operator's GPUs, approving their stake.
-    Register(RegisterArgs),
-}
-
-/// Why a `dait-host-settle` command failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RunError {
-    /// Configuration, TEE, keys or I/O.
-    #[error(transparent)]
-    Agent(#[from] AgentError),
-    /// A step on the contract.
-    #[error("settlement")]
-    Settlement(#[from] SettlementError),
-}
-
-impl RunError {
-    /// The documented exit code: 2 for usage and configuration, else 1 (a revert included).
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Self::Agent(e) => e.exit_code(),
-            Self::Settlement(SettlementError::Usage(_)) => EXIT_USAGE,
-            Self::Settlement(_) => EXIT_FAILURE,
-        }
-    }
-}
-
-/// Run one command.
-pub async fn run(command: Command) -> Result<(), RunError> {
-    match command {
-        Command::AttestEpoch(args) => run_attest_epoch(*args).await,
-        Command::Register(args) => run_register(args).await,
-    }
-}
-
 /// `register`: the operator's GPUs and stake on chain.
 #[derive(Debug, Clone, Args)]
 pub struct RegisterArgs {
@@ -131,23 +86,19 @@ pub struct RegisterArgs {
     /// keyset's `host_account` names.
     #[arg(long, env = "DAIT_HOST_KEY_PATH")]
     pub host_key_path: PathBuf,
-    /// A GPU's UUID as NVML prints it (`GPU-…`), once per GPU; registered as its `gpu_id_hash`.
-    #[arg(long = "gpu-id", value_name = "UUID", required = true)]
+    /// A GPU's UUID as NVML prints it (`GPU-…`), once per GPU; registered as its `gpu_id_hash`. Without it,
+    /// every GPU NVML finds on this machine.
+    #[arg(long = "gpu-id", value_name = "UUID")]
     pub gpu_ids: Vec<String>,
 }
 
 /// `attest-epoch`: one evidence bundle for the chain's current epoch, attested on chain.
 #[derive(Debug, Clone, Args)]
 pub struct AttestEpochArgs {
-    /// Common configuration; needs `--chain-rpc`, `--settlement` and `--host-key-path`.
+    /// Common configuration; needs `--chain-rpc`, `--settlement`, `--host-key-path` and `--release-id` (and
+    /// takes `--bundle-uri`), as `serve`'s settlement task does.
     #[command(flatten)]
     pub raw: RawConfig,
-    /// The release (32 bytes, 64 hex) the contract checks is usable.
-    #[arg(long, value_name = "HEX")]
-    pub release_id: String,
-    /// Where tenants fetch the bundle; recorded on chain.
-    #[arg(long, value_name = "URI")]
-    pub bundle_uri: String,
     /// Output file for the protobuf `EvidenceBundle`.
     #[arg(long)]
     pub out: PathBuf,
@@ -300,21 +251,34 @@ fn parse_b256(text: &str, what: &'static str) -> Result<B256, SettlementError> {
 }
 
 /// `register`.
-pub async fn run_register(args: RegisterArgs) -> Result<(), RunError> {
+pub async fn run_register(args: RegisterArgs) -> Result<(), AgentError> {
     let settlement =
         config::parse_address(&args.settlement).ok_or(SettlementError::Usage("--settlement"))?;
+    let gpu_ids = if args.gpu_ids.is_empty() {
+        crate::tee::NvmlAttester::open()
+            .and_then(|n| n.uuids())
+            .map_err(AgentError::Gpu)?
+    } else {
+        args.gpu_ids
+    };
     let secret = read_operator_key(&args.host_key_path)?;
     let s = connect(&args.chain_rpc, Address(settlement), &secret).await?;
-    let outcome = register(&s, &args.gpu_ids).await?;
+    let outcome = register(&s, &gpu_ids).await?;
     println!("registerHost {} status success", outcome.tx_hash);
-    println!("gpus {}", args.gpu_ids.len());
+    println!("gpus {}", gpu_ids.len());
+    for id in &gpu_ids {
+        println!("gpu {id} {}", gpu_id_hash(id.trim()));
+    }
     Ok(())
 }
 
 /// `attest-epoch`.
-pub async fn run_attest_epoch(args: AttestEpochArgs) -> Result<(), RunError> {
+pub async fn run_attest_epoch(args: AttestEpochArgs) -> Result<(), AgentError> {
     let config = args.raw.validate().map_err(AgentError::from)?;
-    let release_id = parse_b256(&args.release_id, "--release-id (64 hex)")?;
+    let release_id = parse_b256(
+        config.settle.release_id.as_deref().unwrap_or_default(),
+        "--release-id (64 hex)",
+    )?;
     let (Some(rpc), Some(key_path)) = (&config.chain_rpc, &config.host_key_path) else {
         return Err(
             SettlementError::Usage("attest-epoch needs --chain-rpc and --host-key-path").into(),
@@ -323,7 +287,7 @@ pub async fn run_attest_epoch(args: AttestEpochArgs) -> Result<(), RunError> {
     let secret = read_operator_key(key_path)?;
     let s = connect(rpc, Address(config.settlement), &secret).await?;
     let app = build_app(&config, Mode::Attest)?;
-    let a = attest_epoch(&app, &s, release_id, &args.bundle_uri).await?;
+    let a = attest_epoch(&app, &s, release_id, &config.settle.bundle_uri).await?;
     std::fs::write(&args.out, &a.bundle).map_err(|e| AgentError::Io("output file", e))?;
     println!("epoch {}", a.epoch);
     println!("epoch_nonce {}", a.nonce);

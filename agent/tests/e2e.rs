@@ -1346,7 +1346,7 @@ mod settlement {
             let operator_key = keys.path().join("operator.key");
             std::fs::write(&operator_key, hex::encode(Anvil::DEV_KEYS[OPERATOR])).unwrap();
             let contract = settlement.address().to_string();
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_dait-host-settle"))
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_dait-host"))
                 .args([
                     "register",
                     "--rpc-url",

@@ -280,6 +280,18 @@ fn nvidia_gpu_evidence() {
         );
         return;
     }
+    // The ids `dait-host register` puts on chain when given no --gpu-id: one NVML UUID per GPU, each hashed.
+    let uuids = attester
+        .uuids()
+        .unwrap_or_else(|e| panic!("NVML UUIDs: {}", chain(e)));
+    assert_eq!(uuids.len() as u32, inventory.count);
+    for (i, u) in uuids.iter().enumerate() {
+        assert!(u.starts_with("GPU-"), "GPU {i}: UUID {u}");
+        eprintln!(
+            "ran on: NVIDIA GPU {i} UUID {u}, gpu_id_hash {}",
+            dait_chain_client::gpu_id_hash(u)
+        );
+    }
     // The agent's start-up path: the rule (count, CC mode, not developer-tools mode), its own verification of each
     // GPU's evidence, then the ready state.
     let gpus = Gpus::open(Box::new(attester), inventory.count)

@@ -1,6 +1,6 @@
 //! The agent on the settlement contract (feature `settlement`) on a real anvil: the committed token and
-//! settlement deployed, a release published, the host registered through `dait-host-settle register`, its
-//! keyset attested for the current epoch through `dait-host-settle attest-epoch` (the contract records the served bundle's
+//! settlement deployed, a release published, the host registered through `dait-host register`, its
+//! keyset attested for the current epoch through `dait-host attest-epoch` (the contract records the served bundle's
 //! hash; the bundle verifies with `Freshness::ChainEpoch`), again in the next epoch, and a keyset bound to
 //! another chain refused with the contract's error.
 //!
@@ -100,12 +100,7 @@ fn now(anvil: &Anvil) -> u64 {
 }
 
 fn host(args: &[&str]) -> Output {
-    let bin = if matches!(args.first(), Some(&"register" | &"attest-epoch")) {
-        env!("CARGO_BIN_EXE_dait-host-settle")
-    } else {
-        env!("CARGO_BIN_EXE_dait-host")
-    };
-    std::process::Command::new(bin)
+    std::process::Command::new(env!("CARGO_BIN_EXE_dait-host"))
         .args(args)
         .env_remove("DAIT_CHAIN_RPC")
         .env_remove("DAIT_SETTLEMENT")
@@ -246,6 +241,18 @@ async fn register_then_attest_each_epoch() {
     assert_eq!(info.gpu_count, 2);
     let after = c.token.balance_of(operator).await.unwrap();
     assert_eq!((balance - after).to_string(), (200 * E18).to_string());
+
+    // Without --gpu-id the ids come from NVML: on a machine without the NVIDIA driver that fails, by name, exit 1,
+    // before anything is sent.
+    if !Path::new("/dev/nvidiactl").exists() {
+        let none = register(&c, &[]);
+        assert_eq!(none.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&none.stderr);
+        assert!(
+            err.contains("NVML") || err.contains("NVIDIA driver"),
+            "{err}"
+        );
+    }
 
     // Registering again: the contract's error by name, exit 1.
     let again = register(&c, &["GPU-3"]);

@@ -41,6 +41,19 @@ impl NvmlAttester {
             nvml: Nvml::init().map_err(nvml("init (is the NVIDIA driver loaded?)"))?,
         })
     }
+
+    /// Every GPU's UUID (`GPU-…`, `nvmlDeviceGetUUID`), by index: the ids the operator registers on chain.
+    pub fn uuids(&self) -> Result<Vec<String>, GpuError> {
+        let count = self.nvml.device_count().map_err(nvml("device count"))?;
+        (0..count)
+            .map(|i| {
+                self.nvml
+                    .device_by_index(i)
+                    .and_then(|d| d.uuid())
+                    .map_err(nvml("device UUID"))
+            })
+            .collect()
+    }
 }
 
 impl GpuAttester for NvmlAttester {
