@@ -3,7 +3,9 @@
 # port to 127.0.0.1 only, waits (bounded) until the agent serves, fetches the attestation endpoint, has the tenant
 # CLI verify the evidence (pinning the simulated root the guest printed) and run one encrypted, replayable chat
 # (the image's engine is declared deterministic) whose receipt it verifies, `deterministic` and seed included.
-# The chat is answered by the engine inside the guest. QEMU is stopped on every exit.
+# The chat is answered by the engine inside the guest. The guest's state directory is a state volume (an ext4
+# disk labelled dait-state, made here): after the chat the guest is cut off and booted again with it, and the new
+# boot's agent must serve the chat's receipt again, byte for byte (GET /v1/receipts). QEMU is stopped on every exit.
 # The guest has a TPM 2.0 (swtpm, SHA-256 and SHA-384 banks; stopped on every exit like QEMU): the firmware and
 # the UKI's stub measure the boot into it, the development image prints the firmware's TPM event log on the
 # console, and `dait-measure check-tpm-log` replays it and compares the RTMR1/RTMR2 that TDVF would build from it
@@ -43,7 +45,8 @@
 # inside the guest. The guest has no route out (QEMU user networking, restrict=on); the only forward is the
 # agent's port, from the host's loopback in. No plaintext leaves the guest.
 #
-# Needs qemu-system-x86_64, OVMF (installed when missing) and swtpm with swtpm_setup (scripts/install-tools.sh).
+# Needs qemu-system-x86_64, OVMF and mkfs.ext4 (installed when missing) and swtpm with swtpm_setup
+# (scripts/install-tools.sh).
 #
 # Exit codes: 0 the agent served and every check passed, 1 a check failed or it never served, 2 usage error.
 set -euo pipefail
@@ -161,57 +164,74 @@ trap cleanup EXIT INT TERM
 # --- the guest's TPM -------------------------------------------------------------------------------------------
 # A fresh swtpm state per boot, manufactured with the SHA-256 and SHA-384 PCR banks active (the SHA-384 digests
 # are the ones TDVF extends into the RTMRs), served on a UNIX socket QEMU connects to.
-mkdir -p "$work/tpm"
-swtpm_setup --tpm2 --tpmstate "$work/tpm" --pcr-banks sha256,sha384 --overwrite >"$work/swtpm-setup.log" 2>&1 ||
-    { cat "$work/swtpm-setup.log" >&2; die "swtpm_setup failed"; }
-swtpm socket --tpm2 --tpmstate "dir=$work/tpm" --ctrl "type=unixio,path=$work/tpm/swtpm.sock" \
-    --log "file=$work/swtpm.log" --terminate </dev/null >/dev/null 2>&1 &
-swtpm_pid=$!
-for _ in $(seq 100); do [[ -S "$work/tpm/swtpm.sock" ]] && break; sleep 0.1; done
-[[ -S "$work/tpm/swtpm.sock" ]] || die "swtpm did not create its socket within 10 s"
+start_swtpm() {
+    rm -rf "$work/tpm"
+    mkdir -p "$work/tpm"
+    swtpm_setup --tpm2 --tpmstate "$work/tpm" --pcr-banks sha256,sha384 --overwrite >"$work/swtpm-setup.log" 2>&1 ||
+        { cat "$work/swtpm-setup.log" >&2; die "swtpm_setup failed"; }
+    swtpm socket --tpm2 --tpmstate "dir=$work/tpm" --ctrl "type=unixio,path=$work/tpm/swtpm.sock" \
+        --log "file=$work/swtpm.log" --terminate </dev/null >/dev/null 2>&1 &
+    swtpm_pid=$!
+    for _ in $(seq 100); do [[ -S "$work/tpm/swtpm.sock" ]] && break; sleep 0.1; done
+    [[ -S "$work/tpm/swtpm.sock" ]] || die "swtpm did not create its socket within 10 s"
+}
+
+# --- the state volume ---------------------------------------------------------------------------------------
+# The agent's state directory on a disk of its own (docs/IMAGE.md, "The state volume"): ext4 labelled dait-state,
+# made here as a host operator makes it. The guest is stopped and booted again with it below.
+mkfs_ext4="$(command -v mkfs.ext4 || echo /sbin/mkfs.ext4)"
+[[ -x "$mkfs_ext4" ]] || { apt_install e2fsprogs; mkfs_ext4="$(command -v mkfs.ext4 || echo /sbin/mkfs.ext4)"; }
+truncate -s 64M "$work/state.img"
+"$mkfs_ext4" -q -F -L dait-state "$work/state.img" || die "mkfs.ext4 failed for the state volume"
 
 # --- boot -----------------------------------------------------------------------------------------------------
-port="$(free_port)"
-cp "$ovmf_vars" "$work/vars.fd"
-console="$work/console.log"
 accel_args=(-accel tcg)
 cpu=max
 if [[ "$accel" == kvm ]]; then accel_args=(-accel kvm); cpu=host; fi
-log "booting $disk ($accel, $memory); agent port 8443 -> 127.0.0.1:$port"
-# The NIC runs without its option ROM (romfile=): OVMF would load the ROM's UEFI driver and measure it into PCR 2,
-# a device-model detail that no prediction from the image covers (a TD host should leave it out too).
-start_ns=$(date +%s%N)
-qemu-system-x86_64 \
-    -machine q35,smm=off "${accel_args[@]}" -cpu "$cpu" -smp 2 -m "$memory" \
-    -nodefaults -no-user-config -display none -monitor none \
-    -serial "file:$console" \
-    -drive "if=pflash,format=raw,unit=0,readonly=on,file=$ovmf_code" \
-    -drive "if=pflash,format=raw,unit=1,file=$work/vars.fd" \
-    -drive "if=virtio,format=raw,file=$disk,snapshot=on" \
-    -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$port-:8443" \
-    -device virtio-net-pci,netdev=n0,romfile= \
-    -device virtio-rng-pci \
-    -chardev "socket,id=tpmchr,path=$work/tpm/swtpm.sock" \
-    -tpmdev emulator,id=tpm0,chardev=tpmchr \
-    -device tpm-crb,tpmdev=tpm0 \
-    </dev/null >"$work/qemu.log" 2>&1 &
-qemu_pid=$!
-
-base="https://127.0.0.1:$port"
-deadline=$(($(date +%s) + timeout_s))
-served=0
-while (($(date +%s) < deadline)); do
-    kill -0 "$qemu_pid" 2>/dev/null || { cat "$work/qemu.log" >&2; tail -n 40 "$console" >&2; die "QEMU exited"; }
-    if curl -ksf --max-time 5 "$base/healthz" -o /dev/null; then served=1; break; fi
-    sleep 1
-done
-if ((!served)); then
-    tail -n 60 "$console" >&2
-    die "the agent did not serve within ${timeout_s} s"
-fi
-end_ns=$(date +%s%N)
-boot_ms=$(((end_ns - start_ns) / 1000000))
-log "agent serving after ${boot_ms} ms (QEMU start to first /healthz 200, $accel)"
+cp "$ovmf_vars" "$work/vars.fd"
+# Boots the guest with its console in $1 and waits (bounded) until the agent serves; sets port, base, console
+# and boot_ms.
+boot_guest() {
+    console="$1"
+    port="$(free_port)"
+    start_swtpm
+    log "booting $disk ($accel, $memory); agent port 8443 -> 127.0.0.1:$port"
+    # The NIC runs without its option ROM (romfile=): OVMF would load the ROM's UEFI driver and measure it into
+    # PCR 2, a device-model detail that no prediction from the image covers (a TD host should leave it out too).
+    local start_ns end_ns deadline served=0
+    start_ns=$(date +%s%N)
+    qemu-system-x86_64 \
+        -machine q35,smm=off "${accel_args[@]}" -cpu "$cpu" -smp 2 -m "$memory" \
+        -nodefaults -no-user-config -display none -monitor none \
+        -serial "file:$console" \
+        -drive "if=pflash,format=raw,unit=0,readonly=on,file=$ovmf_code" \
+        -drive "if=pflash,format=raw,unit=1,file=$work/vars.fd" \
+        -drive "if=virtio,format=raw,file=$disk,snapshot=on" \
+        -drive "if=virtio,format=raw,file=$work/state.img" \
+        -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$port-:8443" \
+        -device virtio-net-pci,netdev=n0,romfile= \
+        -device virtio-rng-pci \
+        -chardev "socket,id=tpmchr,path=$work/tpm/swtpm.sock" \
+        -tpmdev emulator,id=tpm0,chardev=tpmchr \
+        -device tpm-crb,tpmdev=tpm0 \
+        </dev/null >"$work/qemu.log" 2>&1 &
+    qemu_pid=$!
+    base="https://127.0.0.1:$port"
+    deadline=$(($(date +%s) + timeout_s))
+    while (($(date +%s) < deadline)); do
+        kill -0 "$qemu_pid" 2>/dev/null || { cat "$work/qemu.log" >&2; tail -n 40 "$console" >&2; die "QEMU exited"; }
+        if curl -ksf --max-time 5 "$base/healthz" -o /dev/null; then served=1; break; fi
+        sleep 1
+    done
+    if ((!served)); then
+        tail -n 60 "$console" >&2
+        die "the agent did not serve within ${timeout_s} s"
+    fi
+    end_ns=$(date +%s%N)
+    boot_ms=$(((end_ns - start_ns) / 1000000))
+    log "agent serving after ${boot_ms} ms (QEMU start to first /healthz 200, $accel)"
+}
+boot_guest "$work/console.log"
 
 # --- the UKI's measurements: the firmware's TPM event log against the prediction ------------------------------
 # The development image prints the log once (early in the boot; wait at most 60 s more for it): base64 lines,
@@ -278,4 +298,24 @@ for process in dait-host llama-server; do
 done
 engine_ready="$(grep -ao 'engine at [0-9.:]* ready after [0-9]* s' "$console" | tail -n1 || true)"
 [[ -n "$engine_ready" ]] && log "guest: $engine_ready"
+
+# --- the receipt log across a reboot -------------------------------------------------------------------------
+# The guest is cut off (no shutdown: the receipt was on disk before the tenant got it) and booted again with the
+# same state volume; the new boot's agent must serve the tenant's receipt again, byte for byte, from its log.
+b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
+channel_dir="$(find "$work/tenant/channels" -mindepth 1 -maxdepth 1 -type d | head -n1)"
+[[ -n "$channel_dir" && -f "$channel_dir/state.pb" && -s "$channel_dir/receipts.b64" ]] ||
+    die "the tenant's state directory holds no channel state and receipt"
+channel="$(basename "$channel_dir")"
+want="$(head -n1 "$channel_dir/receipts.b64" | tr -d '=\n')"
+log "cutting the guest off and booting it again with the same state volume"
+stop_process "$qemu_pid"
+stop_process "$swtpm_pid"
+boot_guest "$work/console-2.log"
+code="$(curl -ks --max-time 60 -H "x-dait-state: $(b64url <"$channel_dir/state.pb")" -o "$work/receipt-1.pb" \
+    -w '%{http_code}' "$base/v1/receipts/$channel/1")"
+[[ "$code" == 200 ]] || die "after the reboot, GET /v1/receipts/$channel/1 answered $code"
+[[ "$(b64url <"$work/receipt-1.pb")" == "$want" ]] ||
+    die "after the reboot the agent served another receipt 1 than the tenant holds"
+log "state volume: after the reboot the agent served receipt 1 of channel $channel again, byte for byte"
 log "ok"

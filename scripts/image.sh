@@ -156,8 +156,9 @@ else
     # The image's own SourceDateEpoch (image/mkosi.conf).
     source_date_epoch="$(mkosi_setting SourceDateEpoch)"
     # The development (default) image runs the simulated backend; the tdx and snp profiles must not carry it.
-    features=(--features simulated-tee)
-    [[ ",$profile," =~ ,(tdx|snp), ]] && features=()
+    # Every profile settles on chain when the operator configures it (feature settlement; start-agent).
+    features=(--features simulated-tee,settlement)
+    [[ ",$profile," =~ ,(tdx|snp), ]] && features=(--features settlement)
     log "building dait-host (release, static, $target, ${features[*]:-default features})"
     # RUSTFLAGS apply to the target only (not build scripts) because --target is given explicitly.
     CARGO_ENCODED_RUSTFLAGS="$(IFS=$'\x1f'; printf '%s' "${flags[*]}")" \

@@ -15,9 +15,9 @@
 #   cache_dir               print the cache root: DAIT_CACHE_DIR, default ${XDG_CACHE_HOME:-$HOME/.cache}/dait
 #   free_port               print a free TCP port on 127.0.0.1
 #   mkosi_setting KEY       print KEY's value in image/mkosi.conf (fails when it has none)
-#   image_version           the image version, ImageVersion in image/mkosi.conf (0.2.0)
+#   image_version           the image version, ImageVersion in image/mkosi.conf (0.3.0)
 #   image_name              the file name stem of every output of scripts/image.sh, <ImageId>_<ImageVersion>
-#                           (dait_0.2.0): image/mkosi.output/dait_0.2.0.raw, .efi, .roothash, ...
+#                           (dait_0.3.0): image/mkosi.output/dait_0.3.0.raw, .efi, .roothash, ...
 #   output_sums DIR         sha256sum of every file directly in DIR except logs and SHA256SUMS, sorted by name
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

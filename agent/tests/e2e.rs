@@ -1441,7 +1441,7 @@ mod settlement {
             let (handle, _, _) = spawn_proxy(session).await;
             let proxy = handle.local_addr();
             let call = |i: u64| async move {
-                let body = chat(&format!("count to {i}"), 4, i % 2 == 0);
+                let body = chat(&format!("count to {i}"), 4, i.is_multiple_of(2));
                 let (status, _, text) = http(proxy, Method::POST, CHAT, Some(&body)).await;
                 assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&text));
             };
