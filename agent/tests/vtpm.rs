@@ -137,7 +137,7 @@ async fn agent_on_swtpm_serves_a_quote_the_verifier_accepts() {
     // the policy made from it pins PCR 23 to the value the reference predicts.
     let mut reference = ReferenceMeasurements::load(Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../measurements/reference/0.2.0.json"
+        "/../measurements/reference/0.3.0.json"
     )))
     .unwrap();
     reference.runtime.events = events_of(&served.bundle)

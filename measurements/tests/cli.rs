@@ -417,7 +417,7 @@ fn snp_report(values: &ReportedValues) -> Vec<u8> {
 
 /// The published releases (`reference/<release>.json`, written by scripts/reference.sh); the synthetic
 /// reference is not one.
-const RELEASES: [&str; 3] = ["0.1.0", "0.1.1", "0.2.0"];
+const RELEASES: [&str; 4] = ["0.1.0", "0.1.1", "0.2.0", "0.3.0"];
 
 #[test]
 fn each_release_loads_and_describes_a_direct_boot_of_the_uki() {
