@@ -1264,7 +1264,7 @@ mod settlement {
     const RELEASE: [u8; 32] = [0x3e; 32];
     const EPOCH_BLOCKS: u64 = 500;
     const COMMIT_REVEAL_WINDOW: u64 = 3;
-    const BATCH: u64 = 4;
+    const ESCROW: u128 = 5 * E18;
 
     async fn until<F, Fut>(what: &str, mut f: F)
     where
@@ -1290,15 +1290,28 @@ mod settlement {
             .unwrap()
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn settles_a_channel_on_anvil_across_a_host_restart() {
-        let required = std::env::var("DAIT_REQUIRE_ENGINE").is_ok_and(|v| v == "1");
-        let Some(engine) = common::real_engine_url() else {
-            return;
-        };
-        let engine = engine.trim_end_matches('/').to_owned();
-        tokio::time::timeout(Duration::from_secs(420), async {
-            // The chain: token, settlement, a published release, a funded operator and tenant.
+    fn amounts(receipts: &[Value]) -> u128 {
+        receipts
+            .iter()
+            .map(|r| r["amount"].as_str().unwrap().parse::<u128>().unwrap())
+            .sum()
+    }
+
+    /// A local chain with the token and the settlement deployed, a usable release, a funded operator and
+    /// tenant, and the operator registered with one GPU through `dait-host register`.
+    struct Net {
+        anvil: Anvil,
+        settlement: Settlement,
+        token: Token,
+        operator: Address,
+        tenant: Address,
+        as_tenant: Settlement,
+        keys: tempfile::TempDir,
+        now: u64,
+    }
+
+    impl Net {
+        async fn start() -> Self {
             let anvil = Anvil::start(Hardfork::Osaka).unwrap();
             let deployer = connect_http(anvil.url(), Some(&Anvil::DEV_KEYS[DEPLOYER])).unwrap();
             let token = Token::deploy_test_token(deployer.clone()).await.unwrap();
@@ -1340,22 +1353,29 @@ mod settlement {
                 .unwrap();
             anvil.increase_time(3601).unwrap();
             anvil.mine(1).unwrap();
-
-            // The operator registers one GPU.
-            let keys = tempfile::tempdir().unwrap();
-            let operator_key = keys.path().join("operator.key");
-            std::fs::write(&operator_key, hex::encode(Anvil::DEV_KEYS[OPERATOR])).unwrap();
-            let contract = settlement.address().to_string();
+            let as_tenant = Settlement::at(
+                settlement.address(),
+                connect_http(anvil.url(), Some(&TENANT_SECRET)).unwrap(),
+            )
+            .await
+            .unwrap();
+            let net = Self {
+                anvil,
+                settlement,
+                token,
+                operator,
+                tenant,
+                as_tenant,
+                keys: tempfile::tempdir().unwrap(),
+                now,
+            };
+            std::fs::write(net.operator_key(), hex::encode(Anvil::DEV_KEYS[OPERATOR])).unwrap();
+            std::fs::write(net.wallet_file(), hex::encode(TENANT_SECRET)).unwrap();
             let out = std::process::Command::new(env!("CARGO_BIN_EXE_dait-host"))
-                .args([
-                    "register",
-                    "--rpc-url",
-                    anvil.url(),
-                    "--settlement",
-                    &contract,
-                ])
+                .args(["register", "--rpc-url", net.anvil.url(), "--settlement"])
+                .arg(net.settlement.address().to_string())
                 .arg("--host-key-path")
-                .arg(&operator_key)
+                .arg(net.operator_key())
                 .args(["--gpu-id", "GPU-e2e-0001"])
                 .output()
                 .unwrap();
@@ -1364,150 +1384,184 @@ mod settlement {
                 "{}",
                 String::from_utf8_lossy(&out.stderr)
             );
+            net
+        }
 
-            // The host serves with its settlement task: attests at once, batches of 4 receipts.
-            let flags = [
-                "--chain-rpc".to_owned(),
-                anvil.url().to_owned(),
-                "--settlement".to_owned(),
-                contract.clone(),
-                "--host-key-path".to_owned(),
-                operator_key.display().to_string(),
-                "--release-id".to_owned(),
-                hex::encode(RELEASE),
-                "--bundle-uri".to_owned(),
-                "https://host.example/v1/attestation".to_owned(),
-                "--settle-interval".to_owned(),
-                "0.2".to_owned(),
-                "--batch-size".to_owned(),
-                BATCH.to_string(),
-            ];
+        fn operator_key(&self) -> PathBuf {
+            self.keys.path().join("operator.key")
+        }
+
+        fn wallet_file(&self) -> PathBuf {
+            self.keys.path().join("tenant.key")
+        }
+
+        /// `dait-host serve`'s settlement flags: a round every 0.2 s, batches of `batch` receipts.
+        fn flags(&self, batch: u64) -> Vec<String> {
+            [
+                "--chain-rpc",
+                self.anvil.url(),
+                "--settlement",
+                &self.settlement.address().to_string(),
+                "--host-key-path",
+                &self.operator_key().display().to_string(),
+                "--release-id",
+                &hex::encode(RELEASE),
+                "--bundle-uri",
+                "https://host.example/v1/attestation",
+                "--settle-interval",
+                "0.2",
+                "--batch-size",
+                &batch.to_string(),
+            ]
+            .map(str::to_owned)
+            .to_vec()
+        }
+
+        /// The keyset hash the operator's attestation for `epoch` names (zero when there is none).
+        async fn attested(&self, epoch: u64) -> B256 {
+            let a = self
+                .settlement
+                .instance()
+                .attestations(self.operator.into(), epoch)
+                .call()
+                .await
+                .unwrap();
+            B256(a.keysetHash.0)
+        }
+
+        /// The tenant opens a channel with `salt` on chain and a session on it with `host`.
+        async fn open(&self, host: &Host, salt: B256) -> (B256, Session) {
+            Token::at(self.token.address(), self.as_tenant.provider().clone())
+                .approve(self.settlement.address(), Some(ESCROW))
+                .await
+                .unwrap();
+            let (channel_id, _) = self
+                .as_tenant
+                .open_channel(self.operator, salt, ESCROW, 1_000, E18, self.now + 30 * DAY)
+                .await
+                .unwrap();
+            let config = SessionConfig {
+                host_url: host.url.clone(),
+                policy: host.allow(),
+                escrow_cap: ESCROW,
+                state_dir: host.state_dir(),
+                call_timeout: DEFAULT_CALL_TIMEOUT,
+            };
+            let wallet = Wallet::load_or_create(&self.wallet_file()).unwrap();
+            let session = Session::open_with_salt(config, wallet, salt).await.unwrap();
+            assert_eq!(session.channel().id(), &channel_id);
+            (channel_id, session)
+        }
+    }
+
+    async fn call(proxy: SocketAddr, i: u64) {
+        let body = chat(&format!("count to {i}"), 4, i.is_multiple_of(2));
+        let (status, _, text) = http(proxy, Method::POST, CHAT, Some(&body)).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&text));
+    }
+
+    async fn proxy_receipts(proxy: SocketAddr) -> Vec<Value> {
+        let (_, _, receipts) = http(proxy, Method::GET, "/dait/receipts", None).await;
+        serde_json::from_slice(&receipts).unwrap()
+    }
+
+    async fn proxy_state(proxy: SocketAddr) -> SignedChannelState {
+        let (_, _, state) = http(proxy, Method::GET, "/dait/state", None).await;
+        let state: Value = serde_json::from_slice(&state).unwrap();
+        SignedChannelState::from_header_value(state["signed_state"].as_str().unwrap()).unwrap()
+    }
+
+    async fn assert_channel_final(proxy: SocketAddr) {
+        let body = chat("after the close", 2, false);
+        let (status, _, text) = http(proxy, Method::POST, CHAT, Some(&body)).await;
+        assert_eq!(
+            status,
+            StatusCode::CONFLICT,
+            "{}",
+            String::from_utf8_lossy(&text)
+        );
+        assert!(String::from_utf8_lossy(&text).contains("channel_final"));
+    }
+
+    /// Register, the agent attests each boot's keyset, a channel opened on chain, six calls through the proxy
+    /// over the real engine with a host restart in the middle, a batch of four committed and revealed by the
+    /// agent, a logged receipt fetched again, and the cooperative close paying the receipts' sum to the unit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn settles_a_channel_on_anvil_across_a_host_restart() {
+        const BATCH: u64 = 4;
+        let required = std::env::var("DAIT_REQUIRE_ENGINE").is_ok_and(|v| v == "1");
+        let Some(engine) = common::real_engine_url() else {
+            return;
+        };
+        let engine = engine.trim_end_matches('/').to_owned();
+        tokio::time::timeout(Duration::from_secs(420), async {
+            let net = Net::start().await;
+            let (settlement, operator) = (&net.settlement, net.operator);
+
+            // The host serves with its settlement task: attests at once, batches of BATCH receipts.
+            let flags = net.flags(BATCH);
             let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
             let model = real_engine_model(required);
             let mut host = start_host_with(&engine, model.as_deref(), &flags).await;
             let epoch = settlement.current_epoch().await.unwrap();
-            let attested = |epoch: u64| {
-                let s = &settlement;
-                async move {
-                    let a = s
-                        .instance()
-                        .attestations(operator.into(), epoch)
-                        .call()
-                        .await
-                        .unwrap();
-                    B256(a.keysetHash.0)
-                }
-            };
             until("the first attestation", || async {
-                attested(epoch).await != B256::ZERO
+                net.attested(epoch).await != B256::ZERO
             })
             .await;
 
             // The tenant opens a channel on chain and calls through its proxy.
-            let escrow = 5 * E18;
-            let as_tenant_rpc = connect_http(anvil.url(), Some(&TENANT_SECRET)).unwrap();
-            let tenant_token = Token::at(token.address(), as_tenant_rpc.clone());
-            let as_tenant = Settlement::at(settlement.address(), as_tenant_rpc)
-                .await
-                .unwrap();
-            tenant_token
-                .approve(settlement.address(), Some(escrow))
-                .await
-                .unwrap();
             let salt = B256([0x5a; 32]);
-            let (channel_id, _) = as_tenant
-                .open_channel(operator, salt, escrow, 1_000, E18, now + 30 * DAY)
-                .await
-                .unwrap();
-            let wallet_file = keys.path().join("tenant.key");
-            std::fs::write(&wallet_file, hex::encode(TENANT_SECRET)).unwrap();
-            let config = SessionConfig {
-                host_url: host.url.clone(),
-                policy: host.allow(),
-                escrow_cap: escrow,
-                state_dir: host.state_dir(),
-                call_timeout: DEFAULT_CALL_TIMEOUT,
-            };
-            let session = Session::open_with_salt(
-                config,
-                Wallet::load_or_create(&wallet_file).unwrap(),
-                salt,
-            )
-            .await
-            .unwrap();
-            assert_eq!(session.channel().id(), &channel_id);
-            assert_eq!(&attested(epoch).await, session.bundle().keyset_hash());
+            let (channel_id, session) = net.open(&host, salt).await;
+            assert_eq!(&net.attested(epoch).await, session.bundle().keyset_hash());
             let first_keyset = *session.bundle().keyset_hash();
             let (handle, _, _) = spawn_proxy(session).await;
             let proxy = handle.local_addr();
-            let call = |i: u64| async move {
-                let body = chat(&format!("count to {i}"), 4, i.is_multiple_of(2));
-                let (status, _, text) = http(proxy, Method::POST, CHAT, Some(&body)).await;
-                assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&text));
-            };
             for i in 1..=3 {
-                call(i).await;
+                call(proxy, i).await;
             }
 
             // The host restarts (a new boot, a new keyset); its settlement task attests the new keyset for the
             // same epoch, and the channel goes on through the proxy.
             host.restart(&engine, &flags, true).await;
             until("the new boot's attestation", || async {
-                let k = attested(epoch).await;
+                let k = net.attested(epoch).await;
                 k != B256::ZERO && k != first_keyset
             })
             .await;
             for i in 4..=6 {
-                call(i).await;
+                call(proxy, i).await;
             }
-            let (_, _, receipts) = http(proxy, Method::GET, "/dait/receipts", None).await;
-            let receipts: Vec<Value> = serde_json::from_slice(&receipts).unwrap();
+            let receipts = proxy_receipts(proxy).await;
             assert_eq!(receipts.len(), 6);
             assert_ne!(receipts[0]["host_key_id"], receipts[5]["host_key_id"]);
-            let sum: u128 = receipts
-                .iter()
-                .map(|r| r["amount"].as_str().unwrap().parse::<u128>().unwrap())
-                .sum();
-            let (_, _, state) = http(proxy, Method::GET, "/dait/state", None).await;
-            let state: Value = serde_json::from_slice(&state).unwrap();
-            let latest =
-                SignedChannelState::from_header_value(state["signed_state"].as_str().unwrap())
-                    .unwrap();
+            let sum = amounts(&receipts);
+            let latest = proxy_state(proxy).await;
             assert_eq!(latest.state.turn, 6);
             assert_eq!(latest.state.cumulative, sum);
 
             // The first BATCH receipts (three of the first boot, one of the second) are committed, then revealed
             // once the sample block is mined; the host is credited with them.
-            let committed = |s: &Settlement| {
-                let s = s.clone();
-                async move {
-                    s.events(0, None)
-                        .await
-                        .unwrap()
-                        .into_iter()
-                        .find_map(|e| match e.event {
-                            SettlementEvent::ReceiptsCommitted(c)
-                                if Address::from(c.host) == operator =>
-                            {
-                                Some((B256::from(c.root), c.count, c.total))
-                            }
-                            _ => None,
-                        })
-                }
+            let committed = || async {
+                settlement
+                    .events(0, None)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find_map(|e| match e.event {
+                        SettlementEvent::ReceiptsCommitted(c)
+                            if Address::from(c.host) == operator =>
+                        {
+                            Some((B256::from(c.root), c.count, c.total))
+                        }
+                        _ => None,
+                    })
             };
-            until("the batch commit", || async {
-                committed(&settlement).await.is_some()
-            })
-            .await;
-            let root = committed(&settlement).await;
-            let (root, count, total) = root.unwrap();
+            until("the batch commit", || async { committed().await.is_some() }).await;
+            let (root, count, total) = committed().await.unwrap();
             assert_eq!(u64::from(count), BATCH);
-            let first: u128 = receipts[..BATCH as usize]
-                .iter()
-                .map(|r| r["amount"].as_str().unwrap().parse::<u128>().unwrap())
-                .sum();
+            let first = amounts(&receipts[..BATCH as usize]);
             assert_eq!(total, first);
-            anvil.mine(COMMIT_REVEAL_WINDOW + 1).unwrap();
+            net.anvil.mine(COMMIT_REVEAL_WINDOW + 1).unwrap();
             until("the batch reveal", || async {
                 settlement.batch(operator, root).await.unwrap().status == BatchStatus::Revealed
             })
@@ -1565,6 +1619,7 @@ mod settlement {
             let countersigned =
                 SignedChannelState::from_header_value(std::str::from_utf8(&body).unwrap()).unwrap();
             let host_signature: HostSignature = countersigned.host_signature.unwrap();
+            // The key that counter-signed: the current boot's, which signed the last receipt.
             let host_key_id = B256::from_slice(
                 &hex::decode(
                     receipts[5]["host_key_id"]
@@ -1576,10 +1631,10 @@ mod settlement {
             )
             .unwrap();
             let (host_before, tenant_before) = (
-                balance_of(&token, operator).await,
-                balance_of(&token, tenant).await,
+                balance_of(&net.token, operator).await,
+                balance_of(&net.token, net.tenant).await,
             );
-            as_tenant
+            net.as_tenant
                 .close_channel(
                     salt,
                     &OnchainChannelState::from(&final_state),
@@ -1589,25 +1644,103 @@ mod settlement {
                 )
                 .await
                 .unwrap();
-            assert_eq!(balance_of(&token, operator).await - host_before, sum);
+            assert_eq!(balance_of(&net.token, operator).await - host_before, sum);
             assert_eq!(
-                balance_of(&token, tenant).await - tenant_before,
-                escrow - sum
+                balance_of(&net.token, net.tenant).await - tenant_before,
+                ESCROW - sum
             );
             assert_eq!(
                 settlement.channel(channel_id).await.unwrap().status,
                 ChannelStatus::Closed
             );
             // The agent serves no call on the closed channel.
-            let body = chat("after the close", 2, false);
-            let (status, _, text) = http(proxy, Method::POST, CHAT, Some(&body)).await;
+            assert_channel_final(proxy).await;
+            handle.shutdown().await;
+            drop(host);
+        })
+        .await
+        .expect("test timed out");
+    }
+
+    /// The tenant starts a unilateral close after three calls (the chain knows turn 0); the agent's settlement
+    /// task answers within the window with its best state, the tenant's signed state of call 3 (turn 2) plus the
+    /// logged receipt 3 on top (`claimWithReceipt`): the chain's turn becomes 3 and the host is paid the three
+    /// receipts' sum at once; the agent serves no more calls on the channel; after the window `finalize`
+    /// refunds the tenant the rest, to the unit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_agent_answers_a_unilateral_close_with_its_best_state() {
+        let required = std::env::var("DAIT_REQUIRE_ENGINE").is_ok_and(|v| v == "1");
+        let Some(engine) = common::real_engine_url() else {
+            return;
+        };
+        let engine = engine.trim_end_matches('/').to_owned();
+        tokio::time::timeout(Duration::from_secs(300), async {
+            let net = Net::start().await;
+            let flags = net.flags(1_000);
+            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+            let model = real_engine_model(required);
+            let host = start_host_with(&engine, model.as_deref(), &flags).await;
+            let epoch = net.settlement.current_epoch().await.unwrap();
+            until("the attestation", || async {
+                net.attested(epoch).await != B256::ZERO
+            })
+            .await;
+            let salt = B256([0x6b; 32]);
+            let (channel_id, session) = net.open(&host, salt).await;
+            let (handle, _, _) = spawn_proxy(session).await;
+            let proxy = handle.local_addr();
+            for i in 1..=3 {
+                call(proxy, i).await;
+            }
+            let receipts = proxy_receipts(proxy).await;
+            let sum = amounts(&receipts);
+            assert_eq!(receipts.len(), 3);
+
+            let host_before = balance_of(&net.token, net.operator).await;
+            net.as_tenant
+                .start_close(net.tenant, net.operator, salt)
+                .await
+                .unwrap();
+            until("the agent's claim", || async {
+                net.settlement.channel(channel_id).await.unwrap().turn == 3
+            })
+            .await;
+            let info = net.settlement.channel(channel_id).await.unwrap();
+            assert_eq!(info.status, ChannelStatus::Closing);
+            assert_eq!(info.paid, sum);
             assert_eq!(
-                status,
-                StatusCode::CONFLICT,
-                "{}",
-                String::from_utf8_lossy(&text)
+                balance_of(&net.token, net.operator).await - host_before,
+                sum
             );
-            assert!(String::from_utf8_lossy(&text).contains("channel_final"));
+            let claimed = net
+                .settlement
+                .events(0, None)
+                .await
+                .unwrap()
+                .into_iter()
+                .find_map(|e| match e.event {
+                    SettlementEvent::Claimed(c) if B256::from(c.channelId) == channel_id => {
+                        Some((c.turn, c.cumulative.to_string()))
+                    }
+                    _ => None,
+                });
+            assert_eq!(claimed, Some((3, sum.to_string())));
+            assert_channel_final(proxy).await;
+
+            net.anvil.increase_time(DAY + 1).unwrap();
+            let tenant_before = balance_of(&net.token, net.tenant).await;
+            net.as_tenant
+                .finalize(net.tenant, net.operator, salt)
+                .await
+                .unwrap();
+            assert_eq!(
+                balance_of(&net.token, net.tenant).await - tenant_before,
+                ESCROW - sum
+            );
+            assert_eq!(
+                net.settlement.channel(channel_id).await.unwrap().status,
+                ChannelStatus::Closed
+            );
             handle.shutdown().await;
             drop(host);
         })
