@@ -566,3 +566,90 @@ async fn reveal(app: &Arc<App>, s: &Settlement, round: &mut Round) -> Result<(),
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn store() -> Store {
+        let mut s = Store {
+            batched: 4,
+            next_block: 17,
+            ..Store::default()
+        };
+        s.batches.push(StoredBatch {
+            root: B256([7; 32]).to_string(),
+            first: 0,
+            count: 4,
+            total: "340282366920938463463374607431768211455".into(),
+            commit_block: Some(12),
+            status: "committed".into(),
+        });
+        s.channels.insert(
+            B256([1; 32]).to_string(),
+            StoredChannel {
+                salt: B256([2; 32]).to_string(),
+                tenant: Address([3; 20]).to_string(),
+                settled: false,
+            },
+        );
+        s
+    }
+
+    #[test]
+    fn the_store_round_trips_and_a_missing_one_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STORE_FILE);
+        assert_eq!(Store::load(&path).unwrap(), Store::default());
+        let s = store();
+        s.save(&path).unwrap();
+        assert_eq!(Store::load(&path).unwrap(), s);
+        assert!(!path.with_extension("json.tmp").exists());
+        // A total of 2^128 - 1 is kept exactly (decimal, not a JSON number).
+        assert_eq!(
+            Store::load(&path).unwrap().batches[0].total,
+            u128::MAX.to_string()
+        );
+    }
+
+    #[test]
+    fn a_damaged_store_is_an_error_and_is_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STORE_FILE);
+        let mut bytes = serde_json::to_vec(&store()).unwrap();
+        bytes.truncate(bytes.len() / 2);
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            Store::load(&path),
+            Err(SettlementError::Store("malformed"))
+        ));
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    }
+
+    #[test]
+    fn service_settings_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = |release: Option<&str>, interval: f64, batch: u32| ServiceArgs {
+            release_id: release.map(str::to_owned),
+            bundle_uri: String::new(),
+            settle_interval: interval,
+            batch_size: batch,
+            batch_age: 60,
+        };
+        let good = "11".repeat(32);
+        assert!(Service::new(&args(Some(&good), 5.0, 10), dir.path()).is_ok());
+        for (bad, what) in [
+            (args(None, 5.0, 10), "--release-id"),
+            (args(Some("11"), 5.0, 10), "--release-id"),
+            (args(Some(&good), 0.0, 10), "--settle-interval"),
+            (args(Some(&good), f64::NAN, 10), "--settle-interval"),
+            (args(Some(&good), 5.0, 0), "--batch-size"),
+        ] {
+            match Service::new(&bad, dir.path()) {
+                Err(SettlementError::Usage(u)) => assert!(u.starts_with(what), "{u}"),
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+    }
+}
