@@ -10,7 +10,8 @@
 //!    salt (what `claim` needs), `ChannelSettled` marks a channel closed (no more calls), and `CloseStarted`
 //!    (a unilateral close) is answered at once with the best state the host holds, when it is above the
 //!    chain's turn: `claimWithReceipt` with the tenant's latest signed state plus the logged receipt on top of
-//!    it, else `claim` with the state alone;
+//!    it, else `claim` with the state alone; an open channel whose deadline is within `--claim-before` is claimed
+//!    the same way (and again when a later state comes), so a tenant that never closes still pays;
 //! 3. **commits receipt batches**: once `--batch-size` receipts of the log are in no batch, or the oldest of them
 //!    has waited `--batch-age`, their Merkle sum tree's root is committed (`commitReceipts`);
 //! 4. **reveals** each committed batch once its sample block exists: the contract's sample of leaves, each with
@@ -32,7 +33,7 @@ use bytes::Bytes;
 use clap::Args;
 use dait_chain_client::batch::{SumNode, SumTree};
 use dait_chain_client::evm::{
-    BatchStatus, OnchainChannelState, Reveal, Settlement, SettlementEvent,
+    BatchStatus, ChannelStatus, OnchainChannelState, Reveal, Settlement, SettlementEvent,
 };
 use dait_chain_client::{
     Address, B256, Freshness, SignedChannelState, SignedReceipt, WireMessage as _,
@@ -64,6 +65,9 @@ pub struct ServiceArgs {
     /// Seconds the oldest unbatched receipt may wait before a smaller batch is committed.
     #[arg(long, env = "DAIT_BATCH_AGE", default_value_t = 3600)]
     pub batch_age: u64,
+    /// Seconds before an open channel's deadline at which it is claimed with the best state held.
+    #[arg(long, env = "DAIT_CLAIM_BEFORE", default_value_t = 86_400)]
+    pub claim_before: u64,
 }
 
 /// A batch as the store keeps it.
@@ -92,6 +96,9 @@ struct StoredChannel {
     tenant: String,
     /// Settled on chain.
     settled: bool,
+    /// The channel's deadline (unix seconds).
+    #[serde(default)]
+    deadline: u64,
 }
 
 /// What survives a restart.
@@ -160,6 +167,7 @@ pub struct Service {
     interval: Duration,
     batch_size: u32,
     batch_age: Duration,
+    claim_before: Duration,
     store_path: PathBuf,
 }
 
@@ -185,6 +193,7 @@ impl Service {
             interval: Duration::from_secs_f64(args.settle_interval),
             batch_size: args.batch_size,
             batch_age: Duration::from_secs(args.batch_age),
+            claim_before: Duration::from_secs(args.claim_before),
             store_path: state_dir.join(STORE_FILE),
         })
     }
@@ -198,6 +207,8 @@ struct Round {
     attested: Option<u64>,
     /// When the oldest unbatched record was first seen.
     waiting_since: Option<Instant>,
+    /// The held turn each channel near its deadline was last claimed at, this boot.
+    claimed_turn: BTreeMap<B256, u64>,
 }
 
 /// Runs the settlement task until the process ends. Fails at once only when the store cannot be read (a
@@ -220,6 +231,7 @@ pub async fn run(
         store,
         attested: None,
         waiting_since: None,
+        claimed_turn: BTreeMap::new(),
     };
     let mut tick = tokio::time::interval(service.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -268,6 +280,7 @@ async fn step(
         }
     }
     events(app, s, round).await?;
+    claim_near_deadline(app, s, service, round).await?;
     commit(app, s, service, round).await?;
     reveal(app, s, round).await
 }
@@ -315,6 +328,7 @@ async fn events(app: &Arc<App>, s: &Settlement, round: &mut Round) -> Result<(),
                         salt: B256::from(o.salt).to_string(),
                         tenant: Address::from(o.tenant).to_string(),
                         settled: false,
+                        deadline: o.deadline.to(),
                     },
                 );
             }
@@ -322,7 +336,7 @@ async fn events(app: &Arc<App>, s: &Settlement, round: &mut Round) -> Result<(),
                 let id = B256::from(c.channelId);
                 if round.store.channels.contains_key(&id.to_string()) {
                     app.channels.mark_closed(id);
-                    closes.push((id, c.turn));
+                    closes.push(id);
                 }
             }
             SettlementEvent::ChannelSettled(c) => {
@@ -335,27 +349,36 @@ async fn events(app: &Arc<App>, s: &Settlement, round: &mut Round) -> Result<(),
             _ => {}
         }
     }
-    for (id, turn) in closes {
-        answer_close(app, s, round, id, turn).await?;
+    for id in closes {
+        if !claim_best(app, s, round, id).await? {
+            tracing::info!(channel = %id, "unilateral close at the host's latest state; nothing to answer");
+        }
     }
     round.store.next_block = latest.saturating_add(1);
     Ok(())
 }
 
-/// A unilateral close at `chain_turn`: claims with the best state held when it is higher.
-async fn answer_close(
+/// Claims channel `id` with the best state held when it is above the chain's turn: `claimWithReceipt` with the
+/// tenant's latest signed state plus the logged receipt on top of it, else `claim` with the state alone. The turn
+/// is read from the chain, not from an event, so a round retried after a failure never sends a claim that already
+/// landed. Returns whether a claim was sent.
+async fn claim_best(
     app: &Arc<App>,
     s: &Settlement,
     round: &Round,
     id: B256,
-    chain_turn: u64,
-) -> Result<(), SettlementError> {
+) -> Result<bool, SettlementError> {
+    let info = s.channel(id).await.map_err(chain("channels"))?;
+    if !matches!(info.status, ChannelStatus::Open | ChannelStatus::Closing) {
+        return Ok(false);
+    }
+    let chain_turn = info.turn;
     let (Some(channel), Some(state)) = (
         round.store.channels.get(&id.to_string()),
         round.store.state(&id),
     ) else {
-        tracing::warn!(channel = %id, "unilateral close of a channel with no state held; nothing to answer");
-        return Ok(());
+        tracing::warn!(channel = %id, "no signed state of the channel held; nothing to claim");
+        return Ok(false);
     };
     let salt = parse_b256(&channel.salt).ok_or(SettlementError::Store("salt"))?;
     let tenant_signature = state.tenant_signature;
@@ -372,12 +395,41 @@ async fn answer_close(
             .claim(salt, &onchain, &tenant_signature)
             .await
             .map_err(chain("claim"))?,
-        _ => {
-            tracing::info!(channel = %id, chain_turn, "unilateral close at the host's latest state; nothing to answer");
-            return Ok(());
-        }
+        _ => return Ok(false),
     };
-    tracing::info!(channel = %id, chain_turn, held_turn = state.state.turn, tx = %outcome.tx_hash, "unilateral close answered");
+    tracing::info!(channel = %id, status = ?info.status, chain_turn, held_turn = state.state.turn, tx = %outcome.tx_hash, "channel claimed");
+    Ok(true)
+}
+
+/// Open channels whose deadline is within `--claim-before`: claimed with the best state held, and again whenever a
+/// later state comes (calls go on until the deadline), so a tenant that never closes still pays for what it
+/// acknowledged.
+async fn claim_near_deadline(
+    app: &Arc<App>,
+    s: &Settlement,
+    service: &Service,
+    round: &mut Round,
+) -> Result<(), SettlementError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let due: Vec<(B256, u64)> = round
+        .store
+        .channels
+        .iter()
+        .filter(|(_, c)| {
+            !c.settled && c.deadline <= now.saturating_add(service.claim_before.as_secs())
+        })
+        .filter_map(|(id, _)| {
+            let id = parse_b256(id)?;
+            let held = round.store.state(&id)?.state.turn;
+            (round.claimed_turn.get(&id).is_none_or(|t| *t < held)).then_some((id, held))
+        })
+        .collect();
+    for (id, held) in due {
+        claim_best(app, s, round, id).await?;
+        round.claimed_turn.insert(id, held);
+    }
     Ok(())
 }
 
@@ -592,6 +644,7 @@ mod tests {
                 salt: B256([2; 32]).to_string(),
                 tenant: Address([3; 20]).to_string(),
                 settled: false,
+                deadline: 1_900_000_000,
             },
         );
         s
@@ -636,6 +689,7 @@ mod tests {
             settle_interval: interval,
             batch_size: batch,
             batch_age: 60,
+            claim_before: 3600,
         };
         let good = "11".repeat(32);
         assert!(Service::new(&args(Some(&good), 5.0, 10), dir.path()).is_ok());
