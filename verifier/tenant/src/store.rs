@@ -75,3 +75,28 @@ pub(crate) fn record_dispute(
     write_atomic(&dir.join("reason.txt"), reason.as_bytes())?;
     Ok(DisputeRecord { dir })
 }
+
+/// What the state directory holds for one channel: the latest signed state (`state.pb`) and the last line of
+/// `receipts.b64`; each `None` when absent.
+pub(crate) fn load_channel(
+    state_dir: &Path,
+    channel_id: &[u8; 32],
+) -> std::io::Result<(Option<Vec<u8>>, Option<String>)> {
+    let dir = channel_dir(state_dir, channel_id);
+    let state = match std::fs::read(dir.join("state.pb")) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    let last = match std::fs::read_to_string(dir.join("receipts.b64")) {
+        Ok(text) => text
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .map(str::to_owned),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    Ok((state, last))
+}
