@@ -796,11 +796,20 @@ async fn open(host: &HostArgs, channel: &ChannelArgs) -> anyhow::Result<Session>
             let mut session = Session::open_with_salt(config, wallet, record.salt)
                 .await
                 .context("opening a session with the host")?;
-            // The tenant may have left during its first call, after the host logged its receipt.
-            session
-                .catch_up()
-                .await
-                .context("fetching a receipt the host logged on this channel")?;
+            // The tenant may have left during its first call, after the host logged its receipt. A host
+            // whose log cannot tell (an older agent) is not fatal: a host ahead refuses the next call
+            // as stale_state anyway.
+            match session.catch_up().await {
+                Ok(_) => {}
+                Err(TenantError::HostStatus { status }) => eprintln!(
+                    "warning: the host's receipt log answered HTTP {status}; not checked for a receipt \
+                     this tenant never received"
+                ),
+                Err(error) => {
+                    return Err(error)
+                        .context("fetching a receipt the host logged on this channel");
+                }
+            }
             session
         }
     };
@@ -1133,6 +1142,52 @@ mod tests {
             panic!("not the proxy command");
         };
         assert!(policy(&host.trust).is_err());
+    }
+
+    #[test]
+    fn close_takes_a_host_url_with_policy_flags_or_a_final_state_file_not_both() {
+        let base = [
+            "dait-tenant",
+            "channel",
+            "close",
+            "--channel",
+            "0x01",
+            "--rpc-url",
+            "http://127.0.0.1:8545",
+            "--settlement",
+            "0x02",
+            "--wallet-key",
+            "w.key",
+            "--state-dir",
+            "state",
+        ];
+        let with = |extra: &[&str]| {
+            let mut args = base.to_vec();
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args)
+        };
+        let cli = with(&[
+            "--host-url",
+            "https://h:1",
+            "--policy",
+            "ref.json",
+            "--min-gpus",
+            "2",
+        ])
+        .unwrap();
+        let Command::Channel {
+            command: ChannelCommand::Close {
+                host_url, trust, ..
+            },
+        } = cli.command
+        else {
+            panic!("not channel close");
+        };
+        assert_eq!(host_url.as_deref(), Some("https://h:1"));
+        assert_eq!(trust.min_gpus, 2);
+        assert!(with(&["--final-state", "f.b64"]).is_ok());
+        assert!(with(&["--host-url", "https://h:1", "--final-state", "f.b64"]).is_err());
+        assert!(with(&["--host-url", "https://h:1", "--host-key-id", "0x03"]).is_err());
     }
 
     #[tokio::test]
