@@ -1,6 +1,7 @@
 //! The tenant library (`dait_tenant`) against the real `dait-host` binary (simulated TEE): a tenant whose own
 //! process restarts continues its channel from its state directory (`Session::resume_from_store`), catches up
-//! with a receipt the host logged but it never received (`GET /v1/receipts/…`), and refuses a state
+//! with a receipt the host logged but it never received (`GET /v1/receipts/…`), also one logged by the
+//! host's previous boot, and refuses a state
 //! directory of another channel or a host of another operator account. With the `settlement` feature, the
 //! cooperative close's counter-signature (`POST /v1/channel/close`) is obtained and checked
 //! (`dait_tenant::close`).
@@ -274,6 +275,62 @@ async fn a_restarted_tenant_continues_its_channel_from_the_state_directory() {
         let log =
             std::fs::read_to_string(tenant.channel_dir(&channel).join("receipts.b64")).unwrap();
         assert_eq!(log.lines().count(), 5, "receipts 1-3, the fetched 4, and 5");
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// The host logs receipt 3 and restarts (a new boot key) before the tenant has it; the tenant restarts too.
+/// Resuming fetches receipt 3 and checks it under the earlier boot's key, which the tenant recorded when it
+/// verified that boot; without that record the receipt cannot be checked and is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_logged_by_the_hosts_previous_boot_is_caught_up_under_that_boots_key() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let (upstream, _engine) = start_upstream().await;
+        let (_keys, operator, _) = operator_keys();
+        let mut host = Host::start(&format!("http://{upstream}"), &operator).await;
+        let tenant = Tenant::new();
+        let mut session = tenant.open(&host).await;
+        let channel = *session.channel().id();
+        let old_key = *session.bundle().host_key_id();
+        session.call(CHAT, chat_body("one")).await.unwrap();
+        session.call(CHAT, chat_body("two")).await.unwrap();
+        let backup = tenant.dir.path().join("backup");
+        copy_dir(&tenant.channel_dir(&channel), &backup);
+        let third = session.call(CHAT, chat_body("three")).await.unwrap();
+        drop(session);
+        copy_dir(&backup, &tenant.channel_dir(&channel));
+        host.restart(&operator).await;
+
+        // Without the record of the earlier key: refused, nothing accepted.
+        let keys = tenant.channel_dir(&channel).join("host_keys.txt");
+        let recorded = std::fs::read(&keys).unwrap();
+        std::fs::remove_file(&keys).unwrap();
+        let err = tenant.resume(&host, &channel).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TenantError::Resume(ResumeError::UnseenReceiptKey { call_seq: 3, host_key_id })
+                    if host_key_id == old_key
+            ),
+            "{err:?}"
+        );
+        std::fs::write(&keys, recorded).unwrap();
+
+        let mut session = tenant.resume(&host, &channel).await.unwrap();
+        assert_ne!(*session.bundle().host_key_id(), old_key, "a new boot key");
+        assert_eq!(session.state().state.turn, 3);
+        assert_eq!(session.receipts()[0].hash(), third.receipt.hash());
+        let fourth = session.call(CHAT, chat_body("four")).await.unwrap();
+        assert_eq!(fourth.receipt.receipt().call_seq, 4);
+        assert_eq!(
+            fourth.receipt.receipt().prev_receipt_hash,
+            *third.receipt.hash()
+        );
+        assert_eq!(
+            fourth.receipt.receipt().host_key_id,
+            *session.bundle().host_key_id()
+        );
     })
     .await
     .expect("test timed out");

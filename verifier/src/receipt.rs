@@ -335,6 +335,38 @@ impl Channel {
     /// the channel.
     pub fn check_unseen(&self, signed: SignedReceipt) -> Result<VerifiedReceipt, ReceiptError> {
         let (hash, after) = self.chain.check(&signed)?;
+        self.unseen_rest(signed, hash, after)
+    }
+
+    /// [`Channel::check_unseen`] for a receipt signed by an earlier boot of the same host: `receipt_key`
+    /// (SEC1) and `keyset_hash` are those of a bundle the caller verified for this channel before (the host
+    /// logged the receipt, then restarted with a new key before delivering it). Its model, weights and
+    /// engine are checked against the runtime the bundle verified last attests.
+    pub fn check_unseen_by(
+        &self,
+        signed: SignedReceipt,
+        receipt_key: &[u8],
+        keyset_hash: B256,
+    ) -> Result<VerifiedReceipt, ReceiptError> {
+        let host_key =
+            HostVerifyingKey::from_sec1(receipt_key).map_err(ReceiptError::BadHostKey)?;
+        let earlier = ReceiptChain::new(
+            *self.chain.domain(),
+            host_key,
+            keyset_hash,
+            self.chain.state().clone(),
+        );
+        let (hash, after) = earlier.check(&signed)?;
+        self.unseen_rest(signed, hash, after)
+    }
+
+    /// The checks of [`Channel::check_unseen`] after the chain's.
+    fn unseen_rest(
+        &self,
+        signed: SignedReceipt,
+        hash: B256,
+        after: ChannelState,
+    ) -> Result<VerifiedReceipt, ReceiptError> {
         let r = &signed.receipt;
         check_runtime(r, self.runtime.as_ref())?;
         if self.prices.is_some_and(|p| p != (r.price_in, r.price_out)) {

@@ -119,11 +119,11 @@ pub enum ResumeError {
         stored: B256,
     },
     /// The host is one turn ahead (it logged a receipt the tenant never received) and that receipt is
-    /// signed by another boot's key than the one verified now (the host restarted since): the tenant
-    /// cannot check it. Dispute it, or close the channel unilaterally from the stored state.
+    /// signed by a key this tenant never verified for the channel: it cannot be checked. Dispute it, or
+    /// close the channel unilaterally from the stored state.
     #[error(
-        "the host logged receipt {call_seq}, which the tenant never received, under another boot key \
-         ({host_key_id}) than the verified one: it cannot be checked; dispute it or close unilaterally"
+        "the host logged receipt {call_seq}, which the tenant never received, under a key this tenant \
+         never verified ({host_key_id}): it cannot be checked; dispute it or close unilaterally"
     )]
     UnseenReceiptKey {
         /// The receipt's call_seq.
@@ -259,7 +259,7 @@ impl Session {
             })?;
         std::fs::create_dir_all(&config.state_dir).map_err(TenantError::Io)?;
         tracing::info!(channel = %channel.id(), tenant = %wallet.address(), "channel opened");
-        Ok(Self {
+        let session = Self {
             client,
             host_url: config.host_url,
             policy: config.policy,
@@ -270,7 +270,23 @@ impl Session {
             call_timeout: config.call_timeout,
             stopped: false,
             receipts: Vec::new(),
-        })
+        };
+        session.remember_host_key()?;
+        Ok(session)
+    }
+
+    /// Records the verified bundle's receipt key for the channel in the state directory, so that a receipt
+    /// this boot of the host logs but never delivers can be checked after the host restarted
+    /// ([`Session::catch_up`]).
+    fn remember_host_key(&self) -> Result<(), TenantError> {
+        store::record_host_key(
+            &self.state_dir,
+            self.channel.id().as_bytes(),
+            self.bundle.host_key_id().as_bytes(),
+            self.bundle.receipt_key(),
+            self.bundle.keyset_hash().as_bytes(),
+        )
+        .map_err(TenantError::Io)
     }
 
     /// Continues a channel this tenant used before, from the state directory (`config.state_dir`), after the
@@ -361,6 +377,7 @@ impl Session {
             stopped: false,
             receipts: Vec::new(),
         };
+        session.remember_host_key()?;
         session.catch_up().await?;
         Ok(session)
     }
@@ -379,9 +396,12 @@ impl Session {
     /// close, so accepting it costs the tenant nothing the host could not claim anyway (at most the
     /// channel's per-call limit). It is stored like any accepted receipt and the tenant signs the next state.
     /// A receipt that fails a check stops the session and is written for a dispute
-    /// ([`TenantError::ReceiptRejected`]); one signed by an earlier boot's key, which this session cannot
-    /// check, is refused ([`ResumeError::UnseenReceiptKey`]). A host without a receipt log (503) is taken
-    /// as not ahead.
+    /// ([`TenantError::ReceiptRejected`]). One signed by an earlier boot's key (the host logged it, then
+    /// restarted) is checked under that key when this tenant verified it for the channel before (the
+    /// state directory's `host_keys.txt`), its model against the runtime attested now; under a key it never
+    /// verified it is refused ([`ResumeError::UnseenReceiptKey`]). A host without a receipt log (503) is
+    /// taken as not ahead. After [`Session::resume`] (the host restarted while this session lived), call
+    /// this when a call is refused as `stale_state`.
     pub async fn catch_up(&mut self) -> Result<Option<VerifiedReceipt>, TenantError> {
         if self.stopped {
             return Err(TenantError::SessionStopped);
@@ -412,14 +432,28 @@ impl Session {
             .map_err(|source| ResumeError::UnseenReceiptMalformed { call_seq, source })?;
         let receipt_b64 = signed.to_header_value();
         let key = signed.receipt.host_key_id;
-        if key != *self.bundle.host_key_id() && signed.receipt.call_seq == call_seq {
-            return Err(ResumeError::UnseenReceiptKey {
-                call_seq,
-                host_key_id: key,
-            }
-            .into());
-        }
-        let receipt = match self.channel.check_unseen(signed) {
+        let checked = if key == *self.bundle.host_key_id() {
+            self.channel.check_unseen(signed)
+        } else {
+            // An earlier boot of the host logged it and restarted before delivering it: checkable under
+            // that boot's key if this tenant verified it for the channel.
+            let known = store::host_key(
+                &self.state_dir,
+                self.channel.id().as_bytes(),
+                key.as_bytes(),
+            )
+            .map_err(TenantError::Io)?;
+            let Some((receipt_key, keyset_hash)) = known else {
+                return Err(ResumeError::UnseenReceiptKey {
+                    call_seq,
+                    host_key_id: key,
+                }
+                .into());
+            };
+            self.channel
+                .check_unseen_by(signed, &receipt_key, B256(keyset_hash))
+        };
+        let receipt = match checked {
             Ok(receipt) => receipt,
             Err(error) => return Err(self.stop(receipt_b64.as_bytes(), error)),
         };
@@ -480,7 +514,9 @@ impl Session {
     /// `host_url` (the session's own URL when `None`) for a fresh nonce under the session's policy, requires
     /// its keyset to name the channel's `host` account and domain, and from then on checks receipts against
     /// the new receipt key and keyset and pins the new TLS key. The channel goes on from the last state the
-    /// tenant signed. On an error nothing changes. A stopped session stays stopped.
+    /// tenant signed, and the new receipt key is recorded in the state directory ([`Session::catch_up`]). On
+    /// an error nothing changes, except that an I/O error recording the key leaves the session resumed. A
+    /// stopped session stays stopped.
     pub async fn resume(&mut self, host_url: Option<&str>) -> Result<(), TenantError> {
         let url = host_url.unwrap_or(&self.host_url).to_owned();
         let (client, bundle) = verify_host(&url, &self.policy).await?;
@@ -495,7 +531,7 @@ impl Session {
         self.client = client;
         self.bundle = bundle;
         self.host_url = url;
-        Ok(())
+        self.remember_host_key()
     }
 
     /// One non-streamed call: `POST path` with `body`, carrying the latest signed state.
