@@ -254,8 +254,9 @@ enum ChannelCommand {
         #[arg(long)]
         channel: String,
     },
-    /// Close cooperatively with the local final state counter-signed by the host, else start the challenge
-    /// window (`startClose`).
+    /// Close cooperatively: with `--host-url`, the host counter-signs the local final state first (checked
+    /// under its attested key; kept as `channels/<id>/final.b64`); else with `--final-state FILE` or the local
+    /// state when counter-signed. Without any of them, start the challenge window (`startClose`).
     Close {
         #[command(flatten)]
         chain: ChainArgs,
@@ -513,11 +514,21 @@ async fn channel(command: ChannelCommand) -> anyhow::Result<()> {
                             .with_context(|| {
                                 format!("the host at {url} counter-signing the close")
                             })?;
+                    // Kept before anything goes on chain, so a failed transaction can be sent again
+                    // with `--final-state FILE --host-key-id K`.
+                    let kept = chain::ChannelRecord::dir(&args.state_dir, &id).join("final.b64");
+                    crate::store::write_atomic(
+                        &kept,
+                        countersigned.state.to_header_value().as_bytes(),
+                    )
+                    .with_context(|| format!("writing {}", kept.display()))?;
                     eprintln!(
-                        "the host counter-signed the final state (turn {}, cumulative {}) with key {}",
+                        "the host counter-signed the final state (turn {}, cumulative {}) with key {}; \
+                         kept in {}",
                         countersigned.state.state.turn,
                         countersigned.state.state.cumulative,
-                        countersigned.host_key_id
+                        countersigned.host_key_id,
+                        kept.display()
                     );
                     (
                         Some(countersigned.state),

@@ -624,6 +624,16 @@ async fn chat_checks_the_host_on_the_settlement_before_sending() {
         );
         let closed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
         assert_eq!(closed["close"], "cooperative", "{stdout}");
+        use dait_chain_client::WireMessage as _;
+        let kept = Path::new(&state)
+            .join("channels")
+            .join(id.trim_start_matches("0x"))
+            .join("final.b64");
+        let kept = dait_chain_client::SignedChannelState::from_header_value(
+            std::fs::read_to_string(kept).unwrap().trim(),
+        )
+        .unwrap();
+        assert!(kept.state.is_final && kept.host_signature.is_some());
         assert_eq!(
             deployment
                 .channel(B256::from_hex(&id).unwrap())
