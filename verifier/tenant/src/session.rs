@@ -91,14 +91,14 @@ pub enum ResumeError {
     /// The stored state is final (signed to close the channel): no call can follow it.
     #[error("the stored channel state is final: the channel is being closed")]
     Final,
-    /// The stored last receipt does not agree with the stored state (its hash, call_seq, cumulative or
-    /// channel), or the state names receipts and none is stored.
+    /// The stored receipt of the state's turn does not agree with the stored state (its hash, cumulative or
+    /// channel), or the state names receipts and none of its turn is stored.
     #[error("the stored receipts do not match the stored channel state")]
     LastReceiptMismatch,
     /// A stored file does not decode.
     #[error("the stored {what} does not decode")]
     Malformed {
-        /// `state.pb` or `receipts.b64`.
+        /// `state.pb`.
         what: &'static str,
         /// The cause.
         #[source]
@@ -156,6 +156,56 @@ pub enum ResumeError {
         /// The wallet's address.
         wallet: Address,
     },
+}
+
+/// The last state the tenant signed for `channel_id` and the stored receipt of its turn (none at turn 0),
+/// checked to be this channel's, this wallet's and not final.
+///
+/// The receipt is the last one in `receipts.b64` whose call_seq is the state's turn: a receipt appended
+/// after it without its state (a crash between the two writes) or a torn last line is passed over, and the
+/// host's log gives that receipt again ([`Session::catch_up`]).
+fn load_stored(
+    state_dir: &std::path::Path,
+    channel_id: &B256,
+    wallet: Address,
+) -> Result<(SignedChannelState, Option<SignedReceipt>), TenantError> {
+    let (state, lines) =
+        store::load_channel(state_dir, channel_id.as_bytes()).map_err(TenantError::Io)?;
+    let state = state.ok_or(ResumeError::NoState {
+        channel: *channel_id,
+    })?;
+    let state = SignedChannelState::decode(&state).map_err(|source| ResumeError::Malformed {
+        what: "state.pb",
+        source,
+    })?;
+    if state.state.channel_id != *channel_id {
+        return Err(ResumeError::OtherChannel {
+            asked: *channel_id,
+            stored: state.state.channel_id,
+        }
+        .into());
+    }
+    if state.state.tenant != wallet {
+        return Err(ResumeError::WrongTenant {
+            stored: state.state.tenant,
+            wallet,
+        }
+        .into());
+    }
+    if state.state.is_final {
+        return Err(ResumeError::Final.into());
+    }
+    let turn = state.state.turn;
+    let last = (turn > 0)
+        .then(|| {
+            lines
+                .iter()
+                .rev()
+                .filter_map(|line| SignedReceipt::from_header_value(line).ok())
+                .find(|r| r.receipt.call_seq == turn)
+        })
+        .flatten();
+    Ok((state, last))
 }
 
 /// A call that completed and whose receipt passed every check.
@@ -305,41 +355,7 @@ impl Session {
         wallet: Wallet,
         channel_id: &B256,
     ) -> Result<Self, TenantError> {
-        let (state, last) = store::load_channel(&config.state_dir, channel_id.as_bytes())
-            .map_err(TenantError::Io)?;
-        let state = state.ok_or(ResumeError::NoState {
-            channel: *channel_id,
-        })?;
-        let state =
-            SignedChannelState::decode(&state).map_err(|source| ResumeError::Malformed {
-                what: "state.pb",
-                source,
-            })?;
-        if state.state.channel_id != *channel_id {
-            return Err(ResumeError::OtherChannel {
-                asked: *channel_id,
-                stored: state.state.channel_id,
-            }
-            .into());
-        }
-        if state.state.tenant != wallet.address() {
-            return Err(ResumeError::WrongTenant {
-                stored: state.state.tenant,
-                wallet: wallet.address(),
-            }
-            .into());
-        }
-        if state.state.is_final {
-            return Err(ResumeError::Final.into());
-        }
-        let last = last
-            .map(|line| {
-                SignedReceipt::from_header_value(&line).map_err(|source| ResumeError::Malformed {
-                    what: "receipts.b64",
-                    source,
-                })
-            })
-            .transpose()?;
+        let (state, last) = load_stored(&config.state_dir, channel_id, wallet.address())?;
         let (client, bundle) = verify_host(&config.host_url, &config.policy).await?;
         let verified = bundle.keyset().host_account;
         if verified != state.state.host {
@@ -1250,11 +1266,29 @@ mod tests {
         }
         let second_hash = *first.receipts()[1].hash();
         let id = *first.channel().id();
-        let (state, last) = store::load_channel(&dir, id.as_bytes()).unwrap();
-        let state = SignedChannelState::decode(&state.unwrap()).unwrap();
-        let last = SignedReceipt::from_header_value(&last.unwrap()).unwrap();
+        // A crash between appending receipt 3 and storing its state, then a torn line: passed over.
+        let log = dir
+            .join("channels")
+            .join(hex::encode(id.as_bytes()))
+            .join("receipts.b64");
+        let mut text = std::fs::read_to_string(&log).unwrap();
+        text.push_str(&receipt_for(&first, b"unstored"));
+        text.push_str("\nCiB0b3Ju\n");
+        std::fs::write(&log, text).unwrap();
+        let (state, last) = load_stored(&dir, &id, first.wallet.address()).unwrap();
+        let last = last.unwrap();
+        assert_eq!(last.receipt.call_seq, 2);
         let first_receipt = first.receipts()[0].receipt().clone();
         assert_eq!(state.state.turn, 2);
+        // Another channel, another wallet: each its own error.
+        assert!(matches!(
+            load_stored(&dir, &B256([1; 32]), first.wallet.address()),
+            Err(TenantError::Resume(ResumeError::NoState { .. }))
+        ));
+        assert!(matches!(
+            load_stored(&dir, &id, Address([1; 20])),
+            Err(TenantError::Resume(ResumeError::WrongTenant { .. }))
+        ));
         let Session {
             bundle,
             wallet,

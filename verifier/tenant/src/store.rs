@@ -79,29 +79,29 @@ pub(crate) fn record_dispute(
     Ok(DisputeRecord { dir })
 }
 
-/// What the state directory holds for one channel: the latest signed state (`state.pb`) and the last line of
-/// `receipts.b64`; each `None` when absent.
+/// What the state directory holds for one channel: the latest signed state (`state.pb`, `None` when absent)
+/// and the non-empty lines of `receipts.b64` (none when absent).
 pub(crate) fn load_channel(
     state_dir: &Path,
     channel_id: &[u8; 32],
-) -> std::io::Result<(Option<Vec<u8>>, Option<String>)> {
+) -> std::io::Result<(Option<Vec<u8>>, Vec<String>)> {
     let dir = channel_dir(state_dir, channel_id);
     let state = match std::fs::read(dir.join("state.pb")) {
         Ok(bytes) => Some(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
-    let last = match std::fs::read_to_string(dir.join("receipts.b64")) {
+    let lines = match std::fs::read_to_string(dir.join("receipts.b64")) {
         Ok(text) => text
             .lines()
-            .rev()
             .map(str::trim)
-            .find(|l| !l.is_empty())
-            .map(str::to_owned),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(e),
     };
-    Ok((state, last))
+    Ok((state, lines))
 }
 
 /// Adds a verified receipt key of the channel's host to `host_keys.txt`, unless it is there already.
