@@ -68,6 +68,10 @@ pub enum ReceiptError {
     /// The response received could not be normalised, so its hash cannot be recomputed.
     #[error("the response cannot be normalised")]
     ResponseUnreadable(#[source] NormalizeError),
+    /// The state a channel is restored from does not agree with the receipt given as its last one (its
+    /// hash, `call_seq`, `cumulative` or channel), or names receipts without one ([`Channel::restore`]).
+    #[error("the restored channel state does not match its last receipt")]
+    RestoredState,
     /// The receipt was checked against another state of the channel than the current one.
     #[error("the receipt was checked against another channel state")]
     StaleCheck,
@@ -172,6 +176,52 @@ impl Channel {
         })
     }
 
+    /// Continues a channel the tenant used before (its process restarted) from `state`, the last state it
+    /// signed, with the host of a newly verified `bundle`: the bundle's keyset must name the state's `host`
+    /// account ([`dait_chain_client::ReceiptError::WrongHost`]) and the state must not be final
+    /// ([`dait_chain_client::ReceiptError::Final`]). `last` is the receipt of `state.turn` (none at turn 0):
+    /// its hash under the bundle's domain, `call_seq`, `cumulative` and channel must be the state's
+    /// ([`ReceiptError::RestoredState`]), and its prices are the channel's from then on. The caller checks
+    /// that the tenant's signature on `state` recovers its own address under the bundle's domain (which ties
+    /// the state to that domain). Receipts are then checked against the bundle's key, keyset and runtime.
+    pub fn restore(
+        bundle: &VerifiedBundle,
+        state: SignedChannelState,
+        last: Option<&Receipt>,
+    ) -> Result<Self, ReceiptError> {
+        let domain = bundle.domain();
+        if bundle.keyset().host_account != state.state.host {
+            return Err(dait_chain_client::ReceiptError::WrongHost.into());
+        }
+        if state.state.is_final {
+            return Err(dait_chain_client::ReceiptError::Final.into());
+        }
+        let s = &state.state;
+        let prices = match (s.turn, last) {
+            (0, None) if s.cumulative == 0 && s.last_receipt_hash == B256::ZERO => None,
+            (turn, Some(r))
+                if turn > 0
+                    && r.call_seq == turn
+                    && r.cumulative == s.cumulative
+                    && r.channel_id == s.channel_id
+                    && dait_chain_client::receipt_hash(r, &domain) == s.last_receipt_hash =>
+            {
+                Some((r.price_in, r.price_out))
+            }
+            _ => return Err(ReceiptError::RestoredState),
+        };
+        let host_key =
+            HostVerifyingKey::from_sec1(bundle.receipt_key()).map_err(ReceiptError::BadHostKey)?;
+        Ok(Self {
+            chain: ReceiptChain::new(domain, host_key, *bundle.keyset_hash(), state.state.clone()),
+            host_key,
+            keyset_hash: *bundle.keyset_hash(),
+            state,
+            prices,
+            runtime: bundle.runtime().cloned(),
+        })
+    }
+
     /// The latest state the tenant signed (sent as `x-dait-state` with the next call).
     pub fn state(&self) -> &SignedChannelState {
         &self.state
@@ -265,6 +315,60 @@ impl Channel {
                 response_ct_hash: call.response_ct_hash,
             },
         )?;
+        if self.prices.is_some_and(|p| p != (r.price_in, r.price_out)) {
+            return Err(ReceiptError::PriceChanged);
+        }
+        Ok(VerifiedReceipt {
+            signed,
+            hash,
+            before: self.chain.state().clone(),
+            after,
+        })
+    }
+
+    /// Checks a receipt the tenant never received with its call (the host logged it, then crashed or the
+    /// tenant left before it arrived; fetched again from the host's receipt log): every rule that does not
+    /// need the call itself (version, channel, not final, `call_seq`, `prev_receipt_hash`, the signature by
+    /// the attested key, `host_key_id`, `keyset_hash`, `amount`, `cumulative`, the escrow cap, the prices
+    /// and the receipt's model, weights and engine against the evidence). Its request and response hashes
+    /// cannot be recomputed: accepting it takes the host's word that the call was made. Does not change
+    /// the channel.
+    pub fn check_unseen(&self, signed: SignedReceipt) -> Result<VerifiedReceipt, ReceiptError> {
+        let (hash, after) = self.chain.check(&signed)?;
+        self.unseen_rest(signed, hash, after)
+    }
+
+    /// [`Channel::check_unseen`] for a receipt signed by an earlier boot of the same host: `receipt_key`
+    /// (SEC1) and `keyset_hash` are those of a bundle the caller verified for this channel before (the host
+    /// logged the receipt, then restarted with a new key before delivering it). Its model, weights and
+    /// engine are checked against the runtime the bundle verified last attests.
+    pub fn check_unseen_by(
+        &self,
+        signed: SignedReceipt,
+        receipt_key: &[u8],
+        keyset_hash: B256,
+    ) -> Result<VerifiedReceipt, ReceiptError> {
+        let host_key =
+            HostVerifyingKey::from_sec1(receipt_key).map_err(ReceiptError::BadHostKey)?;
+        let earlier = ReceiptChain::new(
+            *self.chain.domain(),
+            host_key,
+            keyset_hash,
+            self.chain.state().clone(),
+        );
+        let (hash, after) = earlier.check(&signed)?;
+        self.unseen_rest(signed, hash, after)
+    }
+
+    /// The checks of [`Channel::check_unseen`] after the chain's.
+    fn unseen_rest(
+        &self,
+        signed: SignedReceipt,
+        hash: B256,
+        after: ChannelState,
+    ) -> Result<VerifiedReceipt, ReceiptError> {
+        let r = &signed.receipt;
+        check_runtime(r, self.runtime.as_ref())?;
         if self.prices.is_some_and(|p| p != (r.price_in, r.price_out)) {
             return Err(ReceiptError::PriceChanged);
         }

@@ -6,11 +6,16 @@
 //!
 //! `channel open | status | final-state | close | challenge | withdraw | check` drive the settlement contract over JSON-RPC
 //! ([`crate::chain`]): each prints one JSON object with the transactions it sent and the token balances it
-//! changed.
+//! changed. `channel close --host-url URL` runs the whole cooperative close: the host counter-signs the
+//! final state ([`crate::close`]), then `closeChannel`.
+//!
+//! `chat` and `proxy` with `--channel ID` continue a channel used before from `--state-dir`
+//! ([`Session::resume_from_store`]), so a restarted tenant goes on at the next call_seq.
 //!
 //! Exit codes: 0 = ok; 1 = rejected (evidence, TLS key, receipt or stream failed verification; the
 //! settlement contract reverted, its error name printed; `channel check` refused the host; `channel
-//! challenge` had nothing higher to submit); 2 = usage, I/O, RPC or host error (a `--policy` reference file
+//! challenge` had nothing higher to submit; `channel close --host-url` got a counter-signature or state that
+//! does not verify; `--channel` resumed with a host of another account or domain); 2 = usage, I/O, RPC or host error (a `--policy` reference file
 //! that does not load included).
 //!
 //! Policy: the default accepts real TDX/SNP evidence only. `--policy <reference.json>` pins a published
@@ -34,6 +39,7 @@ use dait_verifier::bundle::{Platform, Policy};
 use dait_verifier::collateral::TdxCollateral;
 
 use crate::chain;
+use crate::close;
 use crate::redundant::{self, Redundant};
 use crate::{
     CallOptions, Session, SessionConfig, StreamItem, TenantError, Wallet, proxy,
@@ -58,6 +64,13 @@ struct HostArgs {
     /// N); the other commands take it once.
     #[arg(long, env = "DAIT_HOST_URL", required = true)]
     host: Vec<String>,
+    #[command(flatten)]
+    trust: PolicyArgs,
+}
+
+/// How the host's evidence is judged (`verify`, `chat`, `proxy`, `channel close --host-url`).
+#[derive(clap::Args)]
+struct PolicyArgs {
     /// Accept SIMULATED evidence certified by the root public key in this file (hex, as written by
     /// `dait-host init --tee simulated`). Development and tests only: simulated evidence proves nothing.
     #[arg(long, value_name = "ROOT_PUB_FILE")]
@@ -108,8 +121,10 @@ struct ChannelArgs {
     #[arg(long, value_name = "PEM")]
     rpc_ca_file: Option<PathBuf>,
     /// Use this channel, opened on chain by `channel open` into the same `--state-dir`, instead of a fresh
-    /// off-chain one: its salt, and its escrow as the cap. It must be open on chain and unused (a channel
-    /// with signed calls cannot be resumed yet). Needs `--settlement`.
+    /// off-chain one: its salt, and its escrow as the cap. It must be open on chain. A channel with signed
+    /// calls goes on from the last state stored in `--state-dir` (the verified host must be the channel's
+    /// host account, in its domain); a receipt the host logged but this tenant never received is fetched
+    /// from the host and accepted as the host's claim first. Needs `--settlement`.
     #[arg(long = "channel", value_name = "ID", requires = "settlement")]
     onchain_channel: Option<String>,
 }
@@ -239,8 +254,9 @@ enum ChannelCommand {
         #[arg(long)]
         channel: String,
     },
-    /// Close cooperatively with the local final state counter-signed by the host, else start the challenge
-    /// window (`startClose`).
+    /// Close cooperatively: with `--host-url`, the host counter-signs the local final state first (checked
+    /// under its attested key; kept as `channels/<id>/final.b64`); else with `--final-state FILE` or the local
+    /// state when counter-signed. Without any of them, start the challenge window (`startClose`).
     Close {
         #[command(flatten)]
         chain: ChainArgs,
@@ -252,8 +268,15 @@ enum ChannelCommand {
         host_key_id: Option<String>,
         /// Close with this final state counter-signed by the host (a file holding its base64url header
         /// value, as `channel final-state` prints it before the host counter-signs) instead of the local state.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "host_url")]
         final_state: Option<PathBuf>,
+        /// The whole cooperative close: verify the host at this URL (policy flags as for `chat`), send it
+        /// the tenant-signed final state (`POST /v1/channel/close` over the pinned TLS connection), check
+        /// its counter-signature under the attested receipt key, then `closeChannel` with it.
+        #[arg(long, value_name = "URL", conflicts_with = "host_key_id")]
+        host_url: Option<String>,
+        #[command(flatten)]
+        trust: PolicyArgs,
     },
     /// Print the tenant-signed final state of the channel (the latest local state, `is_final` set) for the host
     /// to counter-sign, or for its operator to send with `closeChannel`.
@@ -475,21 +498,55 @@ async fn channel(command: ChannelCommand) -> anyhow::Result<()> {
             channel,
             host_key_id,
             final_state,
+            host_url,
+            trust,
         } => {
-            let final_state = match &final_state {
-                None => None,
-                Some(path) => {
+            let id = parse_b256("--channel", &channel)?;
+            let (final_state, host_key_id) = match (&final_state, &host_url) {
+                (_, Some(url)) => {
+                    check_pinned(&trust)?;
+                    let record = chain::ChannelRecord::load(&args.state_dir, &id)?;
+                    let wallet = Wallet::load_or_create(&args.wallet_key)?;
+                    let signed = chain::final_state(&record, &args.state_dir, &wallet)?;
+                    let countersigned =
+                        close::request_countersignature(url, &policy(&trust)?.0, &signed)
+                            .await
+                            .with_context(|| {
+                                format!("the host at {url} counter-signing the close")
+                            })?;
+                    // Kept before anything goes on chain, so a failed transaction can be sent again
+                    // with `--final-state FILE --host-key-id K`.
+                    let kept = chain::ChannelRecord::dir(&args.state_dir, &id).join("final.b64");
+                    crate::store::write_atomic(
+                        &kept,
+                        countersigned.state.to_header_value().as_bytes(),
+                    )
+                    .with_context(|| format!("writing {}", kept.display()))?;
+                    eprintln!(
+                        "the host counter-signed the final state (turn {}, cumulative {}) with key {}; \
+                         kept in {}",
+                        countersigned.state.state.turn,
+                        countersigned.state.state.cumulative,
+                        countersigned.host_key_id,
+                        kept.display()
+                    );
+                    (
+                        Some(countersigned.state),
+                        Some(countersigned.host_key_id.to_string()),
+                    )
+                }
+                (None, None) => (None, host_key_id),
+                (Some(path), None) => {
                     let text = std::fs::read_to_string(path)
                         .with_context(|| format!("reading {}", path.display()))?;
-                    Some(
+                    let given =
                         dait_chain_client::SignedChannelState::from_header_value(text.trim())
                             .with_context(|| {
                                 format!("{} is not a signed channel state", path.display())
-                            })?,
-                    )
+                            })?;
+                    (Some(given), host_key_id)
                 }
             };
-            let id = parse_b256("--channel", &channel)?;
             let host_key_id = host_key_id
                 .as_deref()
                 .map(|k| parse_b256("--host-key-id", k))
@@ -586,6 +643,22 @@ fn is_rejection(error: &anyhow::Error) -> bool {
         if let Some(error) = cause.downcast_ref::<chain::CheckError>() {
             return !matches!(error, chain::CheckError::Evm(_));
         }
+        if matches!(
+            cause.downcast_ref::<close::CloseError>(),
+            Some(
+                close::CloseError::BadCounterSignature(_)
+                    | close::CloseError::DomainMismatch
+                    | close::CloseError::HostKeyId { .. }
+                    | close::CloseError::Malformed
+                    | close::CloseError::StateChanged
+                    | close::CloseError::WrongHost
+            )
+        ) || matches!(
+            cause.downcast_ref::<crate::ResumeError>(),
+            Some(crate::ResumeError::DomainMismatch | crate::ResumeError::WrongHost { .. })
+        ) {
+            return true;
+        }
         if let Some(error) = cause.downcast_ref::<chain::ChainError>() {
             return matches!(
                 error,
@@ -616,7 +689,7 @@ fn is_rejection(error: &anyhow::Error) -> bool {
 pub struct UnpinnedPolicy;
 
 /// The verification policy and, with `--policy`, the release of the reference it pins.
-fn policy(host: &HostArgs) -> anyhow::Result<(Policy, Option<String>)> {
+fn policy(host: &PolicyArgs) -> anyhow::Result<(Policy, Option<String>)> {
     let (mut policy, release) = match &host.policy {
         None => (Policy::new(), None),
         Some(path) => {
@@ -679,7 +752,7 @@ fn single_host(host: &HostArgs) -> anyhow::Result<&str> {
 }
 
 /// Refuses to send prompts under a policy that pins no measurements, unless told otherwise.
-fn check_pinned(host: &HostArgs) -> anyhow::Result<()> {
+fn check_pinned(host: &PolicyArgs) -> anyhow::Result<()> {
     if host.policy.is_none() {
         if !host.dangerous_any_measurement {
             return Err(UnpinnedPolicy.into());
@@ -694,7 +767,7 @@ fn check_pinned(host: &HostArgs) -> anyhow::Result<()> {
 
 async fn open(host: &HostArgs, channel: &ChannelArgs) -> anyhow::Result<Session> {
     let url = single_host(host)?;
-    check_pinned(host)?;
+    check_pinned(&host.trust)?;
     let wallet = Wallet::load_or_create(&channel.wallet_key)?;
     let record = match &channel.onchain_channel {
         None => None,
@@ -702,16 +775,55 @@ async fn open(host: &HostArgs, channel: &ChannelArgs) -> anyhow::Result<Session>
     };
     let config = SessionConfig {
         host_url: url.to_owned(),
-        policy: policy(host)?.0,
+        policy: policy(&host.trust)?.0,
         escrow_cap: record.as_ref().map_or(channel.escrow_cap, |r| r.escrow),
         state_dir: channel.state_dir.clone(),
         call_timeout: std::time::Duration::from_secs(channel.timeout),
     };
     let session = match &record {
-        None => Session::open(config, wallet).await,
-        Some(record) => Session::open_with_salt(config, wallet, record.salt).await,
-    }
-    .context("opening a session with the host")?;
+        None => Session::open(config, wallet)
+            .await
+            .context("opening a session with the host")?,
+        // A channel with signed calls goes on from its last co-signed state (and catches up with a
+        // receipt the host logged but this tenant never received).
+        Some(record) if record.local_state(&channel.state_dir)?.is_some() => {
+            let session = Session::resume_from_store(config, wallet, &record.channel_id)
+                .await
+                .with_context(|| {
+                    format!(
+                        "resuming channel {} from {}",
+                        record.channel_id,
+                        channel.state_dir.display()
+                    )
+                })?;
+            eprintln!(
+                "resuming channel {} at turn {}",
+                record.channel_id,
+                session.state().state.turn
+            );
+            session
+        }
+        Some(record) => {
+            let mut session = Session::open_with_salt(config, wallet, record.salt)
+                .await
+                .context("opening a session with the host")?;
+            // The tenant may have left during its first call, after the host logged its receipt. A host
+            // whose log cannot tell (an older agent) is not fatal: a host ahead refuses the next call
+            // as stale_state anyway.
+            match session.catch_up().await {
+                Ok(_) => {}
+                Err(TenantError::HostStatus { status }) => eprintln!(
+                    "warning: the host's receipt log answered HTTP {status}; not checked for a receipt \
+                     this tenant never received"
+                ),
+                Err(error) => {
+                    return Err(error)
+                        .context("fetching a receipt the host logged on this channel");
+                }
+            }
+            session
+        }
+    };
     if let Some(settlement) = &channel.settlement {
         let (attested, settlement) = check_on_chain(channel, settlement, session.bundle()).await?;
         eprintln!(
@@ -745,7 +857,7 @@ async fn open(host: &HostArgs, channel: &ChannelArgs) -> anyhow::Result<Session>
     Ok(session)
 }
 
-/// The record of `--channel`: opened by this wallet on the `--settlement`, with no signed call yet.
+/// The record of `--channel`: opened by this wallet on the `--settlement`.
 fn onchain_record(
     channel: &ChannelArgs,
     id: &str,
@@ -766,14 +878,6 @@ fn onchain_record(
         anyhow::bail!(
             "--channel {id} was opened on the settlement {}, not {settlement}",
             record.domain.settlement
-        );
-    }
-    if let Some(state) = record.local_state(&channel.state_dir)?
-        && state.state.turn > 0
-    {
-        anyhow::bail!(
-            "--channel {id} has signed calls (turn {}); resuming a used channel is not supported yet",
-            state.state.turn
         );
     }
     Ok(record)
@@ -814,11 +918,11 @@ async fn open_redundant(
             host.host.len()
         );
     }
-    check_pinned(host)?;
+    check_pinned(&host.trust)?;
     if channel.settlement.is_some() {
         anyhow::bail!("--settlement is not supported with --redundant yet");
     }
-    let policy = policy(host)?.0;
+    let policy = policy(&host.trust)?.0;
     let mut hosts = Vec::new();
     for url in &host.host {
         let config = SessionConfig {
@@ -839,7 +943,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Channel { command } => channel(command).await,
         Command::Verify { host, collateral } => {
-            let (policy, release) = policy(&host)?;
+            let (policy, release) = policy(&host.trust)?;
             let collateral = collateral
                 .map(|path| {
                     TdxCollateral::load(&path)
@@ -1041,14 +1145,60 @@ mod tests {
         let Command::Proxy { host, .. } = cli.command else {
             panic!("not the proxy command");
         };
-        let (pinned, _) = policy(&host).unwrap();
+        let (pinned, _) = policy(&host.trust).unwrap();
         assert_eq!(pinned.tpm.ak_name, Some(vec![0x00, 0x0b, 0xff]));
         assert!(pinned.tpm.required);
         let cli = parse(&["--host", "https://a:1", "--tpm-ak-name", "zz"]).unwrap();
         let Command::Proxy { host, .. } = cli.command else {
             panic!("not the proxy command");
         };
-        assert!(policy(&host).is_err());
+        assert!(policy(&host.trust).is_err());
+    }
+
+    #[test]
+    fn close_takes_a_host_url_with_policy_flags_or_a_final_state_file_not_both() {
+        let base = [
+            "dait-tenant",
+            "channel",
+            "close",
+            "--channel",
+            "0x01",
+            "--rpc-url",
+            "http://127.0.0.1:8545",
+            "--settlement",
+            "0x02",
+            "--wallet-key",
+            "w.key",
+            "--state-dir",
+            "state",
+        ];
+        let with = |extra: &[&str]| {
+            let mut args = base.to_vec();
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args)
+        };
+        let cli = with(&[
+            "--host-url",
+            "https://h:1",
+            "--policy",
+            "ref.json",
+            "--min-gpus",
+            "2",
+        ])
+        .unwrap();
+        let Command::Channel {
+            command: ChannelCommand::Close {
+                host_url, trust, ..
+            },
+        } = cli.command
+        else {
+            panic!("not channel close");
+        };
+        assert_eq!(host_url.as_deref(), Some("https://h:1"));
+        assert_eq!(trust.min_gpus, 2);
+        assert!(with(&["--final-state", "f.b64"]).is_ok());
+        assert!(with(&["--host-url", "https://h:1", "--final-state", "f.b64"]).is_err());
+        assert!(with(&["--host-url", "https://h:1", "--host-key-id", "0x03"]).is_err());
     }
 
     #[tokio::test]

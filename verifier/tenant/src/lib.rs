@@ -13,7 +13,12 @@
 //! A failed check stops the session and writes the offending receipt under the state directory, so it can
 //! be disputed.
 //!
+//! [`Session::resume_from_store`] continues a channel used before from the state directory after the tenant's
+//! own process restarted (the host verified afresh, the same account and domain required), and fetches a receipt
+//! the host logged but the tenant never received ([`Session::catch_up`]).
+//!
 //! - [`verify_host`]: only the verification, for a client that wants the attested keys.
+//! - [`close`]: the cooperative close's counter-signature, obtained from the verified host and checked.
 //! - [`proxy`]: the same flow served as a local OpenAI-compatible HTTP endpoint.
 //! - [`redundant`]: M-of-N serving: a replayable request sent to N hosts, each on its own channel, and the
 //!   answer a majority agrees on (by response hash); disagreements are written as dispute evidence.
@@ -82,6 +87,7 @@
 pub mod chain;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod close;
 mod ohttp;
 pub mod proxy;
 pub mod redundant;
@@ -96,11 +102,11 @@ mod wallet;
 mod support;
 
 pub use session::{
-    CallOptions, CallOutcome, DEFAULT_CALL_TIMEOUT, Session, SessionConfig, StreamCall, StreamItem,
-    verify_host, verify_host_with_collateral,
+    CallOptions, CallOutcome, DEFAULT_CALL_TIMEOUT, ResumeError, Session, SessionConfig,
+    StreamCall, StreamItem, verify_host, verify_host_with_collateral,
 };
 pub use store::DisputeRecord;
-pub use transport::{EngineClient, HostClient};
+pub use transport::{CloseAnswer, EngineClient, HostClient};
 pub use wallet::{Wallet, WalletError};
 
 use dait_verifier::bundle::VerifyError;
@@ -116,6 +122,10 @@ pub enum HostErrorCode {
     BadStateSignature,
     /// `channel_final` (409): the state is final (signed to close the channel); the host serves no call on it.
     ChannelFinal,
+    /// `malformed_state` (400, `POST /v1/channel/close`): the body is not a signed channel state.
+    MalformedState,
+    /// `not_final` (400, `POST /v1/channel/close`): the state sent to close is not final.
+    NotFinal,
     /// `not_replayable` (422): a call sent replayable that the host cannot serve replayably (its engine is
     /// not declared deterministic, or the request's sampling is not replayable).
     NotReplayable,
@@ -143,6 +153,8 @@ impl HostErrorCode {
             "bad_request" => Self::BadRequest,
             "bad_state_signature" => Self::BadStateSignature,
             "channel_final" => Self::ChannelFinal,
+            "malformed_state" => Self::MalformedState,
+            "not_final" => Self::NotFinal,
             "not_replayable" => Self::NotReplayable,
             "over_escrow_cap" => Self::OverEscrowCap,
             "receipt_log_unwritable" => Self::ReceiptLogUnwritable,
@@ -160,6 +172,8 @@ impl HostErrorCode {
             Self::BadRequest => "bad_request",
             Self::BadStateSignature => "bad_state_signature",
             Self::ChannelFinal => "channel_final",
+            Self::MalformedState => "malformed_state",
+            Self::NotFinal => "not_final",
             Self::NotReplayable => "not_replayable",
             Self::OverEscrowCap => "over_escrow_cap",
             Self::ReceiptLogUnwritable => "receipt_log_unwritable",
@@ -228,6 +242,9 @@ pub enum TenantError {
     /// Reading or writing the state directory failed.
     #[error("state directory I/O failed")]
     Io(#[source] std::io::Error),
+    /// A channel stored in the state directory cannot be continued (`Session::resume_from_store`).
+    #[error("the stored channel cannot be resumed")]
+    Resume(#[from] ResumeError),
     /// A successful response carried no receipt.
     #[error("the response carried no x-dait-receipt")]
     MissingReceipt,
@@ -299,6 +316,8 @@ mod tests {
         for code in [
             "bad_request",
             "bad_state_signature",
+            "malformed_state",
+            "not_final",
             "not_replayable",
             "over_escrow_cap",
             "receipt_log_unwritable",

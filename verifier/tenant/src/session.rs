@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dait_chain_client::{
-    B256, Freshness, NormalizeError, NormalizedResponse, SignedChannelState, StreamNormalizer,
-    ciphertext_hash,
+    Address, B256, DecodeError, Freshness, NormalizeError, NormalizedResponse, SignedChannelState,
+    SignedReceipt, StreamNormalizer, ciphertext_hash,
 };
 use dait_verifier::bundle::{
     Policy, UnixTime, VerifiedBundle, VerifyError, verify_bundle_with_collateral,
@@ -78,6 +78,134 @@ fn replay_seed(body: &[u8], options: CallOptions) -> Result<Option<u64>, TenantE
             .map(Some)
             .ok_or(TenantError::BadRequestBody),
     }
+}
+
+/// Why a channel stored in the state directory cannot be continued ([`Session::resume_from_store`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResumeError {
+    /// The host's newly verified keyset is bound to another chain or settlement contract than the stored
+    /// state: the tenant's signature on it does not recover the tenant under the keyset's domain.
+    #[error("the host's keyset names another chain or settlement contract than the stored channel")]
+    DomainMismatch,
+    /// The stored state is final (signed to close the channel): no call can follow it.
+    #[error("the stored channel state is final: the channel is being closed")]
+    Final,
+    /// The stored receipt of the state's turn does not agree with the stored state (its hash, cumulative or
+    /// channel), or the state names receipts and none of its turn is stored.
+    #[error("the stored receipts do not match the stored channel state")]
+    LastReceiptMismatch,
+    /// A stored file does not decode.
+    #[error("the stored {what} does not decode")]
+    Malformed {
+        /// `state.pb`.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: DecodeError,
+    },
+    /// The state directory holds no signed state for this channel.
+    #[error("no signed state is stored for channel {channel}")]
+    NoState {
+        /// The channel asked for.
+        channel: B256,
+    },
+    /// The state stored under the channel's directory is another channel's.
+    #[error("the state stored for channel {asked} is channel {stored}'s")]
+    OtherChannel {
+        /// The channel asked for.
+        asked: B256,
+        /// The channel the stored state names.
+        stored: B256,
+    },
+    /// The host is one turn ahead (it logged a receipt the tenant never received) and that receipt is
+    /// signed by a key this tenant never verified for the channel: it cannot be checked. Dispute it, or
+    /// close the channel unilaterally from the stored state.
+    #[error(
+        "the host logged receipt {call_seq}, which the tenant never received, under a key this tenant \
+         never verified ({host_key_id}): it cannot be checked; dispute it or close unilaterally"
+    )]
+    UnseenReceiptKey {
+        /// The receipt's call_seq.
+        call_seq: u64,
+        /// The key it names.
+        host_key_id: B256,
+    },
+    /// The receipt the host is ahead with does not decode.
+    #[error("the host's logged receipt {call_seq} does not decode")]
+    UnseenReceiptMalformed {
+        /// The call_seq asked for.
+        call_seq: u64,
+        /// The cause.
+        #[source]
+        source: DecodeError,
+    },
+    /// The verified host belongs to another operator account than the channel's `host`.
+    #[error("the verified host's account {verified} is not the channel's host {channel}")]
+    WrongHost {
+        /// The channel's host account (from the stored state).
+        channel: Address,
+        /// The verified keyset's `host_account`.
+        verified: Address,
+    },
+    /// The stored state belongs to another tenant than this wallet.
+    #[error("the stored channel belongs to tenant {stored}, not to this wallet ({wallet})")]
+    WrongTenant {
+        /// The stored state's tenant.
+        stored: Address,
+        /// The wallet's address.
+        wallet: Address,
+    },
+}
+
+/// The last state the tenant signed for `channel_id` and the stored receipt of its turn (none at turn 0),
+/// checked to be this channel's, this wallet's and not final.
+///
+/// The receipt is the last one in `receipts.b64` whose call_seq is the state's turn: a receipt appended
+/// after it without its state (a crash between the two writes) or a torn last line is passed over, and the
+/// host's log gives that receipt again ([`Session::catch_up`]).
+fn load_stored(
+    state_dir: &std::path::Path,
+    channel_id: &B256,
+    wallet: Address,
+) -> Result<(SignedChannelState, Option<SignedReceipt>), TenantError> {
+    let (state, lines) =
+        store::load_channel(state_dir, channel_id.as_bytes()).map_err(TenantError::Io)?;
+    let state = state.ok_or(ResumeError::NoState {
+        channel: *channel_id,
+    })?;
+    let state = SignedChannelState::decode(&state).map_err(|source| ResumeError::Malformed {
+        what: "state.pb",
+        source,
+    })?;
+    if state.state.channel_id != *channel_id {
+        return Err(ResumeError::OtherChannel {
+            asked: *channel_id,
+            stored: state.state.channel_id,
+        }
+        .into());
+    }
+    if state.state.tenant != wallet {
+        return Err(ResumeError::WrongTenant {
+            stored: state.state.tenant,
+            wallet,
+        }
+        .into());
+    }
+    if state.state.is_final {
+        return Err(ResumeError::Final.into());
+    }
+    let turn = state.state.turn;
+    let last = (turn > 0)
+        .then(|| {
+            lines
+                .iter()
+                .rev()
+                .filter_map(|line| SignedReceipt::from_header_value(line).ok())
+                .find(|r| r.receipt.call_seq == turn)
+        })
+        .flatten();
+    Ok((state, last))
 }
 
 /// A call that completed and whose receipt passed every check.
@@ -181,7 +309,7 @@ impl Session {
             })?;
         std::fs::create_dir_all(&config.state_dir).map_err(TenantError::Io)?;
         tracing::info!(channel = %channel.id(), tenant = %wallet.address(), "channel opened");
-        Ok(Self {
+        let session = Self {
             client,
             host_url: config.host_url,
             policy: config.policy,
@@ -192,7 +320,178 @@ impl Session {
             call_timeout: config.call_timeout,
             stopped: false,
             receipts: Vec::new(),
-        })
+        };
+        session.remember_host_key()?;
+        Ok(session)
+    }
+
+    /// Records the verified bundle's receipt key for the channel in the state directory, so that a receipt
+    /// this boot of the host logs but never delivers can be checked after the host restarted
+    /// ([`Session::catch_up`]).
+    fn remember_host_key(&self) -> Result<(), TenantError> {
+        store::record_host_key(
+            &self.state_dir,
+            self.channel.id().as_bytes(),
+            self.bundle.host_key_id().as_bytes(),
+            self.bundle.receipt_key(),
+            self.bundle.keyset_hash().as_bytes(),
+        )
+        .map_err(TenantError::Io)
+    }
+
+    /// Continues a channel this tenant used before, from the state directory (`config.state_dir`), after the
+    /// tenant's own process restarted (PROTOCOL.md §4, "Opening and restarts").
+    ///
+    /// Loads the last state the tenant signed for `channel_id` (`state.pb`) and the last accepted receipt
+    /// (`receipts.b64`), verifies the host at `config.host_url` afresh under `config.policy`, requires the
+    /// verified keyset's `host_account` to be the state's `host` ([`ResumeError::WrongHost`]) and its domain
+    /// the channel's (the tenant signature on the state must recover this wallet under it,
+    /// [`ResumeError::DomainMismatch`]), and goes on from that state: the next call gets call_seq
+    /// `turn + 1` and must chain to the stored receipt. The escrow cap is the stored state's
+    /// (`config.escrow_cap` is not used). Then [`Session::catch_up`] runs once, so a receipt the host logged
+    /// but the tenant never received is fetched and accepted (or refused) before the first call.
+    pub async fn resume_from_store(
+        config: SessionConfig,
+        wallet: Wallet,
+        channel_id: &B256,
+    ) -> Result<Self, TenantError> {
+        let (state, last) = load_stored(&config.state_dir, channel_id, wallet.address())?;
+        let (client, bundle) = verify_host(&config.host_url, &config.policy).await?;
+        let verified = bundle.keyset().host_account;
+        if verified != state.state.host {
+            return Err(ResumeError::WrongHost {
+                channel: state.state.host,
+                verified,
+            }
+            .into());
+        }
+        if state.verify_tenant(&bundle.domain()).ok() != Some(wallet.address()) {
+            return Err(ResumeError::DomainMismatch.into());
+        }
+        let channel = Channel::restore(&bundle, state, last.as_ref().map(|r| &r.receipt)).map_err(
+            |error| match error {
+                ReceiptError::Rule(dait_chain_client::ReceiptError::Final) => ResumeError::Final,
+                _ => ResumeError::LastReceiptMismatch,
+            },
+        )?;
+        std::fs::create_dir_all(&config.state_dir).map_err(TenantError::Io)?;
+        tracing::info!(
+            channel = %channel.id(),
+            turn = channel.state().state.turn,
+            host_key_id = %bundle.host_key_id(),
+            "channel resumed from the state directory"
+        );
+        let mut session = Self {
+            client,
+            host_url: config.host_url,
+            policy: config.policy,
+            bundle,
+            channel,
+            wallet,
+            state_dir: config.state_dir,
+            call_timeout: config.call_timeout,
+            stopped: false,
+            receipts: Vec::new(),
+        };
+        session.remember_host_key()?;
+        session.catch_up().await?;
+        Ok(session)
+    }
+
+    /// Asks the host's receipt log for the receipt after the tenant's latest state
+    /// (`GET /v1/receipts/<channel>/<turn + 1>`, PROTOCOL.md §6): a host one turn ahead (it logged a receipt
+    /// and then crashed, or the tenant left or crashed before the receipt arrived) refuses the tenant's
+    /// state as `stale_state` until the tenant accepts that receipt.
+    ///
+    /// Returns `None` when the host has no such receipt (404). Otherwise the receipt gets every check that
+    /// does not need the call ([`Channel::check_unseen`]: signature by the attested key, `host_key_id`,
+    /// `keyset_hash`, channel, call_seq, the chain to the last receipt, amount and cumulative arithmetic,
+    /// the escrow cap, prices, model, weights and engine). Its request and response hashes cannot be
+    /// recomputed, so it is accepted as the host's claim, which the tenant then pays: the settlement contract
+    /// already lets the host claim one receipt on top of the tenant's latest signed state in a unilateral
+    /// close, so accepting it costs the tenant nothing the host could not claim anyway (at most the
+    /// channel's per-call limit). It is stored like any accepted receipt and the tenant signs the next state.
+    /// A receipt that fails a check stops the session and is written for a dispute
+    /// ([`TenantError::ReceiptRejected`]). One signed by an earlier boot's key (the host logged it, then
+    /// restarted) is checked under that key when this tenant verified it for the channel before (the
+    /// state directory's `host_keys.txt`), its model against the runtime attested now; under a key it never
+    /// verified it is refused ([`ResumeError::UnseenReceiptKey`]). A host without a receipt log (503) is
+    /// taken as not ahead. After [`Session::resume`] (the host restarted while this session lived), call
+    /// this when a call is refused as `stale_state`.
+    pub async fn catch_up(&mut self) -> Result<Option<VerifiedReceipt>, TenantError> {
+        if self.stopped {
+            return Err(TenantError::SessionStopped);
+        }
+        let state = self.channel.state().clone();
+        let call_seq = state
+            .state
+            .turn
+            .checked_add(1)
+            .ok_or(TenantError::Internal("turn overflow"))?;
+        let fetched = match self
+            .client
+            .fetch_receipt(
+                self.channel.id().as_bytes(),
+                call_seq,
+                &state.to_header_value(),
+            )
+            .await
+        {
+            Ok(fetched) => fetched,
+            Err(TenantError::HostStatus { status: 503 }) => None,
+            Err(error) => return Err(error),
+        };
+        let Some(bytes) = fetched else {
+            return Ok(None);
+        };
+        let signed = SignedReceipt::decode(&bytes)
+            .map_err(|source| ResumeError::UnseenReceiptMalformed { call_seq, source })?;
+        let receipt_b64 = signed.to_header_value();
+        let key = signed.receipt.host_key_id;
+        let checked = if key == *self.bundle.host_key_id() {
+            self.channel.check_unseen(signed)
+        } else {
+            // An earlier boot of the host logged it and restarted before delivering it: checkable under
+            // that boot's key if this tenant verified it for the channel.
+            let known = store::host_key(
+                &self.state_dir,
+                self.channel.id().as_bytes(),
+                key.as_bytes(),
+            )
+            .map_err(TenantError::Io)?;
+            let Some((receipt_key, keyset_hash)) = known else {
+                return Err(ResumeError::UnseenReceiptKey {
+                    call_seq,
+                    host_key_id: key,
+                }
+                .into());
+            };
+            self.channel
+                .check_unseen_by(signed, &receipt_key, B256(keyset_hash))
+        };
+        let receipt = match checked {
+            Ok(receipt) => receipt,
+            Err(error) => return Err(self.stop(receipt_b64.as_bytes(), error)),
+        };
+        let next = match self.channel.accept(&receipt, self.wallet.signer()) {
+            Ok(next) => next.clone(),
+            Err(error) => return Err(self.stop(receipt_b64.as_bytes(), error)),
+        };
+        store::record_accepted(
+            &self.state_dir,
+            self.channel.id().as_bytes(),
+            receipt_b64.as_bytes(),
+            &next.encode(),
+        )
+        .map_err(TenantError::Io)?;
+        tracing::warn!(
+            call_seq,
+            amount = receipt.receipt().amount,
+            "accepted a receipt the host logged but the tenant never received (request and response \
+             not checkable: the host's claim)"
+        );
+        self.receipts.push(receipt.clone());
+        Ok(Some(receipt))
     }
 
     /// The verified evidence of the host.
@@ -207,9 +506,16 @@ impl Session {
     pub fn state(&self) -> &SignedChannelState {
         self.channel.state()
     }
-    /// Every receipt accepted on this channel, in order.
+    /// Every receipt this session accepted on the channel, in order (a session resumed from the state
+    /// directory starts with none; the earlier ones are in `receipts.b64`).
     pub fn receipts(&self) -> &[VerifiedReceipt] {
         &self.receipts
+    }
+    /// The state that closes the channel cooperatively: the latest agreed state with `is_final` set, signed
+    /// by the tenant, for the host to counter-sign ([`crate::close::request_countersignature`]). The session
+    /// is unchanged; the host serves no call on a final state.
+    pub fn final_state(&self) -> SignedChannelState {
+        self.channel.close(self.wallet.signer())
     }
     /// Whether a failed check stopped the session.
     pub fn is_stopped(&self) -> bool {
@@ -224,7 +530,9 @@ impl Session {
     /// `host_url` (the session's own URL when `None`) for a fresh nonce under the session's policy, requires
     /// its keyset to name the channel's `host` account and domain, and from then on checks receipts against
     /// the new receipt key and keyset and pins the new TLS key. The channel goes on from the last state the
-    /// tenant signed. On an error nothing changes. A stopped session stays stopped.
+    /// tenant signed, and the new receipt key is recorded in the state directory ([`Session::catch_up`]). On
+    /// an error nothing changes, except that an I/O error recording the key leaves the session resumed. A
+    /// stopped session stays stopped.
     pub async fn resume(&mut self, host_url: Option<&str>) -> Result<(), TenantError> {
         let url = host_url.unwrap_or(&self.host_url).to_owned();
         let (client, bundle) = verify_host(&url, &self.policy).await?;
@@ -239,7 +547,7 @@ impl Session {
         self.client = client;
         self.bundle = bundle;
         self.host_url = url;
-        Ok(())
+        self.remember_host_key()
     }
 
     /// One non-streamed call: `POST path` with `body`, carrying the latest signed state.
@@ -933,6 +1241,134 @@ mod tests {
                 status: 500
             }
         ));
+    }
+
+    /// Calls 1 and 2 on one session; a second session over the same state directory, wallet and bundle,
+    /// restored from what the first stored, goes on with call 3 chained to receipt 2; a receipt the host
+    /// logged but the tenant never got (call 4) passes every check but the call's own and is accepted.
+    #[test]
+    fn a_channel_restored_from_the_store_goes_on_at_the_next_call_seq() {
+        let dir = tempdir("restore");
+        let mut first = session(&dir);
+        for _ in 0..2 {
+            let header = receipt_for(&first, b"ct");
+            first
+                .finish_call(
+                    REQUEST,
+                    RESPONSE.to_vec(),
+                    Some(header.into_bytes()),
+                    b"ct",
+                    B256::ZERO,
+                    false,
+                    None,
+                )
+                .unwrap();
+        }
+        let second_hash = *first.receipts()[1].hash();
+        let id = *first.channel().id();
+        // A crash between appending receipt 3 and storing its state, then a torn line: passed over.
+        let log = dir
+            .join("channels")
+            .join(hex::encode(id.as_bytes()))
+            .join("receipts.b64");
+        let mut text = std::fs::read_to_string(&log).unwrap();
+        text.push_str(&receipt_for(&first, b"unstored"));
+        text.push_str("\nCiB0b3Ju\n");
+        std::fs::write(&log, text).unwrap();
+        let (state, last) = load_stored(&dir, &id, first.wallet.address()).unwrap();
+        let last = last.unwrap();
+        assert_eq!(last.receipt.call_seq, 2);
+        let first_receipt = first.receipts()[0].receipt().clone();
+        assert_eq!(state.state.turn, 2);
+        // Another channel, another wallet: each its own error.
+        assert!(matches!(
+            load_stored(&dir, &B256([1; 32]), first.wallet.address()),
+            Err(TenantError::Resume(ResumeError::NoState { .. }))
+        ));
+        assert!(matches!(
+            load_stored(&dir, &id, Address([1; 20])),
+            Err(TenantError::Resume(ResumeError::WrongTenant { .. }))
+        ));
+        let Session {
+            bundle,
+            wallet,
+            policy,
+            ..
+        } = first;
+        assert_eq!(
+            state.verify_tenant(&bundle.domain()).unwrap(),
+            wallet.address()
+        );
+
+        // The stored state must agree with the stored last receipt; the host must be the state's.
+        for wrong in [None, Some(&first_receipt)] {
+            assert!(matches!(
+                Channel::restore(&bundle, state.clone(), wrong),
+                Err(ReceiptError::RestoredState)
+            ));
+        }
+        let mut foreign = state.clone();
+        foreign.state.host = Address([0xee; 20]);
+        assert!(matches!(
+            Channel::restore(&bundle, foreign, Some(&last.receipt)),
+            Err(ReceiptError::Rule(
+                dait_chain_client::ReceiptError::WrongHost
+            ))
+        ));
+        let mut closed = state.clone();
+        closed.state.is_final = true;
+        assert!(matches!(
+            Channel::restore(&bundle, closed, Some(&last.receipt)),
+            Err(ReceiptError::Rule(dait_chain_client::ReceiptError::Final))
+        ));
+
+        let channel = Channel::restore(&bundle, state, Some(&last.receipt)).unwrap();
+        let mut second = Session {
+            client: HostClient::new("https://127.0.0.1:9").unwrap(),
+            host_url: "https://127.0.0.1:9".into(),
+            policy,
+            bundle,
+            channel,
+            wallet,
+            state_dir: dir.clone(),
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+            stopped: false,
+            receipts: Vec::new(),
+        };
+        let header = receipt_for(&second, b"ct");
+        let third = second
+            .finish_call(
+                REQUEST,
+                RESPONSE.to_vec(),
+                Some(header.into_bytes()),
+                b"ct",
+                B256::ZERO,
+                false,
+                None,
+            )
+            .unwrap();
+        assert_eq!(third.receipt.receipt().call_seq, 3);
+        assert_eq!(third.receipt.receipt().prev_receipt_hash, second_hash);
+        assert_eq!(third.state.state.turn, 3);
+
+        // Call 4, never received: checked without its call, then accepted.
+        let unseen = SignedReceipt::from_header_value(&receipt_for(&second, b"lost")).unwrap();
+        let mut tampered = unseen.clone();
+        tampered.receipt.amount += 1;
+        assert!(matches!(
+            second.channel.check_unseen(tampered),
+            Err(ReceiptError::Rule(
+                dait_chain_client::ReceiptError::HostSignature(_)
+            ))
+        ));
+        let checked = second.channel.check_unseen(unseen).unwrap();
+        let state = second
+            .channel
+            .accept(&checked, second.wallet.signer())
+            .unwrap();
+        assert_eq!(state.state.turn, 4);
+        assert_eq!(state.state.last_receipt_hash, *checked.hash());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     fn tempdir(name: &str) -> PathBuf {

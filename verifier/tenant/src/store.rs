@@ -6,6 +6,9 @@
 //! - `channels/<channel id hex>/receipts.b64`: every accepted receipt, one base64url `SignedReceipt` a line;
 //! - `disputes/<channel id hex>-<call_seq>-<unix ms>/`: `receipt.b64` (the offending receipt as received),
 //!   `state.pb` (the last state both sides agreed on) and `reason.txt` (the failed check);
+//! - `channels/<channel id hex>/host_keys.txt`: every receipt key the tenant verified for the channel, one
+//!   `<host_key_id hex> <receipt_key hex> <keyset_hash hex>` a line, so that a receipt an earlier boot of the
+//!   host logged but never delivered can still be checked after the host restarted;
 //! - `channels/<channel id hex>/onchain.json`: a channel opened on chain by `dait-tenant channel open`
 //!   (feature `chain`, [`crate::chain::ChannelRecord`]): salt, ids, limits and domain.
 
@@ -74,4 +77,90 @@ pub(crate) fn record_dispute(
     write_atomic(&dir.join("state.pb"), last_state)?;
     write_atomic(&dir.join("reason.txt"), reason.as_bytes())?;
     Ok(DisputeRecord { dir })
+}
+
+/// What the state directory holds for one channel: the latest signed state (`state.pb`, `None` when absent)
+/// and the non-empty lines of `receipts.b64` (none when absent).
+pub(crate) fn load_channel(
+    state_dir: &Path,
+    channel_id: &[u8; 32],
+) -> std::io::Result<(Option<Vec<u8>>, Vec<String>)> {
+    let dir = channel_dir(state_dir, channel_id);
+    let state = match std::fs::read(dir.join("state.pb")) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    let lines = match std::fs::read_to_string(dir.join("receipts.b64")) {
+        Ok(text) => text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    Ok((state, lines))
+}
+
+/// Adds a verified receipt key of the channel's host to `host_keys.txt`, unless it is there already.
+pub(crate) fn record_host_key(
+    state_dir: &Path,
+    channel_id: &[u8; 32],
+    host_key_id: &[u8; 32],
+    receipt_key: &[u8],
+    keyset_hash: &[u8; 32],
+) -> std::io::Result<()> {
+    if host_key(state_dir, channel_id, host_key_id)?.is_some() {
+        return Ok(());
+    }
+    let dir = channel_dir(state_dir, channel_id);
+    std::fs::create_dir_all(&dir)?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("host_keys.txt"))?;
+    let line = format!(
+        "{} {} {}\n",
+        hex::encode(host_key_id),
+        hex::encode(receipt_key),
+        hex::encode(keyset_hash)
+    );
+    file.write_all(line.as_bytes())?;
+    file.sync_all()
+}
+
+/// The receipt key and keyset hash recorded for `host_key_id` on the channel, if any (a malformed line is
+/// skipped).
+pub(crate) fn host_key(
+    state_dir: &Path,
+    channel_id: &[u8; 32],
+    host_key_id: &[u8; 32],
+) -> std::io::Result<Option<(Vec<u8>, [u8; 32])>> {
+    let path = channel_dir(state_dir, channel_id).join("host_keys.txt");
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let wanted = hex::encode(host_key_id);
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(id), Some(key), Some(keyset)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if id != wanted {
+            continue;
+        }
+        let mut keyset_hash = [0u8; 32];
+        if let (Ok(key), Ok(())) = (
+            hex::decode(key),
+            hex::decode_to_slice(keyset, &mut keyset_hash),
+        ) {
+            return Ok(Some((key, keyset_hash)));
+        }
+    }
+    Ok(None)
 }

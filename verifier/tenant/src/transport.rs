@@ -110,6 +110,19 @@ impl HostClient {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> Result<Response<Incoming>, TenantError> {
+        self.send_with_headers(method, path, content_type, &[], body)
+            .await
+    }
+
+    /// [`Self::send`] with extra request header fields.
+    pub async fn send_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        headers: &[(&'static str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Response<Incoming>, TenantError> {
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, async {
             let tcp = TcpStream::connect(&self.endpoint.authority)
                 .await
@@ -128,9 +141,62 @@ impl HostClient {
             method,
             path,
             content_type,
+            headers,
             body,
         )
         .await
+    }
+
+    /// `GET /v1/receipts/<channel_id>/<call_seq>` with `x-dait-state` = `state_header` (a tenant-signed
+    /// state of the channel): the receipt as the host logged it (protobuf `SignedReceipt`), `None` when the
+    /// host has none (404). Any other status is [`TenantError::HostStatus`].
+    pub async fn fetch_receipt(
+        &self,
+        channel_id: &[u8; 32],
+        call_seq: u64,
+        state_header: &str,
+    ) -> Result<Option<Vec<u8>>, TenantError> {
+        let path = format!("/v1/receipts/{}/{call_seq}", hex::encode(channel_id));
+        let response = self
+            .send_with_headers(
+                Method::GET,
+                &path,
+                None,
+                &[("x-dait-state", state_header)],
+                Vec::new(),
+            )
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let response = expect_ok(response)?;
+        read_body(response.into_body(), MAX_BODY).await.map(Some)
+    }
+
+    /// `POST /v1/channel/close` with a tenant-signed final state (its base64url header value): the status,
+    /// the `x-dait-host-key-id` field if any, and the body (the counter-signed state on 200, a JSON error
+    /// otherwise).
+    pub async fn post_close(&self, state_header: &str) -> Result<CloseAnswer, TenantError> {
+        let response = self
+            .send(
+                Method::POST,
+                "/v1/channel/close",
+                Some("text/plain"),
+                state_header.as_bytes().to_vec(),
+            )
+            .await?;
+        let status = response.status().as_u16();
+        let host_key_id = response
+            .headers()
+            .get("x-dait-host-key-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = read_body(response.into_body(), CLOSE_BODY_LIMIT).await?;
+        Ok(CloseAnswer {
+            status,
+            host_key_id,
+            body,
+        })
     }
 
     /// `GET /v1/attestation?nonce=…`: the evidence bundle bytes.
@@ -152,6 +218,20 @@ impl HostClient {
             .await?;
         expect_ok(response)
     }
+}
+
+/// The most taken from `POST /v1/channel/close` (a signed state is a few hundred bytes).
+const CLOSE_BODY_LIMIT: usize = 64 << 10;
+
+/// The host's answer to `POST /v1/channel/close` ([`HostClient::post_close`]), unchecked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloseAnswer {
+    /// The HTTP status.
+    pub status: u16,
+    /// `x-dait-host-key-id`, when present.
+    pub host_key_id: Option<String>,
+    /// The body: the counter-signed state (base64url) on 200, `{"error": code}` otherwise.
+    pub body: Vec<u8>,
 }
 
 /// A plain-HTTP client for an OpenAI-compatible engine that the caller runs and trusts itself (an auditor's
@@ -192,6 +272,7 @@ impl EngineClient {
             method,
             path,
             content_type,
+            &[],
             json_body.unwrap_or_default(),
         )
         .await?;
@@ -206,6 +287,7 @@ async fn exchange<Io>(
     method: Method,
     path: &str,
     content_type: Option<&str>,
+    headers: &[(&'static str, &str)],
     body: Vec<u8>,
 ) -> Result<Response<Incoming>, TenantError>
 where
@@ -227,6 +309,9 @@ where
         .header(header::CONNECTION, "close");
     if let Some(content_type) = content_type {
         builder = builder.header(header::CONTENT_TYPE, content_type);
+    }
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
     }
     let request = builder
         .body(Full::new(Bytes::from(body)))

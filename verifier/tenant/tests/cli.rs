@@ -94,6 +94,15 @@ async fn serve_bound(
                 let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
                     let spki = spki.clone();
                     async move {
+                        if req.uri().path() == "/v1/channel/close" {
+                            return Ok::<_, Infallible>(countersign(req, binding).await);
+                        }
+                        if req.uri().path().starts_with("/v1/receipts/") {
+                            // No receipt logged: the tenant is not behind.
+                            let mut response = http::Response::new(Full::new(Bytes::new()));
+                            *response.status_mut() = http::StatusCode::NOT_FOUND;
+                            return Ok(response);
+                        }
                         let query = req.uri().query().unwrap_or_default().to_owned();
                         let mut nonce = [0u8; 32];
                         let ok = query
@@ -116,6 +125,33 @@ async fn serve_bound(
         }
     });
     (addr, served_spki)
+}
+
+/// `POST /v1/channel/close` as the agent answers it: the posted final state counter-signed by the keyset's
+/// receipt key (key 3) under the keyset's domain, with `x-dait-host-key-id`.
+async fn countersign(
+    req: http::Request<Incoming>,
+    binding: Option<Binding>,
+) -> http::Response<Full<Bytes>> {
+    use dait_chain_client::{Domain, SignedChannelState, WireMessage as _};
+    use http_body_util::BodyExt as _;
+    let body = req.into_body().collect().await.unwrap().to_bytes();
+    let mut signed =
+        SignedChannelState::from_header_value(std::str::from_utf8(&body).unwrap().trim()).unwrap();
+    let domain = match binding {
+        Some((chain_id, settlement, _)) => Domain {
+            chain_id,
+            settlement,
+        },
+        None => keyset(&[]).domain(),
+    };
+    signed.host_signature = Some(key(3).cosign_state(&signed.state, &domain));
+    let mut response = http::Response::new(Full::new(Bytes::from(signed.to_header_value())));
+    response.headers_mut().insert(
+        "x-dait-host-key-id",
+        key(3).verifying_key().key_id().to_string().parse().unwrap(),
+    );
+    response
 }
 
 /// Runs `dait-tenant` off the runtime's threads; returns the exit code, stdout and stderr.
@@ -567,6 +603,45 @@ async fn chat_checks_the_host_on_the_settlement_before_sending() {
         let (code, _, stderr) = tenant(unknown).await;
         assert_eq!(code, 2, "{stderr}");
         assert!(stderr.contains("onchain.json"), "{stderr}");
+
+        // `channel close --host-url`: a host of another operator account is refused before anything is
+        // sent (1); the channel's host counter-signs the final state, which closes the channel on chain.
+        let close = |url: &str| {
+            let mut close = args(&["channel", "close", "--channel", &id, "--host-url", url]);
+            close.extend(args(&["--dangerous-allow-simulated", &root]));
+            close.push("--dangerous-any-measurement".to_owned());
+            close.extend(args(&chain_args));
+            close
+        };
+        let (code, stdout, stderr) = tenant(close(&host)).await;
+        assert_eq!(code, 1, "{stdout}{stderr}");
+        assert!(stderr.contains("not the channel's host"), "{stderr}");
+        let (code, stdout, stderr) = tenant(close(&bound)).await;
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        assert!(
+            stderr.contains("counter-signed the final state"),
+            "{stderr}"
+        );
+        let closed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(closed["close"], "cooperative", "{stdout}");
+        use dait_chain_client::WireMessage as _;
+        let kept = Path::new(&state)
+            .join("channels")
+            .join(id.trim_start_matches("0x"))
+            .join("final.b64");
+        let kept = dait_chain_client::SignedChannelState::from_header_value(
+            std::fs::read_to_string(kept).unwrap().trim(),
+        )
+        .unwrap();
+        assert!(kept.state.is_final && kept.host_signature.is_some());
+        assert_eq!(
+            deployment
+                .channel(B256::from_hex(&id).unwrap())
+                .await
+                .unwrap()
+                .status,
+            dait_chain_client::evm::ChannelStatus::Closed
+        );
         let _ = std::fs::remove_dir_all(&dir);
     })
     .await
