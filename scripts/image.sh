@@ -157,7 +157,7 @@ else
     source_date_epoch="$(mkosi_setting SourceDateEpoch)"
     # The development (default) image runs the simulated backend; the tdx and snp profiles must not carry it.
     # Every profile settles on chain when the operator configures it (feature settlement; start-agent).
-    features=(--features simulated-tee,settlement)
+    features=(--features "simulated-tee settlement")
     [[ ",$profile," =~ ,(tdx|snp), ]] && features=(--features settlement)
     log "building dait-host (release, static, $target, ${features[*]:-default features})"
     # RUSTFLAGS apply to the target only (not build scripts) because --target is given explicitly.
