@@ -6,7 +6,7 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 # scripts, the fuzz corpus seeders, the CI entry point and the image's own scripts.
 shell_scripts := (
     "scripts/*.sh verifier/fuzz/*.sh agent/fuzz/*.sh measurements/scripts/*.sh .ci/run " +
-    "image/mkosi.extra/usr/lib/dait/wait-engine " +
+    "image/mkosi.extra/usr/lib/dait/wait-engine image/mkosi.extra/usr/lib/dait/start-agent " +
     "image/mkosi.conf.d/10-simulated/extra/usr/lib/dait/print-sim-root " +
     "image/mkosi.conf.d/10-simulated/extra/usr/lib/dait/report-rss " +
     "image/mkosi.profiles/gpu/mkosi.postinst.chroot"
