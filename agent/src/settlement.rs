@@ -1,8 +1,8 @@
 //! The agent on the EVM settlement contract (feature `settlement`, in the measured image from release 0.3.0):
 //! - `dait-host register`: the operator registers the host's GPUs (their NVML UUIDs, hashed) with their stake;
-//! - `dait-host serve --chain-rpc …`: the settlement task ([`service`]) attests each boot's keyset for the
-//!   chain's epoch, commits and reveals receipt batches and answers unilateral closes; the cooperative close's
-//!   counter-signature is `POST /v1/channel/close` ([`close`]);
+//! - `dait-host serve --chain-rpc …`: the settlement task ([`service`](crate::settlement::service)) attests
+//!   each boot's keyset for the chain's epoch, commits and reveals receipt batches and answers unilateral closes;
+//!   the cooperative close's counter-signature is `POST /v1/channel/close` ([`close`](crate::settlement::close));
 //! - `dait-host attest-epoch`: one epoch attestation of a keyset made for it, written to a file (for checks and
 //!   tests; a serving agent attests its own keyset).
 //!
