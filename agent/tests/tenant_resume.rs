@@ -280,6 +280,72 @@ async fn a_restarted_tenant_continues_its_channel_from_the_state_directory() {
     .expect("test timed out");
 }
 
+/// The tenant's proxy is one turn behind the host (another process of the same tenant made call 2 on the
+/// channel: the host logged a receipt this session never got): its next call is refused as `stale_state`, so the
+/// proxy takes receipt 2 from the host's log (`Session::catch_up`), checks it on top of receipt 1, records it, and
+/// sends the call again, which becomes call 3; non-streamed and streamed alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_catches_up_with_a_receipt_it_never_got_and_sends_the_call_again() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        // An engine that streams too.
+        let (upstream, _) = common::start_engine(common::VLLM_LIKE).await;
+        let (_keys, operator, _) = operator_keys();
+        let host = Host::start(&format!("http://{upstream}"), &operator).await;
+        let tenant = Tenant::new();
+
+        for streamed in [false, true] {
+            let mut behind = tenant.open(&host).await;
+            let channel = *behind.channel().id();
+            behind.call(CHAT, chat_body("one")).await.unwrap();
+            let mut ahead = tenant.resume(&host, &channel).await.unwrap();
+            let second = ahead.call(CHAT, chat_body("two")).await.unwrap();
+            drop(ahead);
+
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let proxy = dait_tenant::proxy::spawn(listener, behind).unwrap();
+            let mut conn = common::Conn::connect(proxy.local_addr(), false)
+                .await
+                .unwrap();
+            let mut body: Value = serde_json::from_slice(&chat_body("three")).unwrap();
+            body["stream"] = json!(streamed);
+            let (status, answer) = conn
+                .send(
+                    "POST",
+                    CHAT,
+                    Some("application/json"),
+                    body.to_string().into_bytes(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+            let (_, receipts) = conn
+                .send("GET", "/dait/receipts", None, vec![])
+                .await
+                .unwrap();
+            let receipts: Vec<Value> = serde_json::from_slice(&receipts).unwrap();
+            let seqs: Vec<u64> = receipts
+                .iter()
+                .map(|r| r["call_seq"].as_u64().unwrap())
+                .collect();
+            assert_eq!(seqs, [2, 3], "streamed {streamed}");
+            assert_eq!(
+                receipts[0]["receipt_hash"],
+                second.receipt.hash().to_string()
+            );
+            assert_eq!(
+                receipts[1]["prev_receipt_hash"],
+                receipts[0]["receipt_hash"]
+            );
+            let (_, state) = conn.send("GET", "/dait/state", None, vec![]).await.unwrap();
+            let state: Value = serde_json::from_slice(&state).unwrap();
+            assert_eq!(state["turn"], 3);
+            proxy.shutdown().await;
+        }
+    })
+    .await
+    .expect("test timed out");
+}
+
 /// The host logs receipt 3 and restarts (a new boot key) before the tenant has it; the tenant restarts too.
 /// Resuming fetches receipt 3 and checks it under the earlier boot's key, which the tenant recorded when it
 /// verified that boot; without that record the receipt cannot be checked and is refused.

@@ -41,9 +41,9 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc, watch};
 
-use crate::TenantError;
 use crate::redundant::{Redundant, RedundantError, list_disputes};
 use crate::session::{CallOutcome, Session, StreamItem};
+use crate::{HostErrorCode, TenantError};
 
 /// Largest request body the proxy accepts.
 const MAX_REQUEST: usize = 4 << 20;
@@ -231,6 +231,9 @@ async fn completion(shared: Arc<Shared>, path: &str, body: Incoming) -> Response
         let mut result = session.call(path, body.clone()).await;
         if matches!(result, Err(TenantError::TlsHandshake(_))) && session.resume(None).await.is_ok()
         {
+            result = session.call(path, body.clone()).await;
+        }
+        if is_stale(&result) && catch_up(&shared, &mut session).await {
             result = session.call(path, body).await;
         }
         match result {
@@ -274,8 +277,19 @@ async fn streamed(
         if matches!(first, Err(TenantError::TlsHandshake(_))) {
             drop(first);
             first = match session.resume(None).await {
-                Ok(()) => session.call_stream(&path, body).await,
+                Ok(()) => session.call_stream(&path, body.clone()).await,
                 Err(error) => Err(error),
+            };
+        }
+        if is_stale(&first) {
+            drop(first);
+            first = if catch_up(&task_shared, &mut session).await {
+                session.call_stream(&path, body).await
+            } else {
+                Err(TenantError::Host {
+                    code: HostErrorCode::StaleState,
+                    status: 409,
+                })
             };
         }
         let mut call = match first {
@@ -527,6 +541,39 @@ async fn resume(shared: &Shared) -> Response<Body> {
 }
 
 /// Publishes an accepted call to `/dait/receipts` and `/dait/state`.
+/// Whether the host refused a call as `stale_state`: it is a turn ahead of this tenant.
+fn is_stale<T>(result: &Result<T, TenantError>) -> bool {
+    matches!(
+        result,
+        Err(TenantError::Host {
+            code: HostErrorCode::StaleState,
+            ..
+        })
+    )
+}
+
+/// The host is a turn ahead (it logged a receipt this tenant never got: it crashed, or the connection broke,
+/// before the answer arrived): takes that receipt from the host's log ([`Session::catch_up`]), records it, and
+/// says whether the call may be sent again on top of it.
+async fn catch_up(shared: &Shared, session: &mut Session) -> bool {
+    match session.catch_up().await {
+        Ok(Some(receipt)) => {
+            if let Ok(mut receipts) = shared.receipts.lock() {
+                receipts.push(receipt_json(&receipt, &receipt.signed().to_header_value()));
+            }
+            if let Ok(mut state) = shared.state.lock() {
+                *state = state_json(session.state());
+            }
+            true
+        }
+        Ok(None) => false,
+        Err(error) => {
+            tracing::warn!(error = %format_chain(&error), "catching up with the host's receipt failed");
+            false
+        }
+    }
+}
+
 fn record(shared: &Shared, outcome: &CallOutcome) {
     if let Ok(mut receipts) = shared.receipts.lock() {
         receipts.push(receipt_json(&outcome.receipt, &outcome.receipt_b64));
