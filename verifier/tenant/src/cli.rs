@@ -99,7 +99,8 @@ struct ChannelArgs {
     /// The tenant's secp256k1 wallet key (hex); created if missing.
     #[arg(long, value_name = "FILE")]
     wallet_key: PathBuf,
-    /// The most the channel may spend, in the channel's smallest unit.
+    /// The most the channel may spend, in the channel's smallest unit (with `--settlement` and no `--channel`:
+    /// the escrow of the channel opened on chain).
     #[arg(long, default_value_t = 1_000_000_000)]
     escrow_cap: u128,
     /// Where receipts, channel states and dispute records are kept.
@@ -124,7 +125,9 @@ struct ChannelArgs {
     /// off-chain one: its salt, and its escrow as the cap. It must be open on chain. A channel with signed
     /// calls goes on from the last state stored in `--state-dir` (the verified host must be the channel's
     /// host account, in its domain); a receipt the host logged but this tenant never received is fetched
-    /// from the host and accepted as the host's claim first. Needs `--settlement`.
+    /// from the host and accepted as the host's claim first. Needs `--settlement`; without it, `--settlement`
+    /// opens a new channel on chain to the verified host's operator account with `--escrow-cap` as the escrow
+    /// (recorded in `--state-dir`, so a later `--channel` goes on with it).
     #[arg(long = "channel", value_name = "ID", requires = "settlement")]
     onchain_channel: Option<String>,
 }
@@ -769,9 +772,10 @@ async fn open(host: &HostArgs, channel: &ChannelArgs) -> anyhow::Result<Session>
     let url = single_host(host)?;
     check_pinned(&host.trust)?;
     let wallet = Wallet::load_or_create(&channel.wallet_key)?;
-    let record = match &channel.onchain_channel {
-        None => None,
-        Some(id) => Some(onchain_record(channel, id, &wallet)?),
+    let record = match (&channel.onchain_channel, &channel.settlement) {
+        (Some(id), _) => Some(onchain_record(channel, id, &wallet)?),
+        (None, Some(settlement)) => Some(open_onchain(host, channel, settlement, &wallet).await?),
+        (None, None) => None,
     };
     let config = SessionConfig {
         host_url: url.to_owned(),
@@ -855,6 +859,64 @@ async fn open(host: &HostArgs, channel: &ChannelArgs) -> anyhow::Result<Session>
         }
     }
     Ok(session)
+}
+
+/// `--settlement` without `--channel`: verifies the host, checks it on chain, then opens a channel to its operator
+/// account with `--escrow-cap` as the escrow (approved and locked by this wallet; 30 days, at most one million
+/// calls, each at most the escrow) and records it in the state directory, where a later `--channel` finds it.
+async fn open_onchain(
+    host: &HostArgs,
+    channel: &ChannelArgs,
+    settlement: &str,
+    wallet: &Wallet,
+) -> anyhow::Result<chain::ChannelRecord> {
+    let url = single_host(host)?;
+    let (_, bundle) = crate::verify_host(url, &policy(&host.trust)?.0)
+        .await
+        .context("verifying the host before opening a channel to it")?;
+    let (attested, _) = check_on_chain(channel, settlement, &bundle).await?;
+    let rpc_url = channel
+        .rpc_url
+        .as_deref()
+        .context("--settlement needs --rpc-url")?;
+    let rpc = chain::Rpc {
+        url: rpc_url,
+        ca_file: channel.rpc_ca_file.as_deref(),
+    };
+    let address = parse_address("--settlement", settlement)?;
+    let chain = chain::Chain::connect(&rpc, address, None, wallet)
+        .await
+        .with_context(|| format!("connecting to the settlement at {settlement} via {rpc_url}"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the system clock is before 1970")?
+        .as_secs();
+    let (record, report) = chain
+        .open(
+            &channel.state_dir,
+            attested.operator,
+            channel.escrow_cap,
+            1_000_000,
+            channel.escrow_cap,
+            now.saturating_add(30 * 86_400),
+        )
+        .await
+        .context("opening a channel on chain")?;
+    let txs: Vec<String> = report
+        .txs
+        .iter()
+        .map(|tx| format!("{} {}", tx.name, tx.hash))
+        .collect();
+    eprintln!(
+        "opened channel {} on chain to {} with escrow {} ({}); use it again with --channel {}, close it with \
+         `dait-tenant channel close`",
+        record.channel_id,
+        record.host,
+        record.escrow,
+        txs.join(", "),
+        record.channel_id
+    );
+    Ok(record)
 }
 
 /// The record of `--channel`: opened by this wallet on the `--settlement`.

@@ -642,6 +642,51 @@ async fn chat_checks_the_host_on_the_settlement_before_sending() {
                 .status,
             dait_chain_client::evm::ChannelStatus::Closed
         );
+
+        // `--settlement` without `--channel`: after the host checks out on chain, the tenant opens a channel to
+        // its operator account itself, with `--escrow-cap` as the escrow, records it, and uses it.
+        let mut auto = args(&[
+            "chat",
+            "--host",
+            &bound,
+            "--dangerous-allow-simulated",
+            &root,
+        ]);
+        auto.extend(args(&[
+            "--dangerous-any-measurement",
+            "--escrow-cap",
+            "700",
+        ]));
+        auto.extend(args(&chain_args));
+        auto.push("hello".to_owned());
+        let (code, stdout, stderr) = tenant(auto).await;
+        assert_eq!(
+            code, 2,
+            "the simulated host serves no chat: {stdout}{stderr}"
+        );
+        let opened = stderr
+            .split("opened channel ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no channel opened: {stderr}"))
+            .to_owned();
+        assert!(
+            stderr.contains(&format!("using channel {opened}")),
+            "{stderr}"
+        );
+        let info = deployment
+            .channel(B256::from_hex(&opened).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(info.status, dait_chain_client::evm::ChannelStatus::Open);
+        assert_eq!(info.escrow, 700);
+        assert!(
+            Path::new(&state)
+                .join("channels")
+                .join(opened.trim_start_matches("0x"))
+                .join("onchain.json")
+                .is_file()
+        );
         let _ = std::fs::remove_dir_all(&dir);
     })
     .await
