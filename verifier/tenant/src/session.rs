@@ -307,8 +307,20 @@ impl Session {
                     field: "keyset.receipt_key",
                 })
             })?;
-        std::fs::create_dir_all(&config.state_dir).map_err(TenantError::Io)?;
         tracing::info!(channel = %channel.id(), tenant = %wallet.address(), "channel opened");
+        Self::start(config, client, bundle, channel, wallet)
+    }
+
+    /// A session on `channel` with the verified host: the state directory created and the bundle's receipt
+    /// key recorded for the channel.
+    fn start(
+        config: SessionConfig,
+        client: HostClient,
+        bundle: VerifiedBundle,
+        channel: Channel,
+        wallet: Wallet,
+    ) -> Result<Self, TenantError> {
+        std::fs::create_dir_all(&config.state_dir).map_err(TenantError::Io)?;
         let session = Self {
             client,
             host_url: config.host_url,
@@ -374,26 +386,13 @@ impl Session {
                 _ => ResumeError::LastReceiptMismatch,
             },
         )?;
-        std::fs::create_dir_all(&config.state_dir).map_err(TenantError::Io)?;
         tracing::info!(
             channel = %channel.id(),
             turn = channel.state().state.turn,
             host_key_id = %bundle.host_key_id(),
             "channel resumed from the state directory"
         );
-        let mut session = Self {
-            client,
-            host_url: config.host_url,
-            policy: config.policy,
-            bundle,
-            channel,
-            wallet,
-            state_dir: config.state_dir,
-            call_timeout: config.call_timeout,
-            stopped: false,
-            receipts: Vec::new(),
-        };
-        session.remember_host_key()?;
+        let mut session = Self::start(config, client, bundle, channel, wallet)?;
         session.catch_up().await?;
         Ok(session)
     }
