@@ -315,15 +315,7 @@ impl Channel {
                 response_ct_hash: call.response_ct_hash,
             },
         )?;
-        if self.prices.is_some_and(|p| p != (r.price_in, r.price_out)) {
-            return Err(ReceiptError::PriceChanged);
-        }
-        Ok(VerifiedReceipt {
-            signed,
-            hash,
-            before: self.chain.state().clone(),
-            after,
-        })
+        self.verified(signed, hash, after)
     }
 
     /// Checks a receipt the tenant never received with its call (the host logged it, then crashed or the
@@ -367,8 +359,18 @@ impl Channel {
         hash: B256,
         after: ChannelState,
     ) -> Result<VerifiedReceipt, ReceiptError> {
+        check_runtime(&signed.receipt, self.runtime.as_ref())?;
+        self.verified(signed, hash, after)
+    }
+
+    /// The last rule of every check (the channel's prices do not change) and the checked receipt.
+    fn verified(
+        &self,
+        signed: SignedReceipt,
+        hash: B256,
+        after: ChannelState,
+    ) -> Result<VerifiedReceipt, ReceiptError> {
         let r = &signed.receipt;
-        check_runtime(r, self.runtime.as_ref())?;
         if self.prices.is_some_and(|p| p != (r.price_in, r.price_out)) {
             return Err(ReceiptError::PriceChanged);
         }
