@@ -242,14 +242,6 @@ pub async fn attest_epoch(
     })
 }
 
-fn parse_b256(text: &str, what: &'static str) -> Result<B256, SettlementError> {
-    let t = text.trim();
-    let t = t.strip_prefix("0x").unwrap_or(t);
-    let mut b = [0u8; 32];
-    hex::decode_to_slice(t, &mut b).map_err(|_| SettlementError::Usage(what))?;
-    Ok(B256(b))
-}
-
 /// `register`.
 pub async fn run_register(args: RegisterArgs) -> Result<(), AgentError> {
     let settlement =
@@ -275,10 +267,12 @@ pub async fn run_register(args: RegisterArgs) -> Result<(), AgentError> {
 /// `attest-epoch`.
 pub async fn run_attest_epoch(args: AttestEpochArgs) -> Result<(), AgentError> {
     let config = args.raw.validate().map_err(AgentError::from)?;
-    let release_id = parse_b256(
-        config.settle.release_id.as_deref().unwrap_or_default(),
-        "--release-id (64 hex)",
-    )?;
+    let release_id = config
+        .settle
+        .release_id
+        .as_deref()
+        .and_then(|t| B256::from_hex(t.trim()))
+        .ok_or(SettlementError::Usage("--release-id (64 hex)"))?;
     let (Some(rpc), Some(key_path)) = (&config.chain_rpc, &config.host_key_path) else {
         return Err(
             SettlementError::Usage("attest-epoch needs --chain-rpc and --host-key-path").into(),

@@ -27,10 +27,9 @@ pub const RECEIPT_TYPE: &str = "application/vnd.dait.receipt";
 /// `(channel_id, call_seq)` from the rest of the path (`<64 hex>/<decimal>`).
 fn parse(rest: &str) -> Option<(B256, u64)> {
     let (id, seq) = rest.split_once('/')?;
-    let mut channel = [0u8; 32];
-    hex::decode_to_slice(id.strip_prefix("0x").unwrap_or(id), &mut channel).ok()?;
+    let channel = B256::from_hex(id)?;
     let seq: u64 = seq.parse().ok()?;
-    (seq > 0).then_some((B256(channel), seq))
+    (seq > 0).then_some((channel, seq))
 }
 
 /// Looks the receipt up in the log; `Ok(None)` when absent.

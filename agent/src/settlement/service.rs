@@ -152,13 +152,6 @@ impl Store {
     }
 }
 
-fn parse_b256(text: &str) -> Option<B256> {
-    let t = text.strip_prefix("0x").unwrap_or(text);
-    let mut b = [0u8; 32];
-    hex::decode_to_slice(t, &mut b).ok()?;
-    Some(B256(b))
-}
-
 /// The task's fixed inputs.
 #[derive(Debug, Clone)]
 pub struct Service {
@@ -177,7 +170,7 @@ impl Service {
         let release_id =
             args.release_id
                 .as_deref()
-                .and_then(parse_b256)
+                .and_then(B256::from_hex)
                 .ok_or(SettlementError::Usage(
                     "--release-id (64 hex) is needed with --chain-rpc",
                 ))?;
@@ -239,7 +232,7 @@ pub async fn run(
         tick.tick().await;
         let before = round.store.clone();
         if let Err(e) = step(&app, &settlement, &service, &mut round).await {
-            tracing::warn!(error = %anyhow_chain(&e), "settlement round failed; retrying next round");
+            tracing::warn!(error = %format!("{:#}", anyhow::Error::new(e)), "settlement round failed; retrying next round");
         }
         if round.store != before
             && let Err(e) = round.store.save(&service.store_path)
@@ -247,17 +240,6 @@ pub async fn run(
             tracing::error!(error = %e, "settlement store not written");
         }
     }
-}
-
-fn anyhow_chain(e: &SettlementError) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(x) = src {
-        s.push_str(": ");
-        s.push_str(&x.to_string());
-        src = x.source();
-    }
-    s
 }
 
 /// One round: attest, events, states, batches.
@@ -380,7 +362,7 @@ async fn claim_best(
         tracing::warn!(channel = %id, "no signed state of the channel held; nothing to claim");
         return Ok(false);
     };
-    let salt = parse_b256(&channel.salt).ok_or(SettlementError::Store("salt"))?;
+    let salt = B256::from_hex(&channel.salt).ok_or(SettlementError::Store("salt"))?;
     let tenant_signature = state.tenant_signature;
     let onchain = OnchainChannelState::from(&state.state);
     // The receipt on top of the held state, if the log has it, pays the last call too.
@@ -421,7 +403,7 @@ async fn claim_near_deadline(
             !c.settled && c.deadline <= now.saturating_add(service.claim_before.as_secs())
         })
         .filter_map(|(id, _)| {
-            let id = parse_b256(id)?;
+            let id = B256::from_hex(id)?;
             let held = round.store.state(&id)?.state.turn;
             (round.claimed_turn.get(&id).is_none_or(|t| *t < held)).then_some((id, held))
         })
@@ -492,7 +474,7 @@ async fn commit(
         .iter_mut()
         .filter(|b| b.status == "pending")
     {
-        let root = parse_b256(&b.root).ok_or(SettlementError::Store("root"))?;
+        let root = B256::from_hex(&b.root).ok_or(SettlementError::Store("root"))?;
         let info = s
             .batch(app.keys.host_account, root)
             .await
@@ -564,7 +546,7 @@ async fn reveal(app: &Arc<App>, s: &Settlement, round: &mut Round) -> Result<(),
         .iter_mut()
         .filter(|b| b.status == "committed")
     {
-        let root = parse_b256(&b.root).ok_or(SettlementError::Store("root"))?;
+        let root = B256::from_hex(&b.root).ok_or(SettlementError::Store("root"))?;
         let info = s.batch(host, root).await.map_err(chain("batch"))?;
         match info.status {
             BatchStatus::Revealed => {
