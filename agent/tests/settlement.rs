@@ -244,7 +244,11 @@ async fn register_then_attest_each_epoch() {
 
     // Without --gpu-id the ids come from NVML: on a machine without the NVIDIA driver that fails, by name, exit 1,
     // before anything is sent.
-    if !Path::new("/dev/nvidiactl").exists() {
+    if Path::new("/dev/nvidiactl").exists() {
+        eprintln!(
+            "skipped: register without --gpu-id failing cleanly (an NVIDIA driver is present; just test-hw covers it)"
+        );
+    } else {
         let none = register(&c, &[]);
         assert_eq!(none.status.code(), Some(1));
         let err = String::from_utf8_lossy(&none.stderr);
