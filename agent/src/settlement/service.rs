@@ -228,16 +228,20 @@ pub async fn run(
     };
     let mut tick = tokio::time::interval(service.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // What the file holds: a round whose write failed is written again by the next, changed or not.
+    let mut saved = round.store.clone();
     loop {
         tick.tick().await;
-        let before = round.store.clone();
         if let Err(e) = step(&app, &settlement, &service, &mut round).await {
             tracing::warn!(error = %format!("{:#}", anyhow::Error::new(e)), "settlement round failed; retrying next round");
         }
-        if round.store != before
-            && let Err(e) = round.store.save(&service.store_path)
-        {
-            tracing::error!(error = %e, "settlement store not written");
+        if round.store != saved {
+            match round.store.save(&service.store_path) {
+                Ok(()) => saved = round.store.clone(),
+                Err(e) => {
+                    tracing::error!(error = %e, "settlement store not written; retrying next round")
+                }
+            }
         }
     }
 }
