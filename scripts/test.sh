@@ -29,36 +29,66 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "$0")/.."
 
-# A fresh clone builds everything once: no incremental state, smaller debug info, quicker links.
+# A fresh clone builds everything once: no incremental state and no debug info (a panic still names its file and
+# line), for quicker links and a target directory half the size.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
-export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
-export CARGO_PROFILE_TEST_DEBUG="${CARGO_PROFILE_TEST_DEBUG:-line-tables-only}"
+export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-0}"
+export CARGO_PROFILE_TEST_DEBUG="${CARGO_PROFILE_TEST_DEBUG:-0}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+# A whole run writes about 12 GB here (the target directory, mkosi's cache and output, the engine's model); a disk
+# with less free fails some step with "No space left on device", so say so first.
+avail_kb="$(df -Pk . | awk 'NR == 2 { print $4 }')"
+if [ "${avail_kb:-0}" -lt $((14 * 1024 * 1024)) ]; then
+    log "warning: $((avail_kb / 1024)) MiB free on this disk; a whole run writes about 12 GB"
+fi
 
 keep_going="${DAIT_TEST_KEEP_GOING:-0}"
 failed=()
 summary=()
+# Each step's output is also kept in a file of its own, so that a failure's cause can be repeated under the summary:
+# a CI log is often read from its end.
+logs="$(mktemp -d "${TMPDIR:-/tmp}/dait-test.XXXXXX")"
+causes=()
 
-# step NAME COMMAND...: runs one step, timed.
+# step NAME COMMAND...: runs one step, timed. The command runs in this shell (engine_up exports its settings), its
+# output copied to the step's log on the way.
 step() {
-    local name="$1" start=$SECONDS rc=0
+    local name="$1" start=$SECONDS rc=0 log="$logs/$((${#summary[@]} + 1)).log"
     shift
     printf '\n==> %s\n' "$name" >&2
-    "$@" || rc=$?
+    "$@" > >(tee "$log" >&2) 2>&1 || rc=$?
     summary+=("$(printf '%-8s %4ss  %s' "$([ "$rc" -eq 0 ] && echo ok || echo FAILED)" "$((SECONDS - start))" "$name")")
     if [ "$rc" -ne 0 ]; then
         failed+=("$name")
+        causes+=("$log")
         [ "$keep_going" = 1 ] || finish
     fi
 }
 
+# cause LOG: the lines of a failed step's output that name what failed (a test, a compiler error, the disk or the
+# memory running out), at most 12, each cut to 240 characters.
+cause() {
+    grep -aE 'panicked at|^error(\[E[0-9]+\])?:|^test .+ \.\.\. FAILED|^failures:$|^    [A-Za-z0-9_:]+$|No space left|[Kk]illed|signal: 9|SIGKILL|out of memory|could not compile|Disk quota' \
+        "$1" | head -n 12 | cut -c1-240
+}
+
 finish() {
+    local log
     printf '\n==> summary\n' >&2
     printf '%s\n' "${summary[@]}" >&2
     if [ "${#failed[@]}" -gt 0 ]; then
+        sleep 1 # the last lines through tee
+        for log in "${causes[@]}"; do
+            printf -- '--- what failed (%s):\n' "$log" >&2
+            cause "$log" >&2 || true
+        done
+        printf 'disk: %s\n' "$(df -h --output=avail,size,target . 2>/dev/null | tail -n 1 | tr -s ' ')" >&2
+        printf 'memory: %s\n' "$(free -h 2>/dev/null | awk '/^Mem:/ { print $7 " available of " $2 }')" >&2
         printf 'failed: %s\n' "${failed[*]}" >&2
         exit 1
     fi
+    printf 'disk left: %s\n' "$(df -h --output=avail . 2>/dev/null | tail -n 1 | tr -d ' ')" >&2
     exit 0
 }
 
