@@ -11,6 +11,12 @@
 //! then flushes data only, with no file-size or extent update to journal. Zero bytes after the last
 //! record are the unused part of the preallocation (a record never starts with a zero length).
 //!
+//! # Reading records back
+//! The handle keeps an index of where each durable record lies (its byte offset, in log order and per channel's
+//! `call_seq`), built by replay and extended by the writer before it acknowledges a batch. [`ReceiptLog::get`]
+//! and [`ReceiptLog::range`] read just the records asked for, with positioned reads, and check each one's
+//! checksum again; nothing reads the log from its start after replay. The index costs 16 bytes a record.
+//!
 //! # Replay: a torn tail or corruption
 //! On open, records are read from offset 0 while they are intact (length in
 //! `RECORD_HEADER_LEN..=MAX_RECORD`, payload inside the file, checksum right). Where that stops, at
@@ -58,7 +64,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -134,6 +140,16 @@ pub enum ReceiptLogError {
     /// A record is larger than [`MAX_RECORD`].
     #[error("receipt log record too large")]
     TooLarge,
+    /// [`ReceiptLog::range`] was asked for records the log does not hold.
+    #[error("receipt log holds {held} records; records {first}..{first}+{count} asked for")]
+    OutOfRange {
+        /// The first record asked for.
+        first: u64,
+        /// How many.
+        count: u64,
+        /// How many the log holds.
+        held: u64,
+    },
     /// The log refuses appends (module documentation, "Write failures").
     #[error("receipt log is not writable: {0}")]
     Unwritable(LogState),
@@ -541,12 +557,20 @@ impl SyncObserver for () {
     fn synced(&self, _: Duration, _: bool) {}
 }
 
+/// A record's call: `(channel_id, call_seq)`.
+type CallKey = ([u8; 32], u64);
+
 /// Where the writer answers an append: `Err` with the state that refused it.
 type AppendDone = oneshot::Sender<Result<(), LogState>>;
 
 enum Job {
-    /// One framed record to make durable.
-    Append { bytes: Vec<u8>, done: AppendDone },
+    /// One framed record to make durable, of call `call_seq` of channel `channel_id`.
+    Append {
+        bytes: Vec<u8>,
+        channel_id: [u8; 32],
+        call_seq: u64,
+        done: AppendDone,
+    },
     /// Look for space again (in [`LogState::NoSpace`]); answers the state after the attempt.
     Probe { done: oneshot::Sender<LogState> },
 }
@@ -558,6 +582,47 @@ struct Shared {
     state: AtomicU8,
     /// When the last probe for space was asked for.
     last_probe: Mutex<Option<Instant>>,
+    /// Where the durable records lie.
+    index: RwLock<Index>,
+    /// The log file, for positioned reads of records.
+    reader: File,
+}
+
+/// Where each durable record lies in the file (module documentation, "Reading records back").
+#[derive(Debug, Default)]
+struct Index {
+    /// Byte offset of each record, in log order.
+    offsets: Vec<u64>,
+    /// Byte offset just past the last record.
+    end: u64,
+    /// Per channel, the byte offset of each call's record: call `n` at `[n - 1]` (a channel's `call_seq`s in the
+    /// log are gapless from 1; replay refuses a log where they are not).
+    calls: HashMap<[u8; 32], Vec<u64>>,
+}
+
+impl Index {
+    /// Adds the record of `len` bytes that follows the last one.
+    fn push(&mut self, channel_id: [u8; 32], call_seq: u64, len: u64) {
+        let at = self.end;
+        let calls = self.calls.entry(channel_id).or_default();
+        if calls.len() as u64 + 1 == call_seq {
+            calls.push(at);
+        } else {
+            // The channel's calls are sequenced before they are logged; a record out of order would stop the
+            // next start with `Gap` (replay), so it stays out of the index rather than shift the others.
+            tracing::error!(
+                call_seq,
+                "receipt log record out of call_seq order; not indexed"
+            );
+        }
+        self.offsets.push(at);
+        self.end = at + len;
+    }
+
+    fn call(&self, channel_id: &[u8; 32], call_seq: u64) -> Option<u64> {
+        let i = usize::try_from(call_seq.checked_sub(1)?).ok()?;
+        self.calls.get(channel_id)?.get(i).copied()
+    }
 }
 
 /// Handle to the log writer (cheap to clone).
@@ -685,9 +750,15 @@ impl ReceiptLog {
                 }
             }
         }
+        let mut index = Index::default();
+        for r in &records {
+            let len = (FRAME_HEADER + RECORD_HEADER_LEN + r.signed_receipt.len()) as u64;
+            index.push(r.header.channel_id, r.header.call_seq, len);
+        }
         let records = records.len() as u64;
         drop(data);
         let good = good as u64;
+        debug_assert_eq!(index.end, good);
         let mut allocated = file.metadata()?.len();
         preallocate(&file, &mut allocated, good + SEGMENT / 2)?;
         let replay = Replay {
@@ -700,6 +771,8 @@ impl ReceiptLog {
         let shared = Arc::new(Shared {
             state: AtomicU8::new(LogState::Writable.to_u8()),
             last_probe: Mutex::new(None),
+            index: RwLock::new(index),
+            reader: file.try_clone()?,
         });
         let writer_shared = Arc::clone(&shared);
         thread::Builder::new()
@@ -721,6 +794,94 @@ impl ReceiptLog {
     /// Path of the log file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How many durable records the log holds.
+    pub fn record_count(&self) -> u64 {
+        self.shared
+            .index
+            .read()
+            .map_or(0, |i| i.offsets.len() as u64)
+    }
+
+    /// The record of call `call_seq` of channel `channel_id`, read from its place in the file; `Ok(None)` when the
+    /// log holds none. Blocking I/O (call it from a blocking task). A record whose bytes no longer pass their
+    /// checksum is [`ReceiptLogError::Corrupt`].
+    pub fn get(
+        &self,
+        channel_id: &[u8; 32],
+        call_seq: u64,
+    ) -> Result<Option<Record>, ReceiptLogError> {
+        let at = {
+            let index = self
+                .shared
+                .index
+                .read()
+                .map_err(|_| ReceiptLogError::Closed)?;
+            let Some(at) = index.call(channel_id, call_seq) else {
+                return Ok(None);
+            };
+            at
+        };
+        let mut frame = [0u8; FRAME_HEADER];
+        self.shared.reader.read_exact_at(&mut frame, at)?;
+        let len = frame_header(&frame, 0).map_or(0, |(len, _)| len as usize);
+        if !(RECORD_HEADER_LEN..=MAX_RECORD).contains(&len) {
+            return Err(ReceiptLogError::Corrupt {
+                offset: at,
+                damage: Damage::Length {
+                    len: u32::try_from(len).unwrap_or(u32::MAX),
+                },
+            });
+        }
+        let mut data = vec![0u8; FRAME_HEADER + len];
+        self.shared.reader.read_exact_at(&mut data, at)?;
+        let record = record_at(&data, 0)
+            .filter(|r| r.header.channel_id == *channel_id && r.header.call_seq == call_seq)
+            .ok_or(ReceiptLogError::Corrupt {
+                offset: at,
+                damage: Damage::Checksum,
+            })?;
+        Ok(Some(record.to_record()))
+    }
+
+    /// The records `first..first + count` in log order, read from the file in one positioned read. Blocking I/O.
+    /// A range past the durable records is [`ReceiptLogError::OutOfRange`]; a record whose bytes no longer pass
+    /// their checksum is [`ReceiptLogError::Corrupt`].
+    pub fn range(&self, first: u64, count: u64) -> Result<Vec<Record>, ReceiptLogError> {
+        let (start, stop) = {
+            let index = self
+                .shared
+                .index
+                .read()
+                .map_err(|_| ReceiptLogError::Closed)?;
+            let held = index.offsets.len() as u64;
+            let end = first
+                .checked_add(count)
+                .filter(|e| *e <= held)
+                .ok_or(ReceiptLogError::OutOfRange { first, count, held })?;
+            let offset = |i: u64| {
+                usize::try_from(i)
+                    .ok()
+                    .and_then(|i| index.offsets.get(i).copied())
+                    .unwrap_or(index.end)
+            };
+            (offset(first), offset(end))
+        };
+        let len = usize::try_from(stop - start).map_err(|_| ReceiptLogError::TooLarge)?;
+        let mut data = vec![0u8; len];
+        self.shared.reader.read_exact_at(&mut data, start)?;
+        let mut out = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+        let mut at = 0usize;
+        while at < data.len() {
+            let r = record_at(&data, at).ok_or(ReceiptLogError::Corrupt {
+                offset: start + at as u64,
+                damage: Damage::Checksum,
+            })?;
+            at += FRAME_HEADER + RECORD_HEADER_LEN + r.signed_receipt.len();
+            out.push(r.to_record());
+        }
+        Ok(out)
     }
 
     /// Whether the log takes appends now.
@@ -771,6 +932,8 @@ impl ReceiptLog {
         self.tx
             .send(Job::Append {
                 bytes: frame(header, signed_receipt),
+                channel_id: header.channel_id,
+                call_seq: header.call_seq,
                 done,
             })
             .map_err(|_| ReceiptLogError::Closed)?;
@@ -815,14 +978,19 @@ impl Writer {
     /// one positioned write at `pos`, sync the data once, publish the state, answer all; then extend
     /// the preallocation when less than half a segment is left.
     fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>) {
-        let mut appends: Vec<(Vec<u8>, AppendDone)> = Vec::new();
+        let mut appends: Vec<(Vec<u8>, CallKey, AppendDone)> = Vec::new();
         let mut probes: Vec<oneshot::Sender<LogState>> = Vec::new();
         let mut buf: Vec<u8> = Vec::new();
         while let Some(first) = rx.blocking_recv() {
             let mut next = Some(first);
             while let Some(job) = next.take().or_else(|| rx.try_recv().ok()) {
                 match job {
-                    Job::Append { bytes, done } => appends.push((bytes, done)),
+                    Job::Append {
+                        bytes,
+                        channel_id,
+                        call_seq,
+                        done,
+                    } => appends.push((bytes, (channel_id, call_seq), done)),
                     Job::Probe { done } => probes.push(done),
                 }
             }
@@ -833,16 +1001,24 @@ impl Writer {
                 Ok(())
             } else {
                 buf.clear();
-                for (bytes, _) in &appends {
+                for (bytes, _, _) in &appends {
                     buf.extend_from_slice(bytes);
                 }
                 self.commit(&buf)
             };
+            if result.is_ok() && !appends.is_empty() {
+                // Indexed before anyone hears it is durable: an acknowledged receipt can be read back at once.
+                if let Ok(mut index) = self.shared.index.write() {
+                    for (bytes, (channel_id, call_seq), _) in &appends {
+                        index.push(*channel_id, *call_seq, bytes.len() as u64);
+                    }
+                }
+            }
             let published = self.shared.state.swap(self.state.to_u8(), Ordering::AcqRel);
             if published != self.state.to_u8() {
                 self.observer.state(self.state);
             }
-            for (_, done) in appends.drain(..) {
+            for (_, _, done) in appends.drain(..) {
                 // The requester may have gone away; the record is durable (or not) either way.
                 let _ = done.send(result);
             }
@@ -961,6 +1137,137 @@ mod tests {
         let (records, _) = read_records(&dir.path().join(LOG_FILE)).unwrap();
         assert_eq!(records.len(), 20);
         assert_eq!(records[0].signed_receipt, b"receipt");
+    }
+
+    fn body(ch: u8, seq: u64) -> Vec<u8> {
+        format!("receipt {ch}-{seq}").into_bytes()
+    }
+
+    /// Every record, one at a time and in ranges, equals what replay reads from the start.
+    fn reads_back(log: &ReceiptLog, held: u64) {
+        let all = read_records(log.path()).unwrap().0;
+        assert_eq!(log.record_count(), held);
+        assert_eq!(all.len() as u64, held);
+        for r in &all {
+            let got = log
+                .get(&r.header.channel_id, r.header.call_seq)
+                .unwrap()
+                .unwrap();
+            assert_eq!(got.header, r.header);
+            assert_eq!(got.signed_receipt, r.signed_receipt);
+        }
+        let (first, count) = (4, 7);
+        let some = log.range(first, count).unwrap();
+        let want = &all[first as usize..(first + count) as usize];
+        assert_eq!(
+            some.iter()
+                .map(|r| (r.header, &r.signed_receipt))
+                .collect::<Vec<_>>(),
+            want.iter()
+                .map(|r| (r.header, &r.signed_receipt))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(log.range(0, held).unwrap().len() as u64, held);
+        assert!(log.range(held, 0).unwrap().is_empty());
+        assert!(matches!(
+            log.range(held - 1, 2),
+            Err(ReceiptLogError::OutOfRange { first, count: 2, held: h }) if first == held - 1 && h == held
+        ));
+        assert!(matches!(
+            log.range(u64::MAX, 2),
+            Err(ReceiptLogError::OutOfRange { .. })
+        ));
+        // Calls that were never logged.
+        assert!(log.get(&[1; 32], 0).unwrap().is_none());
+        assert!(log.get(&[1; 32], 1000).unwrap().is_none());
+        assert!(log.get(&[200; 32], 1).unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn records_are_read_back_by_call_and_by_range_before_and_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = ReceiptLog::open(dir.path()).unwrap();
+        for seq in 1..=5u64 {
+            for ch in 1..=3u8 {
+                log.append(&hdr(ch, seq), &body(ch, seq)).await.unwrap();
+            }
+        }
+        reads_back(&log, 15);
+        assert_eq!(
+            log.get(&[2; 32], 4).unwrap().unwrap().signed_receipt,
+            body(2, 4)
+        );
+        drop(log);
+        // The index replay builds is the same.
+        let (log, _) = ReceiptLog::open(dir.path()).unwrap();
+        reads_back(&log, 15);
+        // And a record appended after the restart is found as soon as it is acknowledged.
+        log.append(&hdr(1, 6), &body(1, 6)).await.unwrap();
+        assert_eq!(
+            log.get(&[1; 32], 6).unwrap().unwrap().signed_receipt,
+            body(1, 6)
+        );
+        reads_back(&log, 16);
+    }
+
+    #[tokio::test]
+    async fn a_record_damaged_after_replay_is_refused_when_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = ReceiptLog::open(dir.path()).unwrap();
+        for seq in 1..=3u64 {
+            log.append(&hdr(1, seq), &body(1, seq)).await.unwrap();
+        }
+        // Where the second record starts, and a file handle to damage it with while the log is open.
+        let at = (FRAME_HEADER + RECORD_HEADER_LEN + body(1, 1).len()) as u64;
+        let file = OpenOptions::new().write(true).open(log.path()).unwrap();
+        let flip = |offset: u64, bit: u8| {
+            let mut b = [0u8; 1];
+            File::open(log.path())
+                .unwrap()
+                .read_exact_at(&mut b, offset)
+                .unwrap();
+            file.write_all_at(&[b[0] ^ bit], offset).unwrap();
+        };
+
+        // A flipped bit in its receipt: that record and any range over it fail, the others still read.
+        let last = at + (FRAME_HEADER + RECORD_HEADER_LEN) as u64 + 3;
+        flip(last, 0x10);
+        assert!(matches!(
+            log.get(&[1; 32], 2),
+            Err(ReceiptLogError::Corrupt { offset, damage: Damage::Checksum }) if offset == at
+        ));
+        assert!(matches!(
+            log.range(0, 3),
+            Err(ReceiptLogError::Corrupt { offset, damage: Damage::Checksum }) if offset == at
+        ));
+        assert_eq!(
+            log.get(&[1; 32], 1).unwrap().unwrap().signed_receipt,
+            body(1, 1)
+        );
+        assert_eq!(
+            log.get(&[1; 32], 3).unwrap().unwrap().signed_receipt,
+            body(1, 3)
+        );
+        assert_eq!(log.range(0, 1).unwrap().len(), 1);
+        flip(last, 0x10);
+        assert_eq!(
+            log.get(&[1; 32], 2).unwrap().unwrap().signed_receipt,
+            body(1, 2)
+        );
+
+        // Its length field out of range: its own error.
+        flip(at, 0x80);
+        assert!(matches!(
+            log.get(&[1; 32], 2),
+            Err(ReceiptLogError::Corrupt { offset, damage: Damage::Length { .. } }) if offset == at
+        ));
+        // The file cut short under the record: an I/O error (an unexpected end), not a wrong record.
+        flip(at, 0x80);
+        file.set_len(at + 5).unwrap();
+        assert!(matches!(
+            log.get(&[1; 32], 2),
+            Err(ReceiptLogError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof
+        ));
     }
 
     fn write_raw(dir: &Path, frames: &[Vec<u8>]) {

@@ -16,7 +16,7 @@ use http::{HeaderMap, StatusCode};
 
 use super::routes::{empty, full};
 use super::{App, Body};
-use crate::receipt_log::{RecordHeader, read_records};
+use crate::receipt_log::RecordHeader;
 
 /// The path prefix.
 pub const PREFIX: &str = "/v1/receipts/";
@@ -32,7 +32,7 @@ fn parse(rest: &str) -> Option<(B256, u64)> {
     (seq > 0).then_some((channel, seq))
 }
 
-/// Looks the receipt up in the log; `Ok(None)` when absent.
+/// Looks the receipt up in the log (its index, then one positioned read); `Ok(None)` when absent.
 fn lookup(
     app: &App,
     channel: B256,
@@ -41,10 +41,8 @@ fn lookup(
     let Some(log) = &app.receipt_log else {
         return Ok(None);
     };
-    let (records, _) = read_records(log.path())?;
-    Ok(records
-        .into_iter()
-        .find(|r| r.header.channel_id == channel.0 && r.header.call_seq == call_seq)
+    Ok(log
+        .get(&channel.0, call_seq)?
         .map(|r| (r.header, r.signed_receipt)))
 }
 

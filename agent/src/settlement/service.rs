@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{SettlementError, attest_epoch, chain};
 use crate::http::App;
-use crate::receipt_log::{Record, read_records};
+use crate::receipt_log::{ReceiptLog, ReceiptLogError, Record};
 
 /// The store's file in the state directory.
 pub const STORE_FILE: &str = "settlement.json";
@@ -421,38 +421,44 @@ async fn claim_near_deadline(
 
 /// The logged receipt `call_seq` of `channel`, if the log holds it.
 async fn logged_receipt(app: &Arc<App>, channel: &B256, call_seq: u64) -> Option<SignedReceipt> {
-    let records = records(app).await.ok()?;
-    records
-        .iter()
-        .find(|r| r.header.channel_id == channel.0 && r.header.call_seq == call_seq)
-        .and_then(|r| SignedReceipt::decode(&r.signed_receipt).ok())
+    let log = app.receipt_log.clone()?;
+    let channel = channel.0;
+    let record = tokio::task::spawn_blocking(move || log.get(&channel, call_seq))
+        .await
+        .ok()?
+        .ok()??;
+    SignedReceipt::decode(&record.signed_receipt).ok()
 }
 
-async fn records(app: &Arc<App>) -> Result<Vec<Record>, SettlementError> {
-    let Some(log) = &app.receipt_log else {
-        return Ok(Vec::new());
+/// How many receipts the log holds.
+fn logged(app: &App) -> u64 {
+    app.receipt_log.as_ref().map_or(0, ReceiptLog::record_count)
+}
+
+/// Records `first..first+count` of the receipt log.
+async fn records(app: &Arc<App>, first: u64, count: u32) -> Result<Vec<Record>, SettlementError> {
+    let Some(log) = app.receipt_log.clone() else {
+        return Err(SettlementError::Store("batch past the receipt log"));
     };
-    let path = log.path().to_path_buf();
-    tokio::task::spawn_blocking(move || read_records(&path))
+    tokio::task::spawn_blocking(move || log.range(first, u64::from(count)))
         .await
         .map_err(|_| SettlementError::Store("receipt log read"))?
-        .map(|(r, _)| r)
-        .map_err(|_| SettlementError::Store("receipt log unreadable"))
+        .map_err(|e| match e {
+            ReceiptLogError::OutOfRange { .. } => {
+                SettlementError::Store("batch past the receipt log")
+            }
+            _ => SettlementError::Store("receipt log unreadable"),
+        })
 }
 
 /// The sum tree over records `first..first+count` of the log.
-fn tree(
-    app: &App,
-    records: &[Record],
+async fn tree(
+    app: &Arc<App>,
     first: u64,
     count: u32,
 ) -> Result<(SumTree, Vec<SignedReceipt>), SettlementError> {
-    let start = usize::try_from(first).map_err(|_| SettlementError::Store("batch range"))?;
-    let end = start
-        .checked_add(count as usize)
-        .filter(|e| *e <= records.len())
-        .ok_or(SettlementError::Store("batch past the receipt log"))?;
-    let receipts = records[start..end]
+    let receipts = records(app, first, count)
+        .await?
         .iter()
         .map(|r| SignedReceipt::decode(&r.signed_receipt))
         .collect::<Result<Vec<_>, _>>()
@@ -499,8 +505,7 @@ async fn commit(
         }
         b.status = "committed".into();
     }
-    let records = records(app).await?;
-    let waiting = (records.len() as u64).saturating_sub(round.store.batched);
+    let waiting = logged(app).saturating_sub(round.store.batched);
     if waiting == 0 {
         round.waiting_since = None;
         return Ok(());
@@ -512,7 +517,7 @@ async fn commit(
     let count =
         u32::try_from(waiting.min(u64::from(service.batch_size))).unwrap_or(service.batch_size);
     let first = round.store.batched;
-    let (tree, _) = tree(app, &records, first, count)?;
+    let (tree, _) = tree(app, first, count).await?;
     let (root, total) = (tree.root(), tree.total());
     // Stored (and synced) before it is sent, so a crash in between neither loses nor doubles it.
     round.store.batches.push(StoredBatch {
@@ -543,7 +548,6 @@ async fn reveal(app: &Arc<App>, s: &Settlement, round: &mut Round) -> Result<(),
         return Ok(());
     }
     let host = app.keys.host_account;
-    let mut records = None;
     for b in round
         .store
         .batches
@@ -569,11 +573,7 @@ async fn reveal(app: &Arc<App>, s: &Settlement, round: &mut Round) -> Result<(),
             Err(e) if e.revert_name() == Some("RevealTooEarly") => continue,
             Err(e) => return Err(chain("sampleIndices")(e)),
         };
-        if records.is_none() {
-            records = Some(self::records(app).await?);
-        }
-        let all = records.as_deref().unwrap_or_default();
-        let (tree, receipts) = tree(app, all, b.first, b.count)?;
+        let (tree, receipts) = tree(app, b.first, b.count).await?;
         if tree.root() != root {
             return Err(SettlementError::Store(
                 "batch no longer matches the receipt log",
