@@ -305,7 +305,7 @@ async fn a_full_disk_refuses_calls_keeps_what_is_durable_and_recovers_once_space
         let r = t.call(&mut conn, CHAT, &chat_body("hello", 1, false)).await;
         r.assert_error(503, "receipt_log_unwritable");
         assert!(String::from_utf8_lossy(&r.body).contains("no space"));
-        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(started.elapsed() < BOUND / 2);
         assert_eq!(stats.calls.load(Ordering::SeqCst), seen);
 
         // Space is freed: without a restart the agent turns ready, and each channel continues
@@ -407,7 +407,7 @@ async fn a_failed_fsync_poisons_the_log_until_a_restart() {
                 .call(&mut conn, CHAT, &chat_body("hello", 3, false))
                 .await;
             r.assert_error(503, "receipt_log_unwritable");
-            assert!(started.elapsed() < Duration::from_secs(1));
+            assert!(started.elapsed() < BOUND / 2);
             assert_eq!(stats.calls.load(Ordering::SeqCst), seen);
         }
         fetch_bundle(&mut conn, [0x78; 32]).await;

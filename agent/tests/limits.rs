@@ -119,13 +119,16 @@ async fn tls_connection_over_the_limit_gets_503() {
         over.send("GET", "/healthz", None, vec![]).await.unwrap().0,
         503
     );
-    assert!(started.elapsed() < Duration::from_secs(1));
+    // At once, not queued behind the held connection (which stays open for the whole test).
+    assert!(started.elapsed() < BOUND);
 }
 
 #[tokio::test]
 async fn calls_over_the_in_flight_limit_get_a_fast_503_and_no_receipt() {
+    // The engine holds each call long enough that a refusal "at once" is told apart from one that waited for
+    // the slot even on a loaded machine.
     let slow = EngineMode {
-        delay: Duration::from_millis(1500),
+        delay: Duration::from_millis(4000),
         ..VLLM_LIKE
     };
     let (engine, stats) = start_engine(slow).await;
@@ -156,7 +159,7 @@ async fn calls_over_the_in_flight_limit_get_a_fast_503_and_no_receipt() {
     let started = Instant::now();
     let refused = t2.try_call(&mut c2, CHAT, &chat_body("hi", 5, false)).await;
     assert_eq!(refused.err().map(|(status, _)| status), Some(503));
-    assert!(started.elapsed() < Duration::from_millis(700));
+    assert!(started.elapsed() < Duration::from_millis(3000));
     let (resp, _) = raw_exchange(
         a.addr,
         b"POST /v1/ohttp HTTP/1.1\r\nhost: x\r\ncontent-type: message/ohttp-req\r\n\
