@@ -1747,4 +1747,70 @@ mod settlement {
         .await
         .expect("test timed out");
     }
+
+    /// The chain stops answering while the host serves: the calls go on, each settlement round fails and says
+    /// so, and the tenant's latest signed state still reaches the settlement store on disk (what the host claims
+    /// with after a crash), since the round takes the states before it asks the chain anything.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tenant_states_reach_the_store_while_the_chain_is_down() {
+        let required = std::env::var("DAIT_REQUIRE_ENGINE").is_ok_and(|v| v == "1");
+        let Some(engine) = common::real_engine_url() else {
+            return;
+        };
+        let engine = engine.trim_end_matches('/').to_owned();
+        tokio::time::timeout(Duration::from_secs(300), async {
+            let net = Net::start().await;
+            let flags = net.flags(1000);
+            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+            let model = real_engine_model(required);
+            let host = start_host_with(&engine, model.as_deref(), &flags).await;
+            let epoch = net.settlement.current_epoch().await.unwrap();
+            until("the first attestation", || async {
+                net.attested(epoch).await != B256::ZERO
+            })
+            .await;
+            let (channel_id, session) = net.open(&host, B256([0x6b; 32])).await;
+            let (handle, _, _) = spawn_proxy(session).await;
+            let proxy = handle.local_addr();
+
+            // The turn of the channel's state in the store, as the file holds it now.
+            let store = host.dir.path().join("host").join("settlement.json");
+            let stored_turn = || {
+                let bytes = std::fs::read(&store).ok()?;
+                let v: Value = serde_json::from_slice(&bytes).unwrap();
+                let state = v["states"][channel_id.to_string()].as_str()?;
+                Some(
+                    SignedChannelState::from_header_value(state)
+                        .unwrap()
+                        .state
+                        .turn,
+                )
+            };
+            // A call carries the state of the turn before it (the open state, turn 0, for the first call).
+            call(proxy, 1).await;
+            until("the first state in the store", || async {
+                stored_turn() == Some(0)
+            })
+            .await;
+
+            // The chain goes away; the host serves on.
+            let Net { anvil, .. } = net;
+            drop(anvil);
+            for i in 2..=3 {
+                call(proxy, i).await;
+            }
+            let latest = proxy_state(proxy).await;
+            assert_eq!(latest.state.turn, 3);
+            until("the last call's state in the store, the chain down", || async {
+                stored_turn() == Some(2)
+            })
+            .await;
+            until("a failed round in the log", || async {
+                host.log_text().contains("settlement round failed")
+            })
+            .await;
+        })
+        .await
+        .expect("test timed out");
+    }
 }

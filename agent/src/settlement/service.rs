@@ -21,7 +21,10 @@
 //! synced before it is relied on: how many log records are batched, each batch (its leaves are records of the
 //! log, so a batch is rebuilt from the log), the channels' salts, the event cursor and the tenants' latest signed
 //! states. A batch is stored before its commit is sent; after a restart a batch the chain already holds is not
-//! sent again. A failed step is logged and retried at the next tick; the calls are served regardless.
+//! sent again. A failed step is logged and retried at the next tick; the calls are served regardless. The
+//! tenants' states are taken into the store first, every round, so that a chain that does not answer does not
+//! keep them from the disk; an attestation that fails (a release revoked, the operator out of gas) does not
+//! keep the host from answering closes and committing its receipts.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -211,15 +214,7 @@ pub async fn run(
     settlement: Settlement,
     service: Service,
 ) -> Result<(), SettlementError> {
-    let mut store = Store::load(&service.store_path)?;
-    if store.next_block == 0 {
-        // A new store reads events from the current block on: a channel opened before the agent first ran
-        // with this store is learned from its calls' states when its salt is needed (see `answer_close`).
-        store.next_block = settlement
-            .block_number()
-            .await
-            .map_err(chain("blockNumber"))?;
-    }
+    let store = Store::load(&service.store_path)?;
     let mut round = Round {
         store,
         attested: None,
@@ -253,8 +248,18 @@ async fn step(
     service: &Service,
     round: &mut Round,
 ) -> Result<(), SettlementError> {
-    attest(app, s, service, round).await?;
-    // The tenants' latest signed states, kept for claims.
+    keep_states(app, round);
+    if let Err(e) = attest(app, s, service, round).await {
+        tracing::warn!(error = %format!("{:#}", anyhow::Error::new(e)), "epoch attestation failed; retrying next round");
+    }
+    events(app, s, round).await?;
+    claim_near_deadline(app, s, service, round).await?;
+    commit(app, s, service, round).await?;
+    reveal(app, s, round).await
+}
+
+/// The tenants' latest signed states, kept for claims.
+fn keep_states(app: &App, round: &mut Round) {
     for signed in app.channels.tenant_states() {
         let key = signed.state.channel_id.to_string();
         let higher = round
@@ -265,10 +270,6 @@ async fn step(
             round.store.states.insert(key, signed.to_header_value());
         }
     }
-    events(app, s, round).await?;
-    claim_near_deadline(app, s, service, round).await?;
-    commit(app, s, service, round).await?;
-    reveal(app, s, round).await
 }
 
 async fn attest(
@@ -296,6 +297,11 @@ async fn attest(
 
 async fn events(app: &Arc<App>, s: &Settlement, round: &mut Round) -> Result<(), SettlementError> {
     let latest = s.block_number().await.map_err(chain("blockNumber"))?;
+    if round.store.next_block == 0 {
+        // A new store reads events from the current block on: a channel opened before the agent first ran
+        // with this store is learned from its calls' states when its salt is needed (see `answer_close`).
+        round.store.next_block = latest;
+    }
     if latest < round.store.next_block {
         return Ok(());
     }
