@@ -1471,6 +1471,28 @@ mod settlement {
         SignedChannelState::from_header_value(state["signed_state"].as_str().unwrap()).unwrap()
     }
 
+    /// A chain, a host serving with its settlement task (batches of 1,000 receipts) once its keyset is attested
+    /// for the current epoch, and a channel opened on chain with `salt`, the tenant's proxy on it.
+    async fn serving(
+        engine: &str,
+        required: bool,
+        salt: B256,
+    ) -> (Net, Host, B256, proxy::ProxyHandle) {
+        let net = Net::start().await;
+        let flags = net.flags(1_000);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let model = real_engine_model(required);
+        let host = start_host_with(engine, model.as_deref(), &flags).await;
+        let epoch = net.settlement.current_epoch().await.unwrap();
+        until("the attestation", || async {
+            net.attested(epoch).await != B256::ZERO
+        })
+        .await;
+        let (channel_id, session) = net.open(&host, salt).await;
+        let (handle, _, _) = spawn_proxy(session).await;
+        (net, host, channel_id, handle)
+    }
+
     async fn assert_channel_final(proxy: SocketAddr) {
         let body = chat("after the close", 2, false);
         let (status, _, text) = http(proxy, Method::POST, CHAT, Some(&body)).await;
@@ -1675,19 +1697,8 @@ mod settlement {
         };
         let engine = engine.trim_end_matches('/').to_owned();
         tokio::time::timeout(Duration::from_secs(300), async {
-            let net = Net::start().await;
-            let flags = net.flags(1_000);
-            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-            let model = real_engine_model(required);
-            let host = start_host_with(&engine, model.as_deref(), &flags).await;
-            let epoch = net.settlement.current_epoch().await.unwrap();
-            until("the attestation", || async {
-                net.attested(epoch).await != B256::ZERO
-            })
-            .await;
             let salt = B256([0x6b; 32]);
-            let (channel_id, session) = net.open(&host, salt).await;
-            let (handle, _, _) = spawn_proxy(session).await;
+            let (net, host, channel_id, handle) = serving(&engine, required, salt).await;
             let proxy = handle.local_addr();
             for i in 1..=3 {
                 call(proxy, i).await;
@@ -1759,18 +1770,8 @@ mod settlement {
         };
         let engine = engine.trim_end_matches('/').to_owned();
         tokio::time::timeout(Duration::from_secs(300), async {
-            let net = Net::start().await;
-            let flags = net.flags(1000);
-            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-            let model = real_engine_model(required);
-            let host = start_host_with(&engine, model.as_deref(), &flags).await;
-            let epoch = net.settlement.current_epoch().await.unwrap();
-            until("the first attestation", || async {
-                net.attested(epoch).await != B256::ZERO
-            })
-            .await;
-            let (channel_id, session) = net.open(&host, B256([0x6b; 32])).await;
-            let (handle, _, _) = spawn_proxy(session).await;
+            let (net, host, channel_id, handle) =
+                serving(&engine, required, B256([0x6b; 32])).await;
             let proxy = handle.local_addr();
 
             // The turn of the channel's state in the store, as the file holds it now.
@@ -1801,9 +1802,10 @@ mod settlement {
             }
             let latest = proxy_state(proxy).await;
             assert_eq!(latest.state.turn, 3);
-            until("the last call's state in the store, the chain down", || async {
-                stored_turn() == Some(2)
-            })
+            until(
+                "the last call's state in the store, the chain down",
+                || async { stored_turn() == Some(2) },
+            )
             .await;
             until("a failed round in the log", || async {
                 host.log_text().contains("settlement round failed")
