@@ -67,10 +67,16 @@ step() {
 }
 
 # cause LOG: the lines of a failed step's output that name what failed (a test, a compiler error, the disk or the
-# memory running out), at most 12, each cut to 240 characters.
+# memory running out), at most 12, each cut to 240 characters; where none does, the step's last 8 lines.
 cause() {
-    grep -aE 'panicked at|^error(\[E[0-9]+\])?:|^test .+ \.\.\. FAILED|^failures:$|^    [A-Za-z0-9_:]+$|No space left|[Kk]illed|signal: 9|SIGKILL|out of memory|could not compile|Disk quota' \
-        "$1" | head -n 12 | cut -c1-240
+    local lines
+    lines="$(grep -aE 'panicked at|^error(\[E[0-9]+\])?:|^test .+ \.\.\. FAILED|^failures:$|^    [A-Za-z0-9_:]+$|No space left|[Kk]illed|signal: 9|SIGKILL|out of memory|could not compile|Disk quota|^Diff in ' \
+        "$1" | head -n 12 | cut -c1-240)" || true
+    if [ -n "$lines" ]; then
+        printf '%s\n' "$lines"
+    else
+        tail -n 8 "$1" | cut -c1-240
+    fi
 }
 
 finish() {
