@@ -220,16 +220,25 @@ say "counter-signed channel state (GET $proxy_url/dait/state)"
 curl -fsS --max-time 10 "$proxy_url/dait/state" | json
 
 say "the agent's receipt batch: committed, then revealed once the chain picked its sample"
-# The local chain mines a block per transaction; three empty blocks bring the block whose hash picks the sample.
-curl -fsS --max-time 10 -H 'content-type: application/json' \
-    -d '{"jsonrpc": "2.0", "id": 1, "method": "anvil_mine", "params": ["0x3"]}' "$rpc_url" >/dev/null
+# batch_status: the first batch's status in the agent's settlement store ("" before there is one).
+batch_status() {
+    python3 -c 'import json, sys; b = json.load(open(sys.argv[1]))["batches"]; print(b[0]["status"] if b else "")' \
+        "$DEMO/host/settlement.json" 2>/dev/null || true
+}
+# The local chain mines a block per transaction only: once the batch is committed, an empty block each half second
+# brings the block whose hash picks the sample (three after the commit).
 revealed=0
 for _ in $(seq 1 $((WAIT_S * 2))); do
-    if python3 -c 'import json, sys; b = json.load(open(sys.argv[1]))["batches"]; sys.exit(0 if b and b[0]["status"] == "revealed" else 1)' \
-        "$DEMO/host/settlement.json" 2>/dev/null; then
+    case "$(batch_status)" in
+    revealed)
         revealed=1
         break
-    fi
+        ;;
+    committed)
+        curl -fsS --max-time 10 -H 'content-type: application/json' \
+            -d '{"jsonrpc": "2.0", "id": 1, "method": "anvil_mine", "params": ["0x1"]}' "$rpc_url" >/dev/null
+        ;;
+    esac
     sleep 0.5
 done
 ((revealed)) || { tail -n 20 "$DEMO/host.log" >&2; die "the agent did not reveal its receipt batch within ${WAIT_S}s"; }
