@@ -249,6 +249,11 @@ async fn a_restarted_tenant_continues_its_channel_from_the_state_directory() {
         let mut session = tenant.resume(&host, &channel).await.unwrap();
         assert_eq!(session.state().state.turn, 2);
         assert!(session.receipts().is_empty(), "nothing to catch up");
+        let unchecked = tenant.channel_dir(&channel).join("unchecked.txt");
+        assert!(
+            !unchecked.exists(),
+            "every receipt so far came with its call"
+        );
         let third = session.call(CHAT, chat_body("three")).await.unwrap();
         let r = third.receipt.receipt();
         assert_eq!(r.call_seq, 3);
@@ -275,6 +280,11 @@ async fn a_restarted_tenant_continues_its_channel_from_the_state_directory() {
         let log =
             std::fs::read_to_string(tenant.channel_dir(&channel).join("receipts.b64")).unwrap();
         assert_eq!(log.lines().count(), 5, "receipts 1-3, the fetched 4, and 5");
+        assert_eq!(
+            std::fs::read_to_string(&unchecked).unwrap(),
+            format!("4 {}\n", hex::encode(fourth.receipt.hash().as_bytes())),
+            "receipt 4 alone accepted without its call"
+        );
     })
     .await
     .expect("test timed out");
@@ -339,6 +349,14 @@ async fn the_proxy_catches_up_with_a_receipt_it_never_got_and_sends_the_call_aga
             let (_, state) = conn.send("GET", "/dait/state", None, vec![]).await.unwrap();
             let state: Value = serde_json::from_slice(&state).unwrap();
             assert_eq!(state["turn"], 3);
+            // Receipt 2 alone was accepted without its call, and the state directory says so.
+            let unchecked =
+                std::fs::read_to_string(tenant.channel_dir(&channel).join("unchecked.txt"))
+                    .unwrap();
+            assert_eq!(
+                unchecked,
+                format!("2 {}\n", hex::encode(second.receipt.hash().as_bytes()))
+            );
             proxy.shutdown().await;
         }
     })
@@ -387,6 +405,11 @@ async fn a_receipt_logged_by_the_hosts_previous_boot_is_caught_up_under_that_boo
         assert_ne!(*session.bundle().host_key_id(), old_key, "a new boot key");
         assert_eq!(session.state().state.turn, 3);
         assert_eq!(session.receipts()[0].hash(), third.receipt.hash());
+        let unchecked = tenant.channel_dir(&channel).join("unchecked.txt");
+        assert_eq!(
+            std::fs::read_to_string(&unchecked).unwrap(),
+            format!("3 {}\n", hex::encode(third.receipt.hash().as_bytes()))
+        );
         let fourth = session.call(CHAT, chat_body("four")).await.unwrap();
         assert_eq!(fourth.receipt.receipt().call_seq, 4);
         assert_eq!(

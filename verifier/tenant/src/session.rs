@@ -409,7 +409,8 @@ impl Session {
     /// recomputed, so it is accepted as the host's claim, which the tenant then pays: the settlement contract
     /// already lets the host claim one receipt on top of the tenant's latest signed state in a unilateral
     /// close, so accepting it costs the tenant nothing the host could not claim anyway (at most the
-    /// channel's per-call limit). It is stored like any accepted receipt and the tenant signs the next state.
+    /// channel's per-call limit). It is stored like any accepted receipt, listed in the channel's
+    /// `unchecked.txt` in the state directory as well, and the tenant signs the next state.
     /// A receipt that fails a check stops the session and is written for a dispute
     /// ([`TenantError::ReceiptRejected`]). One signed by an earlier boot's key (the host logged it, then
     /// restarted) is checked under that key when this tenant verified it for the channel before (the
@@ -481,6 +482,13 @@ impl Session {
             self.channel.id().as_bytes(),
             receipt_b64.as_bytes(),
             &next.encode(),
+        )
+        .map_err(TenantError::Io)?;
+        store::record_unchecked(
+            &self.state_dir,
+            self.channel.id().as_bytes(),
+            call_seq,
+            receipt.hash().as_bytes(),
         )
         .map_err(TenantError::Io)?;
         tracing::warn!(

@@ -9,6 +9,9 @@
 //! - `channels/<channel id hex>/host_keys.txt`: every receipt key the tenant verified for the channel, one
 //!   `<host_key_id hex> <receipt_key hex> <keyset_hash hex>` a line, so that a receipt an earlier boot of the
 //!   host logged but never delivered can still be checked after the host restarted;
+//! - `channels/<channel id hex>/unchecked.txt`: the receipts accepted from the host's log without the call they
+//!   answer ([`crate::Session::catch_up`]: their request and response hashes could not be recomputed, so they are
+//!   the host's claim), one `<call_seq> <receipt hash hex>` a line; absent when there are none;
 //! - `channels/<channel id hex>/onchain.json`: a channel opened on chain by `dait-tenant channel open`
 //!   (feature `chain`, [`crate::chain::ChannelRecord`]): salt, ids, limits and domain.
 
@@ -54,6 +57,23 @@ pub(crate) fn record_accepted(
     log.write_all(b"\n")?;
     log.sync_all()?;
     write_atomic(&dir.join("state.pb"), state)
+}
+
+/// Adds a receipt accepted without its call to `unchecked.txt` (module documentation).
+pub(crate) fn record_unchecked(
+    state_dir: &Path,
+    channel_id: &[u8; 32],
+    call_seq: u64,
+    receipt_hash: &[u8; 32],
+) -> std::io::Result<()> {
+    let dir = channel_dir(state_dir, channel_id);
+    std::fs::create_dir_all(&dir)?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("unchecked.txt"))?;
+    writeln!(file, "{call_seq} {}", hex::encode(receipt_hash))?;
+    file.sync_all()
 }
 
 /// Writes the record of a failed receipt check.
