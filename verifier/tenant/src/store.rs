@@ -40,6 +40,25 @@ fn channel_dir(state_dir: &Path, channel_id: &[u8; 32]) -> PathBuf {
     state_dir.join("channels").join(hex::encode(channel_id))
 }
 
+/// Appends `line` and a newline to the channel's file `name`, creating both as needed, and syncs it.
+fn append_line(
+    state_dir: &Path,
+    channel_id: &[u8; 32],
+    name: &str,
+    line: &[u8],
+) -> std::io::Result<PathBuf> {
+    let dir = channel_dir(state_dir, channel_id);
+    std::fs::create_dir_all(&dir)?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(name))?;
+    file.write_all(line)?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    Ok(dir)
+}
+
 /// Records an accepted receipt and the new state of its channel.
 pub(crate) fn record_accepted(
     state_dir: &Path,
@@ -47,15 +66,7 @@ pub(crate) fn record_accepted(
     receipt_b64: &[u8],
     state: &[u8],
 ) -> std::io::Result<()> {
-    let dir = channel_dir(state_dir, channel_id);
-    std::fs::create_dir_all(&dir)?;
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("receipts.b64"))?;
-    log.write_all(receipt_b64)?;
-    log.write_all(b"\n")?;
-    log.sync_all()?;
+    let dir = append_line(state_dir, channel_id, "receipts.b64", receipt_b64)?;
     write_atomic(&dir.join("state.pb"), state)
 }
 
@@ -66,14 +77,8 @@ pub(crate) fn record_unchecked(
     call_seq: u64,
     receipt_hash: &[u8; 32],
 ) -> std::io::Result<()> {
-    let dir = channel_dir(state_dir, channel_id);
-    std::fs::create_dir_all(&dir)?;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("unchecked.txt"))?;
-    writeln!(file, "{call_seq} {}", hex::encode(receipt_hash))?;
-    file.sync_all()
+    let line = format!("{call_seq} {}", hex::encode(receipt_hash));
+    append_line(state_dir, channel_id, "unchecked.txt", line.as_bytes()).map(drop)
 }
 
 /// Writes the record of a failed receipt check.
@@ -135,20 +140,13 @@ pub(crate) fn record_host_key(
     if host_key(state_dir, channel_id, host_key_id)?.is_some() {
         return Ok(());
     }
-    let dir = channel_dir(state_dir, channel_id);
-    std::fs::create_dir_all(&dir)?;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("host_keys.txt"))?;
     let line = format!(
-        "{} {} {}\n",
+        "{} {} {}",
         hex::encode(host_key_id),
         hex::encode(receipt_key),
         hex::encode(keyset_hash)
     );
-    file.write_all(line.as_bytes())?;
-    file.sync_all()
+    append_line(state_dir, channel_id, "host_keys.txt", line.as_bytes()).map(drop)
 }
 
 /// The receipt key and keyset hash recorded for `host_key_id` on the channel, if any (a malformed line is
