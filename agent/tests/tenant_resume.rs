@@ -198,6 +198,16 @@ impl Tenant {
             .join("channels")
             .join(hex::encode(channel.as_bytes()))
     }
+
+    /// The channel's `unchecked.txt` (the receipts accepted without their call), `None` when it does not exist.
+    fn unchecked(&self, channel: &B256) -> Option<String> {
+        std::fs::read_to_string(self.channel_dir(channel).join("unchecked.txt")).ok()
+    }
+}
+
+/// The line `unchecked.txt` holds for receipt `call_seq` of hash `hash`.
+fn unchecked_line(call_seq: u64, hash: &B256) -> String {
+    format!("{call_seq} {}\n", hex::encode(hash.as_bytes()))
 }
 
 fn chat_body(content: &str) -> Vec<u8> {
@@ -249,9 +259,9 @@ async fn a_restarted_tenant_continues_its_channel_from_the_state_directory() {
         let mut session = tenant.resume(&host, &channel).await.unwrap();
         assert_eq!(session.state().state.turn, 2);
         assert!(session.receipts().is_empty(), "nothing to catch up");
-        let unchecked = tenant.channel_dir(&channel).join("unchecked.txt");
-        assert!(
-            !unchecked.exists(),
+        assert_eq!(
+            tenant.unchecked(&channel),
+            None,
             "every receipt so far came with its call"
         );
         let third = session.call(CHAT, chat_body("three")).await.unwrap();
@@ -281,8 +291,8 @@ async fn a_restarted_tenant_continues_its_channel_from_the_state_directory() {
             std::fs::read_to_string(tenant.channel_dir(&channel).join("receipts.b64")).unwrap();
         assert_eq!(log.lines().count(), 5, "receipts 1-3, the fetched 4, and 5");
         assert_eq!(
-            std::fs::read_to_string(&unchecked).unwrap(),
-            format!("4 {}\n", hex::encode(fourth.receipt.hash().as_bytes())),
+            tenant.unchecked(&channel),
+            Some(unchecked_line(4, fourth.receipt.hash())),
             "receipt 4 alone accepted without its call"
         );
     })
@@ -350,12 +360,9 @@ async fn the_proxy_catches_up_with_a_receipt_it_never_got_and_sends_the_call_aga
             let state: Value = serde_json::from_slice(&state).unwrap();
             assert_eq!(state["turn"], 3);
             // Receipt 2 alone was accepted without its call, and the state directory says so.
-            let unchecked =
-                std::fs::read_to_string(tenant.channel_dir(&channel).join("unchecked.txt"))
-                    .unwrap();
             assert_eq!(
-                unchecked,
-                format!("2 {}\n", hex::encode(second.receipt.hash().as_bytes()))
+                tenant.unchecked(&channel),
+                Some(unchecked_line(2, second.receipt.hash()))
             );
             proxy.shutdown().await;
         }
@@ -405,10 +412,9 @@ async fn a_receipt_logged_by_the_hosts_previous_boot_is_caught_up_under_that_boo
         assert_ne!(*session.bundle().host_key_id(), old_key, "a new boot key");
         assert_eq!(session.state().state.turn, 3);
         assert_eq!(session.receipts()[0].hash(), third.receipt.hash());
-        let unchecked = tenant.channel_dir(&channel).join("unchecked.txt");
         assert_eq!(
-            std::fs::read_to_string(&unchecked).unwrap(),
-            format!("3 {}\n", hex::encode(third.receipt.hash().as_bytes()))
+            tenant.unchecked(&channel),
+            Some(unchecked_line(3, third.receipt.hash()))
         );
         let fourth = session.call(CHAT, chat_body("four")).await.unwrap();
         assert_eq!(fourth.receipt.receipt().call_seq, 4);

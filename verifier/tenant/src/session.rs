@@ -970,6 +970,19 @@ mod tests {
         receipt_claiming(session, request_ct, false, 0)
     }
 
+    /// A plain call on `session` answered with [`RESPONSE`] and the receipt `header` (from [`receipt_for`]).
+    fn answer(session: &mut Session, header: &str) -> Result<CallOutcome, TenantError> {
+        session.finish_call(
+            REQUEST,
+            RESPONSE.to_vec(),
+            Some(header.as_bytes().to_vec()),
+            b"ct",
+            B256::ZERO,
+            false,
+            None,
+        )
+    }
+
     /// [`receipt_for`] with the replay parameters `deterministic` and `seed`.
     fn receipt_claiming(
         session: &Session,
@@ -1018,17 +1031,7 @@ mod tests {
         let dir = tempdir("accept");
         let mut session = session(&dir);
         let header = receipt_for(&session, b"ct");
-        let outcome = session
-            .finish_call(
-                REQUEST,
-                RESPONSE.to_vec(),
-                Some(header.clone().into_bytes()),
-                b"ct",
-                B256::ZERO,
-                false,
-                None,
-            )
-            .unwrap();
+        let outcome = answer(&mut session, &header).unwrap();
         assert_eq!(outcome.state.state.turn, 1);
         assert_eq!(
             outcome.state.state.last_receipt_hash,
@@ -1259,17 +1262,7 @@ mod tests {
         let mut first = session(&dir);
         for _ in 0..2 {
             let header = receipt_for(&first, b"ct");
-            first
-                .finish_call(
-                    REQUEST,
-                    RESPONSE.to_vec(),
-                    Some(header.into_bytes()),
-                    b"ct",
-                    B256::ZERO,
-                    false,
-                    None,
-                )
-                .unwrap();
+            answer(&mut first, &header).unwrap();
         }
         let second_hash = *first.receipts()[1].hash();
         let id = *first.channel().id();
@@ -1343,17 +1336,7 @@ mod tests {
             receipts: Vec::new(),
         };
         let header = receipt_for(&second, b"ct");
-        let third = second
-            .finish_call(
-                REQUEST,
-                RESPONSE.to_vec(),
-                Some(header.into_bytes()),
-                b"ct",
-                B256::ZERO,
-                false,
-                None,
-            )
-            .unwrap();
+        let third = answer(&mut second, &header).unwrap();
         assert_eq!(third.receipt.receipt().call_seq, 3);
         assert_eq!(third.receipt.receipt().prev_receipt_hash, second_hash);
         assert_eq!(third.state.state.turn, 3);
