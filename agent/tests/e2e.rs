@@ -574,19 +574,7 @@ async fn proxy_end_to_end_with_in_test_upstream() {
 /// The real engine's weights file: `DAIT_ENGINE_MODEL`, else what `scripts/engine.sh model` prints; must be
 /// known when `required`.
 fn real_engine_model(required: bool) -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let model = std::env::var("DAIT_ENGINE_MODEL")
-        .ok()
-        .map(PathBuf::from)
-        .or_else(|| {
-            let out = std::process::Command::new(root.join("scripts/engine.sh"))
-                .arg("model")
-                .output()
-                .ok()?;
-            out.status
-                .success()
-                .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-        });
+    let model = dait_testdata::engine_model();
     assert!(
         !required || model.is_some(),
         "engine model path unknown (scripts/engine.sh model)"
@@ -1471,6 +1459,13 @@ mod settlement {
         SignedChannelState::from_header_value(state["signed_state"].as_str().unwrap()).unwrap()
     }
 
+    /// The real engine's URL and whether CI requires it (`DAIT_REQUIRE_ENGINE=1`); `None`, after `skipped: no
+    /// engine`, without one where it is not required.
+    fn engine() -> Option<(String, bool)> {
+        let required = std::env::var("DAIT_REQUIRE_ENGINE").is_ok_and(|v| v == "1");
+        Some((common::real_engine_url()?, required))
+    }
+
     /// A chain, a host serving with its settlement task (batches of 1,000 receipts) once its keyset is attested
     /// for the current epoch, and a channel opened on chain with `salt`, the tenant's proxy on it.
     async fn serving(
@@ -1511,11 +1506,9 @@ mod settlement {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn settles_a_channel_on_anvil_across_a_host_restart() {
         const BATCH: u64 = 4;
-        let required = std::env::var("DAIT_REQUIRE_ENGINE").is_ok_and(|v| v == "1");
-        let Some(engine) = common::real_engine_url() else {
+        let Some((engine, required)) = engine() else {
             return;
         };
-        let engine = engine.trim_end_matches('/').to_owned();
         tokio::time::timeout(Duration::from_secs(420), async {
             let net = Net::start().await;
             let (settlement, operator) = (&net.settlement, net.operator);
@@ -1691,11 +1684,9 @@ mod settlement {
     /// refunds the tenant the rest, to the unit.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_agent_answers_a_unilateral_close_with_its_best_state() {
-        let required = std::env::var("DAIT_REQUIRE_ENGINE").is_ok_and(|v| v == "1");
-        let Some(engine) = common::real_engine_url() else {
+        let Some((engine, required)) = engine() else {
             return;
         };
-        let engine = engine.trim_end_matches('/').to_owned();
         tokio::time::timeout(Duration::from_secs(300), async {
             let salt = B256([0x6b; 32]);
             let (net, host, channel_id, handle) = serving(&engine, required, salt).await;
@@ -1764,11 +1755,9 @@ mod settlement {
     /// with after a crash), since the round takes the states before it asks the chain anything.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn tenant_states_reach_the_store_while_the_chain_is_down() {
-        let required = std::env::var("DAIT_REQUIRE_ENGINE").is_ok_and(|v| v == "1");
-        let Some(engine) = common::real_engine_url() else {
+        let Some((engine, required)) = engine() else {
             return;
         };
-        let engine = engine.trim_end_matches('/').to_owned();
         tokio::time::timeout(Duration::from_secs(300), async {
             let (net, host, channel_id, handle) =
                 serving(&engine, required, B256([0x6b; 32])).await;
