@@ -241,7 +241,7 @@ pub async fn run(
     }
 }
 
-/// One round: attest, events, states, batches.
+/// One round: the tenants' states, the attestation, events, claims, batches.
 async fn step(
     app: &Arc<App>,
     s: &Settlement,
